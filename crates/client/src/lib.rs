@@ -1,0 +1,368 @@
+//! mcgate-client: a small HTTP/1.1 JSON client for the controller's API, over TCP or a
+//! Unix socket, used by the CLI and the agents.
+//!
+//! It must never retry on its own or hide an error: callers decide what a failure means.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where labs keep their state; a lab's controller socket is
+/// `LAB_STATE_ROOT/<lab>/controller.sock`.
+pub const LAB_STATE_ROOT: &str = "/run/mcgate/labs";
+
+/// The controller address used when nothing else is given.
+pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7400";
+
+/// What can go wrong talking to the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is neither `http://HOST:PORT` nor `unix:PATH`.
+    #[error("controller address {0:?} is not of the form http://HOST:PORT or unix:PATH")]
+    BadUrl(String),
+    /// Could not connect.
+    #[error("cannot reach the controller at {url}: {source} (is `mcgate controller` running?)")]
+    Connect {
+        /// The controller URL.
+        url: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed midway.
+    #[error("connection to the controller at {url} failed: {message}")]
+    Http {
+        /// The controller URL.
+        url: String,
+        /// The cause.
+        message: String,
+    },
+    /// The controller answered with an error status.
+    #[error("{message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The controller's sentence (from the JSON error body).
+        message: String,
+        /// The field at fault, if the controller named one.
+        field: Option<String>,
+    },
+    /// The answer was not the JSON expected.
+    #[error("the controller's answer could not be read: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp { authority: String },
+    Unix { path: PathBuf },
+}
+
+/// A handle on one controller. Cheap to clone; each request opens its own connection,
+/// which keeps failures independent (a broken stream never poisons an admin call).
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    target: Target,
+}
+
+impl Client {
+    /// Parses `http://HOST:PORT[/]` or `unix:PATH`.
+    pub fn new(url: &str) -> Result<Self, ClientError> {
+        let target = if let Some(rest) = url.strip_prefix("http://") {
+            let authority = rest.trim_end_matches('/');
+            if authority.is_empty() || authority.contains('/') {
+                return Err(ClientError::BadUrl(url.to_string()));
+            }
+            Target::Tcp {
+                authority: authority.to_string(),
+            }
+        } else if let Some(path) = url.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ClientError::BadUrl(url.to_string()));
+            }
+            Target::Unix {
+                path: PathBuf::from(path),
+            }
+        } else {
+            return Err(ClientError::BadUrl(url.to_string()));
+        };
+        Ok(Self {
+            url: url.to_string(),
+            target,
+        })
+    }
+
+    /// The controller to use when the user gave none: the running lab's, if exactly one
+    /// lab is up on this machine, else [`DEFAULT_CONTROLLER`].
+    pub fn default_url() -> String {
+        default_url_in(Path::new(LAB_STATE_ROOT))
+    }
+
+    /// The URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET path`, decoding a JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// `POST path` with a JSON body, decoding a JSON answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// `DELETE path` with an optional JSON body, decoding a JSON answer.
+    pub async fn delete<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, body).await
+    }
+
+    /// Any method, JSON in and out. An empty answer body decodes as JSON `null`.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let resp = self.request(method, path, body).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.http_err(e))?
+            .to_bytes();
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET path` for a newline-delimited stream; read it with [`LineStream::next_line`].
+    pub async fn stream(&self, path: &str) -> Result<LineStream, ClientError> {
+        let resp = self.request(Method::GET, path, None::<&()>).await?;
+        Ok(LineStream {
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            url: self.url.clone(),
+        })
+    }
+
+    async fn request<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let body = match body {
+            Some(b) => {
+                Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?)
+            }
+            None => Bytes::new(),
+        };
+        let host = match &self.target {
+            Target::Tcp { authority } => authority.clone(),
+            Target::Unix { .. } => "localhost".to_string(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| self.http_err(e))?;
+        let resp = match &self.target {
+            Target::Tcp { authority } => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(|source| self.connect_err(source))?;
+                let _ = stream.set_nodelay(true);
+                self.send(TokioIo::new(stream), req).await?
+            }
+            Target::Unix { path } => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|source| self.connect_err(source))?;
+                self.send(TokioIo::new(stream), req).await?
+            }
+        };
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.http_err(e))?
+            .to_bytes();
+        Err(status_error(status, &bytes))
+    }
+
+    async fn send<I>(
+        &self,
+        io: I,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, ClientError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| self.http_err(e))?;
+        tokio::spawn(async move {
+            // The connection ends with the response body; its error, if any, surfaces
+            // through the body read.
+            let _ = conn.await;
+        });
+        sender.send_request(req).await.map_err(|e| self.http_err(e))
+    }
+
+    fn connect_err(&self, source: std::io::Error) -> ClientError {
+        ClientError::Connect {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    fn http_err(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Http {
+            url: self.url.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn status_error(status: StatusCode, body: &[u8]) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+        #[serde(default)]
+        field: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => ClientError::Status {
+            status: status.as_u16(),
+            message: b.error,
+            field: b.field,
+        },
+        Err(_) => ClientError::Status {
+            status: status.as_u16(),
+            message: format!(
+                "the controller answered {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            ),
+            field: None,
+        },
+    }
+}
+
+fn default_url_in(root: &Path) -> String {
+    let mut sockets: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("controller.sock"))
+        .filter(|p| p.exists())
+        .collect();
+    sockets.sort();
+    match sockets.as_slice() {
+        [one] => format!("unix:{}", one.display()),
+        _ => DEFAULT_CONTROLLER.to_string(),
+    }
+}
+
+/// A newline-delimited body, read one line at a time.
+#[derive(Debug)]
+pub struct LineStream {
+    body: Incoming,
+    buf: BytesMut,
+    url: String,
+}
+
+impl LineStream {
+    /// The next line without its newline, or `None` when the server closed the stream.
+    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = self.buf.split_to(pos + 1).freeze();
+                return Ok(Some(line.slice(..pos)));
+            }
+            match self.body.frame().await {
+                None => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(self.buf.split().freeze()));
+                }
+                Some(Err(e)) => {
+                    return Err(ClientError::Http {
+                        url: self.url.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_url_forms_and_rejects_others() {
+        assert!(Client::new("http://127.0.0.1:7400").is_ok());
+        assert!(Client::new("http://127.0.0.1:7400/").is_ok());
+        assert!(Client::new("unix:/run/x.sock").is_ok());
+        for bad in [
+            "",
+            "127.0.0.1:7400",
+            "https://x",
+            "http://",
+            "unix:",
+            "http://a/b",
+        ] {
+            assert!(
+                matches!(Client::new(bad), Err(ClientError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_url_prefers_a_single_running_lab() {
+        let dir = std::env::temp_dir().join(format!("mcgate-client-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(default_url_in(&dir), DEFAULT_CONTROLLER);
+        std::fs::create_dir_all(dir.join("lab1")).unwrap();
+        std::fs::write(dir.join("lab1/controller.sock"), b"").unwrap();
+        assert_eq!(
+            default_url_in(&dir),
+            format!("unix:{}", dir.join("lab1/controller.sock").display())
+        );
+        std::fs::create_dir_all(dir.join("lab2")).unwrap();
+        std::fs::write(dir.join("lab2/controller.sock"), b"").unwrap();
+        assert_eq!(default_url_in(&dir), DEFAULT_CONTROLLER);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,14 @@
+//! mcgate-domain: the model of multicast domains and the messages of the control plane.
+//!
+//! Domains, subnet and host associations, agents, members (IGMP-learned or static),
+//! sources and source policy, and the pure computation of each host's forwarding table
+//! from them. [`api`] holds the JSON messages the controller, the agents and the CLI
+//! exchange.
+//!
+//! This crate must never do I/O or read a clock: time, when needed, is an argument.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+
+pub use mcgate_igmp::{FilterMode, SourceFilter};

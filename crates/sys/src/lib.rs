@@ -1,0 +1,9 @@
+//! mcgate-sys: every `unsafe` block and raw system call of mcgate, in one small crate.
+//!
+//! Safe wrappers over batched socket calls (`recvmmsg`/`sendmmsg`), AF_PACKET sockets and
+//! raw netlink, each with the invariants it relies on written next to the `unsafe` block.
+//! Everything else in mcgate denies `unsafe_code`.
+//!
+//! This crate must never hold protocol logic or policy: it moves bytes and reports errors.
+
+#![allow(unsafe_code)]

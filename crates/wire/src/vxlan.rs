@@ -1,0 +1,1 @@
+//! vxlan (to be written).
