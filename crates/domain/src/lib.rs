@@ -12,3 +12,4 @@
 pub mod api;
 
 pub use mcgate_igmp::{FilterMode, SourceFilter};
+pub mod forwarding;
