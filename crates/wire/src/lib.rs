@@ -1,20 +1,68 @@
 //! mcgate-wire: the packet formats mcgate reads and writes.
 //!
 //! Ethernet II, IPv4 (with options such as Router Alert), UDP, IGMP v1/v2/v3 and the
-//! VXLAN header. Each format has a checked view over a byte buffer (`Packet<T>`) and a
-//! high-level representation (`Repr`) with `parse` and `emit`, in the style of smoltcp.
+//! VXLAN header. Each format has a checked view over a byte buffer (`Packet<T>`,
+//! `Frame<T>`, `Header<T>`) and a high-level representation (`Repr`) with `parse` and
+//! `emit`, in the style of smoltcp. `emit` computes every checksum.
 //!
-//! This crate must never do I/O, read a clock, allocate on the data path views, or panic
-//! on any input: every parser takes untrusted bytes and returns a value or an [`Error`].
+//! This crate must never do I/O, read a clock, allocate in the views, or panic on any
+//! input: every parser takes untrusted bytes and returns a value or an [`Error`]. The only
+//! panics are documented caller bugs in `emit` (a buffer shorter than `buffer_len()`).
+//!
+//! Tests compare against golden bytes the Linux kernel sent (`fixtures/`, captured by
+//! `fixtures/capture.sh`), and [`fuzzing`] holds the bodies of the fuzz targets.
 
 #![forbid(unsafe_code)]
 
 pub mod checksum;
 pub mod error;
 pub mod ethernet;
+pub mod fuzzing;
 pub mod igmp;
 pub mod ipv4;
 pub mod udp;
 pub mod vxlan;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Decodes a fixture: hex digits, whitespace ignored.
+    pub fn hex(s: &str) -> Vec<u8> {
+        let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
+        digits
+            .chunks(2)
+            .map(|p| {
+                let s = core::str::from_utf8(p).expect("ascii");
+                u8::from_str_radix(s, 16).expect("hex digit")
+            })
+            .collect()
+    }
+
+    macro_rules! igmp_fixture {
+        ($name:literal) => {
+            (
+                $name,
+                include_str!(concat!("../fixtures/", $name, ".eth.hex")),
+                include_str!(concat!("../fixtures/", $name, ".ipv4.hex")),
+                include_str!(concat!("../fixtures/", $name, ".igmp.hex")),
+            )
+        };
+    }
+
+    /// Every IGMP packet captured from the kernel: (name, frame, IPv4 packet, IGMP).
+    pub const IGMP_FIXTURES: [(&str, &str, &str, &str); 11] = [
+        igmp_fixture!("igmpv1-report"),
+        igmp_fixture!("igmpv2-report"),
+        igmp_fixture!("igmpv2-leave"),
+        igmp_fixture!("igmpv2-report-after-v2-query"),
+        igmp_fixture!("igmpv3-join-to-ex"),
+        igmp_fixture!("igmpv3-leave-to-in"),
+        igmp_fixture!("igmpv3-ssm-join-allow"),
+        igmp_fixture!("igmpv3-ssm-leave-block"),
+        igmp_fixture!("igmpv3-report-is-ex"),
+        igmp_fixture!("bridge-igmpv2-query"),
+        igmp_fixture!("bridge-igmpv3-query"),
+    ];
+}

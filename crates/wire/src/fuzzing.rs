@@ -1,0 +1,204 @@
+//! Bodies of the fuzz targets in `fuzz/` (one per parser), kept here so they build and
+//! run on stable Rust: a unit test runs each over its seed corpus, and the proptests of
+//! each format run them over random bytes.
+//!
+//! Each function takes arbitrary bytes, parses them, and when they parse, re-emits the
+//! result and checks the round-trip invariants. A parser must never panic; the
+//! `assert!`s here are the invariants the fuzzer hunts for violations of, so a panic
+//! from this module is a bug in the crate, never a property of the input.
+
+use core::net::Ipv4Addr;
+
+use crate::{ethernet, igmp, ipv4, udp, vxlan};
+
+/// Ethernet frames; an IPv4 payload goes on to [`ipv4`].
+pub fn ethernet(data: &[u8]) {
+    let Ok(frame) = ethernet::Frame::new_checked(data) else {
+        return;
+    };
+    let repr = ethernet::Repr::parse(&frame).expect("a checked frame always parses");
+    let mut out = [0u8; ethernet::HEADER_LEN];
+    repr.emit(&mut out);
+    // The Ethernet header is lossless: the bytes come back exactly.
+    assert_eq!(out[..], data[..ethernet::HEADER_LEN]);
+    assert_eq!(frame.payload().len(), data.len() - ethernet::HEADER_LEN);
+    let _ = ethernet::is_ipv4_multicast_mac(&frame.dst());
+    if frame.ethertype() == ethernet::ETHERTYPE_IPV4 {
+        ipv4(frame.payload());
+    }
+}
+
+/// IPv4 packets; an IGMP payload goes on to [`igmp`].
+pub fn ipv4(data: &[u8]) {
+    let Ok(packet) = ipv4::Packet::new_checked(data) else {
+        return;
+    };
+    // Every accessor works on every checked packet.
+    let ra = packet.has_router_alert();
+    let payload = packet.payload();
+    assert!(packet.header_len() + payload.len() == usize::from(packet.total_len()));
+    assert!(packet.options().len() == packet.header_len() - ipv4::MIN_HEADER_LEN);
+    let _ = (packet.dscp_ecn(), packet.ident(), packet.frag_offset());
+    let Ok(repr) = ipv4::Repr::parse(&packet) else {
+        return;
+    };
+    assert!(packet.verify_checksum());
+    assert_eq!(repr.router_alert, ra);
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    let hl = repr.header_len();
+    out[hl..].copy_from_slice(payload);
+    let again = ipv4::Packet::new_checked(&out[..]).expect("emitted packet is well formed");
+    assert_eq!(ipv4::Repr::parse(&again), Ok(repr));
+    assert_eq!(again.payload(), payload);
+    // Without options other than Router Alert and with identification 0, the header
+    // comes back byte for byte.
+    let canonical_opts = packet.options().is_empty() || packet.options() == ipv4::ROUTER_ALERT;
+    let canonical_flags = data[6] & 0xbf == 0 && data[7] == 0;
+    if canonical_opts && canonical_flags && packet.ident() == 0 {
+        assert_eq!(out[..], data[..out.len()]);
+    }
+    if repr.protocol == ipv4::PROTOCOL_IGMP {
+        igmp(payload);
+    }
+}
+
+/// The addresses the UDP target checks checksums against (those of the seed corpus,
+/// so its seeds verify).
+pub const UDP_SRC: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+/// See [`UDP_SRC`].
+pub const UDP_DST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+/// UDP datagrams between [`UDP_SRC`] and [`UDP_DST`]; a payload to port 4789 goes on to
+/// [`vxlan`].
+pub fn udp(data: &[u8]) {
+    let Ok(packet) = udp::Packet::new_checked(data) else {
+        return;
+    };
+    let _ = (packet.src_port(), packet.is_empty());
+    let Ok(repr) = udp::Repr::parse(&packet, UDP_SRC, UDP_DST) else {
+        return;
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out, UDP_SRC, UDP_DST, packet.payload());
+    let again = udp::Packet::new_checked(&out[..]).expect("emitted datagram is well formed");
+    assert_eq!(udp::Repr::parse(&again, UDP_SRC, UDP_DST), Ok(repr));
+    // A datagram that carried a verified checksum comes back byte for byte (a computed
+    // zero is always sent as 0xffff, and a received 0 means "no checksum").
+    if packet.checksum() != 0 {
+        assert_eq!(out[..], data[..out.len()]);
+    }
+    if repr.dst_port == vxlan::UDP_PORT {
+        vxlan(packet.payload());
+    }
+}
+
+/// VXLAN headers; the inner frame goes on to [`ethernet`].
+pub fn vxlan(data: &[u8]) {
+    let Ok(header) = vxlan::Header::new_checked(data) else {
+        return;
+    };
+    assert!(header.vni() <= vxlan::MAX_VNI);
+    let Ok(repr) = vxlan::Repr::parse(&header) else {
+        assert!(!header.has_valid_flags());
+        return;
+    };
+    let mut out = [0u8; vxlan::HEADER_LEN];
+    repr.emit(&mut out);
+    let mut direct = [0u8; vxlan::HEADER_LEN];
+    vxlan::emit_header(&mut direct, repr.vni);
+    assert_eq!(out, direct);
+    let again = vxlan::Header::new_checked(&out[..]).expect("8 bytes");
+    assert_eq!(vxlan::Repr::parse(&again), Ok(repr));
+    ethernet(header.payload());
+}
+
+/// IGMP messages (the IPv4 payload) of every version.
+pub fn igmp(data: &[u8]) {
+    let Ok(repr) = igmp::IgmpRepr::parse(data) else {
+        return;
+    };
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    // Parsing drops only what the RFCs say to ignore (reserved fields, bytes past the
+    // last source or record), so the emitted message is never longer.
+    assert!(out.len() <= data.len());
+    assert_eq!(igmp::IgmpRepr::parse(&out).as_ref(), Ok(&repr));
+    let ip = igmp::emit_ip_packet(UDP_SRC, igmp::ALL_V3_ROUTERS, &repr);
+    let packet = ipv4::Packet::new_checked(&ip[..]).expect("emitted packet is well formed");
+    assert!(packet.has_router_alert() && packet.verify_checksum());
+    assert_eq!(packet.ttl(), 1);
+    assert_eq!(igmp::IgmpRepr::parse(packet.payload()), Ok(repr));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The `seed-*` files of one target's corpus (other files there are the fuzzer's
+    /// own findings, not kept in the repository).
+    fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            let is_seed = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seed-"));
+            if is_seed {
+                let data = std::fs::read(&path).unwrap();
+                out.push((path, data));
+            }
+        }
+        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
+        out
+    }
+
+    /// Runs each target's body over every file of its seed corpus, so the fuzz targets
+    /// keep compiling and working on stable Rust.
+    #[test]
+    fn every_target_passes_its_seed_corpus() {
+        type Body = fn(&[u8]);
+        let targets: [(&str, Body); 5] = [
+            ("ethernet", super::ethernet),
+            ("ipv4", super::ipv4),
+            ("udp", super::udp),
+            ("igmp", super::igmp),
+            ("vxlan", super::vxlan),
+        ];
+        for (name, body) in targets {
+            for (_, data) in seeds(name) {
+                body(&data);
+            }
+        }
+    }
+
+    /// The seeds are real packets, so each must get past its parser, not just not panic.
+    #[test]
+    fn seeds_parse() {
+        use crate::{ethernet, igmp, ipv4, udp, vxlan};
+        for (path, data) in seeds("igmp") {
+            assert!(igmp::IgmpRepr::parse(&data).is_ok(), "{path:?}");
+        }
+        for (path, data) in seeds("ipv4") {
+            let p = ipv4::Packet::new_checked(&data[..]).unwrap();
+            assert!(ipv4::Repr::parse(&p).is_ok(), "{path:?}");
+        }
+        for (path, data) in seeds("ethernet") {
+            let f = ethernet::Frame::new_checked(&data[..]).unwrap();
+            assert_eq!(f.ethertype(), ethernet::ETHERTYPE_IPV4, "{path:?}");
+        }
+        for (path, data) in seeds("udp") {
+            let p = udp::Packet::new_checked(&data[..]).unwrap();
+            let r = udp::Repr::parse(&p, super::UDP_SRC, super::UDP_DST);
+            assert!(r.is_ok(), "{path:?}");
+        }
+        for (path, data) in seeds("vxlan") {
+            let h = vxlan::Header::new_checked(&data[..]).unwrap();
+            assert!(vxlan::Repr::parse(&h).is_ok(), "{path:?}");
+        }
+    }
+}
