@@ -421,3 +421,37 @@ pub struct ApiError {
     #[serde(default)]
     pub field: Option<String>,
 }
+
+/// Query of `GET /v1/groups`: every filter given must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupQuery {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only this group.
+    pub group: Option<Ipv4Addr>,
+    /// Only member rows with this address.
+    pub member: Option<Ipv4Addr>,
+    /// Only source rows with this address.
+    pub source: Option<Ipv4Addr>,
+    /// Only rows of this member or source type.
+    #[serde(rename = "type")]
+    pub kind: Option<MemberType>,
+    /// Only rows of this host.
+    pub host: Option<String>,
+    /// Only rows whose subnet is this one or whose address is inside it.
+    pub subnet: Option<Ipv4Net>,
+}
+
+/// Answer of `GET /v1/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always "ok" when the controller answers.
+    pub status: String,
+    /// The current revision of the forwarding state.
+    pub revision: Revision,
+    /// Number of domains.
+    pub domains: usize,
+    /// Number of agents whose lease holds.
+    pub agents_up: usize,
+}

@@ -10,6 +10,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod groups;
+pub mod model;
+pub mod validate;
+
+#[cfg(test)]
+mod model_tests;
 
 pub use mcgate_igmp::{FilterMode, SourceFilter};
 pub mod forwarding;

@@ -1,0 +1,192 @@
+//! The group table (`GET /v1/groups`), shaped like the reference gateway's group search:
+//! one row per member or source; an IGMP member interface is listed for 224.0.0.1 (the
+//! all-systems group every IGMP host belongs to) as well as for each group it joined, and
+//! an interface that only sends is not listed.
+
+use core::net::Ipv4Addr;
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+
+use crate::SourceFilter;
+use crate::api::{GroupEntry, GroupQuery, MemberType};
+use crate::model::{DomainRecord, Model};
+use crate::validate;
+
+/// 224.0.0.1, the all-systems group (RFC 1112 appendix I).
+pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
+
+impl Model {
+    /// The rows matching every filter of `q`, sorted by domain, group, host, interface,
+    /// address.
+    pub fn groups(&self, q: &GroupQuery) -> Vec<GroupEntry> {
+        let mut rows = Vec::new();
+        for rec in self.domain_records() {
+            if q.domain.as_ref().is_some_and(|d| *d != rec.domain.name) {
+                continue;
+            }
+            self.igmp_rows(rec, &mut rows);
+            static_rows(self, rec, &mut rows);
+        }
+        rows.retain(|r| matches(r, q));
+        rows.sort_by(|a, b| {
+            (
+                &a.domain,
+                a.group,
+                &a.host,
+                &a.interface,
+                a.address,
+                a.source,
+            )
+                .cmp(&(
+                    &b.domain,
+                    b.group,
+                    &b.host,
+                    &b.interface,
+                    b.address,
+                    b.source,
+                ))
+        });
+        rows
+    }
+
+    fn igmp_rows(&self, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
+        for (host, agent) in self.agents_iter() {
+            if agent.expired || !rec.has_host(host, Some(&agent.registration)) {
+                continue;
+            }
+            let subnet_of = |addr: Option<Ipv4Addr>| {
+                agent
+                    .registration
+                    .subnet
+                    .or_else(|| addr.and_then(|a| domain_subnet(rec, a)))
+            };
+            let row =
+                |group, link: &str, address: Option<Ipv4Addr>, filter: Option<SourceFilter>| {
+                    GroupEntry {
+                        domain: rec.domain.name.clone(),
+                        group,
+                        host: host.clone(),
+                        subnet: subnet_of(address),
+                        interface: Some(link.to_string()),
+                        address,
+                        member: true,
+                        source: false,
+                        member_type: Some(MemberType::Igmp),
+                        source_type: None,
+                        source_filter: filter,
+                    }
+                };
+            // link → every reporter of any group on it, for the 224.0.0.1 rows.
+            let mut interfaces: std::collections::BTreeMap<&str, BTreeSet<Ipv4Addr>> =
+                Default::default();
+            for (g, links) in &agent.groups {
+                for (link, e) in links {
+                    interfaces
+                        .entry(link.as_str())
+                        .or_default()
+                        .extend(e.reporters.iter().copied());
+                    if *g == ALL_SYSTEMS {
+                        continue; // listed below, once per interface
+                    }
+                    let filter =
+                        Some(e.filter.clone()).filter(|f| *f != SourceFilter::any_source());
+                    if e.reporters.is_empty() {
+                        rows.push(row(*g, link, None, filter.clone()));
+                    }
+                    for r in &e.reporters {
+                        rows.push(row(*g, link, Some(*r), filter.clone()));
+                    }
+                }
+            }
+            for (link, reporters) in interfaces {
+                if reporters.is_empty() {
+                    rows.push(row(ALL_SYSTEMS, link, None, None));
+                }
+                for r in reporters {
+                    rows.push(row(ALL_SYSTEMS, link, Some(r), None));
+                }
+            }
+        }
+    }
+}
+
+fn static_rows(model: &Model, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
+    let name = &rec.domain.name;
+    for m in &rec.static_members {
+        let subnet = model
+            .agent(&m.host)
+            .and_then(|a| a.registration.subnet)
+            .or_else(|| m.address.and_then(|a| domain_subnet(rec, a)));
+        rows.push(GroupEntry {
+            domain: name.clone(),
+            group: m.group,
+            host: m.host.clone(),
+            subnet,
+            interface: m.interface.clone(),
+            address: m.address,
+            member: true,
+            source: false,
+            member_type: Some(MemberType::Static),
+            source_type: None,
+            source_filter: None,
+        });
+    }
+    for s in &rec.static_sources {
+        // The host is a label the operator may omit; then name the agent whose link
+        // carries the address, if one does.
+        let host = s.host.clone().or_else(|| {
+            model.agents_iter().find_map(|(h, a)| {
+                a.registration
+                    .links
+                    .iter()
+                    .any(|l| l.address == Some(s.address))
+                    .then(|| h.clone())
+            })
+        });
+        let subnet = host
+            .as_deref()
+            .and_then(|h| model.agent(h))
+            .and_then(|a| a.registration.subnet)
+            .or_else(|| domain_subnet(rec, s.address));
+        rows.push(GroupEntry {
+            domain: name.clone(),
+            group: s.group,
+            host: host.unwrap_or_default(),
+            subnet,
+            interface: s.interface.clone(),
+            address: Some(s.address),
+            member: false,
+            source: true,
+            member_type: None,
+            source_type: Some(MemberType::Static),
+            source_filter: None,
+        });
+    }
+}
+
+fn domain_subnet(rec: &DomainRecord, a: Ipv4Addr) -> Option<Ipv4Net> {
+    rec.domain.subnets.iter().find(|s| s.contains(&a)).copied()
+}
+
+fn matches(r: &GroupEntry, q: &GroupQuery) -> bool {
+    let kind = r.member_type.or(r.source_type);
+    q.group.is_none_or(|g| g == r.group)
+        && q.member.is_none_or(|m| r.member && r.address == Some(m))
+        && q.source.is_none_or(|s| r.source && r.address == Some(s))
+        && q.kind.is_none_or(|k| kind == Some(k))
+        && q.host.as_ref().is_none_or(|h| *h == r.host)
+        && q.subnet
+            .is_none_or(|s| r.subnet == Some(s) || r.address.is_some_and(|a| s.contains(&a)))
+}
+
+/// Checks a query's values (serde already checked their syntax).
+pub fn check_query(q: &GroupQuery) -> Result<(), validate::ModelError> {
+    if let Some(g) = q.group {
+        validate::group("group", g)?;
+    }
+    if let Some(s) = q.source {
+        validate::unicast("source", s)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! Unit tests of the model: verbs, validation, deltas, leases and the group table.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::SourceFilter;
+use crate::api::*;
+use crate::model::{Effect, Model};
+use crate::validate::ErrorKind;
+
+const LEASE: u64 = 3_000;
+const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+
+fn spec(name: &str) -> DomainSpec {
+    DomainSpec {
+        name: name.to_string(),
+        vni: None,
+        igmp: IgmpMode::V2,
+        static_sources: false,
+        igmp_settings: IgmpSettings::default(),
+    }
+}
+
+fn subnet(s: &str) -> AssociationSpec {
+    AssociationSpec {
+        subnet: Some(s.parse().unwrap()),
+        host: None,
+    }
+}
+
+fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
+    AgentRegistration {
+        host: host.to_string(),
+        underlay: SocketAddrV4::new(ip.into(), VXLAN_PORT),
+        subnet: Some(net.parse().unwrap()),
+        links: vec![LinkInfo {
+            name: "veth0".into(),
+            address: None,
+        }],
+        dataplane: None,
+    }
+}
+
+fn join(link: &str, group: Ipv4Addr, reporter: Ipv4Addr) -> LinkMembership {
+    LinkMembership {
+        link: link.to_string(),
+        group,
+        filter: Some(SourceFilter::any_source()),
+        reporters: vec![reporter],
+    }
+}
+
+fn report(
+    session: u64,
+    seq: u64,
+    snapshot: bool,
+    entries: Vec<LinkMembership>,
+) -> MembershipReport {
+    MembershipReport {
+        session,
+        seq,
+        snapshot,
+        entries,
+    }
+}
+
+/// The reference deployment: one domain over two private subnets, two hosts.
+fn reference() -> (Model, u64, u64) {
+    let mut m = Model::new(0);
+    m.create_domain(spec("prod")).unwrap();
+    m.associate("prod", &subnet("10.0.2.0/24")).unwrap();
+    m.associate("prod", &subnet("10.0.3.0/24")).unwrap();
+    let (a, _) = m
+        .register(reg("host-a", [10, 0, 2, 10], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    let (b, _) = m
+        .register(reg("host-b", [10, 0, 3, 10], "10.0.3.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    assert_eq!(a.domains, vec!["prod".to_string()]);
+    (m, a.session, b.session)
+}
+
+fn deltas(effects: &[Effect]) -> Vec<&Change> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Delta { change, .. } => Some(change),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn domain_verbs_validate_and_refuse_duplicates() {
+    let mut m = Model::new(0);
+    let d = m.create_domain(spec("a")).unwrap();
+    assert_eq!(d.vni, 1);
+    assert_eq!(m.create_domain(spec("b")).unwrap().vni, 2);
+    let e = m.create_domain(spec("a")).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Conflict, Some("name"))
+    );
+    let e = m
+        .create_domain(DomainSpec {
+            vni: Some(2),
+            ..spec("c")
+        })
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Conflict, Some("vni"))
+    );
+    let e = m
+        .create_domain(DomainSpec {
+            vni: Some(1 << 24),
+            ..spec("c")
+        })
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Invalid, Some("vni"))
+    );
+    assert_eq!(m.delete_domain("zz").unwrap_err().kind, ErrorKind::NotFound);
+    m.delete_domain("a").unwrap();
+    assert_eq!(m.domains().len(), 1);
+}
+
+#[test]
+fn a_subnet_belongs_to_one_domain() {
+    let mut m = Model::new(0);
+    m.create_domain(spec("a")).unwrap();
+    m.create_domain(spec("b")).unwrap();
+    m.associate("a", &subnet("10.0.0.0/16")).unwrap();
+    let e = m.associate("b", &subnet("10.0.2.0/24")).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Conflict, Some("subnet"))
+    );
+    let e = m.associate("a", &subnet("10.0.0.0/16")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    let e = m.associate("a", &subnet("10.1.0.1/16")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    let e = m.associate("a", &AssociationSpec::default()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    let e = m.disassociate("b", &subnet("10.0.0.0/16")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    m.disassociate("a", &subnet("10.0.0.0/16")).unwrap();
+    m.associate("b", &subnet("10.0.2.0/24")).unwrap();
+}
+
+#[test]
+fn joins_spread_as_member_deltas_and_leaves_remove_them() {
+    let (mut m, sa, _) = reference();
+    let (ack, fx) = m
+        .report(
+            "host-a",
+            report(sa, 1, true, vec![join("eth1", G, [10, 0, 2, 4].into())]),
+            10,
+        )
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+    assert_eq!(
+        deltas(&fx),
+        vec![&Change::Member {
+            domain: "prod".into(),
+            host: "host-a".into(),
+            group: G,
+            filter: Some(SourceFilter::any_source()),
+        }]
+    );
+    // A retransmission changes nothing.
+    let (ack, fx) = m
+        .report("host-a", report(sa, 1, false, vec![]), 11)
+        .unwrap();
+    assert_eq!((ack.seq, fx.len()), (1, 0));
+    // A leave.
+    let leave = LinkMembership {
+        filter: None,
+        ..join("eth1", G, [10, 0, 2, 4].into())
+    };
+    let (_, fx) = m
+        .report("host-a", report(sa, 2, false, vec![leave]), 12)
+        .unwrap();
+    assert!(matches!(
+        deltas(&fx)[..],
+        [Change::Member { filter: None, .. }]
+    ));
+    // Stale session and unknown host.
+    let e = m
+        .report("host-a", report(sa + 100, 3, false, vec![]), 13)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Stale);
+    let e = m
+        .heartbeat("nope", &Heartbeat { session: 1 }, 13)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let bad = LinkMembership {
+        group: Ipv4Addr::new(10, 0, 0, 1),
+        ..join("eth1", G, [10, 0, 2, 4].into())
+    };
+    let e = m
+        .report("host-a", report(sa, 4, false, vec![bad]), 14)
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("entries[0].group"));
+}
+
+#[test]
+fn per_host_merge_follows_rfc3376() {
+    let (mut m, sa, _) = reference();
+    let s1 = Ipv4Addr::new(10, 0, 3, 1);
+    let s2 = Ipv4Addr::new(10, 0, 3, 2);
+    let e1 = LinkMembership {
+        filter: Some(SourceFilter::include([s1])),
+        ..join("eth1", G, [10, 0, 2, 4].into())
+    };
+    let e2 = LinkMembership {
+        filter: Some(SourceFilter::include([s2])),
+        ..join("eth2", G, [10, 0, 2, 5].into())
+    };
+    m.report("host-a", report(sa, 1, true, vec![e1, e2]), 1)
+        .unwrap();
+    let st = m.domain_state("prod").unwrap();
+    assert_eq!(st.members.len(), 1);
+    assert_eq!(st.members[0].filter, SourceFilter::include([s1, s2]));
+    // A static member on the same host makes it any-source, and stays after IGMP leaves.
+    m.add_static_member(
+        "prod",
+        StaticMemberSpec {
+            group: G,
+            host: "host-a".into(),
+            interface: None,
+            address: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        m.domain_state("prod").unwrap().members[0].filter,
+        SourceFilter::any_source()
+    );
+    let (_, fx) = m.report("host-a", report(sa, 2, true, vec![]), 2).unwrap();
+    assert!(deltas(&fx).is_empty(), "{fx:?}");
+    assert_eq!(m.domain_state("prod").unwrap().members.len(), 1);
+}
+
+#[test]
+fn lease_expiry_removes_members_and_peer() {
+    let (mut m, sa, sb) = reference();
+    m.report(
+        "host-a",
+        report(sa, 1, true, vec![join("eth1", G, [10, 0, 2, 4].into())]),
+        0,
+    )
+    .unwrap();
+    m.heartbeat("host-b", &Heartbeat { session: sb }, 2_000)
+        .unwrap();
+    assert_eq!(m.next_expiry(LEASE), Some(LEASE));
+    assert!(m.expire(LEASE - 1, LEASE).is_empty());
+    let fx = m.expire(LEASE, LEASE);
+    assert_eq!(
+        deltas(&fx),
+        vec![
+            &Change::Member {
+                domain: "prod".into(),
+                host: "host-a".into(),
+                group: G,
+                filter: None
+            },
+            &Change::PeerDown {
+                domain: "prod".into(),
+                host: "host-a".into()
+            }
+        ]
+    );
+    assert!(fx.contains(&Effect::Close {
+        host: "host-a".into()
+    }));
+    let infos = m.agent_infos(LEASE);
+    assert_eq!(infos[0].state, "expired");
+    assert_eq!(infos[1].state, "up");
+    let e = m
+        .heartbeat("host-a", &Heartbeat { session: sa }, LEASE)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Stale);
+    // Coming back: register, then it is a peer again with a fresh snapshot.
+    let (_, fx) = m
+        .register(
+            reg("host-a", [10, 0, 2, 10], "10.0.2.0/24"),
+            LEASE,
+            LEASE,
+            1000,
+        )
+        .unwrap();
+    assert!(matches!(deltas(&fx)[..], [Change::PeerUp { .. }]));
+    assert!(fx.contains(&Effect::Resnapshot {
+        host: "host-a".into()
+    }));
+}
+
+#[test]
+fn association_changes_resnapshot_the_host_and_tell_the_others() {
+    let mut m = Model::new(0);
+    m.create_domain(spec("prod")).unwrap();
+    m.associate("prod", &subnet("10.0.2.0/24")).unwrap();
+    m.register(reg("host-a", [10, 0, 2, 10], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    m.register(reg("host-b", [10, 0, 3, 10], "10.0.3.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    let fx = m
+        .associate(
+            "prod",
+            &AssociationSpec {
+                subnet: None,
+                host: Some("host-b".into()),
+            },
+        )
+        .unwrap();
+    assert!(fx.contains(&Effect::Resnapshot {
+        host: "host-b".into()
+    }));
+    assert!(matches!(deltas(&fx)[..], [Change::PeerUp { peer, .. }] if peer.host == "host-b"));
+    assert_eq!(m.domain_state("prod").unwrap().peers.len(), 2);
+    let fx = m.delete_domain("prod").unwrap();
+    assert_eq!(fx.len(), 2);
+}
+
+#[test]
+fn static_members_and_sources_are_checked() {
+    let (mut m, _, _) = reference();
+    let mem = StaticMemberSpec {
+        group: G,
+        host: "host-b".into(),
+        interface: Some("eth1".into()),
+        address: Some([10, 0, 3, 7].into()),
+    };
+    let fx = m.add_static_member("prod", mem.clone()).unwrap();
+    assert_eq!(deltas(&fx).len(), 2); // StaticMember + Member
+    assert_eq!(
+        m.add_static_member("prod", mem.clone()).unwrap_err().kind,
+        ErrorKind::Conflict
+    );
+    let bad = StaticMemberSpec {
+        group: [10, 0, 0, 1].into(),
+        ..mem.clone()
+    };
+    assert_eq!(
+        m.add_static_member("prod", bad)
+            .unwrap_err()
+            .field
+            .as_deref(),
+        Some("group")
+    );
+    assert_eq!(
+        m.add_static_member("nope", mem.clone()).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    let src = StaticSourceSpec {
+        group: G,
+        address: [10, 0, 2, 9].into(),
+        host: None,
+        interface: None,
+    };
+    m.add_static_source("prod", src.clone()).unwrap();
+    let e = m
+        .add_static_source(
+            "prod",
+            StaticSourceSpec {
+                address: [239, 0, 0, 1].into(),
+                ..src.clone()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("address"));
+    m.remove_static_source("prod", &src).unwrap();
+    assert_eq!(
+        m.remove_static_source("prod", &src).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    let fx = m.remove_static_member("prod", &mem).unwrap();
+    assert!(
+        deltas(&fx)
+            .iter()
+            .any(|c| matches!(c, Change::Member { filter: None, .. }))
+    );
+}
+
+#[test]
+fn group_table_of_the_reference_deployment_has_four_rows() {
+    let (mut m, sa, sb) = reference();
+    // Receivers: one task on each host; the sender (on host-a) never joins.
+    m.report(
+        "host-a",
+        report(sa, 1, true, vec![join("veth-r1", G, [10, 0, 2, 4].into())]),
+        0,
+    )
+    .unwrap();
+    m.report(
+        "host-b",
+        report(sb, 1, true, vec![join("veth-r2", G, [10, 0, 3, 4].into())]),
+        0,
+    )
+    .unwrap();
+    let rows = m.groups(&GroupQuery::default());
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let groups: Vec<(Ipv4Addr, &str)> = rows.iter().map(|r| (r.group, r.host.as_str())).collect();
+    assert_eq!(
+        groups,
+        vec![
+            (Ipv4Addr::new(224, 0, 0, 1), "host-a"),
+            (Ipv4Addr::new(224, 0, 0, 1), "host-b"),
+            (G, "host-a"),
+            (G, "host-b"),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.member
+        && !r.source
+        && r.member_type == Some(MemberType::Igmp)
+        && r.source_filter.is_none()));
+    assert_eq!(rows[2].subnet, Some("10.0.2.0/24".parse().unwrap()));
+    assert_eq!(rows[2].address, Some([10, 0, 2, 4].into()));
+    // Filters.
+    let q = |m: &Model, q: GroupQuery| m.groups(&q).len();
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                group: Some(G),
+                ..Default::default()
+            }
+        ),
+        2
+    );
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                host: Some("host-b".into()),
+                ..Default::default()
+            }
+        ),
+        2
+    );
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                member: Some([10, 0, 2, 4].into()),
+                ..Default::default()
+            }
+        ),
+        2
+    );
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                kind: Some(MemberType::Static),
+                ..Default::default()
+            }
+        ),
+        0
+    );
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                subnet: Some("10.0.3.0/24".parse().unwrap()),
+                ..Default::default()
+            }
+        ),
+        2
+    );
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                domain: Some("other".into()),
+                ..Default::default()
+            }
+        ),
+        0
+    );
+    m.add_static_source(
+        "prod",
+        StaticSourceSpec {
+            group: G,
+            address: [10, 0, 2, 9].into(),
+            host: Some("host-a".into()),
+            interface: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        q(
+            &m,
+            GroupQuery {
+                source: Some([10, 0, 2, 9].into()),
+                ..Default::default()
+            }
+        ),
+        1
+    );
+}

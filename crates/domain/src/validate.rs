@@ -1,0 +1,297 @@
+//! Checks on everything the API accepts, with an error that names the field at fault.
+
+use core::net::Ipv4Addr;
+
+use crate::api::{IgmpMode, IgmpSettings};
+
+/// What kind of refusal an error is; the controller maps it to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or out of range (400).
+    Invalid,
+    /// The named domain, agent, member or source does not exist (404).
+    NotFound,
+    /// The request conflicts with existing state: a duplicate, a subnet already taken (409).
+    Conflict,
+    /// The agent's session is stale or its lease expired: it must register again (409).
+    Stale,
+}
+
+/// A refused request: a sentence for a person and the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelError {
+    /// The kind of refusal.
+    pub kind: ErrorKind,
+    /// One sentence: what is wrong and what to do.
+    pub message: String,
+    /// The request field at fault, if one is.
+    pub field: Option<String>,
+}
+
+impl ModelError {
+    /// A 400-class error on `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Invalid,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// A not-found error.
+    pub fn not_found(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::NotFound,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+
+    /// A conflict with existing state.
+    pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Conflict,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+
+    /// A stale session or an expired lease.
+    pub fn stale(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Stale,
+            message: message.into(),
+            field: Some("session".to_string()),
+        }
+    }
+}
+
+/// The largest VXLAN network identifier (24 bits, RFC 7348 section 5).
+pub const MAX_VNI: u32 = 0x00FF_FFFF;
+
+/// A domain name: 1 to 63 letters, digits, `-`, `_` or `.`, starting with a letter or digit,
+/// so it is safe in URLs, file names and tables.
+pub fn domain_name(field: &str, name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            format!(
+                "domain name {name:?} is not valid: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// A host name: 1 to 253 printable characters without spaces or `/` (it appears in URLs).
+pub fn host_name(field: &str, name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#' && c != '%');
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            format!(
+                "host name {name:?} is not valid: use 1 to 253 printable ASCII characters without spaces, '/', '?', '#' or '%'"
+            ),
+        ))
+    }
+}
+
+/// An interface name: 1 to 64 printable characters.
+pub fn link_name(field: &str, name: &str) -> Result<(), ModelError> {
+    if !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            format!("interface name {name:?} is not valid: use 1 to 64 printable ASCII characters"),
+        ))
+    }
+}
+
+/// A multicast group: in 224.0.0.0/4 (RFC 5771).
+pub fn group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
+    if g.is_multicast() {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            format!("{g} is not a multicast group: a group must be in 224.0.0.0/4"),
+        ))
+    }
+}
+
+/// A group that may be forwarded between hosts: multicast and outside the link-local
+/// block 224.0.0.0/24, which routers never forward (RFC 5771 section 4).
+pub fn routable_group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
+    group(field, g)?;
+    if is_link_local_group(g) {
+        return Err(ModelError::invalid(
+            field,
+            format!(
+                "{g} is a link-local group (224.0.0.0/24), which is never forwarded between hosts"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `g` is in 224.0.0.0/24 (local network control block).
+pub fn is_link_local_group(g: Ipv4Addr) -> bool {
+    let [a, b, c, _] = g.octets();
+    a == 224 && b == 0 && c == 0
+}
+
+/// A unicast address: not unspecified, loopback, multicast, broadcast or 240.0.0.0/4.
+pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {
+    let bad = a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.octets()[0] >= 240;
+    if bad {
+        Err(ModelError::invalid(
+            field,
+            format!("{a} is not a unicast host address"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A VNI: 1 to 2^24 - 1.
+pub fn vni(field: &str, v: u32) -> Result<(), ModelError> {
+    if (1..=MAX_VNI).contains(&v) {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(
+            field,
+            format!(
+                "VNI {v} is out of range: a VXLAN network identifier is 1 to {MAX_VNI} (24 bits)"
+            ),
+        ))
+    }
+}
+
+/// IGMP timer settings, within what the protocol can encode (RFC 3376 sections 4.1.1,
+/// 4.1.6, 4.1.7; RFC 2236 section 2.2 for IGMPv2's 8-bit Max Response Time).
+pub fn igmp_settings(mode: IgmpMode, s: &IgmpSettings) -> Result<(), ModelError> {
+    // Max Resp Code / QQIC encode up to 31744 units: tenths of seconds for the response
+    // time, seconds for the query interval. IGMPv2 has a plain 8-bit tenth-of-second field.
+    let max_resp_ms = match mode {
+        IgmpMode::V2 => 25_500,
+        IgmpMode::V3 | IgmpMode::Off => 3_174_400,
+    };
+    if !(1..=7).contains(&s.robustness) {
+        return Err(ModelError::invalid(
+            "igmp_settings.robustness",
+            "robustness must be 1 to 7 (RFC 3376 section 8.1; 2 is the default)",
+        ));
+    }
+    if !(1_000..=31_744_000).contains(&s.query_interval_ms) {
+        return Err(ModelError::invalid(
+            "igmp_settings.query_interval_ms",
+            "query interval must be 1000 ms to 31744000 ms (RFC 3376 section 4.1.7)",
+        ));
+    }
+    if !(100..=max_resp_ms).contains(&s.query_response_interval_ms) {
+        return Err(ModelError::invalid(
+            "igmp_settings.query_response_interval_ms",
+            format!(
+                "query response interval must be 100 ms to {max_resp_ms} ms for this IGMP version"
+            ),
+        ));
+    }
+    if s.query_response_interval_ms >= s.query_interval_ms {
+        return Err(ModelError::invalid(
+            "igmp_settings.query_response_interval_ms",
+            "query response interval must be shorter than the query interval (RFC 3376 section 8.3)",
+        ));
+    }
+    if !(100..=max_resp_ms).contains(&s.last_member_interval_ms) {
+        return Err(ModelError::invalid(
+            "igmp_settings.last_member_interval_ms",
+            format!(
+                "last member query interval must be 100 ms to {max_resp_ms} ms for this IGMP version"
+            ),
+        ));
+    }
+    if let Some(c) = s.last_member_count
+        && !(1..=7).contains(&c)
+    {
+        return Err(ModelError::invalid(
+            "igmp_settings.last_member_count",
+            "last member query count must be 1 to 7",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert!(domain_name("name", "prod-1.a_b").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(64)] {
+            assert_eq!(
+                domain_name("name", bad).unwrap_err().field.as_deref(),
+                Some("name")
+            );
+        }
+        assert!(host_name("host", "ip-10-0-2-7.ec2").is_ok());
+        assert!(host_name("host", "a/b").is_err() && host_name("host", "").is_err());
+        assert!(group("group", Ipv4Addr::new(233, 252, 0, 5)).is_ok());
+        assert!(group("group", Ipv4Addr::new(10, 0, 0, 1)).is_err());
+        assert!(routable_group("group", Ipv4Addr::new(224, 0, 0, 1)).is_err());
+        assert!(unicast("address", Ipv4Addr::new(10, 0, 2, 4)).is_ok());
+        for bad in [
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::new(239, 1, 1, 1),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(250, 0, 0, 1),
+        ] {
+            assert!(unicast("address", bad).is_err(), "{bad}");
+        }
+        assert!(vni("vni", 1).is_ok() && vni("vni", MAX_VNI).is_ok());
+        assert!(vni("vni", 0).is_err() && vni("vni", MAX_VNI + 1).is_err());
+    }
+
+    #[test]
+    fn igmp_settings_bounds() {
+        let ok = IgmpSettings::default();
+        assert!(igmp_settings(IgmpMode::V2, &ok).is_ok());
+        let long = IgmpSettings {
+            query_response_interval_ms: 30_000,
+            ..IgmpSettings::default()
+        };
+        assert!(igmp_settings(IgmpMode::V2, &long).is_err());
+        assert!(igmp_settings(IgmpMode::V3, &long).is_ok());
+        let zero = IgmpSettings {
+            robustness: 0,
+            ..IgmpSettings::default()
+        };
+        assert_eq!(
+            igmp_settings(IgmpMode::V3, &zero)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("igmp_settings.robustness")
+        );
+    }
+}
