@@ -1,0 +1,232 @@
+//! `mcgate perf recv`: joins a group and measures every sender in it.
+//!
+//! One thread, one socket bound to the group's address and port (like `iperf -s -u -B G`),
+//! `recvmmsg` batches into preallocated slots that keep only the start of each datagram
+//! (the header is all that is measured; the real length still comes back), and the
+//! kernel's receive timestamp per datagram, so latency and jitter measure the network and
+//! not how long the datagram waited for this process.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mcgate_sys::mmsg::RecvBatch;
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+
+use crate::args::RecvConfig;
+use crate::error::{PerfError, io as ioerr};
+use crate::header;
+use crate::report;
+use crate::stats::{RecvReport, SenderStats};
+
+/// Datagrams per `recvmmsg` call.
+const BATCH: usize = 64;
+/// Bytes kept of each datagram: enough for iperf 2's headers.
+const SLOT: usize = 128;
+/// Receive buffer asked for; the kernel doubles it for bookkeeping.
+const RCVBUF: usize = 8 << 20;
+/// Senders tracked at most; datagrams from more are counted but not measured, so a flood
+/// of spoofed sources cannot grow memory without bound.
+const MAX_SENDERS: usize = 4096;
+/// Longest wait in one call, so the interval clock and signals are looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Opens the receiving socket: bound to group:port, joined, only this group delivered.
+pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(ioerr("open a UDP socket"))?;
+    sock.set_reuse_address(true)
+        .map_err(ioerr("set SO_REUSEADDR"))?;
+    // SO_RCVBUFFORCE passes rmem_max when we are root; otherwise SO_RCVBUF gets what the
+    // system allows.
+    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &RCVBUF).is_err()
+    {
+        sock.set_recv_buffer_size(RCVBUF)
+            .map_err(ioerr("set the receive buffer size"))?;
+    }
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+        .map_err(|e| PerfError::Io {
+            what: "turn on receive timestamps",
+            source: e.into(),
+        })?;
+    sock.bind(&SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port)))
+        .map_err(ioerr("bind the group address and port"))?;
+    // Without this Linux delivers every group any socket of the host joined on this port.
+    sock.set_multicast_all_v4(false)
+        .map_err(ioerr("turn off IP_MULTICAST_ALL"))?;
+    if cfg.sources.is_empty() {
+        let on = match &cfg.iface {
+            Some(i) => InterfaceIndexOrAddress::Index(i.index),
+            None => InterfaceIndexOrAddress::Index(0),
+        };
+        sock.join_multicast_v4_n(&cfg.group, &on)
+            .map_err(ioerr("join the group"))?;
+    } else {
+        let on = match &cfg.iface {
+            Some(i) => i.ipv4()?,
+            None => Ipv4Addr::UNSPECIFIED,
+        };
+        for s in &cfg.sources {
+            sock.join_ssm_v4(s, &cfg.group, &on)
+                .map_err(ioerr("join the group for a source (IGMPv3)"))?;
+        }
+    }
+    sock.set_read_timeout(Some(POLL))
+        .map_err(ioerr("set the receive timeout"))?;
+    Ok(sock)
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// All senders seen, looked up by address with a one-entry cache (a batch usually comes
+/// from one sender).
+struct Senders {
+    index: HashMap<SocketAddrV4, usize>,
+    list: Vec<SenderStats>,
+    last: Option<(SocketAddrV4, usize)>,
+    untracked: u64,
+}
+
+impl Senders {
+    fn get(&mut self, addr: SocketAddrV4, t_s: f64) -> Option<&mut SenderStats> {
+        let i = match self.last {
+            Some((a, i)) if a == addr => i,
+            _ => match self.index.get(&addr) {
+                Some(&i) => i,
+                None if self.list.len() < MAX_SENDERS => {
+                    self.list.push(SenderStats::new(addr, t_s));
+                    self.index.insert(addr, self.list.len() - 1);
+                    self.list.len() - 1
+                }
+                None => {
+                    self.untracked += 1;
+                    return None;
+                }
+            },
+        };
+        self.last = Some((addr, i));
+        self.list.get_mut(i)
+    }
+}
+
+/// Runs the receiver until `--time` passes or `stop` is set, printing reports to `out`.
+pub fn run(cfg: &RecvConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<(), PerfError> {
+    let sock = open(cfg)?;
+    let start = Instant::now();
+    let start_wall_us = wall_us();
+    let mut batch = RecvBatch::new(BATCH, SLOT);
+    let mut senders = Senders {
+        index: HashMap::new(),
+        list: Vec::new(),
+        last: None,
+        untracked: 0,
+    };
+    let mut malformed: u64 = 0;
+    let iv = cfg.interval.as_secs_f64();
+    let mut interval_no: u64 = 1;
+    let end_at = cfg.time.map(|t| start + t);
+    if !cfg.json {
+        report::recv_banner(out, cfg).map_err(ioerr("write the report"))?;
+    }
+    loop {
+        let now = Instant::now();
+        let t = now.duration_since(start).as_secs_f64();
+        if t >= interval_no as f64 * iv {
+            // After a stall, one report covers every boundary that passed.
+            let passed = (t / iv).floor();
+            let s = (interval_no - 1) as f64 * iv;
+            emit_intervals(&mut senders.list, s, passed * iv, cfg.json, out)?;
+            interval_no = passed as u64 + 1;
+        }
+        if stop.load(Ordering::Relaxed) || end_at.is_some_and(|e| now >= e) {
+            let s = (interval_no - 1) as f64 * iv;
+            if t > s {
+                emit_intervals(&mut senders.list, s, t, cfg.json, out)?;
+            }
+            break;
+        }
+        let n = match batch.recv(&sock) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                return Err(PerfError::Io {
+                    what: "receive datagrams",
+                    source: e,
+                });
+            }
+        };
+        let fallback_us = wall_us();
+        for i in 0..n {
+            let Some(d) = batch.get(i) else { continue };
+            let Some(src) = d.source else {
+                malformed += 1;
+                continue;
+            };
+            let Some(h) = header::parse(d.data) else {
+                malformed += 1;
+                continue;
+            };
+            let arrival_us = d
+                .timestamp
+                .map(|ts| ts.as_micros() as i64)
+                .unwrap_or(fallback_us);
+            let t_s = (arrival_us - start_wall_us) as f64 / 1e6;
+            let Some(s) = senders.get(src, t_s) else {
+                continue;
+            };
+            if h.seq < 0 {
+                s.on_fin(h.seq, t_s);
+            } else {
+                s.on_data(h.seq, d.len, arrival_us - h.sent_us(), t_s);
+            }
+        }
+    }
+    let summaries: Vec<RecvReport> = senders.list.iter().map(SenderStats::summary).collect();
+    let elapsed = start.elapsed().as_secs_f64();
+    if cfg.json {
+        for r in &summaries {
+            report::json_line(out, r).map_err(ioerr("write the report"))?;
+        }
+    } else {
+        report::recv_summary(out, &summaries, elapsed, malformed, senders.untracked)
+            .map_err(ioerr("write the report"))?;
+    }
+    out.flush().map_err(ioerr("write the report"))?;
+    Ok(())
+}
+
+fn emit_intervals(
+    list: &mut [SenderStats],
+    start: f64,
+    end: f64,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), PerfError> {
+    for s in list.iter_mut().filter(|s| s.interval_active()) {
+        let r = s.cut_interval(start, end);
+        let res = if json {
+            report::json_line(out, &r)
+        } else {
+            report::recv_line(out, &r)
+        };
+        res.map_err(ioerr("write the report"))?;
+    }
+    out.flush().map_err(ioerr("write the report"))?;
+    Ok(())
+}
