@@ -7,3 +7,4 @@
 //! This crate must never hold protocol logic or policy: it moves bytes and reports errors.
 
 #![allow(unsafe_code)]
+pub mod mmsg;
