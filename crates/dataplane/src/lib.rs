@@ -1,5 +1,122 @@
 //! mcgate-dataplane: the forwarders behind one forwarding table.
 //!
+//! A [`Dataplane`] takes a [`ForwardingTable`] (swapped whole on every change), the set of
+//! attached links and the underlay MTU, and moves multicast between local links and the
+//! VXLAN tunnel to other hosts. [`DataplaneKind`] names the implementations; the
+//! userspace relay ([`relay`]) is the first, a kernel-programmed forwarder can be added
+//! behind the same trait.
+//!
 //! This crate must never block on the controller: it forwards on the last table it holds.
+//! It never does protocol work for IGMP (the agent's querier does) and never holds
+//! `unsafe` (every system call is in `mcgate-sys`).
 
 #![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod inspect;
+pub mod relay;
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+pub use counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
+use mcgate_domain::forwarding::ForwardingTable;
+
+/// The data planes mcgate has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataplaneKind {
+    /// The userspace relay: AF_PACKET capture, batched VXLAN over a UDP socket.
+    #[default]
+    Userspace,
+}
+
+impl DataplaneKind {
+    /// Every kind, for help texts.
+    pub const ALL: [DataplaneKind; 1] = [DataplaneKind::Userspace];
+
+    /// The kind's name on the command line and in stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataplaneKind::Userspace => "userspace",
+        }
+    }
+}
+
+impl std::str::FromStr for DataplaneKind {
+    type Err = DataplaneError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DataplaneKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| DataplaneError::UnknownKind(s.to_string()))
+    }
+}
+
+/// A link the data plane captures on and delivers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinkSpec {
+    /// Interface name.
+    pub name: String,
+    /// Interface index (a link that is re-created gets a new one).
+    pub ifindex: u32,
+}
+
+/// What a data plane needs to start.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// The local VXLAN endpoint (underlay address and UDP port).
+    pub underlay: SocketAddrV4,
+    /// The MTU of the underlay interface: encapsulated packets larger than this are
+    /// dropped and counted, never fragmented.
+    pub underlay_mtu: usize,
+}
+
+/// Why a data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The name given to `--dataplane` is not one we have.
+    #[error("unknown data plane {0:?}: use \"userspace\"")]
+    UnknownKind(String),
+    /// The VXLAN socket could not be bound.
+    #[error(
+        "cannot bind the VXLAN socket on {addr}: {source} (is the underlay address assigned \
+         to an interface of this host, and is the port free?)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddrV4,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The forwarding thread could not be started.
+    #[error("cannot start the data plane thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running forwarder. Every method returns at once; the work happens on the data
+/// plane's own threads.
+pub trait Dataplane: Send + Sync {
+    /// Its name, as in [`DataplaneKind::as_str`].
+    fn name(&self) -> &'static str;
+    /// Installs a new forwarding table; packets after the swap use it.
+    fn set_table(&self, table: Arc<ForwardingTable>);
+    /// Sets the attached links (all of them, replacing the previous set).
+    fn set_links(&self, links: Vec<LinkSpec>);
+    /// Sets the underlay MTU (it can change at run time).
+    fn set_underlay_mtu(&self, mtu: usize);
+    /// The counters, as last published (at most a fraction of a second old).
+    fn stats(&self) -> DataplaneStats;
+    /// Stops forwarding and waits for the threads to end.
+    fn shutdown(&self);
+}
+
+/// Starts a data plane of `kind`.
+pub fn start(
+    kind: DataplaneKind,
+    config: DataplaneConfig,
+) -> Result<Box<dyn Dataplane>, DataplaneError> {
+    match kind {
+        DataplaneKind::Userspace => Ok(Box::new(relay::Relay::start(config)?)),
+    }
+}

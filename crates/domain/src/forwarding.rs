@@ -1,1 +1,673 @@
 //! A host's forwarding table, computed from the domain states the controller streams.
+//!
+//! [`DomainView`] holds what the controller told this host (a snapshot, then deltas);
+//! [`ForwardingTable::compute`] turns it, plus the host's own IGMP-learned membership,
+//! into what a data plane needs per packet: for a (group, source) sent on a local link,
+//! which remote hosts (underlay addresses) and which other local links get a copy; for a
+//! tunnelled packet, which peers may send it and which local links want it.
+//!
+//! Local membership comes straight from the host's own IGMP state, not from the
+//! controller's echo of it, so a local join is forwarded locally at once and keeps
+//! working while the controller is away.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::SourceFilter;
+use crate::api::{
+    Change, DomainState, IgmpMode, IgmpSettings, Peer, Revision, StaticMemberSpec,
+    StaticSourceSpec, StreamMessage,
+};
+
+/// Whether `group` is in 224.0.0.0/24, the link-local block that never leaves a host
+/// (RFC 5771 section 4).
+pub fn is_link_local_group(group: Ipv4Addr) -> bool {
+    let o = group.octets();
+    o[0] == 224 && o[1] == 0 && o[2] == 0
+}
+
+/// The domain states this host was told about, kept current by applying the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainView {
+    revision: Option<Revision>,
+    domains: BTreeMap<String, DomainState>,
+    ignored: u64,
+}
+
+/// What applying one stream message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed; recompute the forwarding table.
+    Changed,
+    /// Nothing changed (keepalive, or a message already applied).
+    Unchanged,
+}
+
+impl DomainView {
+    /// An empty view: no domain, nothing forwarded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The revision of the last message applied, to resume the stream from.
+    pub fn revision(&self) -> Option<Revision> {
+        self.revision
+    }
+
+    /// The domains, by name.
+    pub fn domains(&self) -> impl Iterator<Item = &DomainState> {
+        self.domains.values()
+    }
+
+    /// Changes that named a domain this view does not hold (skipped).
+    pub fn ignored_changes(&self) -> u64 {
+        self.ignored
+    }
+
+    /// The IGMP mode and timers to run on this host's links: those of the first domain
+    /// by name (a host in several domains with different settings gets a warning from the
+    /// agent), or `None` before any domain is known.
+    pub fn igmp(&self) -> Option<(IgmpMode, IgmpSettings)> {
+        self.domains
+            .values()
+            .next()
+            .map(|d| (d.domain.igmp, d.domain.igmp_settings.clone()))
+    }
+
+    /// Applies one message of the stream. A delta at or below the held revision was
+    /// already applied and is skipped; a snapshot always replaces everything.
+    pub fn apply(&mut self, msg: &StreamMessage) -> Applied {
+        match msg {
+            StreamMessage::Snapshot { revision, domains } => {
+                let new: BTreeMap<String, DomainState> = domains
+                    .iter()
+                    .map(|d| (d.domain.name.clone(), d.clone()))
+                    .collect();
+                self.revision = Some(*revision);
+                if new == self.domains {
+                    return Applied::Unchanged;
+                }
+                self.domains = new;
+                Applied::Changed
+            }
+            StreamMessage::Delta { revision, changes } => {
+                if self.revision.is_some_and(|r| *revision <= r) {
+                    return Applied::Unchanged;
+                }
+                self.revision = Some(*revision);
+                let mut changed = false;
+                for c in changes {
+                    changed |= self.apply_change(c);
+                }
+                if changed {
+                    Applied::Changed
+                } else {
+                    Applied::Unchanged
+                }
+            }
+            StreamMessage::Keepalive { .. } => Applied::Unchanged,
+        }
+    }
+
+    fn domain_mut(&mut self, name: &str) -> Option<&mut DomainState> {
+        let d = self.domains.get_mut(name);
+        if d.is_none() {
+            self.ignored += 1;
+        }
+        d
+    }
+
+    fn apply_change(&mut self, change: &Change) -> bool {
+        match change {
+            Change::Domain { domain } => match self.domains.get_mut(&domain.name) {
+                Some(d) => {
+                    let changed = d.domain != *domain;
+                    d.domain = domain.clone();
+                    changed
+                }
+                None => {
+                    self.domains.insert(
+                        domain.name.clone(),
+                        DomainState {
+                            domain: domain.clone(),
+                            peers: Vec::new(),
+                            members: Vec::new(),
+                            static_members: Vec::new(),
+                            static_sources: Vec::new(),
+                        },
+                    );
+                    true
+                }
+            },
+            Change::DomainRemoved { name } => self.domains.remove(name).is_some(),
+            Change::PeerUp { domain, peer } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                match d.peers.iter_mut().find(|p| p.host == peer.host) {
+                    Some(p) if p == peer => false,
+                    Some(p) => {
+                        *p = peer.clone();
+                        true
+                    }
+                    None => {
+                        d.peers.push(peer.clone());
+                        true
+                    }
+                }
+            }
+            Change::PeerDown { domain, host } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                let before = (d.peers.len(), d.members.len());
+                d.peers.retain(|p| &p.host != host);
+                // A host that left the domain has no members in it any more.
+                d.members.retain(|m| &m.host != host);
+                before != (d.peers.len(), d.members.len())
+            }
+            Change::Member {
+                domain,
+                host,
+                group,
+                filter,
+            } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                let pos = d
+                    .members
+                    .iter()
+                    .position(|m| &m.host == host && m.group == *group);
+                match (pos, filter) {
+                    (Some(i), None) => {
+                        d.members.remove(i);
+                        true
+                    }
+                    (None, None) => false,
+                    (Some(i), Some(f)) => {
+                        let changed = d.members[i].filter != *f;
+                        d.members[i].filter = f.clone();
+                        changed
+                    }
+                    (None, Some(f)) => {
+                        d.members.push(crate::api::HostMember {
+                            host: host.clone(),
+                            group: *group,
+                            filter: f.clone(),
+                        });
+                        true
+                    }
+                }
+            }
+            Change::StaticMember {
+                domain,
+                member,
+                present,
+            } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                set_presence(&mut d.static_members, member, *present)
+            }
+            Change::StaticSource {
+                domain,
+                source,
+                present,
+            } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                set_presence(&mut d.static_sources, source, *present)
+            }
+        }
+    }
+}
+
+fn set_presence<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T, present: bool) -> bool {
+    let pos = list.iter().position(|x| x == item);
+    match (pos, present) {
+        (Some(_), true) | (None, false) => false,
+        (None, true) => {
+            list.push(item.clone());
+            true
+        }
+        (Some(i), false) => {
+            list.remove(i);
+            true
+        }
+    }
+}
+
+/// A host's own membership per (link, group), learned by IGMP on its links.
+pub type LocalMembership = BTreeMap<(String, Ipv4Addr), SourceFilter>;
+
+/// A remote host that gets a tunnelled copy of a group's traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRoute {
+    /// Host name.
+    pub host: String,
+    /// Its VXLAN endpoint.
+    pub underlay: SocketAddrV4,
+    /// The host's merged filter for the group.
+    pub filter: SourceFilter,
+}
+
+/// A local link that gets a copy of a group's traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRoute {
+    /// Interface name.
+    pub link: String,
+    /// The link's filter for the group (static members are any-source).
+    pub filter: SourceFilter,
+}
+
+/// Where one group's traffic goes, in one domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRoute {
+    /// Remote hosts with members, sorted by host name.
+    pub remotes: Vec<RemoteRoute>,
+    /// Local links with members, sorted by link name.
+    pub locals: Vec<LocalRoute>,
+}
+
+/// Why a packet is not forwarded, for the drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Forward it (possibly to nobody, when the group has no members).
+    Forward,
+    /// The domain allows only registered sources and this one is not.
+    SourceNotAllowed,
+}
+
+/// One domain's part of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainTable {
+    /// Domain name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// When the domain allows only registered sources: the sources per group.
+    pub allowed_sources: Option<HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>>,
+    /// The underlay addresses of the domain's other hosts: tunnelled packets are
+    /// accepted only from these.
+    pub peers: HashSet<Ipv4Addr>,
+    /// Routes by group.
+    pub groups: HashMap<Ipv4Addr, GroupRoute>,
+}
+
+impl DomainTable {
+    /// The source policy for a packet from `source` to `group`.
+    pub fn check_source(&self, group: Ipv4Addr, source: Ipv4Addr) -> Verdict {
+        match &self.allowed_sources {
+            None => Verdict::Forward,
+            Some(map) if map.get(&group).is_some_and(|s| s.contains(&source)) => Verdict::Forward,
+            Some(_) => Verdict::SourceNotAllowed,
+        }
+    }
+
+    /// The route of `group`, if it has members anywhere.
+    pub fn route(&self, group: Ipv4Addr) -> Option<&GroupRoute> {
+        self.groups.get(&group)
+    }
+}
+
+/// Everything a data plane needs to forward, for one host. Immutable: a new one is
+/// computed on every change and swapped in whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardingTable {
+    domains: Vec<DomainTable>,
+    by_vni: HashMap<u32, usize>,
+}
+
+impl ForwardingTable {
+    /// An empty table: nothing is forwarded.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Computes the table of host `self_host` with attached `links` from the controller's
+    /// view and the host's own IGMP membership.
+    pub fn compute(
+        view: &DomainView,
+        self_host: &str,
+        links: &[String],
+        local: &LocalMembership,
+    ) -> Self {
+        let mut domains = Vec::new();
+        for state in view.domains() {
+            domains.push(domain_table(state, self_host, links, local));
+        }
+        let by_vni = domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.vni, i))
+            .collect();
+        Self { domains, by_vni }
+    }
+
+    /// The domains this host belongs to.
+    pub fn domains(&self) -> &[DomainTable] {
+        &self.domains
+    }
+
+    /// The domain carried by VXLAN network identifier `vni`.
+    pub fn by_vni(&self, vni: u32) -> Option<&DomainTable> {
+        self.by_vni.get(&vni).and_then(|&i| self.domains.get(i))
+    }
+
+    /// Whether nothing at all is forwarded.
+    pub fn is_empty(&self) -> bool {
+        self.domains.iter().all(|d| d.groups.is_empty())
+    }
+}
+
+fn domain_table(
+    state: &DomainState,
+    self_host: &str,
+    links: &[String],
+    local: &LocalMembership,
+) -> DomainTable {
+    let peers_by_host: HashMap<&str, &Peer> =
+        state.peers.iter().map(|p| (p.host.as_str(), p)).collect();
+    let mut groups: HashMap<Ipv4Addr, GroupRoute> = HashMap::new();
+
+    for m in &state.members {
+        if m.host == self_host || is_link_local_group(m.group) || m.filter.is_empty() {
+            continue;
+        }
+        let Some(peer) = peers_by_host.get(m.host.as_str()) else {
+            continue;
+        };
+        groups
+            .entry(m.group)
+            .or_default()
+            .remotes
+            .push(RemoteRoute {
+                host: m.host.clone(),
+                underlay: peer.underlay,
+                filter: m.filter.clone(),
+            });
+    }
+
+    let mut locals: BTreeMap<(Ipv4Addr, &str), SourceFilter> = BTreeMap::new();
+    let mut add_local = |group: Ipv4Addr, link: &'_ str, filter: &SourceFilter| {
+        // Only links the host is attached to now can be delivered to.
+        let Some(link) = links.iter().find(|l| l.as_str() == link) else {
+            return;
+        };
+        locals
+            .entry((group, link.as_str()))
+            .and_modify(|f| *f = f.merge(filter))
+            .or_insert_with(|| filter.clone());
+    };
+    for ((link, group), filter) in local {
+        if !filter.is_empty() {
+            add_local(*group, link, filter);
+        }
+    }
+    let any = SourceFilter::any_source();
+    for StaticMemberSpec {
+        group,
+        host,
+        interface,
+        ..
+    } in &state.static_members
+    {
+        if host != self_host {
+            continue;
+        }
+        match interface {
+            Some(link) => add_local(*group, link, &any),
+            None => {
+                for link in links {
+                    add_local(*group, link, &any);
+                }
+            }
+        }
+    }
+    for ((group, link), filter) in locals {
+        groups.entry(group).or_default().locals.push(LocalRoute {
+            link: link.to_string(),
+            filter,
+        });
+    }
+    for route in groups.values_mut() {
+        route.remotes.sort_by(|a, b| a.host.cmp(&b.host));
+    }
+
+    let allowed_sources = state.domain.static_sources.then(|| {
+        let mut map: HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = HashMap::new();
+        for StaticSourceSpec { group, address, .. } in &state.static_sources {
+            map.entry(*group).or_default().insert(*address);
+        }
+        map
+    });
+    let peers = state
+        .peers
+        .iter()
+        .filter(|p| p.host != self_host)
+        .map(|p| *p.underlay.ip())
+        .collect();
+    DomainTable {
+        name: state.domain.name.clone(),
+        vni: state.domain.vni,
+        allowed_sources,
+        peers,
+        groups,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Domain, HostMember};
+
+    fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+        Ipv4Addr::new(a, b, c, d)
+    }
+
+    const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+
+    fn domain(name: &str, vni: u32, static_sources: bool) -> Domain {
+        Domain {
+            name: name.into(),
+            vni,
+            igmp: IgmpMode::V3,
+            static_sources,
+            igmp_settings: IgmpSettings::default(),
+            subnets: vec![],
+            hosts: vec![],
+        }
+    }
+
+    fn peer(host: &str, n: u8) -> Peer {
+        Peer {
+            host: host.into(),
+            underlay: SocketAddrV4::new(ip(10, 0, 0, n), 4789),
+        }
+    }
+
+    fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
+        HostMember {
+            host: host.into(),
+            group,
+            filter,
+        }
+    }
+
+    fn snapshot() -> StreamMessage {
+        StreamMessage::Snapshot {
+            revision: 10,
+            domains: vec![DomainState {
+                domain: domain("d", 100, false),
+                peers: vec![peer("h1", 1), peer("h2", 2), peer("h3", 3)],
+                members: vec![
+                    member("h1", G, SourceFilter::any_source()),
+                    member("h2", G, SourceFilter::include([ip(10, 1, 0, 9)])),
+                    member("h3", G, SourceFilter::exclude([ip(10, 1, 0, 9)])),
+                    member("h2", ip(224, 0, 0, 251), SourceFilter::any_source()),
+                ],
+                static_members: vec![],
+                static_sources: vec![],
+            }],
+        }
+    }
+
+    fn links() -> Vec<String> {
+        vec!["tk1".into(), "tk2".into()]
+    }
+
+    #[test]
+    fn remote_routes_exclude_self_and_link_local_groups() {
+        let mut v = DomainView::new();
+        assert_eq!(v.apply(&snapshot()), Applied::Changed);
+        let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+        let d = t.by_vni(100).unwrap();
+        let r = d.route(G).unwrap();
+        let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
+        assert_eq!(hosts, ["h2", "h3"]);
+        assert!(r.remotes[0].filter.allows(ip(10, 1, 0, 9)));
+        assert!(!r.remotes[1].filter.allows(ip(10, 1, 0, 9)));
+        assert!(d.route(ip(224, 0, 0, 251)).is_none());
+        assert_eq!(
+            d.peers,
+            [ip(10, 0, 0, 2), ip(10, 0, 0, 3)].into_iter().collect()
+        );
+        assert!(t.by_vni(101).is_none());
+    }
+
+    #[test]
+    fn local_membership_and_static_members_make_local_routes() {
+        let mut v = DomainView::new();
+        v.apply(&snapshot());
+        let mut local = LocalMembership::new();
+        local.insert(("tk1".into(), G), SourceFilter::include([ip(10, 1, 0, 7)]));
+        local.insert(("gone".into(), G), SourceFilter::any_source());
+        local.insert(("tk2".into(), ip(239, 1, 1, 1)), SourceFilter::include([]));
+        v.apply(&StreamMessage::Delta {
+            revision: 11,
+            changes: vec![Change::StaticMember {
+                domain: "d".into(),
+                member: StaticMemberSpec {
+                    group: ip(239, 9, 9, 9),
+                    host: "h1".into(),
+                    interface: None,
+                    address: None,
+                },
+                present: true,
+            }],
+        });
+        let t = ForwardingTable::compute(&v, "h1", &links(), &local);
+        let d = t.by_vni(100).unwrap();
+        let r = d.route(G).unwrap();
+        assert_eq!(r.locals.len(), 1, "only attached links: {r:?}");
+        assert_eq!(r.locals[0].link, "tk1");
+        assert!(
+            d.route(ip(239, 1, 1, 1)).is_none(),
+            "INCLUDE {{}} is no member"
+        );
+        let s = d.route(ip(239, 9, 9, 9)).unwrap();
+        let names: Vec<&str> = s.locals.iter().map(|l| l.link.as_str()).collect();
+        assert_eq!(names, ["tk1", "tk2"]);
+    }
+
+    #[test]
+    fn deltas_add_and_remove_members_and_peers() {
+        let mut v = DomainView::new();
+        v.apply(&snapshot());
+        let d = |changes| StreamMessage::Delta {
+            revision: 12,
+            changes,
+        };
+        assert_eq!(
+            v.apply(&d(vec![
+                Change::PeerDown {
+                    domain: "d".into(),
+                    host: "h3".into(),
+                },
+                Change::Member {
+                    domain: "d".into(),
+                    host: "h2".into(),
+                    group: G,
+                    filter: None,
+                },
+            ])),
+            Applied::Changed
+        );
+        let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+        assert!(t.by_vni(100).unwrap().route(G).is_none());
+        assert!(!t.by_vni(100).unwrap().peers.contains(&ip(10, 0, 0, 3)));
+        // The same revision again is already applied.
+        assert_eq!(
+            v.apply(&d(vec![Change::DomainRemoved { name: "d".into() }])),
+            Applied::Unchanged
+        );
+        assert_eq!(v.revision(), Some(12));
+        // A change for an unknown domain is skipped and counted.
+        v.apply(&StreamMessage::Delta {
+            revision: 13,
+            changes: vec![Change::PeerUp {
+                domain: "nope".into(),
+                peer: peer("x", 9),
+            }],
+        });
+        assert_eq!(v.ignored_changes(), 1);
+        v.apply(&StreamMessage::Delta {
+            revision: 14,
+            changes: vec![Change::DomainRemoved { name: "d".into() }],
+        });
+        let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+        assert!(t.domains().is_empty() && t.is_empty());
+    }
+
+    #[test]
+    fn static_sources_policy() {
+        let mut v = DomainView::new();
+        v.apply(&StreamMessage::Snapshot {
+            revision: 1,
+            domains: vec![DomainState {
+                domain: domain("s", 7, true),
+                peers: vec![],
+                members: vec![],
+                static_members: vec![],
+                static_sources: vec![StaticSourceSpec {
+                    group: G,
+                    address: ip(10, 1, 0, 2),
+                    host: None,
+                    interface: None,
+                }],
+            }],
+        });
+        let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+        let d = t.by_vni(7).unwrap();
+        assert_eq!(d.check_source(G, ip(10, 1, 0, 2)), Verdict::Forward);
+        assert_eq!(
+            d.check_source(G, ip(10, 1, 0, 3)),
+            Verdict::SourceNotAllowed
+        );
+        assert_eq!(
+            d.check_source(ip(239, 0, 0, 1), ip(10, 1, 0, 2)),
+            Verdict::SourceNotAllowed
+        );
+        let mut open = v.clone();
+        open.apply(&StreamMessage::Delta {
+            revision: 2,
+            changes: vec![Change::Domain {
+                domain: domain("s", 7, false),
+            }],
+        });
+        let t = ForwardingTable::compute(&open, "h1", &links(), &LocalMembership::new());
+        assert_eq!(
+            t.by_vni(7).unwrap().check_source(G, ip(10, 1, 0, 3)),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn link_local_detection() {
+        assert!(is_link_local_group(ip(224, 0, 0, 22)));
+        assert!(!is_link_local_group(ip(224, 0, 1, 1)));
+        assert!(!is_link_local_group(G));
+    }
+}

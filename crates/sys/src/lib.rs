@@ -8,3 +8,6 @@
 
 #![allow(unsafe_code)]
 pub mod mmsg;
+pub mod packet;
+pub mod poll;
+pub mod tunnel;

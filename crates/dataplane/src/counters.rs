@@ -1,0 +1,183 @@
+//! Counters of the data plane: per link, per group, per drop reason.
+//!
+//! The forwarding thread owns the live counters (plain integers, no atomics on the hot
+//! path) and publishes a copy a few times a second; readers take that copy.
+
+use core::net::Ipv4Addr;
+use std::collections::BTreeMap;
+
+/// Packets and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (Ethernet frames for links, inner frames for the tunnel).
+    pub bytes: u64,
+}
+
+impl Counter {
+    /// Counts one packet of `bytes`.
+    #[inline]
+    pub fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// Why a packet was not forwarded (or not to everyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Too short, bad lengths, or impossible addresses.
+    Malformed,
+    /// Not IPv4.
+    NotIpv4,
+    /// Not to a multicast address.
+    NotMulticast,
+    /// IGMP, which the querier handles, never the relay.
+    Igmp,
+    /// Longer than a receive buffer.
+    Truncated,
+    /// A link-local group (224.0.0.0/24) arriving through the tunnel.
+    LinkLocal,
+    /// The host belongs to no domain (or none carries this VNI).
+    NoDomain,
+    /// Nobody wants the group (or not from this source).
+    NoMembers,
+    /// The domain allows only registered sources and this one is not.
+    SourceNotAllowed,
+    /// The encapsulated packet would exceed the underlay MTU.
+    TooBig,
+    /// A tunnelled packet from an address that is not a peer of the domain.
+    UnknownPeer,
+    /// A tunnelled packet without the VXLAN I flag.
+    BadVxlan,
+    /// The socket or device queue was full.
+    QueueFull,
+    /// The kernel refused the send.
+    SendError,
+}
+
+impl DropReason {
+    /// Every reason, for exporting zeroes too.
+    pub const ALL: [DropReason; 14] = [
+        DropReason::Malformed,
+        DropReason::NotIpv4,
+        DropReason::NotMulticast,
+        DropReason::Igmp,
+        DropReason::Truncated,
+        DropReason::LinkLocal,
+        DropReason::NoDomain,
+        DropReason::NoMembers,
+        DropReason::SourceNotAllowed,
+        DropReason::TooBig,
+        DropReason::UnknownPeer,
+        DropReason::BadVxlan,
+        DropReason::QueueFull,
+        DropReason::SendError,
+    ];
+
+    /// The reason's name in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::NotMulticast => "not_multicast",
+            DropReason::Igmp => "igmp",
+            DropReason::Truncated => "truncated",
+            DropReason::LinkLocal => "link_local",
+            DropReason::NoDomain => "no_domain",
+            DropReason::NoMembers => "no_members",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::TooBig => "too_big",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::BadVxlan => "bad_vxlan",
+            DropReason::QueueFull => "queue_full",
+            DropReason::SendError => "send_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Drop counts by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops([u64; DropReason::ALL.len()]);
+
+impl Drops {
+    /// Counts `n` drops for `reason`.
+    #[inline]
+    pub fn add(&mut self, reason: DropReason, n: u64) {
+        if let Some(c) = self.0.get_mut(reason.index()) {
+            *c += n;
+        }
+    }
+
+    /// The count for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// The total over every reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Non-zero counts by reason.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.get(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// Counters of one attached link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Multicast frames captured from the link (sent by local containers).
+    pub rx: Counter,
+    /// Frames delivered on the link.
+    pub tx: Counter,
+    /// Drops of frames captured on or meant for the link.
+    pub drops: Drops,
+}
+
+/// Counters of one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    /// Frames captured from local links.
+    pub rx_local: Counter,
+    /// Frames received from the tunnel.
+    pub rx_tunnel: Counter,
+    /// Copies delivered on local links.
+    pub tx_local: Counter,
+    /// Copies sent through the tunnel.
+    pub tx_tunnel: Counter,
+    /// Drops by reason.
+    pub drops: Drops,
+}
+
+/// Everything a data plane counts, as published for readers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneStats {
+    /// The data plane's name ("userspace").
+    pub name: &'static str,
+    /// Per attached link (links that went away keep their counts).
+    pub links: BTreeMap<String, LinkCounters>,
+    /// Per group; groups past the tracking limit are summed under 0.0.0.0.
+    pub groups: BTreeMap<Ipv4Addr, GroupCounters>,
+    /// VXLAN datagrams received.
+    pub tunnel_rx: Counter,
+    /// VXLAN datagrams sent.
+    pub tunnel_tx: Counter,
+    /// Every drop, by reason.
+    pub drops: Drops,
+    /// The underlay MTU the data plane checks against.
+    pub underlay_mtu: usize,
+    /// Forwarding tables installed so far.
+    pub tables_installed: u64,
+    /// Receive batches processed (packets / batches is the mean batch size).
+    pub batches: u64,
+}

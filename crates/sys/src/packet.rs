@@ -1,0 +1,512 @@
+//! AF_PACKET sockets bound to one link: whole Ethernet frames in and out.
+//!
+//! The agent uses one per attached link and purpose: an IGMP socket (the querier's
+//! reports in, queries out) and a data socket (multicast data sent by local containers
+//! in, deliveries out). Each socket gets a classic BPF filter so the kernel hands it only
+//! the frames of its purpose, and `PACKET_IGNORE_OUTGOING` so it never sees frames sent
+//! on the link (its own deliveries included): that is what keeps the relay loop-free.
+
+use std::io;
+use std::mem::{MaybeUninit, size_of, zeroed};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// The most frames one [`PacketSocket::recv_batch`] or [`PacketSocket::send_batch`] call
+/// moves.
+pub const MAX_BATCH: usize = 64;
+
+/// Which frames the kernel hands a [`PacketSocket`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// IPv4 with protocol 2 (IGMP), any destination.
+    Igmp,
+    /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP.
+    MulticastData,
+    /// Every frame (tests and diagnostics).
+    All,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+const SNAP_LEN: u32 = 0x0004_0000;
+
+const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+const LDH_ABS: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
+const LDB_ABS: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
+const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+const AND_K: u32 = libc::BPF_ALU | libc::BPF_AND | libc::BPF_K;
+const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// EtherType at 12, IPv4 protocol at 14 + 9, first byte of the IPv4 destination at
+/// 14 + 16. Jump offsets count from the next instruction.
+const IGMP_PROGRAM: [libc::sock_filter; 6] = [
+    stmt(LDH_ABS, 12),
+    jump(JEQ_K, 0x0800, 0, 3),
+    stmt(LDB_ABS, 23),
+    jump(JEQ_K, 2, 0, 1),
+    stmt(RET_K, SNAP_LEN),
+    stmt(RET_K, 0),
+];
+
+const DATA_PROGRAM: [libc::sock_filter; 9] = [
+    stmt(LDH_ABS, 12),
+    jump(JEQ_K, 0x0800, 0, 6),
+    stmt(LDB_ABS, 30),
+    stmt(AND_K, 0xf0),
+    jump(JEQ_K, 0xe0, 0, 3),
+    stmt(LDB_ABS, 23),
+    jump(JEQ_K, 2, 1, 0),
+    stmt(RET_K, SNAP_LEN),
+    stmt(RET_K, 0),
+];
+
+/// A non-blocking AF_PACKET raw socket bound to one interface.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+/// Receive buffers for [`PacketSocket::recv_batch`]: `MAX_BATCH` slots of a fixed size,
+/// allocated once.
+#[derive(Debug)]
+pub struct FrameBatch {
+    pub(crate) slot: usize,
+    pub(crate) data: Vec<u8>,
+    pub(crate) lens: Vec<usize>,
+    pub(crate) truncated: Vec<bool>,
+    pub(crate) count: usize,
+}
+
+/// A byte range inside one slot of a [`FrameBatch`]: what to send, without copying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// The slot (frame index).
+    pub slot: u16,
+    /// Where in the slot the bytes start.
+    pub offset: u16,
+    /// How many bytes.
+    pub len: u16,
+}
+
+/// What a batched send did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Messages the kernel took.
+    pub sent: usize,
+    /// Messages refused because they exceed the MTU (`EMSGSIZE`).
+    pub too_big: usize,
+    /// Messages not sent because the socket or device queue was full.
+    pub would_block: usize,
+    /// Messages refused for any other reason (or naming bytes outside the batch).
+    pub failed: usize,
+}
+
+impl SendOutcome {
+    /// Adds another outcome to this one.
+    pub fn add(&mut self, o: SendOutcome) {
+        self.sent += o.sent;
+        self.too_big += o.too_big;
+        self.would_block += o.would_block;
+        self.failed += o.failed;
+    }
+}
+
+/// Sends `items` in batches through `send` (which returns how many of a batch the kernel
+/// took), skipping and counting the ones the kernel refuses.
+pub(crate) fn send_all_with<T>(
+    items: &[T],
+    mut send: impl FnMut(&[T]) -> io::Result<usize>,
+) -> SendOutcome {
+    let mut out = SendOutcome::default();
+    let mut rest = items;
+    while !rest.is_empty() {
+        match send(rest) {
+            Ok(0) => {
+                out.would_block += rest.len();
+                break;
+            }
+            Ok(k) => {
+                out.sent += k;
+                rest = rest.get(k..).unwrap_or(&[]);
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    out.would_block += rest.len();
+                    break;
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => {
+                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                        out.too_big += 1;
+                    } else if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        out.would_block += 1;
+                    } else {
+                        out.failed += 1;
+                    }
+                    rest = rest.get(1..).unwrap_or(&[]);
+                }
+            },
+        }
+    }
+    out
+}
+
+impl FrameBatch {
+    /// The bytes `part` names, if they lie inside its slot.
+    pub fn part(&self, part: Part) -> Option<&[u8]> {
+        let slot = usize::from(part.slot);
+        if slot >= MAX_BATCH {
+            return None;
+        }
+        let off = usize::from(part.offset);
+        let end = off.checked_add(usize::from(part.len))?;
+        if end > self.slot {
+            return None;
+        }
+        let start = slot * self.slot;
+        self.data.get(start + off..start + end)
+    }
+
+    /// Buffers for `MAX_BATCH` frames of up to `slot` bytes each.
+    pub fn new(slot: usize) -> Self {
+        Self {
+            slot: slot.max(64),
+            data: vec![0; slot.max(64) * MAX_BATCH],
+            lens: vec![0; MAX_BATCH],
+            truncated: vec![false; MAX_BATCH],
+            count: 0,
+        }
+    }
+
+    /// How many frames the last receive filled.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the last receive got nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Frame `i` of the last receive, and whether it was longer than a slot (then only
+    /// its first slot-size bytes are here).
+    pub fn frame(&self, i: usize) -> Option<(&[u8], bool)> {
+        if i >= self.count {
+            return None;
+        }
+        let start = i * self.slot;
+        let len = self.lens[i].min(self.slot);
+        Some((&self.data[start..start + len], self.truncated[i]))
+    }
+
+    /// Slot `i` as a writable buffer (for tests and for receivers that fill slots).
+    pub fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        if i >= MAX_BATCH {
+            return None;
+        }
+        let start = i * self.slot;
+        Some(&mut self.data[start..start + self.slot])
+    }
+
+    /// The slot size.
+    pub fn slot_size(&self) -> usize {
+        self.slot
+    }
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a valid, initialised `T` for the duration of the call and the
+    // length passed is exactly its size; the kernel only reads that many bytes.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(|_| ())
+}
+
+/// Sets a socket's receive buffer to `bytes`, past `rmem_max` when the process may
+/// (`SO_RCVBUFFORCE` needs CAP_NET_ADMIN), else as far as `SO_RCVBUF` allows.
+pub fn set_recv_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &v)
+        .or_else(|_| setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &v))
+}
+
+/// Sets a socket's send buffer to `bytes` (`SO_SNDBUFFORCE`, else `SO_SNDBUF`).
+pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &v)
+        .or_else(|_| setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &v))
+}
+
+impl PacketSocket {
+    /// Opens a socket on interface `ifindex` that receives the frames `filter` selects,
+    /// never the frames sent on the interface, and turns on all-multicast reception on
+    /// the interface for as long as the socket lives.
+    pub fn open(ifindex: u32, filter: Filter) -> io::Result<Self> {
+        let ifindex_c = libc::c_int::try_from(ifindex)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
+        // Protocol 0: the socket receives nothing until `bind` names a protocol, so no
+        // frame slips in before the filter is attached.
+        // SAFETY: plain system call with constant arguments; the result is checked.
+        let raw = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        // SAFETY: `raw` is a descriptor we just opened and own exclusively.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let one: libc::c_int = 1;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
+        let program: &[libc::sock_filter] = match filter {
+            Filter::Igmp => &IGMP_PROGRAM,
+            Filter::MulticastData => &DATA_PROGRAM,
+            Filter::All => &[],
+        };
+        if !program.is_empty() {
+            let prog = libc::sock_fprog {
+                len: program.len() as libc::c_ushort,
+                filter: program.as_ptr().cast_mut(),
+            };
+            // The kernel copies the program during the call and never writes to it.
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+        }
+        // SAFETY: all-zero is a valid `packet_mreq`.
+        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        mreq.mr_ifindex = ifindex_c;
+        mreq.mr_type = libc::PACKET_MR_ALLMULTI as libc::c_ushort;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        // SAFETY: all-zero is a valid `sockaddr_ll`.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex_c;
+        // SAFETY: `sll` is an initialised `sockaddr_ll` and the length is its size.
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(Self { fd, ifindex })
+    }
+
+    /// The interface this socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Receives one frame into `buf`: `Ok(None)` when none is waiting, else its length
+    /// and whether it was longer than `buf` (then `buf` holds its start).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        Ok(Some((n.min(buf.len()), n > buf.len())))
+    }
+
+    /// Receives up to `MAX_BATCH` frames in one `recvmmsg` call; returns how many (0 when
+    /// none is waiting).
+    pub fn recv_batch(&self, batch: &mut FrameBatch) -> io::Result<usize> {
+        batch.count = 0;
+        let slot = batch.slot;
+        let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
+        // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let base = batch.data.as_mut_ptr();
+        for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate() {
+            // SAFETY: `i * slot + slot <= data.len()` since `data` holds MAX_BATCH slots.
+            let ptr = unsafe { base.add(i * slot) };
+            let iov = iov.write(libc::iovec {
+                iov_base: ptr.cast(),
+                iov_len: slot,
+            });
+            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at one iovec covering a distinct slot of
+        // `batch.data`, all alive and exclusively borrowed for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                MAX_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = (n as usize).min(MAX_BATCH);
+        for (i, hdr) in hdrs.iter().enumerate().take(n) {
+            batch.lens[i] = hdr.msg_len as usize;
+            batch.truncated[i] = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        }
+        batch.count = n;
+        Ok(n)
+    }
+
+    /// Sends one whole Ethernet frame on the interface.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: `frame` is valid for reads of `frame.len()` bytes for the whole call.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Sends up to `MAX_BATCH` frames in one `sendmmsg` call; returns how many the kernel
+    /// took (the rest were not sent).
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let n = frames.len().min(MAX_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
+        // SAFETY: all-zero is a valid `mmsghdr`.
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        for ((iov, hdr), frame) in iovs.iter_mut().zip(hdrs.iter_mut()).zip(frames) {
+            let iov = iov.write(libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            });
+            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `n` headers each point at one iovec over a frame borrowed for
+        // the whole call; the kernel only reads them.
+        let sent = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sent as usize)
+    }
+}
+
+impl PacketSocket {
+    /// Sends the frames `parts` names in `batch`, in `sendmmsg` batches; parts outside
+    /// the batch are counted as failed.
+    pub fn send_parts(&self, batch: &FrameBatch, parts: &[Part]) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        for chunk in parts.chunks(MAX_BATCH) {
+            let mut frames: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+            let mut n = 0;
+            for p in chunk {
+                match batch.part(*p) {
+                    Some(bytes) => {
+                        frames[n] = bytes;
+                        n += 1;
+                    }
+                    None => out.failed += 1,
+                }
+            }
+            out.add(send_all_with(&frames[..n], |f| self.send_batch(f)));
+        }
+        out
+    }
+}
+
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_jump_inside_their_programs() {
+        for prog in [&IGMP_PROGRAM[..], &DATA_PROGRAM[..]] {
+            for (i, ins) in prog.iter().enumerate() {
+                if ins.code as u32 & 0x07 == libc::BPF_JMP {
+                    assert!(i + 1 + (ins.jt as usize) < prog.len());
+                    assert!(i + 1 + (ins.jf as usize) < prog.len());
+                }
+            }
+            assert_eq!(prog.last().unwrap().code as u32, RET_K);
+        }
+    }
+
+    #[test]
+    fn frame_batch_bounds_are_checked() {
+        let mut b = FrameBatch::new(128);
+        assert!(b.frame(0).is_none());
+        assert!(b.slot_mut(MAX_BATCH).is_none());
+        assert_eq!(b.slot_mut(0).unwrap().len(), 128);
+    }
+}
