@@ -1,0 +1,78 @@
+//! Counters of one interface: messages received and sent, and drops by reason.
+
+/// Valid messages received, by type (counted before rate limiting).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Received {
+    /// IGMPv1 queries.
+    pub query_v1: u64,
+    /// IGMPv2 queries.
+    pub query_v2: u64,
+    /// IGMPv3 queries.
+    pub query_v3: u64,
+    /// IGMPv1 reports.
+    pub report_v1: u64,
+    /// IGMPv2 reports.
+    pub report_v2: u64,
+    /// IGMPv2 leaves.
+    pub leave_v2: u64,
+    /// IGMPv3 reports.
+    pub report_v3: u64,
+}
+
+/// Queries sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sent {
+    /// General queries (startup and periodic).
+    pub general_queries: u64,
+    /// Group-specific queries, Q(G).
+    pub group_queries: u64,
+    /// Group-and-source-specific queries, Q(G,X).
+    pub group_source_queries: u64,
+}
+
+/// Messages (or records) dropped, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Dropped {
+    /// Not a valid IPv4 packet.
+    pub bad_ip: u64,
+    /// IPv4 but not protocol 2 (IGMP).
+    pub not_igmp: u64,
+    /// IGMP message shorter than its type or a length field needs.
+    pub truncated: u64,
+    /// IGMP checksum does not verify.
+    pub checksum: u64,
+    /// IP TTL is not 1 (RFC 3376 section 4, RFC 2236 section 2).
+    pub bad_ttl: u64,
+    /// IGMPv2/v3 report or leave without the IP Router Alert option (RFC 3376 9.1).
+    pub no_router_alert: u64,
+    /// Unknown IGMP message type.
+    pub unknown_type: u64,
+    /// Malformed message, including record counts that overrun the packet.
+    pub malformed: u64,
+    /// Report over the interface's report rate limit.
+    pub rate_limited: u64,
+    /// Destination address does not match the message (RFC 3376 4.1.12, 4.2.14).
+    pub wrong_destination: u64,
+    /// Report or record about an address that is not a multicast group.
+    pub invalid_group: u64,
+    /// Record dropped because the group or source table is full.
+    pub state_limit: u64,
+}
+
+/// All counters of one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Valid messages received.
+    pub received: Received,
+    /// Queries sent.
+    pub sent: Sent,
+    /// Drops by reason.
+    pub dropped: Dropped,
+    /// Records about link-local groups (224.0.0.0/24), which carry no membership.
+    pub ignored_link_local: u64,
+    /// Group records of an unknown type (ignored, RFC 3376 4.2.12).
+    pub ignored_records: u64,
+    /// Queries of an older version than ours heard from the elected querier (RFC 3376
+    /// 7.3.1 asks for a rate-limited warning; this is it).
+    pub older_version_queries: u64,
+}
