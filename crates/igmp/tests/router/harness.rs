@@ -71,6 +71,13 @@ pub fn igmp_bytes(repr: &IgmpRepr) -> Vec<u8> {
     b
 }
 
+/// Mode, group timer and source timers, as offsets from the start.
+pub type Snapshot = (
+    FilterMode,
+    Option<Duration>,
+    BTreeMap<Ipv4Addr, Option<Duration>>,
+);
+
 pub struct Link {
     pub t0: Instant,
     pub now: Instant,
@@ -219,13 +226,7 @@ impl Link {
     }
 
     /// Mode, and each source with its timer as an offset from the start (None = 0).
-    pub fn snapshot(
-        &self,
-    ) -> Option<(
-        FilterMode,
-        Option<Duration>,
-        BTreeMap<Ipv4Addr, Option<Duration>>,
-    )> {
+    pub fn snapshot(&self) -> Option<Snapshot> {
         let st = self.state()?;
         let off = |t: Option<Instant>| t.map(|t| t - self.t0);
         Some((

@@ -1,5 +1,10 @@
 //! Router behaviour of RFC 3376 and RFC 2236 driven through the public API with
 //! simulated time and real packets. Each test names the RFC section it checks.
 
+mod compat;
 mod harness;
+mod membership;
+mod properties;
+mod querier;
 mod transitions;
+mod validation;
