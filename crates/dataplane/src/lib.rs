@@ -14,6 +14,7 @@
 
 pub mod counters;
 pub mod inspect;
+pub mod kernel;
 pub mod relay;
 
 use std::net::SocketAddrV4;

@@ -1,0 +1,425 @@
+//! RTM_*LINK messages: create a VXLAN device, set bridge-port flags, bring a device up,
+//! delete it, look it up, and parse what the kernel says about a link.
+//!
+//! Layouts: `struct ifinfomsg` (16 bytes: u8 family, u8 pad, u16 type, i32 index,
+//! u32 flags, u32 change) then `IFLA_*` attributes (`include/uapi/linux/if_link.h`).
+
+use std::net::Ipv4Addr;
+
+use super::nl::{
+    self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, read_ipv4, read_str,
+    read_u32, read_u64,
+};
+use super::socket::REQ_ACK;
+
+pub(crate) const RTM_NEWLINK: u16 = 16;
+pub(crate) const RTM_DELLINK: u16 = 17;
+pub(crate) const RTM_GETLINK: u16 = 18;
+pub(crate) const RTM_SETLINK: u16 = 19;
+
+const AF_UNSPEC: u8 = 0;
+pub(crate) const AF_BRIDGE: u8 = 7;
+const IFF_UP: u32 = 0x1;
+
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_STATS64: u16 = 23;
+
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+
+const IFLA_VXLAN_ID: u16 = 1;
+const IFLA_VXLAN_LINK: u16 = 3;
+const IFLA_VXLAN_LOCAL: u16 = 4;
+const IFLA_VXLAN_TTL: u16 = 5;
+const IFLA_VXLAN_LEARNING: u16 = 7;
+const IFLA_VXLAN_PORT: u16 = 15;
+
+const IFLA_BRPORT_LEARNING: u16 = 8;
+const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
+const IFLA_BRPORT_MULTICAST_ROUTER: u16 = 25;
+const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
+const IFLA_BRPORT_BCAST_FLOOD: u16 = 30;
+
+/// What the VXLAN device is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VxlanSpec<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    pub local: Ipv4Addr,
+    pub port: u16,
+    pub underlay_ifindex: Option<u32>,
+    pub mtu: Option<u32>,
+    pub ttl: Option<u8>,
+    /// The bridge; `None` only for the probe's scratch device.
+    pub master_ifindex: Option<u32>,
+}
+
+fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[0] = family;
+    h[4..8].copy_from_slice(&index.to_ne_bytes());
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h[12..16].copy_from_slice(&change.to_ne_bytes());
+    h
+}
+
+/// RTM_NEWLINK creating a VXLAN device, down, already enslaved to the bridge so that no
+/// frame can cross it before its port flags are set.
+pub(crate) fn new_vxlan(spec: &VxlanSpec<'_>) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK | NLM_F_CREATE | NLM_F_EXCL);
+    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
+    m.attr_str(IFLA_IFNAME, spec.name);
+    if let Some(mtu) = spec.mtu {
+        m.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(master) = spec.master_ifindex {
+        m.attr_u32(IFLA_MASTER, master);
+    }
+    let info = m.begin_nest(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, "vxlan");
+    let data = m.begin_nest(IFLA_INFO_DATA);
+    m.attr_u32(IFLA_VXLAN_ID, spec.vni);
+    m.attr_ipv4(IFLA_VXLAN_LOCAL, spec.local);
+    m.attr_u16_be(IFLA_VXLAN_PORT, spec.port);
+    // No learning: remote destinations come only from the MDB entries we program.
+    m.attr_u8(IFLA_VXLAN_LEARNING, 0);
+    if let Some(link) = spec.underlay_ifindex {
+        m.attr_u32(IFLA_VXLAN_LINK, link);
+    }
+    if let Some(ttl) = spec.ttl {
+        m.attr_u8(IFLA_VXLAN_TTL, ttl);
+    }
+    m.end_nest(data);
+    m.end_nest(info);
+    m
+}
+
+/// Bridge-port settings of the VXLAN port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortFlags {
+    pub learning: bool,
+    pub unicast_flood: bool,
+    pub mcast_flood: bool,
+    pub bcast_flood: bool,
+    /// 0 disabled, 1 learn from queries, 2 permanent router port.
+    pub multicast_router: u8,
+}
+
+/// RTM_SETLINK, family AF_BRIDGE, with the port attributes nested in IFLA_PROTINFO. The
+/// bridge (`br_setlink`) only reads them as port attributes when the nest flag is set.
+pub(crate) fn set_port_flags(port_ifindex: u32, f: PortFlags) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_SETLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_BRIDGE, port_ifindex, 0, 0));
+    let p = m.begin_nest(IFLA_PROTINFO);
+    m.attr_u8(IFLA_BRPORT_LEARNING, f.learning.into());
+    m.attr_u8(IFLA_BRPORT_UNICAST_FLOOD, f.unicast_flood.into());
+    m.attr_u8(IFLA_BRPORT_MCAST_FLOOD, f.mcast_flood.into());
+    m.attr_u8(IFLA_BRPORT_BCAST_FLOOD, f.bcast_flood.into());
+    m.attr_u8(IFLA_BRPORT_MULTICAST_ROUTER, f.multicast_router);
+    m.end_nest(p);
+    m
+}
+
+/// RTM_NEWLINK on an existing device setting IFF_UP (or clearing it).
+pub(crate) fn set_up(ifindex: u32, up: bool) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
+    m.header(&ifinfomsg(
+        AF_UNSPEC,
+        ifindex,
+        if up { IFF_UP } else { 0 },
+        IFF_UP,
+    ));
+    m
+}
+
+pub(crate) fn del_link(ifindex: u32) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_DELLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
+    m
+}
+
+/// RTM_GETLINK of one device by name (answered by one RTM_NEWLINK, then the ack).
+pub(crate) fn get_link_by_name(name: &str) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
+    m.attr_str(IFLA_IFNAME, name);
+    m
+}
+
+/// RTM_GETLINK of one device by index.
+pub(crate) fn get_link_by_index(ifindex: u32) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
+    m
+}
+
+pub(crate) fn dump_links() -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
+    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
+    m
+}
+
+/// A device as the kernel describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Interface name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` ("bridge", "vxlan", "veth"...), empty for a plain device.
+    pub kind: String,
+    /// Index of the master device (the bridge of a bridge port).
+    pub master: Option<u32>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// VXLAN settings, for a VXLAN device.
+    pub vxlan: Option<VxlanLinkData>,
+    /// Device counters.
+    pub stats: Option<DeviceStats>,
+}
+
+/// The settings of a VXLAN device that mcgate cares about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VxlanLinkData {
+    /// VNI.
+    pub vni: Option<u32>,
+    /// Local underlay address.
+    pub local: Option<Ipv4Addr>,
+    /// UDP destination port.
+    pub port: Option<u16>,
+    /// Underlay device.
+    pub link: Option<u32>,
+    /// Whether the device learns remote addresses.
+    pub learning: Option<bool>,
+}
+
+/// Device counters from IFLA_STATS64 (`struct rtnl_link_stats64`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Packets received (decapsulated, for a VXLAN device).
+    pub rx_packets: u64,
+    /// Packets sent (one per remote copy, for a VXLAN device).
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Packets dropped on receive.
+    pub rx_dropped: u64,
+    /// Packets dropped on transmit; on a VXLAN device this counts frames with no
+    /// destination (a group without MDB entry and no all-zero FDB entry).
+    pub tx_dropped: u64,
+}
+
+/// Parses an RTM_NEWLINK payload. Returns `Err` on a malformed layout.
+pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
+    if payload.len() < 16 {
+        return Err(format!("ifinfomsg needs 16 bytes, got {}", payload.len()));
+    }
+    let mut info = LinkInfo {
+        ifindex: read_u32(payload, 4).unwrap_or(0),
+        up: read_u32(payload, 8).unwrap_or(0) & IFF_UP != 0,
+        ..LinkInfo::default()
+    };
+    for a in nl::attrs(payload.get(16..).unwrap_or(&[])) {
+        let (t, p) = a?;
+        match t {
+            IFLA_IFNAME => info.name = read_str(p),
+            IFLA_MTU => info.mtu = read_u32(p, 0),
+            IFLA_MASTER => info.master = read_u32(p, 0),
+            IFLA_STATS64 => info.stats = parse_stats64(p),
+            IFLA_LINKINFO => parse_linkinfo(p, &mut info)?,
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+fn parse_linkinfo(p: &[u8], info: &mut LinkInfo) -> Result<(), String> {
+    let mut data = None;
+    for a in nl::attrs(p) {
+        let (t, v) = a?;
+        match t {
+            IFLA_INFO_KIND => info.kind = read_str(v),
+            IFLA_INFO_DATA => data = Some(v),
+            _ => {}
+        }
+    }
+    if info.kind == "vxlan"
+        && let Some(d) = data
+    {
+        let mut x = VxlanLinkData::default();
+        for a in nl::attrs(d) {
+            let (t, v) = a?;
+            match t {
+                IFLA_VXLAN_ID => x.vni = read_u32(v, 0),
+                IFLA_VXLAN_LOCAL => x.local = read_ipv4(v),
+                IFLA_VXLAN_PORT => {
+                    x.port = v.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                }
+                IFLA_VXLAN_LINK => x.link = read_u32(v, 0),
+                IFLA_VXLAN_LEARNING => x.learning = v.first().map(|b| *b != 0),
+                _ => {}
+            }
+        }
+        info.vxlan = Some(x);
+    }
+    Ok(())
+}
+
+fn parse_stats64(p: &[u8]) -> Option<DeviceStats> {
+    let f = |i: usize| read_u64(p, i * 8);
+    Some(DeviceStats {
+        rx_packets: f(0)?,
+        tx_packets: f(1)?,
+        rx_bytes: f(2)?,
+        tx_bytes: f(3)?,
+        rx_errors: f(4)?,
+        tx_errors: f(5)?,
+        rx_dropped: f(6)?,
+        tx_dropped: f(7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::nl::NLA_F_NESTED;
+
+    fn hdr(len: u32, ty: u16, flags: u16, seq: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(&flags.to_ne_bytes());
+        v.extend_from_slice(&seq.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v
+    }
+
+    fn attr(v: &mut Vec<u8>, ty: u16, len: u16, payload: &[u8]) {
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(payload);
+    }
+
+    #[test]
+    fn new_vxlan_exact_bytes() {
+        let spec = VxlanSpec {
+            name: "mcgvx42",
+            vni: 42,
+            local: Ipv4Addr::new(10, 0, 0, 1),
+            port: 4789,
+            underlay_ifindex: Some(3),
+            mtu: None,
+            ttl: None,
+            master_ifindex: Some(7),
+        };
+        let got = new_vxlan(&spec).finish(5);
+        let mut want = hdr(112, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 5);
+        want.extend_from_slice(&[0u8; 16]); // ifinfomsg, all zero
+        attr(&mut want, IFLA_IFNAME, 12, b"mcgvx42\0");
+        attr(&mut want, IFLA_MASTER, 8, &7u32.to_ne_bytes());
+        attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
+        attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
+        attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
+        attr(&mut want, IFLA_VXLAN_ID, 8, &42u32.to_ne_bytes());
+        attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[10, 0, 0, 1]);
+        attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x12, 0xb5, 0, 0]);
+        attr(&mut want, IFLA_VXLAN_LEARNING, 5, &[0, 0, 0, 0]);
+        attr(&mut want, IFLA_VXLAN_LINK, 8, &3u32.to_ne_bytes());
+        assert_eq!(got.len(), 112);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn set_port_flags_exact_bytes() {
+        let f = PortFlags {
+            learning: false,
+            unicast_flood: false,
+            mcast_flood: false,
+            bcast_flood: false,
+            multicast_router: 0,
+        };
+        let got = set_port_flags(9, f).finish(1);
+        let mut want = hdr(16 + 16 + 4 + 5 * 8, RTM_SETLINK, 0x5, 1);
+        let mut ifi = [0u8; 16];
+        ifi[0] = 7; // AF_BRIDGE
+        ifi[4..8].copy_from_slice(&9u32.to_ne_bytes());
+        want.extend_from_slice(&ifi);
+        attr(&mut want, IFLA_PROTINFO | NLA_F_NESTED, 44, &[]);
+        for t in [8u16, 9, 27, 30, 25] {
+            attr(&mut want, t, 5, &[0, 0, 0, 0]);
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn set_up_and_delete_exact_bytes() {
+        let got = set_up(4, true).finish(2);
+        let mut want = hdr(32, RTM_NEWLINK, 0x5, 2);
+        let mut ifi = [0u8; 16];
+        ifi[4..8].copy_from_slice(&4u32.to_ne_bytes());
+        ifi[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        ifi[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        want.extend_from_slice(&ifi);
+        assert_eq!(got, want);
+        let got = del_link(4).finish(3);
+        let mut want = hdr(32, RTM_DELLINK, 0x5, 3);
+        ifi[8..16].fill(0);
+        want.extend_from_slice(&ifi);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn parses_a_vxlan_link_with_stats() {
+        let mut p = Vec::new();
+        let mut ifi = [0u8; 16];
+        ifi[4..8].copy_from_slice(&12u32.to_ne_bytes());
+        ifi[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        p.extend_from_slice(&ifi);
+        attr(&mut p, IFLA_IFNAME, 12, b"mcgvx42\0");
+        attr(&mut p, IFLA_MASTER, 8, &7u32.to_ne_bytes());
+        let mut stats = Vec::new();
+        for i in 1..=24u64 {
+            stats.extend_from_slice(&i.to_ne_bytes());
+        }
+        attr(&mut p, IFLA_STATS64, 4 + 192, &stats);
+        attr(&mut p, IFLA_LINKINFO | NLA_F_NESTED, 4 + 12 + 20, &[]);
+        attr(&mut p, IFLA_INFO_KIND, 9, b"vxlan\0\0\0");
+        attr(&mut p, IFLA_INFO_DATA | NLA_F_NESTED, 20, &[]);
+        attr(&mut p, IFLA_VXLAN_ID, 8, &42u32.to_ne_bytes());
+        attr(&mut p, IFLA_VXLAN_PORT, 6, &[0x12, 0xb5, 0, 0]);
+        let l = parse_link(&p).unwrap();
+        assert_eq!(l.ifindex, 12);
+        assert!(l.up);
+        assert_eq!(l.name, "mcgvx42");
+        assert_eq!(l.master, Some(7));
+        assert_eq!(l.kind, "vxlan");
+        let x = l.vxlan.unwrap();
+        assert_eq!((x.vni, x.port, x.local), (Some(42), Some(4789), None));
+        let s = l.stats.unwrap();
+        assert_eq!((s.rx_packets, s.tx_packets, s.tx_dropped), (1, 2, 8));
+    }
+
+    #[test]
+    fn malformed_links_are_errors_not_panics() {
+        assert!(parse_link(&[0u8; 8]).is_err());
+        let mut p = vec![0u8; 16];
+        attr(&mut p, IFLA_IFNAME, 200, b"x\0\0\0");
+        assert!(parse_link(&p).is_err());
+        // Short stats are ignored rather than misread.
+        let mut p = vec![0u8; 16];
+        attr(&mut p, IFLA_STATS64, 12, &[0u8; 8]);
+        assert_eq!(parse_link(&p).unwrap().stats, None);
+    }
+}

@@ -1,0 +1,57 @@
+//! Looking up links over the socket.
+
+use super::error::Error;
+use super::link_msg::{self, LinkInfo, RTM_NEWLINK};
+use super::socket::Netlink;
+
+impl Netlink {
+    /// The device named `name`, or [`Error::NoSuchDevice`].
+    pub fn link_by_name(&mut self, name: &str) -> Result<LinkInfo, Error> {
+        let op = format!("look up device {name:?}");
+        let replies = match self.dump(&link_msg::get_link_by_name(name), &op) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Err(Error::NoSuchDevice(name.to_string())),
+            Err(e) => return Err(e),
+        };
+        first_link(&replies, &op)?.ok_or_else(|| Error::NoSuchDevice(name.to_string()))
+    }
+
+    /// The device with index `ifindex`, or [`Error::NoSuchDevice`].
+    pub fn link_by_index(&mut self, ifindex: u32) -> Result<LinkInfo, Error> {
+        let op = format!("look up device index {ifindex}");
+        let replies = match self.dump(&link_msg::get_link_by_index(ifindex), &op) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Err(Error::NoSuchDevice(format!("#{ifindex}"))),
+            Err(e) => return Err(e),
+        };
+        first_link(&replies, &op)?.ok_or_else(|| Error::NoSuchDevice(format!("#{ifindex}")))
+    }
+
+    /// Every device of this network namespace.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, Error> {
+        let op = "list network devices";
+        let replies = self.dump(&link_msg::dump_links(), op)?;
+        let mut out = Vec::with_capacity(replies.len());
+        for r in replies.iter().filter(|r| r.msg_type == RTM_NEWLINK) {
+            out.push(
+                link_msg::parse_link(&r.payload).map_err(|detail| Error::Malformed {
+                    op: op.to_string(),
+                    detail,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn first_link(replies: &[super::socket::Reply], op: &str) -> Result<Option<LinkInfo>, Error> {
+    match replies.iter().find(|r| r.msg_type == RTM_NEWLINK) {
+        None => Ok(None),
+        Some(r) => link_msg::parse_link(&r.payload)
+            .map(Some)
+            .map_err(|detail| Error::Malformed {
+                op: op.to_string(),
+                detail,
+            }),
+    }
+}

@@ -1,0 +1,689 @@
+//! RTM_*MDB messages for the VXLAN device's and the bridge's multicast tables, and the
+//! entry types they carry.
+//!
+//! Layout (`include/uapi/linux/if_bridge.h`, Linux >= 6.3 for the VXLAN attributes):
+//! `struct br_port_msg` (u8 family = AF_BRIDGE, 3 pad bytes, u32 ifindex of the device
+//! that owns the table), then `MDBA_SET_ENTRY` carrying a 28-byte `struct br_mdb_entry`
+//! (u32 port ifindex, u8 state, u8 flags, u16 vid, 16-byte address field with an IPv4
+//! group in its first 4 bytes, be16 proto, 2 pad bytes), then the nested
+//! `MDBA_SET_ENTRY_ATTRS` (`MDBE_ATTR_*`). Dumps answer with `MDBA_MDB` >
+//! `MDBA_MDB_ENTRY` > `MDBA_MDB_ENTRY_INFO`, whose payload is a `br_mdb_entry` followed
+//! by `MDBA_MDB_EATTR_*` attributes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use super::error::Error;
+use super::link_msg::AF_BRIDGE;
+use super::nl::{
+    self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    read_ipv4, read_u16, read_u32,
+};
+use super::socket::REQ_ACK;
+
+pub(crate) const RTM_NEWMDB: u16 = 84;
+pub(crate) const RTM_DELMDB: u16 = 85;
+pub(crate) const RTM_GETMDB: u16 = 86;
+
+const MDBA_SET_ENTRY: u16 = 1;
+const MDBA_SET_ENTRY_ATTRS: u16 = 2;
+
+const MDBE_ATTR_SOURCE: u16 = 1;
+const MDBE_ATTR_SRC_LIST: u16 = 2;
+const MDBE_ATTR_GROUP_MODE: u16 = 3;
+const MDBE_ATTR_DST: u16 = 5;
+const MDBE_ATTR_DST_PORT: u16 = 6;
+const MDBE_ATTR_VNI: u16 = 7;
+const MDBE_SRC_LIST_ENTRY: u16 = 1;
+const MDBE_SRCATTR_ADDRESS: u16 = 1;
+
+const MDBA_MDB: u16 = 1;
+const MDBA_MDB_ENTRY: u16 = 1;
+const MDBA_MDB_ENTRY_INFO: u16 = 1;
+const MDBA_MDB_EATTR_SRC_LIST: u16 = 2;
+const MDBA_MDB_EATTR_GROUP_MODE: u16 = 3;
+const MDBA_MDB_EATTR_SOURCE: u16 = 4;
+const MDBA_MDB_EATTR_DST: u16 = 6;
+const MDBA_MDB_EATTR_DST_PORT: u16 = 7;
+const MDBA_MDB_EATTR_VNI: u16 = 8;
+const MDBA_MDB_SRCLIST_ENTRY: u16 = 1;
+const MDBA_MDB_SRCATTR_ADDRESS: u16 = 1;
+
+const MDB_PERMANENT: u8 = 1;
+const ETH_P_IP: u16 = 0x0800;
+const MCAST_EXCLUDE: u8 = 0;
+const MCAST_INCLUDE: u8 = 1;
+const BR_MDB_ENTRY_LEN: usize = 28;
+
+/// The IGMPv3 source filter of a (*, G) entry (RFC 3376 section 6.2.1 semantics).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum SourceFilter {
+    /// Every source: EXCLUDE with an empty list. The only filter an (S, G) entry has.
+    #[default]
+    Any,
+    /// Only these sources (must not be empty).
+    Include(BTreeSet<Ipv4Addr>),
+    /// Every source but these (must not be empty; use `Any` for none).
+    Exclude(BTreeSet<Ipv4Addr>),
+}
+
+/// One remote destination of a group in the VXLAN device's table: frames for `group`
+/// (from `source`, or filtered by `filter`) are sent to the remote host `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VxlanMdbEntry {
+    /// Multicast group; 0.0.0.0 is the device's catch-all for any group.
+    pub group: Ipv4Addr,
+    /// Source of an (S, G) entry; `None` for (*, G).
+    pub source: Option<Ipv4Addr>,
+    /// Source filter of a (*, G) entry. The kernel derives its own (S, G) entries from
+    /// it; those are not listed by [`VxlanMdb::dump`](super::VxlanMdb::dump).
+    pub filter: SourceFilter,
+    /// Underlay address of the remote host.
+    pub dst: Ipv4Addr,
+    /// UDP port at the remote host; `None` uses the device's port.
+    pub dst_port: Option<u16>,
+    /// VNI sent to the remote host; `None` uses the device's VNI.
+    pub vni: Option<u32>,
+}
+
+impl VxlanMdbEntry {
+    /// A (*, G) entry sending every source of `group` to `dst`.
+    pub fn new(group: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        Self {
+            group,
+            source: None,
+            filter: SourceFilter::Any,
+            dst,
+            dst_port: None,
+            vni: None,
+        }
+    }
+
+    /// The (S, G) entry for `source`.
+    pub fn with_source(mut self, source: Ipv4Addr) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The source filter of a (*, G) entry.
+    pub fn with_filter(mut self, filter: SourceFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Checks what the kernel would refuse, so the refusal reads in our words and
+    /// happens before any change.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidEntry {
+                entry: self.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if !self.group.is_unspecified() && !self.group.is_multicast() {
+            return bad("the group is not a multicast address");
+        }
+        if self.group.octets()[..3] == [224, 0, 0] {
+            return bad("224.0.0.0/24 is link-local; the kernel does not forward it by table");
+        }
+        if self.dst.is_unspecified() || self.dst.is_multicast() || self.dst.is_broadcast() {
+            return bad("the destination must be a unicast underlay address");
+        }
+        if let Some(v) = self.vni
+            && (v == 0 || v > 0x00ff_ffff)
+        {
+            return bad("the VNI must be between 1 and 16777215");
+        }
+        if self.dst_port == Some(0) {
+            return bad("the destination port must not be 0");
+        }
+        if let Some(s) = self.source {
+            if self.group.is_unspecified() {
+                return bad("the catch-all group 0.0.0.0 cannot have a source");
+            }
+            if !is_unicast_source(s) {
+                return bad("the source must be a unicast address");
+            }
+            if self.filter != SourceFilter::Any {
+                return bad("an (S, G) entry cannot have a source filter");
+            }
+        }
+        match &self.filter {
+            SourceFilter::Any => {}
+            SourceFilter::Include(s) | SourceFilter::Exclude(s) => {
+                if s.is_empty() {
+                    return bad("an INCLUDE or EXCLUDE filter needs at least one source");
+                }
+                if self.group.is_unspecified() {
+                    return bad("the catch-all group 0.0.0.0 cannot have a source filter");
+                }
+                if s.iter().any(|a| !is_unicast_source(*a)) {
+                    return bad("every filter source must be a unicast address");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry with the device's own port and VNI written as `None`, the way the
+    /// kernel reports them in dumps.
+    pub(crate) fn normalized(mut self, dev_port: u16, dev_vni: u32) -> Self {
+        if self.dst_port == Some(dev_port) {
+            self.dst_port = None;
+        }
+        if self.vni == Some(dev_vni) {
+            self.vni = None;
+        }
+        self
+    }
+
+    /// What identifies the kernel's record: changing anything else is a replace.
+    pub(crate) fn key(&self) -> (Ipv4Addr, Option<Ipv4Addr>, Ipv4Addr) {
+        (self.group, self.source, self.dst)
+    }
+}
+
+fn is_unicast_source(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast())
+}
+
+fn fmt_set(f: &mut fmt::Formatter<'_>, s: &BTreeSet<Ipv4Addr>) -> fmt::Result {
+    let list: Vec<String> = s.iter().map(|a| a.to_string()).collect();
+    write!(f, "{}", list.join(","))
+}
+
+impl fmt::Display for VxlanMdbEntry {
+    /// `bridge mdb show` style: `grp G [src S] [filter_mode include source_list A,B]
+    /// dst D [dst_port P] [vni V]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "grp {}", self.group)?;
+        if let Some(s) = self.source {
+            write!(f, " src {s}")?;
+        }
+        match &self.filter {
+            SourceFilter::Any => {}
+            SourceFilter::Include(s) => {
+                f.write_str(" filter_mode include source_list ")?;
+                fmt_set(f, s)?;
+            }
+            SourceFilter::Exclude(s) => {
+                f.write_str(" filter_mode exclude source_list ")?;
+                fmt_set(f, s)?;
+            }
+        }
+        write!(f, " dst {}", self.dst)?;
+        if let Some(p) = self.dst_port {
+            write!(f, " dst_port {p}")?;
+        }
+        if let Some(v) = self.vni {
+            write!(f, " vni {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Validates a group for a bridge entry: the bridge refuses 0.0.0.0 and link-local.
+pub(crate) fn validate_bridge_group(group: Ipv4Addr) -> Result<(), Error> {
+    if !group.is_multicast() || group.octets()[..3] == [224, 0, 0] {
+        return Err(Error::InvalidEntry {
+            entry: format!("grp {group}"),
+            reason: "a bridge entry needs a multicast group outside 224.0.0.0/24".into(),
+        });
+    }
+    Ok(())
+}
+
+fn br_port_msg(ifindex: u32) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[0] = AF_BRIDGE;
+    h[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    h
+}
+
+fn br_mdb_entry(port_ifindex: u32, group: Ipv4Addr) -> [u8; BR_MDB_ENTRY_LEN] {
+    let mut e = [0u8; BR_MDB_ENTRY_LEN];
+    e[0..4].copy_from_slice(&port_ifindex.to_ne_bytes());
+    e[4] = MDB_PERMANENT;
+    // flags 0, vid 0: VLAN-unaware bridge.
+    e[8..12].copy_from_slice(&group.octets());
+    e[24..26].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    e
+}
+
+fn write_source_list(m: &mut MsgBuilder, mode: u8, sources: &BTreeSet<Ipv4Addr>) {
+    m.attr_u8(MDBE_ATTR_GROUP_MODE, mode);
+    let list = m.begin_nest(MDBE_ATTR_SRC_LIST);
+    for s in sources {
+        let e = m.begin_nest(MDBE_SRC_LIST_ENTRY);
+        m.attr_ipv4(MDBE_SRCATTR_ADDRESS, *s);
+        m.end_nest(e);
+    }
+    m.end_nest(list);
+}
+
+/// RTM_NEWMDB for the VXLAN device `dev`: a new entry (CREATE|EXCL), or with `replace`
+/// an entry created or replaced in place (CREATE|REPLACE).
+pub(crate) fn vxlan_add(dev: u32, e: &VxlanMdbEntry, replace: bool) -> MsgBuilder {
+    let flags = if replace {
+        REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    } else {
+        REQ_ACK | NLM_F_CREATE | NLM_F_EXCL
+    };
+    let mut m = MsgBuilder::new(RTM_NEWMDB, flags);
+    vxlan_body(&mut m, dev, e, true);
+    m
+}
+
+/// RTM_DELMDB for the VXLAN device `dev`. The key is group, source and destination; the
+/// kernel needs the destination even to delete.
+pub(crate) fn vxlan_del(dev: u32, e: &VxlanMdbEntry) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_DELMDB, REQ_ACK);
+    vxlan_body(&mut m, dev, e, false);
+    m
+}
+
+fn vxlan_body(m: &mut MsgBuilder, dev: u32, e: &VxlanMdbEntry, with_settings: bool) {
+    m.header(&br_port_msg(dev));
+    // For a VXLAN table the "port" is the VXLAN device itself.
+    m.attr(MDBA_SET_ENTRY, &br_mdb_entry(dev, e.group));
+    let attrs = m.begin_nest(MDBA_SET_ENTRY_ATTRS);
+    if let Some(s) = e.source {
+        m.attr_ipv4(MDBE_ATTR_SOURCE, s);
+    }
+    if with_settings {
+        match &e.filter {
+            SourceFilter::Any => {}
+            SourceFilter::Include(s) => write_source_list(m, MCAST_INCLUDE, s),
+            SourceFilter::Exclude(s) => write_source_list(m, MCAST_EXCLUDE, s),
+        }
+    }
+    m.attr_ipv4(MDBE_ATTR_DST, e.dst);
+    if with_settings {
+        if let Some(p) = e.dst_port {
+            m.attr_u16(MDBE_ATTR_DST_PORT, p); // host order, unlike IFLA_VXLAN_PORT
+        }
+        if let Some(v) = e.vni {
+            m.attr_u32(MDBE_ATTR_VNI, v);
+        }
+    }
+    m.end_nest(attrs);
+}
+
+/// RTM_NEWMDB on bridge `bridge`: a permanent (*, G) entry for port `port`.
+pub(crate) fn bridge_add(bridge: u32, port: u32, group: Ipv4Addr, replace: bool) -> MsgBuilder {
+    let flags = if replace {
+        REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    } else {
+        REQ_ACK | NLM_F_CREATE | NLM_F_EXCL
+    };
+    let mut m = MsgBuilder::new(RTM_NEWMDB, flags);
+    m.header(&br_port_msg(bridge));
+    m.attr(MDBA_SET_ENTRY, &br_mdb_entry(port, group));
+    m
+}
+
+pub(crate) fn bridge_del(bridge: u32, port: u32, group: Ipv4Addr) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_DELMDB, REQ_ACK);
+    m.header(&br_port_msg(bridge));
+    m.attr(MDBA_SET_ENTRY, &br_mdb_entry(port, group));
+    m
+}
+
+/// RTM_GETMDB dump of every device's table (the kernel does not filter by device).
+pub(crate) fn dump() -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_GETMDB, NLM_F_REQUEST | NLM_F_DUMP);
+    m.header(&br_port_msg(0));
+    m
+}
+
+/// One `MDBA_MDB_ENTRY_INFO` of a dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MdbRecord {
+    /// The device owning the table (bridge or VXLAN device).
+    pub dev: u32,
+    /// The port (for a VXLAN table, the VXLAN device itself).
+    pub port: u32,
+    pub state: u8,
+    pub flags: u8,
+    /// IPv4 group; `None` for IPv6 or L2 entries, which mcgate does not program.
+    pub group: Option<Ipv4Addr>,
+    pub source: Option<Ipv4Addr>,
+    pub filter_mode: Option<u8>,
+    pub src_list: BTreeSet<Ipv4Addr>,
+    pub dst: Option<Ipv4Addr>,
+    pub dst_port: Option<u16>,
+    pub vni: Option<u32>,
+}
+
+impl MdbRecord {
+    /// The VXLAN entry this record describes, or `None` if it is not an IPv4 VXLAN
+    /// entry with a destination.
+    pub(crate) fn to_vxlan_entry(&self) -> Option<VxlanMdbEntry> {
+        let filter = if self.source.is_some() {
+            SourceFilter::Any
+        } else {
+            match self.filter_mode {
+                Some(MCAST_INCLUDE) => SourceFilter::Include(self.src_list.clone()),
+                _ if self.src_list.is_empty() => SourceFilter::Any,
+                _ => SourceFilter::Exclude(self.src_list.clone()),
+            }
+        };
+        Some(VxlanMdbEntry {
+            group: self.group?,
+            source: self.source,
+            filter,
+            dst: self.dst?,
+            dst_port: self.dst_port,
+            vni: self.vni,
+        })
+    }
+}
+
+/// Parses one RTM_NEWMDB message of a dump into its entries.
+pub(crate) fn parse_dump_msg(payload: &[u8]) -> Result<Vec<MdbRecord>, String> {
+    let dev = read_u32(payload, 4).ok_or("br_port_msg shorter than 8 bytes")?;
+    let mut out = Vec::new();
+    for a in nl::attrs(payload.get(8..).unwrap_or(&[])) {
+        let (t, p) = a?;
+        if t != MDBA_MDB {
+            continue; // MDBA_ROUTER and newer attributes
+        }
+        for a in nl::attrs(p) {
+            let (t, p) = a?;
+            if t != MDBA_MDB_ENTRY {
+                continue;
+            }
+            for a in nl::attrs(p) {
+                let (t, p) = a?;
+                if t == MDBA_MDB_ENTRY_INFO {
+                    out.push(parse_entry_info(dev, p)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_entry_info(dev: u32, p: &[u8]) -> Result<MdbRecord, String> {
+    let e = p
+        .get(..BR_MDB_ENTRY_LEN)
+        .ok_or_else(|| format!("br_mdb_entry needs 28 bytes, got {}", p.len()))?;
+    let proto = read_u16(e, 24).map(u16::from_be).unwrap_or(0);
+    let mut r = MdbRecord {
+        dev,
+        port: read_u32(e, 0).unwrap_or(0),
+        state: e[4],
+        flags: e[5],
+        group: (proto == ETH_P_IP).then(|| read_ipv4(&e[8..12])).flatten(),
+        ..MdbRecord::default()
+    };
+    for a in nl::attrs(p.get(nl::align4(BR_MDB_ENTRY_LEN)..).unwrap_or(&[])) {
+        let (t, v) = a?;
+        match t {
+            MDBA_MDB_EATTR_SOURCE => r.source = read_ipv4(v),
+            MDBA_MDB_EATTR_GROUP_MODE => r.filter_mode = v.first().copied(),
+            MDBA_MDB_EATTR_DST => r.dst = read_ipv4(v),
+            MDBA_MDB_EATTR_DST_PORT => r.dst_port = read_u16(v, 0),
+            MDBA_MDB_EATTR_VNI => r.vni = read_u32(v, 0),
+            MDBA_MDB_EATTR_SRC_LIST => {
+                for a in nl::attrs(v) {
+                    let (t, v) = a?;
+                    if t != MDBA_MDB_SRCLIST_ENTRY {
+                        continue;
+                    }
+                    for a in nl::attrs(v) {
+                        let (t, v) = a?;
+                        if t == MDBA_MDB_SRCATTR_ADDRESS
+                            && let Some(s) = read_ipv4(v)
+                        {
+                            r.src_list.insert(s);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::nl::{NLA_F_NESTED, NLMSG_HDRLEN};
+
+    const G: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
+    const D: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+    const S1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 5);
+    const S2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 6);
+
+    fn hdr(len: u32, ty: u16, flags: u16, seq: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(&flags.to_ne_bytes());
+        v.extend_from_slice(&seq.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v
+    }
+
+    fn attr(v: &mut Vec<u8>, ty: u16, len: u16, payload: &[u8]) {
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(payload);
+    }
+
+    fn entry_bytes(port: u32, group: [u8; 4]) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&port.to_ne_bytes());
+        e.extend_from_slice(&[1, 0, 0, 0]); // permanent, flags 0, vid 0
+        e.extend_from_slice(&group);
+        e.extend_from_slice(&[0u8; 12]);
+        e.extend_from_slice(&[0x08, 0x00, 0, 0]); // ETH_P_IP big-endian, pad
+        e
+    }
+
+    #[test]
+    fn vxlan_star_g_add_exact_bytes() {
+        let e = VxlanMdbEntry::new(G, D);
+        let got = vxlan_add(11, &e, false).finish(7);
+        let mut want = hdr(16 + 8 + 32 + 12, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x200, 7);
+        want.extend_from_slice(&[7, 0, 0, 0]);
+        want.extend_from_slice(&11u32.to_ne_bytes());
+        attr(
+            &mut want,
+            MDBA_SET_ENTRY,
+            32,
+            &entry_bytes(11, [239, 1, 2, 3]),
+        );
+        attr(&mut want, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, 12, &[]);
+        attr(&mut want, MDBE_ATTR_DST, 8, &[10, 9, 0, 2]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn vxlan_include_replace_exact_bytes() {
+        let e = VxlanMdbEntry {
+            dst_port: Some(8472),
+            vni: Some(77),
+            ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include([S2, S1].into()))
+        };
+        let got = vxlan_add(11, &e, true).finish(8);
+        let mut want = hdr(0, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x100, 8);
+        want.extend_from_slice(&[7, 0, 0, 0]);
+        want.extend_from_slice(&11u32.to_ne_bytes());
+        attr(
+            &mut want,
+            MDBA_SET_ENTRY,
+            32,
+            &entry_bytes(11, [239, 1, 2, 3]),
+        );
+        // attrs: mode 8 + list (4 + 2 * (4 + 8)) 28 + dst 8 + port 8 + vni 8 = 60, +4.
+        attr(&mut want, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, 64, &[]);
+        attr(&mut want, MDBE_ATTR_GROUP_MODE, 5, &[1, 0, 0, 0]);
+        attr(&mut want, MDBE_ATTR_SRC_LIST | NLA_F_NESTED, 28, &[]);
+        for s in [[10, 1, 0, 5], [10, 1, 0, 6]] {
+            // Sources in ascending order, each its own nested entry.
+            attr(&mut want, MDBE_SRC_LIST_ENTRY | NLA_F_NESTED, 12, &[]);
+            attr(&mut want, MDBE_SRCATTR_ADDRESS, 8, &s);
+        }
+        attr(&mut want, MDBE_ATTR_DST, 8, &[10, 9, 0, 2]);
+        attr(&mut want, MDBE_ATTR_DST_PORT, 6, &8472u16.to_ne_bytes());
+        want.extend_from_slice(&[0, 0]);
+        attr(&mut want, MDBE_ATTR_VNI, 8, &77u32.to_ne_bytes());
+        let len = want.len() as u32;
+        want[0..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn vxlan_sg_delete_carries_only_the_key() {
+        let e = VxlanMdbEntry {
+            vni: Some(5),
+            ..VxlanMdbEntry::new(G, D).with_source(S1)
+        };
+        let got = vxlan_del(11, &e).finish(9);
+        let mut want = hdr(16 + 8 + 32 + 20, RTM_DELMDB, 0x5, 9);
+        want.extend_from_slice(&[7, 0, 0, 0]);
+        want.extend_from_slice(&11u32.to_ne_bytes());
+        attr(
+            &mut want,
+            MDBA_SET_ENTRY,
+            32,
+            &entry_bytes(11, [239, 1, 2, 3]),
+        );
+        attr(&mut want, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, 20, &[]);
+        attr(&mut want, MDBE_ATTR_SOURCE, 8, &[10, 1, 0, 5]);
+        attr(&mut want, MDBE_ATTR_DST, 8, &[10, 9, 0, 2]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn bridge_entry_exact_bytes() {
+        let got = bridge_add(3, 11, G, false).finish(1);
+        let mut want = hdr(16 + 8 + 32, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x200, 1);
+        want.extend_from_slice(&[7, 0, 0, 0]);
+        want.extend_from_slice(&3u32.to_ne_bytes());
+        attr(
+            &mut want,
+            MDBA_SET_ENTRY,
+            32,
+            &entry_bytes(11, [239, 1, 2, 3]),
+        );
+        assert_eq!(got, want);
+        let del = bridge_del(3, 11, G).finish(1);
+        assert_eq!(&del[4..6], &RTM_DELMDB.to_ne_bytes());
+        assert_eq!(&del[6..8], &0x5u16.to_ne_bytes());
+        assert_eq!(&del[NLMSG_HDRLEN..], &want[NLMSG_HDRLEN..]);
+        let d = dump().finish(2);
+        assert_eq!(d.len(), 24);
+        assert_eq!(&d[6..8], &0x301u16.to_ne_bytes());
+        assert_eq!(&d[16..24], &[7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// A dump message shaped like `vxlan_mdb_entry_info_fill` writes it.
+    fn kernel_dump_msg() -> Vec<u8> {
+        let mut info = entry_bytes(11, [239, 1, 2, 3]);
+        attr(&mut info, 1, 8, &0u32.to_ne_bytes()); // timer
+        attr(&mut info, MDBA_MDB_EATTR_RTPROT_FOR_TEST, 5, &[4, 0, 0, 0]);
+        attr(&mut info, MDBA_MDB_EATTR_GROUP_MODE, 5, &[1, 0, 0, 0]);
+        let mut list = Vec::new();
+        for s in [[10, 1, 0, 6], [10, 1, 0, 5]] {
+            attr(&mut list, MDBA_MDB_SRCLIST_ENTRY | NLA_F_NESTED, 20, &[]);
+            attr(&mut list, MDBA_MDB_SRCATTR_ADDRESS, 8, &s);
+            attr(&mut list, 2, 8, &0u32.to_ne_bytes());
+        }
+        attr(
+            &mut info,
+            MDBA_MDB_EATTR_SRC_LIST | NLA_F_NESTED,
+            4 + list.len() as u16,
+            &list,
+        );
+        attr(&mut info, MDBA_MDB_EATTR_DST, 8, &[10, 9, 0, 2]);
+        attr(&mut info, MDBA_MDB_EATTR_VNI, 8, &77u32.to_ne_bytes());
+        let mut entry = Vec::new();
+        attr(
+            &mut entry,
+            MDBA_MDB_ENTRY_INFO | NLA_F_NESTED,
+            4 + info.len() as u16,
+            &info,
+        );
+        let mut mdb = Vec::new();
+        attr(
+            &mut mdb,
+            MDBA_MDB_ENTRY | NLA_F_NESTED,
+            4 + entry.len() as u16,
+            &entry,
+        );
+        let mut p = vec![7, 0, 0, 0];
+        p.extend_from_slice(&11u32.to_ne_bytes());
+        attr(&mut p, MDBA_MDB | NLA_F_NESTED, 4 + mdb.len() as u16, &mdb);
+        p
+    }
+    const MDBA_MDB_EATTR_RTPROT_FOR_TEST: u16 = 5;
+
+    #[test]
+    fn parses_a_vxlan_dump_record() {
+        let recs = parse_dump_msg(&kernel_dump_msg()).unwrap();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!((r.dev, r.port, r.state), (11, 11, 1));
+        let e = r.to_vxlan_entry().unwrap();
+        assert_eq!(
+            e,
+            VxlanMdbEntry {
+                vni: Some(77),
+                ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include([S1, S2].into()))
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "grp 239.1.2.3 filter_mode include source_list 10.1.0.5,10.1.0.6 dst 10.9.0.2 vni 77"
+        );
+    }
+
+    #[test]
+    fn truncated_dumps_are_errors_not_panics() {
+        let full = kernel_dump_msg();
+        for cut in 0..full.len() {
+            // Any prefix either parses (attributes dropped whole) or is an error.
+            let _ = parse_dump_msg(&full[..cut]);
+        }
+        let mut short_entry = vec![7, 0, 0, 0, 1, 0, 0, 0];
+        attr(&mut short_entry, MDBA_MDB | NLA_F_NESTED, 16, &[]);
+        attr(&mut short_entry, MDBA_MDB_ENTRY | NLA_F_NESTED, 12, &[]);
+        attr(&mut short_entry, MDBA_MDB_ENTRY_INFO, 8, &[0, 0, 0, 0]);
+        assert!(parse_dump_msg(&short_entry).is_err());
+    }
+
+    #[test]
+    fn validation_mirrors_kernel_refusals() {
+        let ok = VxlanMdbEntry::new(G, D);
+        assert!(ok.validate().is_ok());
+        assert!(
+            VxlanMdbEntry::new(Ipv4Addr::UNSPECIFIED, D)
+                .validate()
+                .is_ok()
+        );
+        let bad = [
+            VxlanMdbEntry::new(Ipv4Addr::new(10, 0, 0, 1), D),
+            VxlanMdbEntry::new(Ipv4Addr::new(224, 0, 0, 5), D),
+            VxlanMdbEntry::new(G, Ipv4Addr::UNSPECIFIED),
+            VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include(BTreeSet::new())),
+            VxlanMdbEntry::new(G, D)
+                .with_source(S1)
+                .with_filter(SourceFilter::Include([S2].into())),
+            VxlanMdbEntry::new(Ipv4Addr::UNSPECIFIED, D).with_source(S1),
+            VxlanMdbEntry {
+                vni: Some(1 << 24),
+                ..ok.clone()
+            },
+        ];
+        for b in bad {
+            assert!(b.validate().is_err(), "{b} should be refused");
+        }
+        assert!(validate_bridge_group(G).is_ok());
+        assert!(validate_bridge_group(Ipv4Addr::UNSPECIFIED).is_err());
+    }
+}

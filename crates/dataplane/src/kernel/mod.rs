@@ -1,0 +1,39 @@
+//! The kernel fast path: programs Linux's own VXLAN and bridge multicast tables over
+//! rtnetlink so the kernel replicates multicast to remote hosts (selective head-end
+//! replication, Linux >= 6.3), instead of a userspace relay copying every packet.
+//!
+//! Per domain, the agent owns one VXLAN device on the host bridge ([`VxlanDevice`]):
+//! no learning, no flooding of unknown unicast, broadcast or unregistered multicast to
+//! it, not a multicast router port. Two tables decide what crosses:
+//! - [`BridgeMdb`]: a permanent bridge entry on the VXLAN port per group that has
+//!   members on other hosts, so the bridge hands those groups (and only those) to the
+//!   VXLAN device. The bridge uses its table only while it sees a querier.
+//! - [`VxlanMdb`]: per group, one entry per remote host (with the IGMPv3 source filter
+//!   where there is one), so the VXLAN device sends one unicast copy to each.
+//!
+//! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
+//! the kernel holds exactly what the agent wants. Everything is built byte by byte on a
+//! plain netlink socket with extended acks; the kernel's own refusal text ends up in
+//! [`Error::Kernel`]. This module never shells out, never touches devices it did not
+//! create (stale cleanup matches only VXLAN devices with mcgate's prefix), and holds no
+//! `unsafe`.
+
+mod error;
+mod inspect;
+mod link_msg;
+mod links;
+mod mdb;
+mod mdb_msg;
+mod nl;
+mod probe;
+mod socket;
+mod vxlan;
+
+pub use error::Error;
+pub use inspect::{Inspection, inspect};
+pub use link_msg::{DeviceStats, LinkInfo, VxlanLinkData};
+pub use mdb::{BridgeMdb, MAX_ERRORS, ReconcileStats, VxlanMdb};
+pub use mdb_msg::{SourceFilter, VxlanMdbEntry};
+pub use probe::{KernelSupport, MIN_KERNEL, ProbeMethod, Support};
+pub use socket::Netlink;
+pub use vxlan::{DEVICE_PREFIX, VXLAN_PORT, VxlanConfig, VxlanDevice, device_name};
