@@ -1,0 +1,285 @@
+//! The agent's settings: command-line flags, optionally over a TOML file with the same
+//! keys. Every mistake is reported with the file and key at fault.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use mcgate_dataplane::DataplaneKind;
+use mcgate_domain::api::VXLAN_PORT;
+use serde::Deserialize;
+
+use crate::AgentArgs;
+
+/// Where the admin endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAddr {
+    /// A TCP address.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// The agent's resolved settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Controller URL.
+    pub controller: String,
+    /// This host's name.
+    pub host: String,
+    /// The local VXLAN endpoint.
+    pub underlay: SocketAddrV4,
+    /// Interface names or glob patterns (`*`, `?`) of the links to attach.
+    pub attach: Vec<String>,
+    /// The admin endpoint, if any.
+    pub admin: Option<AdminAddr>,
+    /// The data plane.
+    pub dataplane: DataplaneKind,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation (it names the key and line).
+        message: String,
+    },
+    /// A required setting is missing.
+    #[error("missing setting `{key}`: give --{key} or `{key} = ...` in the config file")]
+    Missing {
+        /// The key.
+        key: &'static str,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("bad value for `{key}` ({value:?}): {why}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong and what is expected.
+        why: String,
+    },
+}
+
+/// The config file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    controller: Option<String>,
+    host: Option<String>,
+    underlay: Option<String>,
+    #[serde(default)]
+    attach: Vec<String>,
+    admin: Option<String>,
+    dataplane: Option<String>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Parses `IP[:PORT]`, the port defaulting to 4789.
+pub fn parse_underlay(value: &str) -> Result<SocketAddrV4, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid {
+        key: "underlay",
+        value: value.to_string(),
+        why: why.to_string(),
+    };
+    let addr = if let Ok(sa) = value.parse::<SocketAddrV4>() {
+        sa
+    } else if let Ok(ip) = value.parse::<Ipv4Addr>() {
+        SocketAddrV4::new(ip, VXLAN_PORT)
+    } else {
+        return Err(invalid("expected an IPv4 address, optionally with :PORT"));
+    };
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() || addr.ip().is_broadcast() {
+        return Err(invalid("the underlay must be this host's unicast address"));
+    }
+    if addr.port() == 0 {
+        return Err(invalid("the port must not be 0"));
+    }
+    Ok(addr)
+}
+
+/// Parses `ADDR` (TCP) or `unix:PATH`.
+pub fn parse_admin(value: &str) -> Result<AdminAddr, ConfigError> {
+    if let Some(path) = value.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "admin",
+                value: value.to_string(),
+                why: "unix: needs a path".into(),
+            });
+        }
+        return Ok(AdminAddr::Unix(PathBuf::from(path)));
+    }
+    if value.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ConfigError::Invalid {
+            key: "admin",
+            value: value.to_string(),
+            why: "expected IP:PORT or unix:PATH".into(),
+        });
+    }
+    Ok(AdminAddr::Tcp(value.to_string()))
+}
+
+impl AgentConfig {
+    /// Flags first, then the file for what the flags leave out.
+    pub fn resolve(args: &AgentArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let controller = args
+            .controller
+            .clone()
+            .or(file.controller)
+            .ok_or(ConfigError::Missing { key: "controller" })?;
+        mcgate_client::Client::new(&controller).map_err(|e| ConfigError::Invalid {
+            key: "controller",
+            value: controller.clone(),
+            why: e.to_string(),
+        })?;
+        let host = args
+            .host
+            .clone()
+            .or(file.host)
+            .ok_or(ConfigError::Missing { key: "host" })?;
+        if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                key: "host",
+                value: host,
+                why: "a host name is non-empty, without '/' or spaces".into(),
+            });
+        }
+        let underlay = args
+            .underlay
+            .clone()
+            .or(file.underlay)
+            .ok_or(ConfigError::Missing { key: "underlay" })?;
+        let underlay = parse_underlay(&underlay)?;
+        let attach = if args.attach.is_empty() {
+            file.attach
+        } else {
+            args.attach.clone()
+        };
+        if attach.is_empty() {
+            return Err(ConfigError::Missing { key: "attach" });
+        }
+        let admin = args
+            .admin
+            .clone()
+            .or(file.admin)
+            .map(|a| parse_admin(&a))
+            .transpose()?;
+        let dataplane = args
+            .dataplane
+            .clone()
+            .or(file.dataplane)
+            .unwrap_or_else(|| DataplaneKind::default().as_str().to_string());
+        let dataplane = dataplane
+            .parse::<DataplaneKind>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "dataplane",
+                value: dataplane.clone(),
+                why: e.to_string(),
+            })?;
+        Ok(Self {
+            controller,
+            host,
+            underlay,
+            attach,
+            admin,
+            dataplane,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            controller: None,
+            host: None,
+            underlay: None,
+            attach: vec![],
+            admin: None,
+            config: None,
+            dataplane: None,
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_apply() {
+        let dir = tempfile_dir("flags");
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            "controller = \"http://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.host = Some("h2".into());
+        let c = AgentConfig::resolve(&a).unwrap();
+        assert_eq!(c.host, "h2");
+        assert_eq!(c.underlay, "10.1.0.5:4789".parse().unwrap());
+        assert_eq!(c.attach, ["tk*"]);
+        assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));
+        assert_eq!(c.dataplane, DataplaneKind::Userspace);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let dir = tempfile_dir("errors");
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, "hots = \"h1\"\n").unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("agent.toml") && e.contains("hots"), "{e}");
+        let mut a = args();
+        a.controller = Some("http://x:1".into());
+        a.host = Some("h".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("`underlay`"), "{e}");
+        assert!(parse_underlay("224.0.0.1").is_err());
+        assert!(parse_underlay("10.0.0.1:0").is_err());
+        assert_eq!(
+            parse_underlay("10.0.0.1:5000").unwrap(),
+            "10.0.0.1:5000".parse().unwrap()
+        );
+        assert!(parse_admin("nope").is_err());
+        assert!(parse_admin("127.0.0.1:9000").is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mcgate-agent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

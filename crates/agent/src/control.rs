@@ -1,0 +1,286 @@
+//! The agent's two conversations with the controller, each on its own task so that
+//! neither ever holds up the other or the data plane:
+//!
+//! - the session: register, send a full membership snapshot, then heartbeats and
+//!   membership changes as they happen; on any failure (controller down, 404/409
+//!   because the lease expired or the controller restarted) register again and resend
+//!   the snapshot. Changes made while the controller is away are kept and sent then.
+//! - the stream: `GET /v1/agents/{host}/stream`, forwarded line by line to the agent;
+//!   reconnected from a full snapshot whenever it breaks.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcgate_client::{Client, ClientError};
+use mcgate_domain::api::{
+    AgentRegistration, Heartbeat, LinkMembership, MembershipAck, MembershipReport,
+    RegistrationReply, StreamMessage,
+};
+use tokio::sync::mpsc;
+
+/// How long to wait before trying a failed controller again.
+const RETRY: Duration = Duration::from_millis(500);
+/// A stream that stays silent this long is taken as dead (the controller sends
+/// keepalives far more often).
+const STREAM_IDLE: Duration = Duration::from_secs(45);
+/// Bound on one request, so a hung controller never stalls the session.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the agent tells the session task.
+#[derive(Debug)]
+pub enum SessionInput {
+    /// A link's membership of a group changed (`filter: None`: left).
+    Membership(LinkMembership),
+    /// The registration changed (links came or went): used at the next registration.
+    /// Not a reason to register again: that would churn the session for nothing.
+    Registration(AgentRegistration),
+}
+
+/// The controller connection as shown in stats.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ControllerStatus {
+    /// The controller URL.
+    pub url: String,
+    /// "connecting", "registered" or "unreachable".
+    pub state: String,
+    /// The current session, if registered.
+    pub session: Option<u64>,
+    /// Registrations so far.
+    pub registrations: u64,
+    /// Membership reports accepted.
+    pub reports: u64,
+    /// Whether the forwarding-state stream is connected.
+    pub stream_connected: bool,
+    /// Stream connections so far.
+    pub stream_connects: u64,
+    /// The last revision received.
+    pub revision: Option<u64>,
+    /// The last error, for people.
+    pub last_error: Option<String>,
+}
+
+/// Shared, updated by both tasks, read by the admin endpoint.
+pub type SharedStatus = Arc<Mutex<ControllerStatus>>;
+
+fn update(status: &SharedStatus, f: impl FnOnce(&mut ControllerStatus)) {
+    match status.lock() {
+        Ok(mut s) => f(&mut s),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
+
+async fn with_timeout<T>(
+    fut: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Http {
+            url: String::new(),
+            message: "request timed out".into(),
+        }),
+    }
+}
+
+/// Whether the controller no longer knows our session (lease expired, restarted).
+fn session_lost(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Status {
+            status: 404 | 409,
+            ..
+        }
+    )
+}
+
+type Mirror = BTreeMap<(String, Ipv4Addr), LinkMembership>;
+
+fn absorb(mirror: &mut Mirror, m: LinkMembership) {
+    let key = (m.link.clone(), m.group);
+    if m.filter.is_some() {
+        mirror.insert(key, m);
+    } else {
+        mirror.remove(&key);
+    }
+}
+
+/// Runs the session for ever.
+pub async fn session_task(
+    client: Client,
+    mut registration: AgentRegistration,
+    mut rx: mpsc::UnboundedReceiver<SessionInput>,
+    status: SharedStatus,
+) {
+    let host = registration.host.clone();
+    let mut mirror: Mirror = BTreeMap::new();
+    loop {
+        // Register, absorbing local changes while the controller is away.
+        let reply: RegistrationReply =
+            match with_timeout(client.post("/v1/agents", &registration)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    update(&status, |s| {
+                        s.state = "unreachable".into();
+                        s.session = None;
+                        s.last_error = Some(e.to_string());
+                    });
+                    tracing::debug!(error = %e, "registration failed; retrying");
+                    let deadline = tokio::time::Instant::now() + RETRY;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(deadline) => break,
+                            msg = rx.recv() => match msg {
+                                None => return,
+                                Some(SessionInput::Membership(m)) => absorb(&mut mirror, m),
+                                Some(SessionInput::Registration(r)) => registration = r,
+                            },
+                        }
+                    }
+                    continue;
+                }
+            };
+        let session = reply.session;
+        tracing::info!(session, domains = ?reply.domains, "registered with the controller");
+        update(&status, |s| {
+            s.state = "registered".into();
+            s.session = Some(session);
+            s.registrations += 1;
+            s.last_error = None;
+        });
+        let mut seq = 1u64;
+        let snapshot = MembershipReport {
+            session,
+            seq,
+            snapshot: true,
+            entries: mirror.values().cloned().collect(),
+        };
+        let path = format!("/v1/agents/{host}/membership");
+        if let Err(e) = with_timeout(client.post::<_, MembershipAck>(&path, &snapshot)).await {
+            tracing::warn!(error = %e, "membership snapshot refused; registering again");
+            update(&status, |s| s.last_error = Some(e.to_string()));
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        update(&status, |s| s.reports += 1);
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_millis(reply.heartbeat_ms.clamp(100, 60_000)));
+        heartbeat.tick().await;
+        // The session lives until a request fails.
+        let failure: ClientError = loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if let Err(e) = with_timeout(client.post::<_, serde_json::Value>(
+                        &format!("/v1/agents/{host}/heartbeat"),
+                        &Heartbeat { session },
+                    )).await {
+                        break e;
+                    }
+                }
+                msg = rx.recv() => {
+                    let mut entries = Vec::new();
+                    let mut next = msg;
+                    loop {
+                        match next {
+                            None => return,
+                            Some(SessionInput::Membership(m)) => {
+                                absorb(&mut mirror, m.clone());
+                                entries.push(m);
+                            }
+                            Some(SessionInput::Registration(r)) => registration = r,
+                        }
+                        match rx.try_recv() {
+                            Ok(m) => next = Some(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    seq += 1;
+                    let report = MembershipReport { session, seq, snapshot: false, entries };
+                    match with_timeout(client.post::<_, MembershipAck>(&path, &report)).await {
+                        Ok(_) => update(&status, |s| s.reports += 1),
+                        Err(e) => break e,
+                    }
+                }
+            }
+        };
+        if session_lost(&failure) {
+            tracing::info!(error = %failure, "the controller no longer knows this session; registering again");
+        } else {
+            tracing::warn!(error = %failure, "lost the controller; registering again");
+        }
+        update(&status, |s| {
+            s.state = "unreachable".into();
+            s.session = None;
+            s.last_error = Some(failure.to_string());
+        });
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Runs the forwarding-state stream for ever, sending each message to `tx`.
+pub async fn stream_task(
+    client: Client,
+    host: String,
+    tx: mpsc::Sender<StreamMessage>,
+    status: SharedStatus,
+) {
+    loop {
+        // Always resume from a full snapshot: a restarted controller may have restarted
+        // its revisions too, and a snapshot is small.
+        let path = format!("/v1/agents/{host}/stream?since=0");
+        match with_timeout(client.stream(&path)).await {
+            Ok(mut lines) => {
+                update(&status, |s| {
+                    s.stream_connected = true;
+                    s.stream_connects += 1;
+                });
+                loop {
+                    let line = match tokio::time::timeout(STREAM_IDLE, lines.next_line()).await {
+                        Ok(Ok(Some(line))) => line,
+                        Ok(Ok(None)) => break,
+                        Ok(Err(e)) => {
+                            update(&status, |s| s.last_error = Some(e.to_string()));
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!("the controller's stream went silent; reconnecting");
+                            break;
+                        }
+                    };
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<StreamMessage>(&line) {
+                        Ok(msg) => {
+                            let rev = match &msg {
+                                StreamMessage::Snapshot { revision, .. }
+                                | StreamMessage::Delta { revision, .. }
+                                | StreamMessage::Keepalive { revision } => *revision,
+                            };
+                            update(&status, |s| s.revision = Some(rev));
+                            if tx.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable stream message; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                update(&status, |s| s.stream_connected = false);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "stream connection failed");
+                update(&status, |s| {
+                    s.stream_connected = false;
+                    s.last_error = Some(e.to_string());
+                });
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
