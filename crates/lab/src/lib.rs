@@ -1,37 +1,162 @@
-//! mcgate-lab: whole deployments on one machine, and `mcgate demo`.
+//! mcgate-lab: whole multicast deployments on one Linux machine, and `mcgate demo`.
+//!
+//! `mcgate lab up FILE` builds from a topology file what the reference system builds on a
+//! cloud: a VPC router, one network namespace per container host and per task (each
+//! task with its own address in its host's subnet, like awsvpc), the controller and one
+//! agent per host, then starts the services' tasks as processes in their namespaces.
+//! Unicast is routed between any two tasks; multicast crosses hosts only through mcgate.
+//! See `docs/lab.md`.
+//!
+//! It must never touch anything it did not make: every namespace it creates is
+//! `mcgl-<lab>-<node>`, no link is ever created in the root network namespace, and only
+//! processes whose PID *and* start time it recorded are signalled.
 
 #![forbid(unsafe_code)]
 
+mod commands;
+mod demo;
+mod error;
+mod names;
+mod net;
+mod ops;
+mod placement;
+mod plan;
+mod process;
+mod state;
+mod table;
+mod timefmt;
+mod topology;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+pub use error::LabError;
+pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 
 /// `mcgate lab ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {
-    /// Build and start a lab from a topology file.
-    Up,
-    /// Stop and remove a lab.
-    Down,
+    /// Build and start a lab from a topology file (default: the built-in reference
+    /// deployment, examples/ecs-multicast.toml).
+    Up(UpArgs),
+    /// Show a lab's controller, hosts and tasks, and whether each runs.
+    Status(StatusArgs),
+    /// Print a task's output with timestamps (or the controller's, or a host's agent's).
+    Logs(LogsArgs),
+    /// Run a command inside a task's or host's namespace, passing its output and exit
+    /// code through, e.g. `mcgate lab exec host-a -- cat /proc/net/igmp`.
+    Exec(ExecArgs),
+    /// Restart the controller, a host's agent (by host name) or a task.
+    Restart(RestartArgs),
+    /// Stop every process of a lab and remove every namespace, link and file it made.
+    Down(DownArgs),
+    /// Internal: supervise one node's process (timestamped log, recorded exit code).
+    #[command(name = "_run", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+/// `mcgate lab up`
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Topology file (TOML). Without it, the built-in reference deployment.
+    pub file: Option<PathBuf>,
+    /// Name the lab this instead of the topology's `name` (to run one file twice).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `mcgate lab status`
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Which lab, when more than one is up.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print one JSON object (keys: name, controller, hosts, tasks).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mcgate lab logs`
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A task, `controller`, or a host name (its agent).
+    pub node: String,
+    /// Keep printing new lines until the process ends (or Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Which lab, when more than one is up.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `mcgate lab exec`
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// A task, a host, `controller` or `vpc`.
+    pub node: String,
+    /// Which lab, when more than one is up.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `mcgate lab restart`
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// `controller`, a host name (its agent) or a task.
+    pub node: String,
+    /// Which lab, when more than one is up.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `mcgate lab down`
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// The lab to remove (needed when more than one is up).
+    #[arg(conflicts_with = "name")]
+    pub lab: Option<String>,
+    /// Same as the positional NAME.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `mcgate lab _run`
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    /// Log file (appended to).
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Where to record the exit code.
+    #[arg(long)]
+    pub exit: PathBuf,
+    /// The command.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `mcgate demo`
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Seconds to run the deployment.
+    /// Seconds to run the deployment before reporting.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Leave the lab up afterwards.
+    /// Leave the lab up afterwards (remove it later with `mcgate lab down`).
     #[arg(long)]
     pub keep: bool,
+    /// Name the demo's lab this instead of "ecs-multicast".
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// Runs a lab command.
 pub fn run(cmd: LabCommand) -> ExitCode {
-    eprintln!("error: mcgate lab {cmd:?} is not built yet");
-    ExitCode::FAILURE
+    commands::run(cmd)
 }
 
 /// Runs the demo.
 pub fn run_demo(args: DemoArgs) -> ExitCode {
-    eprintln!("error: mcgate demo {args:?} is not built yet");
-    ExitCode::FAILURE
+    demo::run(args)
 }

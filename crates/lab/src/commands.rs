@@ -1,0 +1,421 @@
+//! The `mcgate lab` commands: argument handling and output.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::error::LabError;
+use crate::ops::{self, require_root};
+use crate::process::{self, is_running};
+use crate::state::{LabState, Running, lab_dir, list_labs, log_path, pick_lab, read_exit};
+use crate::table;
+use crate::topology::{REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY, Topology};
+use crate::{DownArgs, ExecArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
+
+/// Runs a lab command and turns its error into a message and exit code.
+pub fn run(cmd: LabCommand) -> ExitCode {
+    let result = match cmd {
+        LabCommand::Up(a) => up(a),
+        LabCommand::Status(a) => status(a),
+        LabCommand::Logs(a) => logs(a),
+        LabCommand::Exec(a) => exec(a),
+        LabCommand::Restart(a) => restart(a),
+        LabCommand::Down(a) => down(a),
+        LabCommand::Supervise(a) => return process::supervise(&a.log, &a.exit, &a.command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit_code_for(&e)
+        }
+    }
+}
+
+/// 2 for "run this as root", 1 for everything else.
+pub fn exit_code_for(e: &LabError) -> ExitCode {
+    match e {
+        LabError::NotRoot(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Reads and validates a topology file (or the built-in one), renaming the lab if asked.
+pub fn load_topology(file: Option<&Path>, name: Option<&str>) -> Result<Topology, LabError> {
+    let mut topo = match file {
+        None => Topology::parse(REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY)?,
+        Some(p) => {
+            let src = std::fs::read_to_string(p).map_err(|source| LabError::ReadTopology {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            Topology::parse(&p.display().to_string(), &src)?
+        }
+    };
+    if let Some(n) = name {
+        crate::names::check_name(n)
+            .map_err(|why| LabError::Addresses(format!("the lab name given with --name {why}")))?;
+        topo.name = n.to_string();
+    }
+    Ok(topo)
+}
+
+fn up(a: UpArgs) -> Result<ExitCode, LabError> {
+    let topo = load_topology(a.file.as_deref(), a.name.as_deref())?;
+    let st = ops::up(&topo)?;
+    println!();
+    println!("{}", tasks_table(&st));
+    println!();
+    println!(
+        "lab {} is up. Try: mcgate lab status | mcgate lab logs {} | mcgate groups | mcgate lab down {}",
+        st.name,
+        st.tasks
+            .first()
+            .map(|t| t.name.as_str())
+            .unwrap_or("controller"),
+        st.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "running", "exited" (with the exit code if recorded) or "not started".
+pub fn node_state(dir: &Path, node: &str, running: Option<Running>) -> (&'static str, Option<i32>) {
+    match running {
+        None => ("not started", None),
+        Some(r) if is_running(&r) => ("running", None),
+        Some(_) => ("exited", read_exit(dir, node).map(|e| e.exit_code)),
+    }
+}
+
+fn state_words(s: (&str, Option<i32>)) -> String {
+    match s {
+        (w, Some(c)) => format!("{w} ({c})"),
+        (w, None) => w.to_string(),
+    }
+}
+
+/// The table `lab up` ends with: name, host, zone, IP, state.
+pub fn tasks_table(st: &LabState) -> String {
+    let dir = st.dir();
+    let rows: Vec<Vec<String>> = st
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.host.clone(),
+                t.zone.clone(),
+                t.ip.to_string(),
+                state_words(node_state(&dir, &t.name, t.launch.running)),
+            ]
+        })
+        .collect();
+    table::render(&["TASK", "HOST", "ZONE", "IP", "STATE"], &rows)
+}
+
+/// `lab status --json`.
+pub fn status_json(st: &LabState) -> Value {
+    let dir = st.dir();
+    let with_exit = |mut v: Value, s: (&str, Option<i32>)| {
+        v["state"] = json!(s.0);
+        if s.0 == "exited" {
+            v["exit_code"] = json!(s.1);
+        }
+        v
+    };
+    let controller = st.controller.as_ref().map(|c| {
+        with_exit(
+            json!({
+                "pid": c.launch.running.map(|r| r.pid),
+                "url": c.url,
+                "socket": c.socket,
+            }),
+            node_state(&dir, "controller", c.launch.running),
+        )
+    });
+    let hosts: Vec<Value> = st
+        .hosts
+        .iter()
+        .map(|h| {
+            let running = h.agent.as_ref().and_then(|a| a.running);
+            let s = match &h.agent {
+                Some(_) => node_state(&dir, &h.name, running),
+                None => ("running", None),
+            };
+            with_exit(
+                json!({
+                    "name": h.name,
+                    "subnet": h.subnet,
+                    "zone": h.zone,
+                    "underlay_ip": h.underlay_ip,
+                    "agent_pid": running.map(|r| r.pid),
+                    "dataplane": h.dataplane.as_str(),
+                }),
+                s,
+            )
+        })
+        .collect();
+    let tasks: Vec<Value> = st
+        .tasks
+        .iter()
+        .map(|t| {
+            with_exit(
+                json!({
+                    "name": t.name,
+                    "service": t.service,
+                    "host": t.host,
+                    "zone": t.zone,
+                    "ip": t.ip,
+                    "pid": t.launch.running.map(|r| r.pid),
+                }),
+                node_state(&dir, &t.name, t.launch.running),
+            )
+        })
+        .collect();
+    json!({
+        "name": st.name,
+        "controller": controller,
+        "hosts": hosts,
+        "tasks": tasks,
+    })
+}
+
+fn status_text(st: &LabState) -> String {
+    let dir = st.dir();
+    let mut out = format!("lab {} (from {})", st.name, st.file);
+    if st.phase != "up" {
+        out.push_str(&format!(
+            " -- {}: `lab up` did not finish; `mcgate lab down {}` removes it",
+            st.phase, st.name
+        ));
+    }
+    out.push('\n');
+    match &st.controller {
+        Some(c) => out.push_str(&format!(
+            "controller  {}  unix:{}  pid {}  {}\n",
+            c.url,
+            c.socket.display(),
+            c.launch
+                .running
+                .map(|r| r.pid.to_string())
+                .unwrap_or("-".into()),
+            state_words(node_state(&dir, "controller", c.launch.running))
+        )),
+        None => out.push_str("controller  none (the topology has no [domain])\n"),
+    }
+    out.push('\n');
+    let hosts: Vec<Vec<String>> = st
+        .hosts
+        .iter()
+        .map(|h| {
+            let running = h.agent.as_ref().and_then(|a| a.running);
+            vec![
+                h.name.clone(),
+                h.subnet.clone(),
+                h.zone.clone(),
+                h.underlay_ip.to_string(),
+                running.map(|r| r.pid.to_string()).unwrap_or("-".into()),
+                h.dataplane.as_str().to_string(),
+                match &h.agent {
+                    Some(_) => state_words(node_state(&dir, &h.name, running)),
+                    None => "no agent".into(),
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &[
+            "HOST",
+            "SUBNET",
+            "ZONE",
+            "UNDERLAY",
+            "AGENT PID",
+            "DATAPLANE",
+            "AGENT",
+        ],
+        &hosts,
+    ));
+    out.push_str("\n\n");
+    let tasks: Vec<Vec<String>> = st
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.service.clone(),
+                t.host.clone(),
+                t.zone.clone(),
+                t.ip.to_string(),
+                t.launch
+                    .running
+                    .map(|r| r.pid.to_string())
+                    .unwrap_or("-".into()),
+                state_words(node_state(&dir, &t.name, t.launch.running)),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["TASK", "SERVICE", "HOST", "ZONE", "IP", "PID", "STATE"],
+        &tasks,
+    ));
+    out
+}
+
+fn status(a: StatusArgs) -> Result<ExitCode, LabError> {
+    if a.json {
+        let lab = pick_lab(a.name.as_deref())?;
+        let st = LabState::load(&lab)?;
+        println!("{}", status_json(&st));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labs = match a.name {
+        Some(n) => vec![n],
+        None => list_labs(),
+    };
+    if labs.is_empty() {
+        return Err(LabError::NoLab);
+    }
+    for (i, lab) in labs.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let st = LabState::load(lab)?;
+        println!("{}", status_text(&st));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn no_such_node(st: &LabState, node: &str, extra: &[&str]) -> LabError {
+    let mut known = st.node_names();
+    known.extend(extra.iter().map(|s| s.to_string()));
+    known.extend(
+        st.hosts
+            .iter()
+            .filter(|h| h.agent.is_none())
+            .map(|h| h.name.clone()),
+    );
+    LabError::NoSuchNode {
+        lab: st.name.clone(),
+        node: node.to_string(),
+        known: known.join(", "),
+    }
+}
+
+fn logs(a: LogsArgs) -> Result<ExitCode, LabError> {
+    let lab = pick_lab(a.name.as_deref())?;
+    let mut st = LabState::load(&lab)?;
+    let dir = lab_dir(&lab);
+    let running = match st.launch_mut(&a.node) {
+        Some(l) => l.running,
+        None => return Err(no_such_node(&st, &a.node, &[])),
+    };
+    let path = log_path(&dir, &a.node);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !a.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Ok(f) = std::fs::File::open(&path) {
+                    break f;
+                }
+            }
+        }
+        Err(e) => return Err(LabError::io(&path, e)),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        buf.clear();
+        let _ = f.seek(SeekFrom::Start(pos));
+        let n = f
+            .read_to_end(&mut buf)
+            .map_err(|e| LabError::io(&path, e))?;
+        pos += n as u64;
+        if out.write_all(&buf).and_then(|()| out.flush()).is_err() {
+            // The reader went away (e.g. `| head`).
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if n == 0 && running.is_none_or(|r| !is_running(&r)) {
+            // One last read after the process ended, then stop, like `docker logs -f`.
+            std::thread::sleep(Duration::from_millis(200));
+            buf.clear();
+            let _ = f.seek(SeekFrom::Start(pos));
+            let _ = f.read_to_end(&mut buf);
+            let _ = out.write_all(&buf);
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn exec(a: ExecArgs) -> Result<ExitCode, LabError> {
+    require_root("mcgate lab exec")?;
+    let lab = pick_lab(a.name.as_deref())?;
+    let st = LabState::load(&lab)?;
+    let Some(ns) = ops::node_netns(&st, &a.node) else {
+        return Err(no_such_node(&st, &a.node, &["vpc"]));
+    };
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(&a.command)
+        .status()
+        .map_err(|e| LabError::Command {
+            command: format!("ip netns exec {ns} {}", process::shell_words(&a.command)),
+            stderr: e.to_string(),
+        })?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn restart(a: RestartArgs) -> Result<ExitCode, LabError> {
+    let lab = pick_lab(a.name.as_deref())?;
+    let r = ops::restart(&lab, &a.node)?;
+    println!("{}: restarted (pid {})", a.node, r.pid);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(a: DownArgs) -> Result<ExitCode, LabError> {
+    require_root("mcgate lab down")?;
+    let lab = match a.lab.or(a.name) {
+        Some(n) => n,
+        None => match pick_lab(None) {
+            Ok(n) => n,
+            Err(LabError::NoLab) => {
+                println!("no lab is up: nothing to remove");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let r = ops::down(&lab)?;
+    if r.namespaces == 0 && r.processes == 0 && !r.state_dir {
+        println!("lab {lab}: nothing to remove");
+    } else {
+        println!(
+            "lab {lab} removed: {} process(es) stopped, {} namespace(s) deleted, state directory {}",
+            r.processes,
+            r.namespaces,
+            if r.state_dir {
+                "removed"
+            } else {
+                "already gone"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+//! Names of labs, nodes, namespaces and links.
+//!
+//! Every namespace a lab makes is `mcgl-<lab>-<node>`; nothing else is ever touched.
+//! Interface names are at most 15 bytes (IFNAMSIZ - 1), so they never embed the lab name.
+
+/// Prefix of every namespace a lab makes.
+pub const NS_PREFIX: &str = "mcgl-";
+
+/// Node names the lab uses itself.
+pub const RESERVED_NODE_NAMES: &[&str] = &["vpc", "ctl", "controller"];
+
+/// Longest lab, host, service or task name.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// Checks a lab, subnet, zone, host, service or task name: lowercase letters, digits and
+/// `-`, starting with a letter or digit. Returns why not, as the end of a sentence.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty; write a name of letters, digits and -".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{name:?} is longer than {MAX_NAME_LEN} characters; shorten it"
+        ));
+    }
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !ok_chars || !ok_start {
+        return Err(format!(
+            "{name:?} may hold only lowercase letters, digits and - (and not start with -); write something like \"host-a\""
+        ));
+    }
+    Ok(())
+}
+
+/// The namespace of a node of a lab.
+pub fn netns(lab: &str, node: &str) -> String {
+    format!("{NS_PREFIX}{lab}-{node}")
+}
+
+/// The host-side name of a task's veth: `tk<task>` when it fits, else `tk<index>`.
+/// The agent attaches to links matching `tk*`.
+pub fn task_link(task: &str, index: usize) -> String {
+    let name = format!("tk{task}");
+    if name.len() <= 15 {
+        name
+    } else {
+        format!("tk{index}")
+    }
+}
+
+/// The VPC-side name of a host's uplink: `v-<host>` when it fits, else `v<index>`.
+pub fn vpc_port(host: &str, index: usize) -> String {
+    let name = format!("v-{host}");
+    if name.len() <= 15 {
+        name
+    } else {
+        format!("v{index}")
+    }
+}
+
+/// The VPC router's bridge for a subnet.
+pub fn subnet_bridge(index: usize) -> String {
+    format!("s{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("host-a").is_ok());
+        assert!(check_name("ecs-multicast").is_ok());
+        for bad in ["", "-a", "A", "a b", "a_b", "a/b", &"x".repeat(41)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(netns("lab", "host-a"), "mcgl-lab-host-a");
+        assert_eq!(task_link("receiver-1", 0), "tkreceiver-1");
+        assert_eq!(task_link("a-very-long-service-1", 7), "tk7");
+        assert!(task_link(&"x".repeat(40), 63).len() <= 15);
+        assert_eq!(vpc_port("host-a", 0), "v-host-a");
+        assert_eq!(vpc_port("a-very-long-host", 3), "v3");
+    }
+}

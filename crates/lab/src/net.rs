@@ -1,0 +1,306 @@
+//! Building and removing the lab's network with iproute2.
+//!
+//! Every link is created directly inside its namespaces (`ip link add A netns X type veth
+//! peer name B netns Y`), so the root namespace never holds one, even for a moment.
+//! Underlay links (uplinks, the VPC's bridges, hosts' br0) have MTU 9001 like an EC2
+//! network interface, so a 1500-byte frame plus VXLAN's 50 bytes crosses unfragmented;
+//! tasks keep 1500.
+
+use std::process::Command;
+
+use crate::error::LabError;
+use crate::state::{ControllerState, HostState, LabState, TaskState};
+
+/// MTU of the underlay links.
+pub const UNDERLAY_MTU: &str = "9001";
+
+fn run(args: &[&str]) -> Result<(), LabError> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| LabError::Command {
+            command: args.join(" "),
+            stderr: e.to_string(),
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(LabError::Command {
+        command: args.join(" "),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}
+
+/// `ip -n NS ...`
+fn ipn(ns: &str, args: &[&str]) -> Result<(), LabError> {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend_from_slice(args);
+    run(&v)
+}
+
+/// Sets sysctls inside a namespace.
+fn sysctl(ns: &str, settings: &[String]) -> Result<(), LabError> {
+    let mut v = vec!["ip", "netns", "exec", ns, "sysctl", "-q", "-w"];
+    v.extend(settings.iter().map(String::as_str));
+    run(&v)
+}
+
+/// Makes a namespace with loopback up and IPv6 off (no router solicitations or MLD
+/// chatter on the links the agents watch).
+fn add_netns(ns: &str) -> Result<(), LabError> {
+    run(&["ip", "netns", "add", ns])?;
+    ipn(ns, &["link", "set", "lo", "up"])?;
+    sysctl(
+        ns,
+        &[
+            "net.ipv6.conf.all.disable_ipv6=1".into(),
+            "net.ipv6.conf.default.disable_ipv6=1".into(),
+        ],
+    )
+}
+
+/// Lists every network namespace on the machine (names only).
+pub fn list_netns() -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// PIDs of processes inside a namespace.
+pub fn netns_pids(ns: &str) -> Vec<i32> {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Removes a namespace (and with it every link inside); absent is fine.
+pub fn del_netns(ns: &str) -> Result<(), LabError> {
+    if !std::path::Path::new("/run/netns").join(ns).exists() {
+        return Ok(());
+    }
+    run(&["ip", "netns", "del", ns])
+}
+
+/// The VPC router: forwarding on, a bridge per subnet holding its gateway. The bridges
+/// carry no multicast at all (no snooping, no flooding on any port), like a cloud VPC.
+pub fn build_vpc(st: &LabState) -> Result<(), LabError> {
+    let ns = &st.vpc_netns;
+    add_netns(ns)?;
+    sysctl(ns, &["net.ipv4.ip_forward=1".into()])?;
+    for s in &st.subnets {
+        ipn(
+            ns,
+            &[
+                "link",
+                "add",
+                &s.bridge,
+                "mtu",
+                UNDERLAY_MTU,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        let addr = format!("{}/{}", s.gateway, s.cidr.prefix_len());
+        ipn(ns, &["addr", "add", &addr, "dev", &s.bridge])?;
+        ipn(ns, &["link", "set", &s.bridge, "up"])?;
+    }
+    Ok(())
+}
+
+/// The controller's namespace and its /30 link to the VPC router.
+pub fn build_controller(st: &LabState, ctl: &ControllerState, ns: &str) -> Result<(), LabError> {
+    add_netns(ns)?;
+    run(&[
+        "ip",
+        "link",
+        "add",
+        "ctl",
+        "netns",
+        &st.vpc_netns,
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
+        "mtu",
+        UNDERLAY_MTU,
+    ])?;
+    ipn(
+        &st.vpc_netns,
+        &["addr", "add", &format!("{}/30", ctl.vpc_ip), "dev", "ctl"],
+    )?;
+    ipn(&st.vpc_netns, &["link", "set", "ctl", "up"])?;
+    ipn(
+        ns,
+        &["addr", "add", &format!("{}/30", ctl.ip), "dev", "eth0"],
+    )?;
+    ipn(ns, &["link", "set", "eth0", "up"])?;
+    ipn(
+        ns,
+        &["route", "add", "default", "via", &ctl.vpc_ip.to_string()],
+    )
+}
+
+fn igmp_sysctls(v: u8) -> Vec<String> {
+    vec![
+        format!("net.ipv4.conf.all.force_igmp_version={v}"),
+        format!("net.ipv4.conf.default.force_igmp_version={v}"),
+    ]
+}
+
+/// A host: br0 with the host's address, an uplink into its subnet's VPC bridge. No
+/// snooping and no multicast flooding on any br0 port: the agent alone delivers
+/// multicast to tasks.
+pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
+    let ns = &h.netns;
+    add_netns(ns)?;
+    // New namespaces copy IPv4 conf/all from the root namespace, not from the host:
+    // set the host's value explicitly, 0 included.
+    sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
+    ipn(
+        ns,
+        &[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "mcast_snooping",
+            "0",
+        ],
+    )?;
+    // Set after creation, so the bridge keeps it when 1500-byte task ports join.
+    ipn(ns, &["link", "set", "br0", "mtu", UNDERLAY_MTU])?;
+    let bridge = st
+        .subnets
+        .iter()
+        .find(|s| s.name == h.subnet)
+        .map(|s| s.bridge.clone())
+        .unwrap_or_default();
+    run(&[
+        "ip",
+        "link",
+        "add",
+        "uplink",
+        "netns",
+        ns,
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &h.vpc_port,
+        "netns",
+        &st.vpc_netns,
+        "mtu",
+        UNDERLAY_MTU,
+    ])?;
+    ipn(ns, &["link", "set", "uplink", "master", "br0"])?;
+    ipn(
+        ns,
+        &[
+            "link",
+            "set",
+            "uplink",
+            "type",
+            "bridge_slave",
+            "mcast_flood",
+            "off",
+        ],
+    )?;
+    ipn(
+        &st.vpc_netns,
+        &["link", "set", &h.vpc_port, "master", &bridge],
+    )?;
+    ipn(
+        &st.vpc_netns,
+        &[
+            "link",
+            "set",
+            &h.vpc_port,
+            "type",
+            "bridge_slave",
+            "mcast_flood",
+            "off",
+        ],
+    )?;
+    ipn(&st.vpc_netns, &["link", "set", &h.vpc_port, "up"])?;
+    ipn(
+        ns,
+        &[
+            "addr",
+            "add",
+            &format!("{}/{}", h.underlay_ip, h.prefix_len),
+            "dev",
+            "br0",
+        ],
+    )?;
+    ipn(ns, &["link", "set", "uplink", "up"])?;
+    ipn(ns, &["link", "set", "br0", "up"])?;
+    ipn(
+        ns,
+        &["route", "add", "default", "via", &h.gateway.to_string()],
+    )
+}
+
+/// A task: its own namespace, `eth0` with its own address in the host's subnet, the
+/// host end `tk...` on the host's br0 (no multicast flooding).
+pub fn build_task(h: &HostState, t: &TaskState) -> Result<(), LabError> {
+    let ns = &t.launch.netns;
+    add_netns(ns)?;
+    sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
+    run(&[
+        "ip", "link", "add", &t.link, "netns", &h.netns, "type", "veth", "peer", "name", "eth0",
+        "netns", ns,
+    ])?;
+    ipn(&h.netns, &["link", "set", &t.link, "master", "br0"])?;
+    ipn(
+        &h.netns,
+        &[
+            "link",
+            "set",
+            &t.link,
+            "type",
+            "bridge_slave",
+            "mcast_flood",
+            "off",
+        ],
+    )?;
+    ipn(&h.netns, &["link", "set", &t.link, "up"])?;
+    ipn(
+        ns,
+        &[
+            "addr",
+            "add",
+            &format!("{}/{}", t.ip, h.prefix_len),
+            "dev",
+            "eth0",
+        ],
+    )?;
+    ipn(ns, &["link", "set", "eth0", "up"])?;
+    ipn(
+        ns,
+        &["route", "add", "default", "via", &h.gateway.to_string()],
+    )?;
+    ipn(ns, &["route", "add", "224.0.0.0/4", "dev", "eth0"])
+}

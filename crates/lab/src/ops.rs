@@ -1,0 +1,585 @@
+//! The lab's life cycle: up, down, restart.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcgate_client::Client;
+use mcgate_domain::api::{AssociationSpec, DomainSpec, IgmpSettings};
+
+use crate::error::LabError;
+use crate::names::NS_PREFIX;
+use crate::net;
+use crate::placement::place;
+use crate::plan::{AgentFlags, plan};
+use crate::process::{self, is_running, launch, stop};
+use crate::state::{
+    LabState, Launch, Running, StateLock, exit_path, lab_dir, labs_root, list_labs, log_path,
+    read_exit,
+};
+use crate::topology::Topology;
+
+/// How long a starting controller or agent may take to answer.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a process gets to end on SIGINT (and then on SIGTERM).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Fails unless running as root.
+pub fn require_root(what: &'static str) -> Result<(), LabError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot(what))
+    }
+}
+
+/// A tokio runtime for the few controller calls.
+pub fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::io(Path::new("tokio runtime"), e))
+}
+
+/// Which optional flags this binary's agent takes (read from its own `--help`, so the
+/// lab keeps working with agents of any version).
+fn agent_flags(exe: &Path) -> AgentFlags {
+    let help = Command::new(exe)
+        .args(["agent", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    AgentFlags {
+        admin: help.contains("--admin"),
+        dataplane: help.contains("--dataplane"),
+    }
+}
+
+/// The last lines of a node's log, indented, for error messages.
+pub fn log_tail(dir: &Path, node: &str, lines: usize) -> String {
+    let body = std::fs::read_to_string(log_path(dir, node)).unwrap_or_default();
+    let all: Vec<&str> = body.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    let tail: Vec<String> = all
+        .get(from..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| format!("\n    {l}"))
+        .collect();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the end of its log ({}):{}",
+            log_path(dir, node).display(),
+            tail.concat()
+        )
+    }
+}
+
+fn start_node(dir: &Path, node: &str, l: &mut Launch) -> Result<Running, LabError> {
+    let r = launch(
+        &l.netns,
+        &l.argv,
+        &l.env,
+        &log_path(dir, node),
+        &exit_path(dir, node),
+    )?;
+    l.running = Some(r);
+    Ok(r)
+}
+
+fn node_failed(dir: &Path, node: &str, why: String) -> LabError {
+    LabError::NodeFailed {
+        node: node.to_string(),
+        why,
+        log: log_tail(dir, node, 12),
+    }
+}
+
+fn exited_why(dir: &Path, node: &str) -> String {
+    match read_exit(dir, node) {
+        Some(e) => format!("it exited with code {}", e.exit_code),
+        None => "it exited".to_string(),
+    }
+}
+
+/// Builds and starts a lab. Prints progress as it goes. On failure, removes everything
+/// it made before returning the error.
+pub fn up(topo: &Topology) -> Result<LabState, LabError> {
+    up_holding(topo, &[])
+}
+
+/// [`up`], leaving the tasks of the `hold` services built but not started (start them
+/// with [`restart`]).
+pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError> {
+    require_root("mcgate lab up")?;
+    let placed = place(topo)?;
+    let exe = process::self_exe()?;
+    let mut st = plan(topo, &placed, &exe, agent_flags(&exe))?;
+    let root = labs_root();
+    std::fs::create_dir_all(&root).map_err(|e| LabError::io(&root, e))?;
+    let dir = st.dir();
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(LabError::AlreadyUp(st.name.clone(), dir));
+        }
+        Err(e) => return Err(LabError::io(&dir, e)),
+    }
+    let existing = net::list_netns();
+    if let Some(ns) = st.namespaces.iter().find(|ns| existing.contains(ns)) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(LabError::NamespaceTaken(ns.clone(), st.name.clone()));
+    }
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| LabError::io(&logs, e))?;
+    st.save()?;
+    println!(
+        "lab {}: {} subnet(s), {} host(s), {} task(s), from {}",
+        st.name,
+        st.subnets.len(),
+        st.hosts.len(),
+        st.tasks.len(),
+        st.file
+    );
+    match build_and_start(&mut st, hold) {
+        Ok(()) => {
+            st.phase = "up".into();
+            st.save()?;
+            Ok(st)
+        }
+        Err(e) => {
+            println!("failed: {e}");
+            println!("removing what was built...");
+            if let Err(e2) = down(&st.name) {
+                println!(
+                    "clean-up failed too: {e2}; run `mcgate lab down {}`",
+                    st.name
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
+    let dir = st.dir();
+    let steps = if st.controller.is_some() { 6 } else { 4 };
+    println!(
+        "[1/{steps}] VPC router {} ({}): routes unicast between subnets, carries no multicast",
+        st.vpc_netns, st.vpc
+    );
+    net::build_vpc(st)?;
+    for s in &st.subnets {
+        println!(
+            "        subnet {} {} (zone {}): gateway {} on bridge {}",
+            s.name, s.cidr, s.zone, s.gateway, s.bridge
+        );
+    }
+    if let (Some(c), Some(ns)) = (&st.controller, &st.controller_netns) {
+        net::build_controller(st, c, ns)?;
+        println!("        controller link: {} in {ns}", c.ip);
+    }
+    println!("[2/{steps}] hosts");
+    for h in &st.hosts {
+        net::build_host(st, h)?;
+        let igmp = if h.force_igmp_version > 0 {
+            format!(", IGMP forced to v{}", h.force_igmp_version)
+        } else {
+            String::new()
+        };
+        println!(
+            "        {}: {} in {} (zone {}), namespace {}{igmp}",
+            h.name, h.underlay_ip, h.subnet, h.zone, h.netns
+        );
+    }
+    println!("[3/{steps}] task networks (one namespace and address per task, like awsvpc)");
+    for t in &st.tasks {
+        let Some(h) = st.hosts.iter().find(|h| h.name == t.host) else {
+            continue;
+        };
+        net::build_task(h, t)?;
+        println!(
+            "        {}: {} on {} (link {}), namespace {}",
+            t.name, t.ip, t.host, t.link, t.launch.netns
+        );
+    }
+    st.save()?;
+
+    let mut step = 4;
+    if st.controller.is_some() {
+        start_controller(st, &dir, step, steps)?;
+        step += 1;
+        start_agents(st, &dir, step, steps)?;
+        step += 1;
+    }
+    println!("[{step}/{steps}] tasks");
+    for i in 0..st.tasks.len() {
+        let name = st.tasks[i].name.clone();
+        if hold.contains(&st.tasks[i].service) {
+            println!("        {name}: held, starts later");
+            continue;
+        }
+        let r = start_node(&dir, &name, &mut st.tasks[i].launch)?;
+        st.save()?;
+        println!(
+            "        {name}: pid {} runs {}",
+            r.pid,
+            process::shell_words(&st.tasks[i].launch.argv)
+        );
+    }
+    // A task that cannot start at all (no such program) shows as exited in the table.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+fn start_controller(
+    st: &mut LabState,
+    dir: &Path,
+    step: usize,
+    steps: usize,
+) -> Result<(), LabError> {
+    let Some(c) = st.controller.as_mut() else {
+        return Ok(());
+    };
+    let r = start_node(dir, "controller", &mut c.launch)?;
+    let url = c.url.clone();
+    let socket = c.socket.clone();
+    st.save()?;
+    let client =
+        Client::new(&format!("unix:{}", socket.display())).map_err(|e| LabError::Controller {
+            what: "its socket path".into(),
+            source: e,
+        })?;
+    let rt = runtime()?;
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let ok = rt
+            .block_on(client.get::<serde_json::Value>("/v1/healthz"))
+            .is_ok();
+        if ok {
+            break;
+        }
+        if !is_running(&r) {
+            return Err(node_failed(
+                dir,
+                "controller",
+                exited_why(dir, "controller"),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(node_failed(
+                dir,
+                "controller",
+                format!(
+                    "no answer on {} within {:?}",
+                    socket.display(),
+                    STARTUP_TIMEOUT
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "[{step}/{steps}] controller: {url} and unix:{} (pid {})",
+        socket.display(),
+        r.pid
+    );
+    if let Some(d) = topo_domain(st) {
+        let spec = DomainSpec {
+            name: d.0.clone(),
+            vni: None,
+            igmp: d.1,
+            static_sources: d.2,
+            igmp_settings: IgmpSettings::default(),
+        };
+        rt.block_on(client.post::<_, serde_json::Value>("/v1/domains", &spec))
+            .map_err(|e| LabError::Controller {
+                what: format!("creating domain {}", d.0),
+                source: e,
+            })?;
+        for (sname, cidr) in &d.3 {
+            let assoc = AssociationSpec {
+                subnet: Some(*cidr),
+                host: None,
+            };
+            rt.block_on(client.post::<_, serde_json::Value>(
+                &format!("/v1/domains/{}/associations", d.0),
+                &assoc,
+            ))
+            .map_err(|e| LabError::Controller {
+                what: format!("associating subnet {sname} with domain {}", d.0),
+                source: e,
+            })?;
+        }
+        println!(
+            "        domain {} (igmp {}, static sources {}), subnets {}",
+            d.0,
+            igmp_word(d.1),
+            if d.2 { "on" } else { "off" },
+            d.3.iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The IGMP mode as the topology file writes it.
+pub fn igmp_word(m: mcgate_domain::api::IgmpMode) -> &'static str {
+    match m {
+        mcgate_domain::api::IgmpMode::V2 => "v2",
+        mcgate_domain::api::IgmpMode::V3 => "v3",
+        mcgate_domain::api::IgmpMode::Off => "off",
+    }
+}
+
+type DomainSetup = (
+    String,
+    mcgate_domain::api::IgmpMode,
+    bool,
+    Vec<(String, ipnet::Ipv4Net)>,
+);
+
+/// The domain to create, with its subnets' networks.
+fn topo_domain(st: &LabState) -> Option<DomainSetup> {
+    st.domain_setup.as_ref().map(|d| {
+        (
+            d.name.clone(),
+            d.igmp,
+            d.static_sources,
+            d.subnets
+                .iter()
+                .filter_map(|n| st.subnets.iter().find(|s| &s.name == n))
+                .map(|s| (s.name.clone(), s.cidr))
+                .collect(),
+        )
+    })
+}
+
+fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Result<(), LabError> {
+    let mut started = Vec::new();
+    for i in 0..st.hosts.len() {
+        let name = st.hosts[i].name.clone();
+        if let Some(l) = st.hosts[i].agent.as_mut() {
+            let r = start_node(dir, &name, l)?;
+            started.push((name, r));
+        }
+    }
+    st.save()?;
+    let Some(c) = &st.controller else {
+        return Ok(());
+    };
+    let client =
+        Client::new(&format!("unix:{}", c.socket.display())).map_err(|e| LabError::Controller {
+            what: "its socket path".into(),
+            source: e,
+        })?;
+    let rt = runtime()?;
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let agents = rt
+            .block_on(client.get::<Vec<serde_json::Value>>("/v1/agents"))
+            .unwrap_or_default();
+        let up = |host: &str| {
+            agents.iter().any(|a| {
+                a.get("host").and_then(|h| h.as_str()) == Some(host)
+                    && a.get("state").and_then(|s| s.as_str()) == Some("up")
+            })
+        };
+        if started.iter().all(|(h, _)| up(h)) {
+            break;
+        }
+        for (h, r) in &started {
+            if !is_running(r) {
+                return Err(node_failed(
+                    dir,
+                    h,
+                    format!("its agent: {}", exited_why(dir, h)),
+                ));
+            }
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<&str> = started
+                .iter()
+                .filter(|(h, _)| !up(h))
+                .map(|(h, _)| h.as_str())
+                .collect();
+            let first = missing.first().copied().unwrap_or("agent");
+            return Err(node_failed(
+                dir,
+                first,
+                format!(
+                    "the agent(s) of {} did not register with the controller within {:?}",
+                    missing.join(", "),
+                    STARTUP_TIMEOUT
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[{step}/{steps}] agents registered: {}",
+        started
+            .iter()
+            .map(|(h, r)| format!("{h} (pid {})", r.pid))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// What `down` removed.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// Processes stopped.
+    pub processes: usize,
+    /// Namespaces removed.
+    pub namespaces: usize,
+    /// Whether a state directory was removed.
+    pub state_dir: bool,
+}
+
+fn all_running(st: &LabState) -> (Vec<Running>, Vec<Running>, Vec<Running>) {
+    let tasks = st.tasks.iter().filter_map(|t| t.launch.running).collect();
+    let agents = st
+        .hosts
+        .iter()
+        .filter_map(|h| h.agent.as_ref().and_then(|a| a.running))
+        .collect();
+    let ctl = st
+        .controller
+        .iter()
+        .filter_map(|c| c.launch.running)
+        .collect();
+    (tasks, agents, ctl)
+}
+
+/// Namespaces `mcgl-<lab>-*` that no other lab's state claims: what a crashed `lab up`
+/// may have left behind.
+fn leftover_namespaces(lab: &str) -> Vec<String> {
+    let prefix = format!("{NS_PREFIX}{lab}-");
+    let mut claimed = Vec::new();
+    for other in list_labs() {
+        if other != lab
+            && let Ok(s) = LabState::load(&other)
+        {
+            claimed.extend(s.namespaces);
+        }
+    }
+    net::list_netns()
+        .into_iter()
+        .filter(|ns| ns.starts_with(&prefix) && !claimed.contains(ns))
+        .collect()
+}
+
+/// Stops every process of a lab (tasks, then agents, then the controller) and removes
+/// every namespace and file it made. Safe to run twice and after a crash.
+pub fn down(lab: &str) -> Result<DownReport, LabError> {
+    require_root("mcgate lab down")?;
+    let mut report = DownReport::default();
+    let dir = lab_dir(lab);
+    let _lock = if dir.is_dir() {
+        Some(StateLock::take(&dir)?)
+    } else {
+        None
+    };
+    let state = LabState::load(lab).ok();
+    let mut namespaces: Vec<String> = Vec::new();
+    if let Some(st) = &state {
+        let (tasks, agents, ctl) = all_running(st);
+        for group in [tasks, agents, ctl] {
+            report.processes += group.iter().filter(|r| is_running(r)).count();
+            stop(&group, STOP_GRACE);
+        }
+        namespaces.extend(st.namespaces.iter().rev().cloned());
+    }
+    for ns in leftover_namespaces(lab) {
+        if !namespaces.contains(&ns) {
+            namespaces.insert(0, ns);
+        }
+    }
+    let present = net::list_netns();
+    // Anything still running inside the lab's namespaces was started by the lab (or
+    // by `lab exec`): end it so the namespaces really go.
+    for ns in namespaces.iter().filter(|ns| present.contains(ns)) {
+        for pid in net::netns_pids(ns) {
+            process::kill_pid(pid);
+            report.processes += 1;
+        }
+    }
+    let mut first_err = None;
+    for ns in namespaces.iter().filter(|ns| present.contains(ns)) {
+        match net::del_netns(ns) {
+            Ok(()) => report.namespaces += 1,
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+        report.state_dir = true;
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Restarts `controller`, a host's agent (by host name) or a task.
+pub fn restart(lab: &str, node: &str) -> Result<Running, LabError> {
+    require_root("mcgate lab restart")?;
+    let dir = lab_dir(lab);
+    let _lock = StateLock::take(&dir)?;
+    let mut st = LabState::load(lab)?;
+    let known = st.node_names().join(", ");
+    let Some(l) = st.launch_mut(node) else {
+        return Err(LabError::NoSuchNode {
+            lab: lab.to_string(),
+            node: node.to_string(),
+            known,
+        });
+    };
+    if let Some(r) = l.running {
+        stop(&[r], STOP_GRACE);
+    }
+    let r = start_node(&dir, node, l)?;
+    st.save()?;
+    Ok(r)
+}
+
+/// Stops one node's process (SIGINT, then harder), leaving it recorded as exited.
+pub fn stop_node(lab: &str, node: &str) -> Result<(), LabError> {
+    let dir = lab_dir(lab);
+    let _lock = StateLock::take(&dir)?;
+    let mut st = LabState::load(lab)?;
+    let known = st.node_names().join(", ");
+    let l = st.launch_mut(node).ok_or_else(|| LabError::NoSuchNode {
+        lab: lab.to_string(),
+        node: node.to_string(),
+        known,
+    })?;
+    if let Some(r) = l.running {
+        stop(&[r], STOP_GRACE);
+    }
+    Ok(())
+}
+
+/// The namespace of a node for `lab exec`: a task, a host, `controller`/`ctl` or `vpc`.
+pub fn node_netns(st: &LabState, node: &str) -> Option<String> {
+    match node {
+        "vpc" => return Some(st.vpc_netns.clone()),
+        "controller" | "ctl" => return st.controller_netns.clone(),
+        _ => {}
+    }
+    if let Some(h) = st.hosts.iter().find(|h| h.name == node) {
+        return Some(h.netns.clone());
+    }
+    st.tasks
+        .iter()
+        .find(|t| t.name == node)
+        .map(|t| t.launch.netns.clone())
+}

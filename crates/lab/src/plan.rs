@@ -1,0 +1,294 @@
+//! From a topology and its placement to the concrete lab: namespace and link names,
+//! addresses, and the command line of every process. Pure: nothing is built here.
+//!
+//! Addresses, in each subnet: the VPC router's gateway at .1 (the first address), hosts
+//! from .10 in file order, tasks from .100 in placement order. The controller sits on a
+//! /30 at the top of the VPC that no subnet uses (10.0.255.254 for 10.0.0.0/16).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use crate::error::LabError;
+use crate::names;
+use crate::placement::Placed;
+use crate::state::{
+    ControllerState, DomainSetup, HostState, LabState, Launch, SubnetState, TaskState, lab_dir,
+};
+use crate::topology::Topology;
+
+/// The controller's TCP port on the VPC.
+pub const CONTROLLER_PORT: u16 = 7400;
+
+/// Which optional flags this binary's `mcgate agent` takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentFlags {
+    /// `--admin unix:PATH`.
+    pub admin: bool,
+    /// `--dataplane auto|kernel|userspace`.
+    pub dataplane: bool,
+}
+
+fn nth(net: &ipnet::Ipv4Net, n: u32) -> Option<Ipv4Addr> {
+    let a = u32::from(net.network()).checked_add(n)?;
+    (a < u32::from(net.broadcast())).then(|| Ipv4Addr::from(a))
+}
+
+/// `mcgate` as a command's program means this binary.
+pub fn resolve_argv(cmd: &[String], exe: &Path) -> Vec<String> {
+    let mut v = cmd.to_vec();
+    if let Some(first) = v.first_mut()
+        && first == "mcgate"
+    {
+        *first = exe.display().to_string();
+    }
+    v
+}
+
+/// Plans the whole lab.
+pub fn plan(
+    topo: &Topology,
+    placed: &[Placed],
+    exe: &Path,
+    flags: AgentFlags,
+) -> Result<LabState, LabError> {
+    let lab = &topo.name;
+    let dir = lab_dir(lab);
+    let mut subnets = Vec::new();
+    for (i, s) in topo.subnets.iter().enumerate() {
+        subnets.push(SubnetState {
+            name: s.name.clone(),
+            cidr: s.cidr,
+            zone: s.zone.clone(),
+            bridge: names::subnet_bridge(i),
+            gateway: nth(&s.cidr, 1).ok_or_else(|| {
+                LabError::Addresses(format!("subnet {} has no room for a gateway", s.name))
+            })?,
+        });
+    }
+    let vpc_netns = names::netns(lab, "vpc");
+    let mut namespaces = vec![vpc_netns.clone()];
+
+    let (controller, controller_netns) = match &topo.domain {
+        None => (None, None),
+        Some(d) => {
+            let net = topo.controller_net().ok_or_else(|| {
+                LabError::Addresses(format!(
+                    "the VPC {} has no free /30 for the controller",
+                    topo.vpc
+                ))
+            })?;
+            let vpc_ip = nth(&net, 1).unwrap_or(net.network());
+            let ip = nth(&net, 2).unwrap_or(net.network());
+            let ns = names::netns(lab, "ctl");
+            namespaces.push(ns.clone());
+            let socket = dir.join("controller.sock");
+            let argv = vec![
+                exe.display().to_string(),
+                "controller".into(),
+                "--listen".into(),
+                format!("{ip}:{CONTROLLER_PORT}"),
+                "--unix".into(),
+                socket.display().to_string(),
+                "--data-dir".into(),
+                dir.join("controller").display().to_string(),
+            ];
+            (
+                Some(ControllerState {
+                    ip,
+                    vpc_ip,
+                    url: format!("http://{ip}:{CONTROLLER_PORT}"),
+                    socket,
+                    domain: d.name.clone(),
+                    launch: Launch {
+                        netns: ns.clone(),
+                        argv,
+                        env: BTreeMap::new(),
+                        running: None,
+                    },
+                }),
+                Some(ns),
+            )
+        }
+    };
+
+    let mut hosts = Vec::new();
+    let mut per_subnet_hosts = vec![0u32; topo.subnets.len()];
+    for (i, h) in topo.hosts.iter().enumerate() {
+        let s = &topo.subnets[h.subnet];
+        let k = per_subnet_hosts[h.subnet];
+        per_subnet_hosts[h.subnet] += 1;
+        if k >= 90 {
+            return Err(LabError::Addresses(format!(
+                "subnet {} holds more than 90 hosts (.10 to .99); spread them over more subnets",
+                s.name
+            )));
+        }
+        let underlay_ip = nth(&s.cidr, 10 + k).ok_or_else(|| {
+            LabError::Addresses(format!("subnet {} has no room for host {}", s.name, h.name))
+        })?;
+        let netns = names::netns(lab, &h.name);
+        namespaces.push(netns.clone());
+        let agent = controller.as_ref().map(|c| {
+            let mut argv = vec![
+                exe.display().to_string(),
+                "agent".into(),
+                "--controller".into(),
+                c.url.clone(),
+                "--host".into(),
+                h.name.clone(),
+                "--underlay".into(),
+                underlay_ip.to_string(),
+                "--attach".into(),
+                "tk*".into(),
+            ];
+            if flags.admin {
+                argv.push("--admin".into());
+                argv.push(format!(
+                    "unix:{}",
+                    dir.join(format!("agent-{}.sock", h.name)).display()
+                ));
+            }
+            if flags.dataplane {
+                argv.push("--dataplane".into());
+                argv.push(h.dataplane.as_str().into());
+            }
+            Launch {
+                netns: netns.clone(),
+                argv,
+                env: BTreeMap::new(),
+                running: None,
+            }
+        });
+        hosts.push(HostState {
+            name: h.name.clone(),
+            subnet: s.name.clone(),
+            zone: s.zone.clone(),
+            netns,
+            underlay_ip,
+            prefix_len: s.cidr.prefix_len(),
+            gateway: subnets[h.subnet].gateway,
+            vpc_port: names::vpc_port(&h.name, i),
+            force_igmp_version: h.force_igmp_version,
+            dataplane: h.dataplane,
+            agent,
+        });
+    }
+
+    let mut tasks = Vec::new();
+    let mut per_subnet_tasks = vec![0u32; topo.subnets.len()];
+    for (i, p) in placed.iter().enumerate() {
+        let h = &topo.hosts[p.host];
+        let s = &topo.subnets[h.subnet];
+        let svc = &topo.services[p.service];
+        let j = per_subnet_tasks[h.subnet];
+        per_subnet_tasks[h.subnet] += 1;
+        let ip = nth(&s.cidr, 100 + j).ok_or_else(|| {
+            LabError::Addresses(format!(
+                "subnet {} ({}) has no address left for task {} (tasks take .100 and up); use a larger subnet",
+                s.name, s.cidr, p.name
+            ))
+        })?;
+        let netns = names::netns(lab, &p.name);
+        namespaces.push(netns.clone());
+        tasks.push(TaskState {
+            name: p.name.clone(),
+            service: svc.name.clone(),
+            host: h.name.clone(),
+            zone: s.zone.clone(),
+            ip,
+            link: names::task_link(&p.name, i),
+            launch: Launch {
+                netns,
+                argv: resolve_argv(&svc.command, exe),
+                env: svc.env.clone(),
+                running: None,
+            },
+        });
+    }
+
+    Ok(LabState {
+        name: lab.clone(),
+        file: topo.file.clone(),
+        phase: "building".into(),
+        vpc: topo.vpc,
+        vpc_netns,
+        subnets,
+        controller,
+        controller_netns,
+        domain_setup: topo.domain.as_ref().map(|d| DomainSetup {
+            name: d.name.clone(),
+            igmp: d.igmp,
+            static_sources: d.static_sources,
+            subnets: d
+                .subnets
+                .iter()
+                .filter_map(|&i| topo.subnets.get(i))
+                .map(|s| s.name.clone())
+                .collect(),
+        }),
+        hosts,
+        tasks,
+        namespaces,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::place;
+    use crate::topology::REFERENCE_TOPOLOGY;
+
+    #[test]
+    fn reference_plan() {
+        let t = Topology::parse("r", REFERENCE_TOPOLOGY).unwrap();
+        let p = place(&t).unwrap();
+        let exe = Path::new("/usr/bin/mcgate");
+        let st = plan(
+            &t,
+            &p,
+            exe,
+            AgentFlags {
+                admin: true,
+                dataplane: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(st.vpc_netns, "mcgl-ecs-multicast-vpc");
+        assert_eq!(st.subnets[1].gateway.to_string(), "10.0.3.1");
+        let c = st.controller.as_ref().unwrap();
+        assert_eq!(c.url, "http://10.0.255.254:7400");
+        assert_eq!(c.vpc_ip.to_string(), "10.0.255.253");
+        assert_eq!(st.hosts[0].underlay_ip.to_string(), "10.0.2.10");
+        assert_eq!(st.hosts[1].underlay_ip.to_string(), "10.0.3.10");
+        let ips: Vec<String> = st.tasks.iter().map(|t| t.ip.to_string()).collect();
+        assert_eq!(ips, ["10.0.2.100", "10.0.3.100", "10.0.2.101"]);
+        assert_eq!(st.tasks[0].link, "tkreceiver-1");
+        assert_eq!(st.tasks[2].launch.argv[0], "/usr/bin/mcgate");
+        let agent = st.hosts[0].agent.as_ref().unwrap();
+        assert!(agent.argv.windows(2).any(|w| w == ["--attach", "tk*"]));
+        assert!(agent.argv.windows(2).any(|w| w == ["--dataplane", "auto"]));
+        assert_eq!(
+            st.namespaces.len(),
+            2 + 2 + 3,
+            "vpc, ctl, 2 hosts, 3 tasks: {:?}",
+            st.namespaces
+        );
+    }
+
+    #[test]
+    fn small_subnet_runs_out_of_task_addresses() {
+        let mut src = String::from(
+            "name = \"t\"\n[vpc]\ncidr = \"10.0.0.0/16\"\n[[subnets]]\nname = \"s\"\ncidr = \"10.0.2.0/25\"\n",
+        );
+        src.push_str("[[hosts]]\nname = \"h\"\nsubnet = \"s\"\nmax_tasks = 64\n");
+        src.push_str("[[services]]\nname = \"r\"\ncount = 28\ncommand = [\"x\"]\n");
+        let t = Topology::parse("t", &src).unwrap();
+        let p = place(&t).unwrap();
+        let e = plan(&t, &p, Path::new("/x"), AgentFlags::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("no address left for task r-28"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! The lab's processes: launching them detached inside a namespace under a supervisor,
+//! telling whether they still run, and stopping them.
+//!
+//! Each node's process runs as `ip netns exec NS mcgate lab _run --log L --exit E --
+//! CMD...`. `ip netns exec` execs in place, so the PID recorded at spawn is the
+//! supervisor's. The supervisor starts a new session (so nothing ties it to the
+//! terminal that ran `lab up`), runs CMD as its child, prefixes every output line with
+//! a UTC timestamp into the log, and records the exit code when CMD ends. Stopping a
+//! node signals its whole process group, after checking that the PID still belongs to
+//! the process started (same start time in `/proc/<pid>/stat`): a reused PID is never
+//! signalled.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::error::LabError;
+use crate::state::{ExitRecord, Running};
+use crate::timefmt::utc_now;
+
+/// Field 22 (start time) and field 3 (state) of `/proc/<pid>/stat`.
+fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = s.get(s.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3.
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// Whether the process recorded still runs (and is the same process).
+pub fn is_running(r: &Running) -> bool {
+    match proc_stat(r.pid) {
+        Some((start, state)) => start == r.start_time && state != 'Z' && state != 'X',
+        None => false,
+    }
+}
+
+/// The path of this very binary, which is what `mcgate` in a command means.
+pub fn self_exe() -> Result<PathBuf, LabError> {
+    std::env::current_exe().map_err(|e| LabError::io(Path::new("/proc/self/exe"), e))
+}
+
+/// Starts `argv` in namespace `netns` under the supervisor, detached; returns its PID and
+/// start time. The log and exit files are `log` and `exit`.
+pub fn launch(
+    netns: &str,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    log: &Path,
+    exit: &Path,
+) -> Result<Running, LabError> {
+    let _ = std::fs::remove_file(exit);
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
+    }
+    let exe = self_exe()?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns])
+        .arg(&exe)
+        .args(["lab", "_run", "--log"])
+        .arg(log)
+        .arg("--exit")
+        .arg(exit)
+        .arg("--")
+        .args(argv)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().map_err(|e| LabError::Command {
+        command: format!("ip netns exec {netns} ..."),
+        stderr: e.to_string(),
+    })?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    // The child is not waited for here: it outlives this command. Its start time is
+    // readable as soon as it exists.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if let Some((start_time, _)) = proc_stat(pid) {
+            return Ok(Running { pid, start_time });
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::NodeFailed {
+                node: netns.to_string(),
+                why: format!("process {pid} vanished at once"),
+                log: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal_group(r: &Running, sig: Signal) {
+    if !is_running(r) {
+        return;
+    }
+    // The supervisor leads its own process group once it has called setsid(); until then
+    // (a few microseconds after spawn) signal the PID alone.
+    if kill(Pid::from_raw(-r.pid), sig).is_err() {
+        let _ = kill(Pid::from_raw(r.pid), sig);
+    }
+}
+
+/// Stops processes: SIGINT first (so measuring tools print their summaries, as on
+/// Ctrl-C), SIGTERM after `grace`, SIGKILL after another `grace`. Returns once none runs.
+pub fn stop(procs: &[Running], grace: Duration) {
+    for (sig, wait) in [
+        (Signal::SIGINT, grace),
+        (Signal::SIGTERM, grace),
+        (Signal::SIGKILL, Duration::from_secs(2)),
+    ] {
+        let alive: Vec<&Running> = procs.iter().filter(|r| is_running(r)).collect();
+        if alive.is_empty() {
+            return;
+        }
+        for r in &alive {
+            signal_group(r, sig);
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && alive.iter().any(|r| is_running(r)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Sends SIGKILL to a PID found inside one of the lab's own namespaces.
+pub fn kill_pid(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// The hidden `mcgate lab _run`: runs `argv`, timestamps its output into `log`, records
+/// its exit in `exit`. Never returns before the command ends.
+pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
+    // A session of its own: nothing of the terminal that started the lab reaches it.
+    let _ = nix::unistd::setsid();
+    // Stopping signals go to the whole group. The supervisor catches them and ends only
+    // when the command ends, so the exit code is always recorded. Catching (rather than
+    // ignoring or blocking) matters: caught signals return to their default action in
+    // the command at exec, even when whoever started the lab ignored SIGINT (as shells
+    // do for background jobs), so Ctrl-C-style stops reach the command.
+    let _signals = catch_stop_signals();
+    let file = match std::fs::File::options().create(true).append(true).open(log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot open the log {}: {e}", log.display());
+            return ExitCode::from(2);
+        }
+    };
+    let out = Arc::new(Mutex::new(file));
+    let note = |msg: &str| {
+        if let Ok(mut f) = out.lock() {
+            let _ = writeln!(f, "{} [lab] {msg}", utc_now());
+        }
+    };
+    let Some((prog, args)) = argv.split_first() else {
+        note("no command given");
+        write_exit(
+            exit,
+            ExitRecord {
+                exit_code: 127,
+                signal: None,
+            },
+        );
+        return ExitCode::from(2);
+    };
+    note(&format!("starting: {}", shell_words(argv)));
+    let spawned = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            note(&format!("cannot start {prog}: {e}"));
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            write_exit(
+                exit,
+                ExitRecord {
+                    exit_code: code,
+                    signal: None,
+                },
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut readers = Vec::new();
+    if let Some(s) = child.stdout.take() {
+        readers.push(copy_lines(s, Arc::clone(&out)));
+    }
+    if let Some(s) = child.stderr.take() {
+        readers.push(copy_lines(s, Arc::clone(&out)));
+    }
+    let rec = match child.wait() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(c), _) => ExitRecord {
+                    exit_code: c,
+                    signal: None,
+                },
+                (None, Some(s)) => ExitRecord {
+                    exit_code: 128 + s,
+                    signal: Some(s),
+                },
+                _ => ExitRecord {
+                    exit_code: 255,
+                    signal: None,
+                },
+            }
+        }
+        Err(_) => ExitRecord {
+            exit_code: 255,
+            signal: None,
+        },
+    };
+    // Drain what the command printed last; a grandchild holding the pipe open must not
+    // keep the supervisor alive, so wait a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline && readers.iter().any(|r| !r.is_finished()) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match rec.signal {
+        Some(s) => note(&format!(
+            "exited: killed by signal {s} (code {})",
+            rec.exit_code
+        )),
+        None => note(&format!("exited with code {}", rec.exit_code)),
+    }
+    write_exit(exit, rec);
+    ExitCode::SUCCESS
+}
+
+/// Installs handlers that swallow SIGINT, SIGTERM, SIGHUP and SIGQUIT for this process.
+/// The returned runtime and streams must stay alive.
+fn catch_stop_signals() -> Option<(tokio::runtime::Runtime, Vec<tokio::signal::unix::Signal>)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let streams = rt.block_on(async {
+        [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+        ]
+        .into_iter()
+        .filter_map(|k| signal(k).ok())
+        .collect()
+    });
+    Some((rt, streams))
+}
+
+fn write_exit(path: &Path, rec: ExitRecord) {
+    if let Ok(body) = serde_json::to_vec(&rec) {
+        let tmp = path.with_extension("exit.tmp");
+        if std::fs::write(&tmp, body).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+/// Longest line kept whole; longer output is split so memory stays bounded.
+const MAX_LINE: usize = 16 * 1024;
+
+fn copy_lines<R: Read + Send + 'static>(
+    mut src: R,
+    out: Arc<Mutex<std::fs::File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        let emit = |line: &[u8]| {
+            if let Ok(mut f) = out.lock() {
+                let mut v = Vec::with_capacity(line.len() + 32);
+                v.extend_from_slice(utc_now().as_bytes());
+                v.push(b' ');
+                v.extend_from_slice(line);
+                v.push(b'\n');
+                let _ = f.write_all(&v);
+            }
+        };
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                emit(line.strip_suffix(b"\r").unwrap_or(line));
+            }
+            if pending.len() > MAX_LINE {
+                emit(&pending);
+                pending.clear();
+            }
+        }
+        if !pending.is_empty() {
+            emit(&pending);
+        }
+    })
+}
+
+/// Quotes a command line for display.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_running_and_a_wrong_start_time_is_not() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let (start, _) = proc_stat(pid).unwrap();
+        assert!(is_running(&Running {
+            pid,
+            start_time: start
+        }));
+        assert!(!is_running(&Running {
+            pid,
+            start_time: start + 1
+        }));
+        assert!(!is_running(&Running {
+            pid: i32::MAX,
+            start_time: start
+        }));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_words(&["a".into(), "b c".into(), "it's".into()]),
+            "a 'b c' 'it'\\''s'"
+        );
+    }
+}
