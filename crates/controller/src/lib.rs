@@ -1,8 +1,35 @@
 //! mcgate-controller: the domain controller daemon and the admin CLI commands.
+//!
+//! The daemon holds the domains (persisted in an embedded store), knows every agent
+//! through its lease, and streams to each agent the forwarding state of its domains: a
+//! snapshot, then coalesced deltas stamped with revisions. The rules live in the pure
+//! model (`mcgate_domain::model`); this crate is the driver: HTTP handlers, the store,
+//! the lease timer, the streams.
+//!
+//! It must never block its state lock on the network (a slow agent loses its stream, not
+//! everyone's), never answer bad input with a 5xx or a crash, and never lose a committed
+//! admin change on a crash.
 
 #![forbid(unsafe_code)]
 
+mod cli;
+pub mod extract;
+pub mod hub;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+pub use cli::AdminCommand;
+pub use state::{Config, Controller};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// `mcgate controller`: run the controller daemon.
 #[derive(Debug, clap::Args)]
@@ -16,31 +43,195 @@ pub struct ControllerArgs {
     /// Directory of the persistent store.
     #[arg(long, default_value = "/var/lib/mcgate")]
     pub data_dir: std::path::PathBuf,
+    /// An agent with no heartbeat or report for this many milliseconds loses its members.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub lease_ms: u64,
+    /// How often agents are told to heartbeat, in milliseconds (keep it well under the lease).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub heartbeat_ms: u64,
+    /// How long changes are gathered before they are streamed, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub coalesce_ms: u64,
+    /// Lines queued per agent stream before a lagging agent is disconnected.
+    #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(16..))]
+    pub stream_queue: u64,
 }
 
-/// The admin commands, each a top-level `mcgate` subcommand.
-#[derive(Debug, clap::Subcommand)]
-pub enum AdminCommand {
-    /// Create, delete, list and associate multicast domains.
-    Domain,
-    /// Register and deregister static members.
-    Members,
-    /// Register and deregister static sources.
-    Sources,
-    /// List the agents the controller knows.
-    Agents,
-    /// Search the group table.
-    Groups,
+/// A controller serving on its listeners.
+#[derive(Debug)]
+pub struct Running {
+    /// The TCP address it serves on.
+    pub addr: SocketAddr,
+    /// Its state.
+    pub controller: Arc<Controller>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Asks for a graceful shutdown (streams end, in-flight requests finish) and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+/// Serves the API of `controller` on `tcp` (and `unix`, if given) until
+/// [`Running::shutdown`]; also runs the flush and lease loops.
+pub fn serve(
+    controller: Arc<Controller>,
+    tcp: TcpListener,
+    unix: Option<UnixListener>,
+) -> std::io::Result<Running> {
+    let addr = tcp.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let ctl = controller.clone();
+    let task = tokio::spawn(async move {
+        let flush = tokio::spawn(ctl.clone().flush_loop());
+        let lease = tokio::spawn(ctl.clone().lease_loop());
+        let app = routes::router(ctl.clone());
+        let stop = |mut rx: watch::Receiver<bool>, ctl: Arc<Controller>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+            // Streams never end by themselves; end them so the graceful shutdown can.
+            ctl.close_streams();
+        };
+        let tcp_srv =
+            axum::serve(tcp, app.clone()).with_graceful_shutdown(stop(rx.clone(), ctl.clone()));
+        let result = match unix {
+            Some(u) => {
+                let unix_srv =
+                    axum::serve(u, app).with_graceful_shutdown(stop(rx.clone(), ctl.clone()));
+                let (a, b) = tokio::join!(tcp_srv.into_future(), unix_srv.into_future());
+                a.and(b)
+            }
+            None => tcp_srv.await,
+        };
+        flush.abort();
+        lease.abort();
+        result
+    });
+    Ok(Running {
+        addr,
+        controller,
+        shutdown: tx,
+        task,
+    })
 }
 
 /// Runs the controller daemon.
 pub fn run_daemon(args: ControllerArgs) -> ExitCode {
-    eprintln!("error: mcgate controller {args:?} is not built yet");
-    ExitCode::FAILURE
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    raise_fd_limit();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn daemon(args: ControllerArgs) -> Result<(), String> {
+    let config = Config {
+        lease_ms: args.lease_ms,
+        heartbeat_ms: args.heartbeat_ms,
+        coalesce_ms: args.coalesce_ms,
+        stream_queue: usize::try_from(args.stream_queue).unwrap_or(1_024),
+        ..Config::default()
+    };
+    let controller = Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?;
+    let tcp = TcpListener::bind(&args.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {}: {e} (is another controller running? pick another --listen)",
+            args.listen
+        )
+    })?;
+    let unix = match &args.unix {
+        Some(path) => Some(bind_unix(path).await?),
+        None => None,
+    };
+    let running = serve(controller, tcp, unix).map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %running.addr,
+        unix = ?args.unix,
+        data_dir = %args.data_dir.display(),
+        "controller serving"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let result = running.shutdown().await.map_err(|e| e.to_string());
+    if let Some(p) = &args.unix {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}
+
+async fn bind_unix(path: &PathBuf) -> Result<UnixListener, String> {
+    if path.exists() {
+        // A socket file left by a controller that died: remove it, but never steal a
+        // live controller's socket.
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another controller is serving on {}; stop it or pick another --unix",
+                path.display()
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Each agent holds one long-lived stream: lift the soft open-file limit to the hard one
+/// so a thousand agents do not exhaust the usual 1024.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// Runs an admin command.
 pub fn run_admin(cmd: AdminCommand) -> ExitCode {
-    eprintln!("error: {cmd:?} is not built yet");
-    ExitCode::FAILURE
+    cli::run(cmd)
 }

@@ -1,0 +1,689 @@
+//! The admin commands: `mcgate domain|members|sources|agents|groups`. Each reaches the
+//! controller named by `--controller` (or the running lab's, or the default), prints a
+//! table for people or JSON with `--json`, and turns every failure into one sentence and
+//! a non-zero exit.
+
+mod table;
+
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+
+use ipnet::Ipv4Net;
+use mcgate_client::{Client, ClientError};
+use mcgate_domain::api::*;
+use serde::Serialize;
+
+use table::Table;
+
+/// The admin commands, each a top-level `mcgate` subcommand.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Create, delete, list and associate multicast domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Register and deregister static members.
+    #[command(subcommand)]
+    Members(MembersCmd),
+    /// Register and deregister static sources.
+    #[command(subcommand)]
+    Sources(SourcesCmd),
+    /// List the agents the controller knows.
+    Agents(AgentsArgs),
+    /// Search the group table.
+    Groups(GroupsArgs),
+}
+
+/// Which controller to talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// Controller URL: http://HOST:PORT or unix:PATH (default: the running lab's
+    /// controller if exactly one lab is up, else http://127.0.0.1:7400).
+    #[arg(long, env = "MCGATE_CONTROLLER")]
+    pub controller: Option<String>,
+}
+
+/// `mcgate domain ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum DomainCmd {
+    /// Create a domain.
+    Create(CreateArgs),
+    /// Delete a domain (its hosts stop forwarding its groups).
+    Delete {
+        /// Domain name.
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List domains.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show one domain.
+    Show {
+        /// Domain name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Associate a subnet or a host with a domain.
+    Associate(AssocArgs),
+    /// Remove a subnet or host association.
+    Disassociate(AssocArgs),
+}
+
+/// IGMP version of a domain's querier.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum IgmpArg {
+    /// IGMPv2 (like the reference gateway).
+    V2,
+    /// IGMPv3 with source filtering; older hosts fall back.
+    V3,
+    /// No IGMP: static members only.
+    Off,
+}
+
+/// `mcgate domain create`
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Domain name (letters, digits, '-', '_', '.').
+    pub name: String,
+    /// VXLAN network identifier, 1 to 16777215 (default: the lowest free one).
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// IGMP version the querier speaks.
+    #[arg(long, value_enum, default_value = "v2")]
+    pub igmp: IgmpArg,
+    /// Only registered static sources may send to the domain's groups.
+    #[arg(long)]
+    pub static_sources: bool,
+    /// IGMP query interval (e.g. 125s, 2m, 500ms; default 125s, the Transit Gateway uses 2m).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub query_interval: Option<u64>,
+    /// IGMP query response interval (default 10s).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub query_response_interval: Option<u64>,
+    /// IGMP last member query interval (default 1s).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub last_member_interval: Option<u64>,
+    /// IGMP last member query count (default: the robustness).
+    #[arg(long)]
+    pub last_member_count: Option<u8>,
+    /// IGMP robustness variable, 1 to 7 (default 2; the Transit Gateway behaves like 3).
+    #[arg(long)]
+    pub robustness: Option<u8>,
+    /// Act on a leave at once (only right where each link has one host).
+    #[arg(long)]
+    pub fast_leave: bool,
+    /// Print the created domain as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate domain associate|disassociate`
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["subnet", "host"])))]
+pub struct AssocArgs {
+    /// Domain name.
+    pub name: String,
+    /// A subnet (CIDR); a subnet belongs to one domain only.
+    #[arg(long)]
+    pub subnet: Option<Ipv4Net>,
+    /// A host name.
+    #[arg(long)]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate members ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum MembersCmd {
+    /// Register a static member (it ignores IGMP leaves).
+    Register(MemberArgs),
+    /// Deregister a static member.
+    Deregister(MemberArgs),
+}
+
+/// A static member.
+#[derive(Debug, clap::Args)]
+pub struct MemberArgs {
+    /// Domain name.
+    #[arg(long)]
+    pub domain: String,
+    /// Multicast group (224.0.0.0/4).
+    #[arg(long)]
+    pub group: Ipv4Addr,
+    /// Host the member is on.
+    #[arg(long)]
+    pub host: String,
+    /// The host's interface to deliver on (default: every attached link).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// The member's own address, for the group table.
+    #[arg(long)]
+    pub address: Option<Ipv4Addr>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate sources ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum SourcesCmd {
+    /// Register a static source (with --static-sources, only these may send).
+    Register(SourceArgs),
+    /// Deregister a static source.
+    Deregister(SourceArgs),
+}
+
+/// A static source.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Domain name.
+    #[arg(long)]
+    pub domain: String,
+    /// Multicast group (224.0.0.0/4).
+    #[arg(long)]
+    pub group: Ipv4Addr,
+    /// The unicast address allowed to send.
+    #[arg(long)]
+    pub address: Ipv4Addr,
+    /// Host the source is on, for the group table.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The source's interface, for the group table.
+    #[arg(long)]
+    pub interface: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate agents`
+#[derive(Debug, clap::Args)]
+pub struct AgentsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate groups`
+#[derive(Debug, clap::Args)]
+pub struct GroupsArgs {
+    /// Only this domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Only this group.
+    #[arg(long)]
+    pub group: Option<Ipv4Addr>,
+    /// Only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only rows in this subnet.
+    #[arg(long)]
+    pub subnet: Option<Ipv4Net>,
+    /// Only igmp or static rows.
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<TypeArg>,
+    /// Only member rows with this address.
+    #[arg(long)]
+    pub member: Option<Ipv4Addr>,
+    /// Only source rows with this address.
+    #[arg(long)]
+    pub source: Option<Ipv4Addr>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Member or source type filter.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TypeArg {
+    /// Learned from IGMP.
+    Igmp,
+    /// Registered through the API.
+    Static,
+}
+
+/// Parses `125s`, `2m`, `500ms` or a bare number of seconds into milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1_000)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 125s, 2m or 500ms"))
+}
+
+/// Runs one admin command.
+pub fn run(cmd: AdminCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", sentence(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One sentence for a failure, naming the field at fault when the controller did.
+fn sentence(e: &ClientError) -> String {
+    match e {
+        ClientError::Status {
+            message,
+            field: Some(f),
+            ..
+        } if !message.contains(f.as_str()) => format!("{message} (field `{f}`)"),
+        other => other.to_string(),
+    }
+}
+
+fn client(conn: &Conn) -> Result<Client, ClientError> {
+    let url = conn.controller.clone().unwrap_or_else(Client::default_url);
+    Client::new(&url)
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+fn domain_path(name: &str) -> Result<String, ClientError> {
+    // Names are checked by the controller; refuse here what would break the URL.
+    if name.is_empty() || name.contains(['/', '?', '#', '%', ' ']) {
+        return Err(ClientError::Status {
+            status: 400,
+            message: format!(
+                "domain name {name:?} is not valid: use letters, digits, '-', '_' or '.'"
+            ),
+            field: Some("name".into()),
+        });
+    }
+    Ok(format!("/v1/domains/{name}"))
+}
+
+async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
+    match cmd {
+        AdminCommand::Domain(d) => domain(d).await,
+        AdminCommand::Members(m) => {
+            let (register, a) = match m {
+                MembersCmd::Register(a) => (true, a),
+                MembersCmd::Deregister(a) => (false, a),
+            };
+            let c = client(&a.conn)?;
+            let path = format!("{}/members", domain_path(&a.domain)?);
+            let spec = StaticMemberSpec {
+                group: a.group,
+                host: a.host,
+                interface: a.interface,
+                address: a.address,
+            };
+            if register {
+                let _: serde_json::Value = c.post(&path, &spec).await?;
+                println!(
+                    "registered static member {} of {} in domain {}",
+                    spec.host, spec.group, a.domain
+                );
+            } else {
+                let _: serde_json::Value = c.delete(&path, Some(&spec)).await?;
+                println!(
+                    "deregistered static member {} of {} in domain {}",
+                    spec.host, spec.group, a.domain
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Sources(s) => {
+            let (register, a) = match s {
+                SourcesCmd::Register(a) => (true, a),
+                SourcesCmd::Deregister(a) => (false, a),
+            };
+            let c = client(&a.conn)?;
+            let path = format!("{}/sources", domain_path(&a.domain)?);
+            let spec = StaticSourceSpec {
+                group: a.group,
+                address: a.address,
+                host: a.host,
+                interface: a.interface,
+            };
+            if register {
+                let _: serde_json::Value = c.post(&path, &spec).await?;
+                println!(
+                    "registered static source {} of {} in domain {}",
+                    spec.address, spec.group, a.domain
+                );
+            } else {
+                let _: serde_json::Value = c.delete(&path, Some(&spec)).await?;
+                println!(
+                    "deregistered static source {} of {} in domain {}",
+                    spec.address, spec.group, a.domain
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Agents(a) => {
+            let c = client(&a.conn)?;
+            let agents: Vec<AgentInfo> = c.get("/v1/agents").await?;
+            if a.json {
+                print_json(&agents);
+            } else {
+                let mut t = Table::new(&[
+                    "HOST",
+                    "STATE",
+                    "UNDERLAY",
+                    "SUBNET",
+                    "DOMAINS",
+                    "MEMBERSHIPS",
+                    "LAST SEEN",
+                    "DATAPLANE",
+                ]);
+                for x in &agents {
+                    t.row(vec![
+                        x.host.clone(),
+                        x.state.clone(),
+                        x.underlay.to_string(),
+                        opt(&x.subnet),
+                        list(&x.domains),
+                        x.memberships.to_string(),
+                        format!("{:.1}s ago", x.last_seen_ms as f64 / 1000.0),
+                        x.dataplane.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                t.print();
+            }
+            Ok(())
+        }
+        AdminCommand::Groups(g) => {
+            let c = client(&g.conn)?;
+            let mut q: Vec<(String, String)> = Vec::new();
+            let mut add = |k: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    q.push((k.to_string(), v));
+                }
+            };
+            add("domain", g.domain.clone());
+            add("group", g.group.map(|x| x.to_string()));
+            add("host", g.host.clone());
+            add("subnet", g.subnet.map(|x| x.to_string()));
+            add(
+                "type",
+                g.kind.map(|k| match k {
+                    TypeArg::Igmp => "igmp".to_string(),
+                    TypeArg::Static => "static".to_string(),
+                }),
+            );
+            add("member", g.member.map(|x| x.to_string()));
+            add("source", g.source.map(|x| x.to_string()));
+            let mut path = "/v1/groups".to_string();
+            for (i, (k, v)) in q.iter().enumerate() {
+                path.push(if i == 0 { '?' } else { '&' });
+                path.push_str(k);
+                path.push('=');
+                path.push_str(&percent_encode(v));
+            }
+            let rows: Vec<GroupEntry> = c.get(&path).await?;
+            if g.json {
+                print_json(&rows);
+            } else {
+                let mut t = Table::new(&[
+                    "DOMAIN",
+                    "GROUP",
+                    "HOST",
+                    "SUBNET",
+                    "INTERFACE",
+                    "ADDRESS",
+                    "ROLE",
+                    "TYPE",
+                    "FILTER",
+                ]);
+                for r in &rows {
+                    let role = match (r.member, r.source) {
+                        (true, true) => "member+source",
+                        (true, false) => "member",
+                        (false, true) => "source",
+                        (false, false) => "-",
+                    };
+                    let kind = r.member_type.or(r.source_type).map(|k| match k {
+                        MemberType::Igmp => "igmp",
+                        MemberType::Static => "static",
+                    });
+                    t.row(vec![
+                        r.domain.clone(),
+                        r.group.to_string(),
+                        if r.host.is_empty() {
+                            "-".into()
+                        } else {
+                            r.host.clone()
+                        },
+                        opt(&r.subnet),
+                        opt(&r.interface),
+                        opt(&r.address),
+                        role.into(),
+                        kind.unwrap_or("-").into(),
+                        r.source_filter
+                            .as_ref()
+                            .map(filter_text)
+                            .unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                t.print();
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
+    match cmd {
+        DomainCmd::Create(a) => {
+            let c = client(&a.conn)?;
+            let mut s = IgmpSettings::default();
+            if let Some(v) = a.query_interval {
+                s.query_interval_ms = v;
+            }
+            if let Some(v) = a.query_response_interval {
+                s.query_response_interval_ms = v;
+            }
+            if let Some(v) = a.last_member_interval {
+                s.last_member_interval_ms = v;
+            }
+            if let Some(v) = a.robustness {
+                s.robustness = v;
+            }
+            s.last_member_count = a.last_member_count;
+            s.fast_leave = a.fast_leave;
+            let spec = DomainSpec {
+                name: a.name,
+                vni: a.vni,
+                igmp: match a.igmp {
+                    IgmpArg::V2 => IgmpMode::V2,
+                    IgmpArg::V3 => IgmpMode::V3,
+                    IgmpArg::Off => IgmpMode::Off,
+                },
+                static_sources: a.static_sources,
+                igmp_settings: s,
+            };
+            let d: Domain = c.post("/v1/domains", &spec).await?;
+            if a.json {
+                print_json(&d);
+            } else {
+                println!("created domain {} (VNI {})", d.name, d.vni);
+            }
+        }
+        DomainCmd::Delete { name, conn } => {
+            let c = client(&conn)?;
+            let _: serde_json::Value = c.delete(&domain_path(&name)?, None::<&()>).await?;
+            println!("deleted domain {name}");
+        }
+        DomainCmd::List { json, conn } => {
+            let c = client(&conn)?;
+            let ds: Vec<Domain> = c.get("/v1/domains").await?;
+            if json {
+                print_json(&ds);
+            } else {
+                let mut t =
+                    Table::new(&["NAME", "VNI", "IGMP", "STATIC SOURCES", "SUBNETS", "HOSTS"]);
+                for d in &ds {
+                    t.row(vec![
+                        d.name.clone(),
+                        d.vni.to_string(),
+                        igmp_text(d.igmp).into(),
+                        if d.static_sources { "on" } else { "off" }.into(),
+                        list(&d.subnets),
+                        list(&d.hosts),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        DomainCmd::Show { name, json, conn } => {
+            let c = client(&conn)?;
+            let d: Domain = c.get(&domain_path(&name)?).await?;
+            if json {
+                print_json(&d);
+            } else {
+                let s = &d.igmp_settings;
+                println!("name:            {}", d.name);
+                println!("vni:             {}", d.vni);
+                println!("igmp:            {}", igmp_text(d.igmp));
+                println!(
+                    "static sources:  {}",
+                    if d.static_sources { "on" } else { "off" }
+                );
+                println!("subnets:         {}", list(&d.subnets));
+                println!("hosts:           {}", list(&d.hosts));
+                println!(
+                    "igmp timers:     query {} ms, response {} ms, last member {} ms x {}, robustness {}{}",
+                    s.query_interval_ms,
+                    s.query_response_interval_ms,
+                    s.last_member_interval_ms,
+                    s.last_member_count.unwrap_or(s.robustness),
+                    s.robustness,
+                    if s.fast_leave { ", fast leave" } else { "" }
+                );
+            }
+        }
+        DomainCmd::Associate(a) => assoc(a, true).await?,
+        DomainCmd::Disassociate(a) => assoc(a, false).await?,
+    }
+    Ok(())
+}
+
+async fn assoc(a: AssocArgs, add: bool) -> Result<(), ClientError> {
+    let c = client(&a.conn)?;
+    let path = format!("{}/associations", domain_path(&a.name)?);
+    let spec = AssociationSpec {
+        subnet: a.subnet,
+        host: a.host.clone(),
+    };
+    let what = match (&a.subnet, &a.host) {
+        (Some(s), _) => format!("subnet {s}"),
+        (None, Some(h)) => format!("host {h}"),
+        (None, None) => String::new(),
+    };
+    if add {
+        let _: Domain = c.post(&path, &spec).await?;
+        println!("associated {what} with domain {}", a.name);
+    } else {
+        let _: Domain = c.delete(&path, Some(&spec)).await?;
+        println!("disassociated {what} from domain {}", a.name);
+    }
+    Ok(())
+}
+
+fn igmp_text(m: IgmpMode) -> &'static str {
+    match m {
+        IgmpMode::V2 => "v2",
+        IgmpMode::V3 => "v3",
+        IgmpMode::Off => "off",
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(T::to_string).unwrap_or_else(|| "-".into())
+}
+
+fn list<T: ToString>(v: &[T]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn filter_text(f: &mcgate_domain::SourceFilter) -> String {
+    let mode = match f.mode {
+        mcgate_domain::FilterMode::Include => "include",
+        mcgate_domain::FilterMode::Exclude => "exclude",
+    };
+    format!("{mode}({})", list(&f.sources.iter().collect::<Vec<_>>()))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("125s"), Ok(125_000));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("10"), Ok(10_000));
+        assert!(parse_duration_ms("x").is_err());
+    }
+
+    #[test]
+    fn sentences_name_the_field() {
+        let e = ClientError::Status {
+            status: 400,
+            message: "VNI 99999999 is out of range".into(),
+            field: Some("vni".into()),
+        };
+        assert_eq!(sentence(&e), "VNI 99999999 is out of range (field `vni`)");
+        assert_eq!(percent_encode("10.0.2.0/24"), "10.0.2.0%2F24");
+    }
+}

@@ -1,0 +1,389 @@
+//! The forwarding-state streams: per-agent subscriptions, the ring of recent deltas for
+//! resuming, and the flush that turns the model's effects into NDJSON lines.
+//!
+//! Scale rules: each domain's delta is serialized once per flush and the same [`Bytes`]
+//! is handed to every agent of the domain; the state lock is never held waiting on an
+//! agent (each has a bounded queue, and an agent whose queue is full has its stream
+//! closed: it reconnects, resuming from the ring or taking a snapshot).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use bytes::Bytes;
+use mcgate_domain::api::{Change, Revision, StreamMessage};
+use mcgate_domain::model::{Effect, Model};
+use tokio::sync::mpsc;
+
+/// Who a ring entry is for.
+#[derive(Debug, Clone)]
+enum Audience {
+    /// Every agent of the domain.
+    Domain(String),
+    /// This host was sent a snapshot: resuming across it means re-snapshotting.
+    Resnapshot(String),
+}
+
+#[derive(Debug)]
+struct RingEntry {
+    revision: Revision,
+    audience: Audience,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// Bounds of the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Lines queued per agent before its stream is closed.
+    pub queue: usize,
+    /// Deltas kept for resuming.
+    pub ring_entries: usize,
+    /// Bytes of deltas kept for resuming.
+    pub ring_bytes: usize,
+}
+
+/// Streams and the resume ring. Lives inside the controller's state lock.
+#[derive(Debug)]
+pub struct Hub {
+    limits: HubLimits,
+    revision: Revision,
+    /// Every entry with a revision above this is still in the ring.
+    floor: Revision,
+    ring: VecDeque<RingEntry>,
+    ring_bytes: usize,
+    pending: Vec<Effect>,
+    subs: HashMap<String, Subscriber>,
+    next_id: u64,
+    closed: bool,
+    /// Streams closed because their agent fell behind.
+    pub overflows: u64,
+}
+
+/// What a subscription starts with.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Lines to send first (a snapshot, or the deltas missed).
+    pub first: Vec<Bytes>,
+    /// Later lines.
+    pub rx: mpsc::Receiver<Bytes>,
+    /// Whether `first` resumes (deltas) rather than a snapshot.
+    pub resumed: bool,
+}
+
+impl Hub {
+    /// A hub whose revisions start after `base`.
+    pub fn new(base: Revision, limits: HubLimits) -> Self {
+        Self {
+            limits,
+            revision: base,
+            floor: base,
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            pending: Vec::new(),
+            subs: HashMap::new(),
+            next_id: 0,
+            closed: false,
+            overflows: 0,
+        }
+    }
+
+    /// The last revision assigned.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Queues effects for the next flush; returns whether any were queued.
+    pub fn push(&mut self, effects: Vec<Effect>) -> bool {
+        let any = !effects.is_empty();
+        self.pending.extend(effects);
+        any
+    }
+
+    /// Number of open streams.
+    pub fn streams(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Ends every stream and refuses new ones (shutdown).
+    pub fn close_all(&mut self) {
+        self.closed = true;
+        self.subs.clear();
+    }
+
+    /// Opens `host`'s stream, resuming after `since` when the ring still holds every
+    /// delta after it and the host took no snapshot since; otherwise with a snapshot.
+    /// The caller checked the host is live. Replaces the host's previous stream.
+    pub fn subscribe(
+        &mut self,
+        model: &Model,
+        host: &str,
+        since: Option<Revision>,
+    ) -> Option<Subscription> {
+        if self.closed {
+            return None;
+        }
+        let resume = since.and_then(|s| self.resume(model, host, s));
+        let resumed = resume.is_some();
+        let first = match resume {
+            Some(lines) => lines,
+            None => vec![snapshot_line(
+                model,
+                host,
+                self.revision,
+                &mut HashMap::new(),
+            )],
+        };
+        let (tx, rx) = mpsc::channel(self.limits.queue);
+        self.next_id += 1;
+        self.subs.insert(
+            host.to_string(),
+            Subscriber {
+                id: self.next_id,
+                tx,
+            },
+        );
+        Some(Subscription { first, rx, resumed })
+    }
+
+    fn resume(&self, model: &Model, host: &str, since: Revision) -> Option<Vec<Bytes>> {
+        if since < self.floor || since > self.revision {
+            return None;
+        }
+        let domains: BTreeSet<String> = model.domains_of(host).into_iter().collect();
+        let mut lines = Vec::new();
+        for e in self.ring.iter().filter(|e| e.revision > since) {
+            match &e.audience {
+                Audience::Resnapshot(h) if h == host => return None,
+                Audience::Resnapshot(_) => {}
+                Audience::Domain(d) => {
+                    if domains.contains(d) {
+                        lines.push(e.bytes.clone());
+                    }
+                }
+            }
+        }
+        Some(lines)
+    }
+
+    /// Turns the pending effects into lines: one delta per touched domain, shared by all
+    /// its agents, then a snapshot for each host whose domains changed. Returns the
+    /// revision reached.
+    pub fn flush(&mut self, model: &Model) -> Revision {
+        let effects = std::mem::take(&mut self.pending);
+        let mut per_domain: Vec<(String, Vec<Change>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut resnap: BTreeSet<String> = BTreeSet::new();
+        let mut close: BTreeSet<String> = BTreeSet::new();
+        for e in effects {
+            match e {
+                Effect::Delta { domain, change } => {
+                    let i = *index.entry(domain.clone()).or_insert_with(|| {
+                        per_domain.push((domain, Vec::new()));
+                        per_domain.len() - 1
+                    });
+                    per_domain[i].1.push(change);
+                }
+                Effect::Resnapshot { host } => {
+                    resnap.insert(host);
+                }
+                Effect::Close { host } => {
+                    close.insert(host);
+                }
+            }
+        }
+        for host in &close {
+            if !model.is_live(host) {
+                self.subs.remove(host);
+            }
+        }
+        for (domain, changes) in per_domain {
+            let changes = coalesce(changes);
+            self.revision += 1;
+            let line = encode(&StreamMessage::Delta {
+                revision: self.revision,
+                changes,
+            });
+            for host in model.live_hosts_of(&domain) {
+                if !resnap.contains(&host) {
+                    self.send(&host, line.clone());
+                }
+            }
+            self.record(Audience::Domain(domain), line);
+        }
+        let mut cache = HashMap::new();
+        for host in resnap {
+            self.revision += 1;
+            if self.subs.contains_key(&host) && model.is_live(&host) {
+                let line = snapshot_line(model, &host, self.revision, &mut cache);
+                self.send(&host, line);
+            }
+            self.record(Audience::Resnapshot(host), Bytes::new());
+        }
+        self.revision
+    }
+
+    fn send(&mut self, host: &str, line: Bytes) {
+        let Some(sub) = self.subs.get(host) else {
+            return;
+        };
+        if sub.tx.try_send(line).is_err() {
+            // Full (the agent fell behind) or gone: close it; the agent reconnects and
+            // resumes or re-snapshots. Never wait here: the state lock is held.
+            let id = sub.id;
+            if self.subs.get(host).is_some_and(|s| s.id == id) {
+                self.subs.remove(host);
+                self.overflows += 1;
+            }
+        }
+    }
+
+    fn record(&mut self, audience: Audience, bytes: Bytes) {
+        self.ring_bytes += bytes.len();
+        self.ring.push_back(RingEntry {
+            revision: self.revision,
+            audience,
+            bytes,
+        });
+        while self.ring.len() > self.limits.ring_entries || self.ring_bytes > self.limits.ring_bytes
+        {
+            let Some(old) = self.ring.pop_front() else {
+                break;
+            };
+            self.ring_bytes -= old.bytes.len();
+            self.floor = old.revision;
+        }
+    }
+}
+
+/// Keeps only the last change per key (a join then a leave in one batch is one leave),
+/// in the order of those last changes. Every change is a "set", so this is exact.
+fn coalesce(changes: Vec<Change>) -> Vec<Change> {
+    if changes.len() < 2 {
+        return changes;
+    }
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(changes.len());
+    for (i, c) in changes.iter().enumerate() {
+        last.insert(key(c), i);
+    }
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| last.get(&key(c)) == Some(i))
+        .map(|(_, c)| c)
+        .collect()
+}
+
+fn key(c: &Change) -> String {
+    match c {
+        Change::Domain { domain } => format!("d/{}", domain.name),
+        Change::DomainRemoved { name } => format!("d/{name}"),
+        Change::PeerUp { peer, .. } => format!("p/{}", peer.host),
+        Change::PeerDown { host, .. } => format!("p/{host}"),
+        Change::Member { host, group, .. } => format!("m/{host}/{group}"),
+        Change::StaticMember { member, .. } => format!(
+            "sm/{}/{}/{}",
+            member.group,
+            member.host,
+            member.interface.as_deref().unwrap_or("")
+        ),
+        Change::StaticSource { source, .. } => format!("ss/{}/{}", source.group, source.address),
+    }
+}
+
+/// One NDJSON line.
+pub fn encode(msg: &StreamMessage) -> Bytes {
+    let mut v = serde_json::to_vec(msg).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// A snapshot line for `host`, serializing each domain's state once per `cache`.
+fn snapshot_line(
+    model: &Model,
+    host: &str,
+    revision: Revision,
+    cache: &mut HashMap<String, Bytes>,
+) -> Bytes {
+    let mut parts: BTreeMap<String, Bytes> = BTreeMap::new();
+    for d in model.domains_of(host) {
+        let bytes = cache
+            .entry(d.clone())
+            .or_insert_with(|| {
+                model
+                    .domain_state(&d)
+                    .and_then(|s| serde_json::to_vec(&s).ok())
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone();
+        if !bytes.is_empty() {
+            parts.insert(d, bytes);
+        }
+    }
+    // {"type":"snapshot","revision":R,"domains":[...]} built from the cached parts.
+    let mut out =
+        format!("{{\"type\":\"snapshot\",\"revision\":{revision},\"domains\":[").into_bytes();
+    for (i, p) in parts.values().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(b"]}\n");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcgate_domain::api::*;
+
+    #[test]
+    fn coalesce_keeps_the_last_change_per_key() {
+        let m = |host: &str, f: bool| Change::Member {
+            domain: "d".into(),
+            host: host.into(),
+            group: [239, 1, 1, 1].into(),
+            filter: f.then(mcgate_domain::SourceFilter::any_source),
+        };
+        let out = coalesce(vec![m("a", true), m("b", true), m("a", false)]);
+        assert_eq!(out, vec![m("b", true), m("a", false)]);
+    }
+
+    #[test]
+    fn snapshot_line_is_a_stream_message() {
+        let mut model = Model::new(0);
+        model
+            .create_domain(DomainSpec {
+                name: "d".into(),
+                vni: None,
+                igmp: IgmpMode::V2,
+                static_sources: false,
+                igmp_settings: IgmpSettings::default(),
+            })
+            .unwrap();
+        model
+            .associate(
+                "d",
+                &AssociationSpec {
+                    subnet: None,
+                    host: Some("h".into()),
+                },
+            )
+            .unwrap();
+        let line = snapshot_line(&model, "h", 9, &mut HashMap::new());
+        let msg: StreamMessage = serde_json::from_slice(&line).unwrap();
+        match msg {
+            StreamMessage::Snapshot { revision, domains } => {
+                assert_eq!(revision, 9);
+                assert_eq!(domains.len(), 1);
+                assert_eq!(domains[0].domain.name, "d");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The controller's shared state: the model, the store and the hub behind one lock, and
+//! the two background loops (the flush that coalesces changes into stream lines, the
+//! lease timer).
+//!
+//! The lock is a `std::sync::Mutex` held only for in-memory work and, for admin verbs,
+//! one store commit; it is never held across an `.await`, and no agent can make it wait.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mcgate_domain::api::Revision;
+use mcgate_domain::model::{Effect, Model};
+use mcgate_domain::validate::ModelError;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::hub::{Hub, HubLimits, Subscription};
+use crate::store::{Store, StoreError};
+
+/// Tunables of a controller.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// An agent silent this long loses its members.
+    pub lease_ms: u64,
+    /// How often agents are told to heartbeat.
+    pub heartbeat_ms: u64,
+    /// How long changes are gathered before they are sent (a burst becomes few lines).
+    pub coalesce_ms: u64,
+    /// A stream idle this long gets a keepalive line.
+    pub keepalive_ms: u64,
+    /// Lines queued per agent before a lagging agent's stream is closed.
+    pub stream_queue: usize,
+    /// Deltas kept for resuming streams.
+    pub ring_entries: usize,
+    /// Bytes of deltas kept for resuming streams.
+    pub ring_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lease_ms: 3_000,
+            heartbeat_ms: 1_000,
+            coalesce_ms: 5,
+            keepalive_ms: 1_000,
+            stream_queue: 1_024,
+            ring_entries: 16_384,
+            ring_bytes: 64 << 20,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub model: Model,
+    pub hub: Hub,
+}
+
+/// The controller: shared by every handler and background task.
+pub struct Controller {
+    pub(crate) config: Config,
+    inner: Mutex<Inner>,
+    store: Store,
+    flush: Notify,
+    /// The revision after the last flush's lines were queued (keepalives carry it).
+    published: AtomicU64,
+    start: Instant,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an API call failed inside the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The request was refused.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The store failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The controller is shutting down.
+    #[error("the controller is shutting down")]
+    ShuttingDown,
+}
+
+impl Controller {
+    /// Opens the store in `data_dir` and loads the domains.
+    pub fn open(config: Config, data_dir: &std::path::Path) -> Result<Arc<Self>, StoreError> {
+        let (store, loaded) = Store::open(data_dir)?;
+        // Revisions and sessions of this run start above every earlier run's.
+        let base = loaded.epoch << 40;
+        let mut model = Model::new(base);
+        model.load(loaded.domains);
+        let hub = Hub::new(
+            base,
+            HubLimits {
+                queue: config.stream_queue,
+                ring_entries: config.ring_entries,
+                ring_bytes: config.ring_bytes,
+            },
+        );
+        Ok(Arc::new(Self {
+            config,
+            inner: Mutex::new(Inner { model, hub }),
+            store,
+            flush: Notify::new(),
+            published: AtomicU64::new(base),
+            start: Instant::now(),
+        }))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the model half-changed in a way
+        // later calls trip over (every operation validates before it mutates), so keep
+        // serving rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Milliseconds since the controller started (tokio's clock, so tests can pause it).
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The revision keepalives report.
+    pub fn published(&self) -> Revision {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Runs an agent-side or read operation on the model and queues its effects.
+    pub(crate) fn apply<R>(
+        &self,
+        op: impl FnOnce(&mut Model, u64) -> Result<(R, Vec<Effect>), ModelError>,
+    ) -> Result<R, OpError> {
+        let now = self.now_ms();
+        let mut g = self.lock();
+        let (r, effects) = op(&mut g.model, now)?;
+        if g.hub.push(effects) {
+            self.flush.notify_one();
+        }
+        Ok(r)
+    }
+
+    /// Runs an admin operation that changes domain `name`'s record, commits the new
+    /// record to the store, and only then lets its effects out. If the store fails the
+    /// record is put back and nothing is sent.
+    pub(crate) fn admin<R>(
+        &self,
+        name: &str,
+        op: impl FnOnce(&mut Model) -> Result<(R, Vec<Effect>), ModelError>,
+    ) -> Result<R, OpError> {
+        let mut g = self.lock();
+        let before = g.model.domain_record(name).cloned();
+        let (r, effects) = op(&mut g.model)?;
+        let after = g.model.domain_record(name).cloned();
+        if before != after
+            && let Err(e) = self.store.put_domain(name, after.as_ref())
+        {
+            g.model.restore_domain(name, before);
+            tracing::error!(domain = name, error = %e, "store write failed");
+            return Err(e.into());
+        }
+        if g.hub.push(effects) {
+            self.flush.notify_one();
+        }
+        Ok(r)
+    }
+
+    /// Reads the model.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Model, u64) -> R) -> R {
+        let now = self.now_ms();
+        let g = self.lock();
+        f(&g.model, now)
+    }
+
+    /// Opens `host`'s stream.
+    pub(crate) fn subscribe(
+        &self,
+        host: &str,
+        since: Option<Revision>,
+    ) -> Result<Subscription, OpError> {
+        let mut g = self.lock();
+        let Inner { model, hub } = &mut *g;
+        match model.agent(host) {
+            None => {
+                return Err(ModelError::not_found(
+                    Some("host"),
+                    format!("no agent named {host:?} is registered: register first"),
+                )
+                .into());
+            }
+            Some(a) if a.expired => {
+                return Err(ModelError::stale(format!(
+                    "the lease of host {host:?} expired: register again"
+                ))
+                .into());
+            }
+            Some(_) => {}
+        }
+        hub.subscribe(model, host, since)
+            .ok_or(OpError::ShuttingDown)
+    }
+
+    /// Ends every stream (shutdown).
+    pub fn close_streams(&self) {
+        self.lock().hub.close_all();
+    }
+
+    /// Number of open streams and of streams closed for lagging.
+    pub fn stream_stats(&self) -> (usize, u64) {
+        let g = self.lock();
+        (g.hub.streams(), g.hub.overflows)
+    }
+
+    /// Gathers changes for `coalesce_ms`, then sends them; forever.
+    pub async fn flush_loop(self: Arc<Self>) {
+        let pause = Duration::from_millis(self.config.coalesce_ms);
+        loop {
+            self.flush.notified().await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            let mut g = self.lock();
+            let Inner { model, hub } = &mut *g;
+            let rev = hub.flush(model);
+            // Published after the lines are queued: a keepalive never claims a revision
+            // whose line is not yet in the agent's queue.
+            self.published.store(rev, Ordering::Release);
+        }
+    }
+
+    /// Expires agents whose lease ran out; forever.
+    pub async fn lease_loop(self: Arc<Self>) {
+        let tick = Duration::from_millis((self.config.lease_ms / 10).clamp(10, 250));
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = self.now_ms();
+            let mut g = self.lock();
+            let effects = g.model.expire(now, self.config.lease_ms);
+            for e in &effects {
+                if let Effect::Close { host } = e {
+                    tracing::info!(host = %host, "lease expired");
+                }
+            }
+            if g.hub.push(effects) {
+                self.flush.notify_one();
+            }
+        }
+    }
+}
