@@ -21,8 +21,11 @@ pub const ALL_IGMPV3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
 /// Most groups one interface tracks; records for more are dropped and counted, so a
 /// host cannot grow the table without bound.
 pub const MAX_GROUPS: usize = 4096;
-/// Most sources one group tracks (a full-size report carries at most 366).
-pub const MAX_SOURCES_PER_GROUP: usize = 1024;
+/// Most sources one group tracks (a full-size report record carries at most 366).
+pub const MAX_SOURCES_PER_GROUP: usize = 512;
+/// Most sources one interface tracks over all its groups. With [`MAX_GROUPS`] this
+/// bounds both the memory of an interface and the work of one timer scan.
+pub const MAX_SOURCES: usize = 16_384;
 
 /// The kinds of timer an interface runs (quinn-proto style timer table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,11 @@ pub struct Interface {
     events: VecDeque<Event>,
     /// What the last events said about each group, to emit only real changes.
     published: BTreeMap<Ipv4Addr, (SourceFilter, Vec<Ipv4Addr>)>,
-    dirty: BTreeSet<Ipv4Addr>,
+    marks: Marks,
+    /// Each group's earliest deadline, indexed so the next timer is found without
+    /// scanning every group and source.
+    deadlines: BTreeSet<(Instant, Ipv4Addr)>,
+    indexed: BTreeMap<Ipv4Addr, Instant>,
     /// The latest time handed in; earlier times are treated as this one.
     last_now: Instant,
 }
@@ -120,7 +127,9 @@ impl Interface {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             published: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            marks: Marks::default(),
+            deadlines: BTreeSet::new(),
+            indexed: BTreeMap::new(),
             last_now: now,
         };
         this.handle_timeout(now);
@@ -159,7 +168,7 @@ impl Interface {
                 }
             }
         }
-        self.dirty.extend(self.groups.keys().copied());
+        self.marks.extend(self.groups.keys().copied());
         self.run_timers(now);
         self.flush_events();
     }
@@ -169,12 +178,12 @@ impl Interface {
     /// destination is checked here, reports are rate limited, and the state updated.
     pub fn handle_igmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, msg: &IgmpRepr) {
         let now = self.advance(now);
-        self.count_received(msg);
         if !self.destination_ok(dst, msg) {
             self.stats.dropped.wrong_destination += 1;
         } else {
+            self.count_received(msg);
             match msg {
-                IgmpRepr::QueryV1 => self.on_query(now, src, 1, ALL_SYSTEMS, None),
+                IgmpRepr::QueryV1 => self.on_query(now, src, 1, Ipv4Addr::UNSPECIFIED, None),
                 IgmpRepr::QueryV2 {
                     group,
                     max_resp_time,
@@ -344,21 +353,35 @@ impl Interface {
             .other_querier
             .as_ref()
             .map(|q| (q.expires, Timer::OtherQuerierPresent));
-        let groups = self
-            .groups
-            .iter()
-            .filter_map(|(g, s)| s.next_deadline().map(|t| (t, Timer::Group(*g))));
+        let group = self.deadlines.first().map(|(t, g)| (*t, Timer::Group(*g)));
         general
             .into_iter()
             .chain(other)
-            .chain(groups)
+            .chain(group)
             .min_by_key(|(t, _)| *t)
+    }
+
+    /// Brings the deadline index up to date for every group changed since last time.
+    fn reindex(&mut self) {
+        for g in std::mem::take(&mut self.marks.stale) {
+            if let Some(old) = self.indexed.remove(&g) {
+                self.deadlines.remove(&(old, g));
+            }
+            if let Some(t) = self.groups.get(&g).and_then(Group::next_deadline) {
+                self.indexed.insert(g, t);
+                self.deadlines.insert((t, g));
+            }
+        }
     }
 
     /// Fires timers in time order, each at its own deadline, so a late call behaves as
     /// if it had been on time (except that missed periodic queries are sent once).
     fn run_timers(&mut self, now: Instant) {
-        while let Some((t, timer)) = self.next_timer() {
+        loop {
+            self.reindex();
+            let Some((t, timer)) = self.next_timer() else {
+                break;
+            };
             if t > now {
                 break;
             }
@@ -399,6 +422,7 @@ impl Interface {
     }
 
     fn on_group_timer(&mut self, g: Ipv4Addr, t: Instant) {
+        self.marks.insert(g);
         let Some(state) = self.groups.get_mut(&g) else {
             return;
         };
@@ -411,7 +435,7 @@ impl Interface {
         if source_query_due {
             self.send_source_query(g, t, None);
         }
-        self.dirty.insert(g);
+        self.marks.insert(g);
         self.reap(g);
     }
 
@@ -419,7 +443,7 @@ impl Interface {
     fn reap(&mut self, g: Ipv4Addr) {
         if self.groups.get(&g).is_some_and(Group::is_dead) {
             self.groups.remove(&g);
-            self.dirty.insert(g);
+            self.marks.insert(g);
         }
     }
 
@@ -523,8 +547,9 @@ impl Interface {
             if was_querier {
                 self.general_query_next = None;
                 self.startup_left = 0;
-                for g in self.groups.values_mut() {
-                    g.cancel_queries();
+                for (g, state) in self.groups.iter_mut() {
+                    state.cancel_queries();
+                    self.marks.insert(*g);
                 }
             }
             if previous != Some(src) {
@@ -557,7 +582,7 @@ impl Interface {
                 }
             }
         }
-        self.dirty.insert(group);
+        self.marks.insert(group);
     }
 
     /// Checks a report's group; false (and counted) when it carries no membership.
@@ -605,7 +630,7 @@ impl Interface {
         };
         state.track_reporter(src, Record::ToIn, &BTreeSet::new(), None);
         let ignored = state.compat().min(version) == 1;
-        self.dirty.insert(group);
+        self.marks.insert(group);
         if ignored {
             return;
         }
@@ -658,6 +683,7 @@ impl Interface {
             ))
         ) || matches!(&translated, Some((Record::ToIn, s)) if !s.is_empty());
         let expires = Some(now + self.gmi());
+        let total: usize = self.groups.values().map(|g| g.sources.len()).sum();
         if !self.groups.contains_key(&r.group) && !creates {
             return;
         }
@@ -665,7 +691,8 @@ impl Interface {
             return;
         };
         state.track_reporter(src, kind, &sources, expires);
-        let room = state.sources.len().saturating_add(sources.len()) <= MAX_SOURCES_PER_GROUP;
+        let room = state.sources.len().saturating_add(sources.len()) <= MAX_SOURCES_PER_GROUP
+            && total.saturating_add(sources.len()) <= MAX_SOURCES;
         match translated {
             Some((record, sources)) if room => self.apply(now, src, r.group, record, &sources),
             Some(_) => self.stats.dropped.state_limit += 1,
@@ -680,7 +707,7 @@ impl Interface {
             self.stats.dropped.state_limit += 1;
             return None;
         }
-        self.dirty.insert(group);
+        self.marks.insert(group);
         Some(self.groups.entry(group).or_insert_with(Group::new))
     }
 
@@ -699,7 +726,7 @@ impl Interface {
             return;
         };
         let actions = state.apply(record, sources, now, gmi);
-        self.dirty.insert(group);
+        self.marks.insert(group);
         // Fast leave: with no other member known, what the queries would ask about is
         // treated as already timed out, at once and with no query sent.
         let alone = state.reporters.keys().all(|r| *r == src);
@@ -744,7 +771,7 @@ impl Interface {
         if new < 3 && old >= 3 {
             for (g, state) in self.groups.iter_mut() {
                 state.downgrade();
-                self.dirty.insert(*g);
+                self.marks.insert(*g);
             }
             let dead: Vec<Ipv4Addr> = self
                 .groups
@@ -757,7 +784,7 @@ impl Interface {
             }
         }
         if new != old {
-            self.dirty.extend(self.groups.keys().copied());
+            self.marks.extend(self.groups.keys().copied());
         }
     }
 
@@ -907,7 +934,8 @@ impl Interface {
 
     fn flush_events(&mut self) {
         let version = self.version();
-        for g in std::mem::take(&mut self.dirty) {
+        self.reindex();
+        for g in std::mem::take(&mut self.marks.dirty) {
             let current = self
                 .groups
                 .get(&g)
@@ -936,6 +964,27 @@ impl Interface {
                     self.published.remove(&g);
                 }
             }
+        }
+    }
+}
+
+/// Groups changed since the events were last flushed (`dirty`) and since the deadline
+/// index was last updated (`stale`). Every change to a group marks it.
+#[derive(Debug, Clone, Default)]
+struct Marks {
+    dirty: BTreeSet<Ipv4Addr>,
+    stale: BTreeSet<Ipv4Addr>,
+}
+
+impl Marks {
+    fn insert(&mut self, g: Ipv4Addr) {
+        self.dirty.insert(g);
+        self.stale.insert(g);
+    }
+
+    fn extend(&mut self, groups: impl IntoIterator<Item = Ipv4Addr>) {
+        for g in groups {
+            self.insert(g);
         }
     }
 }

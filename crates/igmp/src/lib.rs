@@ -41,6 +41,7 @@ pub use config::{Config, ConfigError, Version};
 pub use event::{Event, GroupState, Transmit};
 pub use filter::{FilterMode, SourceFilter};
 pub use interface::{
-    ALL_IGMPV3_ROUTERS, ALL_ROUTERS, ALL_SYSTEMS, Interface, MAX_GROUPS, MAX_SOURCES_PER_GROUP,
+    ALL_IGMPV3_ROUTERS, ALL_ROUTERS, ALL_SYSTEMS, Interface, MAX_GROUPS, MAX_SOURCES,
+    MAX_SOURCES_PER_GROUP,
 };
 pub use stats::{Dropped, Received, Sent, Stats};

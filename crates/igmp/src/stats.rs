@@ -1,6 +1,6 @@
 //! Counters of one interface: messages received and sent, and drops by reason.
 
-/// Valid messages received, by type (counted before rate limiting).
+/// Messages received that passed every check but the rate limit, by type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Received {
     /// IGMPv1 queries.

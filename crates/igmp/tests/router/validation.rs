@@ -190,3 +190,35 @@ fn report_flood_is_rate_limited() {
     }
     assert_eq!(l.igmp.groups().count(), 15);
 }
+
+#[test]
+fn group_and_source_tables_are_bounded() {
+    let mut l = Link::new(Config {
+        report_rate_limit: 0,
+        ..Config::default()
+    });
+    let n = u32::try_from(mcgate_igmp::MAX_GROUPS).unwrap() + 1;
+    for i in 0..n {
+        let g = Ipv4Addr::from(u32::from(Ipv4Addr::new(239, 1, 0, 0)) + i);
+        l.igmp
+            .handle_igmp(l.now, h(1), g, &IgmpRepr::ReportV2 { group: g });
+    }
+    assert_eq!(l.igmp.groups().count(), mcgate_igmp::MAX_GROUPS);
+    assert_eq!(l.igmp.stats().dropped.state_limit, 1);
+
+    let mut l = Link::new(Config::default());
+    let many: Vec<Ipv4Addr> = (0..=mcgate_igmp::MAX_SOURCES_PER_GROUP as u32)
+        .map(|i| Ipv4Addr::from(0x0a01_0000 + i))
+        .collect();
+    let report = IgmpRepr::ReportV3 {
+        records: vec![mcgate_wire::igmp::GroupRecord {
+            kind: IS_IN,
+            group: G,
+            sources: many,
+            aux_data: vec![],
+        }],
+    };
+    l.send(h(1), V3_ROUTERS, &report);
+    assert_eq!(l.igmp.stats().dropped.state_limit, 1);
+    assert_eq!(l.state(), None);
+}
