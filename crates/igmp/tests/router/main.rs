@@ -2,6 +2,7 @@
 //! simulated time and real packets. Each test names the RFC section it checks.
 
 mod compat;
+mod conformance;
 mod harness;
 mod membership;
 mod properties;
