@@ -1,0 +1,251 @@
+//! The real `mcgate controller` binary and the admin CLI: state survives `kill -9`, and
+//! errors reach the user as one sentence with a non-zero exit.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A scratch directory removed at the end of the test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("mcgate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A controller process, killed by PID when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(data: &Path, sock: &Path) -> Self {
+        let child = Command::new(support::mcgate())
+            .args(["controller", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--unix")
+            .arg(sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mcgate controller");
+        let d = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if cli(sock, &["domain", "list", "--json"]).status.success() {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the controller did not come up within 10 s");
+    }
+
+    fn kill9(mut self) {
+        support::sh(&["kill", "-9", &self.0.id().to_string()]);
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cli(sock: &Path, args: &[&str]) -> Output {
+    Command::new(support::mcgate())
+        .args(args)
+        .arg("--controller")
+        .arg(format!("unix:{}", sock.display()))
+        .output()
+        .expect("run mcgate")
+}
+
+fn ok(sock: &Path, args: &[&str]) -> String {
+    let out = cli(sock, args);
+    assert!(
+        out.status.success(),
+        "mcgate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn state_survives_kill_9_and_errors_are_sentences() {
+    let dir = Scratch::new("ctl-kill9");
+    let data = dir.0.join("data");
+    let sock = dir.0.join("controller.sock");
+    let d = Daemon::start(&data, &sock);
+    ok(
+        &sock,
+        &[
+            "domain",
+            "create",
+            "prod",
+            "--vni",
+            "7",
+            "--igmp",
+            "v3",
+            "--query-interval",
+            "2m",
+            "--robustness",
+            "3",
+        ],
+    );
+    ok(
+        &sock,
+        &["domain", "associate", "prod", "--subnet", "10.0.2.0/24"],
+    );
+    ok(
+        &sock,
+        &["domain", "associate", "prod", "--subnet", "10.0.3.0/24"],
+    );
+    ok(
+        &sock,
+        &[
+            "members",
+            "register",
+            "--domain",
+            "prod",
+            "--group",
+            "233.252.0.5",
+            "--host",
+            "host-b",
+            "--interface",
+            "eth1",
+            "--address",
+            "10.0.3.7",
+        ],
+    );
+    ok(
+        &sock,
+        &[
+            "sources",
+            "register",
+            "--domain",
+            "prod",
+            "--group",
+            "233.252.0.5",
+            "--address",
+            "10.0.2.9",
+        ],
+    );
+    // A burst of creates; each that returned success must be there after the crash.
+    for i in 0..10 {
+        ok(&sock, &["domain", "create", &format!("d{i}")]);
+    }
+    d.kill9();
+
+    let d = Daemon::start(&data, &sock);
+    let list = ok(&sock, &["domain", "list", "--json"]);
+    for i in 0..10 {
+        assert!(list.contains(&format!("\"name\": \"d{i}\"")), "{list}");
+    }
+    let show = ok(&sock, &["domain", "show", "prod", "--json"]);
+    for needle in [
+        "\"vni\": 7",
+        "\"igmp\": \"v3\"",
+        "\"query_interval_ms\": 120000",
+        "\"robustness\": 3",
+        "10.0.2.0/24",
+        "10.0.3.0/24",
+    ] {
+        assert!(show.contains(needle), "{needle} missing from {show}");
+    }
+    let groups = ok(&sock, &["groups", "--json", "--type", "static"]);
+    assert!(groups.trim_start().starts_with('['), "{groups}");
+    assert!(
+        groups.contains("\"host\": \"host-b\"") && groups.contains("10.0.2.9"),
+        "{groups}"
+    );
+    let table = ok(&sock, &["groups", "--domain", "prod"]);
+    assert!(
+        table.starts_with("DOMAIN") && table.lines().count() == 3,
+        "{table}"
+    );
+
+    // Errors: one sentence on stderr, non-zero exit.
+    for (args, needle) in [
+        (&["domain", "create", "prod"][..], "already exists"),
+        (
+            &["domain", "create", "x", "--vni", "16777216"],
+            "field `vni`",
+        ),
+        (
+            &["domain", "associate", "d1", "--subnet", "10.0.2.0/25"],
+            "one domain only",
+        ),
+        (
+            &[
+                "members",
+                "register",
+                "--domain",
+                "nope",
+                "--group",
+                "233.252.0.5",
+                "--host",
+                "h",
+            ],
+            "no domain named",
+        ),
+        (
+            &[
+                "sources",
+                "register",
+                "--domain",
+                "prod",
+                "--group",
+                "233.252.0.5",
+                "--address",
+                "224.1.1.1",
+            ],
+            "not a unicast",
+        ),
+        (&["domain", "show", "missing"], "no domain named"),
+    ] {
+        let out = cli(&sock, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    drop(d);
+    // No controller: a clear sentence too.
+    let out = cli(&sock, &["agents"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the controller"));
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
+    let dir = Scratch::new("ctl-term");
+    let sock = dir.0.join("controller.sock");
+    let mut d = Daemon::start(&dir.0.join("data"), &sock);
+    support::sh(&["kill", "-TERM", &d.0.id().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = d.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(!sock.exists());
+}
