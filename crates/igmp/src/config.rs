@@ -77,7 +77,9 @@ pub struct Config {
     /// Startup Query Count (8.7). Default: the robustness.
     pub startup_query_count: u8,
     /// Act on a leave at once, without last-member queries, when no other member of the
-    /// group is known. Only right on links that carry a single host.
+    /// group is known: an IGMPv2 leave or TO_IN({}) removes the group, and what any
+    /// other record would query about (BLOCK, TO_EX, TO_IN) times out on the spot.
+    /// Only right on links that carry a single host.
     pub fast_leave: bool,
     /// Reports (any version, leaves included) accepted per second on this interface;
     /// the burst is the same number. 0 means no limit.
