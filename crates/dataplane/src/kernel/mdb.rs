@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::error::Error;
-use super::mdb_msg::{self, MdbRecord, RTM_NEWMDB, SourceFilter, VxlanMdbEntry};
+use super::mdb_msg::{self, MdbRecord, RTM_GETMDB, RTM_NEWMDB, SourceFilter, VxlanMdbEntry};
+use super::membership::{RemoteMembership, compile};
 use super::nl::MsgBuilder;
 use super::socket::Netlink;
 use super::vxlan::VxlanDevice;
@@ -49,7 +50,9 @@ impl ReconcileStats {
 fn dump_records(nl: &mut Netlink, op: &str) -> Result<Vec<MdbRecord>, Error> {
     let mut out = Vec::new();
     for r in nl.dump(&mdb_msg::dump(), op)? {
-        if r.msg_type != RTM_NEWMDB {
+        // The bridge answers dumps with RTM_GETMDB (and family 0), the VXLAN driver
+        // with RTM_NEWMDB; both carry the same layout.
+        if r.msg_type != RTM_NEWMDB && r.msg_type != RTM_GETMDB {
             continue;
         }
         out.extend(
@@ -139,6 +142,17 @@ impl VxlanMdb {
             .filter_map(MdbRecord::to_vxlan_entry)
             .collect();
         without_derived(mine)
+    }
+
+    /// Makes the device's table exactly what `memberships` need (see
+    /// [`compile`](super::compile)): the usual entry point for the agent.
+    pub fn reconcile_memberships(
+        &self,
+        nl: &mut Netlink,
+        memberships: &BTreeSet<RemoteMembership>,
+    ) -> Result<ReconcileStats, Error> {
+        let entries = compile(memberships)?;
+        self.reconcile(nl, &entries)
     }
 
     /// Makes the device's table exactly `desired`: deletes what is not desired, replaces

@@ -9,7 +9,9 @@
 //!   members on other hosts, so the bridge hands those groups (and only those) to the
 //!   VXLAN device. The bridge uses its table only while it sees a querier.
 //! - [`VxlanMdb`]: per group, one entry per remote host (with the IGMPv3 source filter
-//!   where there is one), so the VXLAN device sends one unicast copy to each.
+//!   where there is one), so the VXLAN device sends one unicast copy to each. The
+//!   agent describes what each remote wants ([`RemoteMembership`]); [`compile`] turns
+//!   that into the entries the kernel's lookup (most specific entry wins) needs.
 //!
 //! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
 //! the kernel holds exactly what the agent wants. Everything is built byte by byte on a
@@ -24,6 +26,7 @@ mod link_msg;
 mod links;
 mod mdb;
 mod mdb_msg;
+mod membership;
 mod nl;
 mod probe;
 mod socket;
@@ -34,6 +37,7 @@ pub use inspect::{Inspection, inspect};
 pub use link_msg::{DeviceStats, LinkInfo, VxlanLinkData};
 pub use mdb::{BridgeMdb, MAX_ERRORS, ReconcileStats, VxlanMdb};
 pub use mdb_msg::{SourceFilter, VxlanMdbEntry};
+pub use membership::{RemoteMembership, compile};
 pub use probe::{KernelSupport, MIN_KERNEL, ProbeMethod, Support};
 pub use socket::Netlink;
 pub use vxlan::{DEVICE_PREFIX, VXLAN_PORT, VxlanConfig, VxlanDevice, device_name};

@@ -1,0 +1,868 @@
+//! The kernel fast path against the real kernel, in network namespaces (root only).
+//!
+//! Hosts are namespaces joined by a routed underlay that carries unicast only; each has
+//! a bridge with snooping and a querier, task namespaces on it, and a VXLAN device made
+//! by `mcgate_dataplane::kernel`. Traffic is real UDP multicast sent with TTL 1 from a
+//! task and received by tasks that joined the group. `ip` only builds the topology and
+//! inspects; every VXLAN device and table entry is programmed by the code under test.
+//!
+//! Every namespace is named `mcgk-<pid>-<n>-<role>` and removed when the test ends,
+//! with the processes it started (by PID), even on failure.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcgate_dataplane::kernel::{
+    BridgeMdb, DEVICE_PREFIX, KernelSupport, MIN_KERNEL, Netlink, ProbeMethod, RemoteMembership,
+    SourceFilter, VxlanConfig, VxlanDevice, VxlanMdb, VxlanMdbEntry, device_name, inspect,
+};
+use nix::sched::{CloneFlags, setns};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+const VNI: u32 = 4242;
+const PORT: u16 = 5001;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// These tests build network namespaces: without root they fail with a clear sentence.
+macro_rules! require_root {
+    () => {
+        assert!(
+            is_root(),
+            "the kernel namespace tests build network namespaces and must run as root"
+        );
+    };
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Namespaces and processes of one test, removed on drop.
+struct Lab {
+    tag: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Self {
+            tag: format!("mcgk-{}-{n}", std::process::id()),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn netns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.tag);
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Runs `ip -n ns ARGS...`.
+    fn ip(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// A host: a bridge with snooping and its own querier (answering after 1 s instead
+    /// of 10 so the bridge counts a querier as present quickly).
+    fn host(&mut self, role: &str) -> String {
+        let ns = self.netns(role);
+        self.ip(
+            &ns,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "1",
+                "mcast_querier",
+                "1",
+                "mcast_query_response_interval",
+                "100",
+            ],
+        );
+        self.ip(&ns, &["link", "set", "br0", "up"]);
+        ns
+    }
+
+    /// A task namespace on `host`'s bridge with the given addresses (first is primary).
+    fn task(&mut self, host: &str, role: &str, addrs: &[&str]) -> String {
+        let ns = self.netns(role);
+        let port = format!("t{role}");
+        self.ip(
+            &ns,
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", host,
+            ],
+        );
+        self.ip(host, &["link", "set", &port, "master", "br0", "up"]);
+        for a in addrs {
+            self.ip(&ns, &["addr", "add", &format!("{a}/24"), "dev", "eth0"]);
+        }
+        self.ip(&ns, &["link", "set", "eth0", "up"]);
+        self.ip(&ns, &["route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        ns
+    }
+
+    /// Starts a receiver in `ns` that joins `groups` and records every datagram.
+    fn receiver(&mut self, ns: &str, groups: &[Ipv4Addr]) -> Received {
+        let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-u", "-c", RECEIVER])
+            .arg(PORT.to_string())
+            .arg(list.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start receiver");
+        let stdout = child.stdout.take().expect("receiver stdout");
+        self.children.push(child);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line == "ready" {
+                    let _ = ready_tx.send(());
+                } else {
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("receiver did not join its groups");
+        Received(lines)
+    }
+
+    /// Sends `count` TTL-1 datagrams to `group` from `src` in task `ns`, tagged `tag`.
+    fn send(&self, ns: &str, src: &str, group: Ipv4Addr, tag: &str, count: usize) {
+        self.exec(
+            ns,
+            &[
+                "python3",
+                "-c",
+                SENDER,
+                &group.to_string(),
+                &PORT.to_string(),
+                &count.to_string(),
+                tag,
+                src,
+            ],
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Lines a receiver printed: `<tag> <group> <source> <seq>`.
+#[derive(Clone)]
+struct Received(Arc<Mutex<Vec<String>>>);
+
+impl Received {
+    fn count(&self, tag: &str) -> usize {
+        let prefix = format!("{tag} ");
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    }
+}
+
+const RECEIVER: &str = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+for g in sys.argv[2].split(","):
+    mreq = struct.pack("4s4s", socket.inet_aton(g), socket.inet_aton("0.0.0.0"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+print("ready", flush=True)
+s.settimeout(300)
+while True:
+    try:
+        data, _ = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    print(data.decode(errors="replace"), flush=True)
+"#;
+
+const SENDER: &str = r#"
+import socket, sys, time
+group, port, count, tag, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+for i in range(count):
+    s.sendto(f"{tag} {group} {src} {i}".encode(), (group, port))
+    time.sleep(0.01)
+"#;
+
+/// Opens a netlink socket inside `ns` (entered on a scratch thread; the socket stays in
+/// that namespace afterwards).
+fn netlink_in(ns: &str) -> Netlink {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let f = File::open(&path).expect("open netns file");
+            setns(&f, CloneFlags::CLONE_NEWNET).expect("setns");
+            Netlink::open().expect("open netlink in namespace")
+        })
+        .join()
+        .expect("netlink thread")
+    })
+}
+
+/// Waits until `cond` holds or `timeout` passes; returns whether it held.
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kernel_at_least_min() -> bool {
+    let out = run(&["uname", "-r"]);
+    let r = String::from_utf8_lossy(&out.stdout);
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= MIN_KERNEL
+}
+
+#[test]
+fn probe_tries_a_scratch_device_and_matches_the_kernel_version() {
+    require_root!();
+    let s = KernelSupport::probe().expect("probe");
+    assert_eq!(s.method, ProbeMethod::ScratchDevice, "{}", s.reason);
+    assert_eq!(s.vxlan_mdb, kernel_at_least_min(), "{}", s.reason);
+    assert!(!s.kernel_release.is_empty());
+    // The probe leaves nothing behind in our namespace.
+    let out = run(&["ip", "link", "show"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("mcgprobe"));
+}
+
+const G1: Ipv4Addr = Ipv4Addr::new(239, 77, 0, 1);
+
+#[test]
+fn device_settings_refusals_and_stale_cleanup() {
+    require_root!();
+    let mut lab = Lab::new();
+    let h = lab.host("h");
+    lab.ip(
+        &h,
+        &[
+            "link", "add", "plain0", "type", "veth", "peer", "name", "plain1",
+        ],
+    );
+    lab.ip(&h, &["addr", "add", "10.66.0.1/24", "dev", "plain0"]);
+    let mut nl = netlink_in(&h);
+
+    let cfg = VxlanConfig::new(VNI, Ipv4Addr::new(10, 66, 0, 1), "br0");
+    let dev = VxlanDevice::create(&mut nl, &cfg).expect("create");
+    assert_eq!(dev.name, device_name(VNI));
+
+    // What the kernel holds, seen through iproute2.
+    let link = String::from_utf8_lossy(&lab.ip(&h, &["-d", "link", "show", &dev.name]).stdout)
+        .into_owned();
+    for want in [
+        "master br0",
+        "vxlan id 4242",
+        "local 10.66.0.1",
+        "dstport 4789",
+        "nolearning",
+        ",UP,",
+        "mcast_router 0",
+        "learning off",
+        "flood off",
+        "mcast_flood off",
+        "bcast_flood off",
+    ] {
+        assert!(link.contains(want), "missing {want:?} in:\n{link}");
+    }
+
+    // Refusals carry the kernel's words or ours.
+    let again = VxlanDevice::create(&mut nl, &cfg).unwrap_err();
+    assert!(again.is_exists(), "{again}");
+    let not_bridge = VxlanDevice::create(
+        &mut nl,
+        &VxlanConfig {
+            name: "mcgvx7".into(),
+            ..VxlanConfig::new(7, Ipv4Addr::new(10, 66, 0, 1), "plain0")
+        },
+    )
+    .unwrap_err();
+    assert!(
+        not_bridge.to_string().contains("not a bridge"),
+        "{not_bridge}"
+    );
+    let missing =
+        VxlanDevice::create(&mut nl, &VxlanConfig::new(8, cfg.local, "nobr")).unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+
+    let mdb = VxlanMdb::new(&dev);
+    let e = VxlanMdbEntry::new(G1, Ipv4Addr::new(10, 66, 0, 9));
+    mdb.add(&mut nl, &e).expect("add");
+    let dup = mdb.add(&mut nl, &e).unwrap_err();
+    assert!(dup.is_exists(), "{dup}");
+    assert!(
+        dup.to_string().contains("already exists"),
+        "the kernel's extended ack text is missing: {dup}"
+    );
+    let bad = mdb
+        .add(
+            &mut nl,
+            &VxlanMdbEntry::new(G1, e.dst).with_filter(SourceFilter::Include(BTreeSet::new())),
+        )
+        .unwrap_err();
+    assert!(bad.to_string().contains("at least one source"), "{bad}");
+    mdb.replace(
+        &mut nl,
+        &VxlanMdbEntry {
+            vni: Some(99),
+            ..e.clone()
+        },
+    )
+    .expect("replace");
+    let dumped = mdb.dump(&mut nl).expect("dump");
+    assert_eq!(
+        dumped,
+        [VxlanMdbEntry {
+            vni: Some(99),
+            ..e.clone()
+        }]
+        .into()
+    );
+    mdb.delete(&mut nl, &e).expect("delete");
+    let gone = mdb.delete(&mut nl, &e).unwrap_err();
+    assert!(gone.is_not_found(), "{gone}");
+
+    // Stale cleanup: only VXLAN devices with the prefix go.
+    lab.ip(
+        &h,
+        &[
+            "link", "add", "mcgvx99", "type", "vxlan", "id", "99", "dstport", "4789",
+        ],
+    );
+    lab.ip(
+        &h,
+        &[
+            "link",
+            "add",
+            "mcgvxveth",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mcgvxpeer",
+        ],
+    );
+    lab.ip(
+        &h,
+        &[
+            "link", "add", "othervx1", "type", "vxlan", "id", "5", "dstport", "4789",
+        ],
+    );
+    let stale: BTreeSet<String> = VxlanDevice::find_stale(&mut nl, DEVICE_PREFIX)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(
+        stale,
+        ["mcgvx4242".to_string(), "mcgvx99".to_string()].into()
+    );
+    assert!(VxlanDevice::find_stale(&mut nl, "m").is_err());
+    let removed = VxlanDevice::remove_stale(&mut nl, DEVICE_PREFIX).unwrap();
+    assert_eq!(removed.len(), 2);
+    let left = String::from_utf8_lossy(&lab.ip(&h, &["link", "show"]).stdout).into_owned();
+    assert!(
+        !left.contains("mcgvx4242") && !left.contains("mcgvx99:"),
+        "{left}"
+    );
+    assert!(
+        left.contains("mcgvxveth") && left.contains("othervx1"),
+        "{left}"
+    );
+    dev.delete(&mut nl)
+        .expect("deleting a device already gone is fine");
+}
+
+#[test]
+fn reconcile_after_churn_of_1000_groups_matches_exactly() {
+    require_root!();
+    let mut lab = Lab::new();
+    let h = lab.host("h");
+    let mut nl = netlink_in(&h);
+    let dev = VxlanDevice::create(
+        &mut nl,
+        &VxlanConfig::new(VNI, Ipv4Addr::new(10, 66, 0, 1), "br0"),
+    )
+    .expect("create");
+    let vx = VxlanMdb::new(&dev);
+    let br = BridgeMdb::new(&dev);
+    let remotes = [
+        Ipv4Addr::new(10, 66, 1, 1),
+        Ipv4Addr::new(10, 66, 1, 2),
+        Ipv4Addr::new(10, 66, 1, 3),
+    ];
+    let group = |i: u32| Ipv4Addr::from(0xef50_0000u32 + i); // 239.80.x.y
+    let src = |i: u32| Ipv4Addr::from(0x0a63_0000u32 + i); // 10.99.x.y
+    // Group i goes to one or two remotes; every 7th has an INCLUDE list, every 11th an
+    // EXCLUDE list, every 13th is an (S, G) entry; `round` shifts the pattern.
+    let desired_for = |lo: u32, hi: u32, round: u32| {
+        let mut v = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        for i in lo..hi {
+            groups.insert(group(i));
+            let n = ((i + round) % 2 + 1) as usize;
+            for dst in remotes
+                .iter()
+                .cycle()
+                .skip(((i + round) % 3) as usize)
+                .take(n)
+            {
+                let mut e = VxlanMdbEntry::new(group(i), *dst);
+                if (i + round).is_multiple_of(7) {
+                    e.filter = SourceFilter::Include([src(i), src(i + 1)].into());
+                } else if (i + round).is_multiple_of(11) {
+                    e.filter = SourceFilter::Exclude([src(i)].into());
+                } else if (i + round).is_multiple_of(13) {
+                    e.source = Some(src(i));
+                }
+                if (i + round).is_multiple_of(17) {
+                    e.dst_port = Some(8472);
+                }
+                v.insert(e);
+            }
+        }
+        (v, groups)
+    };
+
+    let (want, groups) = desired_for(0, 1000, 0);
+    let t = Instant::now();
+    let st = vx.reconcile(&mut nl, &want).expect("reconcile");
+    assert_eq!(
+        (st.failed, st.removed, st.added),
+        (0, 0, want.len()),
+        "{:?}",
+        st.errors
+    );
+    let stb = br.reconcile(&mut nl, &groups).expect("bridge reconcile");
+    assert_eq!((stb.failed, stb.added), (0, 1000), "{:?}", stb.errors);
+    eprintln!(
+        "initial: {} VXLAN entries + 1000 bridge entries in {:?}",
+        want.len(),
+        t.elapsed()
+    );
+    assert_eq!(vx.dump(&mut nl).unwrap(), want);
+    assert_eq!(br.dump(&mut nl).unwrap(), groups);
+
+    // Churn: 1,000 joins and leaves (500 groups leave, 500 new groups join) while every
+    // remaining group's destinations and filters change; the kernel also gets a foreign
+    // entry and loses one of ours behind our back.
+    let foreign = VxlanMdbEntry::new(group(5000), remotes[0]);
+    vx.add(&mut nl, &foreign).unwrap();
+    let lost = want.iter().next().unwrap().clone();
+    vx.delete(&mut nl, &lost).unwrap();
+    br.delete(&mut nl, group(0)).unwrap();
+    br.add(&mut nl, group(5000)).unwrap();
+    let (want2, groups2) = desired_for(500, 1500, 1);
+    let t = Instant::now();
+    let st = vx
+        .reconcile(&mut nl, &want2)
+        .expect("reconcile after churn");
+    let stb = br
+        .reconcile(&mut nl, &groups2)
+        .expect("bridge reconcile after churn");
+    eprintln!("churn: {st:?} / bridge {stb:?} in {:?}", t.elapsed());
+    assert_eq!(
+        st.failed + stb.failed,
+        0,
+        "{:?} {:?}",
+        st.errors,
+        stb.errors
+    );
+    assert!(st.removed > 0 && st.added > 0 && st.replaced > 0, "{st:?}");
+    assert_eq!(vx.dump(&mut nl).unwrap(), want2);
+    assert_eq!(br.dump(&mut nl).unwrap(), groups2);
+
+    // The bridge side seen by iproute2, independently of our dump parser.
+    let show = String::from_utf8_lossy(
+        &lab.exec(&h, &["bridge", "mdb", "show", "dev", "br0"])
+            .stdout,
+    )
+    .into_owned();
+    let on_port = show
+        .lines()
+        .filter(|l| l.contains(&format!("port {}", dev.name)) && l.contains("permanent"))
+        .count();
+    assert_eq!(on_port, 1000, "{show}");
+
+    // Idempotent: a second pass changes nothing.
+    let st = vx.reconcile(&mut nl, &want2).unwrap();
+    assert_eq!(
+        (st.added, st.replaced, st.removed, st.unchanged),
+        (0, 0, 0, want2.len())
+    );
+    // And an empty desired set empties both tables.
+    vx.reconcile(&mut nl, &BTreeSet::new()).unwrap();
+    br.reconcile(&mut nl, &BTreeSet::new()).unwrap();
+    assert!(vx.dump(&mut nl).unwrap().is_empty());
+    assert!(vx.dump_all(&mut nl).unwrap().is_empty());
+    assert!(br.dump(&mut nl).unwrap().is_empty());
+}
+
+/// Three hosts, A (sender task a1 with two addresses, local receiver a2), B and C (one
+/// receiver each), every receiver joined to every group used.
+struct ThreeHosts {
+    lab: Lab,
+    a1: String,
+    nl_a: Netlink,
+    dev_a: VxlanDevice,
+    rx_a2: Received,
+    rx_b: Received,
+    rx_c: Received,
+    under_b: Ipv4Addr,
+    under_c: Ipv4Addr,
+}
+
+const S1: &str = "10.88.0.11";
+const S2: &str = "10.88.0.12";
+
+fn three_hosts(groups: &[Ipv4Addr]) -> ThreeHosts {
+    let mut lab = Lab::new();
+    let r = lab.netns("r");
+    lab.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let mut hosts = Vec::new();
+    for (i, role) in ["a", "b", "c"].iter().enumerate() {
+        let h = lab.host(role);
+        let n = i + 1;
+        let rport = format!("u{role}");
+        lab.ip(
+            &r,
+            &[
+                "link", "add", &rport, "type", "veth", "peer", "name", "under", "netns", &h,
+            ],
+        );
+        lab.ip(
+            &r,
+            &["addr", "add", &format!("10.77.{n}.1/24"), "dev", &rport],
+        );
+        lab.ip(&r, &["link", "set", &rport, "up"]);
+        lab.ip(
+            &h,
+            &["addr", "add", &format!("10.77.{n}.2/24"), "dev", "under"],
+        );
+        lab.ip(&h, &["link", "set", "under", "up"]);
+        lab.ip(
+            &h,
+            &["route", "add", "default", "via", &format!("10.77.{n}.1")],
+        );
+        hosts.push((h, Ipv4Addr::new(10, 77, n as u8, 2)));
+    }
+    let a1 = lab.task(&hosts[0].0, "a1", &[S1, S2]);
+    let a2 = lab.task(&hosts[0].0, "a2", &["10.88.0.21"]);
+    let b1 = lab.task(&hosts[1].0, "b1", &["10.88.0.31"]);
+    let c1 = lab.task(&hosts[2].0, "c1", &["10.88.0.41"]);
+
+    let mut devs = Vec::new();
+    let mut nls = Vec::new();
+    for (h, local) in &hosts {
+        let mut nl = netlink_in(h);
+        let under = nl.link_by_name("under").expect("underlay link");
+        let cfg = VxlanConfig {
+            underlay_ifindex: Some(under.ifindex),
+            ..VxlanConfig::new(VNI, *local, "br0")
+        };
+        let dev = VxlanDevice::create(&mut nl, &cfg).expect("create VXLAN device");
+        // Given the underlay link, the kernel leaves room for the 50-byte encapsulation.
+        assert_eq!(nl.link_by_index(dev.ifindex).unwrap().mtu, Some(1450));
+        devs.push(dev);
+        nls.push(nl);
+    }
+    let rx_a2 = lab.receiver(&a2, groups);
+    let rx_b = lab.receiver(&b1, groups);
+    let rx_c = lab.receiver(&c1, groups);
+    let under_b = hosts[1].1;
+    let under_c = hosts[2].1;
+    let nl_a = nls.swap_remove(0);
+    let dev_a = devs.swap_remove(0);
+    ThreeHosts {
+        lab,
+        a1,
+        nl_a,
+        dev_a,
+        rx_a2,
+        rx_b,
+        rx_c,
+        under_b,
+        under_c,
+    }
+}
+
+impl ThreeHosts {
+    fn send(&self, src: &str, group: Ipv4Addr, tag: &str) {
+        self.lab.send(&self.a1, src, group, tag, 5);
+    }
+
+    /// Waits for `tag` to reach `yes` receivers, then a little longer so anything that
+    /// should not arrive had its chance.
+    fn expect(&self, tag: &str, yes: &[&Received], no: &[&Received]) {
+        let got = wait_until(Duration::from_secs(5), || {
+            yes.iter().all(|r| r.count(tag) >= 3)
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(
+            got,
+            "{tag}: an expected receiver got {:?} of 5",
+            yes.iter().map(|r| r.count(tag)).collect::<Vec<_>>()
+        );
+        for r in no {
+            assert_eq!(
+                r.count(tag),
+                0,
+                "{tag}: a receiver that should get nothing got datagrams"
+            );
+        }
+    }
+}
+
+#[test]
+fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
+    require_root!();
+    let g = |n: u8| Ipv4Addr::new(239, 77, 1, n);
+    let groups: Vec<Ipv4Addr> = (1..=6).map(g).collect();
+    let mut t = three_hosts(&groups);
+    let vx = VxlanMdb::new(&t.dev_a);
+    let br = BridgeMdb::new(&t.dev_a);
+    let (b, c) = (t.under_b, t.under_c);
+
+    // G1: remote members on B only. G2: no remote members. The bridge admits a group to
+    // the VXLAN port only once it counts a querier as present, so retry the first send.
+    br.add(&mut t.nl_a, g(1)).unwrap();
+    vx.add(&mut t.nl_a, &VxlanMdbEntry::new(g(1), b)).unwrap();
+    let before = t.dev_a.stats(&mut t.nl_a).unwrap();
+    let mut round = 0;
+    let crossed = wait_until(Duration::from_secs(20), || {
+        round += 1;
+        t.send(S1, g(1), &format!("warm{round}"));
+        std::thread::sleep(Duration::from_millis(300));
+        t.rx_b.count(&format!("warm{round}")) > 0
+    });
+    assert!(crossed, "G1 never reached host B");
+    t.send(S1, g(1), "g1");
+    t.send(S1, g(2), "g2");
+    t.expect("g1", &[&t.rx_b, &t.rx_a2], &[&t.rx_c]);
+    t.expect("g2", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+    let after = t.dev_a.stats(&mut t.nl_a).unwrap();
+    assert!(
+        after.tx_packets >= before.tx_packets + 5,
+        "VXLAN tx counter did not count the copies: {before:?} -> {after:?}"
+    );
+
+    // A bridge entry without a VXLAN entry: the frame reaches the VXLAN device, which
+    // has nowhere to send it and counts a drop.
+    br.add(&mut t.nl_a, g(3)).unwrap();
+    let before = t.dev_a.stats(&mut t.nl_a).unwrap();
+    t.send(S1, g(3), "g3");
+    t.expect("g3", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+    let after = t.dev_a.stats(&mut t.nl_a).unwrap();
+    assert!(
+        after.tx_dropped >= before.tx_dropped + 5,
+        "{before:?} -> {after:?}"
+    );
+
+    // A VXLAN entry without a bridge entry: mcast_flood off and no router port keep the
+    // group off the VXLAN port entirely.
+    vx.add(&mut t.nl_a, &VxlanMdbEntry::new(g(4), c)).unwrap();
+    t.send(S1, g(4), "g4-nobridge");
+    t.expect("g4-nobridge", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+    br.add(&mut t.nl_a, g(4)).unwrap();
+    t.send(S1, g(4), "g4");
+    t.expect("g4", &[&t.rx_c, &t.rx_a2], &[&t.rx_b]);
+
+    // Two destinations for one group, then deleting one stops only that copy.
+    vx.add(&mut t.nl_a, &VxlanMdbEntry::new(g(1), c)).unwrap();
+    t.send(S1, g(1), "g1-both");
+    t.expect("g1-both", &[&t.rx_b, &t.rx_c], &[]);
+    vx.delete(&mut t.nl_a, &VxlanMdbEntry::new(g(1), b))
+        .unwrap();
+    t.send(S1, g(1), "g1-conly");
+    t.expect("g1-conly", &[&t.rx_c], &[&t.rx_b]);
+
+    // Source filters, through memberships (the agent's entry point). B: INCLUDE {S1},
+    // C: INCLUDE {S2}: each gets only its source.
+    let s1: Ipv4Addr = S1.parse().unwrap();
+    let s2: Ipv4Addr = S2.parse().unwrap();
+    let member = |dst, filter| RemoteMembership {
+        filter,
+        ..RemoteMembership::any_source(g(5), dst)
+    };
+    br.reconcile(&mut t.nl_a, &[g(5)].into()).unwrap();
+    let st = vx
+        .reconcile_memberships(
+            &mut t.nl_a,
+            &[
+                member(b, SourceFilter::Include([s1].into())),
+                member(c, SourceFilter::Include([s2].into())),
+            ]
+            .into(),
+        )
+        .unwrap();
+    assert_eq!(st.failed, 0, "{:?}", st.errors);
+    t.send(S1, g(5), "g5-s1");
+    t.send(S2, g(5), "g5-s2");
+    t.expect("g5-s1", &[&t.rx_b, &t.rx_a2], &[&t.rx_c]);
+    t.expect("g5-s2", &[&t.rx_c, &t.rx_a2], &[&t.rx_b]);
+    // B: EXCLUDE {S1}: S1 reaches no remote host, S2 reaches both (B through the
+    // explicit (S2, G) entry that compile adds because C names S2).
+    let st = vx
+        .reconcile_memberships(
+            &mut t.nl_a,
+            &[
+                member(b, SourceFilter::Exclude([s1].into())),
+                member(c, SourceFilter::Include([s2].into())),
+            ]
+            .into(),
+        )
+        .unwrap();
+    assert_eq!(st.failed, 0, "{:?}", st.errors);
+    t.send(S1, g(5), "g5x-s1");
+    t.send(S2, g(5), "g5x-s2");
+    t.expect("g5x-s1", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+    t.expect("g5x-s2", &[&t.rx_b, &t.rx_c], &[]);
+    // Raw entries bypass that: an explicit (S2, G) entry to C alone hides B's (*, G)
+    // EXCLUDE {S1} for S2 (the kernel uses the most specific entry only).
+    vx.reconcile(
+        &mut t.nl_a,
+        &[
+            VxlanMdbEntry::new(g(5), b).with_filter(SourceFilter::Exclude([s1].into())),
+            VxlanMdbEntry::new(g(5), c).with_source(s2),
+        ]
+        .into(),
+    )
+    .unwrap();
+    t.send(S2, g(5), "g5raw-s2");
+    t.expect("g5raw-s2", &[&t.rx_c], &[&t.rx_b]);
+
+    // Reconcile to a fresh state: only G6 to B and C.
+    let want: BTreeSet<VxlanMdbEntry> =
+        [VxlanMdbEntry::new(g(6), b), VxlanMdbEntry::new(g(6), c)].into();
+    vx.reconcile(&mut t.nl_a, &want).unwrap();
+    br.reconcile(&mut t.nl_a, &[g(6)].into()).unwrap();
+    let view = inspect(&mut t.nl_a, &t.dev_a).unwrap();
+    assert_eq!(view.vxlan_entries, want.iter().cloned().collect::<Vec<_>>());
+    assert_eq!(view.bridge_groups, [g(6)].into());
+    assert!(
+        view.to_string().contains("grp 239.77.1.6 dst 10.77.3.2"),
+        "{view}"
+    );
+    t.send(S1, g(6), "g6");
+    t.send(S1, g(1), "g1-after");
+    t.expect("g6", &[&t.rx_b, &t.rx_c, &t.rx_a2], &[]);
+    t.expect("g1-after", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+}
+
+#[test]
+fn a_permanent_router_port_would_pass_every_group_to_the_vxlan_device() {
+    // The alternative to bridge entries, checked so the choice stays justified: with
+    // mcast_router 2 every group reaches the VXLAN device (groups without VXLAN entries
+    // are then dropped there and counted), so the bridge entries are what keeps groups
+    // without remote members off the VXLAN device.
+    require_root!();
+    let g = |n: u8| Ipv4Addr::new(239, 77, 2, n);
+    let mut t = three_hosts(&[g(1), g(2)]);
+    let vx = VxlanMdb::new(&t.dev_a);
+    vx.add(&mut t.nl_a, &VxlanMdbEntry::new(g(1), t.under_b))
+        .unwrap();
+    let a = t
+        .lab
+        .namespaces
+        .iter()
+        .find(|n| n.ends_with("-a"))
+        .unwrap()
+        .clone();
+    t.lab.ip(
+        &a,
+        &[
+            "link",
+            "set",
+            &t.dev_a.name,
+            "type",
+            "bridge_slave",
+            "mcast_router",
+            "2",
+        ],
+    );
+    let mut round = 0;
+    let crossed = wait_until(Duration::from_secs(20), || {
+        round += 1;
+        t.send(S1, g(1), &format!("warm{round}"));
+        std::thread::sleep(Duration::from_millis(300));
+        t.rx_b.count(&format!("warm{round}")) > 0
+    });
+    assert!(crossed, "with a router port, G1 never reached host B");
+    let before = t.dev_a.stats(&mut t.nl_a).unwrap();
+    t.send(S1, g(2), "g2");
+    t.expect("g2", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+    let after = t.dev_a.stats(&mut t.nl_a).unwrap();
+    assert!(
+        after.tx_dropped >= before.tx_dropped + 5,
+        "a group without entries should reach the VXLAN device and be dropped there: {before:?} -> {after:?}"
+    );
+}
