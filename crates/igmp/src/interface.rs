@@ -514,8 +514,14 @@ impl Interface {
         if !self.address.is_unspecified() && src == self.address {
             return;
         }
-        // 6.6.2: a query from a lower address makes its sender the querier.
-        if election_key(src) < election_key(self.address) {
+        // 6.6.2: a query from a lower address than ours (and not higher than the
+        // querier we already know) makes its sender the querier.
+        let wins = election_key(src) < election_key(self.address)
+            && self
+                .other_querier
+                .as_ref()
+                .is_none_or(|q| election_key(src) <= election_key(q.address));
+        if wins {
             let old_version = self.version();
             let was_querier = self.is_querier();
             let previous = self.querier();

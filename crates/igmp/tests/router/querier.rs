@@ -205,3 +205,31 @@ fn set_config_version_change_restarts_startup_queries() {
         Some(Event::GroupChanged { filter: Some(f), .. }) if *f == SourceFilter::any_source()
     ));
 }
+
+#[test]
+fn rfc3376_6_6_2_lowest_of_several_queriers_is_kept() {
+    // Two routers below us: the lowest is querier; the other's queries (it has not
+    // yet stopped) neither replace it nor refresh its timer.
+    let lowest = Ipv4Addr::new(10, 0, 0, 1);
+    let middle = Ipv4Addr::new(10, 0, 0, 5);
+    let mut l = Link::new(Config::default());
+    l.query_v3(middle, Ipv4Addr::UNSPECIFIED, false, &[]);
+    l.query_v3(lowest, Ipv4Addr::UNSPECIFIED, false, &[]);
+    l.wait_until(secs(100.0));
+    l.query_v3(middle, Ipv4Addr::UNSPECIFIED, false, &[]);
+    assert_eq!(l.igmp.querier(), Some(lowest));
+    assert_eq!(
+        l.take_events(),
+        vec![
+            Event::QuerierChanged {
+                querier: Some(middle)
+            },
+            Event::QuerierChanged {
+                querier: Some(lowest)
+            },
+        ]
+    );
+    // The lowest went silent at 0 s: we take over at 255 s.
+    l.wait_until(secs(255.0));
+    assert!(l.igmp.is_querier());
+}
