@@ -172,3 +172,21 @@ fn rfc3376_7_3_1_older_querier_rules_the_link() {
     assert_eq!(sent.len(), 1);
     assert!(matches!(sent[0], (t, ALL_SYSTEMS, IgmpRepr::QueryV3(_)) if t == secs(255.0)));
 }
+
+#[test]
+fn rfc2236_4_v2_router_ignores_leave_while_v1_host_present() {
+    let mut l = Link::new(v2_config());
+    l.report_v1(h(1), G);
+    l.report_v2(h(2), G);
+    l.leave(h(2), G);
+    l.rec(TO_IN, &[]);
+    assert_eq!(l.take_sent(), vec![]);
+    assert_eq!(l.filter(G), Some(SourceFilter::any_source()));
+    // Once the IGMPv1 Host Present timer has run out, leaves count again.
+    l.wait_until(secs(200.0));
+    l.report_v2(h(2), G);
+    l.wait_until(gmi() + secs(1.0));
+    l.take_sent();
+    l.leave(h(2), G);
+    assert_eq!(l.take_sent().len(), 1);
+}
