@@ -228,9 +228,9 @@ pub async fn stream_task(
     status: SharedStatus,
 ) {
     loop {
-        // Always resume from a full snapshot: a restarted controller may have restarted
-        // its revisions too, and a snapshot is small.
-        let path = format!("/v1/agents/{host}/stream?since=0");
+        // Always start from a full snapshot (no `since`): a restarted controller may
+        // have restarted its revisions too, and a snapshot is small.
+        let path = format!("/v1/agents/{host}/stream");
         match with_timeout(client.stream(&path)).await {
             Ok(mut lines) => {
                 update(&status, |s| {

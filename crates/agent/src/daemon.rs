@@ -303,6 +303,17 @@ impl State {
         let filter = filter.filter(|f| !f.is_empty());
         match &filter {
             Some(f) => {
+                if self.membership.get(&key) == Some(f) {
+                    // Only the reporters changed: worth telling the controller (group
+                    // table), not worth a new forwarding table.
+                    let _ = self.session.send(SessionInput::Membership(LinkMembership {
+                        link: link.to_string(),
+                        group,
+                        filter,
+                        reporters,
+                    }));
+                    return;
+                }
                 tracing::info!(link, %group, filter = ?f, "membership");
                 self.membership.insert(key, f.clone());
             }

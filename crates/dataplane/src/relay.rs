@@ -28,13 +28,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mcgate_domain::forwarding::{ForwardingTable, Verdict, is_link_local_group};
-use mcgate_sys::packet::{self, Filter, FrameBatch, MAX_BATCH, PacketSocket, Part, SendOutcome};
+use mcgate_sys::packet::{
+    self, Filter, FrameBatch, MAX_BATCH, PacketSocket, Part, SendOutcome, VNET_HDR_LEN, VnetHdr,
+};
 use mcgate_sys::poll::{self, PollFd, READABLE};
 use mcgate_sys::tunnel::{TunnelSocket, TunnelTx};
-use mcgate_wire::vxlan;
+use mcgate_wire::{checksum, vxlan};
 
 use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
 use crate::inspect::inspect;
+
 use crate::{Dataplane, DataplaneConfig, DataplaneError, LinkSpec};
 
 /// Outer IPv4 (20) + UDP (8) + VXLAN (8) bytes added to each inner frame.
@@ -186,7 +189,10 @@ impl Drop for Relay {
 
 struct LinkSlot {
     spec: LinkSpec,
+    /// Captures what local containers send (each frame behind a `virtio_net_hdr`).
     sock: PacketSocket,
+    /// Delivers frames on the link.
+    tx: PacketSocket,
     counters: LinkCounters,
     /// Frames of the current batch to deliver on this link.
     pending: Vec<Part>,
@@ -342,8 +348,10 @@ impl Worker {
             if self.links.iter().any(|l| l.spec == *spec) {
                 continue;
             }
-            match PacketSocket::open(spec.ifindex, Filter::MulticastData) {
-                Ok(sock) => {
+            let sockets = PacketSocket::open_capture(spec.ifindex, Filter::MulticastData)
+                .and_then(|cap| Ok((cap, PacketSocket::open_tx(spec.ifindex)?)));
+            match sockets {
+                Ok((sock, tx)) => {
                     if let Err(e) = packet::set_recv_buffer(sock.as_fd(), CAPTURE_RCVBUF) {
                         tracing::debug!(error = %e, "cannot enlarge a capture buffer");
                     }
@@ -352,6 +360,7 @@ impl Worker {
                     self.links.push(LinkSlot {
                         spec: spec.clone(),
                         sock,
+                        tx,
                         counters,
                         pending: Vec::with_capacity(MAX_BATCH),
                     });
@@ -379,13 +388,21 @@ impl Worker {
             let Some(in_link) = self.links.get_mut(ingress) else {
                 return;
             };
-            in_link.counters.rx.add(bytes.len());
-            if truncated {
-                in_link.counters.drops.add(DropReason::Truncated, 1);
-                self.drops.add(DropReason::Truncated, 1);
-                continue;
-            }
-            let m = match inspect(bytes) {
+            let vnet = VnetHdr::parse(bytes);
+            let frame = bytes.get(VNET_HDR_LEN..).unwrap_or(&[]);
+            in_link.counters.rx.add(frame.len());
+            let reason = match vnet {
+                None => Some(DropReason::Malformed),
+                Some(_) if truncated => Some(DropReason::Truncated),
+                // A segmentation-offload super-packet: larger than any MTU on the way.
+                Some(v) if v.gso_type != 0 => Some(DropReason::TooBig),
+                Some(_) => None,
+            };
+            let checked = match reason {
+                Some(r) => Err(r),
+                None => inspect(frame),
+            };
+            let m = match checked {
                 Ok(m) => m,
                 Err(reason) => {
                     in_link.counters.drops.add(reason, 1);
@@ -393,6 +410,20 @@ impl Worker {
                     continue;
                 }
             };
+            // The sender's kernel left the UDP checksum to the (virtual) hardware: finish
+            // it now, or every receiver would drop the copy.
+            if let Some(v) = vnet.filter(|v| v.flags & VnetHdr::NEEDS_CSUM != 0)
+                && let Some(f) = self.rx.frame_mut(i)
+                && !complete_checksum(
+                    f.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + m.len)
+                        .unwrap_or(&mut []),
+                    usize::from(v.csum_start),
+                    usize::from(v.csum_offset),
+                )
+            {
+                self.drops.add(DropReason::Malformed, 1);
+                continue;
+            }
             let g = group_counters(&mut self.groups, m.group);
             g.rx_local.add(m.len);
             if table.domains().is_empty() {
@@ -403,7 +434,7 @@ impl Worker {
             let link_local = is_link_local_group(m.group);
             let part = Part {
                 slot: i as u16,
-                offset: 0,
+                offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
             let mut copies = 0usize;
@@ -570,7 +601,7 @@ impl Worker {
             if slot.pending.is_empty() {
                 continue;
             }
-            let out = slot.sock.send_parts(&self.rx, &slot.pending);
+            let out = slot.tx.send_parts(&self.rx, &slot.pending);
             let bytes: usize = slot
                 .pending
                 .iter()
@@ -628,8 +659,58 @@ impl Worker {
     }
 }
 
+/// Completes a transport checksum left partial by checksum offload: the field at
+/// `start + offset` holds the pseudo-header sum, so the complement of the sum from
+/// `start` to the end of the packet is the checksum. Returns false when the offsets do
+/// not fit the frame.
+fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start.saturating_add(offset);
+    if field.saturating_add(2) > frame.len() || start >= frame.len() {
+        return false;
+    }
+    let Some(range) = frame.get(start..) else {
+        return false;
+    };
+    let mut sum = checksum::checksum(range);
+    // RFC 768: a computed UDP checksum of zero is sent as all ones.
+    if sum == 0 {
+        sum = 0xffff;
+    }
+    if let Some(dst) = frame.get_mut(field..field + 2) {
+        dst.copy_from_slice(&sum.to_be_bytes());
+    }
+    true
+}
+
 enum Flow {
     Continue,
     LinksChanged,
     Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_checksum;
+    use crate::inspect::tests::frame;
+    use mcgate_wire::checksum;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn completes_a_partial_udp_checksum() {
+        let src = Ipv4Addr::new(10, 1, 0, 2);
+        let group = Ipv4Addr::new(233, 252, 0, 5);
+        let mut f = frame(src, group, 7, 0);
+        let udp_len = 8 + 7;
+        // What a kernel with checksum offload leaves: the pseudo-header sum.
+        let partial = checksum::pseudo_header(src, group, 17, udp_len as u16);
+        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_checksum(&mut f, 14 + 20, 6));
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src.octets());
+        pseudo.extend_from_slice(&group.octets());
+        pseudo.extend_from_slice(&[0, 17, 0, udp_len as u8]);
+        pseudo.extend_from_slice(&f[14 + 20..]);
+        assert!(checksum::verifies(&pseudo));
+        assert!(!complete_checksum(&mut f, 14 + 20, 100));
+    }
 }

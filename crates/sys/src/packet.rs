@@ -26,6 +26,42 @@ pub enum Filter {
 }
 
 const ETH_P_ALL: u16 = 0x0003;
+/// `PACKET_VNET_HDR` (linux/if_packet.h).
+const PACKET_VNET_HDR: libc::c_int = 15;
+
+/// Length of the `virtio_net_hdr` a [`PacketSocket::open_capture`] socket puts before
+/// every frame.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// The offload state of a captured frame, from its `virtio_net_hdr` (native byte order,
+/// as the kernel writes it for packet sockets on a little- or big-endian host alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `VIRTIO_NET_HDR_F_*` flags: 1 = the transport checksum still has to be computed.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`: 0 = a single packet, else a segmentation offload super-packet.
+    pub gso_type: u8,
+    /// Where the checksummed range starts, from the start of the frame.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+    pub const NEEDS_CSUM: u8 = 1;
+
+    /// Reads the header at the start of `buf`.
+    pub fn parse(buf: &[u8]) -> Option<Self> {
+        let h: &[u8; VNET_HDR_LEN] = buf.first_chunk()?;
+        Some(Self {
+            flags: h[0],
+            gso_type: h[1],
+            csum_start: u16::from_ne_bytes([h[6], h[7]]),
+            csum_offset: u16::from_ne_bytes([h[8], h[9]]),
+        })
+    }
+}
 const SNAP_LEN: u32 = 0x0004_0000;
 
 const fn stmt(code: u32, k: u32) -> libc::sock_filter {
@@ -215,6 +251,16 @@ impl FrameBatch {
         Some((&self.data[start..start + len], self.truncated[i]))
     }
 
+    /// Frame `i` of the last receive, writable (to complete a checksum in place).
+    pub fn frame_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        if i >= self.count {
+            return None;
+        }
+        let start = i * self.slot;
+        let len = self.lens[i].min(self.slot);
+        self.data.get_mut(start..start + len)
+    }
+
     /// Slot `i` as a writable buffer (for tests and for receivers that fill slots).
     pub fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         if i >= MAX_BATCH {
@@ -273,6 +319,23 @@ impl PacketSocket {
     /// never the frames sent on the interface, and turns on all-multicast reception on
     /// the interface for as long as the socket lives.
     pub fn open(ifindex: u32, filter: Filter) -> io::Result<Self> {
+        Self::open_inner(ifindex, Some(filter), false)
+    }
+
+    /// Like [`PacketSocket::open`], but each received frame is preceded by a
+    /// [`VnetHdr`] of [`VNET_HDR_LEN`] bytes telling whether its transport checksum is
+    /// still to be computed (a container's kernel leaves that to the "hardware" on a
+    /// veth). Such a socket must not be used to send: use [`PacketSocket::open_tx`].
+    pub fn open_capture(ifindex: u32, filter: Filter) -> io::Result<Self> {
+        Self::open_inner(ifindex, Some(filter), true)
+    }
+
+    /// A socket that only sends on interface `ifindex` (it receives nothing).
+    pub fn open_tx(ifindex: u32) -> io::Result<Self> {
+        Self::open_inner(ifindex, None, false)
+    }
+
+    fn open_inner(ifindex: u32, filter: Option<Filter>, vnet_hdr: bool) -> io::Result<Self> {
         let ifindex_c = libc::c_int::try_from(ifindex)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
         // Protocol 0: the socket receives nothing until `bind` names a protocol, so no
@@ -289,10 +352,13 @@ impl PacketSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let one: libc::c_int = 1;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
+        if vnet_hdr {
+            setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
+        }
         let program: &[libc::sock_filter] = match filter {
-            Filter::Igmp => &IGMP_PROGRAM,
-            Filter::MulticastData => &DATA_PROGRAM,
-            Filter::All => &[],
+            Some(Filter::Igmp) => &IGMP_PROGRAM,
+            Some(Filter::MulticastData) => &DATA_PROGRAM,
+            Some(Filter::All) | None => &[],
         };
         if !program.is_empty() {
             let prog = libc::sock_fprog {
@@ -302,15 +368,22 @@ impl PacketSocket {
             // The kernel copies the program during the call and never writes to it.
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
         }
-        // SAFETY: all-zero is a valid `packet_mreq`.
-        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
-        mreq.mr_ifindex = ifindex_c;
-        mreq.mr_type = libc::PACKET_MR_ALLMULTI as libc::c_ushort;
-        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        if filter.is_some() {
+            // SAFETY: all-zero is a valid `packet_mreq`.
+            let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+            mreq.mr_ifindex = ifindex_c;
+            mreq.mr_type = libc::PACKET_MR_ALLMULTI as libc::c_ushort;
+            setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        }
         // SAFETY: all-zero is a valid `sockaddr_ll`.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-        sll.sll_protocol = ETH_P_ALL.to_be();
+        // Protocol 0 on a send-only socket: bound to the interface, it receives nothing.
+        sll.sll_protocol = if filter.is_some() {
+            ETH_P_ALL.to_be()
+        } else {
+            0
+        };
         sll.sll_ifindex = ifindex_c;
         // SAFETY: `sll` is an initialised `sockaddr_ll` and the length is its size.
         cvt(unsafe {
