@@ -97,6 +97,11 @@ impl Lab {
     /// A host: a bridge with snooping and its own querier (answering after 1 s instead
     /// of 10 so the bridge counts a querier as present quickly).
     fn host(&mut self, role: &str) -> String {
+        self.host_with(role, true)
+    }
+
+    /// A host whose bridge runs its own querier or not.
+    fn host_with(&mut self, role: &str, querier: bool) -> String {
         let ns = self.netns(role);
         self.ip(
             &ns,
@@ -109,7 +114,7 @@ impl Lab {
                 "mcast_snooping",
                 "1",
                 "mcast_querier",
-                "1",
+                if querier { "1" } else { "0" },
                 "mcast_query_response_interval",
                 "100",
             ],
@@ -585,12 +590,16 @@ const S1: &str = "10.88.0.11";
 const S2: &str = "10.88.0.12";
 
 fn three_hosts(groups: &[Ipv4Addr]) -> ThreeHosts {
+    three_hosts_with(groups, true)
+}
+
+fn three_hosts_with(groups: &[Ipv4Addr], querier: bool) -> ThreeHosts {
     let mut lab = Lab::new();
     let r = lab.netns("r");
     lab.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     let mut hosts = Vec::new();
     for (i, role) in ["a", "b", "c"].iter().enumerate() {
-        let h = lab.host(role);
+        let h = lab.host_with(role, querier);
         let n = i + 1;
         let rport = format!("u{role}");
         lab.ip(
@@ -865,4 +874,62 @@ fn a_permanent_router_port_would_pass_every_group_to_the_vxlan_device() {
         after.tx_dropped >= before.tx_dropped + 5,
         "a group without entries should reach the VXLAN device and be dropped there: {before:?} -> {after:?}"
     );
+}
+
+/// Sends one IGMPv2 general query (max response 1 s) from the host stack out of `br0`,
+/// as an agent's querier on the bridge device would.
+const QUERY: &str = r#"
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+q = struct.pack("!BBH4s", 0x11, 10, 0, socket.inet_aton("0.0.0.0"))
+q = struct.pack("!BBH4s", 0x11, 10, csum(q), socket.inet_aton("0.0.0.0"))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("10.88.0.1"))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.sendto(q, ("224.0.0.1", 0))
+"#;
+
+#[test]
+fn the_bridge_hands_groups_to_the_vxlan_port_only_once_it_sees_a_querier() {
+    // Without any querier the bridge floods multicast, and flooding skips the VXLAN
+    // port (mcast_flood off): nothing crosses even with both entries in place. A query
+    // sent by the host through the bridge device (where an agent's querier would send
+    // it) is enough for the bridge to use its table and hand the group over.
+    require_root!();
+    let g1 = Ipv4Addr::new(239, 77, 3, 1);
+    let mut t = three_hosts_with(&[g1], false);
+    let a = t
+        .lab
+        .namespaces
+        .iter()
+        .find(|n| n.ends_with("-a"))
+        .unwrap()
+        .clone();
+    t.lab.ip(&a, &["addr", "add", "10.88.0.1/24", "dev", "br0"]);
+    BridgeMdb::new(&t.dev_a).add(&mut t.nl_a, g1).unwrap();
+    VxlanMdb::new(&t.dev_a)
+        .add(&mut t.nl_a, &VxlanMdbEntry::new(g1, t.under_b))
+        .unwrap();
+    t.send(S1, g1, "noquerier");
+    // a2 gets it by flooding; B must not.
+    t.expect("noquerier", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
+
+    t.lab.exec(&a, &["python3", "-c", QUERY]);
+    let mut round = 0;
+    let crossed = wait_until(Duration::from_secs(10), || {
+        round += 1;
+        t.send(S1, g1, &format!("queried{round}"));
+        std::thread::sleep(Duration::from_millis(300));
+        t.rx_b.count(&format!("queried{round}")) > 0
+    });
+    assert!(
+        crossed,
+        "after a query on br0 the group never reached host B"
+    );
+    t.send(S1, g1, "after");
+    t.expect("after", &[&t.rx_b, &t.rx_a2], &[&t.rx_c]);
 }

@@ -1,7 +1,10 @@
 //! The rtnetlink socket: send requests, collect acks and dumps. Thin on purpose; every
 //! message is built and parsed by the pure modules next to this one.
 
+use std::time::Duration;
+
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use socket2::SockRef;
 
 use super::error::Error;
 use super::nl::{
@@ -14,6 +17,9 @@ use super::nl::{
 const BATCH: usize = 64;
 /// Retries of a dump that the kernel marked inconsistent (the table changed under it).
 const DUMP_RETRIES: usize = 5;
+/// The kernel answers rtnetlink within microseconds; this only keeps a caller from
+/// hanging forever if an answer is ever lost.
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One reply message, owned.
 #[derive(Debug, Clone)]
@@ -44,6 +50,9 @@ impl Netlink {
         sock.set_ext_ack(true).map_err(Error::Socket)?;
         // Acks need not echo whole requests back.
         sock.set_cap_ack(true).map_err(Error::Socket)?;
+        SockRef::from(&sock)
+            .set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(Error::Socket)?;
         Ok(Self {
             sock,
             seq: 1,
