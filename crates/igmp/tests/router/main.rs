@@ -4,6 +4,7 @@
 mod compat;
 mod conformance;
 mod harness;
+mod kernel;
 mod membership;
 mod properties;
 mod querier;
