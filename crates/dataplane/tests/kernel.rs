@@ -340,6 +340,10 @@ fn device_settings_refusals_and_stale_cleanup() {
         assert!(link.contains(want), "missing {want:?} in:\n{link}");
     }
 
+    let bm = nl.bridge_multicast("br0").unwrap();
+    assert!(bm.snooping && bm.own_querier, "{bm:?}");
+    assert!(nl.bridge_multicast("plain0").is_err());
+
     // Refusals carry the kernel's words or ours.
     let again = VxlanDevice::create(&mut nl, &cfg).unwrap_err();
     assert!(again.is_exists(), "{again}");
@@ -918,7 +922,16 @@ fn the_bridge_hands_groups_to_the_vxlan_port_only_once_it_sees_a_querier() {
     // a2 gets it by flooding; B must not.
     t.expect("noquerier", &[&t.rx_a2], &[&t.rx_b, &t.rx_c]);
 
+    let before = t.nl_a.bridge_multicast("br0").unwrap();
+    assert!(before.snooping && !before.own_querier, "{before:?}");
+    assert_eq!(before.querier_address, None, "{before:?}");
     t.lab.exec(&a, &["python3", "-c", QUERY]);
+    let after = t.nl_a.bridge_multicast("br0").unwrap();
+    assert_eq!(
+        after.querier_address,
+        Some(Ipv4Addr::new(10, 88, 0, 1)),
+        "{after:?}"
+    );
     let mut round = 0;
     let crossed = wait_until(Duration::from_secs(10), || {
         round += 1;

@@ -38,6 +38,14 @@ const IFLA_VXLAN_TTL: u16 = 5;
 const IFLA_VXLAN_LEARNING: u16 = 7;
 const IFLA_VXLAN_PORT: u16 = 15;
 
+const IFLA_BR_MCAST_SNOOPING: u16 = 23;
+const IFLA_BR_MCAST_QUERIER: u16 = 25;
+const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
+const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
+const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
+const BRIDGE_QUERIER_IP_PORT: u16 = 2;
+const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
+
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
 const IFLA_BRPORT_MULTICAST_ROUTER: u16 = 25;
@@ -180,6 +188,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// VXLAN settings, for a VXLAN device.
     pub vxlan: Option<VxlanLinkData>,
+    /// Multicast settings, for a bridge.
+    pub bridge: Option<BridgeMulticast>,
     /// Device counters.
     pub stats: Option<DeviceStats>,
 }
@@ -197,6 +207,26 @@ pub struct VxlanLinkData {
     pub link: Option<u32>,
     /// Whether the device learns remote addresses.
     pub learning: Option<bool>,
+}
+
+/// A bridge's IGMP snooping state (`IFLA_BR_MCAST_*`). The bridge only forwards by its
+/// multicast table (and so only hands groups with an entry to the VXLAN port) while
+/// snooping is on and it counts a querier as present: its own (`own_querier`) or
+/// another one whose queries it saw (`other_querier`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeMulticast {
+    /// IGMP snooping enabled (`mcast_snooping`).
+    pub snooping: bool,
+    /// The bridge runs its own querier (`mcast_querier`).
+    pub own_querier: bool,
+    /// IGMP version the bridge's querier speaks (2 or 3), if reported.
+    pub igmp_version: Option<u8>,
+    /// The IPv4 querier the bridge currently follows (0.0.0.0 is reported as `None`).
+    pub querier_address: Option<Ipv4Addr>,
+    /// Port on which that querier was heard, if it is not the bridge itself.
+    pub querier_port: Option<u32>,
+    /// Time left before another querier is considered gone, in centiseconds.
+    pub other_querier_timer: Option<u64>,
 }
 
 /// Device counters from IFLA_STATS64 (`struct rtnl_link_stats64`).
@@ -255,6 +285,11 @@ fn parse_linkinfo(p: &[u8], info: &mut LinkInfo) -> Result<(), String> {
             _ => {}
         }
     }
+    if info.kind == "bridge"
+        && let Some(d) = data
+    {
+        info.bridge = Some(parse_bridge(d)?);
+    }
     if info.kind == "vxlan"
         && let Some(d) = data
     {
@@ -275,6 +310,33 @@ fn parse_linkinfo(p: &[u8], info: &mut LinkInfo) -> Result<(), String> {
         info.vxlan = Some(x);
     }
     Ok(())
+}
+
+fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
+    let mut b = BridgeMulticast::default();
+    for a in nl::attrs(d) {
+        let (t, v) = a?;
+        match t {
+            IFLA_BR_MCAST_SNOOPING => b.snooping = v.first().is_some_and(|x| *x != 0),
+            IFLA_BR_MCAST_QUERIER => b.own_querier = v.first().is_some_and(|x| *x != 0),
+            IFLA_BR_MCAST_IGMP_VERSION => b.igmp_version = v.first().copied(),
+            IFLA_BR_MCAST_QUERIER_STATE => {
+                for a in nl::attrs(v) {
+                    let (t, v) = a?;
+                    match t {
+                        BRIDGE_QUERIER_IP_ADDRESS => {
+                            b.querier_address = read_ipv4(v).filter(|a| !a.is_unspecified());
+                        }
+                        BRIDGE_QUERIER_IP_PORT => b.querier_port = read_u32(v, 0),
+                        BRIDGE_QUERIER_IP_OTHER_TIMER => b.other_querier_timer = read_u64(v, 0),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(b)
 }
 
 fn parse_stats64(p: &[u8]) -> Option<DeviceStats> {
@@ -409,6 +471,51 @@ mod tests {
         assert_eq!((x.vni, x.port, x.local), (Some(42), Some(4789), None));
         let s = l.stats.unwrap();
         assert_eq!((s.rx_packets, s.tx_packets, s.tx_dropped), (1, 2, 8));
+    }
+
+    #[test]
+    fn parses_bridge_snooping_and_querier_state() {
+        let mut p = vec![0u8; 16];
+        let mut data = Vec::new();
+        attr(&mut data, IFLA_BR_MCAST_SNOOPING, 5, &[1, 0, 0, 0]);
+        attr(&mut data, IFLA_BR_MCAST_QUERIER, 5, &[0, 0, 0, 0]);
+        attr(&mut data, IFLA_BR_MCAST_IGMP_VERSION, 5, &[3, 0, 0, 0]);
+        let mut q = Vec::new();
+        attr(&mut q, BRIDGE_QUERIER_IP_ADDRESS, 8, &[10, 88, 0, 1]);
+        attr(
+            &mut q,
+            BRIDGE_QUERIER_IP_OTHER_TIMER,
+            12,
+            &25_500u64.to_ne_bytes(),
+        );
+        attr(
+            &mut data,
+            IFLA_BR_MCAST_QUERIER_STATE | NLA_F_NESTED,
+            4 + q.len() as u16,
+            &q,
+        );
+        let mut li = Vec::new();
+        attr(&mut li, IFLA_INFO_KIND, 11, b"bridge\0\0");
+        attr(
+            &mut li,
+            IFLA_INFO_DATA | NLA_F_NESTED,
+            4 + data.len() as u16,
+            &data,
+        );
+        attr(
+            &mut p,
+            IFLA_LINKINFO | NLA_F_NESTED,
+            4 + li.len() as u16,
+            &li,
+        );
+        let b = parse_link(&p).unwrap().bridge.unwrap();
+        assert!(b.snooping && !b.own_querier);
+        assert_eq!(b.igmp_version, Some(3));
+        assert_eq!(b.querier_address, Some(Ipv4Addr::new(10, 88, 0, 1)));
+        assert_eq!(
+            (b.querier_port, b.other_querier_timer),
+            (None, Some(25_500))
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Looking up links over the socket.
 
 use super::error::Error;
-use super::link_msg::{self, LinkInfo, RTM_NEWLINK};
+use super::link_msg::{self, BridgeMulticast, LinkInfo, RTM_NEWLINK};
 use super::socket::Netlink;
 
 impl Netlink {
@@ -25,6 +25,21 @@ impl Netlink {
             Err(e) => return Err(e),
         };
         first_link(&replies, &op)?.ok_or_else(|| Error::NoSuchDevice(format!("#{ifindex}")))
+    }
+
+    /// The IGMP snooping state of bridge `name`, or [`Error::WrongKind`] if it is not a
+    /// bridge. The agent's `--dataplane auto` can use it: the kernel path needs
+    /// snooping on and a querier the bridge can see.
+    pub fn bridge_multicast(&mut self, name: &str) -> Result<BridgeMulticast, Error> {
+        let link = self.link_by_name(name)?;
+        match link.bridge {
+            Some(b) if link.kind == "bridge" => Ok(b),
+            _ => Err(Error::WrongKind {
+                name: name.to_string(),
+                found: link.kind,
+                wanted: "bridge",
+            }),
+        }
     }
 
     /// Every device of this network namespace.

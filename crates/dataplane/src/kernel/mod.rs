@@ -34,7 +34,7 @@ mod vxlan;
 
 pub use error::Error;
 pub use inspect::{Inspection, inspect};
-pub use link_msg::{DeviceStats, LinkInfo, VxlanLinkData};
+pub use link_msg::{BridgeMulticast, DeviceStats, LinkInfo, VxlanLinkData};
 pub use mdb::{BridgeMdb, MAX_ERRORS, ReconcileStats, VxlanMdb};
 pub use mdb_msg::{SourceFilter, VxlanMdbEntry};
 pub use membership::{RemoteMembership, compile};
