@@ -71,7 +71,10 @@ pub struct Interface {
     /// Each group's earliest deadline, indexed so the next timer is found without
     /// scanning every group and source.
     deadlines: BTreeSet<(Instant, Ipv4Addr)>,
-    indexed: BTreeMap<Ipv4Addr, Instant>,
+    /// What the index holds for each group: its deadline and its number of sources.
+    indexed: BTreeMap<Ipv4Addr, (Option<Instant>, usize)>,
+    /// Sources over all groups, as of the last [`Interface::reindex`].
+    total_sources: usize,
     /// The latest time handed in; earlier times are treated as this one.
     last_now: Instant,
 }
@@ -130,6 +133,7 @@ impl Interface {
             marks: Marks::default(),
             deadlines: BTreeSet::new(),
             indexed: BTreeMap::new(),
+            total_sources: 0,
             last_now: now,
         };
         this.handle_timeout(now);
@@ -364,12 +368,20 @@ impl Interface {
     /// Brings the deadline index up to date for every group changed since last time.
     fn reindex(&mut self) {
         for g in std::mem::take(&mut self.marks.stale) {
-            if let Some(old) = self.indexed.remove(&g) {
-                self.deadlines.remove(&(old, g));
+            if let Some((old, count)) = self.indexed.remove(&g) {
+                if let Some(t) = old {
+                    self.deadlines.remove(&(t, g));
+                }
+                self.total_sources = self.total_sources.saturating_sub(count);
             }
-            if let Some(t) = self.groups.get(&g).and_then(Group::next_deadline) {
-                self.indexed.insert(g, t);
-                self.deadlines.insert((t, g));
+            if let Some(state) = self.groups.get(&g) {
+                let deadline = state.next_deadline();
+                let count = state.sources.len();
+                self.indexed.insert(g, (deadline, count));
+                self.total_sources += count;
+                if let Some(t) = deadline {
+                    self.deadlines.insert((t, g));
+                }
             }
         }
     }
@@ -689,7 +701,8 @@ impl Interface {
             ))
         ) || matches!(&translated, Some((Record::ToIn, s)) if !s.is_empty());
         let expires = Some(now + self.gmi());
-        let total: usize = self.groups.values().map(|g| g.sources.len()).sum();
+        self.reindex();
+        let total = self.total_sources;
         if !self.groups.contains_key(&r.group) && !creates {
             return;
         }

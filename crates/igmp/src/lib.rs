@@ -24,6 +24,34 @@
 //! late call behaves as if it had been on time. Every untrusted byte string ends in the
 //! state machine or in a counted drop ([`Stats`]); nothing here panics on input.
 //!
+//! # Choices the RFCs leave open
+//!
+//! - **`Version::V2`** is an RFC 2236 router: it sends only IGMPv2 queries and keeps
+//!   any-source membership. IGMPv3 reports (sent by hosts before they hear our first
+//!   query) are read as the Linux bridge reads them: a record that leaves every source
+//!   (TO_IN({})) is a leave, BLOCK and IS_IN({}) are ignored, anything else is a join.
+//! - **Older querier** (RFC 3376 7.3.1 asks for administrative configuration): in `V3`,
+//!   an IGMPv1/v2 query from the elected querier makes the link run that version (no
+//!   source lists, counted in [`Stats::older_version_queries`]) until that querier's
+//!   Other Querier Present timer expires.
+//! - **Querier election with 0.0.0.0**: a query from 0.0.0.0 (a snooping switch's proxy
+//!   querier, RFC 4541 2.1.1) never wins, and an interface without an address yields
+//!   to any real querier.
+//! - **Non-querier timers**: the querier's QRV and QQIC are adopted (RFC 3376 4.1.6,
+//!   4.1.7); a group-specific query lowers timers to Last Member Query Count times its
+//!   Max Resp Time (RFC 2236 section 3), so we never drop a member the querier is
+//!   still waiting for.
+//! - **Reporters** (the hosts listed per group) are tracked from each report's IP source
+//!   with the filter that host last stated. IGMPv3 hosts never suppress reports, so one
+//!   silent for a Group Membership Interval is dropped; IGMPv1/v2 hosts do suppress, so
+//!   they leave the list only with a Leave or with the group.
+//! - **Fast leave** acts only when no other reporter of the group is known, so turning
+//!   it on by mistake on a shared link cannot cut off a member we have heard from.
+//! - **Bounds**: at most [`MAX_GROUPS`] groups, [`MAX_SOURCES_PER_GROUP`] sources per
+//!   group and [`MAX_SOURCES`] per interface; reports beyond the token bucket of
+//!   [`Config::report_rate_limit`] are dropped. Deadlines are indexed, so a packet
+//!   costs O(log n) in the number of groups plus the size of the records it carries.
+//!
 //! This crate must never do I/O or read a clock: time is always an argument.
 
 #![forbid(unsafe_code)]

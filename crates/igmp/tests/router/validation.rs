@@ -222,3 +222,25 @@ fn group_and_source_tables_are_bounded() {
     assert_eq!(l.igmp.stats().dropped.state_limit, 1);
     assert_eq!(l.state(), None);
 }
+
+#[test]
+fn total_sources_per_interface_are_bounded() {
+    let mut l = Link::new(Config::default());
+    let per = 500u32;
+    let groups = u32::try_from(mcgate_igmp::MAX_SOURCES).unwrap() / per + 1;
+    for i in 0..groups {
+        let records = vec![mcgate_wire::igmp::GroupRecord {
+            kind: IS_IN,
+            group: Ipv4Addr::from(u32::from(Ipv4Addr::new(239, 2, 0, 0)) + i),
+            sources: (0..per).map(|n| Ipv4Addr::from(0x0a01_0000 + n)).collect(),
+            aux_data: vec![],
+        }];
+        l.send(h(1), V3_ROUTERS, &IgmpRepr::ReportV3 { records });
+    }
+    let total: usize = l.igmp.groups().map(|(_, f)| f.sources.len()).sum();
+    assert!(total <= mcgate_igmp::MAX_SOURCES);
+    assert_eq!(l.igmp.stats().dropped.state_limit, 1);
+    // Room comes back when sources go.
+    l.wait(gmi());
+    assert_eq!(l.igmp.groups().count(), 0);
+}
