@@ -478,6 +478,7 @@ fn bad_input_is_one_sentence_and_exit_2() {
         &["send", "--group", GROUP, "--iface", "nosuchif0"],
         &["recv", "--group", GROUP, "--source", "233.252.0.9"],
         &["send", "--group", GROUP, "--time", "0"],
+        &["recv", "--group", GROUP, "--buffer", "lots"],
     ];
     for args in cases {
         let out = Command::new(mcgate())

@@ -63,6 +63,10 @@ pub struct RecvArgs {
     /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
     #[arg(long, short = 't')]
     pub time: Option<f64>,
+    /// Socket receive buffer in bytes, with an optional K or M suffix (powers of 1024);
+    /// the kernel doubles it for its bookkeeping, as for iperf's -w.
+    #[arg(long, short = 'w', default_value = "4M")]
+    pub buffer: String,
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -91,6 +95,7 @@ pub struct RecvConfig {
     pub iface: Option<Iface>,
     pub interval: Duration,
     pub time: Option<Duration>,
+    pub buffer: usize,
     pub json: bool,
 }
 
@@ -119,6 +124,21 @@ pub fn len(text: &str) -> Result<usize, PerfError> {
         return Err(PerfError::LenOutOfRange(n));
     }
     Ok(n)
+}
+
+/// Parses a buffer size: bytes, or a number with a K or M suffix (powers of 1024).
+pub fn buffer(text: &str) -> Result<usize, PerfError> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1usize << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| (4096..=(1 << 30)).contains(n))
+        .ok_or_else(|| PerfError::BadBuffer(text.to_string()))
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, PerfError> {
@@ -160,6 +180,7 @@ impl RecvArgs {
             iface: self.iface.as_deref().map(Iface::lookup).transpose()?,
             interval: seconds("--interval", self.interval)?,
             time: self.time.map(|t| seconds("--time", t)).transpose()?,
+            buffer: buffer(&self.buffer)?,
             json: self.json,
         })
     }
@@ -185,6 +206,16 @@ mod tests {
         assert!(matches!(len("19"), Err(PerfError::LenOutOfRange(19))));
         assert!(matches!(len("65508"), Err(PerfError::LenOutOfRange(_))));
         assert!(matches!(len("1k"), Err(PerfError::BadLen(_))));
+    }
+
+    #[test]
+    fn buffer_sizes() {
+        assert_eq!(buffer("4M").unwrap(), 4 << 20);
+        assert_eq!(buffer("512k").unwrap(), 512 << 10);
+        assert_eq!(buffer("65536").unwrap(), 65536);
+        for bad in ["", "4G", "1", "-1M", "lots"] {
+            assert!(buffer(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

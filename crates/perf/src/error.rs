@@ -28,6 +28,11 @@ pub enum PerfError {
         "--len {0} is out of range: a datagram needs room for the 20-byte iperf 2 header and fits in 65507 bytes, for example --len 1470"
     )]
     LenOutOfRange(usize),
+    /// `--buffer` does not parse or is absurd.
+    #[error(
+        "'{0}' is not a buffer size between 4K and 1024M: give bytes with an optional K or M suffix, for example --buffer 4M"
+    )]
+    BadBuffer(String),
     /// `--time` or `--interval` is not a positive number of seconds.
     #[error("{flag} {value} is not a positive number of seconds: for example {flag} 10")]
     BadSeconds {

@@ -25,8 +25,6 @@ use crate::stats::{RecvReport, SenderStats};
 const BATCH: usize = 64;
 /// Bytes kept of each datagram: enough for iperf 2's headers.
 const SLOT: usize = 128;
-/// Receive buffer asked for; the kernel doubles it for bookkeeping.
-const RCVBUF: usize = 8 << 20;
 /// Senders tracked at most; datagrams from more are counted but not measured, so a flood
 /// of spoofed sources cannot grow memory without bound.
 const MAX_SENDERS: usize = 4096;
@@ -41,9 +39,10 @@ pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
         .map_err(ioerr("set SO_REUSEADDR"))?;
     // SO_RCVBUFFORCE passes rmem_max when we are root; otherwise SO_RCVBUF gets what the
     // system allows.
-    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &RCVBUF).is_err()
+    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &cfg.buffer)
+        .is_err()
     {
-        sock.set_recv_buffer_size(RCVBUF)
+        sock.set_recv_buffer_size(cfg.buffer)
             .map_err(ioerr("set the receive buffer size"))?;
     }
     nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
