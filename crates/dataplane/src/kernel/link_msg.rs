@@ -443,6 +443,54 @@ mod tests {
     }
 
     #[test]
+    fn optional_vxlan_attributes_and_lookups_exact_bytes() {
+        let spec = VxlanSpec {
+            name: "v",
+            vni: 1,
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            port: 8472,
+            underlay_ifindex: None,
+            mtu: Some(1450),
+            ttl: Some(16),
+            master_ifindex: None,
+        };
+        let got = new_vxlan(&spec).finish(1);
+        let mut want = hdr(0, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 1);
+        want.extend_from_slice(&[0u8; 16]);
+        attr(&mut want, IFLA_IFNAME, 6, b"v\0\0\0");
+        attr(&mut want, IFLA_MTU, 8, &1450u32.to_ne_bytes());
+        attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
+        attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
+        attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
+        attr(&mut want, IFLA_VXLAN_ID, 8, &1u32.to_ne_bytes());
+        attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[192, 0, 2, 1]);
+        attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x21, 0x18, 0, 0]);
+        attr(&mut want, IFLA_VXLAN_LEARNING, 5, &[0, 0, 0, 0]);
+        attr(&mut want, IFLA_VXLAN_TTL, 5, &[16, 0, 0, 0]);
+        let len = want.len() as u32;
+        want[0..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(got, want);
+
+        let got = get_link_by_name("br0").finish(4);
+        let mut want = hdr(40, RTM_GETLINK, 0x5, 4);
+        want.extend_from_slice(&[0u8; 16]);
+        attr(&mut want, IFLA_IFNAME, 8, b"br0\0");
+        assert_eq!(got, want);
+
+        let got = get_link_by_index(9).finish(5);
+        let mut want = hdr(32, RTM_GETLINK, 0x5, 5);
+        let mut ifi = [0u8; 16];
+        ifi[4..8].copy_from_slice(&9u32.to_ne_bytes());
+        want.extend_from_slice(&ifi);
+        assert_eq!(got, want);
+
+        let got = dump_links().finish(6);
+        let mut want = hdr(32, RTM_GETLINK, 0x301, 6);
+        want.extend_from_slice(&[0u8; 16]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn parses_a_vxlan_link_with_stats() {
         let mut p = Vec::new();
         let mut ifi = [0u8; 16];
