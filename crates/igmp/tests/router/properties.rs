@@ -13,6 +13,9 @@ enum Step {
     Wait(u32),
     Message(Ipv4Addr, Ipv4Addr, IgmpRepr),
     Bytes(Vec<u8>),
+    Reconfigure(Config),
+    /// A driver whose clock stepped back by this many milliseconds.
+    Backwards(u32),
 }
 
 fn small_addr(base: [u8; 3]) -> impl Strategy<Value = Ipv4Addr> + Clone {
@@ -72,6 +75,8 @@ fn step() -> impl Strategy<Value = Step> {
             Step::Message(src, dst, m)
         }),
         1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Step::Bytes),
+        1 => config().prop_map(Step::Reconfigure),
+        1 => (0u32..10_000).prop_map(Step::Backwards),
     ]
 }
 
@@ -117,6 +122,11 @@ proptest! {
                     igmp.handle_packet(now, &emit_ip_packet(src, dst, &m));
                 }
                 Step::Bytes(b) => igmp.handle_packet(now, &b),
+                Step::Reconfigure(c) => igmp.set_config(now, c),
+                Step::Backwards(ms) => {
+                    let earlier = now.checked_sub(Duration::from_millis(u64::from(ms))).unwrap_or(now);
+                    igmp.handle_timeout(earlier);
+                }
             }
             if let Some(t) = igmp.poll_timeout() {
                 prop_assert!(t > now, "timer due at {:?} left unprocessed", t - t0);
