@@ -82,7 +82,8 @@ pub struct Config {
     /// Only right on links that carry a single host.
     pub fast_leave: bool,
     /// Reports (any version, leaves included) accepted per second on this interface;
-    /// the burst is the same number. 0 means no limit.
+    /// the burst is the same number. 0 means no limit. Default 200: a host answering a
+    /// general query for a hundred groups in IGMPv2 (one report each) is not limited.
     pub report_rate_limit: u32,
 }
 

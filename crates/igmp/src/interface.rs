@@ -808,12 +808,8 @@ impl Interface {
     }
 
     fn queue(&mut self, dst: Ipv4Addr, message: IgmpRepr) {
-        let src = if self.address.is_unspecified() {
-            Ipv4Addr::UNSPECIFIED
-        } else {
-            self.address
-        };
-        let packet = mcgate_wire::igmp::emit_ip_packet(src, dst, &message);
+        // From our address, 0.0.0.0 included (a querier without an address).
+        let packet = mcgate_wire::igmp::emit_ip_packet(self.address, dst, &message);
         self.transmits.push_back(Transmit {
             dst,
             packet,
