@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::{
-    BridgeMdb, DEVICE_PREFIX, KernelSupport, MIN_KERNEL, Netlink, ProbeMethod, RemoteMembership,
-    SourceFilter, VxlanConfig, VxlanDevice, VxlanMdb, VxlanMdbEntry, device_name, inspect,
+    BridgeMdb, DEVICE_PREFIX, DomainTables, KernelSupport, MIN_KERNEL, Netlink, ProbeMethod,
+    RemoteMembership, SourceFilter, VxlanConfig, VxlanDevice, VxlanMdb, VxlanMdbEntry, compile,
+    device_name, inspect,
 };
 use nix::sched::{CloneFlags, setns};
 
@@ -562,6 +563,37 @@ fn reconcile_after_churn_of_1000_groups_matches_exactly() {
         .count();
     assert_eq!(on_port, 1000, "{show}");
 
+    // Both tables from memberships (1,000 groups, filters on some), in one call.
+    let memberships: BTreeSet<RemoteMembership> = (2000..3000u32)
+        .flat_map(|i| {
+            remotes
+                .iter()
+                .take((i % 3 + 1) as usize)
+                .map(move |dst| RemoteMembership {
+                    filter: match i % 5 {
+                        0 => SourceFilter::Include([src(i)].into()),
+                        1 => SourceFilter::Exclude([src(i + 1)].into()),
+                        _ => SourceFilter::Any,
+                    },
+                    ..RemoteMembership::any_source(group(i), *dst)
+                })
+        })
+        .collect();
+    let tables = DomainTables::new(&dev);
+    let st = tables.reconcile(&mut nl, &memberships).unwrap();
+    assert_eq!(st.vxlan.failed + st.bridge.failed, 0, "{st:?}");
+    assert_eq!(vx.dump(&mut nl).unwrap(), compile(&memberships).unwrap());
+    let member_groups: BTreeSet<Ipv4Addr> = (2000..3000u32).map(group).collect();
+    assert_eq!(br.dump(&mut nl).unwrap(), member_groups);
+    let st = tables.reconcile(&mut nl, &memberships).unwrap();
+    assert_eq!(st.vxlan.unchanged, compile(&memberships).unwrap().len());
+    assert_eq!(
+        (st.vxlan.added, st.bridge.added, st.bridge.removed),
+        (0, 0, 0)
+    );
+    vx.reconcile(&mut nl, &want2).unwrap();
+    br.reconcile(&mut nl, &groups2).unwrap();
+
     // Idempotent: a second pass changes nothing.
     let st = vx.reconcile(&mut nl, &want2).unwrap();
     assert_eq!(
@@ -813,11 +845,20 @@ fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
     t.send(S2, g(5), "g5raw-s2");
     t.expect("g5raw-s2", &[&t.rx_c], &[&t.rx_b]);
 
-    // Reconcile to a fresh state: only G6 to B and C.
+    // Both tables from one set of memberships: only G6, to B and C.
     let want: BTreeSet<VxlanMdbEntry> =
         [VxlanMdbEntry::new(g(6), b), VxlanMdbEntry::new(g(6), c)].into();
-    vx.reconcile(&mut t.nl_a, &want).unwrap();
-    br.reconcile(&mut t.nl_a, &[g(6)].into()).unwrap();
+    let st = DomainTables::new(&t.dev_a)
+        .reconcile(
+            &mut t.nl_a,
+            &[
+                RemoteMembership::any_source(g(6), b),
+                RemoteMembership::any_source(g(6), c),
+            ]
+            .into(),
+        )
+        .unwrap();
+    assert_eq!(st.vxlan.failed + st.bridge.failed, 0, "{st:?}");
     let view = inspect(&mut t.nl_a, &t.dev_a).unwrap();
     assert_eq!(view.vxlan_entries, want.iter().cloned().collect::<Vec<_>>());
     assert_eq!(view.bridge_groups, [g(6)].into());

@@ -379,6 +379,57 @@ impl BridgeMdb {
     }
 }
 
+/// Both tables of one domain's VXLAN device, kept in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainTables {
+    /// The VXLAN device's table.
+    pub vxlan: VxlanMdb,
+    /// The bridge's entries on the VXLAN port.
+    pub bridge: BridgeMdb,
+}
+
+/// What [`DomainTables::reconcile`] changed in each table.
+#[derive(Debug, Default)]
+pub struct DomainReconcile {
+    /// The VXLAN device's table.
+    pub vxlan: ReconcileStats,
+    /// The bridge's entries on the VXLAN port.
+    pub bridge: ReconcileStats,
+}
+
+impl DomainTables {
+    /// The tables of `dev`.
+    pub fn new(dev: &VxlanDevice) -> Self {
+        Self {
+            vxlan: VxlanMdb::new(dev),
+            bridge: BridgeMdb::new(dev),
+        }
+    }
+
+    /// Makes both tables match `memberships`: the VXLAN entries [`compile`] gives, and a
+    /// bridge entry for every group with at least one remote member. Bridge entries
+    /// go first for groups that leave and last for groups that join, so the bridge
+    /// never hands the VXLAN device a group it has no destination for.
+    pub fn reconcile(
+        &self,
+        nl: &mut Netlink,
+        memberships: &BTreeSet<RemoteMembership>,
+    ) -> Result<DomainReconcile, Error> {
+        let groups: BTreeSet<Ipv4Addr> = memberships.iter().map(|m| m.group).collect();
+        let entries = compile(memberships)?;
+        let current = self.bridge.dump(nl)?;
+        let kept: BTreeSet<Ipv4Addr> = current.intersection(&groups).copied().collect();
+        let mut bridge = self.bridge.reconcile(nl, &kept)?;
+        let vxlan = self.vxlan.reconcile(nl, &entries)?;
+        let adds = self.bridge.reconcile(nl, &groups)?;
+        bridge.added += adds.added;
+        bridge.failed += adds.failed;
+        bridge.errors.extend(adds.errors);
+        bridge.errors.truncate(MAX_ERRORS);
+        Ok(DomainReconcile { vxlan, bridge })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

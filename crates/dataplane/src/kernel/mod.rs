@@ -13,6 +13,9 @@
 //!   agent describes what each remote wants ([`RemoteMembership`]); [`compile`] turns
 //!   that into the entries the kernel's lookup (most specific entry wins) needs.
 //!
+//! [`DomainTables::reconcile`] keeps both tables of a device in step from one set of
+//! memberships: the agent's usual call after every change of the forwarding table.
+//!
 //! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
 //! the kernel holds exactly what the agent wants. Everything is built byte by byte on a
 //! plain netlink socket with extended acks; the kernel's own refusal text ends up in
@@ -35,7 +38,7 @@ mod vxlan;
 pub use error::Error;
 pub use inspect::{Inspection, inspect};
 pub use link_msg::{BridgeMulticast, DeviceStats, LinkInfo, VxlanLinkData};
-pub use mdb::{BridgeMdb, MAX_ERRORS, ReconcileStats, VxlanMdb};
+pub use mdb::{BridgeMdb, DomainReconcile, DomainTables, MAX_ERRORS, ReconcileStats, VxlanMdb};
 pub use mdb_msg::{SourceFilter, VxlanMdbEntry};
 pub use membership::{RemoteMembership, compile};
 pub use probe::{KernelSupport, MIN_KERNEL, ProbeMethod, Support};
