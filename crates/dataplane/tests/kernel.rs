@@ -146,15 +146,20 @@ impl Lab {
     /// Starts a receiver in `ns` that joins `groups` and records every datagram.
     fn receiver(&mut self, ns: &str, groups: &[Ipv4Addr]) -> Received {
         let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.reader(ns, RECEIVER, &[PORT.to_string(), list.join(",")])
+    }
+
+    /// Runs a python3 `script` in `ns` that prints "ready" once set up, then one line
+    /// per datagram; the lines are collected as they come.
+    fn reader(&mut self, ns: &str, script: &str, args: &[String]) -> Received {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-u", "-c", RECEIVER])
-            .arg(PORT.to_string())
-            .arg(list.join(","))
+            .args(["netns", "exec", ns, "python3", "-u", "-c", script])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start receiver");
-        let stdout = child.stdout.take().expect("receiver stdout");
+            .expect("start reader");
+        let stdout = child.stdout.take().expect("reader stdout");
         self.children.push(child);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -170,7 +175,7 @@ impl Lab {
         });
         ready_rx
             .recv_timeout(Duration::from_secs(10))
-            .expect("receiver did not join its groups");
+            .expect("reader did not get ready");
         Received(lines)
     }
 
@@ -209,6 +214,10 @@ impl Drop for Lab {
 struct Received(Arc<Mutex<Vec<String>>>);
 
 impl Received {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
     fn count(&self, tag: &str) -> usize {
         let prefix = format!("{tag} ");
         self.0
@@ -986,4 +995,82 @@ fn the_bridge_hands_groups_to_the_vxlan_port_only_once_it_sees_a_querier() {
     );
     t.send(S1, g1, "after");
     t.expect("after", &[&t.rx_b, &t.rx_a2], &[&t.rx_c]);
+}
+
+/// Prints every UDP datagram arriving on port 4789 as `<source ip> <hex>`.
+const VXLAN_LISTENER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 4789))
+print("ready", flush=True)
+s.settimeout(300)
+while True:
+    try:
+        data, addr = s.recvfrom(4096)
+    except socket.timeout:
+        break
+    print(addr[0], data.hex(), flush=True)
+"#;
+
+#[test]
+fn kernel_copies_are_standard_vxlan_carrying_the_frame_unchanged() {
+    // What the userspace relay on another host receives from a kernel-mode host: RFC
+    // 7348 section 5 header with the I flag and the domain's VNI, then the original
+    // Ethernet frame with its TTL of 1 untouched.
+    require_root!();
+    let g1 = Ipv4Addr::new(239, 77, 4, 7);
+    let mut t = three_hosts(&[g1]);
+    let c = t
+        .lab
+        .namespaces
+        .iter()
+        .find(|n| n.ends_with("-c"))
+        .unwrap()
+        .clone();
+    // Host C plays a userspace host: no VXLAN device, a plain UDP socket on 4789.
+    t.lab.ip(&c, &["link", "del", &device_name(VNI)]);
+    let wire = t.lab.reader(&c, VXLAN_LISTENER, &[]);
+    BridgeMdb::new(&t.dev_a).add(&mut t.nl_a, g1).unwrap();
+    VxlanMdb::new(&t.dev_a)
+        .add(&mut t.nl_a, &VxlanMdbEntry::new(g1, t.under_c))
+        .unwrap();
+    let mut round = 0;
+    let got = wait_until(Duration::from_secs(20), || {
+        round += 1;
+        t.send(S1, g1, &format!("wire{round}"));
+        std::thread::sleep(Duration::from_millis(300));
+        !wire.lines().is_empty()
+    });
+    assert!(got, "no VXLAN datagram reached host C");
+    let line = wire.lines().remove(0);
+    let (from, hex) = line.split_once(' ').unwrap();
+    assert_eq!(
+        from, "10.77.1.2",
+        "outer source is host A's underlay address"
+    );
+    let d: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(d.len() > 50, "{hex}");
+    assert_eq!(&d[0..4], &[0x08, 0, 0, 0], "VXLAN flags: I bit only");
+    assert_eq!(
+        &d[4..8],
+        &[0, 0x10, 0x92, 0],
+        "VNI 4242 then a reserved byte"
+    );
+    let eth = &d[8..];
+    assert_eq!(
+        &eth[0..6],
+        &[0x01, 0x00, 0x5e, 0x4d, 0x04, 0x07],
+        "group MAC"
+    );
+    assert_eq!(&eth[12..14], &[0x08, 0x00]);
+    let ip = &eth[14..];
+    assert_eq!(ip[8], 1, "inner TTL is the sender's 1");
+    assert_eq!(ip[9], 17);
+    assert_eq!(&ip[12..16], &[10, 88, 0, 11]);
+    assert_eq!(&ip[16..20], &g1.octets());
+    let udp = &ip[20..];
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), PORT);
+    assert!(String::from_utf8_lossy(&udp[8..]).starts_with("wire"));
 }
