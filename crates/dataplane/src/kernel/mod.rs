@@ -16,6 +16,38 @@
 //! [`DomainTables::reconcile`] keeps both tables of a device in step from one set of
 //! memberships: the agent's usual call after every change of the forwarding table.
 //!
+//! ```no_run
+//! use std::collections::BTreeSet;
+//! use std::net::Ipv4Addr;
+//! use mcgate_dataplane::kernel::*;
+//! # fn main() -> Result<(), Error> {
+//! let support = KernelSupport::probe()?;
+//! if !support.vxlan_mdb {
+//!     eprintln!("using the userspace relay: {}", support.reason);
+//!     return Ok(());
+//! }
+//! let mut nl = Netlink::open()?;
+//! VxlanDevice::remove_stale(&mut nl, DEVICE_PREFIX)?; // left by a killed predecessor
+//! let underlay = nl.link_by_name("eth0")?;
+//! let cfg = VxlanConfig {
+//!     underlay_ifindex: Some(underlay.ifindex),
+//!     ..VxlanConfig::new(42, Ipv4Addr::new(10, 0, 0, 1), "br0")
+//! };
+//! let dev = VxlanDevice::create(&mut nl, &cfg)?;
+//! let tables = DomainTables::new(&dev);
+//! let wanted: BTreeSet<RemoteMembership> = [RemoteMembership::any_source(
+//!     Ipv4Addr::new(239, 1, 1, 1),
+//!     Ipv4Addr::new(10, 0, 0, 2),
+//! )]
+//! .into();
+//! let changed = tables.reconcile(&mut nl, &wanted)?;
+//! let counters = dev.stats(&mut nl)?;
+//! println!("{changed:?} {counters:?}\n{}", inspect(&mut nl, &dev)?);
+//! dev.delete(&mut nl)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
 //! the kernel holds exactly what the agent wants. Everything is built byte by byte on a
 //! plain netlink socket with extended acks; the kernel's own refusal text ends up in

@@ -83,10 +83,8 @@ impl Netlink {
             let base = chunk_no * BATCH;
             let first_seq = self.seq.wrapping_add(1);
             let mut datagram = Vec::new();
-            let mut seqs = Vec::with_capacity(chunk.len());
             for m in chunk {
                 let seq = self.next_seq();
-                seqs.push(seq);
                 datagram.extend_from_slice(&m.finish(seq));
             }
             // Every request of a batch carries REQUEST|ACK (set by the builders).
