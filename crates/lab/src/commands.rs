@@ -5,12 +5,11 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::error::LabError;
 use crate::ops::{self, require_root};
 use crate::process::{self, is_running};
 use crate::state::{LabState, Running, lab_dir, list_labs, log_path, pick_lab, read_exit};
+use crate::status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 use crate::table;
 use crate::topology::{REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY, Topology};
 use crate::{DownArgs, ExecArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
@@ -117,26 +116,20 @@ pub fn tasks_table(st: &LabState) -> String {
 }
 
 /// `lab status --json`.
-pub fn status_json(st: &LabState) -> Value {
+pub fn status_of(st: &LabState) -> LabStatus {
     let dir = st.dir();
-    let with_exit = |mut v: Value, s: (&str, Option<i32>)| {
-        v["state"] = json!(s.0);
-        if s.0 == "exited" {
-            v["exit_code"] = json!(s.1);
-        }
-        v
-    };
+    let exit = |s: (&str, Option<i32>)| if s.0 == "exited" { s.1 } else { None };
     let controller = st.controller.as_ref().map(|c| {
-        with_exit(
-            json!({
-                "pid": c.launch.running.map(|r| r.pid),
-                "url": c.url,
-                "socket": c.socket,
-            }),
-            node_state(&dir, "controller", c.launch.running),
-        )
+        let s = node_state(&dir, "controller", c.launch.running);
+        ControllerStatus {
+            pid: c.launch.running.map(|r| r.pid),
+            url: c.url.clone(),
+            socket: c.socket.clone(),
+            state: s.0.to_string(),
+            exit_code: exit(s),
+        }
     });
-    let hosts: Vec<Value> = st
+    let hosts = st
         .hosts
         .iter()
         .map(|h| {
@@ -145,42 +138,41 @@ pub fn status_json(st: &LabState) -> Value {
                 Some(_) => node_state(&dir, &h.name, running),
                 None => ("running", None),
             };
-            with_exit(
-                json!({
-                    "name": h.name,
-                    "subnet": h.subnet,
-                    "zone": h.zone,
-                    "underlay_ip": h.underlay_ip,
-                    "agent_pid": running.map(|r| r.pid),
-                    "dataplane": h.dataplane.as_str(),
-                }),
-                s,
-            )
+            HostStatus {
+                name: h.name.clone(),
+                subnet: h.subnet.clone(),
+                zone: h.zone.clone(),
+                underlay_ip: h.underlay_ip,
+                agent_pid: running.map(|r| r.pid),
+                state: s.0.to_string(),
+                exit_code: exit(s),
+                dataplane: h.dataplane.as_str().to_string(),
+            }
         })
         .collect();
-    let tasks: Vec<Value> = st
+    let tasks = st
         .tasks
         .iter()
         .map(|t| {
-            with_exit(
-                json!({
-                    "name": t.name,
-                    "service": t.service,
-                    "host": t.host,
-                    "zone": t.zone,
-                    "ip": t.ip,
-                    "pid": t.launch.running.map(|r| r.pid),
-                }),
-                node_state(&dir, &t.name, t.launch.running),
-            )
+            let s = node_state(&dir, &t.name, t.launch.running);
+            TaskStatus {
+                name: t.name.clone(),
+                service: t.service.clone(),
+                host: t.host.clone(),
+                zone: t.zone.clone(),
+                ip: t.ip,
+                pid: t.launch.running.map(|r| r.pid),
+                state: s.0.to_string(),
+                exit_code: exit(s),
+            }
         })
         .collect();
-    json!({
-        "name": st.name,
-        "controller": controller,
-        "hosts": hosts,
-        "tasks": tasks,
-    })
+    LabStatus {
+        name: st.name.clone(),
+        controller,
+        hosts,
+        tasks,
+    }
 }
 
 fn status_text(st: &LabState) -> String {
@@ -268,7 +260,11 @@ fn status(a: StatusArgs) -> Result<ExitCode, LabError> {
     if a.json {
         let lab = pick_lab(a.name.as_deref())?;
         let st = LabState::load(&lab)?;
-        println!("{}", status_json(&st));
+        let body = serde_json::to_string(&status_of(&st)).map_err(|e| LabError::State {
+            path: st.dir().join("state.json"),
+            message: e.to_string(),
+        })?;
+        println!("{body}");
         return Ok(ExitCode::SUCCESS);
     }
     let labs = match a.name {

@@ -95,6 +95,9 @@ pub enum LabError {
         /// The end of its log, indented, if any.
         log: String,
     },
+    /// A failure injected by a test (`MCGATE_LAB_FAIL_AT`).
+    #[error("failure injected after step {0} (MCGATE_LAB_FAIL_AT)")]
+    Injected(String),
     /// The controller refused a setup call.
     #[error("the lab's controller refused {what}: {source}")]
     Controller {

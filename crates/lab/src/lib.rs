@@ -23,6 +23,7 @@ mod placement;
 mod plan;
 mod process;
 mod state;
+mod status;
 mod table;
 mod timefmt;
 mod topology;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use error::LabError;
+pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 
 /// `mcgate lab ...`

@@ -163,6 +163,16 @@ pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError
     }
 }
 
+/// Tests of the clean-up after a failed `lab up` set `MCGATE_LAB_FAIL_AT` to a step
+/// name ("hosts", "tasks", "started"); `lab up` then fails right after that step, as a
+/// real failure there would.
+fn fail_point(step: &str) -> Result<(), LabError> {
+    match std::env::var("MCGATE_LAB_FAIL_AT") {
+        Ok(s) if s == step => Err(LabError::Injected(step.to_string())),
+        _ => Ok(()),
+    }
+}
+
 fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     let dir = st.dir();
     let steps = if st.controller.is_some() { 6 } else { 4 };
@@ -194,6 +204,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
             h.name, h.underlay_ip, h.subnet, h.zone, h.netns
         );
     }
+    fail_point("hosts")?;
     println!("[3/{steps}] task networks (one namespace and address per task, like awsvpc)");
     for t in &st.tasks {
         let Some(h) = st.hosts.iter().find(|h| h.name == t.host) else {
@@ -206,6 +217,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
         );
     }
     st.save()?;
+    fail_point("tasks")?;
 
     let mut step = 4;
     if st.controller.is_some() {
@@ -231,7 +243,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     }
     // A task that cannot start at all (no such program) shows as exited in the table.
     std::thread::sleep(Duration::from_millis(300));
-    Ok(())
+    fail_point("started")
 }
 
 fn start_controller(

@@ -15,7 +15,7 @@ use crate::placement::Placed;
 use crate::state::{
     ControllerState, DomainSetup, HostState, LabState, Launch, SubnetState, TaskState, lab_dir,
 };
-use crate::topology::Topology;
+use crate::topology::{Dataplane, Topology};
 
 /// The controller's TCP port on the VPC.
 pub const CONTROLLER_PORT: u16 = 7400;
@@ -32,6 +32,11 @@ pub struct AgentFlags {
 fn nth(net: &ipnet::Ipv4Net, n: u32) -> Option<Ipv4Addr> {
     let a = u32::from(net.network()).checked_add(n)?;
     (a < u32::from(net.broadcast())).then(|| Ipv4Addr::from(a))
+}
+
+/// The daemons write to log files: no terminal colour codes.
+fn quiet_env() -> BTreeMap<String, String> {
+    BTreeMap::from([("NO_COLOR".to_string(), "1".to_string())])
 }
 
 /// `mcgate` as a command's program means this binary.
@@ -103,7 +108,7 @@ pub fn plan(
                     launch: Launch {
                         netns: ns.clone(),
                         argv,
-                        env: BTreeMap::new(),
+                        env: quiet_env(),
                         running: None,
                     },
                 }),
@@ -149,14 +154,15 @@ pub fn plan(
                     dir.join(format!("agent-{}.sock", h.name)).display()
                 ));
             }
-            if flags.dataplane {
+            // "auto" leaves the choice to the agent: no flag.
+            if flags.dataplane && h.dataplane != Dataplane::Auto {
                 argv.push("--dataplane".into());
                 argv.push(h.dataplane.as_str().into());
             }
             Launch {
                 netns: netns.clone(),
                 argv,
-                env: BTreeMap::new(),
+                env: quiet_env(),
                 running: None,
             }
         });
@@ -267,13 +273,61 @@ mod tests {
         assert_eq!(st.tasks[2].launch.argv[0], "/usr/bin/mcgate");
         let agent = st.hosts[0].agent.as_ref().unwrap();
         assert!(agent.argv.windows(2).any(|w| w == ["--attach", "tk*"]));
-        assert!(agent.argv.windows(2).any(|w| w == ["--dataplane", "auto"]));
+        assert!(
+            !agent.argv.iter().any(|a| a == "--dataplane"),
+            "auto: no flag"
+        );
+        assert!(
+            agent
+                .argv
+                .iter()
+                .any(|a| a.starts_with("unix:/run/mcgate/labs/ecs-multicast/agent-host-a.sock"))
+        );
         assert_eq!(
             st.namespaces.len(),
             2 + 2 + 3,
             "vpc, ctl, 2 hosts, 3 tasks: {:?}",
             st.namespaces
         );
+    }
+
+    #[test]
+    fn example_addresses_are_the_documented_ones() {
+        let src = include_str!("../../../examples/igmpv3-source-filter.toml");
+        let t = Topology::parse("ssm", src).unwrap();
+        let st = plan(
+            &t,
+            &place(&t).unwrap(),
+            Path::new("/x"),
+            AgentFlags::default(),
+        )
+        .unwrap();
+        let at = |n: &str| {
+            let t = st.tasks.iter().find(|t| t.name == n).unwrap();
+            (t.ip.to_string(), t.host.clone())
+        };
+        assert_eq!(at("feed-a-1"), ("10.0.2.100".into(), "host-a".into()));
+        assert_eq!(at("feed-b-1"), ("10.0.3.100".into(), "host-b".into()));
+        assert_eq!(at("ssm-receiver-1"), ("10.0.3.101".into(), "host-b".into()));
+        assert_eq!(at("any-receiver-1"), ("10.0.2.101".into(), "host-a".into()));
+
+        let src = include_str!("../../../examples/fanout.toml");
+        let t = Topology::parse("fanout", src).unwrap();
+        let st = plan(
+            &t,
+            &place(&t).unwrap(),
+            Path::new("/x"),
+            AgentFlags::default(),
+        )
+        .unwrap();
+        for h in &st.hosts {
+            let n = st
+                .tasks
+                .iter()
+                .filter(|t| t.host == h.name && t.service == "receiver")
+                .count();
+            assert_eq!(n, 2, "{}", h.name);
+        }
     }
 
     #[test]

@@ -772,6 +772,25 @@ subnet = "s1"
     }
 
     #[test]
+    fn every_example_parses_and_fits() {
+        for (file, src) in [
+            ("ecs-multicast.toml", REFERENCE_TOPOLOGY),
+            (
+                "ecs-multicast-iperf2.toml",
+                include_str!("../../../examples/ecs-multicast-iperf2.toml"),
+            ),
+            (
+                "igmpv3-source-filter.toml",
+                include_str!("../../../examples/igmpv3-source-filter.toml"),
+            ),
+            ("fanout.toml", include_str!("../../../examples/fanout.toml")),
+        ] {
+            let t = Topology::parse(file, src).unwrap_or_else(|e| panic!("{e}"));
+            crate::placement::place(&t).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for src in [
             "",

@@ -1,0 +1,91 @@
+//! `mcgate lab status --json`, typed: what scripts and tests read.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabStatus {
+    /// The lab's name.
+    pub name: String,
+    /// The controller; `null` for a lab without a `[domain]`.
+    pub controller: Option<ControllerStatus>,
+    /// Hosts, in file order.
+    pub hosts: Vec<HostStatus>,
+    /// Tasks, in placement order.
+    pub tasks: Vec<TaskStatus>,
+}
+
+/// The controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerStatus {
+    /// Its supervisor's PID.
+    pub pid: Option<i32>,
+    /// Its URL on the VPC.
+    pub url: String,
+    /// Its Unix socket, reachable from the root namespace.
+    pub socket: PathBuf,
+    /// "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// A host and its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// Host name.
+    pub name: String,
+    /// Subnet name.
+    pub subnet: String,
+    /// Zone.
+    pub zone: String,
+    /// The host's address (where other hosts tunnel to).
+    pub underlay_ip: Ipv4Addr,
+    /// The agent's supervisor PID (none without a `[domain]`).
+    pub agent_pid: Option<i32>,
+    /// The agent's state: "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: the agent's exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The data plane asked for in the topology.
+    pub dataplane: String,
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// `<service>-<n>`.
+    pub name: String,
+    /// Service.
+    pub service: String,
+    /// Host.
+    pub host: String,
+    /// Zone.
+    pub zone: String,
+    /// Its own address.
+    pub ip: Ipv4Addr,
+    /// Its supervisor's PID.
+    pub pid: Option<i32>,
+    /// "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl LabStatus {
+    /// Reads the output of `mcgate lab status --json`.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+
+    /// A task by name.
+    pub fn task(&self, name: &str) -> Option<&TaskStatus> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}

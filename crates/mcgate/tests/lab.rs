@@ -1,0 +1,514 @@
+//! `mcgate lab` and `mcgate demo` end to end, as root: what they build, that they leave
+//! nothing behind, and that multicast crosses hosts through mcgate and only through it.
+//!
+//! Every lab here is named `lt<pid>-<n>`, so its namespaces are `mcgl-lt<pid>-<n>-*`,
+//! and is taken down by a guard even when the test fails.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mcgate_lab::{LabStatus, TaskStatus};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "lt{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn mcgate(args: &[&str]) -> Output {
+    Command::new(support::mcgate())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mcgate {args:?}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = mcgate(args);
+    assert!(o.status.success(), "mcgate {args:?} failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn lab_namespaces(name: &str) -> Vec<String> {
+    let out = support::sh(&["ip", "netns", "list"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("mcgl-{name}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    PathBuf::from("/run/mcgate/labs").join(name)
+}
+
+/// A lab that is taken down when dropped.
+struct Lab {
+    name: String,
+    file: PathBuf,
+}
+
+impl Lab {
+    /// Writes `topology` (with `NAME` replaced by a unique lab name) to a file.
+    fn new(topology: &str) -> Self {
+        support::require_root();
+        let name = unique_name();
+        let file = std::env::temp_dir().join(format!("mcgate-{name}.toml"));
+        std::fs::write(&file, topology.replace("NAME", &name)).unwrap();
+        Self { name, file }
+    }
+
+    fn up(&self) -> Output {
+        mcgate(&["lab", "up", self.file.to_str().unwrap()])
+    }
+
+    fn up_ok(&self) -> String {
+        let o = self.up();
+        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn status(&self) -> LabStatus {
+        let out = ok(&["lab", "status", "--json", "--name", &self.name]);
+        LabStatus::from_json(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    fn task<'a>(status: &'a LabStatus, name: &str) -> &'a TaskStatus {
+        status
+            .task(name)
+            .unwrap_or_else(|| panic!("no task {name} in {status:?}"))
+    }
+
+    fn logs(&self, node: &str) -> String {
+        ok(&["lab", "logs", node, "--name", &self.name])
+    }
+
+    fn exec(&self, node: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["lab", "exec", node, "--name", &self.name, "--"];
+        args.extend_from_slice(cmd);
+        mcgate(&args)
+    }
+
+    /// Every PID the lab's status names.
+    fn pids(&self) -> Vec<i32> {
+        let s = self.status();
+        let mut v: Vec<i32> = s.tasks.iter().filter_map(|t| t.pid).collect();
+        v.extend(s.hosts.iter().filter_map(|h| h.agent_pid));
+        v.extend(s.controller.iter().filter_map(|c| c.pid));
+        v
+    }
+
+    fn down(&self) -> String {
+        ok(&["lab", "down", &self.name])
+    }
+
+    fn assert_gone(&self, pids: &[i32]) {
+        assert_eq!(lab_namespaces(&self.name), Vec::<String>::new());
+        assert!(
+            !state_dir(&self.name).exists(),
+            "state directory left behind"
+        );
+        for pid in pids {
+            assert!(!runs(*pid), "process {pid} still runs");
+        }
+    }
+}
+
+/// Whether a process runs (a zombie waiting for its reaper does not).
+fn runs(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("");
+        if state.is_empty() || state == "Z" || state == "X" {
+            return false;
+        }
+        if Instant::now() > deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = mcgate(&["lab", "down", &self.name]);
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Two hosts in two zones, no [domain]: no controller, no agents.
+const PLAIN: &str = r#"
+name = "NAME"
+[vpc]
+cidr = "10.77.0.0/16"
+[[subnets]]
+name = "p1"
+cidr = "10.77.2.0/24"
+zone = "a"
+[[subnets]]
+name = "p2"
+cidr = "10.77.3.0/24"
+zone = "b"
+[[hosts]]
+name = "host-a"
+subnet = "p1"
+force_igmp_version = 2
+[[hosts]]
+name = "host-b"
+subnet = "p2"
+[[services]]
+name = "sleeper"
+count = 2
+command = ["sleep", "300"]
+[[services]]
+name = "quick"
+host = "host-b"
+command = ["sh", "-c", "echo hello; echo oops >&2; exit 3"]
+"#;
+
+#[test]
+fn up_and_down_leave_nothing_behind() {
+    let lab = Lab::new(PLAIN);
+    let out = lab.up_ok();
+    assert!(out.contains("sleeper-1"), "{out}");
+    assert_eq!(
+        lab_namespaces(&lab.name).len(),
+        1 + 2 + 3,
+        "vpc, hosts, tasks"
+    );
+    let s = lab.status();
+    assert_eq!(s.name, lab.name);
+    assert!(s.controller.is_none());
+    assert_eq!(Lab::task(&s, "sleeper-1").state, "running");
+    assert_eq!(Lab::task(&s, "sleeper-1").host, "host-a");
+    assert_eq!(Lab::task(&s, "sleeper-2").host, "host-b");
+    assert_eq!(s.hosts[0].underlay_ip.to_string(), "10.77.2.10");
+    assert_eq!(s.hosts[0].dataplane, "auto");
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 3);
+    // Nothing in the root namespace: no link of the lab's there.
+    let links = String::from_utf8_lossy(&support::sh(&["ip", "-o", "link"]).stdout).into_owned();
+    for l in ["tksleeper-1", "v-host-a", "uplink"] {
+        assert!(!links.contains(l), "{l} in the root namespace:\n{links}");
+    }
+    let down = lab.down();
+    assert!(down.contains("removed"), "{down}");
+    lab.assert_gone(&pids);
+    // Safe to run twice.
+    let again = lab.down();
+    assert!(again.contains("nothing to remove"), "{again}");
+}
+
+#[test]
+fn exited_task_logs_exec_and_unicast() {
+    let lab = Lab::new(&format!(
+        "{PLAIN}[[services]]\nname = \"server\"\nhost = \"host-b\"\ncommand = [\"iperf\", \"-s\", \"-p\", \"5999\"]\n"
+    ));
+    lab.up_ok();
+    std::thread::sleep(Duration::from_millis(500));
+    let s = lab.status();
+    let quick = Lab::task(&s, "quick-1");
+    assert_eq!(quick.state, "exited", "{s:?}");
+    assert_eq!(quick.exit_code, Some(3), "{s:?}");
+    assert_eq!(Lab::task(&s, "sleeper-1").exit_code, None);
+
+    let logs = lab.logs("quick-1");
+    let hello = logs
+        .lines()
+        .find(|l| l.ends_with(" hello"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    // A UTC timestamp per line: 2026-01-31T12:34:56.789Z
+    assert_eq!(
+        hello.len(),
+        "2026-01-31T12:34:56.789Z hello".len(),
+        "{hello}"
+    );
+    assert!(
+        hello.as_bytes()[10] == b'T' && hello.contains("Z "),
+        "{hello}"
+    );
+    assert!(logs.contains(" oops"), "{logs}");
+    assert!(logs.contains("exited with code 3"), "{logs}");
+
+    let o = lab.exec("sleeper-1", &["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // The reference's check on a host: IGMPv2 forced on every interface.
+    let o = lab.exec("host-a", &["cat", "/proc/net/igmp"]);
+    let igmp = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && igmp.contains("br0") && igmp.contains("V2"),
+        "{igmp}"
+    );
+    assert!(igmp.contains("tksleeper-1"), "{igmp}");
+    let o = lab.exec(
+        "sleeper-1",
+        &["cat", "/proc/sys/net/ipv4/conf/all/force_igmp_version"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "2");
+
+    // Unicast crosses subnets through the VPC router: task to task, host to task.
+    let server_ip = Lab::task(&s, "server-1").ip.to_string();
+    for node in ["sleeper-1", "host-a"] {
+        let o = lab.exec(node, &["iperf", "-c", &server_ip, "-p", "5999", "-t", "1"]);
+        assert!(o.status.success(), "{node} -> {server_ip}: {}", text(&o));
+    }
+
+    // Restart gives a new process and keeps the log.
+    let before = Lab::task(&s, "sleeper-1").pid.unwrap();
+    ok(&["lab", "restart", "sleeper-1", "--name", &lab.name]);
+    let after = Lab::task(&lab.status(), "sleeper-1").pid.unwrap();
+    assert_ne!(before, after);
+    assert!(!runs(before));
+    let logs = lab.logs("sleeper-1");
+    assert_eq!(logs.matches("starting: sleep 300").count(), 2, "{logs}");
+
+    let unknown = mcgate(&["lab", "logs", "nope", "--name", &lab.name]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("sleeper-1"), "{}", text(&unknown));
+}
+
+#[test]
+fn multicast_does_not_cross_without_mcgate() {
+    let lab = Lab::new(&PLAIN.replace(
+        "[[services]]\nname = \"sleeper\"",
+        "[[services]]\nname = \"rx\"\ncount = 2\ncommand = [\"iperf\", \"-s\", \"-u\", \"-B\", \"233.252.0.5\", \"-i\", \"1\"]\n\
+         [[services]]\nname = \"tx\"\nhost = \"host-a\"\ncommand = [\"iperf\", \"-c\", \"233.252.0.5\", \"-u\", \"-b\", \"100k\", \"-t\", \"300\", \"-T\", \"8\"]\n\
+         [[services]]\nname = \"sleeper\"",
+    ));
+    lab.up_ok();
+    std::thread::sleep(Duration::from_secs(3));
+    let s = lab.status();
+    assert_eq!(Lab::task(&s, "tx-1").state, "running", "{s:?}");
+    assert_eq!(Lab::task(&s, "rx-1").host, "host-a");
+    assert_eq!(Lab::task(&s, "rx-2").host, "host-b");
+    for rx in ["rx-1", "rx-2"] {
+        let logs = lab.logs(rx);
+        assert!(
+            !logs.contains("connected with"),
+            "{rx} received multicast without mcgate:\n{logs}"
+        );
+    }
+    let tx = lab.logs("tx-1");
+    assert!(tx.contains("Sending"), "{tx}");
+}
+
+#[test]
+fn capacity_error_builds_nothing() {
+    let lab = Lab::new(&PLAIN.replace("count = 2", "count = 7"));
+    let o = lab.up();
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("service sleeper asks for 7 task(s) but only 6 fit"),
+        "{t}"
+    );
+    assert!(t.contains(".toml:"), "names the file and line: {t}");
+    assert_eq!(lab_namespaces(&lab.name), Vec::<String>::new());
+    assert!(!state_dir(&lab.name).exists());
+}
+
+#[test]
+fn topology_error_names_the_line() {
+    let lab = Lab::new(&PLAIN.replace("force_igmp_version = 2", "force_igmp_verison = 2"));
+    let o = lab.up();
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains(".toml:16:") && t.contains("force_igmp_verison"),
+        "{t}"
+    );
+    assert!(!state_dir(&lab.name).exists());
+}
+
+#[test]
+fn failure_halfway_removes_everything() {
+    for step in ["hosts", "tasks", "started"] {
+        let lab = Lab::new(PLAIN);
+        let o = Command::new(support::mcgate())
+            .args(["lab", "up", lab.file.to_str().unwrap()])
+            .env("MCGATE_LAB_FAIL_AT", step)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("removing what was built"), "{}", text(&o));
+        lab.assert_gone(&[]);
+    }
+}
+
+#[test]
+fn down_after_processes_were_killed_and_after_a_lost_state() {
+    let lab = Lab::new(PLAIN);
+    lab.up_ok();
+    let pids = lab.pids();
+    for pid in &pids {
+        // The whole process group: the supervisor and its command (quick-1 has ended).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let s = lab.status();
+    assert_eq!(Lab::task(&s, "sleeper-1").state, "exited");
+    lab.down();
+    lab.assert_gone(&pids);
+
+    // A crashed `lab up` may leave namespaces without a state directory.
+    lab.up_ok();
+    let pids = lab.pids();
+    std::fs::remove_dir_all(state_dir(&lab.name)).unwrap();
+    assert!(!lab_namespaces(&lab.name).is_empty());
+    lab.down();
+    lab.assert_gone(&pids);
+}
+
+#[test]
+fn two_labs_in_a_row_and_side_by_side() {
+    let a = Lab::new(PLAIN);
+    a.up_ok();
+    let again = a.up();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("already up"), "{}", text(&again));
+    a.down();
+    a.up_ok();
+    let b = Lab::new(&PLAIN.replace("10.77.", "10.78."));
+    b.up_ok();
+    let which = mcgate(&["lab", "status", "--json"]);
+    if which.status.success() {
+        // Only if no other lab is up on this machine can the answer be one lab.
+        panic!("two labs are up: status --json must ask which");
+    }
+    assert!(text(&which).contains("--name"), "{}", text(&which));
+    let pids = a.pids();
+    a.down();
+    a.assert_gone(&pids);
+    assert_eq!(Lab::task(&b.status(), "sleeper-1").state, "running");
+    let pids = b.pids();
+    b.down();
+    b.assert_gone(&pids);
+}
+
+/// The reference deployment: controller, agents, mcgate perf.
+#[test]
+fn demo_passes() {
+    support::require_root();
+    let name = unique_name();
+    let o = mcgate(&["demo", "--duration", "5", "--name", &name]);
+    let t = text(&o);
+    assert!(o.status.success(), "demo failed:\n{t}");
+    assert!(t.contains("verdict: PASS"), "{t}");
+    assert!(t.contains("233.252.0.5"), "{t}");
+    assert_eq!(lab_namespaces(&name), Vec::<String>::new());
+    assert!(!state_dir(&name).exists());
+}
+
+/// Waits until the controller lists every receiver's membership of `group`.
+fn wait_for_members(lab: &Lab, group: &str, ips: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let socket = format!("unix:{}/controller.sock", state_dir(&lab.name).display());
+    loop {
+        let o = mcgate(&["groups", "--controller", &socket]);
+        let table = String::from_utf8_lossy(&o.stdout);
+        let all = ips.iter().all(|ip| {
+            table.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.contains(&group) && cols.contains(&ip.as_str())
+            })
+        });
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members of {group} never showed: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The reference's exact iperf 2 commands cross hosts with nothing lost.
+#[test]
+fn iperf2_example_delivers_across_hosts() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/ecs-multicast-iperf2.toml"
+    );
+    let src = std::fs::read_to_string(example).unwrap();
+    let lab = Lab::new(&src.replace("name = \"ecs-multicast-iperf2\"", "name = \"NAME\""));
+    lab.up_ok();
+    let s = lab.status();
+    let sender_host = Lab::task(&s, "sender-1").host.clone();
+    let ips: Vec<String> = ["receiver-1", "receiver-2"]
+        .iter()
+        .map(|r| Lab::task(&s, r).ip.to_string())
+        .collect();
+    wait_for_members(&lab, "233.252.0.5", &ips);
+    // Start the sender again now that every membership is known, so no datagram is sent
+    // before the receivers' hosts are in the forwarding state.
+    ok(&["lab", "restart", "sender-1", "--name", &lab.name]);
+    std::thread::sleep(Duration::from_secs(6));
+    let mut crossed = false;
+    for r in ["receiver-1", "receiver-2"] {
+        let logs = lab.logs(r);
+        // Only the restarted sender's session: what the first one sent before the
+        // memberships were known does not count.
+        let session = logs
+            .rfind("connected with")
+            .map(|i| &logs[i..])
+            .unwrap_or("");
+        let (lost, total) = iperf_loss(session);
+        assert!(total > 0, "{r} got nothing:\n{logs}");
+        assert_eq!(lost, 0, "{r} lost datagrams:\n{logs}");
+        crossed |= Lab::task(&s, r).host != sender_host;
+    }
+    assert!(crossed, "no receiver on another host than the sender");
+}
+
+/// Sums iperf 2's per-interval "lost/total (pct%)" columns.
+fn iperf_loss(logs: &str) -> (u64, u64) {
+    let mut lost = 0;
+    let mut total = 0;
+    for line in logs
+        .lines()
+        .filter(|l| l.contains(" sec ") && l.contains("%)"))
+    {
+        let Some(paren) = line.rfind(" (") else {
+            continue;
+        };
+        let head = &line[..paren];
+        let Some(slash) = head.rfind('/') else {
+            continue;
+        };
+        let l: u64 = head[..slash]
+            .rsplit(' ')
+            .next()
+            .and_then(|x| x.trim().parse().ok())
+            .unwrap_or(0);
+        let t: u64 = head[slash + 1..].trim().parse().unwrap_or(0);
+        lost += l;
+        total += t;
+    }
+    (lost, total)
+}
