@@ -246,8 +246,9 @@ pub struct DeviceStats {
     pub tx_errors: u64,
     /// Packets dropped on receive.
     pub rx_dropped: u64,
-    /// Packets dropped on transmit; on a VXLAN device this counts frames with no
-    /// destination (a group without MDB entry and no all-zero FDB entry).
+    /// Packets dropped on transmit; on a VXLAN device, frames with no destination: a
+    /// group without an MDB entry, and the host's own link-local frames sent on the
+    /// bridge device (which the bridge floods to every port). None leave the host.
     pub tx_dropped: u64,
 }
 
