@@ -209,9 +209,25 @@ impl Netlink {
 
     /// Receives one datagram into `self.buf`, growing it if the datagram is larger.
     fn recv(&mut self, op: &str) -> Result<(), Error> {
-        let io = |source| Error::Io {
-            op: op.to_string(),
-            source,
+        let io = |source: std::io::Error| {
+            let source = if matches!(
+                source.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the kernel did not answer within {} s",
+                        RECV_TIMEOUT.as_secs()
+                    ),
+                )
+            } else {
+                source
+            };
+            Error::Io {
+                op: op.to_string(),
+                source,
+            }
         };
         self.buf.clear();
         let want = self
