@@ -304,9 +304,14 @@ fn logs(a: LogsArgs) -> Result<ExitCode, LabError> {
     let lab = pick_lab(a.name.as_deref())?;
     let mut st = LabState::load(&lab)?;
     let dir = lab_dir(&lab);
-    let running = match st.launch_mut(&a.node) {
-        Some(l) => l.running,
-        None => return Err(no_such_node(&st, &a.node, &[])),
+    if st.launch_mut(&a.node).is_none() {
+        return Err(no_such_node(&st, &a.node, &[]));
+    }
+    // The node's process now: re-read, since `lab restart` may have replaced it.
+    let current = || {
+        LabState::load(&lab)
+            .ok()
+            .and_then(|mut s| s.launch_mut(&a.node).and_then(|l| l.running))
     };
     let path = log_path(&dir, &a.node);
     let mut f = match std::fs::File::open(&path) {
@@ -341,7 +346,7 @@ fn logs(a: LogsArgs) -> Result<ExitCode, LabError> {
         if !a.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        if n == 0 && running.is_none_or(|r| !is_running(&r)) {
+        if n == 0 && current().is_none_or(|r| !is_running(&r)) {
             // One last read after the process ended, then stop, like `docker logs -f`.
             std::thread::sleep(Duration::from_millis(200));
             buf.clear();

@@ -297,6 +297,10 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
                 t.host.clone(),
                 r.sender.clone(),
                 r.datagrams.to_string(),
+                r.bytes
+                    .checked_div(r.datagrams)
+                    .map(|b| format!("{b} B"))
+                    .unwrap_or("-".into()),
                 r.bytes.to_string(),
                 r.lost.to_string(),
                 r.duplicates.to_string(),
@@ -414,11 +418,22 @@ fn show_value(v: Option<&Value>) -> String {
                     .to_string()
             })
             .unwrap_or_else(|| n.to_string()),
-        Some(Value::Object(o)) => o
-            .iter()
-            .map(|(k, v)| format!("{k} {}", show_value(Some(v))))
-            .collect::<Vec<_>>()
-            .join(" "),
+        // Percentiles in their natural order (p50/p90/p99/max), then anything else.
+        Some(Value::Object(o)) => {
+            let order = ["p50", "p90", "p99", "max"];
+            let known: Vec<String> = order
+                .iter()
+                .filter_map(|k| o.get(*k).map(|v| show_value(Some(v))))
+                .collect();
+            if known.len() == order.len() {
+                known.join("/")
+            } else {
+                o.iter()
+                    .map(|(k, v)| format!("{k} {}", show_value(Some(v))))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        }
         Some(other) => other.to_string(),
     }
 }
@@ -510,6 +525,8 @@ mod tests {
         assert_eq!((a.datagrams, a.lost), (4, 0), "the summary, not the sum");
         assert_eq!(a.sender_ip, Some(Ipv4Addr::new(10, 0, 2, 101)));
         assert_eq!(a.latency, "avg 125");
+        let v: Value = serde_json::from_str(r#"{"p50":1,"p90":2,"p99":3.5,"max":40}"#).unwrap();
+        assert_eq!(show_value(Some(&v)), "1/2/3.5/40");
         let b = r
             .iter()
             .find(|x| x.sender.starts_with("10.0.3.100"))
