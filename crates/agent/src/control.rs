@@ -220,11 +220,20 @@ pub async fn session_task(
     }
 }
 
+/// What the stream task hands the agent.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A new connection to the controller's stream opened; its first message follows.
+    Connected,
+    /// A message of the current connection.
+    Message(StreamMessage),
+}
+
 /// Runs the forwarding-state stream for ever, sending each message to `tx`.
 pub async fn stream_task(
     client: Client,
     host: String,
-    tx: mpsc::Sender<StreamMessage>,
+    tx: mpsc::Sender<StreamEvent>,
     status: SharedStatus,
 ) {
     loop {
@@ -233,6 +242,9 @@ pub async fn stream_task(
         let path = format!("/v1/agents/{host}/stream");
         match with_timeout(client.stream(&path)).await {
             Ok(mut lines) => {
+                if tx.send(StreamEvent::Connected).await.is_err() {
+                    return;
+                }
                 update(&status, |s| {
                     s.stream_connected = true;
                     s.stream_connects += 1;
@@ -261,7 +273,7 @@ pub async fn stream_task(
                                 | StreamMessage::Keepalive { revision } => *revision,
                             };
                             update(&status, |s| s.revision = Some(rev));
-                            if tx.send(msg).await.is_err() {
+                            if tx.send(StreamEvent::Message(msg)).await.is_err() {
                                 return;
                             }
                         }

@@ -14,7 +14,7 @@ use mcgate_client::Client;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
-    AgentRegistration, IgmpMode, IgmpSettings, LinkInfo, LinkMembership, StreamMessage,
+    AgentRegistration, Change, IgmpMode, IgmpSettings, LinkInfo, LinkMembership, StreamMessage,
 };
 use mcgate_domain::forwarding::{Applied, DomainView, ForwardingTable, LocalMembership};
 use mcgate_igmp::{Config as IgmpConfig, Event, Version};
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminState};
 use crate::config::AgentConfig;
-use crate::control::{self, ControllerStatus, SessionInput, SharedStatus};
+use crate::control::{self, ControllerStatus, SessionInput, SharedStatus, StreamEvent};
 use crate::link::{IgmpFrame, Link};
 use crate::netdev::{self, NetDev};
 
@@ -32,6 +32,10 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// How long to wait for the controller's domain settings before running the querier
 /// with defaults (so a host whose controller is away still learns its members).
 const SETTINGS_GRACE: Duration = Duration::from_secs(3);
+/// After a stream reconnect, hosts missing from the new snapshot are still forwarded to
+/// for this long (they may simply not have re-registered with a restarted controller
+/// yet); see `DomainView::merged_with_stale`.
+const STALE_HOLD: Duration = Duration::from_secs(10);
 
 /// Why the agent cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +177,12 @@ struct State {
     links: BTreeMap<String, Link>,
     membership: LocalMembership,
     view: DomainView,
+    /// The view before the last stream reconnect, and until when it is merged in.
+    stale: Option<(DomainView, Instant)>,
+    /// Stream connections so far.
+    connections: u64,
+    /// The next snapshot is the first of a reconnected stream.
+    reconnected: bool,
     igmp: IgmpPlan,
     grace_over: bool,
     dataplane: Arc<dyn Dataplane>,
@@ -402,7 +412,50 @@ impl State {
         }
     }
 
+    fn on_stream_event(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Connected => {
+                self.reconnected = self.connections > 0;
+                self.connections += 1;
+            }
+            StreamEvent::Message(msg) => self.on_stream(msg),
+        }
+    }
+
     fn on_stream(&mut self, msg: StreamMessage) {
+        if matches!(msg, StreamMessage::Snapshot { .. }) && std::mem::take(&mut self.reconnected) {
+            // The first snapshot after a reconnect may come from a restarted controller
+            // that has not heard from every host yet: keep forwarding to the hosts it
+            // lacks for a while. The hold keeps the union of what was known.
+            let old = match self.stale.take() {
+                Some((old, _)) => self.view.merged_with_stale(&old),
+                None => self.view.clone(),
+            };
+            self.stale = Some((old, Instant::now() + STALE_HOLD));
+            self.table_dirty = true;
+        }
+        match &msg {
+            StreamMessage::Snapshot { revision, domains } => tracing::info!(
+                revision,
+                domains = domains.len(),
+                peers = domains.iter().map(|d| d.peers.len()).sum::<usize>(),
+                "forwarding state snapshot"
+            ),
+            StreamMessage::Delta { changes, .. } => {
+                for c in changes {
+                    match c {
+                        Change::PeerUp { domain, peer } => {
+                            tracing::info!(domain, host = %peer.host, underlay = %peer.underlay, "peer up")
+                        }
+                        Change::PeerDown { domain, host } => {
+                            tracing::info!(domain, host, "peer down")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            StreamMessage::Keepalive { .. } => {}
+        }
         if self.view.apply(&msg) == Applied::Unchanged {
             return;
         }
@@ -442,7 +495,15 @@ impl State {
         if self.table_dirty {
             self.table_dirty = false;
             let names: Vec<String> = self.links.keys().cloned().collect();
-            let table = ForwardingTable::compute(&self.view, &self.host, &names, &self.membership);
+            let table = match &self.stale {
+                Some((old, _)) => ForwardingTable::compute(
+                    &self.view.merged_with_stale(old),
+                    &self.host,
+                    &names,
+                    &self.membership,
+                ),
+                None => ForwardingTable::compute(&self.view, &self.host, &names, &self.membership),
+            };
             self.dataplane.set_table(Arc::new(table));
             self.tables += 1;
         }
@@ -581,6 +642,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         links: BTreeMap::new(),
         membership: LocalMembership::new(),
         view: DomainView::new(),
+        stale: None,
+        connections: 0,
+        reconnected: false,
         igmp: IgmpPlan::Unknown,
         grace_over: false,
         dataplane: dataplane.clone(),
@@ -625,12 +689,18 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let far = Instant::now() + Duration::from_secs(3600);
     loop {
         let next = state.next_timeout().unwrap_or(far);
+        let stale_until = state.stale.as_ref().map_or(far, |(_, t)| *t);
         tokio::select! {
             Some(f) = igmp_rx.recv() => state.on_igmp(f),
-            Some(msg) = stream_rx.recv() => state.on_stream(msg),
+            Some(ev) = stream_rx.recv() => state.on_stream_event(ev),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => state.on_timeout(),
             _ = rescan.tick() => state.rescan(),
             _ = &mut grace, if !state.grace_over => state.end_grace(),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(stale_until)), if state.stale.is_some() => {
+                tracing::info!("hold-down after the controller reconnect is over");
+                state.stale = None;
+                state.table_dirty = true;
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

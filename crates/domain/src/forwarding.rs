@@ -109,6 +109,39 @@ impl DomainView {
         }
     }
 
+    /// This view, plus what `old` knew of hosts this view does not have as peers yet.
+    ///
+    /// After a controller restart, hosts re-register one by one and the first snapshot
+    /// an agent gets may lack hosts that are alive and still have members. Forwarding on
+    /// that snapshot alone would cut established flows; during a hold-down the agent
+    /// forwards on this merge instead. A host that is a peer in this view is taken from
+    /// this view alone; domains absent here stay absent.
+    pub fn merged_with_stale(&self, old: &DomainView) -> DomainView {
+        let mut merged = self.clone();
+        for (name, d) in merged.domains.iter_mut() {
+            let Some(o) = old.domains.get(name) else {
+                continue;
+            };
+            let known: BTreeSet<String> = d.peers.iter().map(|p| p.host.clone()).collect();
+            for p in &o.peers {
+                if !known.contains(&p.host) {
+                    d.peers.push(p.clone());
+                }
+            }
+            for m in &o.members {
+                if !known.contains(&m.host)
+                    && !d
+                        .members
+                        .iter()
+                        .any(|x| x.host == m.host && x.group == m.group)
+                {
+                    d.members.push(m.clone());
+                }
+            }
+        }
+        merged
+    }
+
     fn domain_mut(&mut self, name: &str) -> Option<&mut DomainState> {
         let d = self.domains.get_mut(name);
         if d.is_none() {
@@ -662,6 +695,37 @@ mod tests {
             t.by_vni(7).unwrap().check_source(G, ip(10, 1, 0, 3)),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn stale_hosts_are_kept_until_they_reappear() {
+        let mut old = DomainView::new();
+        old.apply(&snapshot());
+        // A restarted controller knows only h1 and h2 so far, and h2 without members.
+        let mut new = DomainView::new();
+        new.apply(&StreamMessage::Snapshot {
+            revision: 1,
+            domains: vec![DomainState {
+                domain: domain("d", 100, false),
+                peers: vec![peer("h1", 1), peer("h2", 2)],
+                members: vec![],
+                static_members: vec![],
+                static_sources: vec![],
+            }],
+        });
+        let merged = new.merged_with_stale(&old);
+        let t = ForwardingTable::compute(&merged, "h1", &links(), &LocalMembership::new());
+        let r = t.by_vni(100).unwrap().route(G).unwrap();
+        let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            ["h3"],
+            "h2 is known again (without members), h3 is kept"
+        );
+        assert!(t.by_vni(100).unwrap().peers.contains(&ip(10, 0, 0, 3)));
+        // A domain the new view lacks stays gone.
+        let empty = DomainView::new().merged_with_stale(&old);
+        assert!(empty.domains().next().is_none());
     }
 
     #[test]

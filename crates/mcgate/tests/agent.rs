@@ -138,3 +138,264 @@ fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped() {
         100
     );
 }
+
+/// Packets delivered on link `tkN` of host `h` so far.
+fn link_tx(t: &Topo, h: usize, link: &str) -> u64 {
+    t.metric(
+        h,
+        "mcgate_agent_link_packets",
+        &[("link", link), ("direction", "tx")],
+    )
+}
+
+#[test]
+fn igmpv3_source_filters_are_honoured_per_link() {
+    let mut t = deployment("v3", false);
+    let s1 = t.hosts[0].tasks[0].ip.clone(); // h1/tk1
+    let s2 = t.hosts[2].tasks[0].ip.clone(); // h3/tk1
+    // h2/tk1 INCLUDE {S1}, h2/tk2 EXCLUDE {S1}, h1/tk2 INCLUDE {S2}, h3/tk2 INCLUDE {S1}.
+    let a = t.receiver(1, 0, G1, 8.0, "include", &[&s1]);
+    let b = t.receiver(1, 1, G1, 8.0, "exclude", &[&s1]);
+    let c = t.receiver(0, 1, G1, 8.0, "include", &[&s2]);
+    let d = t.receiver(2, 1, G1, 8.0, "include", &[&s1]);
+    for h in 0..3 {
+        wait_member(&t, h, G1);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let p1 = t.sender(0, 0, G1, 100, 0.005, 1, 100);
+    let p2 = t.sender(2, 0, G1, 100, 0.005, 1, 100);
+    t.wait_proc(p1, Duration::from_secs(10));
+    t.wait_proc(p2, Duration::from_secs(10));
+    let (ra, rb, rc, rd) = (
+        t.received(a, Duration::from_secs(10)),
+        t.received(b, Duration::from_secs(10)),
+        t.received(c, Duration::from_secs(10)),
+        t.received(d, Duration::from_secs(10)),
+    );
+    let logs = t.logs();
+    assert_eq!((ra.from(&s1), ra.from(&s2)), (100, 0), "{ra:?}\n{logs}");
+    assert_eq!((rb.from(&s1), rb.from(&s2)), (0, 100), "{rb:?}\n{logs}");
+    assert_eq!((rc.from(&s1), rc.from(&s2)), (0, 100), "{rc:?}\n{logs}");
+    assert_eq!((rd.from(&s1), rd.from(&s2)), (100, 0), "{rd:?}\n{logs}");
+    // The filtering is the agent's, not only the receivers' kernels': each link got
+    // exactly the packets of the sources it asked for.
+    assert_eq!(link_tx(&t, 1, "tk1"), 100);
+    assert_eq!(link_tx(&t, 1, "tk2"), 100);
+    assert_eq!(link_tx(&t, 0, "tk2"), 100);
+    assert_eq!(link_tx(&t, 2, "tk2"), 100);
+    // h1 sends S1 to h2 and h3 only; h3 sends S2 to h1 and h2 only.
+    assert_eq!(
+        t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
+        200
+    );
+    assert_eq!(
+        t.metric(2, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
+        200
+    );
+}
+
+#[test]
+fn a_leave_stops_delivery_to_that_host() {
+    let mut t = deployment("v2", false);
+    let stay = t.receiver(2, 0, G1, 12.0, "any", &[]);
+    let leave = t.receiver(1, 0, G1, 3.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    wait_member(&t, 2, G1);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = t.sender(0, 0, G1, 800, 0.01, 1, 100);
+    let gone = t.received(leave, Duration::from_secs(10));
+    assert!(gone.unique > 50, "{gone:?}\n{}", t.logs());
+    // IGMPv2 leave, two last-member queries 300 ms apart, then the controller: well
+    // under two seconds.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
+    assert_eq!(
+        before, after,
+        "h2 still gets traffic after its only member left"
+    );
+    t.wait_proc(s, Duration::from_secs(15));
+    let r = t.received(stay, Duration::from_secs(10));
+    assert_eq!(r.unique, 800, "the other host kept everything: {r:?}");
+    assert_eq!(r.dups, 0);
+}
+
+#[test]
+fn static_sources_domain_drops_unregistered_senders() {
+    let mut t = deployment("v3", true);
+    let s1 = t.hosts[0].tasks[0].ip.clone();
+    let s2 = t.hosts[2].tasks[0].ip.clone();
+    t.api(
+        "POST",
+        "/v1/domains/d1/sources",
+        Some(&format!(r#"{{"group":"{G1}","address":"{s1}"}}"#)),
+    );
+    let r = t.receiver(1, 0, G1, 6.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
+            && t.stats(2).is_some_and(|s| s.contains("\"groups\":1"))
+    });
+    assert!(ok, "{}", t.logs());
+    std::thread::sleep(Duration::from_millis(300));
+    let p1 = t.sender(0, 0, G1, 100, 0.005, 1, 100);
+    let p2 = t.sender(2, 0, G1, 100, 0.005, 1, 100);
+    t.wait_proc(p1, Duration::from_secs(10));
+    t.wait_proc(p2, Duration::from_secs(10));
+    let got = t.received(r, Duration::from_secs(10));
+    assert_eq!(
+        (got.from(&s1), got.from(&s2)),
+        (100, 0),
+        "{got:?}\n{}",
+        t.logs()
+    );
+    assert!(
+        t.wait_until(Duration::from_secs(2), || t.metric(
+            2,
+            "mcgate_agent_dataplane_drops",
+            &[("reason", "source_not_allowed")]
+        ) == 100),
+        "{}",
+        t.metrics(2).unwrap_or_default()
+    );
+}
+
+#[test]
+fn controller_restart_loses_nothing_on_established_flows() {
+    let mut t = deployment("v3", false);
+    let r2 = t.receiver(1, 0, G1, 14.0, "any", &[]);
+    let r3 = t.receiver(2, 0, G1, 14.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    wait_member(&t, 2, G1);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = t.sender(0, 0, G1, 1000, 0.01, 1, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    t.kill_controller();
+    // With the controller away, a new local member is still learned and served.
+    let local = t.receiver(0, 1, G1, 5.0, "any", &[]);
+    wait_member(&t, 0, G1);
+    std::thread::sleep(Duration::from_secs(2));
+    t.start_controller();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        (0..3).all(|h| {
+            t.stats(h).is_some_and(|s| {
+                s.contains("\"registrations\":2") && s.contains("\"stream_connected\":true")
+            })
+        })
+    });
+    assert!(ok, "agents did not resync:\n{}", t.logs());
+    t.wait_proc(s, Duration::from_secs(20));
+    let (a, b, l) = (
+        t.received(r2, Duration::from_secs(15)),
+        t.received(r3, Duration::from_secs(15)),
+        t.received(local, Duration::from_secs(5)),
+    );
+    let logs = t.logs();
+    assert_eq!(a.unique, 1000, "h2 lost packets: {a:?}\n{logs}");
+    assert_eq!(b.unique, 1000, "h3 lost packets: {b:?}\n{logs}");
+    assert_eq!(a.dups + b.dups, 0);
+    assert!(
+        l.unique > 100,
+        "the local member joined while the controller was down got {l:?}"
+    );
+}
+
+#[test]
+fn restarted_agent_relearns_members_and_follows_a_restarted_task() {
+    let mut t = deployment("v3", false);
+    let r = t.receiver(1, 0, G1, 30.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = t.sender(0, 0, G1, 1000, 0.01, 1, 100);
+    std::thread::sleep(Duration::from_secs(2));
+    t.stop_agent(1);
+    std::thread::sleep(Duration::from_secs(1));
+    t.start_agent(1);
+    // The restarted agent's general query (response interval 2 s in this domain) makes
+    // the receiver report again.
+    wait_member(&t, 1, G1);
+    let seen = t.wait_until(Duration::from_secs(5), || link_tx(&t, 1, "tk1") > 0);
+    assert!(
+        seen,
+        "nothing delivered after the agent restart:\n{}",
+        t.logs()
+    );
+    // The task restarts: its link goes away and comes back with a new index.
+    t.restart_task(1, 0);
+    let r2 = t.receiver(1, 0, G1, 4.0, "any", &[]);
+    let got = t.received(r2, Duration::from_secs(10));
+    assert!(
+        got.unique > 100,
+        "the restarted task got {got:?}\n{}",
+        t.logs()
+    );
+    t.wait_proc(s, Duration::from_secs(20));
+    let first = t.received(r, Duration::from_secs(2));
+    assert!(first.unique > 150, "{first:?}");
+}
+
+#[test]
+fn iperf2_across_hosts_and_vxlan_on_the_wire() {
+    let mut t = deployment("v2", false);
+    let srv2 = t.spawn_in_task(1, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
+    let srv3 = t.spawn_in_task(2, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
+    wait_member(&t, 1, G1);
+    wait_member(&t, 2, G1);
+    std::thread::sleep(Duration::from_millis(500));
+    // tshark on the router's side of h2's uplink: the tunnel as seen by the VPC.
+    let cap = t.spawn_in_router(&[
+        "tshark",
+        "-i",
+        "h2",
+        "-a",
+        "duration:4",
+        "-c",
+        "20",
+        "-f",
+        "udp port 4789",
+        "-T",
+        "fields",
+        "-e",
+        "vxlan.vni",
+        "-e",
+        "ip.dst",
+        "-e",
+        "ip.ttl",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // iperf's default multicast TTL is 1.
+    let client = t.spawn_in_task(
+        0,
+        0,
+        &["iperf", "-c", G1, "-u", "-b", "2M", "-l", "1000", "-t", "3"],
+    );
+    let out = t.wait_proc(client, Duration::from_secs(10));
+    assert!(out.contains("datagrams") || out.contains("Sent"), "{out}");
+    let fields = t.wait_proc(cap, Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(1));
+    let s2 = t.wait_proc(srv2, Duration::from_millis(10));
+    let s3 = t.wait_proc(srv3, Duration::from_millis(10));
+    // tshark decodes the outer UDP/4789 as VXLAN with our VNI and the inner packet to
+    // the group with the sender's TTL of 1.
+    let decoded = fields
+        .lines()
+        .filter(|l| l.starts_with("4100\t") && l.contains(G1))
+        .count();
+    assert!(decoded >= 10, "tshark did not decode VXLAN:\n{fields}");
+    // Both iperf servers report their received datagrams with (almost) no loss.
+    for (name, text) in [("h2", &s2), ("h3", &s3)] {
+        let summary = text
+            .lines()
+            .filter(|l| l.contains('%') && l.contains('/'))
+            .last()
+            .unwrap_or_else(|| panic!("{name} iperf server printed no report:\n{text}"));
+        let pct: f64 = summary
+            .split('(')
+            .nth(1)
+            .and_then(|p| p.split('%').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(100.0);
+        assert!(pct <= 1.0, "{name} lost {pct}%: {summary}\n{text}");
+    }
+}

@@ -57,6 +57,7 @@ print('joined', flush=True)
 s.settimeout(0.1)
 seen = {}
 count = dups = 0
+mx = -1
 ttls = set()
 end = time.time() + dur
 while not stop[0] and time.time() < end:
@@ -71,13 +72,17 @@ while not stop[0] and time.time() < end:
         if level == socket.SOL_IP and kind == 2:  # IP_TTL
             ttls.add(int.from_bytes(val[:4], sys.byteorder))
     key = (addr[0], data.split(b' ', 1)[0])
+    try:
+        mx = max(mx, int(key[1]))
+    except ValueError:
+        pass
     if key in seen:
         dups += 1
     seen[key] = True
 by = {}
 for (src, _) in seen:
     by[src] = by.get(src, 0) + 1
-print('count=%d unique=%d dups=%d ttls=%s from=%s' % (count, len(seen), dups,
+print('count=%d unique=%d dups=%d max=%d ttls=%s from=%s' % (count, len(seen), dups, mx,
       ','.join(str(t) for t in sorted(ttls)) or '-',
       ','.join('%s:%d' % kv for kv in sorted(by.items())) or '-'), flush=True)
 "#;
@@ -111,6 +116,8 @@ pub struct Received {
     pub unique: u64,
     /// Repeats of a (source, sequence) pair.
     pub dups: u64,
+    /// The highest sequence number received (-1: none).
+    pub max: i64,
     /// TTLs seen.
     pub ttls: Vec<u8>,
     /// Distinct datagrams per source address.
@@ -127,6 +134,7 @@ impl Received {
                 "count" => r.count = v.parse().ok()?,
                 "unique" => r.unique = v.parse().ok()?,
                 "dups" => r.dups = v.parse().ok()?,
+                "max" => r.max = v.parse().ok()?,
                 "ttls" if v != "-" => {
                     r.ttls = v.split(',').filter_map(|t| t.parse().ok()).collect()
                 }
