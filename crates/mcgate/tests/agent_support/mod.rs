@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Netns, mcgate, sh};
 
+/// The `mcgate` binary the topology runs: `MCGATE_TEST_BIN` when set (for measuring a
+/// release build), else the one built for this test run.
+pub fn binary() -> String {
+    std::env::var("MCGATE_TEST_BIN").unwrap_or_else(|_| mcgate().to_string())
+}
+
 /// The data plane the tests run against.
 pub fn dataplane() -> String {
     std::env::var("MCGATE_TEST_DATAPLANE").unwrap_or_else(|_| "userspace".to_string())
@@ -106,6 +112,22 @@ for i in range(count):
         time.sleep(d)
 print('sent=%d' % count, flush=True)
 "#;
+
+/// What a sender sends: `count` datagrams of `size` bytes to `group`, `interval`
+/// seconds apart, with TTL `ttl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow<'a> {
+    /// The group.
+    pub group: &'a str,
+    /// How many datagrams.
+    pub count: u32,
+    /// Seconds between datagrams.
+    pub interval: f64,
+    /// IP TTL.
+    pub ttl: u8,
+    /// UDP payload bytes.
+    pub size: usize,
+}
 
 /// What a receiver reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -321,7 +343,7 @@ impl Topo {
         let child = spawn_logged(
             &self.router,
             &[
-                mcgate(),
+                &binary(),
                 "controller",
                 "--listen",
                 CONTROLLER,
@@ -373,7 +395,7 @@ impl Topo {
         let child = spawn_logged(
             &host.ns,
             &[
-                mcgate(),
+                &binary(),
                 "agent",
                 "--controller",
                 &controller,
@@ -568,18 +590,16 @@ impl Topo {
         Received::parse(&text).unwrap_or_else(|| panic!("receiver report unreadable:\n{text}"))
     }
 
-    /// Sends from task `t` of host `h`: `count` datagrams of `size` bytes every
-    /// `interval` seconds with TTL `ttl`. Returns at once; [`Topo::wait_proc`] waits.
-    pub fn sender(
-        &mut self,
-        h: usize,
-        t: usize,
-        group: &str,
-        count: u32,
-        interval: f64,
-        ttl: u8,
-        size: usize,
-    ) -> usize {
+    /// Sends `flow` from task `t` of host `h`. Returns at once; [`Topo::wait_proc`]
+    /// waits for the end.
+    pub fn sender(&mut self, h: usize, t: usize, flow: Flow<'_>) -> usize {
+        let Flow {
+            group,
+            count,
+            interval,
+            ttl,
+            size,
+        } = flow;
         let script = self.dir.join("send.py");
         let log = self
             .dir
