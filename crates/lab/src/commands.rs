@@ -38,6 +38,7 @@ pub fn run(cmd: LabCommand) -> ExitCode {
 pub fn exit_code_for(e: &LabError) -> ExitCode {
     match e {
         LabError::NotRoot(_) => ExitCode::from(2),
+        LabError::Interrupted => ExitCode::from(130),
         _ => ExitCode::FAILURE,
     }
 }

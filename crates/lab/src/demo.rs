@@ -79,6 +79,12 @@ fn demo(args: &DemoArgs) -> Result<bool, LabError> {
     let st = ops::up_holding(&topo, &senders)?;
     let lab = st.name.clone();
     let outcome = show(&st, args);
+    if matches!(outcome, Err(LabError::Interrupted)) {
+        println!();
+        println!("interrupted: taking the lab down...");
+        let _ = ops::down(&lab);
+        return Err(LabError::Interrupted);
+    }
     if args.keep {
         println!();
         println!(
@@ -139,6 +145,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         if Instant::now() > deadline {
             break false;
         }
+        ops::check_interrupt()?;
         std::thread::sleep(Duration::from_millis(200));
     };
     if !joined {
@@ -151,7 +158,11 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         println!("started {} (pid {})", t.name, r.pid);
     }
     println!("running for {} s...", args.duration);
-    std::thread::sleep(Duration::from_secs(args.duration));
+    let until = Instant::now() + Duration::from_secs(args.duration);
+    while Instant::now() < until {
+        ops::check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let st = LabState::load(&st.name)?;
     heading("Running tasks");

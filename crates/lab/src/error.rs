@@ -95,6 +95,9 @@ pub enum LabError {
         /// The end of its log, indented, if any.
         log: String,
     },
+    /// Ctrl-C or a stop signal arrived.
+    #[error("interrupted")]
+    Interrupted,
     /// A failure injected by a test (`MCGATE_LAB_FAIL_AT`).
     #[error("failure injected after step {0} (MCGATE_LAB_FAIL_AT)")]
     Injected(String),

@@ -134,6 +134,8 @@ pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError
     }
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| LabError::io(&logs, e))?;
+    // From here on a Ctrl-C removes what was built instead of leaving it half done.
+    watch_interrupts();
     st.save()?;
     println!(
         "lab {}: {} subnet(s), {} host(s), {} task(s), from {}",
@@ -173,6 +175,31 @@ fn fail_point(step: &str) -> Result<(), LabError> {
     }
 }
 
+thread_local! {
+    static INTERRUPT: std::cell::RefCell<Option<process::Interrupt>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Starts noticing Ctrl-C and stop signals (see [`check_interrupt`]).
+pub fn watch_interrupts() {
+    INTERRUPT.with(|i| {
+        let mut i = i.borrow_mut();
+        if i.is_none() {
+            *i = process::Interrupt::install();
+        }
+    });
+}
+
+/// Fails with [`LabError::Interrupted`] once Ctrl-C or a stop signal arrived.
+pub fn check_interrupt() -> Result<(), LabError> {
+    let hit = INTERRUPT.with(|i| i.borrow_mut().as_mut().is_some_and(|x| x.pending()));
+    if hit {
+        Err(LabError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
 fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     let dir = st.dir();
     let steps = if st.controller.is_some() { 6 } else { 4 };
@@ -193,6 +220,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     }
     println!("[2/{steps}] hosts");
     for h in &st.hosts {
+        check_interrupt()?;
         net::build_host(st, h)?;
         let igmp = if h.force_igmp_version > 0 {
             format!(", IGMP forced to v{}", h.force_igmp_version)
@@ -210,6 +238,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
         let Some(h) = st.hosts.iter().find(|h| h.name == t.host) else {
             continue;
         };
+        check_interrupt()?;
         net::build_task(h, t)?;
         println!(
             "        {}: {} on {} (link {}), namespace {}",
@@ -228,6 +257,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     }
     println!("[{step}/{steps}] tasks");
     for i in 0..st.tasks.len() {
+        check_interrupt()?;
         let name = st.tasks[i].name.clone();
         if hold.contains(&st.tasks[i].service) {
             println!("        {name}: held, starts later");
@@ -243,6 +273,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     }
     // A task that cannot start at all (no such program) shows as exited in the table.
     std::thread::sleep(Duration::from_millis(300));
+    check_interrupt()?;
     fail_point("started")
 }
 
@@ -404,6 +435,7 @@ fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Res
         if started.iter().all(|(h, _)| up(h)) {
             break;
         }
+        check_interrupt()?;
         for (h, r) in &started {
             if !is_running(r) {
                 return Err(node_failed(

@@ -245,6 +245,60 @@ pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Notices SIGINT, SIGTERM and SIGHUP (Ctrl-C, `kill`, a closed terminal) instead of
+/// dying from them, so a half-built lab can be taken down before exiting.
+#[derive(Debug)]
+pub struct Interrupt {
+    rt: tokio::runtime::Runtime,
+    signals: Vec<tokio::signal::unix::Signal>,
+    seen: bool,
+}
+
+impl Interrupt {
+    /// Installs the handlers (for the rest of the process's life).
+    pub fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let signals = rt.block_on(async {
+            [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ]
+            .into_iter()
+            .filter_map(|k| signal(k).ok())
+            .collect()
+        });
+        Some(Self {
+            rt,
+            signals,
+            seen: false,
+        })
+    }
+
+    /// Whether one of the signals arrived (ever, since installed).
+    pub fn pending(&mut self) -> bool {
+        if self.seen {
+            return true;
+        }
+        for sig in &mut self.signals {
+            // A short timeout lets the runtime's driver run and read the signal.
+            let got = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(1), sig.recv())
+                    .await
+                    .is_ok()
+            });
+            if got {
+                self.seen = true;
+            }
+        }
+        self.seen
+    }
+}
+
 /// Installs handlers that swallow SIGINT, SIGTERM, SIGHUP and SIGQUIT for this process.
 /// The returned runtime and streams must stay alive.
 fn catch_stop_signals() -> Option<(tokio::runtime::Runtime, Vec<tokio::signal::unix::Signal>)> {

@@ -358,6 +358,30 @@ fn failure_halfway_removes_everything() {
 }
 
 #[test]
+fn interrupted_up_removes_everything() {
+    let lab = Lab::new(&PLAIN.replace("count = 2", "count = 5"));
+    let mut child = Command::new(support::mcgate())
+        .args(["lab", "up", lab.file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // state.json is written once Ctrl-C is watched for, before anything is built.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state_dir(&lab.name).join("state.json").exists() {
+        assert!(Instant::now() < deadline, "lab up never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    support::sh(&["kill", "-s", "INT", &child.id().to_string()]);
+    let status = child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    lab.assert_gone(&[]);
+}
+
+#[test]
 fn down_after_processes_were_killed_and_after_a_lost_state() {
     let lab = Lab::new(PLAIN);
     lab.up_ok();
