@@ -55,11 +55,13 @@ pub enum DropReason {
     QueueFull,
     /// The kernel refused the send.
     SendError,
+    /// The capture socket's receive queue overflowed: the relay fell behind.
+    RxOverflow,
 }
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
@@ -74,6 +76,7 @@ impl DropReason {
         DropReason::BadVxlan,
         DropReason::QueueFull,
         DropReason::SendError,
+        DropReason::RxOverflow,
     ];
 
     /// The reason's name in metrics and JSON.
@@ -93,6 +96,7 @@ impl DropReason {
             DropReason::BadVxlan => "bad_vxlan",
             DropReason::QueueFull => "queue_full",
             DropReason::SendError => "send_error",
+            DropReason::RxOverflow => "rx_overflow",
         }
     }
 

@@ -439,6 +439,7 @@ impl Worker {
             };
             let mut copies = 0usize;
             let mut refused = false;
+            let mut too_big = false;
             for d in table.domains() {
                 if d.check_source(m.group, m.source) != Verdict::Forward {
                     refused = true;
@@ -457,6 +458,7 @@ impl Worker {
                         if m.len + ENCAP_OVERHEAD > mtu {
                             g.drops.add(DropReason::TooBig, 1);
                             self.drops.add(DropReason::TooBig, 1);
+                            too_big = true;
                             continue;
                         }
                         self.tunnel_tx.push(TunnelTx {
@@ -483,7 +485,7 @@ impl Worker {
                     copies += 1;
                 }
             }
-            if copies == 0 {
+            if copies == 0 && !too_big {
                 let reason = if refused {
                     DropReason::SourceNotAllowed
                 } else {
@@ -633,6 +635,14 @@ impl Worker {
 
     fn publish(&mut self) {
         self.last_publish = Instant::now();
+        for l in &mut self.links {
+            if let Ok(n) = l.sock.take_drops()
+                && n > 0
+            {
+                l.counters.drops.add(DropReason::RxOverflow, n);
+                self.drops.add(DropReason::RxOverflow, n);
+            }
+        }
         let mut links = self
             .retired
             .clone()

@@ -17,7 +17,14 @@ const G2: &str = "233.252.0.6";
 
 /// Three hosts with two tasks each, the controller, a domain over every host, agents.
 fn deployment(igmp: &str, static_sources: bool) -> Topo {
+    deployment_with_mtu(igmp, static_sources, None)
+}
+
+fn deployment_with_mtu(igmp: &str, static_sources: bool, mtu: Option<u32>) -> Topo {
     let mut t = Topo::new(3, 2);
+    if let Some(mtu) = mtu {
+        t.set_underlay_mtu(mtu);
+    }
     t.start_controller();
     t.create_domain("d1", 4100, igmp, static_sources);
     t.start_agents();
@@ -110,6 +117,58 @@ fn v2_and_v3_receivers_get_every_packet_once_across_hosts() {
     // One tunnelled copy per remote host with members: 2 x 200.
     let sent = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
     assert_eq!(sent, 400, "{}", t.metrics(0).unwrap_or_default());
+    // No loop: what arrived through the tunnel never went back into it.
+    for h in [1, 2] {
+        assert_eq!(
+            t.metric(h, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_vanished_peer_stops_getting_copies() {
+    let mut t = deployment("v3", false);
+    let r2 = t.receiver(1, 0, G1, 20.0, "any", &[]);
+    let r3 = t.receiver(2, 0, G1, 20.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    wait_member(&t, 2, G1);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = t.sender(
+        0,
+        0,
+        Flow {
+            group: G1,
+            count: 1200,
+            interval: 0.01,
+            ttl: 1,
+            size: 100,
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // h3's agent dies without a word; its lease (3 s) runs out and the controller tells
+    // h1, which stops replicating to h3.
+    t.kill_agent(2);
+    let stopped = t.wait_until(Duration::from_secs(8), || {
+        t.stats(0).is_some_and(|s| s.contains("\"peers\":[\"h2\"]"))
+    });
+    assert!(stopped, "h1 still has h3 as a peer:\n{}", t.logs());
+    let a = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
+    std::thread::sleep(Duration::from_secs(2));
+    let b = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
+    // About 200 packets in 2 s, one copy each (to h2), not two.
+    assert!(
+        (150..=250).contains(&(b - a)),
+        "h1 sent {} copies in 2 s",
+        b - a
+    );
+    t.wait_proc(s, Duration::from_secs(20));
+    let got = t.received(r2, Duration::from_secs(15));
+    assert_eq!(
+        got.unique, 1200,
+        "h2 lost packets when h3 vanished: {got:?}"
+    );
+    let _ = t.received(r3, Duration::from_secs(1));
 }
 
 #[test]
@@ -508,7 +567,8 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire() {
 fn measure_cross_host_rate() {
     let bin = agent_support::binary();
     for len in ["1470", "64"] {
-        let mut t = deployment("v3", false);
+        // 1470-byte datagrams need room for 50 bytes of VXLAN on the underlay.
+        let mut t = deployment_with_mtu("v3", false, Some(1550));
         let r2 = t.spawn_in_task(
             1,
             0,
@@ -537,14 +597,20 @@ fn measure_cross_host_rate() {
         eprintln!("len {len} sender: {}", last(&sent));
         eprintln!("len {len} h2: {}", last(&a));
         eprintln!("len {len} h3: {}", last(&b));
-        eprintln!(
-            "len {len} h1 drops: {}",
-            t.metrics(0)
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.starts_with("mcgate_agent_dataplane_drops") && !l.ends_with(" 0"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
+        for h in 0..3 {
+            eprintln!(
+                "len {len} h{} counters: {}",
+                h + 1,
+                t.metrics(h)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| (l.starts_with("mcgate_agent_dataplane_drops")
+                        || l.starts_with("mcgate_agent_tunnel_packets")
+                        || l.starts_with("mcgate_agent_link_packets"))
+                        && !l.ends_with(" 0"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
     }
 }

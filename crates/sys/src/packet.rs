@@ -401,6 +401,26 @@ impl PacketSocket {
         self.ifindex
     }
 
+    /// Frames the kernel dropped because this socket's receive queue was full, since the
+    /// last call (`PACKET_STATISTICS`, which resets on read).
+    pub fn take_drops(&self) -> io::Result<u64> {
+        // struct tpacket_stats { unsigned int tp_packets; unsigned int tp_drops; }
+        let mut stats = [0u32; 2];
+        let mut len = size_of::<[u32; 2]>() as libc::socklen_t;
+        // SAFETY: `stats` is valid for writes of `len` bytes and `len` is passed by
+        // pointer as getsockopt requires; the kernel writes at most `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                6, // PACKET_STATISTICS
+                stats.as_mut_ptr().cast(),
+                &mut len,
+            )
+        })?;
+        Ok(u64::from(stats[1]))
+    }
+
     /// Receives one frame into `buf`: `Ok(None)` when none is waiting, else its length
     /// and whether it was longer than `buf` (then `buf` holds its start).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {

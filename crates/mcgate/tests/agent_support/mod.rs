@@ -441,6 +441,14 @@ impl Topo {
         }
     }
 
+    /// Kills the agent of host `h` with SIGKILL (by PID): a crash, no goodbye.
+    pub fn kill_agent(&mut self, h: usize) {
+        if let Some(mut c) = self.hosts[h].agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Starts every agent.
     pub fn start_agents(&mut self) {
         for h in 0..self.hosts.len() {
@@ -672,6 +680,19 @@ impl Topo {
         std::thread::sleep(Duration::from_millis(1500));
         let task = add_task(host, t + 1);
         self.hosts[h].tasks[t] = task;
+    }
+
+    /// Sets the MTU of the underlay path (router links, uplinks and bridges), as a
+    /// deployment carrying 1470-byte datagrams over VXLAN must. Call before the agents
+    /// start (they read it at start and then every second).
+    pub fn set_underlay_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        for h in &self.hosts {
+            self.router
+                .run(&["ip", "link", "set", &h.name, "mtu", &mtu]);
+            h.ns.run(&["ip", "link", "set", "uplink", "mtu", &mtu]);
+            h.ns.run(&["ip", "link", "set", "br0", "mtu", &mtu]);
+        }
     }
 
     /// Every log of the test, for failure messages.
