@@ -31,6 +31,7 @@ mod topology;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use demo::{Report, receiver_reports};
 pub use error::LabError;
 pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};

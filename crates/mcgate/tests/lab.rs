@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mcgate_lab::{LabStatus, TaskStatus};
+use mcgate_lab::{LabStatus, TaskStatus, receiver_reports};
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
@@ -535,4 +535,95 @@ fn iperf_loss(logs: &str) -> (u64, u64) {
         total += t;
     }
     (lost, total)
+}
+
+fn example(file: &str, name: &str) -> String {
+    let path = format!("{}/../../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(path).unwrap();
+    let from = format!("name = \"{name}\"");
+    assert!(src.starts_with(&from) || src.contains(&format!("\n{from}\n")));
+    // The lab's name only (the first line that sets it), and receivers report in JSON.
+    src.replacen(&from, "name = \"NAME\"", 1).replace(
+        "\"--interval\", \"1\"]",
+        "\"--interval\", \"1\", \"--json\"]",
+    )
+}
+
+/// (datagrams, lost) per sender address in a receiver's log.
+fn reports(lab: &Lab, task: &str) -> Vec<(String, u64, u64)> {
+    receiver_reports(
+        &state_dir(&lab.name)
+            .join("logs")
+            .join(format!("{task}.log")),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r.sender_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            r.datagrams,
+            r.lost,
+        )
+    })
+    .collect()
+}
+
+/// One sender, eight receivers on four hosts: every receiver gets every datagram.
+#[test]
+fn fanout_example_reaches_every_receiver() {
+    let lab = Lab::new(&example("fanout.toml", "fanout"));
+    lab.up_ok();
+    let s = lab.status();
+    let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
+    assert_eq!(receivers.len(), 8);
+    let ips: Vec<String> = receivers.iter().map(|t| t.ip.to_string()).collect();
+    wait_for_members(&lab, "233.252.0.7", &ips);
+    ok(&["lab", "restart", "sender-1", "--name", &lab.name]);
+    let sender_ip = Lab::task(&lab.status(), "sender-1").ip.to_string();
+    std::thread::sleep(Duration::from_secs(4));
+    for r in &receivers {
+        let got: Vec<(String, u64, u64)> = reports(&lab, &r.name)
+            .into_iter()
+            .filter(|x| x.0 == sender_ip)
+            .collect();
+        assert!(
+            got.iter().any(|x| x.1 > 0),
+            "{} on {} got nothing: {got:?}",
+            r.name,
+            r.host
+        );
+        assert!(got.iter().all(|x| x.2 == 0), "{} lost: {got:?}", r.name);
+    }
+}
+
+/// IGMPv3: the source-specific receiver hears only its source, across hosts; the
+/// any-source one hears both senders.
+#[test]
+fn igmpv3_example_filters_by_source() {
+    let lab = Lab::new(&example("igmpv3-source-filter.toml", "igmpv3-ssm"));
+    lab.up_ok();
+    wait_for_members(
+        &lab,
+        "232.1.1.1",
+        &["10.0.3.101".to_string(), "10.0.2.101".to_string()],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let heard = |task: &str| -> Vec<String> {
+        reports(&lab, task)
+            .into_iter()
+            .filter(|x| x.1 > 0)
+            .map(|x| x.0)
+            .collect()
+    };
+    let ssm = heard("ssm-receiver-1");
+    assert_eq!(
+        ssm,
+        vec!["10.0.2.100".to_string()],
+        "ssm-receiver-1 heard {ssm:?}"
+    );
+    let mut any = heard("any-receiver-1");
+    any.sort();
+    assert_eq!(
+        any,
+        vec!["10.0.2.100".to_string(), "10.0.3.100".to_string()]
+    );
 }
