@@ -252,6 +252,31 @@ fn ssm_receiver_sees_only_its_source() {
 }
 
 #[test]
+fn ten_kilobit_is_one_datagram_every_1_176_s() {
+    let (s, mut r) = pair();
+    let rx = r.spawn(&[
+        mcgate(),
+        "perf",
+        "recv",
+        "--group",
+        GROUP,
+        "--time",
+        "4",
+        "--json",
+    ]);
+    sleep(Duration::from_millis(500));
+    // Due at 0, 1.176 and 2.352 s: three datagrams in 2.4 s (two if the gap were even
+    // 2% longer, four if it were 15% shorter).
+    let sum = send_json(&s, &["--rate", "10k", "--time", "2.4"]);
+    assert_eq!(num(&sum, "datagrams"), 3, "{sum}");
+    let out = r.wait(rx, Duration::from_secs(6));
+    let sums = summaries(&out.stdout);
+    assert_eq!(sums.len(), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(num(&sums[0], "datagrams"), 3, "{}", sums[0]);
+    assert_eq!(num(&sums[0], "lost"), 0, "{}", sums[0]);
+}
+
+#[test]
 fn late_joiner_reports_no_loss_and_sigint_prints_summary() {
     let (mut s, mut r) = pair();
     let tx = s.spawn(&[
@@ -270,6 +295,11 @@ fn late_joiner_reports_no_loss_and_sigint_prints_summary() {
     let rx = r.spawn(&[mcgate(), "perf", "recv", "--group", GROUP, "--json"]);
     let txo = s.wait(tx, Duration::from_secs(6));
     let sent = num(&summaries(&txo.stdout)[0], "datagrams");
+    // Absolute-time pacing: datagram k is due at k / 200 s, for 3 s.
+    assert!(
+        (600..=601).contains(&sent),
+        "{sent} datagrams in 3 s at 200/s"
+    );
     sleep(Duration::from_millis(300));
     r.interrupt(rx);
     let out = r.wait(rx, Duration::from_secs(5));
