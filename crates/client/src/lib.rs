@@ -158,6 +158,7 @@ impl Client {
         Ok(LineStream {
             body: resp.into_body(),
             buf: BytesMut::new(),
+            scanned: 0,
             url: self.url.clone(),
         })
     }
@@ -291,6 +292,8 @@ fn default_url_in(root: &Path) -> String {
 pub struct LineStream {
     body: Incoming,
     buf: BytesMut,
+    /// How much of `buf` is known to hold no newline.
+    scanned: usize,
     url: String,
 }
 
@@ -298,15 +301,21 @@ impl LineStream {
     /// The next line without its newline, or `None` when the server closed the stream.
     pub async fn next_line(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            // Only the bytes not yet searched: a long line arriving in many frames is
+            // scanned once, not once per frame.
+            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let pos = self.scanned + pos;
+                self.scanned = 0;
                 let line = self.buf.split_to(pos + 1).freeze();
                 return Ok(Some(line.slice(..pos)));
             }
+            self.scanned = self.buf.len();
             match self.body.frame().await {
                 None => {
                     if self.buf.is_empty() {
                         return Ok(None);
                     }
+                    self.scanned = 0;
                     return Ok(Some(self.buf.split().freeze()));
                 }
                 Some(Err(e)) => {
