@@ -315,6 +315,13 @@ fn logs(a: LogsArgs) -> Result<ExitCode, LabError> {
             .and_then(|mut s| s.launch_mut(&a.node).and_then(|l| l.running))
     };
     let path = log_path(&dir, &a.node);
+    let mut out = std::io::stdout().lock();
+    // The older part first, if the log was rotated.
+    if let Ok(old) = std::fs::read(process::rotated(&path))
+        && out.write_all(&old).is_err()
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -330,10 +337,25 @@ fn logs(a: LogsArgs) -> Result<ExitCode, LabError> {
         }
         Err(e) => return Err(LabError::io(&path, e)),
     };
-    let mut out = std::io::stdout().lock();
     let mut buf = Vec::new();
     let mut pos = 0u64;
     loop {
+        // Rotated under us: what is left of the old file, then the new one from its start.
+        if a.follow
+            && let (Ok(open), Ok(now)) = (f.metadata(), std::fs::metadata(&path))
+        {
+            use std::os::unix::fs::MetadataExt;
+            if open.ino() != now.ino()
+                && let Ok(newf) = std::fs::File::open(&path)
+            {
+                buf.clear();
+                let _ = f.seek(SeekFrom::Start(pos));
+                let _ = f.read_to_end(&mut buf);
+                let _ = out.write_all(&buf);
+                f = newf;
+                pos = 0;
+            }
+        }
         buf.clear();
         let _ = f.seek(SeekFrom::Start(pos));
         let n = f

@@ -155,10 +155,15 @@ pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let out = Arc::new(Mutex::new(file));
+    let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let out = Arc::new(Mutex::new(LogSink {
+        file,
+        path: log.to_path_buf(),
+        written,
+    }));
     let note = |msg: &str| {
         if let Ok(mut f) = out.lock() {
-            let _ = writeln!(f, "{} [lab] {msg}", utc_now());
+            f.write_line(format!("{} [lab] {msg}\n", utc_now()).as_bytes());
         }
     };
     let Some((prog, args)) = argv.split_first() else {
@@ -330,12 +335,49 @@ fn write_exit(path: &Path, rec: ExitRecord) {
     }
 }
 
+/// A log keeps at most this much before it moves to `<log>.1` (replacing the previous
+/// one) and starts afresh: the state directory is on tmpfs, in memory.
+pub const LOG_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// The log file a supervisor writes, rotated at [`LOG_LIMIT`].
+struct LogSink {
+    file: std::fs::File,
+    path: PathBuf,
+    written: u64,
+}
+
+impl LogSink {
+    fn write_line(&mut self, line: &[u8]) {
+        if self.written >= LOG_LIMIT {
+            let _ = std::fs::rename(&self.path, rotated(&self.path));
+            if let Ok(f) = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                self.file = f;
+                self.written = 0;
+            }
+        }
+        if self.file.write_all(line).is_ok() {
+            self.written += line.len() as u64;
+        }
+    }
+}
+
+/// Where a rotated log goes.
+pub fn rotated(log: &Path) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(".1");
+    PathBuf::from(s)
+}
+
 /// Longest line kept whole; longer output is split so memory stays bounded.
 const MAX_LINE: usize = 16 * 1024;
 
 fn copy_lines<R: Read + Send + 'static>(
     mut src: R,
-    out: Arc<Mutex<std::fs::File>>,
+    out: Arc<Mutex<LogSink>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut pending: Vec<u8> = Vec::new();
@@ -347,7 +389,7 @@ fn copy_lines<R: Read + Send + 'static>(
                 v.push(b' ');
                 v.extend_from_slice(line);
                 v.push(b'\n');
-                let _ = f.write_all(&v);
+                f.write_line(&v);
             }
         };
         loop {
@@ -409,6 +451,24 @@ mod tests {
             pid: i32::MAX,
             start_time: start
         }));
+    }
+
+    #[test]
+    fn log_rotates_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.log");
+        std::fs::write(&path, b"old\n").unwrap();
+        let file = std::fs::File::options().append(true).open(&path).unwrap();
+        let mut sink = LogSink {
+            file,
+            path: path.clone(),
+            written: LOG_LIMIT - 1,
+        };
+        sink.write_line(b"a\n");
+        sink.write_line(b"b\n");
+        assert_eq!(std::fs::read(rotated(&path)).unwrap(), b"old\na\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"b\n");
+        assert_eq!(sink.written, 2);
     }
 
     #[test]
