@@ -100,7 +100,13 @@ fn node_failed(dir: &Path, node: &str, why: String) -> LabError {
 fn exited_why(dir: &Path, node: &str) -> String {
     match read_exit(dir, node) {
         Some(e) => format!("it exited with code {}", e.exit_code),
-        None => "it exited".to_string(),
+        None if !log_path(dir, node).exists() => {
+            let exe = process::self_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "mcgate".into());
+            format!("it ended before it could start; is {exe} still there (not being rebuilt)?")
+        }
+        None => "it was killed".to_string(),
     }
 }
 
@@ -379,7 +385,7 @@ pub fn igmp_word(m: mcgate_domain::api::IgmpMode) -> &'static str {
     }
 }
 
-type DomainSetup = (
+type DomainPlan = (
     String,
     mcgate_domain::api::IgmpMode,
     bool,
@@ -387,7 +393,7 @@ type DomainSetup = (
 );
 
 /// The domain to create, with its subnets' networks.
-fn topo_domain(st: &LabState) -> Option<DomainSetup> {
+fn topo_domain(st: &LabState) -> Option<DomainPlan> {
     st.domain_setup.as_ref().map(|d| {
         (
             d.name.clone(),
