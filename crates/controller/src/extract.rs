@@ -175,3 +175,22 @@ where
 fn useful_path(path: String) -> Option<String> {
     (!path.is_empty() && path != "." && !path.contains('?')).then_some(path)
 }
+
+/// A path parameter; a segment that is not valid percent-encoded UTF-8 is a 400
+/// [`ApiError`] like every other refusal.
+#[derive(Debug)]
+pub struct ApiPath(pub String);
+
+impl<S> FromRequestParts<S> for ApiPath
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| ApiPath(p))
+            .map_err(|e| ApiErr::bad(None, format!("the path cannot be read: {e}")))
+    }
+}

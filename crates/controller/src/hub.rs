@@ -354,6 +354,96 @@ mod tests {
         assert_eq!(out, vec![m("b", true), m("a", false)]);
     }
 
+    fn two_host_model() -> Model {
+        let mut model = Model::new(0);
+        model
+            .create_domain(DomainSpec {
+                name: "d".into(),
+                vni: None,
+                igmp: IgmpMode::V2,
+                static_sources: false,
+                igmp_settings: IgmpSettings::default(),
+            })
+            .unwrap();
+        model
+            .associate(
+                "d",
+                &AssociationSpec {
+                    subnet: Some("10.0.0.0/16".parse().unwrap()),
+                    host: None,
+                },
+            )
+            .unwrap();
+        for (h, ip) in [("a", [10, 0, 0, 1]), ("b", [10, 0, 0, 2])] {
+            let reg = AgentRegistration {
+                host: h.into(),
+                underlay: std::net::SocketAddrV4::new(ip.into(), VXLAN_PORT),
+                subnet: None,
+                links: vec![],
+                dataplane: None,
+            };
+            model.register(reg, 0, 3_000, 1_000).unwrap();
+        }
+        model
+    }
+
+    fn join(model: &mut Model, seq: u64, group: u8) -> Vec<Effect> {
+        let session = model.agent("a").unwrap().session;
+        let report = MembershipReport {
+            session,
+            seq,
+            snapshot: false,
+            entries: vec![LinkMembership {
+                link: "l".into(),
+                group: [239, 1, 1, group].into(),
+                filter: Some(mcgate_domain::SourceFilter::any_source()),
+                reporters: vec![],
+            }],
+        };
+        model.report("a", report, 0).unwrap().1
+    }
+
+    #[test]
+    fn a_lagging_agent_loses_its_stream_and_the_others_do_not_wait() {
+        let mut model = two_host_model();
+        let limits = HubLimits {
+            queue: 4,
+            ring_entries: 100,
+            ring_bytes: 1 << 20,
+        };
+        let mut hub = Hub::new(0, limits);
+        let mut fast = hub.subscribe(&model, "a", None).unwrap();
+        let slow = hub.subscribe(&model, "b", None).unwrap();
+        for seq in 1..=10 {
+            let fx = join(&mut model, seq, seq as u8);
+            hub.push(fx);
+            hub.flush(&model);
+            // The fast agent reads every line as it comes.
+            while fast.rx.try_recv().is_ok() {}
+        }
+        assert_eq!(hub.overflows, 1);
+        assert_eq!(hub.streams(), 1, "only the lagging stream was closed");
+        drop(slow);
+        // It resumes from the ring: the missed deltas, no snapshot.
+        let resumed = hub.subscribe(&model, "b", Some(2)).unwrap();
+        assert!(resumed.resumed);
+        assert_eq!(resumed.first.len(), 8);
+        // A revision older than the ring's floor re-snapshots.
+        let mut small = Hub::new(
+            0,
+            HubLimits {
+                ring_entries: 2,
+                ..limits
+            },
+        );
+        for seq in 11..=15 {
+            small.push(join(&mut model, seq, seq as u8));
+            small.flush(&model);
+        }
+        assert!(!small.subscribe(&model, "b", Some(1)).unwrap().resumed);
+        assert!(small.subscribe(&model, "b", Some(4)).unwrap().resumed);
+    }
+
     #[test]
     fn snapshot_line_is_a_stream_message() {
         let mut model = Model::new(0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use mcgate_domain::groups::check_query;
 use mcgate_domain::validate::ModelError;
 use tokio::sync::mpsc;
 
-use crate::extract::{ApiErr, ApiJson, ApiQuery, REPORT_BODY_LIMIT};
+use crate::extract::{ApiErr, ApiJson, ApiPath, ApiQuery, REPORT_BODY_LIMIT};
 use crate::hub::encode;
 use crate::state::Controller;
 
@@ -104,13 +104,13 @@ async fn list_domains(State(c): Ctl) -> Json<Vec<Domain>> {
     Json(c.read(|m, _| m.domains()))
 }
 
-async fn show_domain(State(c): Ctl, Path(name): Path<String>) -> ApiResult<Json<Domain>> {
+async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<Json<Domain>> {
     Ok(Json(
         c.read(|m, _| m.domain(&name).map(|r| r.domain.clone()))?,
     ))
 }
 
-async fn delete_domain(State(c): Ctl, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<StatusCode> {
     c.admin(&name, |m| Ok(((), m.delete_domain(&name)?)))?;
     tracing::info!(domain = %name, "domain deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -118,7 +118,7 @@ async fn delete_domain(State(c): Ctl, Path(name): Path<String>) -> ApiResult<Sta
 
 async fn associate(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
     let d = c.admin(&name, |m| {
@@ -130,7 +130,7 @@ async fn associate(
 
 async fn disassociate(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
     let d = c.admin(&name, |m| {
@@ -142,7 +142,7 @@ async fn disassociate(
 
 async fn add_member(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticMemberSpec>)> {
     let out = spec.clone();
@@ -152,7 +152,7 @@ async fn add_member(
 
 async fn remove_member(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<StatusCode> {
     c.admin(&name, |m| Ok(((), m.remove_static_member(&name, &spec)?)))?;
@@ -161,7 +161,7 @@ async fn remove_member(
 
 async fn add_source(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticSourceSpec>)> {
     let out = spec.clone();
@@ -171,7 +171,7 @@ async fn add_source(
 
 async fn remove_source(
     State(c): Ctl,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<StatusCode> {
     c.admin(&name, |m| Ok(((), m.remove_static_source(&name, &spec)?)))?;
@@ -206,7 +206,7 @@ async fn agents(State(c): Ctl) -> Json<Vec<AgentInfo>> {
     Json(c.read(|m, now| m.agent_infos(now)))
 }
 
-async fn deregister(State(c): Ctl, Path(host): Path<String>) -> ApiResult<StatusCode> {
+async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
     c.apply(|m, _| Ok(((), m.deregister(&host)?)))?;
     tracing::info!(host = %host, "agent deregistered");
     Ok(StatusCode::NO_CONTENT)
@@ -214,7 +214,7 @@ async fn deregister(State(c): Ctl, Path(host): Path<String>) -> ApiResult<Status
 
 async fn heartbeat(
     State(c): Ctl,
-    Path(host): Path<String>,
+    ApiPath(host): ApiPath,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> ApiResult<StatusCode> {
     c.apply(|m, now| Ok((m.heartbeat(&host, &hb, now)?, Vec::new())))?;
@@ -223,7 +223,7 @@ async fn heartbeat(
 
 async fn membership(
     State(c): Ctl,
-    Path(host): Path<String>,
+    ApiPath(host): ApiPath,
     ApiJson(report): ApiJson<MembershipReport, REPORT_BODY_LIMIT>,
 ) -> ApiResult<Json<MembershipAck>> {
     Ok(Json(c.apply(|m, now| m.report(&host, report, now))?))
@@ -238,7 +238,7 @@ struct StreamQuery {
 
 async fn stream(
     State(c): Ctl,
-    Path(host): Path<String>,
+    ApiPath(host): ApiPath,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
     let since = match q.since.as_deref() {
