@@ -205,6 +205,8 @@ fn ssm_receiver_sees_only_its_source() {
         GROUP,
         "--source",
         "10.72.0.1",
+        "--iface",
+        "eth0",
         "--time",
         "4",
         "--json",
@@ -221,7 +223,12 @@ fn ssm_receiver_sees_only_its_source() {
     ]);
     sleep(Duration::from_millis(500));
     let a = std::thread::scope(|sc| {
-        let t1 = sc.spawn(|| send_json(&hosts[0], &["--rate", "100pps", "--time", "2"]));
+        let t1 = sc.spawn(|| {
+            send_json(
+                &hosts[0],
+                &["--rate", "100pps", "--time", "2", "--iface", "eth0"],
+            )
+        });
         let t2 = sc.spawn(|| send_json(&hosts[1], &["--rate", "100pps", "--time", "2"]));
         (t1.join().unwrap(), t2.join().unwrap())
     });

@@ -66,8 +66,9 @@ pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
             Some(i) => InterfaceIndexOrAddress::Index(i.index),
             None => InterfaceIndexOrAddress::Index(0),
         };
-        sock.join_multicast_v4_n(&cfg.group, &on)
-            .map_err(ioerr("join the group"))?;
+        sock.join_multicast_v4_n(&cfg.group, &on).map_err(ioerr(
+            "join the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
+        ))?;
     } else {
         let on = match &cfg.iface {
             Some(i) => i.ipv4()?,
@@ -75,7 +76,9 @@ pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
         };
         for s in &cfg.sources {
             sock.join_ssm_v4(s, &cfg.group, &on)
-                .map_err(ioerr("join the group for a source (IGMPv3)"))?;
+                .map_err(ioerr(
+                    "join the group for a source (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
+                ))?;
         }
     }
     sock.set_read_timeout(Some(POLL))

@@ -70,7 +70,7 @@ pub fn open(cfg: &SendConfig) -> Result<Socket, PerfError> {
     }
     sock.connect(&SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port)))
         .map_err(ioerr(
-            "connect to the group (is there a route to 224.0.0.0/4?)",
+            "send to the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
         ))?;
     Ok(sock)
 }
