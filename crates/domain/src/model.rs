@@ -37,16 +37,21 @@ pub struct DomainRecord {
 }
 
 impl DomainRecord {
-    /// Whether `host`, registered as `reg`, belongs to this domain: associated by name, or
-    /// its subnet (or, lacking one, its underlay address) inside an associated subnet.
+    /// Whether `host`, registered as `reg`, belongs to this domain: associated by name,
+    /// or with an associated subnet containing its subnet, its underlay address or the
+    /// address of one of its links (a task's own address, in awsvpc-style networks).
     pub fn has_host(&self, host: &str, reg: Option<&AgentRegistration>) -> bool {
         if self.domain.hosts.iter().any(|h| h == host) {
             return true;
         }
         let Some(reg) = reg else { return false };
-        self.domain.subnets.iter().any(|s| match reg.subnet {
-            Some(hs) => s.contains(&hs),
-            None => s.contains(reg.underlay.ip()),
+        self.domain.subnets.iter().any(|s| {
+            reg.subnet.is_some_and(|hs| s.contains(&hs))
+                || s.contains(reg.underlay.ip())
+                || reg
+                    .links
+                    .iter()
+                    .any(|l| l.address.is_some_and(|a| s.contains(&a)))
         })
     }
 }
