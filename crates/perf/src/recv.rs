@@ -103,11 +103,14 @@ struct Senders {
 }
 
 impl Senders {
-    fn get(&mut self, addr: SocketAddrV4, t_s: f64) -> Option<&mut SenderStats> {
+    /// The sender's record; a new one is made only if `create` (an end-of-stream marker
+    /// from a sender never seen says nothing worth a report).
+    fn get(&mut self, addr: SocketAddrV4, t_s: f64, create: bool) -> Option<&mut SenderStats> {
         let i = match self.last {
             Some((a, i)) if a == addr => i,
             _ => match self.index.get(&addr) {
                 Some(&i) => i,
+                None if !create => return None,
                 None if self.list.len() < MAX_SENDERS => {
                     self.list.push(SenderStats::new(addr, t_s));
                     self.index.insert(addr, self.list.len() - 1);
@@ -197,7 +200,7 @@ pub fn run(cfg: &RecvConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
                 .map(|ts| ts.as_micros() as i64)
                 .unwrap_or(fallback_us);
             let t_s = (arrival_us - start_wall_us) as f64 / 1e6;
-            let Some(s) = senders.get(src, t_s) else {
+            let Some(s) = senders.get(src, t_s, h.seq >= 0) else {
                 continue;
             };
             if h.seq < 0 {
