@@ -128,6 +128,26 @@ mod tests {
     }
 
     #[test]
+    fn any_bytes_parse_without_panic() {
+        let mut x: u32 = 12345;
+        for len in 0..64 {
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let h = parse(&buf);
+            assert_eq!(h.is_some(), len >= MIN_PARSE_LEN);
+            if let Some(h) = h {
+                let _ = h.sent_us();
+            }
+        }
+    }
+
+    #[test]
     fn short_payload_is_not_a_header() {
         assert_eq!(parse(&[0; 11]), None);
         assert_eq!(parse(&[]), None);

@@ -226,6 +226,20 @@ mod tests {
     }
 
     #[test]
+    fn hostile_numbers_do_not_panic() {
+        let mut t = SeqTracker::new();
+        for s in [0, i64::MAX, 0, 1, i64::MAX - 1, i64::MAX, 5] {
+            t.on_data(s);
+        }
+        t.on_fin(i64::MIN);
+        t.on_fin(-1);
+        let mut u = SeqTracker::new();
+        u.on_fin(i64::MIN);
+        u.on_data(i64::MAX);
+        assert!(t.lost >= 0 && u.lost == 0);
+    }
+
+    #[test]
     fn random_permutations_with_drops_and_dups_are_exact() {
         // Deterministic pseudo-random stream: drop ~10%, duplicate ~5%, local reorder.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
