@@ -234,11 +234,22 @@ impl Controller {
         }
     }
 
-    /// Expires agents whose lease ran out; forever.
+    /// Expires agents whose lease ran out, at the moment it runs out; forever.
     pub async fn lease_loop(self: Arc<Self>) {
-        let tick = Duration::from_millis((self.config.lease_ms / 10).clamp(10, 250));
+        let lease = self.config.lease_ms;
+        // Wake at the earliest expiry, but at least this often: heartbeats only push
+        // expiries later, and a new agent's expiry is a whole lease away.
+        let cap = (lease / 10).max(10);
         loop {
-            tokio::time::sleep(tick).await;
+            let wait = {
+                let now = self.now_ms();
+                let g = self.lock();
+                g.model
+                    .next_expiry(lease)
+                    .map_or(cap, |t| t.saturating_sub(now))
+                    .min(cap)
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
             let now = self.now_ms();
             let mut g = self.lock();
             let effects = g.model.expire(now, self.config.lease_ms);

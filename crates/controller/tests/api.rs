@@ -487,6 +487,7 @@ async fn lease_expiry_removes_members_and_tells_the_others() {
     let b = s.register("host-b", [10, 0, 3, 10], "10.0.3.0/24").await;
     assert_eq!(a.lease_ms, 300);
     s.join("host-a", a.session, 1, "veth1", [10, 0, 2, 4]).await;
+    let last_heard = tokio::time::Instant::now();
     let mut stream = s.client.stream("/v1/agents/host-b/stream").await.unwrap();
     assert!(matches!(
         next(&mut stream).await,
@@ -506,6 +507,12 @@ async fn lease_expiry_removes_members_and_tells_the_others() {
             changes.extend(c);
         }
     }
+    // Not before the lease, and promptly after it (generous bound for a busy machine).
+    let took = last_heard.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1_000),
+        "{took:?}"
+    );
     assert_eq!(
         changes,
         vec![
