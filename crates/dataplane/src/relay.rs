@@ -32,7 +32,7 @@ use mcgate_sys::packet::{
     self, Filter, FrameBatch, MAX_BATCH, PacketSocket, Part, SendOutcome, VNET_HDR_LEN, VnetHdr,
 };
 use mcgate_sys::poll::{self, PollFd, READABLE};
-use mcgate_sys::tunnel::{TunnelSocket, TunnelTx};
+use mcgate_sys::tunnel::{GsoScratch, TunnelSocket, TunnelTx};
 use mcgate_wire::{checksum, vxlan};
 
 use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
@@ -101,11 +101,15 @@ impl Relay {
             ..DataplaneStats::default()
         }));
         let wake_pending = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
+        let published = stats.clone();
+        let worker_wake = wake_pending.clone();
+        let build = move || Worker {
             cmds: rx,
             wake: reader,
-            wake_pending: wake_pending.clone(),
+            wake_pending: worker_wake,
             tunnel,
+            gso: GsoScratch::default(),
+            gso_on: true,
             table: Arc::new(ForwardingTable::empty()),
             links: Vec::new(),
             wanted: Vec::new(),
@@ -120,13 +124,14 @@ impl Relay {
             batches: 0,
             tables: 0,
             mtu: config.underlay_mtu,
-            published: stats.clone(),
+            published,
             last_publish: Instant::now(),
             last_retry: Instant::now(),
         };
+        // The worker is built on its own thread: its GSO scratch holds raw pointers.
         let thread = std::thread::Builder::new()
             .name("mcgate-relay".into())
-            .spawn(move || worker.run())
+            .spawn(move || build().run())
             .map_err(DataplaneError::Thread)?;
         Ok(Self {
             tx,
@@ -203,6 +208,9 @@ struct Worker {
     wake: PipeReader,
     wake_pending: Arc<AtomicBool>,
     tunnel: TunnelSocket,
+    /// Scratch for UDP GSO sends, and whether the path accepts them.
+    gso: GsoScratch,
+    gso_on: bool,
     table: Arc<ForwardingTable>,
     links: Vec<LinkSlot>,
     wanted: Vec<LinkSpec>,
@@ -584,7 +592,21 @@ impl Worker {
     /// Sends what the batch planned: tunnel copies, then local deliveries.
     fn flush(&mut self) {
         if !self.tunnel_tx.is_empty() {
-            let out = self.tunnel.send_parts(&self.rx, &self.tunnel_tx);
+            let out = if self.gso_on {
+                match self
+                    .tunnel
+                    .send_parts_gso(&self.rx, &self.tunnel_tx, &mut self.gso)
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::info!(error = %e, "UDP GSO refused on the underlay; sending datagram by datagram");
+                        self.gso_on = false;
+                        self.tunnel.send_parts(&self.rx, &self.tunnel_tx)
+                    }
+                }
+            } else {
+                self.tunnel.send_parts(&self.rx, &self.tunnel_tx)
+            };
             let bytes: usize = self
                 .tunnel_tx
                 .iter()

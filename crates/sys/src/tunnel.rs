@@ -256,6 +256,168 @@ impl TunnelSocket {
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// The most segments one GSO send carries (the kernel allows 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// The most bytes one GSO send carries (an IPv4 datagram's limit, with headroom).
+const GSO_MAX_BYTES: usize = 60_000;
+
+/// Scratch space for [`TunnelSocket::send_parts_gso`], allocated once and reused. It
+/// holds raw pointers between calls only as stale values that are rewritten before use,
+/// so keep one per thread.
+#[derive(Debug, Default)]
+pub struct GsoScratch {
+    order: Vec<usize>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    names: Vec<libc::sockaddr_in>,
+    ctrl: Vec<[u64; 4]>,
+    /// Where each message's items start in `order`, and how many it carries.
+    spans: Vec<(usize, usize)>,
+}
+
+impl TunnelSocket {
+    /// Like [`TunnelSocket::send_parts`], but datagrams of equal size to the same
+    /// destination go out as one UDP GSO send (`UDP_SEGMENT`): the kernel builds the
+    /// datagrams from one super-packet, and the path to the other host carries it as
+    /// one until it must be split. The datagrams on the wire are identical.
+    ///
+    /// Returns `Err` with nothing sent when the kernel refuses GSO on this path (no
+    /// checksum offload on the way out); the caller then uses `send_parts`.
+    pub fn send_parts_gso(
+        &self,
+        batch: &FrameBatch,
+        items: &[TunnelTx],
+        scratch: &mut GsoScratch,
+    ) -> io::Result<SendOutcome> {
+        let mut out = SendOutcome::default();
+        let s = scratch;
+        s.order.clear();
+        s.order
+            .extend((0..items.len()).filter(|&i| batch.part(items[i].part).is_some()));
+        out.failed += items.len() - s.order.len();
+        // Group by destination (and header), keeping frame order inside a group.
+        s.order.sort_unstable_by_key(|&i| {
+            let t = &items[i];
+            (u32::from(*t.dst.ip()), t.dst.port(), t.header, i)
+        });
+        // Cut the order into messages: runs of same destination, header and length.
+        s.spans.clear();
+        let mut start = 0;
+        while start < s.order.len() {
+            let first = &items[s.order[start]];
+            let seg = usize::from(first.part.len) + first.header.len();
+            let max = GSO_MAX_SEGMENTS.min((GSO_MAX_BYTES / seg.max(1)).max(1));
+            let mut end = start + 1;
+            while end < s.order.len() && end - start < max {
+                let t = &items[s.order[end]];
+                if t.dst != first.dst || t.header != first.header || t.part.len != first.part.len {
+                    break;
+                }
+                end += 1;
+            }
+            s.spans.push((start, end - start));
+            start = end;
+        }
+        let nmsg = s.spans.len();
+        let niov: usize = s.spans.iter().map(|(_, n)| 2 * n).sum();
+        // SAFETY: all-zero is a valid iovec, mmsghdr and sockaddr_in; the vectors only
+        // grow here and are fully rewritten below before the kernel sees them.
+        unsafe {
+            s.iovs.resize(niov, zeroed());
+            s.hdrs.resize(nmsg, zeroed());
+            s.names.resize(nmsg, zeroed());
+        }
+        s.ctrl.resize(nmsg, [0; 4]);
+        let mut iov_at = 0;
+        for (m, &(start, n)) in s.spans.iter().enumerate() {
+            let first = &items[s.order[start]];
+            s.names[m] = sockaddr(first.dst);
+            let iov_start = iov_at;
+            for &i in &s.order[start..start + n] {
+                let t = &items[i];
+                let payload = batch.part(t.part).unwrap_or(&[]);
+                s.iovs[iov_at] = libc::iovec {
+                    iov_base: t.header.as_ptr().cast_mut().cast(),
+                    iov_len: t.header.len(),
+                };
+                s.iovs[iov_at + 1] = libc::iovec {
+                    iov_base: payload.as_ptr().cast_mut().cast(),
+                    iov_len: payload.len(),
+                };
+                iov_at += 2;
+            }
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = (&mut s.names[m] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // SAFETY: `iov_start + 2n <= iovs.len()` by construction of `niov`.
+            h.msg_hdr.msg_iov = unsafe { s.iovs.as_mut_ptr().add(iov_start) };
+            h.msg_hdr.msg_iovlen = 2 * n;
+            if n > 1 {
+                let seg = (usize::from(first.part.len) + first.header.len()) as u16;
+                let ctrl = &mut s.ctrl[m];
+                let cmsg = ctrl.as_mut_ptr().cast::<libc::cmsghdr>();
+                // SAFETY: `ctrl` is 32 bytes, 8-byte aligned: room for one cmsghdr (16
+                // bytes) and its 2-byte payload at CMSG_DATA (offset 16), which is
+                // CMSG_SPACE(2) = 24 bytes.
+                unsafe {
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(seg);
+                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
+                }
+                h.msg_hdr.msg_control = cmsg.cast();
+            }
+            s.hdrs[m] = h;
+        }
+        // Send the messages in sendmmsg batches.
+        let mut m = 0;
+        while m < nmsg {
+            let k = (nmsg - m).min(MAX_BATCH);
+            // SAFETY: headers m..m+k point at names, iovecs (over the batch's buffers and
+            // the items' headers, all borrowed for this call) and control buffers that
+            // live in `s` and `items`; the kernel only reads them.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    s.hdrs.as_mut_ptr().add(m),
+                    k as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if sent < 0 {
+                let e = io::Error::last_os_error();
+                let segs = s.spans[m].1;
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                        out.would_block += s.spans[m..].iter().map(|(_, n)| n).sum::<usize>();
+                        return Ok(out);
+                    }
+                    Some(libc::EINTR) => continue,
+                    // GSO refused on this path: nothing of this message went out.
+                    Some(libc::EIO) | Some(libc::EINVAL) if segs > 1 && out.sent == 0 => {
+                        return Err(e);
+                    }
+                    Some(libc::EMSGSIZE) => out.too_big += segs,
+                    _ => out.failed += segs,
+                }
+                m += 1;
+                continue;
+            }
+            let sent = sent as usize;
+            out.sent += s.spans[m..m + sent].iter().map(|(_, n)| n).sum::<usize>();
+            m += sent.max(1).min(k);
+            if sent == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl AsRawFd for TunnelSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -321,6 +483,57 @@ mod tests {
         assert_eq!(got, 3);
         assert_eq!(sources[0], dst);
         assert_eq!(batch.frame(0).unwrap().0, &[0u8; 20][..]);
+    }
+
+    #[test]
+    fn gso_sends_the_same_datagrams() {
+        let tx = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = |s: &std::net::UdpSocket| match s.local_addr().unwrap() {
+            std::net::SocketAddr::V4(v4) => v4,
+            std::net::SocketAddr::V6(_) => unreachable!(),
+        };
+        let (da, db) = (addr(&a), addr(&b));
+        // Seven frames in a batch: 0..5 of 100 bytes, 5..7 of 60 bytes.
+        let mut batch = FrameBatch::new(256);
+        for i in 0..7usize {
+            let slot = batch.slot_mut(i).unwrap();
+            slot.fill(i as u8);
+        }
+        batch.count = 7;
+        for i in 0..7 {
+            batch.lens[i] = 256;
+        }
+        let len = |i: usize| if i < 5 { 100 } else { 60 };
+        let mut items = Vec::new();
+        for i in 0..7usize {
+            for dst in [da, db] {
+                items.push(TunnelTx {
+                    dst,
+                    header: [8, 0, 0, 0, 0, 0, 7, 0],
+                    part: Part {
+                        slot: i as u16,
+                        offset: 0,
+                        len: len(i),
+                    },
+                });
+            }
+        }
+        let mut scratch = GsoScratch::default();
+        let out = tx.send_parts_gso(&batch, &items, &mut scratch).unwrap();
+        assert_eq!(out.sent, 14, "{out:?}");
+        // Two runs per destination (5 of 100 bytes, 2 of 60): four messages in all.
+        assert_eq!(scratch.spans.len(), 4);
+        for sock in [&a, &b] {
+            let mut buf = [0u8; 512];
+            for i in 0..7usize {
+                let n = sock.recv(&mut buf).unwrap();
+                assert_eq!(n, 8 + usize::from(len(i)), "datagram {i}");
+                assert_eq!(&buf[..8], &[8, 0, 0, 0, 0, 0, 7, 0]);
+                assert!(buf[8..n].iter().all(|&x| x == i as u8), "datagram {i}");
+            }
+        }
     }
 
     fn dst_free() -> SocketAddrV4 {
