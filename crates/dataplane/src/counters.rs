@@ -57,11 +57,13 @@ pub enum DropReason {
     SendError,
     /// The capture socket's receive queue overflowed: the relay fell behind.
     RxOverflow,
+    /// The VXLAN socket's receive queue overflowed: the relay fell behind.
+    TunnelRxOverflow,
 }
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
@@ -77,6 +79,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::SendError,
         DropReason::RxOverflow,
+        DropReason::TunnelRxOverflow,
     ];
 
     /// The reason's name in metrics and JSON.
@@ -97,6 +100,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::SendError => "send_error",
             DropReason::RxOverflow => "rx_overflow",
+            DropReason::TunnelRxOverflow => "tunnel_rx_overflow",
         }
     }
 

@@ -110,6 +110,7 @@ impl Relay {
             tunnel,
             gso: GsoScratch::default(),
             gso_on: true,
+            tunnel_drops_seen: 0,
             table: Arc::new(ForwardingTable::empty()),
             links: Vec::new(),
             wanted: Vec::new(),
@@ -211,6 +212,8 @@ struct Worker {
     /// Scratch for UDP GSO sends, and whether the path accepts them.
     gso: GsoScratch,
     gso_on: bool,
+    /// The VXLAN socket's kernel drop count at the last publication.
+    tunnel_drops_seen: u64,
     table: Arc<ForwardingTable>,
     links: Vec<LinkSlot>,
     wanted: Vec<LinkSpec>,
@@ -657,6 +660,13 @@ impl Worker {
 
     fn publish(&mut self) {
         self.last_publish = Instant::now();
+        if let Ok(total) = self.tunnel.drops()
+            && total > self.tunnel_drops_seen
+        {
+            self.drops
+                .add(DropReason::TunnelRxOverflow, total - self.tunnel_drops_seen);
+            self.tunnel_drops_seen = total;
+        }
         for l in &mut self.links {
             if let Ok(n) = l.sock.take_drops()
                 && n > 0

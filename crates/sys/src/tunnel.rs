@@ -101,6 +101,26 @@ impl TunnelSocket {
         self.local
     }
 
+    /// Datagrams the kernel dropped because this socket's receive queue was full, since
+    /// the socket was opened (`SO_MEMINFO`, `SK_MEMINFO_DROPS`).
+    pub fn drops(&self) -> io::Result<u64> {
+        const SO_MEMINFO: libc::c_int = 55;
+        let mut info = [0u32; 9];
+        let mut len = size_of::<[u32; 9]>() as libc::socklen_t;
+        // SAFETY: `info` is valid for writes of `len` bytes and `len` is passed by
+        // pointer as getsockopt requires; the kernel writes at most `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        })?;
+        Ok(u64::from(info[libc::SK_MEMINFO_DROPS as usize]))
+    }
+
     /// Receives up to `MAX_BATCH` datagrams in one `recvmmsg` call into `batch`, with
     /// their sources in `sources`; returns how many (0 when none is waiting).
     pub fn recv_batch(
