@@ -40,6 +40,14 @@ const IFLA_VXLAN_PORT: u16 = 15;
 
 const IFLA_BR_MCAST_SNOOPING: u16 = 23;
 const IFLA_BR_MCAST_QUERIER: u16 = 25;
+const IFLA_BR_MCAST_LAST_MEMBER_CNT: u16 = 28;
+const IFLA_BR_MCAST_STARTUP_QUERY_CNT: u16 = 29;
+const IFLA_BR_MCAST_LAST_MEMBER_INTVL: u16 = 30;
+const IFLA_BR_MCAST_MEMBERSHIP_INTVL: u16 = 31;
+const IFLA_BR_MCAST_QUERIER_INTVL: u16 = 32;
+const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
+const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
+const IFLA_BR_MCAST_STARTUP_QUERY_INTVL: u16 = 35;
 const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
 const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
 const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
@@ -171,6 +179,87 @@ pub(crate) fn dump_links() -> MsgBuilder {
     m
 }
 
+/// RTM_NEWLINK on an existing device setting its MTU.
+pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
+    m.attr_u32(IFLA_MTU, mtu);
+    m
+}
+
+/// A bridge's IGMP snooping and querier settings (`ip link set BR type bridge
+/// mcast_...`). `None` leaves a setting as it is. Intervals are in centiseconds, the
+/// unit the kernel uses on netlink (USER_HZ).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeSettings {
+    /// `mcast_snooping`.
+    pub snooping: Option<bool>,
+    /// `mcast_querier`: the bridge's own querier.
+    pub querier: Option<bool>,
+    /// `mcast_igmp_version` (2 or 3).
+    pub igmp_version: Option<u8>,
+    /// `mcast_last_member_count`.
+    pub last_member_count: Option<u32>,
+    /// `mcast_startup_query_count`.
+    pub startup_query_count: Option<u32>,
+    /// `mcast_last_member_interval`.
+    pub last_member_interval: Option<u64>,
+    /// `mcast_membership_interval`.
+    pub membership_interval: Option<u64>,
+    /// `mcast_querier_interval` (other querier present interval).
+    pub querier_interval: Option<u64>,
+    /// `mcast_query_interval`.
+    pub query_interval: Option<u64>,
+    /// `mcast_query_response_interval`.
+    pub query_response_interval: Option<u64>,
+    /// `mcast_startup_query_interval`.
+    pub startup_query_interval: Option<u64>,
+}
+
+/// RTM_NEWLINK changing bridge `ifindex`'s multicast settings (`br_changelink`). The
+/// kernel applies them in attribute-number order whatever the order in the message:
+/// `mcast_querier` before the intervals.
+pub(crate) fn set_bridge(ifindex: u32, s: &BridgeSettings) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
+    let info = m.begin_nest(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, "bridge");
+    let data = m.begin_nest(IFLA_INFO_DATA);
+    if let Some(v) = s.snooping {
+        m.attr_u8(IFLA_BR_MCAST_SNOOPING, v.into());
+    }
+    if let Some(v) = s.querier {
+        m.attr_u8(IFLA_BR_MCAST_QUERIER, v.into());
+    }
+    if let Some(v) = s.last_member_count {
+        m.attr_u32(IFLA_BR_MCAST_LAST_MEMBER_CNT, v);
+    }
+    if let Some(v) = s.startup_query_count {
+        m.attr_u32(IFLA_BR_MCAST_STARTUP_QUERY_CNT, v);
+    }
+    for (t, v) in [
+        (IFLA_BR_MCAST_LAST_MEMBER_INTVL, s.last_member_interval),
+        (IFLA_BR_MCAST_MEMBERSHIP_INTVL, s.membership_interval),
+        (IFLA_BR_MCAST_QUERIER_INTVL, s.querier_interval),
+        (IFLA_BR_MCAST_QUERY_INTVL, s.query_interval),
+        (
+            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL,
+            s.query_response_interval,
+        ),
+        (IFLA_BR_MCAST_STARTUP_QUERY_INTVL, s.startup_query_interval),
+    ] {
+        if let Some(v) = v {
+            m.attr(t, &v.to_ne_bytes());
+        }
+    }
+    if let Some(v) = s.igmp_version {
+        m.attr_u8(IFLA_BR_MCAST_IGMP_VERSION, v);
+    }
+    m.end_nest(data);
+    m.end_nest(info);
+    m
+}
+
 /// A device as the kernel describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -227,6 +316,8 @@ pub struct BridgeMulticast {
     pub querier_port: Option<u32>,
     /// Time left before another querier is considered gone, in centiseconds.
     pub other_querier_timer: Option<u64>,
+    /// Every setting as the kernel reported it, to put back later.
+    pub settings: BridgeSettings,
 }
 
 /// Device counters from IFLA_STATS64 (`struct rtnl_link_stats64`).
@@ -318,9 +409,28 @@ fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
     for a in nl::attrs(d) {
         let (t, v) = a?;
         match t {
-            IFLA_BR_MCAST_SNOOPING => b.snooping = v.first().is_some_and(|x| *x != 0),
-            IFLA_BR_MCAST_QUERIER => b.own_querier = v.first().is_some_and(|x| *x != 0),
-            IFLA_BR_MCAST_IGMP_VERSION => b.igmp_version = v.first().copied(),
+            IFLA_BR_MCAST_SNOOPING => {
+                b.snooping = v.first().is_some_and(|x| *x != 0);
+                b.settings.snooping = Some(b.snooping);
+            }
+            IFLA_BR_MCAST_QUERIER => {
+                b.own_querier = v.first().is_some_and(|x| *x != 0);
+                b.settings.querier = Some(b.own_querier);
+            }
+            IFLA_BR_MCAST_IGMP_VERSION => {
+                b.igmp_version = v.first().copied();
+                b.settings.igmp_version = b.igmp_version;
+            }
+            IFLA_BR_MCAST_LAST_MEMBER_CNT => b.settings.last_member_count = read_u32(v, 0),
+            IFLA_BR_MCAST_STARTUP_QUERY_CNT => b.settings.startup_query_count = read_u32(v, 0),
+            IFLA_BR_MCAST_LAST_MEMBER_INTVL => b.settings.last_member_interval = read_u64(v, 0),
+            IFLA_BR_MCAST_MEMBERSHIP_INTVL => b.settings.membership_interval = read_u64(v, 0),
+            IFLA_BR_MCAST_QUERIER_INTVL => b.settings.querier_interval = read_u64(v, 0),
+            IFLA_BR_MCAST_QUERY_INTVL => b.settings.query_interval = read_u64(v, 0),
+            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL => {
+                b.settings.query_response_interval = read_u64(v, 0)
+            }
+            IFLA_BR_MCAST_STARTUP_QUERY_INTVL => b.settings.startup_query_interval = read_u64(v, 0),
             IFLA_BR_MCAST_QUERIER_STATE => {
                 for a in nl::attrs(v) {
                     let (t, v) = a?;
@@ -564,6 +674,73 @@ mod tests {
         assert_eq!(
             (b.querier_port, b.other_querier_timer),
             (None, Some(25_500))
+        );
+    }
+
+    #[test]
+    fn set_bridge_exact_bytes_and_settings_read_back() {
+        let s = BridgeSettings {
+            snooping: Some(true),
+            querier: Some(true),
+            igmp_version: Some(3),
+            query_response_interval: Some(100),
+            ..BridgeSettings::default()
+        };
+        let got = set_bridge(5, &s).finish(9);
+        let mut want = hdr(0, RTM_NEWLINK, 0x5, 9);
+        let mut ifi = [0u8; 16];
+        ifi[4..8].copy_from_slice(&5u32.to_ne_bytes());
+        want.extend_from_slice(&ifi);
+        attr(
+            &mut want,
+            IFLA_LINKINFO | NLA_F_NESTED,
+            4 + 12 + 4 + 8 + 8 + 12 + 8,
+            &[],
+        );
+        attr(&mut want, IFLA_INFO_KIND, 11, b"bridge\0\0");
+        attr(
+            &mut want,
+            IFLA_INFO_DATA | NLA_F_NESTED,
+            4 + 8 + 8 + 12 + 8,
+            &[],
+        );
+        attr(&mut want, IFLA_BR_MCAST_SNOOPING, 5, &[1, 0, 0, 0]);
+        attr(&mut want, IFLA_BR_MCAST_QUERIER, 5, &[1, 0, 0, 0]);
+        attr(
+            &mut want,
+            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL,
+            12,
+            &100u64.to_ne_bytes(),
+        );
+        attr(&mut want, IFLA_BR_MCAST_IGMP_VERSION, 5, &[3, 0, 0, 0]);
+        let len = want.len() as u32;
+        want[0..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(got, want);
+
+        // What a dump reports is what `set_bridge` would put back.
+        let mut data = Vec::new();
+        attr(&mut data, IFLA_BR_MCAST_SNOOPING, 5, &[0, 0, 0, 0]);
+        attr(
+            &mut data,
+            IFLA_BR_MCAST_LAST_MEMBER_CNT,
+            8,
+            &2u32.to_ne_bytes(),
+        );
+        attr(
+            &mut data,
+            IFLA_BR_MCAST_QUERY_INTVL,
+            12,
+            &12_500u64.to_ne_bytes(),
+        );
+        let b = parse_bridge(&data).unwrap();
+        assert_eq!(
+            b.settings,
+            BridgeSettings {
+                snooping: Some(false),
+                last_member_count: Some(2),
+                query_interval: Some(12_500),
+                ..BridgeSettings::default()
+            }
         );
     }
 

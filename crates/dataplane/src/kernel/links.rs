@@ -1,7 +1,7 @@
 //! Looking up links over the socket.
 
 use super::error::Error;
-use super::link_msg::{self, BridgeMulticast, LinkInfo, RTM_NEWLINK};
+use super::link_msg::{self, BridgeMulticast, BridgeSettings, LinkInfo, RTM_NEWLINK};
 use super::socket::Netlink;
 
 impl Netlink {
@@ -40,6 +40,27 @@ impl Netlink {
                 wanted: "bridge",
             }),
         }
+    }
+
+    /// Changes the multicast settings of bridge `ifindex` (`None` fields stay as they
+    /// are). The kernel applies `mcast_querier` before the intervals of the same request.
+    pub fn set_bridge_settings(
+        &mut self,
+        ifindex: u32,
+        settings: &BridgeSettings,
+    ) -> Result<(), Error> {
+        self.request(
+            &link_msg::set_bridge(ifindex, settings),
+            &format!("set multicast settings of bridge #{ifindex}"),
+        )
+    }
+
+    /// Sets the MTU of device `ifindex`.
+    pub fn set_mtu(&mut self, ifindex: u32, mtu: u32) -> Result<(), Error> {
+        self.request(
+            &link_msg::set_mtu(ifindex, mtu),
+            &format!("set the MTU of device #{ifindex} to {mtu}"),
+        )
     }
 
     /// Every device of this network namespace.

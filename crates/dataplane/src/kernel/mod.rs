@@ -63,13 +63,14 @@ mod mdb;
 mod mdb_msg;
 mod membership;
 mod nl;
+pub mod plan;
 mod probe;
 mod socket;
 mod vxlan;
 
 pub use error::Error;
 pub use inspect::{Inspection, inspect};
-pub use link_msg::{BridgeMulticast, DeviceStats, LinkInfo, VxlanLinkData};
+pub use link_msg::{BridgeMulticast, BridgeSettings, DeviceStats, LinkInfo, VxlanLinkData};
 pub use mdb::{BridgeMdb, DomainReconcile, DomainTables, MAX_ERRORS, ReconcileStats, VxlanMdb};
 pub use mdb_msg::{SourceFilter, VxlanMdbEntry};
 pub use membership::{RemoteMembership, compile};
