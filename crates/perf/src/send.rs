@@ -27,6 +27,10 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// datagrams; what falls due meanwhile goes out in the next batch (at 40k datagrams/s,
 /// bursts of 4 every 100 us; the average rate stays exact).
 const MIN_SLEEP: Duration = Duration::from_micros(100);
+/// After `--time`, datagrams still due are sent if there are at most this many...
+const CATCH_UP_MAX: u64 = 4096;
+/// ... and for at most this long.
+const CATCH_UP_TIME: f64 = 0.25;
 /// How many times the end-of-stream datagram is sent (receivers ignore repeats).
 const FIN_COPIES: usize = 3;
 
@@ -93,7 +97,8 @@ pub fn run(cfg: &SendConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
     // Sleep precision: the default 50 us timer slack would blur pacing.
     let _ = nix::sys::prctl::set_timerslack(10_000);
     let len = cfg.len;
-    let gap_s = cfg.rate.gap(len).as_secs_f64();
+    // Kept as datagrams per second: a gap rounded to whole nanoseconds would drift.
+    let pps = cfg.rate.packets_per_second(len);
     let mut buf = vec![0u8; BATCH * len];
     for chunk in buf.chunks_mut(len) {
         header::init_payload(chunk);
@@ -106,6 +111,8 @@ pub fn run(cfg: &SendConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
     let start = Instant::now();
     let total = cfg.time.as_secs_f64();
     let iv = cfg.interval.as_secs_f64();
+    // Datagram k is due at k / pps, for every k / pps < total.
+    let due_total = (total * pps - 1e-6).ceil().max(1.0) as u64;
     let mut sent: u64 = 0;
     let mut errors: u64 = 0;
     let mut at_interval = Tally {
@@ -117,8 +124,15 @@ pub fn run(cfg: &SendConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
     loop {
         let t = start.elapsed().as_secs_f64();
         end_t = t.min(total);
-        let done = stop.load(Ordering::Relaxed) || t >= total;
-        if t >= interval_no as f64 * iv || (done && end_t > (interval_no - 1) as f64 * iv) {
+        // Past the end, what was due before it still goes out (a stall near the end must
+        // not shorten the run), unless the rate was never reachable (a large backlog) or
+        // catching up drags on; then the loop stops.
+        let behind = due_total.saturating_sub(sent);
+        let done = stop.load(Ordering::Relaxed)
+            || (t >= total && (behind == 0 || behind > CATCH_UP_MAX || t >= total + CATCH_UP_TIME));
+        if (t >= interval_no as f64 * iv && t < total)
+            || (done && end_t > (interval_no - 1) as f64 * iv)
+        {
             let s = (interval_no - 1) as f64 * iv;
             let e = if done { end_t } else { (t / iv).floor() * iv };
             let r = make_report(
@@ -141,9 +155,9 @@ pub fn run(cfg: &SendConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
             break;
         }
         // Datagram k (from 0) is due at k * gap; everything due by now goes out.
-        let due = ((t / gap_s).floor() as u64).saturating_add(1);
+        let due = ((t * pps).floor() as u64).saturating_add(1).min(due_total);
         if due <= sent {
-            let next_due = sent as f64 * gap_s;
+            let next_due = sent as f64 / pps;
             let next_report = interval_no as f64 * iv;
             let wake = next_due.min(next_report).min(total);
             let wait = Duration::from_secs_f64((wake - t).max(0.0)).clamp(MIN_SLEEP, MAX_SLEEP);
