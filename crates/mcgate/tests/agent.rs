@@ -643,3 +643,47 @@ fn a_burst_is_replicated_in_batches_without_loss() {
         assert_eq!((got.dups, got.max), (0, 399), "h{h}: {got:?}");
     }
 }
+
+#[test]
+fn igmp_off_domain_delivers_to_static_members_only() {
+    let mut t = deployment("off", false);
+    t.api(
+        "POST",
+        "/v1/domains/d1/members",
+        Some(&format!(
+            r#"{{"group":"{G1}","host":"h2","interface":"tk1"}}"#
+        )),
+    );
+    // Both join in their kernels, but with IGMP off only the static member counts.
+    let r2 = t.receiver(1, 0, G1, 5.0, "any", &[]);
+    let r3 = t.receiver(2, 0, G1, 5.0, "any", &[]);
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
+    });
+    assert!(ok, "h1 never heard of the static member:\n{}", t.logs());
+    let s = t.sender(
+        0,
+        0,
+        Flow {
+            group: G1,
+            count: 100,
+            interval: 0.005,
+            ttl: 1,
+            size: 100,
+        },
+    );
+    t.wait_proc(s, Duration::from_secs(10));
+    let (a, b) = (
+        t.received(r2, Duration::from_secs(10)),
+        t.received(r3, Duration::from_secs(10)),
+    );
+    assert_eq!(a.unique, 100, "static member: {a:?}\n{}", t.logs());
+    assert_eq!(
+        b.unique, 0,
+        "IGMP is off: a join alone must not count: {b:?}"
+    );
+    // No querier runs on the links.
+    let stats = t.stats(1).unwrap_or_default();
+    assert!(stats.contains("\"igmp_mode\":\"off\""), "{stats}");
+    assert!(!stats.contains("\"querier\":true"), "{stats}");
+}
