@@ -106,6 +106,17 @@ pub trait Dataplane: Send + Sync {
     fn set_links(&self, links: Vec<LinkSpec>);
     /// Sets the underlay MTU (it can change at run time).
     fn set_underlay_mtu(&self, mtu: usize);
+    /// The IGMP version and timers of the domain's querier. The kernel data plane runs
+    /// the bridge's own querier with them (the bridge forwards by its snooping table only
+    /// while it sees a querier); the userspace relay has no use for them.
+    fn set_querier(&self, settings: kernel::plane::QuerierSettings) {
+        let _ = settings;
+    }
+    /// The kernel data plane's own state (bridge, devices, reconciles); `None` for
+    /// other data planes.
+    fn kernel_status(&self) -> Option<kernel::plane::KernelStatus> {
+        None
+    }
     /// The counters, as last published (at most a fraction of a second old).
     fn stats(&self) -> DataplaneStats;
     /// Stops forwarding and waits for the threads to end.

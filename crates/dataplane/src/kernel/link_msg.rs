@@ -26,6 +26,7 @@ const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_PROTINFO: u16 = 12;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_STATS64: u16 = 23;
 
 const IFLA_INFO_KIND: u16 = 1;
@@ -187,6 +188,14 @@ pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
     m
 }
 
+/// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
+pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
+    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
+    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
+    m.attr_str(IFLA_IFALIAS, alias);
+    m
+}
+
 /// A bridge's IGMP snooping and querier settings (`ip link set BR type bridge
 /// mcast_...`). `None` leaves a setting as it is. Intervals are in centiseconds, the
 /// unit the kernel uses on netlink (USER_HZ).
@@ -281,6 +290,8 @@ pub struct LinkInfo {
     pub bridge: Option<BridgeMulticast>,
     /// Device counters.
     pub stats: Option<DeviceStats>,
+    /// The device's alias (`ip link set DEV alias TEXT`), if it has one.
+    pub alias: Option<String>,
 }
 
 /// The settings of a VXLAN device that mcgate cares about.
@@ -359,6 +370,7 @@ pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
             IFLA_IFNAME => info.name = read_str(p),
             IFLA_MTU => info.mtu = read_u32(p, 0),
             IFLA_MASTER => info.master = read_u32(p, 0),
+            IFLA_IFALIAS => info.alias = Some(read_str(p)).filter(|a| !a.is_empty()),
             IFLA_STATS64 => info.stats = parse_stats64(p),
             IFLA_LINKINFO => parse_linkinfo(p, &mut info)?,
             _ => {}

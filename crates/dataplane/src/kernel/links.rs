@@ -63,6 +63,14 @@ impl Netlink {
         )
     }
 
+    /// Sets the alias of device `ifindex` (at most 255 bytes).
+    pub fn set_alias(&mut self, ifindex: u32, alias: &str) -> Result<(), Error> {
+        self.request(
+            &link_msg::set_alias(ifindex, alias),
+            &format!("set the alias of device #{ifindex}"),
+        )
+    }
+
     /// Every device of this network namespace.
     pub fn links(&mut self) -> Result<Vec<LinkInfo>, Error> {
         let op = "list network devices";

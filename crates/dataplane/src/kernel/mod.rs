@@ -64,6 +64,7 @@ mod mdb_msg;
 mod membership;
 mod nl;
 pub mod plan;
+pub mod plane;
 mod probe;
 mod socket;
 mod vxlan;

@@ -1,0 +1,850 @@
+//! The kernel data plane: a [`Dataplane`](crate::Dataplane) that forwards nothing
+//! itself but keeps the kernel's bridge and VXLAN tables in step with the forwarding
+//! table, so the kernel replicates.
+//!
+//! On its own thread (every netlink call blocks) it:
+//! - finds the host bridge: the master of the attached links;
+//! - makes the bridge deliver locally by snooping: `mcast_snooping 1` and the bridge's
+//!   own querier (`mcast_querier 1`) speaking the domain's IGMP version with the
+//!   domain's timers. The bridge uses its multicast table only while it sees a querier;
+//!   the agent's own queries go straight out of each task link and never pass the
+//!   bridge, so the bridge runs one of its own. The settings found are written into
+//!   every VXLAN device's alias and restored on shutdown, or by the next agent after a
+//!   crash;
+//! - keeps one VXLAN device per domain on that bridge and reconciles its tables with the
+//!   remote memberships of the forwarding table ([`plan`](super::plan)) after every
+//!   change, retrying every second while the kernel refuses something;
+//! - publishes the devices' counters under the userspace relay's names.
+//!
+//! It never touches a device it did not create, besides the bridge's multicast settings
+//! (restored) and the bridge's MTU when adding a port would lower it (set back).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mcgate_domain::forwarding::ForwardingTable;
+
+use super::error::Error;
+use super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
+use super::mdb::DomainTables;
+use super::membership::RemoteMembership;
+use super::plan::plan;
+use super::socket::Netlink;
+use super::vxlan::{DEVICE_PREFIX, VxlanConfig, VxlanDevice};
+use crate::counters::{Counter, DataplaneStats, DropReason};
+use crate::{Dataplane, LinkSpec};
+
+/// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
+pub const VXLAN_OVERHEAD: usize = 50;
+/// How often counters are read and refused changes retried.
+const TICK: Duration = Duration::from_secs(1);
+/// The query response interval the bridge's querier starts with: the bridge counts its
+/// own querier as present only this long after it is turned on (10 s by default, a
+/// blackout for local delivery); the domain's value is set right after.
+const STARTUP_RESPONSE_CS: u64 = 100;
+/// Marks the alias of mcgate's VXLAN devices that carries the bridge's settings.
+const ALIAS_TAG: &str = "mcgate-bridge";
+
+/// The querier the bridge runs: the domain's IGMP version and timers (RFC 3376 section
+/// 8 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerierSettings {
+    /// IGMP version of the queries, 2 or 3.
+    pub version: u8,
+    /// Robustness variable.
+    pub robustness: u32,
+    /// Query interval.
+    pub query_interval: Duration,
+    /// Query response interval (max response time of general queries).
+    pub query_response_interval: Duration,
+    /// Last member query interval.
+    pub last_member_interval: Duration,
+    /// Last member query count.
+    pub last_member_count: u32,
+}
+
+impl Default for QuerierSettings {
+    /// RFC 3376 defaults, IGMPv3.
+    fn default() -> Self {
+        Self {
+            version: 3,
+            robustness: 2,
+            query_interval: Duration::from_secs(125),
+            query_response_interval: Duration::from_secs(10),
+            last_member_interval: Duration::from_secs(1),
+            last_member_count: 2,
+        }
+    }
+}
+
+fn cs(d: Duration) -> u64 {
+    (d.as_millis() / 10).max(1) as u64
+}
+
+/// The bridge settings that run `q` with snooping on (RFC 3376 section 8.4 and 8.5 for
+/// the derived intervals). The kernel takes at least 1 s for the query intervals.
+pub fn bridge_settings(q: &QuerierSettings) -> BridgeSettings {
+    let qi = cs(q.query_interval).max(100);
+    let qri = cs(q.query_response_interval)
+        .min(qi.saturating_sub(1))
+        .max(1);
+    let rob = u64::from(q.robustness.max(1));
+    BridgeSettings {
+        snooping: Some(true),
+        querier: Some(true),
+        igmp_version: Some(if q.version == 2 { 2 } else { 3 }),
+        last_member_count: Some(q.last_member_count.max(1)),
+        startup_query_count: Some(q.robustness.max(1)),
+        last_member_interval: Some(cs(q.last_member_interval)),
+        membership_interval: Some(rob * qi + qri),
+        querier_interval: Some(rob * qi + qri / 2),
+        query_interval: Some(qi),
+        query_response_interval: Some(qri),
+        startup_query_interval: Some((qi / 4).max(100)),
+    }
+}
+
+/// The settings in an alias written by [`encode_alias`], if it is one.
+pub fn decode_alias(alias: &str) -> Option<(u32, BridgeSettings)> {
+    let mut words = alias.split_whitespace();
+    if words.next()? != ALIAS_TAG {
+        return None;
+    }
+    let mut bridge = None;
+    let mut s = BridgeSettings::default();
+    for w in words {
+        let (k, v) = w.split_once('=')?;
+        let n: u64 = v.parse().ok()?;
+        let n32 = u32::try_from(n).ok();
+        match k {
+            "br" => bridge = n32,
+            "snoop" => s.snooping = Some(n != 0),
+            "querier" => s.querier = Some(n != 0),
+            "ver" => s.igmp_version = u8::try_from(n).ok(),
+            "lmc" => s.last_member_count = n32,
+            "sqc" => s.startup_query_count = n32,
+            "lmi" => s.last_member_interval = Some(n),
+            "mi" => s.membership_interval = Some(n),
+            "qri" => s.query_response_interval = Some(n),
+            "qrii" => s.querier_interval = Some(n),
+            "qi" => s.query_interval = Some(n),
+            "sqi" => s.startup_query_interval = Some(n),
+            _ => return None,
+        }
+    }
+    Some((bridge?, s))
+}
+
+/// The alias recording bridge `bridge`'s settings before mcgate changed them.
+pub fn encode_alias(bridge: u32, s: &BridgeSettings) -> String {
+    let mut out = format!("{ALIAS_TAG} br={bridge}");
+    let mut put = |k: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            out.push_str(&format!(" {k}={v}"));
+        }
+    };
+    put("snoop", s.snooping.map(u64::from));
+    put("querier", s.querier.map(u64::from));
+    put("ver", s.igmp_version.map(u64::from));
+    put("lmc", s.last_member_count.map(u64::from));
+    put("sqc", s.startup_query_count.map(u64::from));
+    put("lmi", s.last_member_interval);
+    put("mi", s.membership_interval);
+    put("qri", s.query_response_interval);
+    put("qrii", s.querier_interval);
+    put("qi", s.query_interval);
+    put("sqi", s.startup_query_interval);
+    out
+}
+
+/// Removes the VXLAN devices a predecessor left (killed before it could clean up) and
+/// puts back the bridge settings recorded in their aliases. Returns the names removed.
+/// Safe to call in any data plane mode: a stale device would hold UDP 4789.
+pub fn sweep_stale(nl: &mut Netlink) -> Result<Vec<String>, Error> {
+    let stale = VxlanDevice::find_stale(nl, DEVICE_PREFIX)?;
+    let mut restored = BTreeSet::new();
+    for l in &stale {
+        if let Some((bridge, settings)) = l.alias.as_deref().and_then(decode_alias)
+            && restored.insert(bridge)
+        {
+            match nl.set_bridge_settings(bridge, &settings) {
+                Ok(()) => tracing::info!(
+                    bridge,
+                    "restored the bridge multicast settings a previous agent recorded"
+                ),
+                Err(e) => tracing::warn!(bridge, error = %e, "cannot restore bridge settings"),
+            }
+        }
+    }
+    VxlanDevice::remove_stale(nl, DEVICE_PREFIX)
+}
+
+/// What the kernel data plane needs to start.
+#[derive(Debug, Clone)]
+pub struct KernelPlaneConfig {
+    /// The local VXLAN endpoint (underlay address and UDP port).
+    pub underlay: SocketAddrV4,
+    /// MTU of the underlay interface.
+    pub underlay_mtu: usize,
+    /// Index of the interface holding the underlay address.
+    pub underlay_ifindex: Option<u32>,
+}
+
+/// One domain's device, for `/v1/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceStatus {
+    /// Device name (`mcgvx<vni>`).
+    pub name: String,
+    /// VNI.
+    pub vni: u32,
+    /// Remote memberships programmed (one per group and remote host).
+    pub memberships: usize,
+    /// Groups handed to the device by the bridge.
+    pub groups: usize,
+    /// The device's counters.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received (decapsulated).
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames with no destination (see the kernel data plane docs).
+    pub tx_dropped: u64,
+}
+
+/// The kernel data plane's state, for `/v1/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelStatus {
+    /// The host bridge the devices are ports of, once known.
+    pub bridge: Option<String>,
+    /// Whether the bridge's snooping and querier are set up.
+    pub bridge_querier: bool,
+    /// IGMP version of the bridge's querier.
+    pub igmp_version: Option<u8>,
+    /// One entry per domain.
+    pub devices: Vec<DeviceStatus>,
+    /// Reconciliations done.
+    pub reconciles: u64,
+    /// Table changes the kernel refused (retried every second).
+    pub failures: u64,
+    /// The last refusal, if the tables are not in step now.
+    pub last_error: Option<String>,
+    /// Stale devices removed at start.
+    pub stale_removed: Vec<String>,
+}
+
+enum Command {
+    Table(Arc<ForwardingTable>),
+    Links(Vec<LinkSpec>),
+    Mtu(usize),
+    Querier(QuerierSettings),
+    Shutdown,
+}
+
+/// The running kernel data plane: a handle on its thread.
+pub struct KernelPlane {
+    tx: Sender<Command>,
+    stats: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KernelPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelPlane").finish_non_exhaustive()
+    }
+}
+
+impl KernelPlane {
+    /// Opens netlink, sweeps what a crashed predecessor left, and starts the thread.
+    pub fn start(config: KernelPlaneConfig) -> Result<Self, Error> {
+        let mut nl = Netlink::open()?;
+        let stale = sweep_stale(&mut nl)?;
+        if !stale.is_empty() {
+            tracing::info!(devices = ?stale, "removed VXLAN devices a previous agent left");
+        }
+        let stats = Arc::new(Mutex::new((
+            DataplaneStats {
+                name: "kernel",
+                underlay_mtu: config.underlay_mtu,
+                ..DataplaneStats::default()
+            },
+            KernelStatus {
+                stale_removed: stale,
+                ..KernelStatus::default()
+            },
+        )));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let published = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("mcgate-kernel".into())
+            .spawn(move || Worker::new(nl, config, rx, published).run())
+            .map_err(|e| Error::Io {
+                op: "start the kernel data plane thread".into(),
+                source: e,
+            })?;
+        Ok(Self {
+            tx,
+            stats,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The kernel-specific state.
+    pub fn status(&self) -> KernelStatus {
+        match self.stats.lock() {
+            Ok(s) => s.1.clone(),
+            Err(p) => p.into_inner().1.clone(),
+        }
+    }
+}
+
+impl Dataplane for KernelPlane {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn set_table(&self, table: Arc<ForwardingTable>) {
+        let _ = self.tx.send(Command::Table(table));
+    }
+
+    fn set_links(&self, links: Vec<LinkSpec>) {
+        let _ = self.tx.send(Command::Links(links));
+    }
+
+    fn set_underlay_mtu(&self, mtu: usize) {
+        let _ = self.tx.send(Command::Mtu(mtu));
+    }
+
+    fn set_querier(&self, settings: QuerierSettings) {
+        let _ = self.tx.send(Command::Querier(settings));
+    }
+
+    fn stats(&self) -> DataplaneStats {
+        match self.stats.lock() {
+            Ok(s) => s.0.clone(),
+            Err(p) => p.into_inner().0.clone(),
+        }
+    }
+
+    fn kernel_status(&self) -> Option<KernelStatus> {
+        Some(self.status())
+    }
+
+    fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for KernelPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The bridge the devices sit on.
+struct Bridge {
+    ifindex: u32,
+    name: String,
+    /// Its settings when first seen, put back on shutdown.
+    original: BridgeSettings,
+    /// Its MTU when first seen.
+    mtu: Option<u32>,
+    /// The querier settings applied (None: not yet).
+    applied: Option<QuerierSettings>,
+}
+
+struct Domain {
+    dev: VxlanDevice,
+    tables: DomainTables,
+    /// What the kernel holds, as of the last successful reconcile.
+    programmed: Option<BTreeSet<RemoteMembership>>,
+    /// Set when the device's MTU is managed here (underlay on the bridge itself).
+    mtu_managed: bool,
+}
+
+struct Worker {
+    nl: Netlink,
+    config: KernelPlaneConfig,
+    cmds: Receiver<Command>,
+    published: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
+    table: Arc<ForwardingTable>,
+    links: Vec<LinkSpec>,
+    querier: QuerierSettings,
+    bridge: Option<Bridge>,
+    domains: BTreeMap<u32, Domain>,
+    /// Counters of devices already deleted, so totals never go backwards.
+    retired: DeviceStats,
+    dirty: bool,
+    tables: u64,
+    reconciles: u64,
+    failures: u64,
+    last_error: Option<String>,
+    warned_no_bridge: bool,
+}
+
+fn add(a: &mut DeviceStats, b: &DeviceStats) {
+    a.rx_packets += b.rx_packets;
+    a.tx_packets += b.tx_packets;
+    a.rx_bytes += b.rx_bytes;
+    a.tx_bytes += b.tx_bytes;
+    a.rx_errors += b.rx_errors;
+    a.tx_errors += b.tx_errors;
+    a.rx_dropped += b.rx_dropped;
+    a.tx_dropped += b.tx_dropped;
+}
+
+impl Worker {
+    fn new(
+        nl: Netlink,
+        config: KernelPlaneConfig,
+        cmds: Receiver<Command>,
+        published: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
+    ) -> Self {
+        Self {
+            nl,
+            config,
+            cmds,
+            published,
+            table: Arc::new(ForwardingTable::empty()),
+            links: Vec::new(),
+            querier: QuerierSettings::default(),
+            bridge: None,
+            domains: BTreeMap::new(),
+            retired: DeviceStats::default(),
+            dirty: false,
+            tables: 0,
+            reconciles: 0,
+            failures: 0,
+            last_error: None,
+            warned_no_bridge: false,
+        }
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match self.cmds.recv_timeout(wait) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Command::Shutdown),
+            };
+            let mut stop = false;
+            let mut cmds: Vec<Command> = first.into_iter().collect();
+            cmds.extend(std::iter::from_fn(|| self.cmds.try_recv().ok()));
+            for cmd in cmds {
+                match cmd {
+                    Command::Table(t) => {
+                        self.table = t;
+                        self.tables += 1;
+                        self.dirty = true;
+                    }
+                    Command::Links(l) => {
+                        self.links = l;
+                        self.dirty = true;
+                    }
+                    Command::Mtu(m) => {
+                        self.config.underlay_mtu = m;
+                        self.set_mtus();
+                    }
+                    Command::Querier(q) => {
+                        if q != self.querier {
+                            self.querier = q;
+                            self.dirty = true;
+                        }
+                    }
+                    Command::Shutdown => stop = true,
+                }
+            }
+            if stop {
+                self.teardown();
+                return;
+            }
+            if self.dirty {
+                self.dirty = false;
+                if let Err(e) = self.sync() {
+                    self.failures += 1;
+                    tracing::warn!(error = %e, "cannot program the kernel tables; retrying");
+                    self.last_error = Some(e.to_string());
+                    self.dirty = true;
+                }
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                self.publish();
+            }
+        }
+    }
+
+    /// The bridge the attached links are ports of.
+    fn find_bridge(&mut self) -> Result<Option<LinkInfo>, Error> {
+        for l in &self.links {
+            let link = match self.nl.link_by_index(l.ifindex) {
+                Ok(link) => link,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(master) = link.master else {
+                continue;
+            };
+            let m = self.nl.link_by_index(master)?;
+            if m.kind == "bridge" {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        let found = self.find_bridge()?;
+        let Some(found) = found else {
+            if !self.domains.is_empty() || self.bridge.is_some() {
+                tracing::info!("no attached link is on a bridge any more; removing devices");
+                self.teardown();
+            }
+            if !self.warned_no_bridge && !self.links.is_empty() {
+                tracing::warn!(
+                    "none of the attached links is a bridge port; the kernel data plane waits for one"
+                );
+                self.warned_no_bridge = true;
+            }
+            self.publish();
+            return Ok(());
+        };
+        if self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.ifindex != found.ifindex)
+        {
+            tracing::info!(bridge = %found.name, "the links moved to another bridge");
+            self.teardown();
+        }
+        if self.bridge.is_none() {
+            let original = found.bridge.map(|b| b.settings).unwrap_or_default();
+            tracing::info!(
+                bridge = %found.name,
+                snooping = ?original.snooping,
+                querier = ?original.querier,
+                "using the host bridge; its multicast settings are restored on shutdown"
+            );
+            self.bridge = Some(Bridge {
+                ifindex: found.ifindex,
+                name: found.name.clone(),
+                original,
+                mtu: found.mtu,
+                applied: None,
+            });
+        }
+        self.apply_querier()?;
+
+        let wanted = plan(&self.table);
+        let gone: Vec<u32> = self
+            .domains
+            .keys()
+            .filter(|v| !wanted.contains_key(v))
+            .copied()
+            .collect();
+        for vni in gone {
+            if let Some(d) = self.domains.remove(&vni) {
+                self.retire(&d);
+                d.dev.delete(&mut self.nl)?;
+                tracing::info!(device = %d.dev.name, "domain gone; VXLAN device removed");
+            }
+        }
+        let mut first_error = None;
+        for (vni, p) in &wanted {
+            if !self.domains.contains_key(vni) {
+                match self.create_device(*vni) {
+                    Ok(d) => {
+                        tracing::info!(device = %d.dev.name, domain = %p.name, "VXLAN device created");
+                        self.domains.insert(*vni, d);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                }
+            }
+            let Some(d) = self.domains.get_mut(vni) else {
+                continue;
+            };
+            if d.programmed.as_ref() == Some(&p.memberships) {
+                continue;
+            }
+            match d.tables.reconcile(&mut self.nl, &p.memberships) {
+                Ok(r) if r.vxlan.failed == 0 && r.bridge.failed == 0 => {
+                    self.reconciles += 1;
+                    tracing::debug!(device = %d.dev.name, ?r, "kernel tables reconciled");
+                    d.programmed = Some(p.memberships.clone());
+                }
+                Ok(mut r) => {
+                    self.reconciles += 1;
+                    d.programmed = None;
+                    let e = r.vxlan.errors.pop().or_else(|| r.bridge.errors.pop());
+                    if let Some(e) = e {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    d.programmed = None;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.publish();
+        match first_error {
+            None => {
+                self.last_error = None;
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
+
+    fn apply_querier(&mut self) -> Result<(), Error> {
+        let Some(b) = self.bridge.as_mut() else {
+            return Ok(());
+        };
+        if b.applied == Some(self.querier) {
+            return Ok(());
+        }
+        let want = bridge_settings(&self.querier);
+        if b.applied.is_none() {
+            // Turn the querier on with a short response interval so that the bridge
+            // counts it as present after 1 s, then set the domain's (see the const).
+            self.nl.set_bridge_settings(
+                b.ifindex,
+                &BridgeSettings {
+                    querier: Some(false),
+                    query_response_interval: Some(STARTUP_RESPONSE_CS),
+                    ..want
+                },
+            )?;
+            self.nl.set_bridge_settings(
+                b.ifindex,
+                &BridgeSettings {
+                    querier: Some(true),
+                    ..BridgeSettings::default()
+                },
+            )?;
+        }
+        self.nl.set_bridge_settings(b.ifindex, &want)?;
+        tracing::info!(
+            bridge = %b.name,
+            igmp_version = self.querier.version,
+            "bridge snooping on, with its own querier"
+        );
+        b.applied = Some(self.querier);
+        Ok(())
+    }
+
+    fn create_device(&mut self, vni: u32) -> Result<Domain, Error> {
+        let Some(b) = self.bridge.as_ref() else {
+            return Err(Error::NoSuchDevice("the host bridge".into()));
+        };
+        // A VXLAN device cannot be a port of the bridge it sends through (the kernel
+        // refuses the loop): when the underlay address is on the bridge itself, give
+        // the MTU instead of the underlay device.
+        let on_bridge = self.config.underlay_ifindex == Some(b.ifindex);
+        let mtu = (self.config.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)).max(68) as u32;
+        let cfg = VxlanConfig {
+            underlay_ifindex: if on_bridge {
+                None
+            } else {
+                self.config.underlay_ifindex
+            },
+            mtu: on_bridge.then_some(mtu),
+            port: self.config.underlay.port(),
+            ..VxlanConfig::new(vni, *self.config.underlay.ip(), &b.name)
+        };
+        let dev = VxlanDevice::create(&mut self.nl, &cfg)?;
+        let alias = encode_alias(b.ifindex, &b.original);
+        if let Err(e) = self.nl.set_alias(dev.ifindex, &alias) {
+            tracing::warn!(device = %dev.name, error = %e, "cannot record the bridge settings in the device alias");
+        }
+        // A bridge whose MTU was never set follows its smallest port: keep it where it was.
+        if let Some(before) = b.mtu
+            && let Ok(now) = self.nl.link_by_index(b.ifindex)
+            && now.mtu.is_some_and(|m| m != before)
+        {
+            tracing::info!(bridge = %b.name, mtu = before, "keeping the bridge's MTU");
+            self.nl.set_mtu(b.ifindex, before)?;
+        }
+        Ok(Domain {
+            tables: DomainTables::new(&dev),
+            dev,
+            programmed: None,
+            mtu_managed: on_bridge,
+        })
+    }
+
+    fn set_mtus(&mut self) {
+        let mtu = (self.config.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)).max(68) as u32;
+        for d in self.domains.values().filter(|d| d.mtu_managed) {
+            if let Err(e) = self.nl.set_mtu(d.dev.ifindex, mtu) {
+                tracing::warn!(device = %d.dev.name, error = %e, "cannot follow the underlay MTU");
+            }
+        }
+    }
+
+    fn retire(&mut self, d: &Domain) {
+        if let Ok(s) = d.dev.stats(&mut self.nl) {
+            add(&mut self.retired, &s);
+        }
+    }
+
+    /// Removes every device and puts the bridge's settings back.
+    fn teardown(&mut self) {
+        let domains = std::mem::take(&mut self.domains);
+        for d in domains.values() {
+            self.retire(d);
+            match d.dev.delete(&mut self.nl) {
+                Ok(()) => tracing::info!(device = %d.dev.name, "VXLAN device removed"),
+                Err(e) => tracing::warn!(device = %d.dev.name, error = %e, "cannot remove"),
+            }
+        }
+        if let Some(b) = self.bridge.take()
+            && b.applied.is_some()
+        {
+            match self.nl.set_bridge_settings(b.ifindex, &b.original) {
+                Ok(()) => tracing::info!(bridge = %b.name, "bridge multicast settings restored"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(bridge = %b.name, error = %e, "cannot restore bridge settings")
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let mut total = self.retired;
+        let mut devices = Vec::new();
+        for (vni, d) in &self.domains {
+            let s = d.dev.stats(&mut self.nl).unwrap_or_default();
+            add(&mut total, &s);
+            devices.push(DeviceStatus {
+                name: d.dev.name.clone(),
+                vni: *vni,
+                memberships: d.programmed.as_ref().map_or(0, BTreeSet::len),
+                groups: d.programmed.as_ref().map_or(0, |m| {
+                    m.iter()
+                        .map(|x| x.group)
+                        .collect::<BTreeSet<Ipv4Addr>>()
+                        .len()
+                }),
+                tx_packets: s.tx_packets,
+                tx_bytes: s.tx_bytes,
+                rx_packets: s.rx_packets,
+                rx_bytes: s.rx_bytes,
+                tx_dropped: s.tx_dropped,
+            });
+        }
+        let mut stats = DataplaneStats {
+            name: "kernel",
+            underlay_mtu: self.config.underlay_mtu,
+            tunnel_rx: Counter {
+                packets: total.rx_packets,
+                bytes: total.rx_bytes,
+            },
+            tunnel_tx: Counter {
+                packets: total.tx_packets,
+                bytes: total.tx_bytes,
+            },
+            tables_installed: self.tables,
+            ..DataplaneStats::default()
+        };
+        stats.drops.add(DropReason::NoMembers, total.tx_dropped);
+        stats.drops.add(DropReason::SendError, total.tx_errors);
+        stats.drops.add(DropReason::QueueFull, total.rx_dropped);
+        let status = KernelStatus {
+            bridge: self.bridge.as_ref().map(|b| b.name.clone()),
+            bridge_querier: self.bridge.as_ref().is_some_and(|b| b.applied.is_some()),
+            igmp_version: self
+                .bridge
+                .as_ref()
+                .and_then(|b| b.applied.map(|q| q.version)),
+            devices,
+            reconciles: self.reconciles,
+            failures: self.failures,
+            last_error: self.last_error.clone(),
+            stale_removed: Vec::new(),
+        };
+        let mut g = match self.published.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let stale = std::mem::take(&mut g.1.stale_removed);
+        *g = (
+            stats,
+            KernelStatus {
+                stale_removed: stale,
+                ..status
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn querier_settings_become_bridge_settings() {
+        let q = QuerierSettings {
+            version: 2,
+            robustness: 2,
+            query_interval: Duration::from_secs(20),
+            query_response_interval: Duration::from_secs(2),
+            last_member_interval: Duration::from_millis(300),
+            last_member_count: 2,
+        };
+        let b = bridge_settings(&q);
+        assert_eq!(b.igmp_version, Some(2));
+        assert_eq!(b.query_interval, Some(2000));
+        assert_eq!(b.query_response_interval, Some(200));
+        assert_eq!(b.last_member_interval, Some(30));
+        // RFC 3376 8.4: robustness * query interval + query response interval.
+        assert_eq!(b.membership_interval, Some(4200));
+        // 8.5: robustness * query interval + query response interval / 2.
+        assert_eq!(b.querier_interval, Some(4100));
+        assert_eq!(b.startup_query_interval, Some(500));
+        assert_eq!((b.snooping, b.querier), (Some(true), Some(true)));
+        // The kernel's minimum query interval is 1 s; v1 queriers do not exist here.
+        let tiny = bridge_settings(&QuerierSettings {
+            version: 1,
+            query_interval: Duration::from_millis(10),
+            ..q
+        });
+        assert_eq!(tiny.query_interval, Some(100));
+        assert_eq!(tiny.igmp_version, Some(3));
+    }
+
+    #[test]
+    fn aliases_round_trip_and_foreign_ones_are_ignored() {
+        let s = BridgeSettings {
+            snooping: Some(false),
+            querier: Some(false),
+            igmp_version: Some(2),
+            last_member_count: Some(2),
+            query_interval: Some(12_500),
+            ..BridgeSettings::default()
+        };
+        let a = encode_alias(7, &s);
+        assert!(a.len() < 256, "{a}");
+        assert_eq!(decode_alias(&a), Some((7, s)));
+        assert_eq!(decode_alias("my alias"), None);
+        assert_eq!(decode_alias("mcgate-bridge snoop=1"), None); // no bridge
+        assert_eq!(decode_alias("mcgate-bridge br=3 bogus=1"), None);
+        assert_eq!(decode_alias("mcgate-bridge br=x"), None);
+    }
+}
