@@ -319,6 +319,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The burst: every agent reports its joins at once.
     let (ctl_cpu0, self_cpu0) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+    // Other work on the machine skews wall times; record how busy it was.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load1: f64 = loadavg
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     let t0 = shared.start.elapsed().as_micros() as u64;
     shared.t0_us.store(t0, Ordering::SeqCst);
     let t_burst = Instant::now();
@@ -406,6 +413,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target_ok = converge_ms <= 2000.0 && peak_kb < 200 * 1024 && held == want;
     let json = serde_json::json!({
         "benchmark": "controller-scale",
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "load_average_1m_at_burst": load1,
         "agents": args.agents,
         "groups_per_agent": args.groups,
         "domains": args.domains,
