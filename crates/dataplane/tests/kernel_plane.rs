@@ -1,0 +1,526 @@
+//! The kernel data plane (`kernel::plane::KernelPlane`) against the real kernel, in
+//! network namespaces (root only), on hosts built like mcgate's lab: `br0` holds the
+//! host's address and carries the underlay through an `uplink` port, snooping is off
+//! and no port floods multicast (as the userspace relay wants it). The plane must turn
+//! that into snooping-based local delivery plus selective VXLAN copies, and put the
+//! bridge back as it found it.
+//!
+//! Every namespace is named `mcgk-<pid>-<n>-<role>` and removed when the test ends,
+//! with the processes it started (by PID), even on failure.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig, QuerierSettings};
+use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
+use mcgate_dataplane::{Dataplane, LinkSpec};
+use mcgate_domain::SourceFilter;
+use mcgate_domain::api::{
+    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
+};
+use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+use nix::sched::{CloneFlags, setns};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+const PORT: u16 = 5001;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// These tests build network namespaces: without root they fail with a clear sentence.
+macro_rules! require_root {
+    () => {
+        assert!(
+            is_root(),
+            "the kernel namespace tests build network namespaces and must run as root"
+        );
+    };
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Namespaces and processes of one test, removed on drop.
+struct Lab {
+    tag: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Self {
+            tag: format!("mcgk-{}-{n}", std::process::id()),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn netns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.tag);
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Runs `ip -n ns ARGS...`.
+    fn ip(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Starts a receiver in `ns` that joins `groups` and records every datagram.
+    fn receiver(&mut self, ns: &str, groups: &[Ipv4Addr]) -> Received {
+        let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.reader(ns, RECEIVER, &[PORT.to_string(), list.join(",")])
+    }
+
+    /// Runs a python3 `script` in `ns` that prints "ready" once set up, then one line
+    /// per datagram; the lines are collected as they come.
+    fn reader(&mut self, ns: &str, script: &str, args: &[String]) -> Received {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-u", "-c", script])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start reader");
+        let stdout = child.stdout.take().expect("reader stdout");
+        self.children.push(child);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line == "ready" {
+                    let _ = ready_tx.send(());
+                } else {
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reader did not get ready");
+        Received(lines)
+    }
+
+    /// Sends `count` TTL-1 datagrams to `group` from `src` in task `ns`, tagged `tag`.
+    fn send(&self, ns: &str, src: &str, group: Ipv4Addr, tag: &str, count: usize) {
+        self.exec(
+            ns,
+            &[
+                "python3",
+                "-c",
+                SENDER,
+                &group.to_string(),
+                &PORT.to_string(),
+                &count.to_string(),
+                tag,
+                src,
+            ],
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Lines a receiver printed: `<tag> <group> <source> <seq>`.
+#[derive(Clone)]
+struct Received(Arc<Mutex<Vec<String>>>);
+
+impl Received {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn count(&self, tag: &str) -> usize {
+        let prefix = format!("{tag} ");
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    }
+}
+
+const RECEIVER: &str = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+for g in sys.argv[2].split(","):
+    mreq = struct.pack("4s4s", socket.inet_aton(g), socket.inet_aton("0.0.0.0"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+print("ready", flush=True)
+s.settimeout(300)
+while True:
+    try:
+        data, _ = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    print(data.decode(errors="replace"), flush=True)
+"#;
+
+const SENDER: &str = r#"
+import socket, sys, time
+group, port, count, tag, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+for i in range(count):
+    s.sendto(f"{tag} {group} {src} {i}".encode(), (group, port))
+    time.sleep(0.01)
+"#;
+
+/// Waits until `cond` holds or `timeout` passes; returns whether it held.
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `f` on a scratch thread inside namespace `ns`; threads it starts stay there.
+fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).expect("open netns file");
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    })
+}
+
+const VNI: u32 = 4300;
+const G: Ipv4Addr = Ipv4Addr::new(233, 252, 7, 1);
+const G_OTHER: Ipv4Addr = Ipv4Addr::new(233, 252, 7, 2);
+
+/// A host built like the lab's: `br0` with the host's address and the `uplink` port,
+/// snooping off, no port flooding multicast. Tasks `tk1`, `tk2` on it.
+struct Host {
+    ns: String,
+    ip: Ipv4Addr,
+    tasks: Vec<(String, String)>,
+}
+
+fn lab_hosts(lab: &mut Lab, n: u8) -> Vec<Host> {
+    let r = lab.netns("r");
+    lab.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let mut hosts = Vec::new();
+    for i in 1..=n {
+        let h = lab.netns(&format!("h{i}"));
+        let rport = format!("h{i}");
+        lab.ip(
+            &r,
+            &[
+                "link", "add", &rport, "type", "veth", "peer", "name", "uplink", "netns", &h,
+            ],
+        );
+        lab.ip(
+            &r,
+            &["addr", "add", &format!("10.79.{i}.254/24"), "dev", &rport],
+        );
+        lab.ip(&r, &["link", "set", &rport, "up"]);
+        lab.ip(
+            &h,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        );
+        lab.ip(&h, &["link", "set", "br0", "mtu", "9001"]);
+        lab.ip(&h, &["link", "set", "uplink", "mtu", "9001"]);
+        lab.ip(&r, &["link", "set", &rport, "mtu", "9001"]);
+        lab.ip(&h, &["link", "set", "uplink", "master", "br0"]);
+        lab.ip(
+            &h,
+            &[
+                "link",
+                "set",
+                "uplink",
+                "type",
+                "bridge_slave",
+                "mcast_flood",
+                "off",
+            ],
+        );
+        lab.ip(
+            &h,
+            &["addr", "add", &format!("10.79.{i}.1/24"), "dev", "br0"],
+        );
+        lab.ip(&h, &["link", "set", "uplink", "up"]);
+        lab.ip(&h, &["link", "set", "br0", "up"]);
+        lab.ip(
+            &h,
+            &["route", "add", "default", "via", &format!("10.79.{i}.254")],
+        );
+        let mut tasks = Vec::new();
+        for j in 1..=2u8 {
+            let t = lab.netns(&format!("t{i}{j}"));
+            let port = format!("tk{j}");
+            lab.ip(
+                &t,
+                &[
+                    "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &h,
+                ],
+            );
+            lab.ip(&h, &["link", "set", &port, "master", "br0"]);
+            lab.ip(
+                &h,
+                &[
+                    "link",
+                    "set",
+                    &port,
+                    "type",
+                    "bridge_slave",
+                    "mcast_flood",
+                    "off",
+                ],
+            );
+            lab.ip(&h, &["link", "set", &port, "up"]);
+            let addr = format!("10.79.{i}.{}", 10 + j);
+            lab.ip(&t, &["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            lab.ip(&t, &["link", "set", "eth0", "up"]);
+            lab.ip(&t, &["route", "add", "224.0.0.0/4", "dev", "eth0"]);
+            tasks.push((t, addr));
+        }
+        hosts.push(Host {
+            ns: h,
+            ip: Ipv4Addr::new(10, 79, i, 1),
+            tasks,
+        });
+    }
+    hosts
+}
+
+/// The table host `me` gets when `members` (host index, group) have members.
+fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<ForwardingTable> {
+    let state = DomainState {
+        domain: Domain {
+            name: "d1".into(),
+            vni: VNI,
+            igmp: IgmpMode::V3,
+            static_sources: false,
+            igmp_settings: IgmpSettings::default(),
+            subnets: vec![],
+            hosts: vec![],
+        },
+        peers: hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Peer {
+                host: format!("h{i}"),
+                underlay: SocketAddrV4::new(h.ip, 4789),
+            })
+            .collect(),
+        members: members
+            .iter()
+            .map(|(i, g)| HostMember {
+                host: format!("h{i}"),
+                group: *g,
+                filter: SourceFilter::any_source(),
+            })
+            .collect(),
+        static_members: vec![],
+        static_sources: vec![],
+    };
+    let mut v = DomainView::new();
+    v.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains: vec![state],
+    });
+    Arc::new(ForwardingTable::compute(
+        &v,
+        &format!("h{me}"),
+        &["tk1".into(), "tk2".into()],
+        &LocalMembership::new(),
+    ))
+}
+
+fn start_plane(h: &Host) -> (KernelPlane, Netlink) {
+    in_netns(&h.ns, || {
+        let mut nl = Netlink::open().expect("netlink");
+        let br = nl.link_by_name("br0").expect("br0");
+        let plane = KernelPlane::start(KernelPlaneConfig {
+            underlay: SocketAddrV4::new(h.ip, 4789),
+            underlay_mtu: 9001,
+            underlay_ifindex: Some(br.ifindex),
+        })
+        .expect("start the kernel plane");
+        let links = ["tk1", "tk2"]
+            .iter()
+            .map(|n| LinkSpec {
+                name: n.to_string(),
+                ifindex: nl.link_by_name(n).expect("task port").ifindex,
+            })
+            .collect();
+        plane.set_links(links);
+        plane.set_querier(QuerierSettings {
+            query_response_interval: Duration::from_secs(2),
+            ..QuerierSettings::default()
+        });
+        (plane, nl)
+    })
+}
+
+#[test]
+fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
+    require_root!();
+    let mut lab = Lab::new();
+    let hosts = lab_hosts(&mut lab, 2);
+    let (p1, mut nl1) = start_plane(&hosts[0]);
+    let (p2, mut nl2) = start_plane(&hosts[1]);
+    // h0 has a local member on tk2, h1 one on tk1; h1's tk2 wants another group.
+    let members = [(0, G), (1, G), (1, G_OTHER)];
+    p1.set_table(table(&hosts, 0, &members));
+    p2.set_table(table(&hosts, 1, &members));
+    let ready = wait_until(Duration::from_secs(5), || {
+        [&p1, &p2].iter().all(|p| {
+            p.kernel_status()
+                .is_some_and(|s| s.bridge_querier && s.devices.len() == 1 && s.reconciles > 0)
+        })
+    });
+    assert!(
+        ready,
+        "planes not ready: {:?} {:?}",
+        p1.kernel_status(),
+        p2.kernel_status()
+    );
+    let st = p1.kernel_status().expect("kernel status");
+    assert_eq!(st.bridge.as_deref(), Some("br0"));
+    assert_eq!(st.devices[0].name, device_name(VNI));
+    // Snooping on with the bridge's own querier, IGMPv3.
+    let b = nl1.bridge_multicast("br0").expect("bridge state");
+    assert!(
+        b.snooping && b.own_querier && b.igmp_version == Some(3),
+        "{b:?}"
+    );
+    // The underlay is br0 itself: the device gets underlay MTU - 50 and the bridge keeps
+    // its MTU.
+    let dev = VxlanDevice::open(&mut nl1, &device_name(VNI)).expect("device");
+    assert_eq!(nl1.link_by_index(dev.ifindex).unwrap().mtu, Some(8951));
+    assert_eq!(nl1.link_by_name("br0").unwrap().mtu, Some(9001));
+    let seen = inspect(&mut nl1, &dev).expect("inspect");
+    assert_eq!(seen.bridge_groups, [G, G_OTHER].into(), "{seen}");
+    assert_eq!(seen.vxlan_entries.len(), 2, "{seen}");
+    assert!(
+        seen.vxlan_entries.iter().all(|e| e.dst == hosts[1].ip),
+        "{seen}"
+    );
+
+    let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);
+    let remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
+    let other = lab.receiver(&hosts[1].tasks[1].0, &[G_OTHER]);
+    // Let the bridges see the querier (1 s) and snoop the joins.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (t0, a0) = &hosts[0].tasks[0];
+    lab.send(t0, a0, G, "one", 5);
+    let got = wait_until(Duration::from_secs(5), || {
+        local.count("one") >= 5 && remote.count("one") >= 5
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        got,
+        "local {} remote {} of 5: {:?} {:?}",
+        local.count("one"),
+        remote.count("one"),
+        p1.stats(),
+        p2.stats()
+    );
+    assert_eq!(local.count("one"), 5, "exactly one copy locally");
+    assert_eq!(remote.count("one"), 5, "exactly one copy remotely");
+    assert_eq!(other.lines().len(), 0, "a task that did not join got data");
+    // The other way: h1 sends G_OTHER, which h0 does not want: it stays on h1.
+    let (t1, a1) = &hosts[1].tasks[0];
+    lab.send(t1, a1, G_OTHER, "two", 5);
+    assert!(wait_until(Duration::from_secs(5), || other.count("two") >= 5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(local.count("two"), 0);
+    // And G from h1 reaches h0's member.
+    lab.send(t1, a1, G, "three", 5);
+    assert!(wait_until(Duration::from_secs(5), || local.count("three") >= 5));
+
+    // Counters under the relay's names, once published (every second).
+    assert!(wait_until(Duration::from_secs(3), || {
+        p1.stats().tunnel_tx.packets >= 5 && p2.stats().tunnel_rx.packets >= 5
+    }));
+    assert_eq!(p1.stats().name, "kernel");
+
+    // h1's members leaving (per the controller) empties h0's tables.
+    p1.set_table(table(&hosts, 0, &[(0, G)]));
+    assert!(wait_until(Duration::from_secs(3), || {
+        inspect(&mut nl1, &dev)
+            .is_ok_and(|s| s.vxlan_entries.is_empty() && s.bridge_groups.is_empty())
+    }));
+
+    // Shutdown removes the device and restores snooping off, querier off.
+    p1.shutdown();
+    assert!(
+        VxlanDevice::find_stale(&mut nl1, "mcgvx")
+            .unwrap()
+            .is_empty()
+    );
+    let b = nl1.bridge_multicast("br0").expect("bridge state");
+    assert!(!b.snooping && !b.own_querier, "{b:?}");
+    drop(p2);
+    assert!(
+        VxlanDevice::find_stale(&mut nl2, "mcgvx")
+            .unwrap()
+            .is_empty()
+    );
+}
