@@ -437,7 +437,7 @@ fn injected_reordering_is_counted_exactly_and_is_not_loss() {
 /// `MCGT_PERF_IMPAIR` set, inside a sender namespace). Prints
 /// `IMPAIR <data datagrams in> <datagrams affected>`.
 #[test]
-#[ignore = "helper process of the injection tests, not a test of its own"]
+#[ignore = "the relay process of the injection tests, not a test of its own"]
 fn impair_relay() {
     use std::net::{Ipv4Addr, UdpSocket};
     let kind = match std::env::var("MCGT_PERF_IMPAIR").as_deref() {
