@@ -18,6 +18,9 @@ use tokio::time::Instant;
 use crate::hub::{Hub, HubLimits, Subscription};
 use crate::store::{Store, StoreError};
 
+/// An agent whose lease expired this long ago is dropped from `GET /v1/agents`.
+pub const FORGET_EXPIRED_MS: u64 = 10 * 60 * 1_000;
+
 /// Tunables of a controller.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -253,6 +256,7 @@ impl Controller {
             let now = self.now_ms();
             let mut g = self.lock();
             let effects = g.model.expire(now, self.config.lease_ms);
+            g.model.forget_expired(now, FORGET_EXPIRED_MS);
             for e in &effects {
                 if let Effect::Close { host } = e {
                     tracing::info!(host = %host, "lease expired");

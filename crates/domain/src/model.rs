@@ -613,6 +613,16 @@ impl Model {
         effects
     }
 
+    /// Forgets agents whose lease expired more than `after_ms` ago, so hosts that are
+    /// gone for good do not accumulate. They have no members and no stream, so nothing
+    /// else changes. Returns how many were forgotten.
+    pub fn forget_expired(&mut self, now_ms: u64, after_ms: u64) -> usize {
+        let before = self.agents.len();
+        self.agents
+            .retain(|_, a| a.live() || now_ms.saturating_sub(a.last_seen_ms) < after_ms);
+        before - self.agents.len()
+    }
+
     /// When the next lease runs out, if any agent is live.
     pub fn next_expiry(&self, lease_ms: u64) -> Option<u64> {
         self.agents

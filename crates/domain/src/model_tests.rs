@@ -281,6 +281,7 @@ fn lease_expiry_removes_members_and_peer() {
         .heartbeat("host-a", &Heartbeat { session: sa }, LEASE)
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Stale);
+    assert_eq!(m.forget_expired(LEASE + 1, 600_000), 0);
     // Coming back: register, then it is a peer again with a fresh snapshot.
     let (_, fx) = m
         .register(
@@ -294,6 +295,11 @@ fn lease_expiry_removes_members_and_peer() {
     assert!(fx.contains(&Effect::Resnapshot {
         host: "host-a".into()
     }));
+    // An agent gone for good is forgotten long after its lease expired.
+    m.expire(LEASE * 10, LEASE);
+    assert_eq!(m.agent_infos(LEASE * 10).len(), 2);
+    assert_eq!(m.forget_expired(LEASE * 10 + 600_000, 600_000), 2);
+    assert!(m.agent_infos(0).is_empty());
 }
 
 #[test]
