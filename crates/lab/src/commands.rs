@@ -119,6 +119,7 @@ pub fn tasks_table(st: &LabState) -> String {
 /// `lab status --json`.
 pub fn status_of(st: &LabState) -> LabStatus {
     let dir = st.dir();
+    let chosen = chosen_dataplanes(st);
     let exit = |s: (&str, Option<i32>)| if s.0 == "exited" { s.1 } else { None };
     let controller = st.controller.as_ref().map(|c| {
         let s = node_state(&dir, "controller", c.launch.running);
@@ -147,7 +148,8 @@ pub fn status_of(st: &LabState) -> LabStatus {
                 agent_pid: running.map(|r| r.pid),
                 state: s.0.to_string(),
                 exit_code: exit(s),
-                dataplane: h.dataplane.as_str().to_string(),
+                dataplane: chosen.get(&h.name).cloned().flatten(),
+                dataplane_requested: h.dataplane.as_str().to_string(),
             }
         })
         .collect();
@@ -176,8 +178,41 @@ pub fn status_of(st: &LabState) -> LabStatus {
     }
 }
 
+/// The data plane each running agent chose, from its admin endpoint's `/v1/stats`
+/// (`dataplane.name`); `None` for an agent that does not answer within a second.
+pub fn chosen_dataplanes(st: &LabState) -> std::collections::BTreeMap<String, Option<String>> {
+    let dir = st.dir();
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(rt) = crate::ops::runtime() else {
+        return out;
+    };
+    for h in &st.hosts {
+        let running = h.agent.as_ref().and_then(|a| a.running).is_some();
+        let sock = dir.join(format!("agent-{}.sock", h.name));
+        let name = if running && sock.exists() {
+            rt.block_on(async {
+                let client =
+                    mcgate_client::Client::new(&format!("unix:{}", sock.display())).ok()?;
+                let stats: serde_json::Value = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    client.get("/v1/stats"),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                stats["dataplane"]["name"].as_str().map(str::to_string)
+            })
+        } else {
+            None
+        };
+        out.insert(h.name.clone(), name);
+    }
+    out
+}
+
 fn status_text(st: &LabState) -> String {
     let dir = st.dir();
+    let chosen = chosen_dataplanes(st);
     let mut out = format!("lab {} (from {})", st.name, st.file);
     if st.phase != "up" {
         out.push_str(&format!(
@@ -211,7 +246,11 @@ fn status_text(st: &LabState) -> String {
                 h.zone.clone(),
                 h.underlay_ip.to_string(),
                 running.map(|r| r.pid.to_string()).unwrap_or("-".into()),
-                h.dataplane.as_str().to_string(),
+                match chosen.get(&h.name).cloned().flatten() {
+                    Some(c) if h.dataplane.as_str() == c => c,
+                    Some(c) => format!("{c} ({})", h.dataplane.as_str()),
+                    None => format!("? ({})", h.dataplane.as_str()),
+                },
                 match &h.agent {
                     Some(_) => state_words(node_state(&dir, &h.name, running)),
                     None => "no agent".into(),

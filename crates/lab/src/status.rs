@@ -52,8 +52,11 @@ pub struct HostStatus {
     /// When exited: the agent's exit code, if recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// The data plane asked for in the topology.
-    pub dataplane: String,
+    /// The data plane the agent chose ("kernel" or "userspace"), as its admin endpoint
+    /// reports it; `null` while the agent does not answer.
+    pub dataplane: Option<String>,
+    /// The data plane asked for in the topology ("auto", "kernel" or "userspace").
+    pub dataplane_requested: String,
 }
 
 /// A task.

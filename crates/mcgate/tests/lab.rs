@@ -203,7 +203,9 @@ fn up_and_down_leave_nothing_behind() {
     assert_eq!(Lab::task(&s, "sleeper-1").host, "host-a");
     assert_eq!(Lab::task(&s, "sleeper-2").host, "host-b");
     assert_eq!(s.hosts[0].underlay_ip.to_string(), "10.77.2.10");
-    assert_eq!(s.hosts[0].dataplane, "auto");
+    assert_eq!(s.hosts[0].dataplane_requested, "auto");
+    // No [domain], so no agent: nobody chose a data plane.
+    assert_eq!(s.hosts[0].dataplane, None);
     let pids = lab.pids();
     assert_eq!(pids.len(), 3);
     // Nothing in the root namespace: no link of the lab's there.
@@ -626,4 +628,69 @@ fn igmpv3_example_filters_by_source() {
         any,
         vec!["10.0.2.100".to_string(), "10.0.3.100".to_string()]
     );
+}
+
+/// The kernel example: two hosts on the kernel data plane, one on the userspace relay.
+/// Every receiver hears both feeds (one on a kernel host, one on the userspace host), so
+/// multicast goes kernel to kernel, kernel to userspace, userspace to kernel and stays
+/// local on each; `lab status --json` shows the data plane each agent chose.
+#[test]
+fn kernel_example_delivers_in_every_direction() {
+    let lab = Lab::new(&example(
+        "ecs-multicast-kernel.toml",
+        "ecs-multicast-kernel",
+    ));
+    lab.up_ok();
+    let s = lab.status();
+    let chosen: Vec<(String, Option<String>, String)> = s
+        .hosts
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                h.dataplane.clone(),
+                h.dataplane_requested.clone(),
+            )
+        })
+        .collect();
+    let want = |n: &str, d: &str| (n.to_string(), Some(d.to_string()), d.to_string());
+    assert_eq!(
+        chosen,
+        vec![
+            want("host-a", "kernel"),
+            want("host-b", "kernel"),
+            want("host-c", "userspace")
+        ]
+    );
+    let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
+    let mut hosts: Vec<&str> = receivers.iter().map(|t| t.host.as_str()).collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        ["host-a", "host-b", "host-c"],
+        "one receiver per host"
+    );
+    let ips: Vec<String> = receivers.iter().map(|t| t.ip.to_string()).collect();
+    wait_for_members(&lab, "233.252.0.9", &ips);
+    // Restart the feeds now that every membership is known.
+    ok(&["lab", "restart", "feed-a-1", "--name", &lab.name]);
+    ok(&["lab", "restart", "feed-c-1", "--name", &lab.name]);
+    let feeds: Vec<String> = ["feed-a-1", "feed-c-1"]
+        .iter()
+        .map(|f| Lab::task(&lab.status(), f).ip.to_string())
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    for r in &receivers {
+        let got = reports(&lab, &r.name);
+        for f in &feeds {
+            let from: Vec<&(String, u64, u64)> = got.iter().filter(|x| &x.0 == f).collect();
+            assert!(
+                from.iter().any(|x| x.1 > 0),
+                "{} on {} heard nothing from {f}: {got:?}\n{}",
+                r.name,
+                r.host,
+                lab.logs(&r.host)
+            );
+        }
+    }
 }
