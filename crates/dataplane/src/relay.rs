@@ -45,6 +45,8 @@ pub const ENCAP_OVERHEAD: usize = 20 + 8 + vxlan::HEADER_LEN;
 
 /// Receive slot size: room for a 9000-byte jumbo frame plus the VXLAN header.
 const SLOT: usize = 9216 + 64;
+/// Tunnel receive slot size: a whole UDP GRO super-datagram.
+const GRO_SLOT: usize = 65536;
 /// Batches taken from one socket before looking at the others (fairness).
 const BATCHES_PER_WAKE: usize = 8;
 /// Groups with their own counters; traffic to more groups is counted under 0.0.0.0.
@@ -93,6 +95,10 @@ impl Relay {
         if let Err(e) = packet::set_send_buffer(tunnel.as_fd(), TUNNEL_BUF) {
             tracing::warn!(error = %e, "cannot enlarge the VXLAN socket's send buffer");
         }
+        // Datagrams a peer sent as one GSO message arrive as one receive.
+        if let Err(e) = tunnel.enable_gro() {
+            tracing::info!(error = %e, "no UDP GRO on the VXLAN socket; receiving datagram by datagram");
+        }
         let (reader, writer) = std::io::pipe().map_err(DataplaneError::Thread)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(Mutex::new(DataplaneStats {
@@ -116,6 +122,7 @@ impl Relay {
             wanted: Vec::new(),
             retired: HashMap::new(),
             rx: FrameBatch::new(SLOT),
+            trx: FrameBatch::new(GRO_SLOT),
             sources: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH],
             tunnel_tx: Vec::with_capacity(MAX_BATCH * 16),
             groups: HashMap::new(),
@@ -218,7 +225,10 @@ struct Worker {
     links: Vec<LinkSlot>,
     wanted: Vec<LinkSpec>,
     retired: HashMap<String, LinkCounters>,
+    /// The current receive batch (captures; the tunnel batch while it is handled).
     rx: FrameBatch,
+    /// The tunnel's receive batch, with room for UDP GRO's coalesced datagrams.
+    trx: FrameBatch,
     sources: [SocketAddrV4; MAX_BATCH],
     tunnel_tx: Vec<TunnelTx>,
     groups: HashMap<Ipv4Addr, GroupCounters>,
@@ -278,7 +288,7 @@ impl Worker {
             }
             if fds.get(1).is_some_and(PollFd::ready) {
                 for _ in 0..BATCHES_PER_WAKE {
-                    match self.tunnel.recv_batch(&mut self.rx, &mut self.sources) {
+                    match self.tunnel.recv_batch(&mut self.trx, &mut self.sources) {
                         Ok(0) => break,
                         Ok(_) => self.handle_tunnel_batch(),
                         Err(e) => {
@@ -509,87 +519,108 @@ impl Worker {
         self.flush();
     }
 
-    /// VXLAN datagrams from other hosts.
+    /// VXLAN datagrams from other hosts, received into `trx`.
     fn handle_tunnel_batch(&mut self) {
+        // Work on the tunnel batch as the current batch (`flush` sends from `rx`): a swap
+        // of two buffers, no copy.
+        std::mem::swap(&mut self.rx, &mut self.trx);
         self.batches += 1;
         let table = self.table.clone();
         self.tunnel_tx.clear();
         for i in 0..self.rx.len() {
-            let Some((bytes, truncated)) = self.rx.frame(i) else {
+            let Some((whole, truncated)) = self.rx.frame(i) else {
                 break;
             };
-            self.tunnel_rx_c.add(bytes.len());
             if truncated {
+                self.tunnel_rx_c.add(whole.len());
                 self.drops.add(DropReason::Truncated, 1);
                 continue;
             }
-            let Ok(header) = vxlan::Header::new_checked(bytes) else {
-                self.drops.add(DropReason::Malformed, 1);
-                continue;
-            };
-            if !header.has_valid_flags() {
-                self.drops.add(DropReason::BadVxlan, 1);
-                continue;
-            }
-            let Some(d) = table.by_vni(header.vni()) else {
-                self.drops.add(DropReason::NoDomain, 1);
-                continue;
-            };
+            // With UDP GRO one receive may hold many datagrams of `seg` bytes each.
+            let seg = self.rx.segment_size(i).unwrap_or(whole.len()).max(1);
             let source_ip = self.sources.get(i).map(|s| *s.ip());
-            if !source_ip.is_some_and(|ip| d.peers.contains(&ip)) {
-                self.drops.add(DropReason::UnknownPeer, 1);
-                continue;
-            }
-            let inner = bytes.get(vxlan::HEADER_LEN..).unwrap_or(&[]);
-            let m = match inspect(inner) {
-                Ok(m) => m,
-                Err(reason) => {
+            let mut next = 0;
+            while next < whole.len() {
+                let start = next;
+                next = (start + seg).min(whole.len());
+                let bytes = whole.get(start..next).unwrap_or(&[]);
+                self.tunnel_rx_c.add(bytes.len());
+                let Ok(header) = vxlan::Header::new_checked(bytes) else {
+                    self.drops.add(DropReason::Malformed, 1);
+                    continue;
+                };
+                if !header.has_valid_flags() {
+                    self.drops.add(DropReason::BadVxlan, 1);
+                    continue;
+                }
+                let Some(d) = table.by_vni(header.vni()) else {
+                    self.drops.add(DropReason::NoDomain, 1);
+                    continue;
+                };
+                if !source_ip.is_some_and(|ip| d.peers.contains(&ip)) {
+                    self.drops.add(DropReason::UnknownPeer, 1);
+                    continue;
+                }
+                let inner = bytes.get(vxlan::HEADER_LEN..).unwrap_or(&[]);
+                let m = match inspect(inner) {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        self.drops.add(reason, 1);
+                        continue;
+                    }
+                };
+                let g = group_counters(&mut self.groups, m.group);
+                g.rx_tunnel.add(m.len);
+                let reason = if is_link_local_group(m.group) {
+                    Some(DropReason::LinkLocal)
+                } else if d.check_source(m.group, m.source) != Verdict::Forward {
+                    Some(DropReason::SourceNotAllowed)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    g.drops.add(reason, 1);
                     self.drops.add(reason, 1);
                     continue;
                 }
-            };
-            let g = group_counters(&mut self.groups, m.group);
-            g.rx_tunnel.add(m.len);
-            let reason = if is_link_local_group(m.group) {
-                Some(DropReason::LinkLocal)
-            } else if d.check_source(m.group, m.source) != Verdict::Forward {
-                Some(DropReason::SourceNotAllowed)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                g.drops.add(reason, 1);
-                self.drops.add(reason, 1);
-                continue;
-            }
-            let part = Part {
-                slot: i as u16,
-                offset: vxlan::HEADER_LEN as u16,
-                len: m.len as u16,
-            };
-            let mut copies = 0usize;
-            if let Some(route) = d.route(m.group) {
-                for l in &route.locals {
-                    if !l.filter.allows(m.source) {
-                        continue;
+                let (Ok(offset), Ok(len)) = (
+                    u16::try_from(start + vxlan::HEADER_LEN),
+                    u16::try_from(m.len),
+                ) else {
+                    self.drops.add(DropReason::Malformed, 1);
+                    continue;
+                };
+                let part = Part {
+                    slot: i as u16,
+                    offset,
+                    len,
+                };
+                let mut copies = 0usize;
+                if let Some(route) = d.route(m.group) {
+                    for l in &route.locals {
+                        if !l.filter.allows(m.source) {
+                            continue;
+                        }
+                        let Some(out) = self.links.iter_mut().find(|s| s.spec.name == l.link)
+                        else {
+                            continue;
+                        };
+                        if out.pending.last() == Some(&part) {
+                            continue;
+                        }
+                        out.pending.push(part);
+                        g.tx_local.add(m.len);
+                        copies += 1;
                     }
-                    let Some(out) = self.links.iter_mut().find(|s| s.spec.name == l.link) else {
-                        continue;
-                    };
-                    if out.pending.last() == Some(&part) {
-                        continue;
-                    }
-                    out.pending.push(part);
-                    g.tx_local.add(m.len);
-                    copies += 1;
                 }
-            }
-            if copies == 0 {
-                g.drops.add(DropReason::NoMembers, 1);
-                self.drops.add(DropReason::NoMembers, 1);
+                if copies == 0 {
+                    g.drops.add(DropReason::NoMembers, 1);
+                    self.drops.add(DropReason::NoMembers, 1);
+                }
             }
         }
         self.flush();
+        std::mem::swap(&mut self.rx, &mut self.trx);
     }
 
     /// Sends what the batch planned: tunnel copies, then local deliveries.

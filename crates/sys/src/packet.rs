@@ -126,6 +126,8 @@ pub struct FrameBatch {
     pub(crate) data: Vec<u8>,
     pub(crate) lens: Vec<usize>,
     pub(crate) truncated: Vec<bool>,
+    /// Per datagram, the segment size when the kernel coalesced several (UDP GRO), else 0.
+    pub(crate) seg: Vec<u16>,
     pub(crate) count: usize,
 }
 
@@ -226,6 +228,7 @@ impl FrameBatch {
             data: vec![0; slot.max(64) * MAX_BATCH],
             lens: vec![0; MAX_BATCH],
             truncated: vec![false; MAX_BATCH],
+            seg: vec![0; MAX_BATCH],
             count: 0,
         }
     }
@@ -249,6 +252,15 @@ impl FrameBatch {
         let start = i * self.slot;
         let len = self.lens[i].min(self.slot);
         Some((&self.data[start..start + len], self.truncated[i]))
+    }
+
+    /// When datagram `i` of the last receive holds several datagrams coalesced by the
+    /// kernel (UDP GRO), their size (the last one may be shorter); else `None`.
+    pub fn segment_size(&self, i: usize) -> Option<usize> {
+        if i >= self.count {
+            return None;
+        }
+        self.seg.get(i).copied().filter(|&s| s > 0).map(usize::from)
     }
 
     /// Frame `i` of the last receive, writable (to complete a checksum in place).
@@ -484,6 +496,7 @@ impl PacketSocket {
         }
         let n = (n as usize).min(MAX_BATCH);
         for (i, hdr) in hdrs.iter().enumerate().take(n) {
+            batch.seg[i] = 0;
             batch.lens[i] = hdr.msg_len as usize;
             batch.truncated[i] = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         }

@@ -121,6 +121,26 @@ impl TunnelSocket {
         Ok(u64::from(info[libc::SK_MEMINFO_DROPS as usize]))
     }
 
+    /// Asks the kernel to coalesce datagrams that arrive as one segmentation-offload
+    /// packet (`UDP_GRO`): one receive then returns many, and
+    /// [`FrameBatch::segment_size`] tells how to split them. Slots must then hold
+    /// 65535 bytes.
+    pub fn enable_gro(&self) -> io::Result<()> {
+        const UDP_GRO: libc::c_int = 104;
+        let one: libc::c_int = 1;
+        // SAFETY: `one` is an initialised c_int and the length is its size.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_GRO,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+        .map(|_| ())
+    }
+
     /// Receives up to `MAX_BATCH` datagrams in one `recvmmsg` call into `batch`, with
     /// their sources in `sources`; returns how many (0 when none is waiting).
     pub fn recv_batch(
@@ -135,13 +155,18 @@ impl TunnelSocket {
         let mut names: [libc::sockaddr_in; MAX_BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        // Room for one UDP_GRO control message (CMSG_SPACE(4) = 24 bytes) per datagram.
+        let mut ctrl = [[0u64; 4]; MAX_BATCH];
         let base = batch.data.as_mut_ptr();
-        for (i, ((iov, hdr), name)) in iovs
+        for (i, (((iov, hdr), name), ctrl)) in iovs
             .iter_mut()
             .zip(hdrs.iter_mut())
             .zip(names.iter_mut())
+            .zip(ctrl.iter_mut())
             .enumerate()
         {
+            hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = size_of::<[u64; 4]>() as _;
             // SAFETY: `i * slot + slot <= data.len()` since `data` holds MAX_BATCH slots.
             let ptr = unsafe { base.add(i * slot) };
             let iov = iov.write(libc::iovec {
@@ -153,8 +178,9 @@ impl TunnelSocket {
             hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
             hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         }
-        // SAFETY: every header points at one iovec over a distinct slot of `batch.data`
-        // and at its own `sockaddr_in`, all alive and exclusively borrowed for the call.
+        // SAFETY: every header points at one iovec over a distinct slot of `batch.data`,
+        // at its own `sockaddr_in` and its own control buffer, all alive and exclusively
+        // borrowed for the call.
         let n = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -173,6 +199,7 @@ impl TunnelSocket {
         }
         let n = (n as usize).min(MAX_BATCH);
         for i in 0..n {
+            batch.seg[i] = gro_segment_size(&hdrs[i].msg_hdr);
             batch.lens[i] = hdrs[i].msg_len as usize;
             batch.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             sources[i] = SocketAddrV4::new(
@@ -274,6 +301,28 @@ impl TunnelSocket {
         }
         out
     }
+}
+
+/// The segment size of a `UDP_GRO` control message in a received message, or 0.
+fn gro_segment_size(msg: &libc::msghdr) -> u16 {
+    const UDP_GRO: libc::c_int = 104;
+    // SAFETY: `msg` is a message header the kernel just filled; its control pointer and
+    // length describe a buffer that is still alive (the caller's `ctrl` array), and the
+    // CMSG_* macros only walk inside `msg_controllen` bytes of it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == UDP_GRO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize
+            {
+                let v = libc::CMSG_DATA(c).cast::<libc::c_int>().read_unaligned();
+                return u16::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    0
 }
 
 /// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
@@ -553,6 +602,52 @@ mod tests {
                 assert_eq!(&buf[..8], &[8, 0, 0, 0, 0, 0, 7, 0]);
                 assert!(buf[8..n].iter().all(|&x| x == i as u8), "datagram {i}");
             }
+        }
+    }
+
+    #[test]
+    fn gro_receives_a_gso_send_whole_and_says_how_to_split_it() {
+        let rx = TunnelSocket::bind(dst_free()).unwrap();
+        rx.enable_gro().unwrap();
+        let tx = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut batch = FrameBatch::new(256);
+        for i in 0..4usize {
+            batch.slot_mut(i).unwrap().fill(i as u8);
+            batch.lens[i] = 256;
+        }
+        batch.count = 4;
+        let items: Vec<TunnelTx> = (0..4u16)
+            .map(|i| TunnelTx {
+                dst: rx.local(),
+                header: [8, 0, 0, 0, 0, 0, 9, 0],
+                part: Part {
+                    slot: i,
+                    offset: 0,
+                    len: 100,
+                },
+            })
+            .collect();
+        let out = tx
+            .send_parts_gso(&batch, &items, &mut GsoScratch::default())
+            .unwrap();
+        assert_eq!(out.sent, 4);
+        let mut got = FrameBatch::new(65536);
+        let mut sources = [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH];
+        let mut n = 0;
+        for _ in 0..100 {
+            n = rx.recv_batch(&mut got, &mut sources).unwrap();
+            if n > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(n, 1, "one coalesced datagram");
+        let (bytes, _) = got.frame(0).unwrap();
+        assert_eq!(bytes.len(), 4 * 108);
+        assert_eq!(got.segment_size(0), Some(108));
+        for (i, seg) in bytes.chunks(108).enumerate() {
+            assert_eq!(&seg[..8], &[8, 0, 0, 0, 0, 0, 9, 0]);
+            assert!(seg[8..].iter().all(|&x| x == i as u8));
         }
     }
 
