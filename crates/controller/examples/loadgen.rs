@@ -329,31 +329,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = shared.start.elapsed().as_micros() as u64;
     shared.t0_us.store(t0, Ordering::SeqCst);
     let t_burst = Instant::now();
-    let mut reports = Vec::with_capacity(args.agents);
-    for (i, &session) in sessions.iter().enumerate() {
-        let c = client.clone();
-        let groups = args.groups;
-        reports.push(tokio::spawn(async move {
-            let report = MembershipReport {
-                session,
-                seq: 1,
-                snapshot: false,
-                entries: (0..groups)
-                    .map(|g| LinkMembership {
-                        link: "veth0".into(),
-                        group: group_addr(g),
-                        filter: Some(SourceFilter::any_source()),
-                        reporters: vec![],
-                    })
-                    .collect(),
-            };
-            c.post::<_, MembershipAck>(&format!("/v1/agents/{}/membership", host_name(i)), &report)
-                .await
-        }));
-    }
-    for r in reports {
-        r.await??;
-    }
+    // The reports go out from their own thread: a real agent sends its report when its
+    // joins happen, on its own CPU, not after the simulation has decoded every other
+    // agent's stream.
+    let reports_client = client.clone();
+    let groups = args.groups;
+    let sessions_for_reports = sessions.clone();
+    let reporter = std::thread::spawn(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let mut reports = Vec::with_capacity(sessions_for_reports.len());
+            for (i, &session) in sessions_for_reports.iter().enumerate() {
+                let c = reports_client.clone();
+                reports.push(tokio::spawn(async move {
+                    let report = MembershipReport {
+                        session,
+                        seq: 1,
+                        snapshot: false,
+                        entries: (0..groups)
+                            .map(|g| LinkMembership {
+                                link: "veth0".into(),
+                                group: group_addr(g),
+                                filter: Some(SourceFilter::any_source()),
+                                reporters: vec![],
+                            })
+                            .collect(),
+                    };
+                    c.post::<_, MembershipAck>(
+                        &format!("/v1/agents/{}/membership", host_name(i)),
+                        &report,
+                    )
+                    .await
+                }));
+            }
+            for r in reports {
+                r.await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    });
+    tokio::task::spawn_blocking(move || reporter.join())
+        .await?
+        .map_err(|_| "the report thread panicked")??;
     let reports_ms = t_burst.elapsed().as_secs_f64() * 1e3;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     loop {
