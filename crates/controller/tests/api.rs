@@ -763,3 +763,41 @@ async fn openapi_describes_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn association_and_deletion_resnapshot_open_streams() {
+    let s = Server::default().await;
+    s.post("/v1/domains", json!({"name": "prod"}))
+        .await
+        .unwrap();
+    s.register("host-a", [10, 0, 2, 10], "10.0.2.0/24").await;
+    let mut stream = s.client.stream("/v1/agents/host-a/stream").await.unwrap();
+    let StreamMessage::Snapshot { domains, .. } = next(&mut stream).await else {
+        panic!("snapshot first");
+    };
+    assert!(domains.is_empty(), "not associated yet");
+    s.post(
+        "/v1/domains/prod/associations",
+        json!({"subnet": "10.0.0.0/16"}),
+    )
+    .await
+    .unwrap();
+    // The host now belongs to the domain: a fresh snapshot on the open stream.
+    let in_domain = loop {
+        if let StreamMessage::Snapshot { domains, .. } = next_change(&mut stream).await
+            && !domains.is_empty()
+        {
+            break domains;
+        }
+    };
+    assert_eq!(in_domain[0].domain.name, "prod");
+    assert_eq!(in_domain[0].peers.len(), 1);
+    s.del("/v1/domains/prod", None).await.unwrap();
+    loop {
+        if let StreamMessage::Snapshot { domains, .. } = next_change(&mut stream).await
+            && domains.is_empty()
+        {
+            break;
+        }
+    }
+}
