@@ -2,9 +2,10 @@
 //!
 //! A [`Dataplane`] takes a [`ForwardingTable`] (swapped whole on every change), the set of
 //! attached links and the underlay MTU, and moves multicast between local links and the
-//! VXLAN tunnel to other hosts. [`DataplaneKind`] names the implementations; the
-//! userspace relay ([`relay`]) is the first, a kernel-programmed forwarder can be added
-//! behind the same trait.
+//! VXLAN tunnel to other hosts. [`DataplaneKind`] names the implementations: the
+//! userspace relay ([`relay`]) and the kernel data plane ([`kernel::plane`]), which
+//! programs Linux's bridge and VXLAN multicast tables so the kernel replicates;
+//! [`choose`] picks one for `--dataplane auto`.
 //!
 //! This crate must never block on the controller: it forwards on the last table it holds.
 //! It never does protocol work for IGMP (the agent's querier does) and never holds
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod choose;
 pub mod counters;
 pub mod inspect;
 pub mod kernel;
@@ -29,16 +31,19 @@ pub enum DataplaneKind {
     /// The userspace relay: AF_PACKET capture, batched VXLAN over a UDP socket.
     #[default]
     Userspace,
+    /// The kernel data plane: Linux's bridge and VXLAN devices replicate (Linux >= 6.3).
+    Kernel,
 }
 
 impl DataplaneKind {
     /// Every kind, for help texts.
-    pub const ALL: [DataplaneKind; 1] = [DataplaneKind::Userspace];
+    pub const ALL: [DataplaneKind; 2] = [DataplaneKind::Userspace, DataplaneKind::Kernel];
 
     /// The kind's name on the command line and in stats.
     pub fn as_str(self) -> &'static str {
         match self {
             DataplaneKind::Userspace => "userspace",
+            DataplaneKind::Kernel => "kernel",
         }
     }
 }
@@ -77,8 +82,17 @@ pub struct DataplaneConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The name given to `--dataplane` is not one we have.
-    #[error("unknown data plane {0:?}: use \"userspace\"")]
+    #[error("unknown data plane {0:?}: use \"auto\", \"kernel\" or \"userspace\"")]
     UnknownKind(String),
+    /// The kernel data plane could not be set up.
+    #[error("kernel data plane: {0}")]
+    Kernel(#[from] kernel::Error),
+    /// The kernel data plane was asked for but cannot work here.
+    #[error(
+        "the kernel data plane cannot be used: {0}; use --dataplane userspace (or auto, \
+         which falls back to it)"
+    )]
+    KernelUnusable(String),
     /// The VXLAN socket could not be bound.
     #[error(
         "cannot bind the VXLAN socket on {addr}: {source} (is the underlay address assigned \
@@ -129,6 +143,39 @@ pub fn start(
     config: DataplaneConfig,
 ) -> Result<Box<dyn Dataplane>, DataplaneError> {
     match kind {
-        DataplaneKind::Userspace => Ok(Box::new(relay::Relay::start(config)?)),
+        DataplaneKind::Userspace => {
+            // A kernel-mode predecessor killed with SIGKILL leaves its VXLAN devices
+            // holding UDP 4789 and the bridge snooping: sweep them first (best effort).
+            match kernel::Netlink::open().and_then(|mut nl| kernel::plane::sweep_stale(&mut nl)) {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(devices = ?gone, "removed VXLAN devices a previous agent left")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "no stale-device sweep"),
+            }
+            Ok(Box::new(relay::Relay::start(config)?))
+        }
+        DataplaneKind::Kernel => Ok(Box::new(kernel::plane::KernelPlane::start(
+            kernel::plane::KernelPlaneConfig {
+                underlay: config.underlay,
+                underlay_mtu: config.underlay_mtu,
+                underlay_ifindex: underlay_ifindex(*config.underlay.ip()),
+            },
+        )?)),
     }
+}
+
+/// The index of the interface holding `ip`.
+fn underlay_ifindex(ip: std::net::Ipv4Addr) -> Option<u32> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs {
+        if a.address
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in())
+            .is_some_and(|s| s.ip() == ip)
+        {
+            return nix::net::if_::if_nametoindex(a.interface_name.as_str()).ok();
+        }
+    }
+    None
 }
