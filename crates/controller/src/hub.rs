@@ -31,7 +31,6 @@ struct RingEntry {
 
 #[derive(Debug)]
 struct Subscriber {
-    id: u64,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -57,7 +56,6 @@ pub struct Hub {
     ring_bytes: usize,
     pending: Vec<Effect>,
     subs: HashMap<String, Subscriber>,
-    next_id: u64,
     closed: bool,
     /// Streams closed because their agent fell behind.
     pub overflows: u64,
@@ -85,7 +83,6 @@ impl Hub {
             ring_bytes: 0,
             pending: Vec::new(),
             subs: HashMap::new(),
-            next_id: 0,
             closed: false,
             overflows: 0,
         }
@@ -138,14 +135,7 @@ impl Hub {
             )],
         };
         let (tx, rx) = mpsc::channel(self.limits.queue);
-        self.next_id += 1;
-        self.subs.insert(
-            host.to_string(),
-            Subscriber {
-                id: self.next_id,
-                tx,
-            },
-        );
+        self.subs.insert(host.to_string(), Subscriber { tx });
         Some(Subscription { first, rx, resumed })
     }
 
@@ -230,13 +220,18 @@ impl Hub {
         let Some(sub) = self.subs.get(host) else {
             return;
         };
-        if sub.tx.try_send(line).is_err() {
-            // Full (the agent fell behind) or gone: close it; the agent reconnects and
-            // resumes or re-snapshots. Never wait here: the state lock is held.
-            let id = sub.id;
-            if self.subs.get(host).is_some_and(|s| s.id == id) {
+        match sub.tx.try_send(line) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The agent fell behind: close its stream; it reconnects and resumes or
+                // re-snapshots. Never wait here: the state lock is held.
                 self.subs.remove(host);
                 self.overflows += 1;
+                tracing::warn!(host, "agent stream fell behind; closed it");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The agent hung up.
+                self.subs.remove(host);
             }
         }
     }
