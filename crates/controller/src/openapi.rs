@@ -291,6 +291,7 @@ fn schemas() -> Value {
         json!({
             "status": { "type": "string" }, "revision": { "type": "integer" },
             "domains": { "type": "integer" }, "agents_up": { "type": "integer" },
+            "streams": { "type": "integer" }, "stream_overflows": { "type": "integer" },
         }),
     );
     let api_error = obj(

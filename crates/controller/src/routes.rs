@@ -72,11 +72,14 @@ async fn method_not_allowed() -> ApiErr {
 
 async fn healthz(State(c): Ctl) -> Json<Health> {
     let revision = c.published();
+    let (streams, stream_overflows) = c.stream_stats();
     Json(c.read(|m, _| Health {
         status: "ok".into(),
         revision,
         domains: m.domains().len(),
         agents_up: m.live_agents(),
+        streams,
+        stream_overflows,
     }))
 }
 

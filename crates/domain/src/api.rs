@@ -454,4 +454,10 @@ pub struct Health {
     pub domains: usize,
     /// Number of agents whose lease holds.
     pub agents_up: usize,
+    /// Open agent streams.
+    #[serde(default)]
+    pub streams: usize,
+    /// Streams closed since start because their agent fell behind.
+    #[serde(default)]
+    pub stream_overflows: u64,
 }
