@@ -151,6 +151,12 @@ pub fn run_daemon(args: ControllerArgs) -> ExitCode {
 }
 
 async fn daemon(args: ControllerArgs) -> Result<(), String> {
+    if args.heartbeat_ms >= args.lease_ms {
+        return Err(format!(
+            "--heartbeat-ms {} must be shorter than --lease-ms {}, or every agent's lease would run out between heartbeats",
+            args.heartbeat_ms, args.lease_ms
+        ));
+    }
     let config = Config {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,

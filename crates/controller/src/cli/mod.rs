@@ -232,7 +232,7 @@ pub struct GroupsArgs {
     #[arg(long)]
     pub subnet: Option<Ipv4Net>,
     /// Only igmp or static rows.
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<TypeArg>,
     /// Only member rows with this address.
     #[arg(long)]
