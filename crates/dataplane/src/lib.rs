@@ -126,6 +126,15 @@ pub trait Dataplane: Send + Sync {
     fn set_querier(&self, settings: kernel::plane::QuerierSettings) {
         let _ = settings;
     }
+    /// This host's static members, (link, group). The kernel data plane gives each a
+    /// permanent bridge entry on its link (the bridge delivers by its table, and a static
+    /// member need not answer IGMP); the relay reads them from the table.
+    fn set_static_members(
+        &self,
+        members: std::collections::BTreeSet<(String, std::net::Ipv4Addr)>,
+    ) {
+        let _ = members;
+    }
     /// The kernel data plane's own state (bridge, devices, reconciles); `None` for
     /// other data planes.
     fn kernel_status(&self) -> Option<kernel::plane::KernelStatus> {

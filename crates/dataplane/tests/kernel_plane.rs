@@ -8,6 +8,7 @@
 //! Every namespace is named `mcgk-<pid>-<n>-<role>` and removed when the test ends,
 //! with the processes it started (by PID), even on failure.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -508,8 +509,38 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
             .is_ok_and(|s| s.vxlan_entries.is_empty() && s.bridge_groups.is_empty())
     }));
 
-    // Shutdown removes the device and restores snooping off, querier off.
+    // A static member gets a permanent entry on its port (it need not answer IGMP);
+    // it goes again with the member, and on shutdown.
+    let mdb = |ns: &str| {
+        String::from_utf8_lossy(&lab.exec(ns, &["bridge", "mdb", "show"]).stdout).into_owned()
+    };
+    let static_entry = "port tk1 grp 233.252.7.3 permanent";
+    p1.set_static_members([("tk1".to_string(), Ipv4Addr::new(233, 252, 7, 3))].into());
+    assert!(
+        wait_until(Duration::from_secs(3), || mdb(&hosts[0].ns)
+            .contains(static_entry)),
+        "{}",
+        mdb(&hosts[0].ns)
+    );
+    p1.set_static_members(BTreeSet::new());
+    assert!(
+        wait_until(Duration::from_secs(3), || !mdb(&hosts[0].ns)
+            .contains(static_entry)),
+        "{}",
+        mdb(&hosts[0].ns)
+    );
+    p1.set_static_members([("tk2".to_string(), Ipv4Addr::new(233, 252, 7, 4))].into());
+    assert!(wait_until(Duration::from_secs(3), || mdb(&hosts[0].ns)
+        .contains("port tk2 grp 233.252.7.4 permanent")));
+
+    // Shutdown removes the device, the static entries, and restores snooping off,
+    // querier off.
     p1.shutdown();
+    assert!(
+        !mdb(&hosts[0].ns).contains("233.252.7.4"),
+        "{}",
+        mdb(&hosts[0].ns)
+    );
     assert!(
         VxlanDevice::find_stale(&mut nl1, "mcgvx")
             .unwrap()

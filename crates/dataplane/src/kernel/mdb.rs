@@ -285,11 +285,16 @@ pub(crate) fn diff(
 }
 
 /// The bridge's permanent (*, G) entries on the VXLAN port: the groups that reach the
-/// VXLAN device. Local ports keep being served by the bridge's own snooping.
+/// VXLAN device. Local ports keep being served by the bridge's own snooping, except
+/// for static members, which get permanent entries on their port ([`BridgeMdb::on_port`]).
+/// Only permanent entries are listed and reconciled: what the bridge snooped is its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BridgeMdb {
     bridge: u32,
     port: u32,
+    /// Add with NLM_F_REPLACE: on a task port the bridge may already hold a snooped
+    /// (temporary) entry for the group, which the permanent one replaces.
+    replace: bool,
 }
 
 impl BridgeMdb {
@@ -298,6 +303,17 @@ impl BridgeMdb {
         Self {
             bridge: dev.bridge_ifindex,
             port: dev.ifindex,
+            replace: false,
+        }
+    }
+
+    /// The permanent entries of any port `port` of bridge `bridge` (a task link with
+    /// static members).
+    pub fn on_port(bridge: u32, port: u32) -> Self {
+        Self {
+            bridge,
+            port,
+            replace: true,
         }
     }
 
@@ -305,7 +321,7 @@ impl BridgeMdb {
     pub fn add(&self, nl: &mut Netlink, group: Ipv4Addr) -> Result<(), Error> {
         mdb_msg::validate_bridge_group(group)?;
         nl.request(
-            &mdb_msg::bridge_add(self.bridge, self.port, group, false),
+            &mdb_msg::bridge_add(self.bridge, self.port, group, self.replace),
             &format!("add bridge MDB entry for {group} on the VXLAN port"),
         )
     }
@@ -323,7 +339,12 @@ impl BridgeMdb {
         let records = dump_records(nl, "dump the bridge multicast table")?;
         Ok(records
             .iter()
-            .filter(|r| r.dev == self.bridge && r.port == self.port && r.source.is_none())
+            .filter(|r| {
+                r.dev == self.bridge
+                    && r.port == self.port
+                    && r.source.is_none()
+                    && r.state == mdb_msg::MDB_PERMANENT
+            })
             .filter_map(|r| r.group)
             .collect())
     }
@@ -352,7 +373,7 @@ impl BridgeMdb {
         );
         builders.extend(
             adds.iter()
-                .map(|g| mdb_msg::bridge_add(self.bridge, self.port, *g, false)),
+                .map(|g| mdb_msg::bridge_add(self.bridge, self.port, *g, self.replace)),
         );
         let n_removes = removes.len();
         let describe = |i: usize| {

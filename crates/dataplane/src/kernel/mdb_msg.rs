@@ -50,7 +50,7 @@ const MDBA_MDB_EATTR_VNI: u16 = 8;
 const MDBA_MDB_SRCLIST_ENTRY: u16 = 1;
 const MDBA_MDB_SRCATTR_ADDRESS: u16 = 1;
 
-const MDB_PERMANENT: u8 = 1;
+pub(crate) const MDB_PERMANENT: u8 = 1;
 const ETH_P_IP: u16 = 0x0800;
 const MCAST_EXCLUDE: u8 = 0;
 const MCAST_INCLUDE: u8 = 1;

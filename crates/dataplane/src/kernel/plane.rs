@@ -30,7 +30,7 @@ use mcgate_domain::forwarding::ForwardingTable;
 
 use super::error::Error;
 use super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
-use super::mdb::DomainTables;
+use super::mdb::{BridgeMdb, DomainTables};
 use super::membership::RemoteMembership;
 use super::plan::plan;
 use super::socket::Netlink;
@@ -243,6 +243,7 @@ enum Command {
     Links(Vec<LinkSpec>),
     Mtu(usize),
     Querier(QuerierSettings),
+    Static(BTreeSet<(String, Ipv4Addr)>),
     Shutdown,
 }
 
@@ -324,6 +325,10 @@ impl Dataplane for KernelPlane {
         let _ = self.tx.send(Command::Querier(settings));
     }
 
+    fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {
+        let _ = self.tx.send(Command::Static(members));
+    }
+
     fn stats(&self) -> DataplaneStats {
         match self.stats.lock() {
             Ok(s) => s.0.clone(),
@@ -381,6 +386,10 @@ struct Worker {
     querier: QuerierSettings,
     bridge: Option<Bridge>,
     domains: BTreeMap<u32, Domain>,
+    /// Static members of this host: (link, group).
+    statics: BTreeSet<(String, Ipv4Addr)>,
+    /// Permanent bridge entries on task ports, per port, as last programmed.
+    port_entries: BTreeMap<u32, BTreeSet<Ipv4Addr>>,
     /// Counters of devices already deleted, so totals never go backwards.
     retired: DeviceStats,
     dirty: bool,
@@ -419,6 +428,8 @@ impl Worker {
             querier: QuerierSettings::default(),
             bridge: None,
             domains: BTreeMap::new(),
+            statics: BTreeSet::new(),
+            port_entries: BTreeMap::new(),
             retired: DeviceStats::default(),
             dirty: false,
             tables: 0,
@@ -459,6 +470,12 @@ impl Worker {
                     Command::Querier(q) => {
                         if q != self.querier {
                             self.querier = q;
+                            self.dirty = true;
+                        }
+                    }
+                    Command::Static(m) => {
+                        if m != self.statics {
+                            self.statics = m;
                             self.dirty = true;
                         }
                     }
@@ -600,6 +617,9 @@ impl Worker {
                 }
             }
         }
+        if let Err(e) = self.sync_static_ports() {
+            first_error.get_or_insert(e);
+        }
         self.publish();
         match first_error {
             None => {
@@ -608,6 +628,58 @@ impl Worker {
             }
             Some(e) => Err(e),
         }
+    }
+
+    /// Static members get a permanent bridge entry on their link's port: the bridge then
+    /// delivers the group there whether or not the task answers IGMP, as the relay
+    /// does. Every attached port is reconciled once, which also clears entries a
+    /// crashed predecessor left.
+    fn sync_static_ports(&mut self) -> Result<(), Error> {
+        let Some(bridge) = self.bridge.as_ref().map(|b| b.ifindex) else {
+            return Ok(());
+        };
+        let mut want: BTreeMap<u32, BTreeSet<Ipv4Addr>> = self
+            .links
+            .iter()
+            .map(|l| (l.ifindex, BTreeSet::new()))
+            .collect();
+        for (link, group) in &self.statics {
+            if let Some(l) = self.links.iter().find(|l| &l.name == link) {
+                want.entry(l.ifindex).or_default().insert(*group);
+            }
+        }
+        // Ports that left the link set: drop what was programmed there.
+        for port in self.port_entries.keys() {
+            want.entry(*port).or_default();
+        }
+        let mut first_error = None;
+        for (port, groups) in want {
+            if self.port_entries.get(&port) == Some(&groups) {
+                continue;
+            }
+            match BridgeMdb::on_port(bridge, port).reconcile(&mut self.nl, &groups) {
+                Ok(r) if r.failed == 0 => {
+                    if groups.is_empty() && !self.links.iter().any(|l| l.ifindex == port) {
+                        self.port_entries.remove(&port);
+                    } else {
+                        self.port_entries.insert(port, groups);
+                    }
+                }
+                Ok(mut r) => {
+                    if let Some(e) = r.errors.pop() {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                // A port that is gone took its entries with it.
+                Err(e) if e.is_not_found() => {
+                    self.port_entries.remove(&port);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn apply_querier(&mut self) -> Result<(), Error> {
@@ -704,6 +776,20 @@ impl Worker {
 
     /// Removes every device and puts the bridge's settings back.
     fn teardown(&mut self) {
+        if let Some(b) = self.bridge.as_ref().map(|b| b.ifindex) {
+            let ports: Vec<u32> = std::mem::take(&mut self.port_entries)
+                .into_iter()
+                .filter(|(_, g)| !g.is_empty())
+                .map(|(p, _)| p)
+                .collect();
+            for port in ports {
+                if let Err(e) =
+                    BridgeMdb::on_port(b, port).reconcile(&mut self.nl, &BTreeSet::new())
+                {
+                    tracing::warn!(port, error = %e, "cannot remove static members' bridge entries");
+                }
+            }
+        }
         let domains = std::mem::take(&mut self.domains);
         for d in domains.values() {
             self.retire(d);
