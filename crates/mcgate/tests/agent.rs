@@ -566,7 +566,8 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire() {
 #[ignore = "a measurement, not a check; run on demand"]
 fn measure_cross_host_rate() {
     let bin = agent_support::binary();
-    for len in ["1470", "64"] {
+    // Full rate at both sizes, then a light load for latency.
+    for (len, rate) in [("1470", "10g"), ("64", "10g"), ("64", "2kpps")] {
         // 1470-byte datagrams need room for 50 bytes of VXLAN on the underlay.
         let mut t = deployment_with_mtu("v3", false, Some(1550));
         let r2 = t.spawn_in_task(
@@ -586,7 +587,7 @@ fn measure_cross_host_rate() {
             0,
             0,
             &[
-                &bin, "perf", "send", "--group", G1, "--rate", "10g", "--len", len, "--time", "5",
+                &bin, "perf", "send", "--group", G1, "--rate", rate, "--len", len, "--time", "5",
                 "--json",
             ],
         );
