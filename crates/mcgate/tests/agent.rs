@@ -688,3 +688,78 @@ fn igmp_off_domain_delivers_to_static_members_only() {
     assert!(stats.contains("\"igmp_mode\":\"off\""), "{stats}");
     assert!(!stats.contains("\"querier\":true"), "{stats}");
 }
+
+#[test]
+fn link_local_groups_never_leave_the_host() {
+    let mut t = deployment("v3", false);
+    const MDNS: &str = "224.0.0.251";
+    let r2 = t.receiver(1, 0, MDNS, 4.0, "any", &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let s = t.sender(
+        0,
+        0,
+        Flow {
+            group: MDNS,
+            count: 50,
+            interval: 0.01,
+            ttl: 1,
+            size: 100,
+        },
+    );
+    t.wait_proc(s, Duration::from_secs(10));
+    let got = t.received(r2, Duration::from_secs(10));
+    assert_eq!(got.unique, 0, "{got:?}");
+    assert_eq!(
+        t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
+        0
+    );
+    // The agent saw them and kept them on the host.
+    assert!(
+        t.wait_until(Duration::from_secs(2), || t.metric(
+            0,
+            "mcgate_agent_link_packets",
+            &[("link", "tk1"), ("direction", "rx")]
+        ) == 50),
+        "{}",
+        t.metrics(0).unwrap_or_default()
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = std::env::temp_dir().join(format!("mcgate-agent-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agent.toml");
+    std::fs::write(
+        &file,
+        "controller = \"http://127.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.0.0.1\"\nattach = [\"tk*\"]\ndataplan = \"userspace\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::mcgate())
+        .args(["agent", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("agent.toml") && err.contains("dataplan"),
+        "{err}"
+    );
+    let out = std::process::Command::new(support::mcgate())
+        .args([
+            "agent",
+            "--host",
+            "h1",
+            "--underlay",
+            "10.0.0.1",
+            "--attach",
+            "tk*",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`controller`"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
