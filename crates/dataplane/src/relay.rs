@@ -53,6 +53,8 @@ const BATCHES_PER_WAKE: usize = 8;
 const MAX_TRACKED_GROUPS: usize = 4096;
 /// How often the counters are published for readers.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+/// How long a link whose capture failed is left out of the poll set.
+const PAUSE_ON_ERROR: Duration = Duration::from_millis(250);
 /// How often a link whose socket could not be opened is retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Socket buffers: deep enough to ride out a scheduling hiccup at line rate.
@@ -209,6 +211,8 @@ struct LinkSlot {
     counters: LinkCounters,
     /// Frames of the current batch to deliver on this link.
     pending: Vec<Part>,
+    /// Not polled until then, after a capture error.
+    paused_until: Option<Instant>,
 }
 
 struct Worker {
@@ -264,8 +268,18 @@ impl Worker {
                 fds.clear();
                 fds.push(PollFd::new(self.wake.as_raw_fd(), READABLE));
                 fds.push(PollFd::new(self.tunnel.as_raw_fd(), READABLE));
-                for l in &self.links {
-                    fds.push(PollFd::new(l.sock.as_raw_fd(), READABLE));
+                let now = Instant::now();
+                for l in &mut self.links {
+                    // A paused link keeps its place with a negative descriptor, which
+                    // poll ignores.
+                    let fd = match l.paused_until {
+                        Some(t) if t > now => -1,
+                        _ => {
+                            l.paused_until = None;
+                            l.sock.as_raw_fd()
+                        }
+                    };
+                    fds.push(PollFd::new(fd, READABLE));
                 }
                 fds_dirty = false;
             }
@@ -303,19 +317,32 @@ impl Worker {
                     continue;
                 }
                 for _ in 0..BATCHES_PER_WAKE {
-                    let Some(slot) = self.links.get(i) else { break };
+                    let Some(slot) = self.links.get_mut(i) else {
+                        break;
+                    };
                     match slot.sock.recv_batch(&mut self.rx) {
                         Ok(0) => break,
                         Ok(_) => self.handle_capture_batch(i),
                         Err(e) => {
-                            // The link went away under us; the agent will drop it.
-                            tracing::debug!(link = %slot.spec.name, error = %e, "capture failed");
+                            // The link went down or away under us (the agent will drop
+                            // it if it is gone). Its socket stays readable with the
+                            // error: pause it rather than spin.
+                            tracing::debug!(link = %slot.spec.name, error = %e, "capture failed; pausing the link");
+                            slot.paused_until = Some(Instant::now() + PAUSE_ON_ERROR);
+                            fds_dirty = true;
                             break;
                         }
                     }
                 }
             }
             let now = Instant::now();
+            if self
+                .links
+                .iter()
+                .any(|l| l.paused_until.is_some_and(|t| t <= now))
+            {
+                fds_dirty = true;
+            }
             if self.wanted.len() != self.links.len() && now - self.last_retry >= RETRY_EVERY {
                 self.last_retry = now;
                 if self.open_missing_links() {
@@ -384,6 +411,7 @@ impl Worker {
                         tx,
                         counters,
                         pending: Vec::with_capacity(MAX_BATCH),
+                        paused_until: None,
                     });
                     opened = true;
                 }
