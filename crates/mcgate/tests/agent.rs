@@ -614,6 +614,40 @@ fn measure_cross_host_rate() {
             );
         }
     }
+    // Join to first packet across hosts: a sender runs; receivers on another host join
+    // one after the other. The receiver's `start` is the time from its own start (which
+    // includes starting the process and joining) to its first datagram: an upper bound.
+    let mut t = deployment("v3", false);
+    let s = t.spawn_in_task(
+        0,
+        0,
+        &[
+            &bin, "perf", "send", "--group", G2, "--rate", "2kpps", "--len", "64", "--time", "12",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut joins = Vec::new();
+    for _ in 0..8 {
+        let r = t.spawn_in_task(
+            1,
+            0,
+            &[
+                &bin, "perf", "recv", "--group", G2, "--time", "0.5", "--json",
+            ],
+        );
+        let out = t.wait_proc(r, Duration::from_secs(5));
+        let start = out
+            .lines()
+            .rfind(|l| l.contains("\"summary\":true"))
+            .and_then(|l| l.split("\"start\":").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        joins.push(start.map_or(-1.0, |s| (s * 1000.0).round()));
+        // Let the leave take effect before the next join.
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    t.wait_proc(s, Duration::from_secs(15));
+    eprintln!("join to first packet across hosts, ms (upper bounds): {joins:?}");
 }
 
 #[test]
