@@ -663,6 +663,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         session_rx,
         status.clone(),
     ));
+    let deregister_client = client.clone();
     let stream = tokio::spawn(control::stream_task(
         client,
         cfg.host.clone(),
@@ -709,6 +710,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     tracing::info!("agent stopping");
     session.abort();
     stream.abort();
+    // Tell the controller at once, so other hosts stop sending here now rather than
+    // when the lease runs out. Best effort: a controller that is away just lets the
+    // lease expire.
+    let path = format!("/v1/agents/{}", cfg.host);
+    let goodbye = deregister_client.delete::<(), serde_json::Value>(&path, None);
+    match tokio::time::timeout(Duration::from_secs(1), goodbye).await {
+        Ok(Ok(_)) => tracing::info!("deregistered from the controller"),
+        Ok(Err(e)) => tracing::info!(error = %e, "could not deregister; the lease will expire"),
+        Err(_) => tracing::info!("the controller did not answer; the lease will expire"),
+    }
     if let Some(t) = admin_task {
         t.abort();
     }

@@ -469,7 +469,15 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task() {
     );
     std::thread::sleep(Duration::from_secs(2));
     t.stop_agent(1);
-    std::thread::sleep(Duration::from_secs(1));
+    // A stopping agent deregisters: h1 drops h2 at once, well before the 3 s lease.
+    let gone = t.wait_until(Duration::from_millis(1500), || {
+        t.stats(0).is_some_and(|s| s.contains("\"peers\":[\"h3\"]"))
+    });
+    assert!(
+        gone,
+        "h1 still lists h2 after h2's agent stopped:\n{}",
+        t.logs()
+    );
     t.start_agent(1);
     // The restarted agent's general query (response interval 2 s in this domain) makes
     // the receiver report again.
