@@ -15,7 +15,7 @@ use crate::placement::Placed;
 use crate::state::{
     ControllerState, DomainSetup, HostState, LabState, Launch, SubnetState, TaskState, lab_dir,
 };
-use crate::topology::Topology;
+use crate::topology::{Dataplane, Topology};
 
 /// The controller's TCP port on the VPC.
 pub const CONTROLLER_PORT: u16 = 7400;
@@ -154,9 +154,8 @@ pub fn plan(
                     dir.join(format!("agent-{}.sock", h.name)).display()
                 ));
             }
-            // Every value is passed, "auto" included, so the agent's log and the lab's
-            // state say the same thing whatever the agent's own default is.
-            if flags.dataplane {
+            // "auto" is the agent's default: no flag, so agents that predate it work.
+            if flags.dataplane && h.dataplane != Dataplane::Auto {
                 argv.push("--dataplane".into());
                 argv.push(h.dataplane.as_str().into());
             }
@@ -275,9 +274,8 @@ mod tests {
         let agent = st.hosts[0].agent.as_ref().unwrap();
         assert!(agent.argv.windows(2).any(|w| w == ["--attach", "tk*"]));
         assert!(
-            agent.argv.windows(2).any(|w| w == ["--dataplane", "auto"]),
-            "auto is passed too: {:?}",
-            agent.argv
+            !agent.argv.iter().any(|a| a == "--dataplane"),
+            "auto: no flag"
         );
         assert!(
             agent
