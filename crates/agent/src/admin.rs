@@ -151,6 +151,7 @@ pub fn stats_json(
             "drops": drops_json(&dp.drops),
             "tables_installed": dp.tables_installed,
             "batches": dp.batches,
+            "checksums_completed": dp.checksums_completed,
         },
     })
 }

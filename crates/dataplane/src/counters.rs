@@ -188,4 +188,6 @@ pub struct DataplaneStats {
     pub tables_installed: u64,
     /// Receive batches processed (packets / batches is the mean batch size).
     pub batches: u64,
+    /// Tunnelled frames that came with a partial UDP checksum, completed by the relay.
+    pub checksums_completed: u64,
 }

@@ -119,6 +119,7 @@ impl Relay {
             gso: GsoScratch::default(),
             gso_on: true,
             tunnel_drops_seen: 0,
+            checksums_completed: 0,
             table: Arc::new(ForwardingTable::empty()),
             links: Vec::new(),
             wanted: Vec::new(),
@@ -225,6 +226,8 @@ struct Worker {
     gso_on: bool,
     /// The VXLAN socket's kernel drop count at the last publication.
     tunnel_drops_seen: u64,
+    /// Tunnelled frames whose partial UDP checksum the relay completed.
+    checksums_completed: u64,
     table: Arc<ForwardingTable>,
     links: Vec<LinkSlot>,
     wanted: Vec<LinkSpec>,
@@ -553,6 +556,24 @@ impl Worker {
         // of two buffers, no copy.
         std::mem::swap(&mut self.rx, &mut self.trx);
         self.batches += 1;
+        // Inner frames from a kernel VXLAN peer may carry partial UDP checksums.
+        for i in 0..self.rx.len() {
+            let seg = self
+                .rx
+                .segment_size(i)
+                .unwrap_or(usize::MAX)
+                .max(vxlan::HEADER_LEN + 1);
+            let Some(whole) = self.rx.frame_mut(i) else {
+                break;
+            };
+            for datagram in whole.chunks_mut(seg) {
+                if let Some(inner) = datagram.get_mut(vxlan::HEADER_LEN..)
+                    && complete_partial_udp(inner)
+                {
+                    self.checksums_completed += 1;
+                }
+            }
+        }
         let table = self.table.clone();
         self.tunnel_tx.clear();
         for i in 0..self.rx.len() {
@@ -751,12 +772,51 @@ impl Worker {
             drops: self.drops,
             underlay_mtu: self.mtu,
             tables_installed: self.tables,
+            checksums_completed: self.checksums_completed,
             batches: self.batches,
         };
         match self.published.lock() {
             Ok(mut s) => *s = stats,
             Err(p) => *p.into_inner() = stats,
         }
+    }
+}
+
+/// If `frame` (Ethernet + IPv4 + UDP) carries a UDP checksum left partial by a sender's
+/// checksum offload (the field holds just the pseudo-header sum), completes it in place
+/// and returns true. A sender's kernel VXLAN device can hand over such frames: the
+/// offload state does not survive the tunnel, and the receiving task would drop them.
+/// A complete checksum that happens to equal the pseudo-header sum is left as it was
+/// (completing it gives the same value).
+fn complete_partial_udp(frame: &mut [u8]) -> bool {
+    let Some(ip) = frame.get(14..34) else {
+        return false;
+    };
+    if frame.get(12..14) != Some(&[0x08, 0x00]) || ip[9] != 17 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let udp = 14 + ihl;
+    if ihl < 20 || total < ihl + 8 || 14 + total > frame.len() {
+        return false;
+    }
+    let Ok(udp_len) = u16::try_from(total - ihl) else {
+        return false;
+    };
+    let field = match frame.get(udp + 6..udp + 8) {
+        Some(f) => u16::from_be_bytes([f[0], f[1]]),
+        None => return false,
+    };
+    if field == 0 || field != checksum::pseudo_header(src, dst, 17, udp_len) {
+        return false;
+    }
+    let end = 14 + total;
+    match frame.get_mut(..end) {
+        Some(f) => complete_checksum(f, udp, 6),
+        None => false,
     }
 }
 
@@ -795,6 +855,32 @@ mod tests {
     use crate::inspect::tests::frame;
     use mcgate_wire::checksum;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn completes_a_partial_checksum_from_the_tunnel_and_leaves_full_ones() {
+        let src = Ipv4Addr::new(10, 1, 0, 2);
+        let group = Ipv4Addr::new(233, 252, 0, 5);
+        let mut f = frame(src, group, 9, 0);
+        let udp_len = 8 + 9u16;
+        let partial = checksum::pseudo_header(src, group, 17, udp_len);
+        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&partial.to_be_bytes());
+        assert!(super::complete_partial_udp(&mut f));
+        let done = f.clone();
+        // Complete now: left alone.
+        assert!(!super::complete_partial_udp(&mut f));
+        assert_eq!(f, done);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src.octets());
+        pseudo.extend_from_slice(&group.octets());
+        pseudo.extend_from_slice(&[0, 17, 0, udp_len as u8]);
+        pseudo.extend_from_slice(&f[14 + 20..]);
+        assert!(checksum::verifies(&pseudo));
+        // No input panics.
+        for n in 0..f.len() {
+            let mut cut = f[..n].to_vec();
+            let _ = super::complete_partial_udp(&mut cut);
+        }
+    }
 
     #[test]
     fn completes_a_partial_udp_checksum() {
