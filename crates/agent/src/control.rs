@@ -72,13 +72,14 @@ fn update(status: &SharedStatus, f: impl FnOnce(&mut ControllerStatus)) {
 }
 
 async fn with_timeout<T>(
+    client: &Client,
     fut: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
     match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(ClientError::Http {
-            url: String::new(),
-            message: "request timed out".into(),
+            url: client.url().to_string(),
+            message: format!("no answer within {REQUEST_TIMEOUT:?}"),
         }),
     }
 }
@@ -117,7 +118,7 @@ pub async fn session_task(
     loop {
         // Register, absorbing local changes while the controller is away.
         let reply: RegistrationReply =
-            match with_timeout(client.post("/v1/agents", &registration)).await {
+            match with_timeout(&client, client.post("/v1/agents", &registration)).await {
                 Ok(r) => r,
                 Err(e) => {
                     update(&status, |s| {
@@ -156,7 +157,9 @@ pub async fn session_task(
             entries: mirror.values().cloned().collect(),
         };
         let path = format!("/v1/agents/{host}/membership");
-        if let Err(e) = with_timeout(client.post::<_, MembershipAck>(&path, &snapshot)).await {
+        if let Err(e) =
+            with_timeout(&client, client.post::<_, MembershipAck>(&path, &snapshot)).await
+        {
             tracing::warn!(error = %e, "membership snapshot refused; registering again");
             update(&status, |s| s.last_error = Some(e.to_string()));
             tokio::time::sleep(RETRY).await;
@@ -170,7 +173,7 @@ pub async fn session_task(
         let failure: ClientError = loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
-                    if let Err(e) = with_timeout(client.post::<_, serde_json::Value>(
+                    if let Err(e) = with_timeout(&client, client.post::<_, serde_json::Value>(
                         &format!("/v1/agents/{host}/heartbeat"),
                         &Heartbeat { session },
                     )).await {
@@ -199,7 +202,7 @@ pub async fn session_task(
                     }
                     seq += 1;
                     let report = MembershipReport { session, seq, snapshot: false, entries };
-                    match with_timeout(client.post::<_, MembershipAck>(&path, &report)).await {
+                    match with_timeout(&client, client.post::<_, MembershipAck>(&path, &report)).await {
                         Ok(_) => update(&status, |s| s.reports += 1),
                         Err(e) => break e,
                     }
@@ -240,7 +243,7 @@ pub async fn stream_task(
         // Always start from a full snapshot (no `since`): a restarted controller may
         // have restarted its revisions too, and a snapshot is small.
         let path = format!("/v1/agents/{host}/stream");
-        match with_timeout(client.stream(&path)).await {
+        match with_timeout(&client, client.stream(&path)).await {
             Ok(mut lines) => {
                 if tx.send(StreamEvent::Connected).await.is_err() {
                     return;
