@@ -522,7 +522,20 @@ impl Worker {
     }
 
     fn sync(&mut self) -> Result<(), Error> {
-        let found = self.find_bridge()?;
+        let mut found = self.find_bridge()?;
+        // With no task link for a moment (a task restarting), keep the bridge in use as
+        // long as it exists: tearing down would cut every remote flow of the host.
+        if found.is_none()
+            && let Some(b) = self.bridge.as_ref()
+            && self.links.is_empty()
+        {
+            match self.nl.link_by_index(b.ifindex) {
+                Ok(l) if l.kind == "bridge" => found = Some(l),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
         let Some(found) = found else {
             if !self.domains.is_empty() || self.bridge.is_some() {
                 tracing::info!("no attached link is on a bridge any more; removing devices");
