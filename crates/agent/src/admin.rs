@@ -145,6 +145,7 @@ pub fn stats_json(
         "groups": groups,
         "dataplane": {
             "name": dp.name,
+            "chosen_because": view.dataplane_chosen_because,
             "underlay_mtu": dp.underlay_mtu,
             "tunnel_rx": counter_json(&dp.tunnel_rx),
             "tunnel_tx": counter_json(&dp.tunnel_tx),
@@ -160,7 +161,16 @@ async fn stats(State(s): State<AdminState>) -> Response {
     let view = lock(&s.view);
     let status = lock(&s.status);
     let dp = s.dataplane.stats();
-    axum::Json(stats_json(&view, &status, &dp)).into_response()
+    let mut doc = stats_json(&view, &status, &dp);
+    if let Some(k) = s.dataplane.kernel_status()
+        && let Some(d) = doc.get_mut("dataplane").and_then(Value::as_object_mut)
+    {
+        d.insert(
+            "kernel".into(),
+            serde_json::to_value(k).unwrap_or(Value::Null),
+        );
+    }
+    axum::Json(doc).into_response()
 }
 
 type Labels = Vec<(String, String)>;

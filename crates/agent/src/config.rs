@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use mcgate_dataplane::DataplaneKind;
+use mcgate_dataplane::choose::Requested;
 use mcgate_domain::api::VXLAN_PORT;
 use serde::Deserialize;
 
@@ -32,8 +32,8 @@ pub struct AgentConfig {
     pub attach: Vec<String>,
     /// The admin endpoint, if any.
     pub admin: Option<AdminAddr>,
-    /// The data plane.
-    pub dataplane: DataplaneKind,
+    /// The data plane asked for (`auto` lets the agent choose at start).
+    pub dataplane: Requested,
 }
 
 /// Why the settings cannot be used.
@@ -195,9 +195,9 @@ impl AgentConfig {
             .dataplane
             .clone()
             .or(file.dataplane)
-            .unwrap_or_else(|| DataplaneKind::default().as_str().to_string());
+            .unwrap_or_else(|| Requested::default().as_str().to_string());
         let dataplane = dataplane
-            .parse::<DataplaneKind>()
+            .parse::<Requested>()
             .map_err(|e| ConfigError::Invalid {
                 key: "dataplane",
                 value: dataplane.clone(),
@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(c.underlay, "10.1.0.5:4789".parse().unwrap());
         assert_eq!(c.attach, ["tk*"]);
         assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));
-        assert_eq!(c.dataplane, DataplaneKind::Userspace);
+        assert_eq!(c.dataplane, Requested::Auto);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcgate_client::Client;
+use mcgate_dataplane::kernel::plane::QuerierSettings;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
@@ -131,6 +132,8 @@ pub struct AgentView {
     pub domains: Vec<DomainSummary>,
     /// Forwarding tables computed so far.
     pub tables_computed: u64,
+    /// Why this data plane runs (asked for, or what `auto` found).
+    pub dataplane_chosen_because: String,
 }
 
 /// What the querier should run, from the domain settings.
@@ -190,6 +193,8 @@ struct State {
     igmp_tx: mpsc::Sender<IgmpFrame>,
     table_dirty: bool,
     tables: u64,
+    /// Static members last handed to the data plane.
+    statics: BTreeSet<(String, Ipv4Addr)>,
     shared: Arc<Mutex<AgentView>>,
 }
 
@@ -399,6 +404,21 @@ impl State {
     fn apply_igmp_plan(&mut self) {
         let now = Instant::now();
         let config = self.effective_igmp();
+        // A data plane that runs its own querier (the kernel one, on the bridge) speaks
+        // the same version and timers as the agent's.
+        if let Some(c) = &config {
+            self.dataplane.set_querier(QuerierSettings {
+                version: match c.version {
+                    Version::V2 => 2,
+                    Version::V3 => 3,
+                },
+                robustness: u32::from(c.robustness),
+                query_interval: c.query_interval,
+                query_response_interval: c.query_response_interval,
+                last_member_interval: c.last_member_interval,
+                last_member_count: u32::from(c.last_member_count),
+            });
+        }
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {
             let had = self.links.get(&name).is_some_and(|l| l.igmp.is_some());
@@ -506,8 +526,34 @@ impl State {
             };
             self.dataplane.set_table(Arc::new(table));
             self.tables += 1;
+            let statics = self.static_members(&names);
+            if statics != self.statics {
+                self.dataplane.set_static_members(statics.clone());
+                self.statics = statics;
+            }
         }
         self.publish();
+    }
+
+    /// This host's static members as (link, group), on attached links only.
+    fn static_members(&self, links: &[String]) -> BTreeSet<(String, Ipv4Addr)> {
+        let mut out = BTreeSet::new();
+        for d in self.view.domains() {
+            for m in d.static_members.iter().filter(|m| m.host == self.host) {
+                match &m.interface {
+                    Some(l) if links.contains(l) => {
+                        out.insert((l.clone(), m.group));
+                    }
+                    Some(_) => {}
+                    None => {
+                        for l in links {
+                            out.insert((l.clone(), m.group));
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn publish(&self) {
@@ -568,7 +614,12 @@ impl State {
                 Version::V3 => "v3".to_string(),
             },
         };
+        let chosen = match self.shared.lock() {
+            Ok(v) => v.dataplane_chosen_because.clone(),
+            Err(p) => p.into_inner().dataplane_chosen_because.clone(),
+        };
         let view = AgentView {
+            dataplane_chosen_because: chosen,
             host: self.host.clone(),
             underlay: Some(self.underlay),
             underlay_interface: self.underlay_if.clone(),
@@ -592,8 +643,23 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
     let client = Client::new(&cfg.controller)?;
+    let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
+        .into_iter()
+        .filter(|d| d.name != underlay_if)
+        .map(|d| LinkSpec {
+            name: d.name,
+            ifindex: d.ifindex,
+        })
+        .collect();
+    let choice = mcgate_dataplane::choose::choose(cfg.dataplane, &links_now)?;
+    tracing::info!(
+        asked = cfg.dataplane.as_str(),
+        dataplane = choice.kind.as_str(),
+        reason = %choice.reason,
+        "data plane chosen"
+    );
     let dataplane: Arc<dyn Dataplane> = Arc::from(mcgate_dataplane::start(
-        cfg.dataplane,
+        choice.kind,
         DataplaneConfig {
             underlay: cfg.underlay,
             underlay_mtu,
@@ -613,7 +679,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         state: "connecting".into(),
         ..ControllerStatus::default()
     }));
-    let shared = Arc::new(Mutex::new(AgentView::default()));
+    let shared = Arc::new(Mutex::new(AgentView {
+        dataplane_chosen_because: choice.reason.clone(),
+        ..AgentView::default()
+    }));
 
     let admin_listener = match &cfg.admin {
         Some(addr) => Some(
@@ -652,6 +721,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         igmp_tx,
         table_dirty: true,
         tables: 0,
+        statics: BTreeSet::new(),
         shared: shared.clone(),
     };
     state.rescan();

@@ -45,7 +45,9 @@ pub struct AgentArgs {
     /// TOML file with the same keys as these flags (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The data plane: "userspace" (the relay).
+    /// The data plane: "userspace" (the relay), "kernel" (Linux bridge and VXLAN
+    /// tables, Linux 6.3+, task links on one bridge) or "auto" (the kernel one where it
+    /// can work, else the relay; the default).
     #[arg(long)]
     pub dataplane: Option<String>,
 }

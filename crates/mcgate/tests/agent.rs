@@ -208,15 +208,19 @@ fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped() {
     t.wait_proc(big, Duration::from_secs(10));
     let r = t.received(r2, Duration::from_secs(10));
     assert_eq!(r.unique, 100, "{r:?}\n{}", t.logs());
-    assert!(
-        t.wait_until(Duration::from_secs(2), || t.metric(
-            0,
-            "mcgate_agent_dataplane_drops",
-            &[("reason", "too_big")]
-        ) == 10),
-        "{}",
-        t.metrics(0).unwrap_or_default()
-    );
+    // The relay counts each oversize packet (the kernel data plane's VXLAN device
+    // drops them in its own counters).
+    if t.dataplane == "userspace" {
+        assert!(
+            t.wait_until(Duration::from_secs(2), || t.metric(
+                0,
+                "mcgate_agent_dataplane_drops",
+                &[("reason", "too_big")]
+            ) == 10),
+            "{}",
+            t.metrics(0).unwrap_or_default()
+        );
+    }
     // h3 has no member: no tunnelled packet ever reached it.
     assert_eq!(
         t.metric(2, "mcgate_agent_tunnel_packets", &[("direction", "rx")]),
@@ -286,12 +290,15 @@ fn igmpv3_source_filters_are_honoured_per_link() {
     assert_eq!((rb.from(&s1), rb.from(&s2)), (0, 100), "{rb:?}\n{logs}");
     assert_eq!((rc.from(&s1), rc.from(&s2)), (0, 100), "{rc:?}\n{logs}");
     assert_eq!((rd.from(&s1), rd.from(&s2)), (100, 0), "{rd:?}\n{logs}");
-    // The filtering is the agent's, not only the receivers' kernels': each link got
-    // exactly the packets of the sources it asked for.
-    assert_eq!(link_tx(&t, 1, "tk1"), 100);
-    assert_eq!(link_tx(&t, 1, "tk2"), 100);
-    assert_eq!(link_tx(&t, 0, "tk2"), 100);
-    assert_eq!(link_tx(&t, 2, "tk2"), 100);
+    // The filtering is the data plane's, not only the receivers' kernels': each link
+    // got exactly the packets of the sources it asked for. (Per-link delivery counters
+    // are the relay's; the kernel data plane leaves local delivery to the bridge.)
+    if t.dataplane == "userspace" {
+        assert_eq!(link_tx(&t, 1, "tk1"), 100);
+        assert_eq!(link_tx(&t, 1, "tk2"), 100);
+        assert_eq!(link_tx(&t, 0, "tk2"), 100);
+        assert_eq!(link_tx(&t, 2, "tk2"), 100);
+    }
     // h1 sends S1 to h2 and h3 only; h3 sends S2 to h1 and h2 only.
     assert_eq!(
         t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
@@ -389,15 +396,18 @@ fn static_sources_domain_drops_unregistered_senders() {
         "{got:?}\n{}",
         t.logs()
     );
-    assert!(
-        t.wait_until(Duration::from_secs(2), || t.metric(
-            2,
-            "mcgate_agent_dataplane_drops",
-            &[("reason", "source_not_allowed")]
-        ) == 100),
-        "{}",
-        t.metrics(2).unwrap_or_default()
-    );
+    // The relay counts each refused packet.
+    if t.dataplane == "userspace" {
+        assert!(
+            t.wait_until(Duration::from_secs(2), || t.metric(
+                2,
+                "mcgate_agent_dataplane_drops",
+                &[("reason", "source_not_allowed")]
+            ) == 100),
+            "{}",
+            t.metrics(2).unwrap_or_default()
+        );
+    }
 }
 
 #[test]
@@ -482,7 +492,10 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task() {
     // The restarted agent's general query (response interval 2 s in this domain) makes
     // the receiver report again.
     wait_member(&t, 1, G1);
-    let seen = t.wait_until(Duration::from_secs(5), || link_tx(&t, 1, "tk1") > 0);
+    // (Per-link delivery counters are the relay's; the restarted task below checks
+    // delivery with every data plane.)
+    let seen = t.dataplane != "userspace"
+        || t.wait_until(Duration::from_secs(5), || link_tx(&t, 1, "tk1") > 0);
     assert!(
         seen,
         "nothing delivered after the agent restart:\n{}",
@@ -755,16 +768,18 @@ fn link_local_groups_never_leave_the_host() {
         t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
         0
     );
-    // The agent saw them and kept them on the host.
-    assert!(
-        t.wait_until(Duration::from_secs(2), || t.metric(
-            0,
-            "mcgate_agent_link_packets",
-            &[("link", "tk1"), ("direction", "rx")]
-        ) == 50),
-        "{}",
-        t.metrics(0).unwrap_or_default()
-    );
+    // The relay saw them and kept them on the host.
+    if t.dataplane == "userspace" {
+        assert!(
+            t.wait_until(Duration::from_secs(2), || t.metric(
+                0,
+                "mcgate_agent_link_packets",
+                &[("link", "tk1"), ("direction", "rx")]
+            ) == 50),
+            "{}",
+            t.metrics(0).unwrap_or_default()
+        );
+    }
 }
 
 #[test]
