@@ -335,17 +335,115 @@ pub fn metrics_text(
     out
 }
 
+/// The kernel data plane's own series (its packet counters are the shared
+/// `tunnel_*` and `dataplane_drops` ones): programmed entries per device, reconciles
+/// and refusals. Empty for the userspace data plane.
+pub fn kernel_metrics(k: Option<&mcgate_dataplane::kernel::plane::KernelStatus>) -> String {
+    let Some(k) = k else {
+        return String::new();
+    };
+    let mut reg = Registry::with_prefix("mcgate_agent_kernel");
+    let memberships = Family::<Labels, Gauge>::default();
+    reg.register(
+        "memberships",
+        "Remote memberships (group, remote host) programmed per VXLAN device",
+        memberships.clone(),
+    );
+    let groups = Family::<Labels, Gauge>::default();
+    reg.register(
+        "groups",
+        "Groups the bridge hands to each VXLAN device",
+        groups.clone(),
+    );
+    for d in &k.devices {
+        let l = labels(&[("device", &d.name), ("vni", &d.vni.to_string())]);
+        memberships.get_or_create(&l).set(d.memberships as i64);
+        groups.get_or_create(&l).set(d.groups as i64);
+    }
+    let reconciles = PCounter::<u64>::default();
+    reconciles.inc_by(k.reconciles);
+    reg.register("reconciles", "Kernel table reconciliations", reconciles);
+    let failures = PCounter::<u64>::default();
+    failures.inc_by(k.failures);
+    reg.register(
+        "failures",
+        "Table changes the kernel refused (retried every second)",
+        failures,
+    );
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Appends the kernel series to the main document: both end with `# EOF`, which only
+/// the end of the whole may carry.
+pub fn join_metrics(main: String, kernel: &str) -> String {
+    if kernel.is_empty() {
+        return main;
+    }
+    let mut out = main
+        .strip_suffix("# EOF\n")
+        .map(str::to_string)
+        .unwrap_or(main);
+    out.push_str(kernel);
+    out
+}
+
 async fn metrics(State(s): State<AdminState>) -> Response {
     let view = lock(&s.view);
     let status = lock(&s.status);
     let dp = s.dataplane.stats();
+    let kernel = s.dataplane.kernel_status();
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics_text(&view, &status, &dp),
+        join_metrics(
+            metrics_text(&view, &status, &dp),
+            &kernel_metrics(kernel.as_ref()),
+        ),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcgate_dataplane::kernel::plane::{DeviceStatus, KernelStatus};
+
+    #[test]
+    fn kernel_series_join_the_document_before_its_single_eof() {
+        let k = KernelStatus {
+            devices: vec![DeviceStatus {
+                name: "mcgvx42".into(),
+                vni: 42,
+                memberships: 3,
+                groups: 2,
+                ..DeviceStatus::default()
+            }],
+            reconciles: 5,
+            ..KernelStatus::default()
+        };
+        let kernel = kernel_metrics(Some(&k));
+        assert!(
+            kernel.contains(r#"mcgate_agent_kernel_memberships{device="mcgvx42",vni="42"} 3"#),
+            "{kernel}"
+        );
+        assert!(
+            kernel.contains("mcgate_agent_kernel_reconciles_total 5"),
+            "{kernel}"
+        );
+        let all = join_metrics("a 1\n# EOF\n".into(), &kernel);
+        assert_eq!(all.matches("# EOF").count(), 1, "{all}");
+        assert!(
+            all.ends_with("# EOF\n") && all.starts_with("a 1\n"),
+            "{all}"
+        );
+        assert_eq!(kernel_metrics(None), "");
+        assert_eq!(join_metrics("a 1\n# EOF\n".into(), ""), "a 1\n# EOF\n");
+    }
 }

@@ -2,12 +2,18 @@
 //! namespaces whose underlay carries no multicast, the real controller, real kernel
 //! receivers and senders. See `agent_support` for the topology.
 //!
-//! Every test runs against the data plane named by `MCGATE_TEST_DATAPLANE` (default
-//! `userspace`).
+//! Every scenario runs once per data plane (`<scenario>::userspace` and
+//! `<scenario>::kernel`, see `both_dataplanes!`); a few tests are about the kernel data
+//! plane alone or about hosts of both kinds in one domain. Counters only the relay keeps
+//! (per-link deliveries, `too_big`, `source_not_allowed`: the kernel drops those
+//! without a count) are checked for the relay; what every data plane shows (receivers'
+//! counts, tunnel counters, the kernel's own tables) is checked everywhere.
 
 mod agent_support;
 mod support;
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use agent_support::{Flow, Topo};
@@ -15,28 +21,74 @@ use agent_support::{Flow, Topo};
 const G1: &str = "233.252.0.5";
 const G2: &str = "233.252.0.6";
 
-/// Three hosts with two tasks each, the controller, a domain over every host, agents.
-fn deployment(igmp: &str, static_sources: bool) -> Topo {
-    deployment_with_mtu(igmp, static_sources, None)
+/// Runs each scenario `fn name(dp: &str)` against both data planes, as the tests
+/// `name::userspace` and `name::kernel`.
+macro_rules! both_dataplanes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn userspace() {
+                    super::$name("userspace")
+                }
+                #[test]
+                fn kernel() {
+                    super::$name("kernel")
+                }
+            }
+        )*
+    };
 }
 
+both_dataplanes!(
+    v2_and_v3_receivers_get_every_packet_once_across_hosts,
+    a_vanished_peer_stops_getting_copies,
+    hosts_without_members_get_nothing_and_oversize_packets_are_dropped,
+    igmpv3_source_filters_are_honoured_per_link,
+    a_leave_stops_delivery_to_that_host,
+    static_sources_domain_drops_unregistered_senders,
+    controller_restart_loses_nothing_on_established_flows,
+    restarted_agent_relearns_members_and_follows_a_restarted_task,
+    iperf2_across_hosts_and_vxlan_on_the_wire,
+    a_burst_is_replicated_in_batches_without_loss,
+    igmp_off_domain_delivers_to_static_members_only,
+    link_local_groups_never_leave_the_host,
+);
+
+/// Three hosts with two tasks each, the controller, a domain over every host, agents.
+fn deployment(igmp: &str, static_sources: bool, dataplane: &str) -> Topo {
+    deployment_on(igmp, static_sources, None, &[dataplane; 3])
+}
+
+/// The deployment on the data plane of `MCGATE_TEST_DATAPLANE`, with an underlay MTU.
 fn deployment_with_mtu(igmp: &str, static_sources: bool, mtu: Option<u32>) -> Topo {
-    let mut t = Topo::new(3, 2);
+    let dp = agent_support::dataplane();
+    deployment_on(igmp, static_sources, mtu, &[dp.as_str(); 3])
+}
+
+/// One host per entry of `dataplanes` (its agent's `--dataplane`), two tasks each.
+fn deployment_on(igmp: &str, static_sources: bool, mtu: Option<u32>, dataplanes: &[&str]) -> Topo {
+    let mut t = Topo::with_dataplanes(2, dataplanes);
     if let Some(mtu) = mtu {
         t.set_underlay_mtu(mtu);
     }
     t.start_controller();
     t.create_domain("d1", 4100, igmp, static_sources);
+    start_agents_with_domain(&mut t);
+    t
+}
+
+/// Starts every agent and waits until each has the domain.
+fn start_agents_with_domain(t: &mut Topo) {
     t.start_agents();
     // Every agent has the domain (a snapshot with its peers) before traffic starts.
     let ok = t.wait_until(Duration::from_secs(10), || {
-        (0..3).all(|h| {
+        (0..t.hosts.len()).all(|h| {
             t.stats(h)
                 .is_some_and(|s| s.contains("\"vni\":4100") && s.contains("\"registered\""))
         })
     });
     assert!(ok, "agents did not get the domain:\n{}", t.logs());
-    t
 }
 
 /// Waits until host `h`'s agent reports members of `group` on some link.
@@ -57,9 +109,8 @@ fn wait_member(t: &Topo, h: usize, group: &str) {
     );
 }
 
-#[test]
-fn v2_and_v3_receivers_get_every_packet_once_across_hosts() {
-    let mut t = deployment("v3", false);
+fn v2_and_v3_receivers_get_every_packet_once_across_hosts(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     // h2/tk1 joins with IGMPv3, h3/tk1 is forced to IGMPv2, h1/tk2 is a local member.
     t.hosts[2].tasks[0]
         .ns
@@ -126,9 +177,8 @@ fn v2_and_v3_receivers_get_every_packet_once_across_hosts() {
     }
 }
 
-#[test]
-fn a_vanished_peer_stops_getting_copies() {
-    let mut t = deployment("v3", false);
+fn a_vanished_peer_stops_getting_copies(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 20.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 20.0, "any", &[]);
     wait_member(&t, 1, G1);
@@ -171,9 +221,8 @@ fn a_vanished_peer_stops_getting_copies() {
     let _ = t.received(r3, Duration::from_secs(1));
 }
 
-#[test]
-fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped() {
-    let mut t = deployment("v3", false);
+fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G2, 6.0, "any", &[]);
     wait_member(&t, 1, G2);
     let ok = t.wait_until(Duration::from_secs(5), || {
@@ -241,9 +290,8 @@ fn link_tx(t: &Topo, h: usize, link: &str) -> u64 {
     )
 }
 
-#[test]
-fn igmpv3_source_filters_are_honoured_per_link() {
-    let mut t = deployment("v3", false);
+fn igmpv3_source_filters_are_honoured_per_link(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let s1 = t.hosts[0].tasks[0].ip.clone(); // h1/tk1
     let s2 = t.hosts[2].tasks[0].ip.clone(); // h3/tk1
     // h2/tk1 INCLUDE {S1}, h2/tk2 EXCLUDE {S1}, h1/tk2 INCLUDE {S2}, h3/tk2 INCLUDE {S1}.
@@ -310,9 +358,8 @@ fn igmpv3_source_filters_are_honoured_per_link() {
     );
 }
 
-#[test]
-fn a_leave_stops_delivery_to_that_host() {
-    let mut t = deployment("v2", false);
+fn a_leave_stops_delivery_to_that_host(dp: &str) {
+    let mut t = deployment("v2", false, dp);
     let stay = t.receiver(2, 0, G1, 12.0, "any", &[]);
     let leave = t.receiver(1, 0, G1, 3.0, "any", &[]);
     wait_member(&t, 1, G1);
@@ -347,9 +394,8 @@ fn a_leave_stops_delivery_to_that_host() {
     assert_eq!(r.dups, 0);
 }
 
-#[test]
-fn static_sources_domain_drops_unregistered_senders() {
-    let mut t = deployment("v3", true);
+fn static_sources_domain_drops_unregistered_senders(dp: &str) {
+    let mut t = deployment("v3", true, dp);
     let s1 = t.hosts[0].tasks[0].ip.clone();
     let s2 = t.hosts[2].tasks[0].ip.clone();
     t.api(
@@ -396,6 +442,14 @@ fn static_sources_domain_drops_unregistered_senders() {
         "{got:?}\n{}",
         t.logs()
     );
+    // The unregistered sender's host sends nothing into the tunnel (the relay refuses
+    // it; the kernel's VXLAN entries list only registered sources).
+    assert_eq!(
+        t.metric(2, "mcgate_agent_tunnel_packets", &[("direction", "tx")]),
+        0,
+        "{}",
+        t.metrics(2).unwrap_or_default()
+    );
     // The relay counts each refused packet.
     if t.dataplane == "userspace" {
         assert!(
@@ -410,9 +464,8 @@ fn static_sources_domain_drops_unregistered_senders() {
     }
 }
 
-#[test]
-fn controller_restart_loses_nothing_on_established_flows() {
-    let mut t = deployment("v3", false);
+fn controller_restart_loses_nothing_on_established_flows(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 14.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 14.0, "any", &[]);
     wait_member(&t, 1, G1);
@@ -460,9 +513,8 @@ fn controller_restart_loses_nothing_on_established_flows() {
     );
 }
 
-#[test]
-fn restarted_agent_relearns_members_and_follows_a_restarted_task() {
-    let mut t = deployment("v3", false);
+fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let r = t.receiver(1, 0, G1, 30.0, "any", &[]);
     wait_member(&t, 1, G1);
     std::thread::sleep(Duration::from_millis(500));
@@ -515,9 +567,8 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task() {
     assert!(first.unique > 150, "{first:?}");
 }
 
-#[test]
-fn iperf2_across_hosts_and_vxlan_on_the_wire() {
-    let mut t = deployment("v2", false);
+fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
+    let mut t = deployment("v2", false, dp);
     let srv2 = t.spawn_in_task(1, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
     let srv3 = t.spawn_in_task(2, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
     wait_member(&t, 1, G1);
@@ -638,7 +689,7 @@ fn measure_cross_host_rate() {
     // Join to first packet across hosts: a sender runs; receivers on another host join
     // one after the other. The receiver's `start` is the time from its own start (which
     // includes starting the process and joining) to its first datagram: an upper bound.
-    let mut t = deployment("v3", false);
+    let mut t = deployment_with_mtu("v3", false, None);
     let s = t.spawn_in_task(
         0,
         0,
@@ -671,9 +722,8 @@ fn measure_cross_host_rate() {
     eprintln!("join to first packet across hosts, ms (upper bounds): {joins:?}");
 }
 
-#[test]
-fn a_burst_is_replicated_in_batches_without_loss() {
-    let mut t = deployment("v3", false);
+fn a_burst_is_replicated_in_batches_without_loss(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 6.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 6.0, "any", &[]);
     wait_member(&t, 1, G1);
@@ -700,9 +750,8 @@ fn a_burst_is_replicated_in_batches_without_loss() {
     }
 }
 
-#[test]
-fn igmp_off_domain_delivers_to_static_members_only() {
-    let mut t = deployment("off", false);
+fn igmp_off_domain_delivers_to_static_members_only(dp: &str) {
+    let mut t = deployment("off", false, dp);
     t.api(
         "POST",
         "/v1/domains/d1/members",
@@ -738,15 +787,24 @@ fn igmp_off_domain_delivers_to_static_members_only() {
         b.unique, 0,
         "IGMP is off: a join alone must not count: {b:?}"
     );
+    // The kernel data plane pins the static member on its port: a permanent bridge
+    // entry, which does not depend on the task answering IGMP.
+    if dp == "kernel" {
+        let mdb = t.hosts[1].ns.run(&["bridge", "mdb", "show"]);
+        let mdb = String::from_utf8_lossy(&mdb.stdout);
+        assert!(
+            mdb.contains(&format!("port tk1 grp {G1} permanent")),
+            "{mdb}"
+        );
+    }
     // No querier runs on the links.
     let stats = t.stats(1).unwrap_or_default();
     assert!(stats.contains("\"igmp_mode\":\"off\""), "{stats}");
     assert!(!stats.contains("\"querier\":true"), "{stats}");
 }
 
-#[test]
-fn link_local_groups_never_leave_the_host() {
-    let mut t = deployment("v3", false);
+fn link_local_groups_never_leave_the_host(dp: &str) {
+    let mut t = deployment("v3", false, dp);
     const MDNS: &str = "224.0.0.251";
     let r2 = t.receiver(1, 0, MDNS, 4.0, "any", &[]);
     std::thread::sleep(Duration::from_secs(1));
@@ -819,4 +877,230 @@ fn config_errors_name_the_file_and_the_key() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("`controller`"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One domain, hosts of both kinds: h1 and h3 on the kernel data plane, h2 on the
+/// userspace relay. A sender on a kernel host and one on the userspace host each reach
+/// the members on every host, their own included, exactly once: kernel to userspace,
+/// userspace to kernel, kernel to kernel, and locally.
+#[test]
+fn mixed_domain_delivers_in_every_direction() {
+    let mut t = deployment_on("v3", false, None, &["kernel", "userspace", "kernel"]);
+    for (h, want) in [(0, "kernel"), (1, "userspace"), (2, "kernel")] {
+        let stats = t.stats(h).unwrap_or_default();
+        assert!(
+            stats.contains(&format!("\"name\":\"{want}\"")),
+            "h{} should run {want}: {stats}",
+            h + 1
+        );
+    }
+    let rs: Vec<usize> = (0..3)
+        .map(|h| t.receiver(h, 1, G1, 8.0, "any", &[]))
+        .collect();
+    for h in 0..3 {
+        wait_member(&t, h, G1);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let flow = Flow {
+        group: G1,
+        count: 100,
+        interval: 0.005,
+        ttl: 1,
+        size: 200,
+    };
+    let kernel_sender = t.hosts[0].tasks[0].ip.clone();
+    let user_sender = t.hosts[1].tasks[0].ip.clone();
+    let a = t.sender(0, 0, flow);
+    let b = t.sender(1, 0, flow);
+    t.wait_proc(a, Duration::from_secs(10));
+    t.wait_proc(b, Duration::from_secs(10));
+    for (h, r) in rs.into_iter().enumerate() {
+        let got = t.received(r, Duration::from_secs(10));
+        assert_eq!(
+            (got.from(&kernel_sender), got.from(&user_sender), got.dups),
+            (100, 100, 0),
+            "h{}: {got:?}\n{}",
+            h + 1,
+            t.logs()
+        );
+    }
+}
+
+/// The static members of `host` (on its `tk1`) for the groups `groups`, added (POST) or
+/// removed (DELETE) over one HTTP connection.
+fn static_members(t: &mut Topo, method: &str, host: &str, groups: &[Ipv4Addr]) {
+    let list: Vec<String> = groups.iter().map(Ipv4Addr::to_string).collect();
+    let script = t.dir.join("members.py");
+    std::fs::write(
+        &script,
+        r#"
+import http.client, json, sys
+method, host, groups = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+c = http.client.HTTPConnection(sys.argv[4], timeout=10)
+for g in groups:
+    body = json.dumps({"group": g, "host": host, "interface": "tk1"})
+    c.request(method, "/v1/domains/d1/members", body, {"content-type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    if r.status >= 300:
+        sys.exit("%s %s: %d" % (method, g, r.status))
+print("done", flush=True)
+"#,
+    )
+    .expect("write script");
+    let p = t.spawn_in_router(&[
+        "python3",
+        script.to_str().expect("utf-8 path"),
+        method,
+        host,
+        &list.join(","),
+        agent_support::CONTROLLER,
+    ]);
+    let out = t.wait_proc(p, Duration::from_secs(60));
+    assert!(
+        out.contains("done"),
+        "{method} static members of {host}: {out}"
+    );
+}
+
+/// Group `i` of the churn test.
+fn churn_group(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(239, 20, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+/// Waits until h1's kernel tables hold exactly one any-source VXLAN entry per (group,
+/// remote host) of `want` and a bridge entry per group, nothing else.
+fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
+    let groups: BTreeSet<Ipv4Addr> = want.iter().map(|(g, _)| *g).collect();
+    let mut last = None;
+    let ok = t.wait_until(Duration::from_secs(30), || {
+        let Some(k) = t.kernel_tables(0, 4100) else {
+            return false;
+        };
+        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> =
+            k.vxlan_entries.iter().map(|e| (e.group, e.dst)).collect();
+        let exact = got == *want
+            && k.vxlan_entries.len() == want.len()
+            && k.vxlan_entries.iter().all(|e| e.source.is_none())
+            && k.bridge_groups == groups;
+        last = Some((got.len(), k.vxlan_entries.len(), k.bridge_groups.len()));
+        exact
+    });
+    assert!(
+        ok,
+        "h1's kernel tables never matched the controller's {} memberships over {} groups; \
+         last seen (distinct, entries, bridge groups) = {last:?}",
+        want.len(),
+        groups.len()
+    );
+}
+
+/// Joins and leaves of 1,000 groups (static members of h2 and h3, through the
+/// controller's API) leave h1's kernel tables exactly what the controller holds: one
+/// VXLAN entry per group and remote host, one bridge entry per group, nothing stale.
+#[test]
+fn kernel_tables_match_the_controller_after_churn_of_1000_groups() {
+    let mut t = deployment_on("v3", false, None, &["kernel", "kernel", "kernel"]);
+    let h2: Ipv4Addr = t.hosts[1].ip.parse().expect("h2 address");
+    let h3: Ipv4Addr = t.hosts[2].ip.parse().expect("h3 address");
+    let all: Vec<Ipv4Addr> = (0..1000).map(churn_group).collect();
+    // Joins: h2 wants all 1,000 groups, h3 the upper half.
+    static_members(&mut t, "POST", "h2", &all);
+    static_members(&mut t, "POST", "h3", &all[500..]);
+    let mut want: BTreeSet<(Ipv4Addr, Ipv4Addr)> = all.iter().map(|g| (*g, h2)).collect();
+    want.extend(all[500..].iter().map(|g| (*g, h3)));
+    wait_kernel_tables(&t, &want);
+    // Leaves and joins mixed: h2 leaves 600 groups, h3 joins 100 of them and leaves
+    // 200 others.
+    static_members(&mut t, "DELETE", "h2", &all[..600]);
+    static_members(&mut t, "POST", "h3", &all[..100]);
+    static_members(&mut t, "DELETE", "h3", &all[800..]);
+    let want: BTreeSet<(Ipv4Addr, Ipv4Addr)> = all[600..]
+        .iter()
+        .map(|g| (*g, h2))
+        .chain(all[..100].iter().chain(&all[500..800]).map(|g| (*g, h3)))
+        .collect();
+    wait_kernel_tables(&t, &want);
+    // The same state through the agent's view of itself.
+    let stats = t.stats(0).unwrap_or_default();
+    assert!(
+        stats.contains(&format!("\"memberships\":{}", want.len())),
+        "{stats}"
+    );
+}
+
+/// A kernel-mode agent killed with SIGKILL leaves its VXLAN device and entries behind;
+/// the next agent removes them and puts the bridge back as the first one found it,
+/// whichever data plane it runs; a clean stop leaves nothing.
+#[test]
+fn kill_9_and_restart_leave_no_stale_device_or_entry() {
+    let mut t = Topo::with_dataplanes(2, &["kernel", "kernel", "userspace"]);
+    let before = t.bridge_state(0);
+    assert!(!before.snooping && !before.own_querier, "{before:?}");
+    t.start_controller();
+    t.create_domain("d1", 4100, "v3", false);
+    start_agents_with_domain(&mut t);
+    let h2: Ipv4Addr = t.hosts[1].ip.parse().expect("h2 address");
+    let h3: Ipv4Addr = t.hosts[2].ip.parse().expect("h3 address");
+    let g: Ipv4Addr = G1.parse().expect("group");
+    let r2 = t.receiver(1, 0, G1, 30.0, "any", &[]);
+    let r3 = t.receiver(2, 0, G1, 30.0, "any", &[]);
+    wait_member(&t, 1, G1);
+    wait_member(&t, 2, G1);
+    let want: BTreeSet<(Ipv4Addr, Ipv4Addr)> = [(g, h2), (g, h3)].into();
+    wait_kernel_tables(&t, &want);
+
+    t.kill_agent(0);
+    // What a crash leaves: the device with its entries, the bridge still snooping.
+    assert_eq!(t.mcgate_devices(0), ["mcgvx4100"]);
+    assert!(t.bridge_state(0).snooping);
+    t.start_agent(0);
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats(0)
+            .is_some_and(|s| s.contains("\"stale_removed\":[\"mcgvx4100\"]"))
+    });
+    assert!(ok, "the restarted agent did not sweep:\n{}", t.logs());
+    // Exactly one device again, with exactly the entries wanted, and it forwards.
+    wait_kernel_tables(&t, &want);
+    assert_eq!(t.mcgate_devices(0), ["mcgvx4100"]);
+    // The bridge counts its new querier as present after 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = t.sender(
+        0,
+        0,
+        Flow {
+            group: G1,
+            count: 100,
+            interval: 0.005,
+            ttl: 1,
+            size: 100,
+        },
+    );
+    t.wait_proc(s, Duration::from_secs(10));
+
+    // Killed again and replaced by a userspace agent: it sweeps the device and restores
+    // the bridge from what the device recorded.
+    t.kill_agent(0);
+    t.hosts[0].dataplane = "userspace".into();
+    t.start_agent(0);
+    assert!(t.mcgate_devices(0).is_empty());
+    let after = t.bridge_state(0);
+    assert_eq!(
+        (after.snooping, after.own_querier, after.settings),
+        (before.snooping, before.own_querier, before.settings),
+        "bridge not put back"
+    );
+    // A clean stop of a kernel agent leaves nothing either.
+    t.stop_agent(0);
+    t.hosts[0].dataplane = "kernel".into();
+    t.start_agent(0);
+    wait_kernel_tables(&t, &want);
+    t.stop_agent(0);
+    assert!(t.mcgate_devices(0).is_empty());
+    let after = t.bridge_state(0);
+    assert_eq!(after.settings, before.settings, "bridge not put back");
+    for r in [r2, r3] {
+        let got = t.received(r, Duration::from_secs(1));
+        assert_eq!(got.unique, 100, "{got:?}");
+    }
 }

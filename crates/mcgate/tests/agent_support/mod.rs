@@ -6,8 +6,9 @@
 //! its ports (`mcast_snooping 0`, `mcast_flood off` on every port): only the agent does.
 //!
 //! The controller (`mcgate controller`) runs in the router namespace; one `mcgate agent`
-//! per host. The data plane under test comes from `MCGATE_TEST_DATAPLANE` (default
-//! `userspace`), so the same tests exercise every data plane.
+//! per host. Each host runs the data plane it was built with ([`Topo::with_dataplanes`]:
+//! the same scenarios run against every data plane, and one domain can mix them); plain
+//! [`Topo::new`] takes it from `MCGATE_TEST_DATAPLANE` (default `userspace`).
 //!
 //! Receivers and senders are small Python programs over real kernel sockets: receivers
 //! join with IGMPv2 or IGMPv3 (any-source, INCLUDE or EXCLUDE) and report what arrived.
@@ -19,6 +20,10 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use mcgate_dataplane::kernel::{
+    self, BridgeMulticast, DEVICE_PREFIX, Inspection, Netlink, VxlanDevice, device_name,
+};
 
 use crate::support::{Netns, mcgate, sh};
 
@@ -200,6 +205,8 @@ pub struct Host {
     pub net: u8,
     /// Its tasks.
     pub tasks: Vec<Task>,
+    /// The data plane its agent runs (`--dataplane`).
+    pub dataplane: String,
     agent: Option<Child>,
     agent_runs: usize,
 }
@@ -213,7 +220,7 @@ struct Proc {
 /// The whole deployment. Dropping it kills every process it started (by PID) and
 /// removes every namespace.
 pub struct Topo {
-    /// The data plane under test.
+    /// The data plane of the first host (the one under test, when all hosts share it).
     pub dataplane: String,
     /// Hosts, `h1`.. in order.
     pub hosts: Vec<Host>,
@@ -230,9 +237,18 @@ pub struct Topo {
 pub const CONTROLLER: &str = "10.200.1.254:7400";
 
 impl Topo {
-    /// Builds `hosts` hosts with `tasks` tasks each. Host `i` (from 1) is 10.200.i.1 on
-    /// subnet 10.200.i.0/24; its task `j` (from 1) is 10.200.i.(10+j) behind `tkj`.
+    /// Builds `hosts` hosts with `tasks` tasks each, every agent on the data plane of
+    /// `MCGATE_TEST_DATAPLANE`.
     pub fn new(hosts: usize, tasks: usize) -> Self {
+        let dp = dataplane();
+        Self::with_dataplanes(tasks, &vec![dp.as_str(); hosts])
+    }
+
+    /// Builds one host per entry of `dataplanes` (its agent's `--dataplane`), with
+    /// `tasks` tasks each. Host `i` (from 1) is 10.200.i.1 on subnet 10.200.i.0/24; its
+    /// task `j` (from 1) is 10.200.i.(10+j) behind `tkj`.
+    pub fn with_dataplanes(tasks: usize, dataplanes: &[&str]) -> Self {
+        let hosts = dataplanes.len();
         let dir = std::env::temp_dir().join(format!(
             "mcgate-agent-test-{}-{}",
             std::process::id(),
@@ -245,7 +261,7 @@ impl Topo {
         let router = Netns::new("agent");
         router.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         let mut topo = Topo {
-            dataplane: dataplane(),
+            dataplane: dataplanes.first().unwrap_or(&"userspace").to_string(),
             hosts: Vec::new(),
             router,
             dir,
@@ -319,6 +335,7 @@ impl Topo {
                 ip,
                 net,
                 tasks: Vec::new(),
+                dataplane: dataplanes[i - 1].to_string(),
                 agent: None,
                 agent_runs: 0,
             };
@@ -379,8 +396,8 @@ impl Topo {
     /// Starts (or restarts) the agent of host `h` (index from 0).
     pub fn start_agent(&mut self, h: usize) {
         let sock = self.admin_socket(h);
-        let dataplane = self.dataplane.clone();
         let host = &mut self.hosts[h];
+        let dataplane = host.dataplane.clone();
         assert!(
             host.agent.is_none(),
             "agent of {} already running",
@@ -795,6 +812,52 @@ fn spawn_logged(ns: &Netns, args: &[&str], log: &PathBuf) -> Child {
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {args:?} in {}: {e}", ns.name))
+}
+
+/// Runs `f` with a netlink socket opened inside namespace `ns` (on a scratch thread that
+/// entered it; the socket keeps working in that namespace).
+pub fn netlink_in<T>(ns: &str, f: impl FnOnce(&mut Netlink) -> T) -> T {
+    let path = format!("/run/netns/{ns}");
+    let mut nl = std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).expect("open netns file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            Netlink::open().expect("netlink in namespace")
+        })
+        .join()
+        .expect("netlink thread")
+    });
+    f(&mut nl)
+}
+
+impl Topo {
+    /// Host `h`'s kernel tables for domain VNI `vni`, read over netlink by mcgate's
+    /// kernel module (the VXLAN entries with their destinations, which iproute2 here
+    /// cannot show); `None` when the host has no such device.
+    pub fn kernel_tables(&self, h: usize, vni: u32) -> Option<Inspection> {
+        netlink_in(&self.hosts[h].ns.name, |nl| {
+            let dev = VxlanDevice::open(nl, &device_name(vni)).ok()?;
+            kernel::inspect(nl, &dev).ok()
+        })
+    }
+
+    /// The VXLAN devices with mcgate's prefix on host `h`.
+    pub fn mcgate_devices(&self, h: usize) -> Vec<String> {
+        netlink_in(&self.hosts[h].ns.name, |nl| {
+            VxlanDevice::find_stale(nl, DEVICE_PREFIX)
+                .expect("list devices")
+                .into_iter()
+                .map(|l| l.name)
+                .collect()
+        })
+    }
+
+    /// Host `h`'s bridge multicast state (snooping, querier).
+    pub fn bridge_state(&self, h: usize) -> BridgeMulticast {
+        netlink_in(&self.hosts[h].ns.name, |nl| {
+            nl.bridge_multicast("br0").expect("bridge state")
+        })
+    }
 }
 
 /// Reads a file, empty when missing.
