@@ -15,7 +15,7 @@ use crate::placement::Placed;
 use crate::state::{
     ControllerState, DomainSetup, HostState, LabState, Launch, SubnetState, TaskState, lab_dir,
 };
-use crate::topology::{Dataplane, Topology};
+use crate::topology::Topology;
 
 /// The controller's TCP port on the VPC.
 pub const CONTROLLER_PORT: u16 = 7400;
@@ -154,8 +154,9 @@ pub fn plan(
                     dir.join(format!("agent-{}.sock", h.name)).display()
                 ));
             }
-            // "auto" is the agent's default: no flag, so agents that predate it work.
-            if flags.dataplane && h.dataplane != Dataplane::Auto {
+            // Every value is passed, "auto" included, so the agent's command line says
+            // what the topology asked for whatever the agent's own default is.
+            if flags.dataplane {
                 argv.push("--dataplane".into());
                 argv.push(h.dataplane.as_str().into());
             }
@@ -274,8 +275,9 @@ mod tests {
         let agent = st.hosts[0].agent.as_ref().unwrap();
         assert!(agent.argv.windows(2).any(|w| w == ["--attach", "tk*"]));
         assert!(
-            !agent.argv.iter().any(|a| a == "--dataplane"),
-            "auto: no flag"
+            agent.argv.windows(2).any(|w| w == ["--dataplane", "auto"]),
+            "auto is passed too: {:?}",
+            agent.argv
         );
         assert!(
             agent
