@@ -577,6 +577,16 @@ fn fanout_example_reaches_every_receiver() {
     let s = lab.status();
     let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
     assert_eq!(receivers.len(), 8);
+    // "auto": each agent says what it chose.
+    for h in &s.hosts {
+        assert_eq!(h.dataplane_requested, "auto");
+        assert!(
+            matches!(h.dataplane.as_deref(), Some("kernel" | "userspace")),
+            "{}: {:?}",
+            h.name,
+            h.dataplane
+        );
+    }
     let ips: Vec<String> = receivers.iter().map(|t| t.ip.to_string()).collect();
     wait_for_members(&lab, "233.252.0.7", &ips);
     ok(&["lab", "restart", "sender-1", "--name", &lab.name]);
