@@ -113,6 +113,9 @@ pub struct DomainSummary {
     pub peers: Vec<String>,
     /// Groups with members somewhere in the domain.
     pub groups: usize,
+    /// Memberships (host, group) of other hosts in this host's view: what its data
+    /// plane forwards to.
+    pub remote_members: usize,
 }
 
 /// The agent's state as shown by the admin endpoint.
@@ -604,6 +607,7 @@ impl State {
                     .map(|m| m.group)
                     .collect::<BTreeSet<_>>()
                     .len(),
+                remote_members: d.members.iter().filter(|m| m.host != self.host).count(),
             })
             .collect();
         let igmp_mode = match &self.igmp {

@@ -109,6 +109,40 @@ fn wait_member(t: &Topo, h: usize, group: &str) {
     );
 }
 
+/// Waits until host `h`'s agent has `n` memberships of other hosts in its forwarding
+/// state: a sender started on `h` before that could miss a host the controller has not
+/// told `h` about yet (the controller is slower under load than the test's sleeps).
+fn wait_remote_members(t: &Topo, h: usize, n: usize) {
+    let needle = format!("\"remote_members\":{n}");
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats(h).is_some_and(|s| s.contains(&needle))
+    });
+    assert!(
+        ok,
+        "h{} never had {n} remote memberships:\n{}",
+        h + 1,
+        t.logs()
+    );
+}
+
+/// Waits until host `h`'s agent reports members of `group` and the controller lists
+/// them, so the other hosts' forwarding state is about to have them (a sender started
+/// earlier could miss a host whose report the controller has not taken yet).
+fn wait_member_known(t: &Topo, h: usize, group: &str) {
+    wait_member(t, h, group);
+    let path = format!("/v1/groups?group={group}&host={}", t.hosts[h].name);
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.api("GET", &path, None)
+            .contains("\"member_type\":\"igmp\"")
+    });
+    assert!(
+        ok,
+        "the controller never listed h{}'s member of {group}:\n{}",
+        h + 1,
+        t.logs()
+    );
+}
+
 fn v2_and_v3_receivers_get_every_packet_once_across_hosts(dp: &str) {
     let mut t = deployment("v3", false, dp);
     // h2/tk1 joins with IGMPv3, h3/tk1 is forced to IGMPv2, h1/tk2 is a local member.
@@ -119,8 +153,9 @@ fn v2_and_v3_receivers_get_every_packet_once_across_hosts(dp: &str) {
     let r3 = t.receiver(2, 0, G1, 8.0, "any", &[]);
     let r1 = t.receiver(0, 1, G1, 8.0, "any", &[]);
     for h in 0..3 {
-        wait_member(&t, h, G1);
+        wait_member_known(&t, h, G1);
     }
+    wait_remote_members(&t, 0, 2);
     // Remote members reach h1's table through the controller.
     std::thread::sleep(Duration::from_millis(500));
     // TTL 1, like iperf's default: it must still cross hosts.
@@ -225,6 +260,7 @@ fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped(dp: &str) 
     let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G2, 6.0, "any", &[]);
     wait_member(&t, 1, G2);
+    wait_remote_members(&t, 0, 1);
     let ok = t.wait_until(Duration::from_secs(5), || {
         t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
     });
@@ -302,6 +338,8 @@ fn igmpv3_source_filters_are_honoured_per_link(dp: &str) {
     for h in 0..3 {
         wait_member(&t, h, G1);
     }
+    wait_remote_members(&t, 0, 2);
+    wait_remote_members(&t, 2, 2);
     std::thread::sleep(Duration::from_millis(500));
     let p1 = t.sender(
         0,
@@ -728,6 +766,7 @@ fn a_burst_is_replicated_in_batches_without_loss(dp: &str) {
     let r3 = t.receiver(2, 0, G1, 6.0, "any", &[]);
     wait_member(&t, 1, G1);
     wait_member(&t, 2, G1);
+    wait_remote_members(&t, 0, 2);
     std::thread::sleep(Duration::from_millis(500));
     // Back-to-back datagrams fill the relay's receive batches, so copies to one host
     // tend to go out as UDP GSO sends of several datagrams.
@@ -898,8 +937,11 @@ fn mixed_domain_delivers_in_every_direction() {
         .map(|h| t.receiver(h, 1, G1, 8.0, "any", &[]))
         .collect();
     for h in 0..3 {
-        wait_member(&t, h, G1);
+        wait_member_known(&t, h, G1);
     }
+    // Each sender's host knows the two other hosts' members.
+    wait_remote_members(&t, 0, 2);
+    wait_remote_members(&t, 1, 2);
     std::thread::sleep(Duration::from_millis(500));
     let flow = Flow {
         group: G1,
