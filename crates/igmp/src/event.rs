@@ -46,8 +46,8 @@ pub struct GroupState {
     /// Every source record and when its timer expires; `None` is a timer at 0 (in
     /// EXCLUDE mode: a source not to forward).
     pub sources: std::collections::BTreeMap<Ipv4Addr, Option<std::time::Instant>>,
-    /// Group Compatibility Mode (RFC 3376 7.3.2): 1, 2 or 3.
-    pub compatibility: u8,
+    /// Group Compatibility Mode (RFC 3376 7.3.2).
+    pub compatibility: mcgate_wire::Version,
     /// When the IGMPv1 Host Present timer expires.
     pub v1_host_timer: Option<std::time::Instant>,
     /// When the IGMPv2 Host Present timer expires.

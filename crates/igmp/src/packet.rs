@@ -18,9 +18,14 @@ pub(crate) enum Reject {
 }
 
 impl Reject {
-    pub(crate) fn count(self, d: &mut Dropped) {
+    /// Counts the drop under its reason. On a link without other routers, router-only
+    /// message types are counted as such rather than as unknown.
+    pub(crate) fn count(self, d: &mut Dropped, other_queriers: bool) {
         use mcgate_wire::Error;
         let counter = match self {
+            Reject::Igmp(Error::UnknownType(t)) if !other_queriers && is_router_only(t) => {
+                &mut d.router_message
+            }
             Reject::BadIp => &mut d.bad_ip,
             Reject::NotIgmp => &mut d.not_igmp,
             Reject::BadTtl => &mut d.bad_ttl,
@@ -32,6 +37,12 @@ impl Reject {
         };
         *counter += 1;
     }
+}
+
+/// IGMP types only routers send: DVMRP (0x13), PIMv1 (0x14), mtrace response and query
+/// (0x1e, 0x1f), Multicast Router Advertisement and Termination (RFC 4286: 0x30, 0x32).
+fn is_router_only(t: u8) -> bool {
+    matches!(t, 0x13 | 0x14 | 0x1e | 0x1f | 0x30 | 0x32)
 }
 
 /// A packet that passed the IP-level checks.

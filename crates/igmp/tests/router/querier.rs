@@ -28,7 +28,7 @@ fn rfc3376_6_6_2_startup_then_periodic_general_queries() {
     // Startup Query Count (2) queries Startup Query Interval (QI/4) apart, then one
     // every QI, from our address to 224.0.0.1.
     let t0 = std::time::Instant::now();
-    let mut igmp = mcgate_igmp::Interface::new(Config::default(), ROUTER, t0);
+    let mut igmp = mcgate_igmp::Interface::new(shared(), ROUTER, t0);
     let first = igmp.poll_transmit().unwrap();
     assert_eq!(first.dst, ALL_SYSTEMS);
     assert_eq!(first.message, general_v3());
@@ -37,7 +37,7 @@ fn rfc3376_6_6_2_startup_then_periodic_general_queries() {
         mcgate_wire::igmp::emit_ip_packet(ROUTER, ALL_SYSTEMS, &general_v3())
     );
     assert!(igmp.is_querier());
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.wait_until(secs(400.0));
     let times: Vec<_> = l
         .take_sent()
@@ -55,8 +55,11 @@ fn rfc3376_6_6_2_startup_then_periodic_general_queries() {
 fn rfc3376_4_1_6_qrv_zero_above_seven_and_unspecified_source() {
     let t0 = std::time::Instant::now();
     let config = Config {
-        robustness: 9,
-        ..Config::default()
+        settings: IgmpSettings {
+            robustness: 9,
+            ..IgmpSettings::default()
+        },
+        ..shared()
     };
     let mut igmp = mcgate_igmp::Interface::new(config, Ipv4Addr::UNSPECIFIED, t0);
     let q = igmp.poll_transmit().unwrap();
@@ -69,7 +72,7 @@ fn rfc3376_4_1_6_qrv_zero_above_seven_and_unspecified_source() {
 
 #[test]
 fn rfc3376_6_6_2_lower_querier_wins_and_we_take_over_when_it_goes_silent() {
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.wait_until(secs(40.0));
     l.take_sent();
     l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
@@ -105,7 +108,7 @@ fn rfc3376_6_6_2_lower_querier_wins_and_we_take_over_when_it_goes_silent() {
 
 #[test]
 fn rfc3376_6_6_2_higher_querier_is_ignored() {
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.query_v3(HIGHER, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.query_v2(HIGHER, Ipv4Addr::UNSPECIFIED);
     assert!(l.igmp.is_querier());
@@ -118,10 +121,10 @@ fn rfc3376_6_6_2_higher_querier_is_ignored() {
 fn rfc4541_2_1_1_unspecified_source_query_does_not_win() {
     // A proxy querier using 0.0.0.0 loses to any real address; a router without an
     // address yields to any real querier.
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.query_v3(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, false, &[]);
     assert!(l.igmp.is_querier());
-    let mut l = Link::with_address(Config::default(), Ipv4Addr::UNSPECIFIED);
+    let mut l = Link::with_address(shared(), Ipv4Addr::UNSPECIFIED);
     l.query_v3(HIGHER, Ipv4Addr::UNSPECIFIED, false, &[]);
     assert!(!l.igmp.is_querier());
     assert_eq!(l.igmp.querier(), Some(HIGHER));
@@ -129,7 +132,7 @@ fn rfc4541_2_1_1_unspecified_source_query_does_not_win() {
 
 #[test]
 fn rfc3376_6_6_2_non_querier_does_not_send_group_queries() {
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.report_v2(h(1), G);
     l.leave(h(1), G);
@@ -140,7 +143,7 @@ fn rfc3376_6_6_2_non_querier_does_not_send_group_queries() {
 
 #[test]
 fn rfc3376_6_6_1_non_querier_lowers_timers_on_queries_without_s_flag() {
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.rec(IS_EX, &[]);
     l.rec(ALLOW, &[1]);
@@ -161,7 +164,7 @@ fn rfc3376_6_6_1_non_querier_lowers_timers_on_queries_without_s_flag() {
 #[test]
 fn rfc3376_4_1_6_non_querier_adopts_querier_robustness_and_interval() {
     // QRV 3 and QQIC 60 from the querier: GMI becomes 3 * 60 + 10 = 190 s.
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.send(
         LOWER,
         ALL_SYSTEMS,
@@ -181,7 +184,7 @@ fn rfc3376_4_1_6_non_querier_adopts_querier_robustness_and_interval() {
 
 #[test]
 fn set_config_version_change_restarts_startup_queries() {
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.wait_until(secs(50.0));
     l.take_sent();
     l.rec(IS_IN, &[1]);
@@ -189,7 +192,7 @@ fn set_config_version_change_restarts_startup_queries() {
         l.now,
         Config {
             version: mcgate_igmp::Version::V2,
-            ..Config::default()
+            ..shared()
         },
     );
     l.wait(secs(0.0));
@@ -212,7 +215,7 @@ fn rfc3376_6_6_2_lowest_of_several_queriers_is_kept() {
     // yet stopped) neither replace it nor refresh its timer.
     let lowest = Ipv4Addr::new(10, 0, 0, 1);
     let middle = Ipv4Addr::new(10, 0, 0, 5);
-    let mut l = Link::new(Config::default());
+    let mut l = Link::new(shared());
     l.query_v3(middle, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.query_v3(lowest, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.wait_until(secs(100.0));
