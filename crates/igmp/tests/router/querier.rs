@@ -236,3 +236,106 @@ fn rfc3376_6_6_2_lowest_of_several_queriers_is_kept() {
     l.wait_until(secs(255.0));
     assert!(l.igmp.is_querier());
 }
+
+#[test]
+fn hosts_only_link_drops_every_query_and_stays_querier() {
+    // A container on a task link sends queries of every version from a low address: it
+    // never wins the election and its queries are counted as router messages.
+    let mut l = Link::new(Config::default());
+    for _ in 0..3 {
+        l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
+        l.query_v2(LOWER, Ipv4Addr::UNSPECIFIED);
+        let v1 = mcgate_wire::igmp::emit_ip_packet(LOWER, ALL_SYSTEMS, &IgmpRepr::QueryV1);
+        l.deliver(&v1);
+        l.wait(secs(100.0));
+    }
+    assert!(l.igmp.is_querier());
+    assert_eq!(l.igmp.querier(), None);
+    assert_eq!(l.igmp.version(), Version::V3);
+    assert_eq!(l.igmp.stats().dropped.router_message, 9);
+    assert_eq!(l.igmp.stats().received, Default::default());
+    assert!(
+        !l.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::QuerierChanged { .. }))
+    );
+    // We kept sending general queries: startup at 31.25 s, then every 125 s.
+    let times: Vec<_> = l.take_sent().into_iter().map(|(t, _, _)| t).collect();
+    assert_eq!(times, vec![secs(31.25), secs(156.25), secs(281.25)]);
+}
+
+#[test]
+fn marking_a_link_hosts_only_ends_another_querier_at_once() {
+    let mut l = Link::new(shared());
+    l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
+    assert!(!l.igmp.is_querier());
+    l.take_events();
+    l.igmp.set_config(l.now, Config::default());
+    l.wait(secs(0.0));
+    assert!(l.igmp.is_querier());
+    assert_eq!(
+        l.take_events(),
+        vec![Event::QuerierChanged { querier: None }]
+    );
+    assert!(matches!(
+        &l.take_sent()[..],
+        [(_, ALL_SYSTEMS, IgmpRepr::QueryV3(_))]
+    ));
+}
+
+#[test]
+fn startup_queries_can_use_a_short_max_response_time() {
+    // A restarted router asks hosts to answer within 1 s at start-up (RFC 3376 8.6,
+    // 8.7), then returns to the Query Response Interval.
+    let t0 = std::time::Instant::now();
+    let config = Config {
+        startup_query_response_interval: Some(secs(1.0)),
+        ..Config::default()
+    };
+    assert_eq!(config.validate(), Ok(()));
+    let mut igmp = mcgate_igmp::Interface::new(config, ROUTER, t0);
+    let mut codes = Vec::new();
+    let mut t = t0;
+    loop {
+        while let Some(q) = igmp.poll_transmit() {
+            let IgmpRepr::QueryV3(q) = q.message else {
+                panic!("a v3 query");
+            };
+            codes.push(((t - t0), q.max_resp_code));
+        }
+        let Some(next) = igmp.poll_timeout() else {
+            break;
+        };
+        t = next;
+        if t > t0 + secs(300.0) {
+            break;
+        }
+        igmp.handle_timeout(t);
+    }
+    assert_eq!(
+        codes,
+        vec![
+            (secs(0.0), 10),
+            (secs(31.25), 10),
+            (secs(156.25), 100),
+            (secs(281.25), 100)
+        ]
+    );
+    // IGMPv2 queries carry it too.
+    let mut v2 = mcgate_igmp::Interface::new(
+        Config {
+            version: Version::V2,
+            startup_query_response_interval: Some(secs(1.0)),
+            ..Config::default()
+        },
+        ROUTER,
+        t0,
+    );
+    assert!(matches!(
+        v2.poll_transmit().map(|t| t.message),
+        Some(IgmpRepr::QueryV2 {
+            max_resp_time: 10,
+            ..
+        })
+    ));
+}
