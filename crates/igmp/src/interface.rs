@@ -132,7 +132,9 @@ impl Interface {
             msg,
             IgmpRepr::QueryV1 | IgmpRepr::QueryV2 { .. } | IgmpRepr::QueryV3(_)
         );
-        if is_query && !self.config.other_queriers {
+        // Our own query looped back is no other router's.
+        let own = !self.address.is_unspecified() && src == self.address;
+        if is_query && !own && !self.config.other_queriers {
             // Containers are hosts, not routers: nobody on this link may query.
             self.stats.dropped.router_message += 1;
         } else if !self.destination_ok(dst, msg) {

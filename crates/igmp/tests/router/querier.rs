@@ -339,3 +339,12 @@ fn startup_queries_can_use_a_short_max_response_time() {
         })
     ));
 }
+
+#[test]
+fn own_query_looped_back_is_not_a_router_message() {
+    let mut l = Link::new(Config::default());
+    l.query_v3(ROUTER, Ipv4Addr::UNSPECIFIED, false, &[]);
+    assert!(l.igmp.is_querier());
+    assert_eq!(l.igmp.stats().dropped.router_message, 0);
+    assert_eq!(l.igmp.stats().received.query_v3, 1);
+}
