@@ -14,9 +14,7 @@ pub use mcgate_igmp::{IgmpSettings, Version};
 
 pub const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 pub const G: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
-pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
-pub const ALL_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 2);
-pub const V3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
+pub use mcgate_igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS as V3_ROUTERS};
 
 /// Source number n.
 pub fn s(n: u8) -> Ipv4Addr {
