@@ -18,7 +18,7 @@ use mcgate_domain::api::{
     AgentRegistration, Change, IgmpMode, IgmpSettings, LinkInfo, LinkMembership, StreamMessage,
 };
 use mcgate_domain::forwarding::{Applied, DomainView, ForwardingTable, LocalMembership};
-use mcgate_igmp::{Config as IgmpConfig, Event};
+use mcgate_igmp::{Config as IgmpConfig, Event, Ignored};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -356,6 +356,19 @@ impl State {
                         tracing::info!(link = name, querier = %q, "another querier took over")
                     }
                     None => tracing::info!(link = name, "this agent is the querier"),
+                },
+                Event::RouterIgnored { from, reason } => match reason {
+                    Ignored::OlderVersionQuery(v) => tracing::warn!(
+                        link = name,
+                        querier = %from,
+                        "an IGMP{} querier is on the link; the configured version stays (RFC 3376 7.3.1)",
+                        v.number()
+                    ),
+                    Ignored::HostsOnlyLink => tracing::warn!(
+                        link = name,
+                        host = %from,
+                        "a host sent IGMP queries or router messages; dropped, as containers are hosts, not routers"
+                    ),
                 },
             }
         }

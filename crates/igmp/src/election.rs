@@ -84,6 +84,7 @@ impl Interface {
             // 7.3.1: the version is configuration; an older query is counted (the RFC's
             // warning) and never changes the version the link runs.
             self.stats.older_version_queries += 1;
+            self.warn(now, src, crate::Ignored::OlderVersionQuery(version));
         }
         // 6.6.2: a query from a lower address than ours (and not higher than the
         // querier we already know) makes its sender the querier.

@@ -14,7 +14,7 @@ use crate::flood::ReportLimiter;
 use crate::group::Group;
 use crate::group_table::GroupTable;
 use crate::timers::{Timer, TimerTable};
-use crate::{Config, Event, GroupState, SourceFilter, Stats, Transmit};
+use crate::{Config, Event, GroupState, Ignored, SourceFilter, Stats, Transmit};
 
 /// Most groups one interface tracks; records for more are dropped and counted, so a
 /// host cannot grow the table without bound.
@@ -44,6 +44,8 @@ pub struct Interface {
     pub(crate) events: VecDeque<Event>,
     /// What the last events said about each group, to emit only real changes.
     published: BTreeMap<Ipv4Addr, (SourceFilter, Vec<Ipv4Addr>)>,
+    /// When each kind of ignored router message was last reported in an event.
+    warned: BTreeMap<Ignored, Instant>,
     /// The latest time handed in; earlier times are treated as this one.
     last_now: Instant,
 }
@@ -70,6 +72,7 @@ impl Interface {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             published: BTreeMap::new(),
+            warned: BTreeMap::new(),
             last_now: now,
         };
         this.handle_timeout(now);
@@ -137,6 +140,7 @@ impl Interface {
         if is_query && !own && !self.config.other_queriers {
             // Containers are hosts, not routers: nobody on this link may query.
             self.stats.dropped.router_message += 1;
+            self.warn(now, src, Ignored::HostsOnlyLink);
         } else if !self.destination_ok(dst, msg) {
             self.stats.dropped.wrong_destination += 1;
         } else {
@@ -192,7 +196,11 @@ impl Interface {
         match crate::packet::check(ip_packet) {
             Ok(p) => self.handle_igmp(now, p.src, p.dst, &p.message),
             Err(reason) => {
-                reason.count(&mut self.stats.dropped, self.config.other_queriers);
+                let router = reason.count(&mut self.stats.dropped, self.config.other_queriers);
+                if let Some(from) = router {
+                    let now = self.advance(now);
+                    self.warn(now, from, Ignored::HostsOnlyLink);
+                }
                 self.handle_timeout(now);
             }
         }
@@ -352,6 +360,20 @@ impl Interface {
     }
 
     // ---- events ----
+
+    /// Reports an ignored router message, at most once per Query Interval per kind.
+    pub(crate) fn warn(&mut self, now: Instant, from: Ipv4Addr, reason: Ignored) {
+        let quiet = self.config.query_interval();
+        if self
+            .warned
+            .get(&reason)
+            .is_some_and(|t| now.saturating_duration_since(*t) < quiet)
+        {
+            return;
+        }
+        self.warned.insert(reason, now);
+        self.events.push_back(Event::RouterIgnored { from, reason });
+    }
 
     fn flush_events(&mut self) {
         let version = self.version();

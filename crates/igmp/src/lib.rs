@@ -34,7 +34,8 @@
 //!   query) are read as the Linux bridge reads them: a record that leaves every source
 //!   (TO_IN({})) is a leave, BLOCK and IS_IN({}) are ignored, anything else is a join.
 //! - **Older querier** (RFC 3376 7.3.1 makes the version administrative configuration):
-//!   a query of an older version is counted in [`Stats::older_version_queries`] and never
+//!   a query of an older version is counted in [`Stats::older_version_queries`], reported
+//!   for the log at most once per Query Interval ([`Event::RouterIgnored`]), and never
 //!   changes the version the router speaks. Hosts that answer an older querier send
 //!   older reports, and those still put their group in compatibility mode (7.3.2).
 //! - **Links without other routers** ([`Config::other_queriers`] `false`, the default):
@@ -89,7 +90,7 @@ mod stats;
 mod timers;
 
 pub use config::{Config, ConfigError};
-pub use event::{Event, GroupState, Transmit};
+pub use event::{Event, GroupState, Ignored, Transmit};
 pub use interface::{Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP};
 pub use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS};
 pub use mcgate_wire::{FilterMode, IgmpSettings, SourceFilter, Version};

@@ -102,6 +102,7 @@ impl Run {
                 Event::GroupChanged { group, .. } => format!("group {group} gone"),
                 Event::QuerierChanged { querier: Some(q) } => format!("querier {q}"),
                 Event::QuerierChanged { querier: None } => "querier self".to_string(),
+                Event::RouterIgnored { from, reason } => format!("ignored {from} {reason:?}"),
             };
             writeln!(self.out, "{stamp} event {line}").unwrap();
         }

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use mcgate_igmp::{Config, Event, SourceFilter};
+use mcgate_igmp::{Config, Event, Ignored, SourceFilter};
 use mcgate_wire::igmp::{IgmpRepr, QueryV3};
 
 use crate::harness::*;
@@ -112,7 +112,14 @@ fn rfc3376_6_6_2_higher_querier_is_ignored() {
     l.query_v3(HIGHER, Ipv4Addr::UNSPECIFIED, false, &[]);
     l.query_v2(HIGHER, Ipv4Addr::UNSPECIFIED);
     assert!(l.igmp.is_querier());
-    assert_eq!(l.take_events(), vec![]);
+    // No querier change; only the warning about the older version (7.3.1).
+    assert_eq!(
+        l.take_events(),
+        vec![Event::RouterIgnored {
+            from: HIGHER,
+            reason: Ignored::OlderVersionQuery(Version::V2)
+        }]
+    );
     l.wait_until(secs(31.25));
     assert_eq!(l.take_sent().len(), 1);
 }
@@ -347,4 +354,38 @@ fn own_query_looped_back_is_not_a_router_message() {
     assert!(l.igmp.is_querier());
     assert_eq!(l.igmp.stats().dropped.router_message, 0);
     assert_eq!(l.igmp.stats().received.query_v3, 1);
+}
+
+#[test]
+fn rfc3376_7_3_1_warnings_come_at_most_once_per_query_interval() {
+    let older = |l: &Link| {
+        l.events
+            .iter()
+            .filter(|e| matches!(e, Event::RouterIgnored { .. }))
+            .count()
+    };
+    let mut l = Link::new(shared());
+    for _ in 0..10 {
+        l.query_v2(HIGHER, Ipv4Addr::UNSPECIFIED);
+        l.wait(secs(10.0));
+    }
+    // Ten older queries over 100 s: all counted, one warning.
+    assert_eq!(l.igmp.stats().older_version_queries, 10);
+    assert_eq!(older(&l), 1);
+    l.wait_until(secs(125.0));
+    l.query_v2(HIGHER, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(older(&l), 2);
+    // Hosts acting as routers on a hosts-only link are warned about the same way.
+    let mut l = Link::new(Config::default());
+    for _ in 0..5 {
+        l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
+    }
+    assert_eq!(l.igmp.stats().dropped.router_message, 5);
+    assert_eq!(
+        l.take_events(),
+        vec![Event::RouterIgnored {
+            from: LOWER,
+            reason: Ignored::HostsOnlyLink
+        }]
+    );
 }
