@@ -58,7 +58,7 @@ impl<'a> HeardQuery<'a> {
 
 /// Lower wins the election (6.6.2). 0.0.0.0, the address of a router with no address of
 /// its own on the link (a proxy querier, RFC 4541 2.1.1), loses to any real address.
-fn election_key(a: Ipv4Addr) -> u64 {
+pub(crate) fn election_key(a: Ipv4Addr) -> u64 {
     if a.is_unspecified() {
         u64::MAX
     } else {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use mcgate_wire::Version;
 use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS, IgmpRepr, QueryV3};
 
-use crate::election::{HeardQuery, OtherQuerier};
+use crate::election::{HeardQuery, OtherQuerier, election_key};
 use crate::flood::ReportLimiter;
 use crate::group::Group;
 use crate::group_table::GroupTable;
@@ -87,6 +87,25 @@ impl Interface {
     /// This interface's address.
     pub fn address(&self) -> Ipv4Addr {
         self.address
+    }
+
+    /// The interface's address changed (a CNI often sets it just after the link came up,
+    /// while the router already runs). Queries go out from the new address, and the
+    /// election is held again with it (RFC 3376 6.6.2): if the new address is lower than
+    /// the present querier's, this router resumes the querier role at once, as it would
+    /// on hearing that querier's next query.
+    pub fn set_address(&mut self, now: Instant, address: Ipv4Addr) {
+        let now = self.advance(now);
+        self.address = address;
+        let wins = self
+            .other_querier
+            .as_ref()
+            .is_some_and(|q| election_key(address) < election_key(q.address));
+        if wins {
+            self.on_other_querier_expired(now);
+            self.run_timers(now);
+        }
+        self.flush_events();
     }
 
     /// Replaces the configuration (the domain's version or timers changed). A version
