@@ -55,6 +55,8 @@
 //! create (stale cleanup matches only VXLAN devices with mcgate's prefix), and holds no
 //! `unsafe`.
 
+pub mod alias;
+mod bridge_querier;
 mod error;
 mod inspect;
 mod link_msg;
@@ -67,6 +69,7 @@ pub mod plan;
 pub mod plane;
 mod probe;
 mod socket;
+mod status;
 mod vxlan;
 
 pub use error::Error;

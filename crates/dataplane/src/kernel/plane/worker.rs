@@ -1,359 +1,34 @@
-//! The kernel data plane: a [`Dataplane`](crate::Dataplane) that forwards nothing
-//! itself but keeps the kernel's bridge and VXLAN tables in step with the forwarding
-//! table, so the kernel replicates.
-//!
-//! On its own thread (every netlink call blocks) it:
-//! - finds the host bridge: the master of the attached links;
-//! - makes the bridge deliver locally by snooping: `mcast_snooping 1` and the bridge's
-//!   own querier (`mcast_querier 1`) speaking the domain's IGMP version with the
-//!   domain's timers. The bridge uses its multicast table only while it sees a querier;
-//!   the agent's own queries go straight out of each task link and never pass the
-//!   bridge, so the bridge runs one of its own. The settings found are written into
-//!   every VXLAN device's alias and restored on shutdown, or by the next agent after a
-//!   crash;
-//! - keeps one VXLAN device per domain on that bridge and reconciles its tables with the
-//!   remote memberships of the forwarding table ([`plan`](super::plan)) after every
-//!   change, retrying every second while the kernel refuses something;
-//! - publishes the devices' counters under the userspace relay's names.
-//!
-//! It never touches a device it did not create, besides the bridge's multicast settings
-//! (restored) and the bridge's MTU when adding a port would lower it (set back).
+//! The kernel data plane's thread: keeps the bridge, the VXLAN devices and their tables
+//! in step with what the agent handed over, and publishes the counters.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::net::Ipv4Addr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mcgate_domain::forwarding::ForwardingTable;
 
-use super::error::Error;
-use super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
-use super::mdb::{BridgeMdb, DomainTables};
-use super::membership::RemoteMembership;
-use super::plan::plan;
-use super::socket::Netlink;
-use super::vxlan::{DEVICE_PREFIX, VxlanConfig, VxlanDevice};
+use super::super::error::Error;
+use super::super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
+use super::super::mdb::{BridgeMdb, DomainTables};
+use super::super::membership::RemoteMembership;
+use super::super::plan::plan;
+use super::super::socket::Netlink;
+use super::super::vxlan::{VxlanConfig, VxlanDevice};
+use super::{
+    Command, DeviceStatus, KernelPlaneConfig, KernelStatus, QuerierSettings, VXLAN_OVERHEAD,
+    bridge_settings, encode_alias,
+};
+use crate::LinkSpec;
 use crate::counters::{Counter, DataplaneStats, DropReason};
-use crate::{Dataplane, LinkSpec};
 
-/// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
-pub const VXLAN_OVERHEAD: usize = 50;
 /// How often counters are read and refused changes retried.
 const TICK: Duration = Duration::from_secs(1);
 /// The query response interval the bridge's querier starts with: the bridge counts its
 /// own querier as present only this long after it is turned on (10 s by default, a
 /// blackout for local delivery); the domain's value is set right after.
 const STARTUP_RESPONSE_CS: u64 = 100;
-/// Marks the alias of mcgate's VXLAN devices that carries the bridge's settings.
-const ALIAS_TAG: &str = "mcgate-bridge";
-
-/// The querier the bridge runs: the domain's IGMP version and timers (RFC 3376 section
-/// 8 names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuerierSettings {
-    /// IGMP version of the queries, 2 or 3.
-    pub version: u8,
-    /// Robustness variable.
-    pub robustness: u32,
-    /// Query interval.
-    pub query_interval: Duration,
-    /// Query response interval (max response time of general queries).
-    pub query_response_interval: Duration,
-    /// Last member query interval.
-    pub last_member_interval: Duration,
-    /// Last member query count.
-    pub last_member_count: u32,
-}
-
-impl Default for QuerierSettings {
-    /// RFC 3376 defaults, IGMPv3.
-    fn default() -> Self {
-        Self {
-            version: 3,
-            robustness: 2,
-            query_interval: Duration::from_secs(125),
-            query_response_interval: Duration::from_secs(10),
-            last_member_interval: Duration::from_secs(1),
-            last_member_count: 2,
-        }
-    }
-}
-
-fn cs(d: Duration) -> u64 {
-    (d.as_millis() / 10).max(1) as u64
-}
-
-/// The bridge settings that run `q` with snooping on (RFC 3376 section 8.4 and 8.5 for
-/// the derived intervals). The kernel takes at least 1 s for the query intervals.
-pub fn bridge_settings(q: &QuerierSettings) -> BridgeSettings {
-    let qi = cs(q.query_interval).max(100);
-    let qri = cs(q.query_response_interval)
-        .min(qi.saturating_sub(1))
-        .max(1);
-    let rob = u64::from(q.robustness.max(1));
-    BridgeSettings {
-        snooping: Some(true),
-        querier: Some(true),
-        igmp_version: Some(if q.version == 2 { 2 } else { 3 }),
-        last_member_count: Some(q.last_member_count.max(1)),
-        startup_query_count: Some(q.robustness.max(1)),
-        last_member_interval: Some(cs(q.last_member_interval)),
-        membership_interval: Some(rob * qi + qri),
-        querier_interval: Some(rob * qi + qri / 2),
-        query_interval: Some(qi),
-        query_response_interval: Some(qri),
-        startup_query_interval: Some((qi / 4).max(100)),
-    }
-}
-
-/// The settings in an alias written by [`encode_alias`], if it is one.
-pub fn decode_alias(alias: &str) -> Option<(u32, BridgeSettings)> {
-    let mut words = alias.split_whitespace();
-    if words.next()? != ALIAS_TAG {
-        return None;
-    }
-    let mut bridge = None;
-    let mut s = BridgeSettings::default();
-    for w in words {
-        let (k, v) = w.split_once('=')?;
-        let n: u64 = v.parse().ok()?;
-        let n32 = u32::try_from(n).ok();
-        match k {
-            "br" => bridge = n32,
-            "snoop" => s.snooping = Some(n != 0),
-            "querier" => s.querier = Some(n != 0),
-            "ver" => s.igmp_version = u8::try_from(n).ok(),
-            "lmc" => s.last_member_count = n32,
-            "sqc" => s.startup_query_count = n32,
-            "lmi" => s.last_member_interval = Some(n),
-            "mi" => s.membership_interval = Some(n),
-            "qri" => s.query_response_interval = Some(n),
-            "qrii" => s.querier_interval = Some(n),
-            "qi" => s.query_interval = Some(n),
-            "sqi" => s.startup_query_interval = Some(n),
-            _ => return None,
-        }
-    }
-    Some((bridge?, s))
-}
-
-/// The alias recording bridge `bridge`'s settings before mcgate changed them.
-pub fn encode_alias(bridge: u32, s: &BridgeSettings) -> String {
-    let mut out = format!("{ALIAS_TAG} br={bridge}");
-    let mut put = |k: &str, v: Option<u64>| {
-        if let Some(v) = v {
-            out.push_str(&format!(" {k}={v}"));
-        }
-    };
-    put("snoop", s.snooping.map(u64::from));
-    put("querier", s.querier.map(u64::from));
-    put("ver", s.igmp_version.map(u64::from));
-    put("lmc", s.last_member_count.map(u64::from));
-    put("sqc", s.startup_query_count.map(u64::from));
-    put("lmi", s.last_member_interval);
-    put("mi", s.membership_interval);
-    put("qri", s.query_response_interval);
-    put("qrii", s.querier_interval);
-    put("qi", s.query_interval);
-    put("sqi", s.startup_query_interval);
-    out
-}
-
-/// Removes the VXLAN devices a predecessor left (killed before it could clean up) and
-/// puts back the bridge settings recorded in their aliases. Returns the names removed.
-/// Safe to call in any data plane mode: a stale device would hold UDP 4789.
-pub fn sweep_stale(nl: &mut Netlink) -> Result<Vec<String>, Error> {
-    let stale = VxlanDevice::find_stale(nl, DEVICE_PREFIX)?;
-    let mut restored = BTreeSet::new();
-    for l in &stale {
-        if let Some((bridge, settings)) = l.alias.as_deref().and_then(decode_alias)
-            && restored.insert(bridge)
-        {
-            match nl.set_bridge_settings(bridge, &settings) {
-                Ok(()) => tracing::info!(
-                    bridge,
-                    "restored the bridge multicast settings a previous agent recorded"
-                ),
-                Err(e) => tracing::warn!(bridge, error = %e, "cannot restore bridge settings"),
-            }
-        }
-    }
-    VxlanDevice::remove_stale(nl, DEVICE_PREFIX)
-}
-
-/// What the kernel data plane needs to start.
-#[derive(Debug, Clone)]
-pub struct KernelPlaneConfig {
-    /// The local VXLAN endpoint (underlay address and UDP port).
-    pub underlay: SocketAddrV4,
-    /// MTU of the underlay interface.
-    pub underlay_mtu: usize,
-    /// Index of the interface holding the underlay address.
-    pub underlay_ifindex: Option<u32>,
-}
-
-/// One domain's device, for `/v1/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DeviceStatus {
-    /// Device name (`mcgvx<vni>`).
-    pub name: String,
-    /// VNI.
-    pub vni: u32,
-    /// Remote memberships programmed (one per group and remote host).
-    pub memberships: usize,
-    /// Groups handed to the device by the bridge.
-    pub groups: usize,
-    /// The device's counters.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Packets received (decapsulated).
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames with no destination (see the kernel data plane docs).
-    pub tx_dropped: u64,
-}
-
-/// The kernel data plane's state, for `/v1/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelStatus {
-    /// The host bridge the devices are ports of, once known.
-    pub bridge: Option<String>,
-    /// Whether the bridge's snooping and querier are set up.
-    pub bridge_querier: bool,
-    /// IGMP version of the bridge's querier.
-    pub igmp_version: Option<u8>,
-    /// One entry per domain.
-    pub devices: Vec<DeviceStatus>,
-    /// Reconciliations done.
-    pub reconciles: u64,
-    /// Table changes the kernel refused (retried every second).
-    pub failures: u64,
-    /// The last refusal, if the tables are not in step now.
-    pub last_error: Option<String>,
-    /// Stale devices removed at start.
-    pub stale_removed: Vec<String>,
-}
-
-enum Command {
-    Table(Arc<ForwardingTable>),
-    Links(Vec<LinkSpec>),
-    Mtu(usize),
-    Querier(QuerierSettings),
-    Static(BTreeSet<(String, Ipv4Addr)>),
-    Shutdown,
-}
-
-/// The running kernel data plane: a handle on its thread.
-pub struct KernelPlane {
-    tx: Sender<Command>,
-    stats: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for KernelPlane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelPlane").finish_non_exhaustive()
-    }
-}
-
-impl KernelPlane {
-    /// Opens netlink, sweeps what a crashed predecessor left, and starts the thread.
-    pub fn start(config: KernelPlaneConfig) -> Result<Self, Error> {
-        let mut nl = Netlink::open()?;
-        let stale = sweep_stale(&mut nl)?;
-        if !stale.is_empty() {
-            tracing::info!(devices = ?stale, "removed VXLAN devices a previous agent left");
-        }
-        let stats = Arc::new(Mutex::new((
-            DataplaneStats {
-                name: "kernel",
-                underlay_mtu: config.underlay_mtu,
-                ..DataplaneStats::default()
-            },
-            KernelStatus {
-                stale_removed: stale,
-                ..KernelStatus::default()
-            },
-        )));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let published = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("mcgate-kernel".into())
-            .spawn(move || Worker::new(nl, config, rx, published).run())
-            .map_err(|e| Error::Io {
-                op: "start the kernel data plane thread".into(),
-                source: e,
-            })?;
-        Ok(Self {
-            tx,
-            stats,
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// The kernel-specific state.
-    pub fn status(&self) -> KernelStatus {
-        match self.stats.lock() {
-            Ok(s) => s.1.clone(),
-            Err(p) => p.into_inner().1.clone(),
-        }
-    }
-}
-
-impl Dataplane for KernelPlane {
-    fn name(&self) -> &'static str {
-        "kernel"
-    }
-
-    fn set_table(&self, table: Arc<ForwardingTable>) {
-        let _ = self.tx.send(Command::Table(table));
-    }
-
-    fn set_links(&self, links: Vec<LinkSpec>) {
-        let _ = self.tx.send(Command::Links(links));
-    }
-
-    fn set_underlay_mtu(&self, mtu: usize) {
-        let _ = self.tx.send(Command::Mtu(mtu));
-    }
-
-    fn set_querier(&self, settings: QuerierSettings) {
-        let _ = self.tx.send(Command::Querier(settings));
-    }
-
-    fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {
-        let _ = self.tx.send(Command::Static(members));
-    }
-
-    fn stats(&self) -> DataplaneStats {
-        match self.stats.lock() {
-            Ok(s) => s.0.clone(),
-            Err(p) => p.into_inner().0.clone(),
-        }
-    }
-
-    fn kernel_status(&self) -> Option<KernelStatus> {
-        Some(self.status())
-    }
-
-    fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown);
-        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for KernelPlane {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
 
 /// The bridge the devices sit on.
 struct Bridge {
@@ -376,7 +51,7 @@ struct Domain {
     mtu_managed: bool,
 }
 
-struct Worker {
+pub(super) struct Worker {
     nl: Netlink,
     config: KernelPlaneConfig,
     cmds: Receiver<Command>,
@@ -412,7 +87,7 @@ fn add(a: &mut DeviceStats, b: &DeviceStats) {
 }
 
 impl Worker {
-    fn new(
+    pub(super) fn new(
         nl: Netlink,
         config: KernelPlaneConfig,
         cmds: Receiver<Command>,
@@ -440,7 +115,7 @@ impl Worker {
         }
     }
 
-    fn run(mut self) {
+    pub(super) fn run(mut self) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -890,60 +565,5 @@ impl Worker {
                 ..status
             },
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn querier_settings_become_bridge_settings() {
-        let q = QuerierSettings {
-            version: 2,
-            robustness: 2,
-            query_interval: Duration::from_secs(20),
-            query_response_interval: Duration::from_secs(2),
-            last_member_interval: Duration::from_millis(300),
-            last_member_count: 2,
-        };
-        let b = bridge_settings(&q);
-        assert_eq!(b.igmp_version, Some(2));
-        assert_eq!(b.query_interval, Some(2000));
-        assert_eq!(b.query_response_interval, Some(200));
-        assert_eq!(b.last_member_interval, Some(30));
-        // RFC 3376 8.4: robustness * query interval + query response interval.
-        assert_eq!(b.membership_interval, Some(4200));
-        // 8.5: robustness * query interval + query response interval / 2.
-        assert_eq!(b.querier_interval, Some(4100));
-        assert_eq!(b.startup_query_interval, Some(500));
-        assert_eq!((b.snooping, b.querier), (Some(true), Some(true)));
-        // The kernel's minimum query interval is 1 s; v1 queriers do not exist here.
-        let tiny = bridge_settings(&QuerierSettings {
-            version: 1,
-            query_interval: Duration::from_millis(10),
-            ..q
-        });
-        assert_eq!(tiny.query_interval, Some(100));
-        assert_eq!(tiny.igmp_version, Some(3));
-    }
-
-    #[test]
-    fn aliases_round_trip_and_foreign_ones_are_ignored() {
-        let s = BridgeSettings {
-            snooping: Some(false),
-            querier: Some(false),
-            igmp_version: Some(2),
-            last_member_count: Some(2),
-            query_interval: Some(12_500),
-            ..BridgeSettings::default()
-        };
-        let a = encode_alias(7, &s);
-        assert!(a.len() < 256, "{a}");
-        assert_eq!(decode_alias(&a), Some((7, s)));
-        assert_eq!(decode_alias("my alias"), None);
-        assert_eq!(decode_alias("mcgate-bridge snoop=1"), None); // no bridge
-        assert_eq!(decode_alias("mcgate-bridge br=3 bogus=1"), None);
-        assert_eq!(decode_alias("mcgate-bridge br=x"), None);
     }
 }
