@@ -143,6 +143,14 @@ pub trait Dataplane: Send + Sync {
     fn stats(&self) -> DataplaneStats;
     /// Stops forwarding and waits for the threads to end.
     fn shutdown(&self);
+    /// Stops like [`shutdown`](Self::shutdown) but leaves what keeps forwarding without
+    /// this process in place for a successor (graceful restart: an upgrade). The kernel
+    /// data plane leaves its devices, tables and bridge settings, which the next agent
+    /// takes over; the userspace relay forwards nothing without its process and just
+    /// stops.
+    fn detach(&self) {
+        self.shutdown();
+    }
 }
 
 impl dyn Dataplane {

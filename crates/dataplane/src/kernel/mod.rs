@@ -58,6 +58,7 @@
 pub mod alias;
 mod bridge_querier;
 mod error;
+mod host_port;
 mod inspect;
 mod link_msg;
 mod links;
@@ -73,6 +74,7 @@ mod status;
 mod vxlan;
 
 pub use error::Error;
+pub use host_port::{FILTER_PRIORITY, ROUTER_ONLY, clsact_drops, has_filter};
 pub use inspect::{Inspection, inspect};
 pub use link_msg::{BridgeMulticast, BridgeSettings, DeviceStats, LinkInfo, VxlanLinkData};
 pub use mdb::{BridgeMdb, DomainReconcile, DomainTables, MAX_ERRORS, ReconcileStats, VxlanMdb};

@@ -42,4 +42,10 @@ pub struct KernelStatus {
     pub last_error: Option<String>,
     /// Stale devices removed at start.
     pub stale_removed: Vec<String>,
+    /// Devices a previous agent left that this one took over at start (graceful
+    /// restart): their tables kept forwarding while the agent relearned its state.
+    pub adopted: Vec<String>,
+    /// Whether the adopted tables are still held as found, waiting for the agent's
+    /// first forwarding table with a domain in it.
+    pub holding_previous_tables: bool,
 }

@@ -30,6 +30,8 @@ use mcgate_domain::forwarding::ForwardingTable;
 pub use super::alias::{decode_alias, encode_alias};
 pub use super::bridge_querier::bridge_settings;
 pub use super::status::{DeviceStatus, KernelStatus};
+mod adopt;
+mod host_ports;
 mod worker;
 
 use self::worker::Worker;
@@ -81,7 +83,10 @@ pub(crate) enum Command {
     Mtu(usize),
     Querier(QuerierSettings),
     Static(BTreeSet<(String, Ipv4Addr)>),
+    /// Stop, taking everything down.
     Shutdown,
+    /// Stop, leaving every table in the kernel for a successor (graceful restart).
+    Detach,
 }
 
 /// The running kernel data plane: a handle on its thread.
@@ -98,12 +103,17 @@ impl std::fmt::Debug for KernelPlane {
 }
 
 impl KernelPlane {
-    /// Opens netlink, sweeps what a crashed predecessor left, and starts the thread.
+    /// Opens netlink, takes over the devices a predecessor left (graceful restart, see
+    /// [`adopt`]) and starts the thread.
     pub fn start(config: KernelPlaneConfig) -> Result<Self, Error> {
         let mut nl = Netlink::open()?;
-        let stale = sweep_stale(&mut nl)?;
-        if !stale.is_empty() {
-            tracing::info!(devices = ?stale, "removed VXLAN devices a previous agent left");
+        let adopted = adopt::adopt_previous(&mut nl, &config)?;
+        if !adopted.removed.is_empty() {
+            tracing::info!(devices = ?adopted.removed, "removed VXLAN devices a previous agent left");
+        }
+        let names: Vec<String> = adopted.devices.iter().map(|d| d.name.clone()).collect();
+        if !names.is_empty() {
+            tracing::info!(devices = ?names, "took over the VXLAN devices a previous agent left; the kernel forwards by their tables until the controller's state arrives");
         }
         let stats = Arc::new(Mutex::new((
             DataplaneStats {
@@ -112,7 +122,8 @@ impl KernelPlane {
                 ..DataplaneStats::default()
             },
             KernelStatus {
-                stale_removed: stale,
+                stale_removed: adopted.removed.clone(),
+                adopted: names,
                 ..KernelStatus::default()
             },
         )));
@@ -120,7 +131,7 @@ impl KernelPlane {
         let published = stats.clone();
         let thread = std::thread::Builder::new()
             .name("mcgate-kernel".into())
-            .spawn(move || Worker::new(nl, config, rx, published).run())
+            .spawn(move || Worker::new(nl, config, rx, published, adopted).run())
             .map_err(|e| Error::Io {
                 op: "start the kernel data plane thread".into(),
                 source: e,
@@ -182,8 +193,18 @@ impl Dataplane for KernelPlane {
         self
     }
 
+    fn detach(&self) {
+        self.stop(Command::Detach);
+    }
+
     fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown);
+        self.stop(Command::Shutdown);
+    }
+}
+
+impl KernelPlane {
+    fn stop(&self, how: Command) {
+        let _ = self.tx.send(how);
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(h) = handle {
             let _ = h.join();

@@ -16,12 +16,16 @@ use super::super::membership::RemoteMembership;
 use super::super::plan::plan;
 use super::super::socket::Netlink;
 use super::super::vxlan::{VxlanConfig, VxlanDevice};
+use super::adopt::Adopted;
+use super::host_ports::HostPorts;
 use super::{
-    Command, DeviceStatus, KernelPlaneConfig, KernelStatus, QuerierSettings, VXLAN_OVERHEAD,
-    bridge_settings, encode_alias,
+    Command, KernelPlaneConfig, KernelStatus, QuerierSettings, VXLAN_OVERHEAD, bridge_settings,
+    encode_alias,
 };
 use crate::LinkSpec;
-use crate::counters::{Counter, DataplaneStats, DropReason};
+use crate::counters::DataplaneStats;
+
+mod publish;
 
 /// How often counters are read and refused changes retried.
 const TICK: Duration = Duration::from_secs(1);
@@ -40,6 +44,9 @@ struct Bridge {
     mtu: Option<u32>,
     /// The querier settings applied (None: not yet).
     applied: Option<QuerierSettings>,
+    /// Snooping and the bridge's own querier were already on when first seen (a
+    /// previous agent's): no start-up blackout to avoid, and none to cause.
+    querier_running: bool,
 }
 
 struct Domain {
@@ -65,6 +72,8 @@ pub(super) struct Worker {
     statics: BTreeSet<(String, Ipv4Addr)>,
     /// Permanent bridge entries on task ports, per port, as last programmed.
     port_entries: BTreeMap<u32, BTreeSet<Ipv4Addr>>,
+    /// Task ports made host ports.
+    host_ports: HostPorts,
     /// Counters of devices already deleted, so totals never go backwards.
     retired: DeviceStats,
     dirty: bool,
@@ -73,17 +82,10 @@ pub(super) struct Worker {
     failures: u64,
     last_error: Option<String>,
     warned_no_bridge: bool,
-}
-
-fn add(a: &mut DeviceStats, b: &DeviceStats) {
-    a.rx_packets += b.rx_packets;
-    a.tx_packets += b.tx_packets;
-    a.rx_bytes += b.rx_bytes;
-    a.tx_bytes += b.tx_bytes;
-    a.rx_errors += b.rx_errors;
-    a.tx_errors += b.tx_errors;
-    a.rx_dropped += b.rx_dropped;
-    a.tx_dropped += b.tx_dropped;
+    /// The bridge (and its settings before mcgate) a previous agent recorded.
+    adopted_bridge: Option<(u32, BridgeSettings)>,
+    /// Adopted tables are held as found until the table names a domain.
+    holding: bool,
 }
 
 impl Worker {
@@ -92,8 +94,25 @@ impl Worker {
         config: KernelPlaneConfig,
         cmds: Receiver<Command>,
         published: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
+        adopted: Adopted,
     ) -> Self {
+        let on_bridge = |b: u32| config.underlay_ifindex == Some(b);
+        let domains: BTreeMap<u32, Domain> = adopted
+            .devices
+            .into_iter()
+            .map(|dev| {
+                let d = Domain {
+                    tables: DomainTables::new(&dev),
+                    mtu_managed: on_bridge(dev.bridge_ifindex),
+                    dev,
+                    programmed: None,
+                };
+                (d.dev.vni, d)
+            })
+            .collect();
         Self {
+            holding: !domains.is_empty(),
+            adopted_bridge: adopted.bridge,
             nl,
             config,
             cmds,
@@ -102,9 +121,10 @@ impl Worker {
             links: Vec::new(),
             querier: QuerierSettings::default(),
             bridge: None,
-            domains: BTreeMap::new(),
+            domains,
             statics: BTreeSet::new(),
             port_entries: BTreeMap::new(),
+            host_ports: HostPorts::default(),
             retired: DeviceStats::default(),
             dirty: false,
             tables: 0,
@@ -124,7 +144,7 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(Command::Shutdown),
             };
-            let mut stop = false;
+            let mut stop = None;
             let mut cmds: Vec<Command> = first.into_iter().collect();
             cmds.extend(std::iter::from_fn(|| self.cmds.try_recv().ok()));
             for cmd in cmds {
@@ -154,12 +174,19 @@ impl Worker {
                             self.dirty = true;
                         }
                     }
-                    Command::Shutdown => stop = true,
+                    Command::Shutdown => stop = Some(true),
+                    Command::Detach => stop = Some(false),
                 }
             }
-            if stop {
-                self.teardown();
-                return;
+            match stop {
+                Some(true) => return self.teardown(),
+                Some(false) => {
+                    tracing::info!(
+                        "detached: the kernel keeps forwarding by the tables left for the next agent"
+                    );
+                    return self.publish();
+                }
+                None => {}
             }
             if self.dirty {
                 self.dirty = false;
@@ -234,7 +261,11 @@ impl Worker {
             self.teardown();
         }
         if self.bridge.is_none() {
-            let original = found.bridge.map(|b| b.settings).unwrap_or_default();
+            let original = match self.adopted_bridge.take() {
+                Some((b, recorded)) if b == found.ifindex => recorded,
+                _ => found.bridge.map(|b| b.settings).unwrap_or_default(),
+            };
+            let querier_running = found.bridge.is_some_and(|b| b.snooping && b.own_querier);
             tracing::info!(
                 bridge = %found.name,
                 snooping = ?original.snooping,
@@ -247,9 +278,24 @@ impl Worker {
                 original,
                 mtu: found.mtu,
                 applied: None,
+                querier_running,
             });
         }
         self.apply_querier()?;
+        if self.holding && !self.table.domains().is_empty() {
+            tracing::info!(
+                "the controller's state arrived; reconciling the tables a previous agent left"
+            );
+            self.holding = false;
+        }
+        if self.holding {
+            // Graceful restart: the kernel forwards by the previous agent's tables.
+            let guarded = self
+                .host_ports
+                .sync(&mut self.nl, found.ifindex, &self.links);
+            self.publish();
+            return guarded;
+        }
 
         let wanted = plan(&self.table);
         let gone: Vec<u32> = self
@@ -306,6 +352,12 @@ impl Worker {
             }
         }
         if let Err(e) = self.sync_static_ports() {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self
+            .host_ports
+            .sync(&mut self.nl, found.ifindex, &self.links)
+        {
             first_error.get_or_insert(e);
         }
         self.publish();
@@ -378,7 +430,7 @@ impl Worker {
             return Ok(());
         }
         let want = bridge_settings(&self.querier);
-        if b.applied.is_none() {
+        if b.applied.is_none() && !b.querier_running {
             // Turn the querier on with a short response interval so that the bridge
             // counts it as present after 1 s, then set the domain's (see the const).
             self.nl.set_bridge_settings(
@@ -456,14 +508,9 @@ impl Worker {
         }
     }
 
-    fn retire(&mut self, d: &Domain) {
-        if let Ok(s) = d.dev.stats(&mut self.nl) {
-            add(&mut self.retired, &s);
-        }
-    }
-
     /// Removes every device and puts the bridge's settings back.
     fn teardown(&mut self) {
+        self.host_ports.release(&mut self.nl);
         if let Some(b) = self.bridge.as_ref().map(|b| b.ifindex) {
             let ports: Vec<u32> = std::mem::take(&mut self.port_entries)
                 .into_iter()
@@ -498,72 +545,5 @@ impl Worker {
             }
         }
         self.publish();
-    }
-
-    fn publish(&mut self) {
-        let mut total = self.retired;
-        let mut devices = Vec::new();
-        for (vni, d) in &self.domains {
-            let s = d.dev.stats(&mut self.nl).unwrap_or_default();
-            add(&mut total, &s);
-            devices.push(DeviceStatus {
-                name: d.dev.name.clone(),
-                vni: *vni,
-                memberships: d.programmed.as_ref().map_or(0, BTreeSet::len),
-                groups: d.programmed.as_ref().map_or(0, |m| {
-                    m.iter()
-                        .map(|x| x.group)
-                        .collect::<BTreeSet<Ipv4Addr>>()
-                        .len()
-                }),
-                tx_packets: s.tx_packets,
-                tx_bytes: s.tx_bytes,
-                rx_packets: s.rx_packets,
-                rx_bytes: s.rx_bytes,
-                tx_dropped: s.tx_dropped,
-            });
-        }
-        let mut stats = DataplaneStats {
-            name: "kernel",
-            underlay_mtu: self.config.underlay_mtu,
-            tunnel_rx: Counter {
-                packets: total.rx_packets,
-                bytes: total.rx_bytes,
-            },
-            tunnel_tx: Counter {
-                packets: total.tx_packets,
-                bytes: total.tx_bytes,
-            },
-            tables_installed: self.tables,
-            ..DataplaneStats::default()
-        };
-        stats.drops.add(DropReason::NoMembers, total.tx_dropped);
-        stats.drops.add(DropReason::SendError, total.tx_errors);
-        stats.drops.add(DropReason::QueueFull, total.rx_dropped);
-        let status = KernelStatus {
-            bridge: self.bridge.as_ref().map(|b| b.name.clone()),
-            bridge_querier: self.bridge.as_ref().is_some_and(|b| b.applied.is_some()),
-            igmp_version: self
-                .bridge
-                .as_ref()
-                .and_then(|b| b.applied.map(|q| q.version)),
-            devices,
-            reconciles: self.reconciles,
-            failures: self.failures,
-            last_error: self.last_error.clone(),
-            stale_removed: Vec::new(),
-        };
-        let mut g = match self.published.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let stale = std::mem::take(&mut g.1.stale_removed);
-        *g = (
-            stats,
-            KernelStatus {
-                stale_removed: stale,
-                ..status
-            },
-        );
     }
 }
