@@ -15,6 +15,7 @@
 
 pub mod choose;
 pub mod counters;
+pub mod fuzzing;
 pub mod inspect;
 pub mod kernel;
 pub mod querier;

@@ -58,14 +58,14 @@
 pub mod alias;
 mod bridge_querier;
 mod error;
-mod host_port;
+pub(crate) mod host_port;
 mod inspect;
-mod link_msg;
+pub(crate) mod link_msg;
 mod links;
 mod mdb;
-mod mdb_msg;
+pub(crate) mod mdb_msg;
 mod membership;
-mod nl;
+pub(crate) mod nl;
 pub mod plan;
 pub mod plane;
 mod probe;
