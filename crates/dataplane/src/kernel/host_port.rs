@@ -15,9 +15,9 @@
 //!   statistics, read back by [`Netlink::host_port_drops`].
 //!
 //! Classic BPF needs no compiler, no maps and no `bpf()` call: the kernel converts it,
-//! and a task's every packet costs a handful of instructions (two for anything that is
-//! not IGMP or PIM). No tc action module is needed either: the program's return value
-//! is the verdict (`TC_ACT_SHOT` or `TC_ACT_UNSPEC`, "carry on").
+//! and a task's every packet costs a handful of instructions (six at most for anything
+//! that is not IGMP or PIM). No tc action module is needed either: the program's return
+//! value is the verdict (`TC_ACT_SHOT` or `TC_ACT_UNSPEC`, "carry on").
 //!
 //! Messages are built with `netlink-packet-route`'s tc and link types and sent on the
 //! plane's own socket.

@@ -23,6 +23,7 @@
 
 pub mod checksum;
 pub mod decide;
+mod execute;
 mod worker;
 
 use std::io::{PipeWriter, Write};

@@ -21,9 +21,9 @@ use mcgate_wire::vxlan;
 use super::Command;
 use super::checksum::{complete_checksum, complete_partial_udp};
 use super::decide::{self, Plan};
+use super::execute::{Queues, execute};
 use crate::LinkSpec;
 use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
-use crate::inspect::McastFrame;
 
 /// Receive slot size: room for a 9000-byte jumbo frame plus the VXLAN header.
 const SLOT: usize = 9216 + 64;
@@ -31,8 +31,6 @@ const SLOT: usize = 9216 + 64;
 const GRO_SLOT: usize = 65536;
 /// Batches taken from one socket before looking at the others (fairness).
 const BATCHES_PER_WAKE: usize = 8;
-/// Groups with their own counters; traffic to more groups is counted under 0.0.0.0.
-const MAX_TRACKED_GROUPS: usize = 4096;
 /// How often the counters are published for readers.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 /// How long a link whose capture failed is left out of the poll set.
@@ -42,7 +40,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Socket buffers: deep enough to ride out a scheduling hiccup at line rate.
 const CAPTURE_RCVBUF: usize = 8 << 20;
 
-struct LinkSlot {
+pub(super) struct LinkSlot {
     spec: LinkSpec,
     /// Captures what local containers send (each frame behind a `virtio_net_hdr`).
     sock: PacketSocket,
@@ -50,7 +48,7 @@ struct LinkSlot {
     tx: PacketSocket,
     counters: LinkCounters,
     /// Frames of the current batch to deliver on this link.
-    pending: Vec<Part>,
+    pub(super) pending: Vec<Part>,
     /// Not polled until then, after a capture error.
     paused_until: Option<Instant>,
 }
@@ -89,18 +87,6 @@ pub(super) struct Worker {
     published: Arc<Mutex<DataplaneStats>>,
     last_publish: Instant,
     last_retry: Instant,
-}
-
-fn group_counters(
-    groups: &mut HashMap<Ipv4Addr, GroupCounters>,
-    group: Ipv4Addr,
-) -> &mut GroupCounters {
-    let key = if groups.len() >= MAX_TRACKED_GROUPS && !groups.contains_key(&group) {
-        Ipv4Addr::UNSPECIFIED
-    } else {
-        group
-    };
-    groups.entry(key).or_default()
 }
 
 impl Worker {
@@ -558,48 +544,6 @@ impl Worker {
             Ok(mut s) => *s = stats,
             Err(p) => *p.into_inner() = stats,
         }
-    }
-}
-
-/// Where a plan's sends are queued and counted (fields of the worker that the receive
-/// batch being read does not borrow).
-struct Queues<'a> {
-    groups: &'a mut HashMap<Ipv4Addr, GroupCounters>,
-    drops: &'a mut Drops,
-    tunnel_tx: &'a mut Vec<TunnelTx>,
-    links: &'a mut [LinkSlot],
-}
-
-/// Queues the sends of `plan` for frame `m` (at `part` of the batch) and counts them;
-/// `captured`: it came from a local link (else from the tunnel).
-fn execute(plan: &Plan, q: Queues<'_>, m: &McastFrame, part: Part, captured: bool) {
-    let g = group_counters(q.groups, m.group);
-    if captured {
-        g.rx_local.add(m.len);
-    } else {
-        g.rx_tunnel.add(m.len);
-    }
-    let mut header = [0u8; vxlan::HEADER_LEN];
-    for t in &plan.tunnel {
-        vxlan::emit_header(&mut header, t.vni);
-        q.tunnel_tx.push(TunnelTx {
-            dst: t.dst,
-            header,
-            part,
-        });
-        g.tx_tunnel.add(m.len);
-    }
-    for &out in &plan.deliver {
-        if let Some(slot) = q.links.get_mut(out) {
-            slot.pending.push(part);
-            g.tx_local.add(m.len);
-        }
-    }
-    g.drops.add(DropReason::TooBig, plan.too_big);
-    q.drops.add(DropReason::TooBig, plan.too_big);
-    if let Some(reason) = plan.dropped {
-        g.drops.add(reason, 1);
-        q.drops.add(reason, 1);
     }
 }
 
