@@ -1,15 +1,14 @@
 //! RTM_*LINK messages: create a VXLAN device, set bridge-port flags, bring a device up,
-//! delete it, look it up, and parse what the kernel says about a link.
+//! delete it, look it up, and parse what the kernel says about a link. Replies are
+//! parsed with `netlink-packet-route`; requests are built here (the bridge-port
+//! `multicast_router` one in `host_port` with that crate too).
 //!
 //! Layouts: `struct ifinfomsg` (16 bytes: u8 family, u8 pad, u16 type, i32 index,
 //! u32 flags, u32 change) then `IFLA_*` attributes (`include/uapi/linux/if_link.h`).
 
 use std::net::Ipv4Addr;
 
-use super::nl::{
-    self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, read_ipv4, read_str,
-    read_u32, read_u64,
-};
+use super::nl::{self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::socket::REQ_ACK;
 
 pub(crate) const RTM_NEWLINK: u16 = 16;
@@ -50,10 +49,6 @@ const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
 const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
 const IFLA_BR_MCAST_STARTUP_QUERY_INTVL: u16 = 35;
 const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
-const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
-const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
-const BRIDGE_QUERIER_IP_PORT: u16 = 2;
-const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
 
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
@@ -354,104 +349,108 @@ pub struct DeviceStats {
     pub tx_dropped: u64,
 }
 
-/// Parses an RTM_NEWLINK payload. Returns `Err` on a malformed layout.
+/// Parses an RTM_NEWLINK payload with `netlink-packet-route`. Returns `Err` on a
+/// malformed layout.
 pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
-    if payload.len() < 16 {
-        return Err(format!("ifinfomsg needs 16 bytes, got {}", payload.len()));
-    }
+    use netlink_packet_route::link::LinkAttribute as A;
+    use netlink_packet_route::link::{LinkFlags, LinkMessage};
+
+    let msg = <LinkMessage as netlink_packet_core::Parseable<[u8]>>::parse(payload)
+        .map_err(|e| format!("RTM_NEWLINK: {e}"))?;
+    // The crate reads a short IFLA_STATS64 as zeros: keep only a whole one (the eight
+    // counters used here), rather than report counters that went back to zero.
+    let whole_stats = nl::attrs(payload.get(16..).unwrap_or(&[]))
+        .flatten()
+        .any(|(t, p)| t == IFLA_STATS64 && p.len() >= 64);
     let mut info = LinkInfo {
-        ifindex: read_u32(payload, 4).unwrap_or(0),
-        up: read_u32(payload, 8).unwrap_or(0) & IFF_UP != 0,
+        ifindex: msg.header.index,
+        up: msg.header.flags.contains(LinkFlags::Up),
         ..LinkInfo::default()
     };
-    for a in nl::attrs(payload.get(16..).unwrap_or(&[])) {
-        let (t, p) = a?;
-        match t {
-            IFLA_IFNAME => info.name = read_str(p),
-            IFLA_MTU => info.mtu = read_u32(p, 0),
-            IFLA_MASTER => info.master = read_u32(p, 0),
-            IFLA_IFALIAS => info.alias = Some(read_str(p)).filter(|a| !a.is_empty()),
-            IFLA_STATS64 => info.stats = parse_stats64(p),
-            IFLA_LINKINFO => parse_linkinfo(p, &mut info)?,
+    for a in msg.attributes {
+        match a {
+            A::IfName(n) => info.name = n,
+            A::Mtu(m) => info.mtu = Some(m),
+            A::Controller(m) => info.master = Some(m),
+            A::IfAlias(a) => info.alias = Some(a).filter(|a| !a.is_empty()),
+            A::Stats64(s) if whole_stats => {
+                info.stats = Some(DeviceStats {
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                    rx_errors: s.rx_errors,
+                    tx_errors: s.tx_errors,
+                    rx_dropped: s.rx_dropped,
+                    tx_dropped: s.tx_dropped,
+                });
+            }
+            A::LinkInfo(infos) => parse_linkinfo(infos, &mut info),
             _ => {}
         }
     }
     Ok(info)
 }
 
-fn parse_linkinfo(p: &[u8], info: &mut LinkInfo) -> Result<(), String> {
-    let mut data = None;
-    for a in nl::attrs(p) {
-        let (t, v) = a?;
-        match t {
-            IFLA_INFO_KIND => info.kind = read_str(v),
-            IFLA_INFO_DATA => data = Some(v),
+fn parse_linkinfo(infos: Vec<netlink_packet_route::link::LinkInfo>, info: &mut LinkInfo) {
+    use netlink_packet_route::link::{InfoData, InfoVxlan, LinkInfo as I};
+    for i in infos {
+        match i {
+            I::Kind(k) => info.kind = k.to_string(),
+            I::Data(InfoData::Bridge(attrs)) => info.bridge = Some(bridge_from(attrs)),
+            I::Data(InfoData::Vxlan(attrs)) => {
+                let mut x = VxlanLinkData::default();
+                for a in attrs {
+                    match a {
+                        InfoVxlan::Id(v) => x.vni = Some(v),
+                        InfoVxlan::Local(a) => x.local = Some(a),
+                        InfoVxlan::Port(p) => x.port = Some(p),
+                        InfoVxlan::Link(l) => x.link = Some(l),
+                        InfoVxlan::Learning(l) => x.learning = Some(l),
+                        _ => {}
+                    }
+                }
+                info.vxlan = Some(x);
+            }
             _ => {}
         }
     }
-    if info.kind == "bridge"
-        && let Some(d) = data
-    {
-        info.bridge = Some(parse_bridge(d)?);
-    }
-    if info.kind == "vxlan"
-        && let Some(d) = data
-    {
-        let mut x = VxlanLinkData::default();
-        for a in nl::attrs(d) {
-            let (t, v) = a?;
-            match t {
-                IFLA_VXLAN_ID => x.vni = read_u32(v, 0),
-                IFLA_VXLAN_LOCAL => x.local = read_ipv4(v),
-                IFLA_VXLAN_PORT => {
-                    x.port = v.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                }
-                IFLA_VXLAN_LINK => x.link = read_u32(v, 0),
-                IFLA_VXLAN_LEARNING => x.learning = v.first().map(|b| *b != 0),
-                _ => {}
-            }
-        }
-        info.vxlan = Some(x);
-    }
-    Ok(())
 }
 
-fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
+fn bridge_from(attrs: Vec<netlink_packet_route::link::InfoBridge>) -> BridgeMulticast {
+    use netlink_packet_route::link::{BridgeQuerierState as Q, InfoBridge as B};
     let mut b = BridgeMulticast::default();
-    for a in nl::attrs(d) {
-        let (t, v) = a?;
-        match t {
-            IFLA_BR_MCAST_SNOOPING => {
-                b.snooping = v.first().is_some_and(|x| *x != 0);
-                b.settings.snooping = Some(b.snooping);
+    let s = &mut b.settings;
+    for a in attrs {
+        match a {
+            B::MulticastSnooping(v) => {
+                b.snooping = v;
+                s.snooping = Some(v);
             }
-            IFLA_BR_MCAST_QUERIER => {
-                b.own_querier = v.first().is_some_and(|x| *x != 0);
-                b.settings.querier = Some(b.own_querier);
+            B::MulticastQuerier(v) => {
+                b.own_querier = v;
+                s.querier = Some(v);
             }
-            IFLA_BR_MCAST_IGMP_VERSION => {
-                b.igmp_version = v.first().copied();
-                b.settings.igmp_version = b.igmp_version;
+            B::MulticastIgmpVersion(v) => {
+                b.igmp_version = Some(v);
+                s.igmp_version = Some(v);
             }
-            IFLA_BR_MCAST_LAST_MEMBER_CNT => b.settings.last_member_count = read_u32(v, 0),
-            IFLA_BR_MCAST_STARTUP_QUERY_CNT => b.settings.startup_query_count = read_u32(v, 0),
-            IFLA_BR_MCAST_LAST_MEMBER_INTVL => b.settings.last_member_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_MEMBERSHIP_INTVL => b.settings.membership_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERIER_INTVL => b.settings.querier_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERY_INTVL => b.settings.query_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL => {
-                b.settings.query_response_interval = read_u64(v, 0)
-            }
-            IFLA_BR_MCAST_STARTUP_QUERY_INTVL => b.settings.startup_query_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERIER_STATE => {
-                for a in nl::attrs(v) {
-                    let (t, v) = a?;
-                    match t {
-                        BRIDGE_QUERIER_IP_ADDRESS => {
-                            b.querier_address = read_ipv4(v).filter(|a| !a.is_unspecified());
+            B::MulticastLastMemberCount(v) => s.last_member_count = Some(v),
+            B::MulticastStartupQueryCount(v) => s.startup_query_count = Some(v),
+            B::MulticastLastMemberInterval(v) => s.last_member_interval = Some(v),
+            B::MulticastMembershipInterval(v) => s.membership_interval = Some(v),
+            B::MulticastQuerierInterval(v) => s.querier_interval = Some(v),
+            B::MulticastQueryInterval(v) => s.query_interval = Some(v),
+            B::MulticastQueryResponseInterval(v) => s.query_response_interval = Some(v),
+            B::MulticastStartupQueryInterval(v) => s.startup_query_interval = Some(v),
+            B::MulticastQuerierState(states) => {
+                for q in states {
+                    match q {
+                        Q::Ipv4Address(a) => {
+                            b.querier_address = Some(a).filter(|a| !a.is_unspecified());
                         }
-                        BRIDGE_QUERIER_IP_PORT => b.querier_port = read_u32(v, 0),
-                        BRIDGE_QUERIER_IP_OTHER_TIMER => b.other_querier_timer = read_u64(v, 0),
+                        Q::Ipv4Port(p) => b.querier_port = Some(p),
+                        Q::Ipv4OtherTimer(t) => b.other_querier_timer = Some(t),
                         _ => {}
                     }
                 }
@@ -459,21 +458,19 @@ fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
             _ => {}
         }
     }
-    Ok(b)
+    b
 }
 
-fn parse_stats64(p: &[u8]) -> Option<DeviceStats> {
-    let f = |i: usize| read_u64(p, i * 8);
-    Some(DeviceStats {
-        rx_packets: f(0)?,
-        tx_packets: f(1)?,
-        rx_bytes: f(2)?,
-        tx_bytes: f(3)?,
-        rx_errors: f(4)?,
-        tx_errors: f(5)?,
-        rx_dropped: f(6)?,
-        tx_dropped: f(7)?,
-    })
+/// The bridge attributes of `IFLA_INFO_DATA` (raw), as [`bridge_from`] reads them.
+#[cfg(test)]
+fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
+    use netlink_packet_core::{NlasIterator, Parseable};
+    let mut attrs = Vec::new();
+    for nla in NlasIterator::new(d) {
+        let nla = nla.map_err(|e| e.to_string())?;
+        attrs.push(netlink_packet_route::link::InfoBridge::parse(&nla).map_err(|e| e.to_string())?);
+    }
+    Ok(bridge_from(attrs))
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! Unit tests of `link_msg.rs`.
 
 use super::*;
+
+// Attributes only replies carry (the parser reads them through netlink-packet-route).
+const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
+const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
+const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
 use crate::kernel::nl::NLA_F_NESTED;
 
 fn hdr(len: u32, ty: u16, flags: u16, seq: u32) -> Vec<u8> {

@@ -219,13 +219,6 @@ pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-pub(crate) fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
-    let b = buf.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    Some(u64::from_ne_bytes(a))
-}
-
 pub(crate) fn read_ipv4(payload: &[u8]) -> Option<Ipv4Addr> {
     let b: [u8; 4] = payload.try_into().ok()?;
     Some(Ipv4Addr::from(b))
