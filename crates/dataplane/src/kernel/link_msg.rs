@@ -1,12 +1,19 @@
 //! RTM_*LINK messages: create a VXLAN device, set bridge-port flags, bring a device up,
-//! delete it, look it up, and parse what the kernel says about a link. Replies are
-//! parsed with `netlink-packet-route`; requests are built here (the bridge-port
-//! `multicast_router` one in `host_port` with that crate too).
+//! delete it, look it up, and parse what the kernel says about a link. Requests and
+//! replies go through `netlink-packet-route`'s types; the bridge-port attributes it
+//! has no variant for are its `DefaultNla`s.
 //!
 //! Layouts: `struct ifinfomsg` (16 bytes: u8 family, u8 pad, u16 type, i32 index,
 //! u32 flags, u32 change) then `IFLA_*` attributes (`include/uapi/linux/if_link.h`).
 
 use std::net::Ipv4Addr;
+
+use netlink_packet_core::{DefaultNla, Emitable};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::link::{
+    InfoBridge, InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkHeader,
+    LinkInfo as LinkInfoAttr, LinkMessage, LinkProtoInfoBridge,
+};
 
 use super::nl::{self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::socket::REQ_ACK;
@@ -16,39 +23,9 @@ pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_SETLINK: u16 = 19;
 
-const AF_UNSPEC: u8 = 0;
 pub(crate) const AF_BRIDGE: u8 = 7;
-const IFF_UP: u32 = 0x1;
 
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MTU: u16 = 4;
-const IFLA_MASTER: u16 = 10;
-const IFLA_PROTINFO: u16 = 12;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_IFALIAS: u16 = 20;
 const IFLA_STATS64: u16 = 23;
-
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-
-const IFLA_VXLAN_ID: u16 = 1;
-const IFLA_VXLAN_LINK: u16 = 3;
-const IFLA_VXLAN_LOCAL: u16 = 4;
-const IFLA_VXLAN_TTL: u16 = 5;
-const IFLA_VXLAN_LEARNING: u16 = 7;
-const IFLA_VXLAN_PORT: u16 = 15;
-
-const IFLA_BR_MCAST_SNOOPING: u16 = 23;
-const IFLA_BR_MCAST_QUERIER: u16 = 25;
-const IFLA_BR_MCAST_LAST_MEMBER_CNT: u16 = 28;
-const IFLA_BR_MCAST_STARTUP_QUERY_CNT: u16 = 29;
-const IFLA_BR_MCAST_LAST_MEMBER_INTVL: u16 = 30;
-const IFLA_BR_MCAST_MEMBERSHIP_INTVL: u16 = 31;
-const IFLA_BR_MCAST_QUERIER_INTVL: u16 = 32;
-const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
-const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
-const IFLA_BR_MCAST_STARTUP_QUERY_INTVL: u16 = 35;
-const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
 
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
@@ -70,44 +47,60 @@ pub(crate) struct VxlanSpec<'a> {
     pub master_ifindex: Option<u32>,
 }
 
-fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0] = family;
-    h[4..8].copy_from_slice(&index.to_ne_bytes());
-    h[8..12].copy_from_slice(&flags.to_ne_bytes());
-    h[12..16].copy_from_slice(&change.to_ne_bytes());
-    h
+/// A request carrying `msg` (struct ifinfomsg and attributes, emitted by
+/// `netlink-packet-route`).
+fn link_request(msg_type: u16, flags: u16, msg: &LinkMessage) -> MsgBuilder {
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.emit(&mut buf);
+    let mut m = MsgBuilder::new(msg_type, flags);
+    m.header(&buf);
+    m
+}
+
+/// A link message about device `index` (0: none) of address family `family`.
+fn link_message(family: AddressFamily, index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header = LinkHeader {
+        interface_family: family,
+        index,
+        ..LinkHeader::default()
+    };
+    msg.attributes = attributes;
+    msg
 }
 
 /// RTM_NEWLINK creating a VXLAN device, down, already enslaved to the bridge so that no
 /// frame can cross it before its port flags are set.
 pub(crate) fn new_vxlan(spec: &VxlanSpec<'_>) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK | NLM_F_CREATE | NLM_F_EXCL);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m.attr_str(IFLA_IFNAME, spec.name);
+    let mut attrs = vec![LinkAttribute::IfName(spec.name.to_string())];
     if let Some(mtu) = spec.mtu {
-        m.attr_u32(IFLA_MTU, mtu);
+        attrs.push(LinkAttribute::Mtu(mtu));
     }
     if let Some(master) = spec.master_ifindex {
-        m.attr_u32(IFLA_MASTER, master);
+        attrs.push(LinkAttribute::Controller(master));
     }
-    let info = m.begin_nest(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "vxlan");
-    let data = m.begin_nest(IFLA_INFO_DATA);
-    m.attr_u32(IFLA_VXLAN_ID, spec.vni);
-    m.attr_ipv4(IFLA_VXLAN_LOCAL, spec.local);
-    m.attr_u16_be(IFLA_VXLAN_PORT, spec.port);
     // No learning: remote destinations come only from the MDB entries we program.
-    m.attr_u8(IFLA_VXLAN_LEARNING, 0);
+    let mut data = vec![
+        InfoVxlan::Id(spec.vni),
+        InfoVxlan::Local(spec.local),
+        InfoVxlan::Port(spec.port),
+        InfoVxlan::Learning(false),
+    ];
     if let Some(link) = spec.underlay_ifindex {
-        m.attr_u32(IFLA_VXLAN_LINK, link);
+        data.push(InfoVxlan::Link(link));
     }
     if let Some(ttl) = spec.ttl {
-        m.attr_u8(IFLA_VXLAN_TTL, ttl);
+        data.push(InfoVxlan::Ttl(ttl));
     }
-    m.end_nest(data);
-    m.end_nest(info);
-    m
+    attrs.push(LinkAttribute::LinkInfo(vec![
+        LinkInfoAttr::Kind(InfoKind::Vxlan),
+        LinkInfoAttr::Data(InfoData::Vxlan(data)),
+    ]));
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        &link_message(AddressFamily::Unspec, 0, attrs),
+    )
 }
 
 /// Bridge-port settings of the VXLAN port.
@@ -122,73 +115,87 @@ pub(crate) struct PortFlags {
 }
 
 /// RTM_SETLINK, family AF_BRIDGE, with the port attributes nested in IFLA_PROTINFO. The
-/// bridge (`br_setlink`) only reads them as port attributes when the nest flag is set.
+/// bridge (`br_setlink`) only reads them as port attributes when the nest flag is set
+/// (the crate sets it).
 pub(crate) fn set_port_flags(port_ifindex: u32, f: PortFlags) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_SETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_BRIDGE, port_ifindex, 0, 0));
-    let p = m.begin_nest(IFLA_PROTINFO);
-    m.attr_u8(IFLA_BRPORT_LEARNING, f.learning.into());
-    m.attr_u8(IFLA_BRPORT_UNICAST_FLOOD, f.unicast_flood.into());
-    m.attr_u8(IFLA_BRPORT_MCAST_FLOOD, f.mcast_flood.into());
-    m.attr_u8(IFLA_BRPORT_BCAST_FLOOD, f.bcast_flood.into());
-    m.attr_u8(IFLA_BRPORT_MULTICAST_ROUTER, f.multicast_router);
-    m.end_nest(p);
-    m
+    let port = |t: u16, v: u8| LinkProtoInfoBridge::Other(DefaultNla::new(t, vec![v]));
+    let attrs = vec![LinkAttribute::ProtoInfoBridge(vec![
+        port(IFLA_BRPORT_LEARNING, f.learning.into()),
+        port(IFLA_BRPORT_UNICAST_FLOOD, f.unicast_flood.into()),
+        port(IFLA_BRPORT_MCAST_FLOOD, f.mcast_flood.into()),
+        port(IFLA_BRPORT_BCAST_FLOOD, f.bcast_flood.into()),
+        port(IFLA_BRPORT_MULTICAST_ROUTER, f.multicast_router),
+    ])];
+    link_request(
+        RTM_SETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Bridge, port_ifindex, attrs),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting IFF_UP (or clearing it).
 pub(crate) fn set_up(ifindex: u32, up: bool) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(
-        AF_UNSPEC,
-        ifindex,
-        if up { IFF_UP } else { 0 },
-        IFF_UP,
-    ));
-    m
+    let mut msg = link_message(AddressFamily::Unspec, ifindex, vec![]);
+    if up {
+        msg.header.flags = LinkFlags::Up;
+    }
+    msg.header.change_mask = LinkFlags::Up;
+    link_request(RTM_NEWLINK, REQ_ACK, &msg)
 }
 
 pub(crate) fn del_link(ifindex: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_DELLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m
+    link_request(
+        RTM_DELLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, vec![]),
+    )
 }
 
 /// RTM_GETLINK of one device by name (answered by one RTM_NEWLINK, then the ack).
 pub(crate) fn get_link_by_name(name: &str) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m.attr_str(IFLA_IFNAME, name);
-    m
+    let attrs = vec![LinkAttribute::IfName(name.to_string())];
+    link_request(
+        RTM_GETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, 0, attrs),
+    )
 }
 
 /// RTM_GETLINK of one device by index.
 pub(crate) fn get_link_by_index(ifindex: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m
+    link_request(
+        RTM_GETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, vec![]),
+    )
 }
 
 pub(crate) fn dump_links() -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m
+    link_request(
+        RTM_GETLINK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        &link_message(AddressFamily::Unspec, 0, vec![]),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting its MTU.
 pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m.attr_u32(IFLA_MTU, mtu);
-    m
+    let attrs = vec![LinkAttribute::Mtu(mtu)];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
 pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m.attr_str(IFLA_IFALIAS, alias);
-    m
+    let attrs = vec![LinkAttribute::IfAlias(alias.to_string())];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// A bridge's IGMP snooping and querier settings (`ip link set BR type bridge
@@ -224,44 +231,56 @@ pub struct BridgeSettings {
 /// kernel applies them in attribute-number order whatever the order in the message:
 /// `mcast_querier` before the intervals.
 pub(crate) fn set_bridge(ifindex: u32, s: &BridgeSettings) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    let info = m.begin_nest(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "bridge");
-    let data = m.begin_nest(IFLA_INFO_DATA);
+    let mut data = Vec::new();
     if let Some(v) = s.snooping {
-        m.attr_u8(IFLA_BR_MCAST_SNOOPING, v.into());
+        data.push(InfoBridge::MulticastSnooping(v));
     }
     if let Some(v) = s.querier {
-        m.attr_u8(IFLA_BR_MCAST_QUERIER, v.into());
+        data.push(InfoBridge::MulticastQuerier(v));
     }
     if let Some(v) = s.last_member_count {
-        m.attr_u32(IFLA_BR_MCAST_LAST_MEMBER_CNT, v);
+        data.push(InfoBridge::MulticastLastMemberCount(v));
     }
     if let Some(v) = s.startup_query_count {
-        m.attr_u32(IFLA_BR_MCAST_STARTUP_QUERY_CNT, v);
+        data.push(InfoBridge::MulticastStartupQueryCount(v));
     }
-    for (t, v) in [
-        (IFLA_BR_MCAST_LAST_MEMBER_INTVL, s.last_member_interval),
-        (IFLA_BR_MCAST_MEMBERSHIP_INTVL, s.membership_interval),
-        (IFLA_BR_MCAST_QUERIER_INTVL, s.querier_interval),
-        (IFLA_BR_MCAST_QUERY_INTVL, s.query_interval),
+    let intervals: [(fn(u64) -> InfoBridge, Option<u64>); 6] = [
         (
-            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL,
+            InfoBridge::MulticastLastMemberInterval,
+            s.last_member_interval,
+        ),
+        (
+            InfoBridge::MulticastMembershipInterval,
+            s.membership_interval,
+        ),
+        (InfoBridge::MulticastQuerierInterval, s.querier_interval),
+        (InfoBridge::MulticastQueryInterval, s.query_interval),
+        (
+            InfoBridge::MulticastQueryResponseInterval,
             s.query_response_interval,
         ),
-        (IFLA_BR_MCAST_STARTUP_QUERY_INTVL, s.startup_query_interval),
-    ] {
+        (
+            InfoBridge::MulticastStartupQueryInterval,
+            s.startup_query_interval,
+        ),
+    ];
+    for (attr, v) in intervals {
         if let Some(v) = v {
-            m.attr(t, &v.to_ne_bytes());
+            data.push(attr(v));
         }
     }
     if let Some(v) = s.igmp_version {
-        m.attr_u8(IFLA_BR_MCAST_IGMP_VERSION, v);
+        data.push(InfoBridge::MulticastIgmpVersion(v));
     }
-    m.end_nest(data);
-    m.end_nest(info);
-    m
+    let attrs = vec![LinkAttribute::LinkInfo(vec![
+        LinkInfoAttr::Kind(InfoKind::Bridge),
+        LinkInfoAttr::Data(InfoData::Bridge(data)),
+    ])];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// A device as the kernel describes it.
@@ -353,7 +372,6 @@ pub struct DeviceStats {
 /// malformed layout.
 pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
     use netlink_packet_route::link::LinkAttribute as A;
-    use netlink_packet_route::link::{LinkFlags, LinkMessage};
 
     let msg = <LinkMessage as netlink_packet_core::Parseable<[u8]>>::parse(payload)
         .map_err(|e| format!("RTM_NEWLINK: {e}"))?;

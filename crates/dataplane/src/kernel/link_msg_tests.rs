@@ -2,7 +2,27 @@
 
 use super::*;
 
-// Attributes only replies carry (the parser reads them through netlink-packet-route).
+// Wire numbers the expected bytes are written with (the code gets them from
+// netlink-packet-route).
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_VXLAN_ID: u16 = 1;
+const IFLA_VXLAN_LINK: u16 = 3;
+const IFLA_VXLAN_LOCAL: u16 = 4;
+const IFLA_VXLAN_TTL: u16 = 5;
+const IFLA_VXLAN_LEARNING: u16 = 7;
+const IFLA_VXLAN_PORT: u16 = 15;
+const IFLA_BR_MCAST_SNOOPING: u16 = 23;
+const IFLA_BR_MCAST_QUERIER: u16 = 25;
+const IFLA_BR_MCAST_LAST_MEMBER_CNT: u16 = 28;
+const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
+const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
+const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
 const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
 const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
 const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
@@ -41,9 +61,11 @@ fn new_vxlan_exact_bytes() {
     want.extend_from_slice(&[0u8; 16]); // ifinfomsg, all zero
     attr(&mut want, IFLA_IFNAME, 12, b"mcgvx42\0");
     attr(&mut want, IFLA_MASTER, 8, &7u32.to_ne_bytes());
-    attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
+    // netlink-packet-route leaves NLA_F_NESTED off IFLA_LINKINFO and IFLA_INFO_DATA,
+    // which the kernel parses the same way either way (nla_parse_nested_deprecated).
+    attr(&mut want, IFLA_LINKINFO, 60, &[]);
     attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
-    attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
+    attr(&mut want, IFLA_INFO_DATA, 44, &[]);
     attr(&mut want, IFLA_VXLAN_ID, 8, &42u32.to_ne_bytes());
     attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[10, 0, 0, 1]);
     attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x12, 0xb5, 0, 0]);
@@ -109,9 +131,9 @@ fn optional_vxlan_attributes_and_lookups_exact_bytes() {
     want.extend_from_slice(&[0u8; 16]);
     attr(&mut want, IFLA_IFNAME, 6, b"v\0\0\0");
     attr(&mut want, IFLA_MTU, 8, &1450u32.to_ne_bytes());
-    attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
+    attr(&mut want, IFLA_LINKINFO, 60, &[]);
     attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
-    attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
+    attr(&mut want, IFLA_INFO_DATA, 44, &[]);
     attr(&mut want, IFLA_VXLAN_ID, 8, &1u32.to_ne_bytes());
     attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[192, 0, 2, 1]);
     attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x21, 0x18, 0, 0]);
@@ -230,19 +252,9 @@ fn set_bridge_exact_bytes_and_settings_read_back() {
     let mut ifi = [0u8; 16];
     ifi[4..8].copy_from_slice(&5u32.to_ne_bytes());
     want.extend_from_slice(&ifi);
-    attr(
-        &mut want,
-        IFLA_LINKINFO | NLA_F_NESTED,
-        4 + 12 + 4 + 8 + 8 + 12 + 8,
-        &[],
-    );
+    attr(&mut want, IFLA_LINKINFO, 4 + 12 + 4 + 8 + 8 + 12 + 8, &[]);
     attr(&mut want, IFLA_INFO_KIND, 11, b"bridge\0\0");
-    attr(
-        &mut want,
-        IFLA_INFO_DATA | NLA_F_NESTED,
-        4 + 8 + 8 + 12 + 8,
-        &[],
-    );
+    attr(&mut want, IFLA_INFO_DATA, 4 + 8 + 8 + 12 + 8, &[]);
     attr(&mut want, IFLA_BR_MCAST_SNOOPING, 5, &[1, 0, 0, 0]);
     attr(&mut want, IFLA_BR_MCAST_QUERIER, 5, &[1, 0, 0, 0]);
     attr(

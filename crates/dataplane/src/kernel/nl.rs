@@ -92,24 +92,12 @@ impl MsgBuilder {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
-    pub(crate) fn attr_u16_be(&mut self, attr_type: u16, v: u16) -> &mut Self {
-        self.attr(attr_type, &v.to_be_bytes())
-    }
-
     pub(crate) fn attr_u32(&mut self, attr_type: u16, v: u32) -> &mut Self {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
     pub(crate) fn attr_ipv4(&mut self, attr_type: u16, addr: Ipv4Addr) -> &mut Self {
         self.attr(attr_type, &addr.octets())
-    }
-
-    /// A NUL-terminated string attribute, as iproute2 sends interface names.
-    pub(crate) fn attr_str(&mut self, attr_type: u16, s: &str) -> &mut Self {
-        let mut v = Vec::with_capacity(s.len() + 1);
-        v.extend_from_slice(s.as_bytes());
-        v.push(0);
-        self.attr(attr_type, &v)
     }
 
     pub(crate) fn begin_nest(&mut self, attr_type: u16) -> Nest {
@@ -309,7 +297,7 @@ mod tests {
         b.header(&[7, 0, 0]);
         b.attr_u8(1, 0xaa);
         let n = b.begin_nest(2);
-        b.attr_u16_be(3, 4789);
+        b.attr(3, &4789u16.to_be_bytes());
         b.end_nest(n);
         let bytes = b.finish(0x0102_0304);
         let mut want = Vec::new();
