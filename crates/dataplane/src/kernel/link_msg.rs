@@ -227,6 +227,9 @@ pub struct BridgeSettings {
     pub startup_query_interval: Option<u64>,
 }
 
+/// A bridge attribute carrying an interval (centiseconds).
+type IntervalAttr = fn(u64) -> InfoBridge;
+
 /// RTM_NEWLINK changing bridge `ifindex`'s multicast settings (`br_changelink`). The
 /// kernel applies them in attribute-number order whatever the order in the message:
 /// `mcast_querier` before the intervals.
@@ -244,7 +247,7 @@ pub(crate) fn set_bridge(ifindex: u32, s: &BridgeSettings) -> MsgBuilder {
     if let Some(v) = s.startup_query_count {
         data.push(InfoBridge::MulticastStartupQueryCount(v));
     }
-    let intervals: [(fn(u64) -> InfoBridge, Option<u64>); 6] = [
+    let intervals: [(IntervalAttr, Option<u64>); 6] = [
         (
             InfoBridge::MulticastLastMemberInterval,
             s.last_member_interval,
