@@ -375,6 +375,13 @@ fn captures_are_checked_before_any_decision() {
     let mut igmp = bytes.clone();
     igmp[VNET_HDR_LEN + 14 + 9] = 2;
     assert_eq!(parse_capture(&igmp, false).err(), Some(DropReason::Igmp));
+    // Containers are hosts, not routers: PIM from a task goes nowhere, counted.
+    let mut pim = bytes.clone();
+    pim[VNET_HDR_LEN + 14 + 9] = crate::inspect::PROTOCOL_PIM;
+    assert_eq!(
+        parse_capture(&pim, false).err(),
+        Some(DropReason::RouterMessage)
+    );
     for n in 0..bytes.len() {
         let _ = parse_capture(&bytes[..n], false);
     }
