@@ -308,15 +308,22 @@ impl Netlink {
     /// Packets dropped at `port`'s ingress so far (the `clsact` qdisc's drop count:
     /// mcgate's filter, plus any other filter there that drops).
     pub fn host_port_drops(&mut self, port: u32) -> Result<u64, Error> {
+        Ok(self.ingress_drops(&[port])?.first().copied().unwrap_or(0))
+    }
+
+    /// [`host_port_drops`](Self::host_port_drops) of every port in `ports`, in order,
+    /// from one qdisc dump.
+    pub fn ingress_drops(&mut self, ports: &[u32]) -> Result<Vec<u64>, Error> {
         let replies = self.dump(&dump_qdiscs(), "read the qdiscs")?;
-        Ok(clsact_drops(
-            port,
-            replies
-                .iter()
-                .filter(|r| r.msg_type == RTM_NEWQDISC)
-                .map(|r| r.payload.as_slice()),
-        )
-        .unwrap_or(0))
+        let payloads: Vec<&[u8]> = replies
+            .iter()
+            .filter(|r| r.msg_type == RTM_NEWQDISC)
+            .map(|r| r.payload.as_slice())
+            .collect();
+        Ok(ports
+            .iter()
+            .map(|p| clsact_drops(*p, payloads.iter().copied()).unwrap_or(0))
+            .collect())
     }
 }
 

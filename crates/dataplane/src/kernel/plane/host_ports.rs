@@ -68,21 +68,27 @@ impl HostPorts {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Reads the drop counters back from the kernel: the total and per link name.
+    /// Reads the drop counters back from the kernel (one qdisc dump): the total and per
+    /// link name.
     pub(super) fn drops(&mut self, nl: &mut Netlink) -> (u64, BTreeMap<String, u64>) {
+        let ports: Vec<u32> = self.guarded.keys().copied().collect();
+        let now = if ports.is_empty() {
+            Vec::new()
+        } else {
+            nl.ingress_drops(&ports).unwrap_or_default()
+        };
         let mut per_link = BTreeMap::new();
-        let mut total = self.retired;
-        for (port, (name, last)) in &mut self.guarded {
-            if let Ok(n) = nl.host_port_drops(*port) {
+        for (i, (name, last)) in self.guarded.values_mut().enumerate() {
+            if let Some(&n) = now.get(i) {
                 // A filter re-added (port re-created) starts from zero: keep the total.
                 if n < *last {
                     self.retired += *last;
                 }
                 *last = n;
             }
-            total += *last;
             per_link.insert(name.clone(), *last);
         }
+        let total = self.retired + per_link.values().sum::<u64>();
         (total, per_link)
     }
 
