@@ -1,4 +1,4 @@
-//! The kernel data plane: a [`Dataplane`](crate::Dataplane) that forwards nothing
+//! The kernel data plane: a [`Dataplane`] that forwards nothing
 //! itself but keeps the kernel's bridge and VXLAN tables in step with the forwarding
 //! table, so the kernel replicates.
 //!
@@ -104,7 +104,7 @@ impl std::fmt::Debug for KernelPlane {
 
 impl KernelPlane {
     /// Opens netlink, takes over the devices a predecessor left (graceful restart, see
-    /// [`adopt`]) and starts the thread.
+    /// `adopt`) and starts the thread.
     pub fn start(config: KernelPlaneConfig) -> Result<Self, Error> {
         let mut nl = Netlink::open()?;
         let adopted = adopt::adopt_previous(&mut nl, &config)?;
