@@ -165,8 +165,10 @@ pub(crate) fn split_messages(mut buf: &[u8]) -> Result<Vec<RawMsg<'_>>, String> 
     Ok(out)
 }
 
-/// Iterates `(type without flag bits, payload)` over a run of attributes. Stops with an
-/// error item on a malformed length.
+/// Iterates `(type without flag bits, payload)` over a run of attributes, each checked
+/// with `netlink-packet-core`'s attribute framing (`NlaBuffer::new_checked`). Stops with
+/// an error item on a malformed length; fewer bytes than a header at the end are
+/// alignment, not an attribute.
 #[derive(Debug, Clone)]
 pub(crate) struct Attrs<'a> {
     rest: &'a [u8],
@@ -183,17 +185,18 @@ impl<'a> Iterator for Attrs<'a> {
         if self.rest.len() < NLA_HDRLEN {
             return None;
         }
-        let len = read_u16(self.rest, 0).unwrap_or(0) as usize;
-        let attr_type = read_u16(self.rest, 2).unwrap_or(0) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > self.rest.len() {
-            let err = format!("attribute type {attr_type} has impossible length {len}");
-            self.rest = &[];
-            return Some(Err(err));
+        match netlink_packet_core::NlaBuffer::new_checked(self.rest) {
+            Ok(nla) => {
+                let (kind, len) = (nla.kind() & NLA_TYPE_MASK, usize::from(nla.length()));
+                let payload = self.rest.get(NLA_HDRLEN..len).unwrap_or(&[]);
+                self.rest = self.rest.get(align4(len)..).unwrap_or(&[]);
+                Some(Ok((kind, payload)))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(format!("malformed attribute: {e}")))
+            }
         }
-        let payload = self.rest.get(NLA_HDRLEN..len).unwrap_or(&[]);
-        let next = align4(len).min(self.rest.len());
-        self.rest = self.rest.get(next..).unwrap_or(&[]);
-        Some(Ok((attr_type, payload)))
     }
 }
 
