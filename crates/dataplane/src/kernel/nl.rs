@@ -74,13 +74,15 @@ impl MsgBuilder {
         self
     }
 
+    /// Appends one attribute, framed (header, payload, padding) by
+    /// `netlink-packet-core`.
     pub(crate) fn attr(&mut self, attr_type: u16, payload: &[u8]) -> &mut Self {
+        use netlink_packet_core::Emitable;
         // Attribute payloads built here are at most a few hundred bytes.
-        let len = u16::try_from(NLA_HDRLEN + payload.len()).unwrap_or(u16::MAX);
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&attr_type.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.pad();
+        let nla = netlink_packet_core::DefaultNla::new(attr_type, payload.to_vec());
+        let start = self.buf.len();
+        self.buf.resize(start + nla.buffer_len(), 0);
+        nla.emit(&mut self.buf[start..]);
         self
     }
 
