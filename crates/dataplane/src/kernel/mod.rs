@@ -51,7 +51,8 @@
 //! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
 //! the kernel holds exactly what the agent wants. Everything goes over a plain netlink
 //! socket with extended acks: link and tc messages through `netlink-packet-route`'s
-//! types, MDB messages (which that crate lacks) byte by byte; the kernel's own refusal
+//! types, MDB messages (which that crate lacks) laid out by hand on
+//! `netlink-packet-core`'s attribute framing; the kernel's own refusal
 //! text ends up in [`Error::Kernel`]. Task ports are made host ports (never multicast
 //! router ports; router-only messages from tasks dropped, see
 //! [`Netlink::guard_host_port`]). This module never shells out, never touches devices it
