@@ -74,13 +74,15 @@ impl MsgBuilder {
         self
     }
 
+    /// Appends one attribute, framed (header, payload, padding) by
+    /// `netlink-packet-core`.
     pub(crate) fn attr(&mut self, attr_type: u16, payload: &[u8]) -> &mut Self {
+        use netlink_packet_core::Emitable;
         // Attribute payloads built here are at most a few hundred bytes.
-        let len = u16::try_from(NLA_HDRLEN + payload.len()).unwrap_or(u16::MAX);
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&attr_type.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.pad();
+        let nla = netlink_packet_core::DefaultNla::new(attr_type, payload.to_vec());
+        let start = self.buf.len();
+        self.buf.resize(start + nla.buffer_len(), 0);
+        nla.emit(&mut self.buf[start..]);
         self
     }
 
@@ -92,24 +94,12 @@ impl MsgBuilder {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
-    pub(crate) fn attr_u16_be(&mut self, attr_type: u16, v: u16) -> &mut Self {
-        self.attr(attr_type, &v.to_be_bytes())
-    }
-
     pub(crate) fn attr_u32(&mut self, attr_type: u16, v: u32) -> &mut Self {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
     pub(crate) fn attr_ipv4(&mut self, attr_type: u16, addr: Ipv4Addr) -> &mut Self {
         self.attr(attr_type, &addr.octets())
-    }
-
-    /// A NUL-terminated string attribute, as iproute2 sends interface names.
-    pub(crate) fn attr_str(&mut self, attr_type: u16, s: &str) -> &mut Self {
-        let mut v = Vec::with_capacity(s.len() + 1);
-        v.extend_from_slice(s.as_bytes());
-        v.push(0);
-        self.attr(attr_type, &v)
     }
 
     pub(crate) fn begin_nest(&mut self, attr_type: u16) -> Nest {
@@ -177,8 +167,10 @@ pub(crate) fn split_messages(mut buf: &[u8]) -> Result<Vec<RawMsg<'_>>, String> 
     Ok(out)
 }
 
-/// Iterates `(type without flag bits, payload)` over a run of attributes. Stops with an
-/// error item on a malformed length.
+/// Iterates `(type without flag bits, payload)` over a run of attributes, each checked
+/// with `netlink-packet-core`'s attribute framing (`NlaBuffer::new_checked`). Stops with
+/// an error item on a malformed length; fewer bytes than a header at the end are
+/// alignment, not an attribute.
 #[derive(Debug, Clone)]
 pub(crate) struct Attrs<'a> {
     rest: &'a [u8],
@@ -195,17 +187,18 @@ impl<'a> Iterator for Attrs<'a> {
         if self.rest.len() < NLA_HDRLEN {
             return None;
         }
-        let len = read_u16(self.rest, 0).unwrap_or(0) as usize;
-        let attr_type = read_u16(self.rest, 2).unwrap_or(0) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > self.rest.len() {
-            let err = format!("attribute type {attr_type} has impossible length {len}");
-            self.rest = &[];
-            return Some(Err(err));
+        match netlink_packet_core::NlaBuffer::new_checked(self.rest) {
+            Ok(nla) => {
+                let (kind, len) = (nla.kind() & NLA_TYPE_MASK, usize::from(nla.length()));
+                let payload = self.rest.get(NLA_HDRLEN..len).unwrap_or(&[]);
+                self.rest = self.rest.get(align4(len)..).unwrap_or(&[]);
+                Some(Ok((kind, payload)))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(format!("malformed attribute: {e}")))
+            }
         }
-        let payload = self.rest.get(NLA_HDRLEN..len).unwrap_or(&[]);
-        let next = align4(len).min(self.rest.len());
-        self.rest = self.rest.get(next..).unwrap_or(&[]);
-        Some(Ok((attr_type, payload)))
     }
 }
 
@@ -217,13 +210,6 @@ pub(crate) fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
 pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     let b = buf.get(at..at.checked_add(4)?)?;
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-pub(crate) fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
-    let b = buf.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    Some(u64::from_ne_bytes(a))
 }
 
 pub(crate) fn read_ipv4(payload: &[u8]) -> Option<Ipv4Addr> {
@@ -316,7 +302,7 @@ mod tests {
         b.header(&[7, 0, 0]);
         b.attr_u8(1, 0xaa);
         let n = b.begin_nest(2);
-        b.attr_u16_be(3, 4789);
+        b.attr(3, &4789u16.to_be_bytes());
         b.end_nest(n);
         let bytes = b.finish(0x0102_0304);
         let mut want = Vec::new();
