@@ -38,6 +38,8 @@ pub struct Config {
     pub ring_entries: usize,
     /// Bytes of deltas kept for resuming streams.
     pub ring_bytes: usize,
+    /// Bounds on the HTTP connections of each listener.
+    pub connections: crate::server::ConnLimits,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             stream_queue: 1_024,
             ring_entries: 16_384,
             ring_bytes: 64 << 20,
+            connections: crate::server::ConnLimits::default(),
         }
     }
 }

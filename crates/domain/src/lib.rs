@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod decode;
 pub mod groups;
 pub mod model;
+pub mod schema;
 pub mod validate;
 
 #[cfg(test)]
