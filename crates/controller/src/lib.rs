@@ -15,6 +15,7 @@
 mod cli;
 pub mod extract;
 pub mod hub;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;

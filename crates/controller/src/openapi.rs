@@ -44,6 +44,7 @@ pub struct HostPath {
     paths(
         routes::healthz,
         routes::openapi,
+        routes::metrics,
         routes::create_domain,
         routes::list_domains,
         routes::show_domain,

@@ -52,9 +52,49 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/v1/agents/{host}/heartbeat", post(heartbeat))
         .route("/v1/agents/{host}/membership", post(membership))
         .route("/v1/agents/{host}/stream", get(stream))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(ctl.clone(), count))
         .with_state(ctl)
+}
+
+/// Counts every answer by method, route template and status.
+async fn count(
+    State(c): Ctl,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    c.metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus metrics: the text format 0.0.4, or OpenMetrics when `Accept` asks for it",
+        content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(c): Ctl, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let om = crate::metrics::wants_openmetrics(accept);
+    let body = c.render_metrics(om);
+    let ct = if om {
+        crate::metrics::OPENMETRICS_TYPE
+    } else {
+        crate::metrics::TEXT_004_TYPE
+    };
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 async fn not_found() -> ApiErr {
