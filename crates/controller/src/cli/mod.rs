@@ -37,7 +37,8 @@ pub enum AdminCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
     /// Controller URL: http://HOST:PORT or unix:PATH (default: the running lab's
-    /// controller if exactly one lab is up, else http://127.0.0.1:7400).
+    /// controller if exactly one lab is up, http://127.0.0.1:7400 if none is; with
+    /// several labs up, name one).
     #[arg(long, env = "MCGATE_CONTROLLER")]
     pub controller: Option<String>,
 }
@@ -309,7 +310,10 @@ fn sentence(e: &ClientError) -> String {
 }
 
 fn client(conn: &Conn) -> Result<Client, ClientError> {
-    let url = conn.controller.clone().unwrap_or_else(Client::default_url);
+    let url = match &conn.controller {
+        Some(u) => u.clone(),
+        None => Client::default_url()?,
+    };
     Client::new(&url)
 }
 
