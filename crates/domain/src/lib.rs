@@ -21,3 +21,4 @@ mod model_tests;
 
 pub use mcgate_igmp::{FilterMode, SourceFilter};
 pub mod forwarding;
+pub mod fuzzing;
