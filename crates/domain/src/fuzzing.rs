@@ -127,8 +127,11 @@ pub fn membership(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name in `fuzz/` and its body.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Body); 7] = [
     ("api_domain_spec", domain_spec),
     ("api_association", association),
     ("api_static_member", static_member),
