@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod table;
+
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};

@@ -257,23 +257,18 @@ pub enum TypeArg {
     Static,
 }
 
-/// Parses `125s`, `2m`, `500ms` or a bare number of seconds into milliseconds.
+/// Parses a duration (`125s`, `2m`, `500ms`, `1m 30s`, as `humantime` reads them) or a
+/// bare number of seconds into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
+    let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().ok().and_then(|n| n.checked_mul(1_000))
     } else {
-        (s, 1_000)
+        humantime::parse_duration(s)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
     };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 125s, 2m or 500ms"))
+    ms.ok_or_else(|| format!("{s:?} is not a duration; write e.g. 125s, 2m or 500ms"))
 }
 
 /// Runs one admin command.
@@ -677,7 +672,10 @@ mod tests {
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("10"), Ok(10_000));
-        assert!(parse_duration_ms("x").is_err());
+        assert_eq!(parse_duration_ms("1m 30s"), Ok(90_000));
+        for bad in ["x", "", "-1s", "99999999999999999999"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
