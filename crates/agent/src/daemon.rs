@@ -18,7 +18,7 @@ use mcgate_domain::api::{
     AgentRegistration, Change, IgmpMode, IgmpSettings, LinkInfo, LinkMembership, StreamMessage,
 };
 use mcgate_domain::forwarding::{Applied, DomainView, ForwardingTable, LocalMembership};
-use mcgate_igmp::{Config as IgmpConfig, Event, Version};
+use mcgate_igmp::{Config as IgmpConfig, Event, Ignored};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -151,23 +151,12 @@ enum IgmpPlan {
 }
 
 fn igmp_config(mode: IgmpMode, s: &IgmpSettings) -> IgmpPlan {
-    let version = match mode {
-        IgmpMode::Off => return IgmpPlan::Off,
-        IgmpMode::V2 => Version::V2,
-        IgmpMode::V3 => Version::V3,
+    let Some(version) = mode.version() else {
+        return IgmpPlan::Off;
     };
-    let robustness = s.robustness.max(1);
-    let query_interval = Duration::from_millis(s.query_interval_ms);
     IgmpPlan::On(IgmpConfig {
         version,
-        robustness,
-        query_interval,
-        query_response_interval: Duration::from_millis(s.query_response_interval_ms),
-        last_member_interval: Duration::from_millis(s.last_member_interval_ms),
-        last_member_count: s.last_member_count.unwrap_or(robustness).max(1),
-        startup_query_interval: query_interval / 4,
-        startup_query_count: robustness,
-        fast_leave: s.fast_leave,
+        settings: s.clone(),
         ..IgmpConfig::default()
     })
 }
@@ -368,6 +357,19 @@ impl State {
                     }
                     None => tracing::info!(link = name, "this agent is the querier"),
                 },
+                Event::RouterIgnored { from, reason } => match reason {
+                    Ignored::OlderVersionQuery(v) => tracing::warn!(
+                        link = name,
+                        querier = %from,
+                        "an IGMP{} querier is on the link; the configured version stays (RFC 3376 7.3.1)",
+                        v.number()
+                    ),
+                    Ignored::HostsOnlyLink => tracing::warn!(
+                        link = name,
+                        host = %from,
+                        "a host sent IGMP queries or router messages; dropped, as containers are hosts, not routers"
+                    ),
+                },
             }
         }
     }
@@ -411,15 +413,12 @@ impl State {
         // the same version and timers as the agent's.
         if let Some(c) = &config {
             self.dataplane.set_querier(QuerierSettings {
-                version: match c.version {
-                    Version::V2 => 2,
-                    Version::V3 => 3,
-                },
-                robustness: u32::from(c.robustness),
-                query_interval: c.query_interval,
-                query_response_interval: c.query_response_interval,
-                last_member_interval: c.last_member_interval,
-                last_member_count: u32::from(c.last_member_count),
+                version: c.version.number(),
+                robustness: u32::from(c.settings.robustness),
+                query_interval: c.query_interval(),
+                query_response_interval: c.query_response_interval(),
+                last_member_interval: c.settings.last_member_interval(),
+                last_member_count: u32::from(c.settings.last_member_count()),
             });
         }
         let names: Vec<String> = self.links.keys().cloned().collect();
@@ -568,7 +567,7 @@ impl State {
                 ifindex: l.dev.ifindex,
                 address: l.dev.address,
                 querier: l.igmp.as_ref().is_some_and(|i| i.is_querier()),
-                igmp_version: l.igmp.as_ref().map(|i| i.version()),
+                igmp_version: l.igmp.as_ref().map(|i| i.version().number()),
                 igmp: l.igmp.as_ref().map(|i| i.stats().clone()),
                 query_send_errors: l.send_errors,
                 groups: self
@@ -613,10 +612,7 @@ impl State {
         let igmp_mode = match &self.igmp {
             IgmpPlan::Unknown => "default".to_string(),
             IgmpPlan::Off => "off".to_string(),
-            IgmpPlan::On(c) => match c.version {
-                Version::V2 => "v2".to_string(),
-                Version::V3 => "v3".to_string(),
-            },
+            IgmpPlan::On(c) => c.version.to_string(),
         };
         let chosen = match self.shared.lock() {
             Ok(v) => v.dataplane_chosen_because.clone(),
@@ -808,6 +804,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcgate_igmp::Version;
 
     #[test]
     fn domain_settings_become_querier_config() {
@@ -820,10 +817,10 @@ mod tests {
             panic!("v2 runs the querier");
         };
         assert_eq!(c.version, Version::V2);
-        assert_eq!(c.robustness, 3);
-        assert_eq!(c.last_member_count, 3);
-        assert_eq!(c.query_interval, Duration::from_secs(120));
-        assert_eq!(c.startup_query_interval, Duration::from_secs(30));
+        assert_eq!(c.settings.robustness, 3);
+        assert_eq!(c.settings.last_member_count(), 3);
+        assert_eq!(c.query_interval(), Duration::from_secs(120));
+        assert_eq!(c.settings.startup_query_interval(), Duration::from_secs(30));
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(igmp_config(IgmpMode::Off, &s), IgmpPlan::Off);
     }

@@ -63,7 +63,7 @@ pub struct HostPath {
         routes::membership,
         routes::stream,
     ),
-    components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode, IgmpSettings)),
+    components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode)),
     modifiers(&CommonAnswers)
 )]
 struct ApiDoc;

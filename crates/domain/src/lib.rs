@@ -19,6 +19,6 @@ pub mod validate;
 #[cfg(test)]
 mod model_tests;
 
-pub use mcgate_igmp::{FilterMode, SourceFilter};
+pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;
 pub mod fuzzing;

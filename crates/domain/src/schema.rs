@@ -298,6 +298,66 @@ impl utoipa::PartialSchema for crate::api::AssociationSpec {
 
 impl utoipa::ToSchema for crate::api::AssociationSpec {}
 
+/// `mcgate_wire::IgmpSettings` (RFC 3376 section 8), every field optional with the RFC's
+/// default, unknown fields refused. Written here rather than derived because the wire
+/// crate stays free of documentation dependencies; a test checks it names exactly the
+/// fields the type has.
+pub fn igmp_settings() -> Schema {
+    let int = |min: u64, max: u64, default: u64, text: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .default(Some(default.into()))
+            .description(Some(text))
+    };
+    let count = ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(1u64))
+        .maximum(Some(7u64))
+        .description(Some(
+            "Last Member Query Count (8.9). Default: the robustness",
+        ));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("IGMP timers of a domain; defaults are RFC 3376 section 8's"))
+        .property("robustness", int(1, 7, 2, "Robustness Variable (8.1)"))
+        .property(
+            "query_interval_ms",
+            int(1_000, 31_744_000, 125_000, "Query Interval in ms (8.2)"),
+        )
+        .property(
+            "query_response_interval_ms",
+            int(
+                100,
+                3_174_400,
+                10_000,
+                "Query Response Interval in ms (8.3): shorter than the query interval; at most 25500 with IGMPv2 (an 8-bit count of tenths, RFC 2236 section 2.2)",
+            ),
+        )
+        .property(
+            "last_member_interval_ms",
+            int(
+                100,
+                3_174_400,
+                1_000,
+                "Last Member Query Interval in ms (8.8): at most 25500 with IGMPv2",
+            ),
+        )
+        .property("last_member_count", count)
+        .property(
+            "fast_leave",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .default(Some(false.into()))
+                .description(Some(
+                    "Act on a leave at once; only right on links that carry a single host",
+                )),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
 /// An unsigned integer of `bits` bits (`minimum` 0, `maximum` 2^bits - 1).
 pub fn unsigned(bits: u32) -> Schema {
     let max: u64 = if bits >= 64 {
@@ -397,6 +457,35 @@ mod tests {
         let net = re(&ipv4_net_pattern());
         assert!(net.is_match("10.0.2.0/24") && net.is_match("0.0.0.0/0"));
         assert!(!net.is_match("10.0.2.0/33") && !net.is_match("10.0.2.0"));
+    }
+
+    #[test]
+    fn igmp_settings_schema_names_every_field_and_its_default() {
+        let Schema::Object(o) = igmp_settings() else {
+            panic!("an object schema");
+        };
+        let serde_json::Value::Object(defaults) =
+            serde_json::to_value(crate::api::IgmpSettings::default()).unwrap()
+        else {
+            panic!("an object");
+        };
+        let mut names: Vec<&String> = o.properties.keys().collect();
+        let mut fields: Vec<&String> = defaults.keys().collect();
+        names.sort();
+        fields.sort();
+        assert_eq!(names, fields);
+        for (k, v) in &defaults {
+            if let RefOr::T(Schema::Object(p)) = &o.properties[k]
+                && !v.is_null()
+            {
+                assert_eq!(p.default.as_ref(), Some(v), "{k}");
+            }
+        }
+        let ok = crate::validate::igmp_settings(
+            crate::api::IgmpMode::V3,
+            &crate::api::IgmpSettings::default(),
+        );
+        assert!(ok.is_ok());
     }
 
     #[test]
