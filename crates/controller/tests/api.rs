@@ -757,6 +757,7 @@ async fn openapi_describes_every_route() {
         ("/v1/agents/{host}/stream", &["get"]),
         ("/v1/healthz", &["get"]),
         ("/v1/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path}");
