@@ -3,8 +3,9 @@
 //! The daemon holds the domains (persisted in an embedded store), knows every agent
 //! through its lease, and streams to each agent the forwarding state of its domains: a
 //! snapshot, then coalesced deltas stamped with revisions. The rules live in the pure
-//! model (`mcgate_domain::model`); this crate is the driver: HTTP handlers, the store,
-//! the lease timer, the streams.
+//! model (`mcgate_domain::model`); this crate is the driver: HTTP handlers
+//! ([`routes`], with their OpenAPI document in [`openapi`]), the bounded accept loop
+//! ([`server`]), the store, the lease timer, the streams ([`hub`]) and [`metrics`].
 //!
 //! It must never block its state lock on the network (a slow agent loses its stream, not
 //! everyone's), never answer bad input with a 5xx or a crash, and never lose a committed

@@ -4,7 +4,7 @@
 //! come from the same types the handlers decode (see `mcgate_domain::schema`).
 //!
 //! The answers every operation shares (a refused body, an unsupported media type, a body
-//! over the limit, a store failure) are added by [`CommonAnswers`] rather than repeated on
+//! over the limit, a store failure) are added by `CommonAnswers` rather than repeated on
 //! each handler.
 
 use mcgate_domain::api::*;
