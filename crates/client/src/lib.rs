@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod table;
+
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +30,26 @@ pub enum ClientError {
     /// The URL is neither `http://HOST:PORT` nor `unix:PATH`.
     #[error("controller address {0:?} is not of the form http://HOST:PORT or unix:PATH")]
     BadUrl(String),
+    /// Several labs are up and none was named.
+    #[error(
+        "several labs are up ({}); pick one with --controller {} (or MCGATE_CONTROLLER)",
+        labs.join(", "),
+        sockets.first().map(|s| format!("unix:{}", s.display())).unwrap_or_default()
+    )]
+    SeveralLabs {
+        /// The labs' names.
+        labs: Vec<String>,
+        /// Their controller sockets, in the same order.
+        sockets: Vec<PathBuf>,
+    },
+    /// The controller's socket exists but this user may not connect to it.
+    #[error(
+        "permission denied connecting to the controller at {url}: the socket belongs to another user (a lab's is root's); run as that user, e.g. with sudo"
+    )]
+    PermissionDenied {
+        /// The controller URL.
+        url: String,
+    },
     /// Could not connect.
     #[error("cannot reach the controller at {url}: {source} (is `mcgate controller` running?)")]
     Connect {
@@ -101,8 +123,9 @@ impl Client {
     }
 
     /// The controller to use when the user gave none: the running lab's, if exactly one
-    /// lab is up on this machine, else [`DEFAULT_CONTROLLER`].
-    pub fn default_url() -> String {
+    /// lab is up on this machine; [`DEFAULT_CONTROLLER`] when none is;
+    /// [`ClientError::SeveralLabs`] when several are, rather than a silent guess.
+    pub fn default_url() -> Result<String, ClientError> {
         default_url_in(Path::new(LAB_STATE_ROOT))
     }
 
@@ -234,6 +257,11 @@ impl Client {
     }
 
     fn connect_err(&self, source: std::io::Error) -> ClientError {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            return ClientError::PermissionDenied {
+                url: self.url.clone(),
+            };
+        }
         ClientError::Connect {
             url: self.url.clone(),
             source,
@@ -272,18 +300,25 @@ fn status_error(status: StatusCode, body: &[u8]) -> ClientError {
     }
 }
 
-fn default_url_in(root: &Path) -> String {
-    let mut sockets: Vec<PathBuf> = std::fs::read_dir(root)
+fn default_url_in(root: &Path) -> Result<String, ClientError> {
+    let mut labs: Vec<(String, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.path().join("controller.sock"))
-        .filter(|p| p.exists())
+        .map(|e| {
+            let sock = e.path().join("controller.sock");
+            (e.file_name().to_string_lossy().into_owned(), sock)
+        })
+        .filter(|(_, p)| p.exists())
         .collect();
-    sockets.sort();
-    match sockets.as_slice() {
-        [one] => format!("unix:{}", one.display()),
-        _ => DEFAULT_CONTROLLER.to_string(),
+    labs.sort();
+    match labs.as_slice() {
+        [] => Ok(DEFAULT_CONTROLLER.to_string()),
+        [(_, one)] => Ok(format!("unix:{}", one.display())),
+        _ => Err(ClientError::SeveralLabs {
+            labs: labs.iter().map(|(n, _)| n.clone()).collect(),
+            sockets: labs.into_iter().map(|(_, p)| p).collect(),
+        }),
     }
 }
 
@@ -359,19 +394,47 @@ mod tests {
     }
 
     #[test]
-    fn default_url_prefers_a_single_running_lab() {
-        let dir = std::env::temp_dir().join(format!("mcgate-client-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(default_url_in(&dir), DEFAULT_CONTROLLER);
+    fn default_url_prefers_a_single_running_lab_and_refuses_to_guess_among_several() {
+        let dir = tempfile_dir("default-url");
+        assert_eq!(default_url_in(&dir).unwrap(), DEFAULT_CONTROLLER);
         std::fs::create_dir_all(dir.join("lab1")).unwrap();
         std::fs::write(dir.join("lab1/controller.sock"), b"").unwrap();
         assert_eq!(
-            default_url_in(&dir),
+            default_url_in(&dir).unwrap(),
             format!("unix:{}", dir.join("lab1/controller.sock").display())
         );
         std::fs::create_dir_all(dir.join("lab2")).unwrap();
         std::fs::write(dir.join("lab2/controller.sock"), b"").unwrap();
-        assert_eq!(default_url_in(&dir), DEFAULT_CONTROLLER);
+        let e = default_url_in(&dir).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, ClientError::SeveralLabs { ref labs, .. } if labs == &["lab1", "lab2"])
+        );
+        assert!(text.contains("several labs are up (lab1, lab2)"), "{text}");
+        assert!(text.contains("--controller unix:"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mcgate-client-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_socket_this_user_may_not_open_is_a_permission_error() {
+        let e = Client::new("unix:/x")
+            .unwrap()
+            .connect_err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let text = e.to_string();
+        assert!(matches!(e, ClientError::PermissionDenied { .. }));
+        assert!(
+            text.contains("permission denied") && !text.contains("is `mcgate controller` running"),
+            "{text}"
+        );
+        let e = Client::new("unix:/x")
+            .unwrap()
+            .connect_err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(e.to_string().contains("is `mcgate controller` running"));
     }
 }

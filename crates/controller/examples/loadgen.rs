@@ -185,7 +185,7 @@ struct Shared {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    mcgate_controller::raise_fd_limit();
+    let _ = mcgate_controller::raise_fd_limit();
     let mcgate = match &args.mcgate {
         Some(p) => p.clone(),
         None => std::env::current_exe()?

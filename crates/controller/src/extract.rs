@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mcgate_domain::api::ApiError;
 use mcgate_domain::validate::{ErrorKind, ModelError};
@@ -102,39 +102,82 @@ where
     type Rejection = ApiErr;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
-            .await
-            .map_err(|_| {
-                ApiErr::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than {LIMIT} bytes or could not be read"),
-                )
-            })?;
+        check_media_type(req.headers())?;
+        // Refuse an announced oversized body before reading a byte of it.
+        if let Some(len) = content_length(req.headers())
+            && len > LIMIT as u64
+        {
+            return Err(too_large(LIMIT));
+        }
+        let read = axum::body::to_bytes(req.into_body(), LIMIT);
+        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return Err(too_large(LIMIT)),
+            Err(_) => {
+                return Err(ApiErr::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        };
         decode(&bytes).map(ApiJson)
     }
 }
 
-/// Decodes JSON, naming the field at fault.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiErr::bad(None, "the request needs a JSON body"));
+/// The time a client has to send a whole request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn too_large(limit: usize) -> ApiErr {
+    ApiErr::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes or could not be read"),
+    )
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Bodies must be `application/json` (parameters such as `charset=utf-8` allowed): a
+/// browser's cross-site form post (`application/x-www-form-urlencoded`, `text/plain`,
+/// `multipart/form-data`) is refused before anything is read, so it can change nothing.
+pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiErr> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = given
+        .as_deref()
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    if essence.as_deref() == Some("application/json") {
+        return Ok(());
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = useful_path(path);
-        let what = if inner.is_syntax() || inner.is_eof() {
-            "the request body is not valid JSON"
-        } else {
-            "the request body does not match the expected fields"
-        };
-        let mut msg = format!("{what}: {inner}");
-        if let Some(f) = &field {
-            msg = format!("{msg} (field `{f}`)");
-        }
-        ApiErr::bad(field, msg)
-    })
+    Err(ApiErr::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        match given {
+            Some(t) => format!(
+                "the request body is {t:?}; send JSON with `content-type: application/json`"
+            ),
+            None => {
+                "the request has no content-type; send JSON with `content-type: application/json`"
+                    .to_string()
+            }
+        },
+    ))
+}
+
+/// Decodes JSON, naming the field at fault (see `mcgate_domain::decode`).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr> {
+    mcgate_domain::decode::decode(bytes).map_err(ApiErr::from)
 }
 
 /// A query string decoded into `T` (through JSON, so errors name the parameter).
@@ -155,9 +198,15 @@ where
                 .map_err(|e| ApiErr::bad(None, format!("the query string cannot be read: {e}")))?;
         let mut obj = serde_json::Map::new();
         for (k, v) in map {
-            if !v.is_empty() {
-                obj.insert(k, serde_json::Value::String(v));
+            // `?source=` is a mistake (an unset shell variable, a form left blank), not
+            // "no filter": leaving a filter out is how to ask for no filter.
+            if v.is_empty() {
+                return Err(ApiErr::bad(
+                    Some(k.clone()),
+                    format!("query parameter `{k}` is empty: give a value or leave it out"),
+                ));
             }
+            obj.insert(k, serde_json::Value::String(v));
         }
         let value = serde_json::Value::Object(obj);
         serde_path_to_error::deserialize(value)
@@ -165,15 +214,10 @@ where
             .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                let field = useful_path(path);
+                let field = mcgate_domain::decode::useful_path(path);
                 ApiErr::bad(field, format!("bad query parameter: {inner}"))
             })
     }
-}
-
-/// The path serde reports, unless it names no field (`.` for the root, `?` when unknown).
-fn useful_path(path: String) -> Option<String> {
-    (!path.is_empty() && path != "." && !path.contains('?')).then_some(path)
 }
 
 /// A path parameter; a segment that is not valid percent-encoded UTF-8 is a 400

@@ -105,6 +105,15 @@ impl Hub {
         self.subs.len()
     }
 
+    /// Streams whose agent is more than half a queue behind: the ones at risk of being
+    /// closed for lagging.
+    pub fn lagging(&self) -> usize {
+        self.subs
+            .values()
+            .filter(|s| s.tx.max_capacity() - s.tx.capacity() > s.tx.max_capacity() / 2)
+            .count()
+    }
+
     /// Ends every stream and refuses new ones (shutdown).
     pub fn close_all(&mut self) {
         self.closed = true;

@@ -3,8 +3,9 @@
 //! The daemon holds the domains (persisted in an embedded store), knows every agent
 //! through its lease, and streams to each agent the forwarding state of its domains: a
 //! snapshot, then coalesced deltas stamped with revisions. The rules live in the pure
-//! model (`mcgate_domain::model`); this crate is the driver: HTTP handlers, the store,
-//! the lease timer, the streams.
+//! model (`mcgate_domain::model`); this crate is the driver: HTTP handlers
+//! ([`routes`], with their OpenAPI document in [`openapi`]), the bounded accept loop
+//! ([`server`]), the store, the lease timer, the streams ([`hub`]) and [`metrics`].
 //!
 //! It must never block its state lock on the network (a slow agent loses its stream, not
 //! everyone's), never answer bad input with a 5xx or a crash, and never lose a committed
@@ -15,8 +16,10 @@
 mod cli;
 pub mod extract;
 pub mod hub;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod store;
 
@@ -55,6 +58,14 @@ pub struct ControllerArgs {
     /// Lines queued per agent stream before a lagging agent is disconnected.
     #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(16..))]
     pub stream_queue: u64,
+    /// HTTP connections served at once per listener; more wait until one ends (default:
+    /// the open-file limit less a headroom of 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Milliseconds a client has to send a request's headers; slower or idle
+    /// connections are closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub header_timeout_ms: u64,
 }
 
 /// A controller serving on its listeners.
@@ -92,25 +103,26 @@ pub fn serve(
         let flush = tokio::spawn(ctl.clone().flush_loop());
         let lease = tokio::spawn(ctl.clone().lease_loop());
         let app = routes::router(ctl.clone());
-        let stop = |mut rx: watch::Receiver<bool>, ctl: Arc<Controller>| async move {
-            let _ = rx.wait_for(|v| *v).await;
-            // Streams never end by themselves; end them so the graceful shutdown can.
-            ctl.close_streams();
+        let limits = ctl.config.connections;
+        // Streams never end by themselves; end them so the graceful shutdown can.
+        let streams = {
+            let (ctl, mut rx) = (ctl.clone(), rx.clone());
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|v| *v).await;
+                ctl.close_streams();
+            })
         };
-        let tcp_srv =
-            axum::serve(tcp, app.clone()).with_graceful_shutdown(stop(rx.clone(), ctl.clone()));
-        let result = match unix {
+        let tcp_srv = server::serve(tcp, app.clone(), limits, rx.clone());
+        match unix {
             Some(u) => {
-                let unix_srv =
-                    axum::serve(u, app).with_graceful_shutdown(stop(rx.clone(), ctl.clone()));
-                let (a, b) = tokio::join!(tcp_srv.into_future(), unix_srv.into_future());
-                a.and(b)
+                tokio::join!(tcp_srv, server::serve(u, app, limits, rx.clone()));
             }
             None => tcp_srv.await,
-        };
+        }
+        let _ = streams.await;
         flush.abort();
         lease.abort();
-        result
+        Ok(())
     });
     Ok(Running {
         addr,
@@ -130,7 +142,7 @@ pub fn run_daemon(args: ControllerArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    raise_fd_limit();
+    let nofile = raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,7 +153,7 @@ pub fn run_daemon(args: ControllerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(daemon(args)) {
+    match rt.block_on(daemon(args, nofile)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -150,7 +162,7 @@ pub fn run_daemon(args: ControllerArgs) -> ExitCode {
     }
 }
 
-async fn daemon(args: ControllerArgs) -> Result<(), String> {
+async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
     if args.heartbeat_ms >= args.lease_ms {
         return Err(format!(
             "--heartbeat-ms {} must be shorter than --lease-ms {}, or every agent's lease would run out between heartbeats",
@@ -162,6 +174,13 @@ async fn daemon(args: ControllerArgs) -> Result<(), String> {
         heartbeat_ms: args.heartbeat_ms,
         coalesce_ms: args.coalesce_ms,
         stream_queue: usize::try_from(args.stream_queue).unwrap_or(1_024),
+        connections: server::ConnLimits {
+            max_connections: match args.max_connections {
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => server::max_connections_for(nofile),
+            },
+            header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        },
         ..Config::default()
     };
     let controller = Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?;
@@ -227,13 +246,20 @@ async fn wait_for_signal() {
 }
 
 /// Each agent holds one long-lived stream: lift the soft open-file limit to the hard one
-/// so a thousand agents do not exhaust the usual 1024.
-pub fn raise_fd_limit() {
+/// so a thousand agents do not exhaust the usual 1024. Returns the soft limit in force
+/// (1024 when it cannot be read).
+pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 1_024,
     }
 }
 

@@ -1,394 +1,189 @@
-//! The OpenAPI 3.0 document served at `GET /v1/openapi.json`, written by hand from the
-//! types in `mcgate_domain::api` (a test checks that every route the router serves is in
-//! it, and every schema it names is defined).
+//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`, derived with `utoipa` from
+//! the handlers of [`crate::routes`] and the message types of `mcgate_domain::api`, so it
+//! cannot drift from what the server accepts: patterns, ranges and unknown-field rules
+//! come from the same types the handlers decode (see `mcgate_domain::schema`).
+//!
+//! The answers every operation shares (a refused body, an unsupported media type, a body
+//! over the limit, a store failure) are added by `CommonAnswers` rather than repeated on
+//! each handler.
 
+use mcgate_domain::api::*;
+use mcgate_domain::schema;
 use serde_json::{Value, json};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi};
 
-fn r(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
+use crate::routes;
+
+/// The `{name}` of the domain routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DomainPath {
+    /// Domain name.
+    #[param(schema_with = schema::domain_name)]
+    pub name: String,
 }
 
-fn arr(v: Value) -> Value {
-    json!({ "type": "array", "items": v })
+/// The `{host}` of the agent routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct HostPath {
+    /// Agent host name.
+    #[param(schema_with = schema::host_name)]
+    pub host: String,
 }
 
-fn ipv4() -> Value {
-    json!({ "type": "string", "format": "ipv4" })
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mcgate controller API",
+        description = "Multicast domains, their associations and static members and sources, the agents and the forwarding state streamed to them. Every error is an ApiError. Request bodies are `application/json`."
+    ),
+    paths(
+        routes::healthz,
+        routes::openapi,
+        routes::metrics,
+        routes::create_domain,
+        routes::list_domains,
+        routes::show_domain,
+        routes::delete_domain,
+        routes::associate,
+        routes::disassociate,
+        routes::add_member,
+        routes::remove_member,
+        routes::add_source,
+        routes::remove_source,
+        routes::groups,
+        routes::register,
+        routes::agents,
+        routes::deregister,
+        routes::heartbeat,
+        routes::membership,
+        routes::stream,
+    ),
+    components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode)),
+    modifiers(&CommonAnswers)
+)]
+struct ApiDoc;
+
+/// Adds the error answers shared by many operations.
+struct CommonAnswers;
+
+fn error(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ApiError",
+                ))))
+                .build(),
+        )
+        .into()
 }
 
-fn nullable(mut v: Value) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        if o.contains_key("$ref") {
-            return json!({ "allOf": [v], "nullable": true });
+impl Modify for CommonAnswers {
+    fn modify(&self, doc: &mut Document) {
+        for item in doc.paths.paths.values_mut() {
+            for (method, op) in [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ] {
+                if let Some(op) = op {
+                    add_common(method, op);
+                }
+            }
         }
-        o.insert("nullable".into(), json!(true));
     }
-    v
 }
 
-fn obj(required: &[&str], props: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": props })
-}
-
-fn body(schema: Value) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
-}
-
-fn ok(code: &str, desc: &str, schema: Option<Value>) -> (String, Value) {
-    let v = match schema {
-        Some(s) => {
-            json!({ "description": desc, "content": { "application/json": { "schema": s } } })
+fn add_common(method: HttpMethod, op: &mut Operation) {
+    // `schema_with` params carry no `required` of their own; a path parameter always is.
+    for p in op.parameters.iter_mut().flatten() {
+        if p.parameter_in == ParameterIn::Path {
+            p.required = Required::True;
         }
-        None => json!({ "description": desc }),
+    }
+    let answers = &mut op.responses.responses;
+    let mut add = |code: &str, text: &str| {
+        answers
+            .entry(code.to_string())
+            .or_insert_with(|| error(text));
     };
-    (code.to_string(), v)
-}
-
-fn responses(list: Vec<(String, Value)>, errors: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    for (k, v) in list {
-        m.insert(k, v);
+    if op.request_body.is_some() {
+        add(
+            "400",
+            "Malformed JSON, a wrong type or a value out of range; `field` names it",
+        );
+        add("413", "The body is over the limit (see Content-Length)");
+        add("415", "The body is not `application/json`");
     }
-    for e in errors {
-        m.insert(
-            (*e).to_string(),
-            json!({ "description": error_text(e), "content": { "application/json": { "schema": r("ApiError") } } }),
+    if matches!(method, HttpMethod::Post | HttpMethod::Delete) {
+        add(
+            "503",
+            "The store failed (nothing changed) or the controller is shutting down",
         );
     }
-    Value::Object(m)
 }
 
-fn error_text(code: &str) -> &'static str {
-    match code {
-        "400" => "Malformed JSON, a wrong type or a value out of range; `field` names it",
-        "404" => "Unknown domain, agent, member or source",
-        "409" => "Conflict with existing state, or a stale agent session (register again)",
-        "413" => "The body is too large",
-        _ => "Error",
-    }
-}
-
-fn path_param(name: &str, desc: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": desc, "schema": { "type": "string" } })
-}
-
-fn query_param(name: &str, desc: &str, schema: Value) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": desc, "schema": schema })
-}
-
-fn op(summary: &str, params: Vec<Value>, req: Option<Value>, resp: Value) -> Value {
-    let mut o = json!({ "summary": summary, "parameters": params, "responses": resp });
-    if let Some(b) = req {
-        o["requestBody"] = b;
-    }
-    o
-}
-
-fn schemas() -> Value {
-    let filter = obj(
-        &["mode", "sources"],
-        json!({
-            "mode": { "type": "string", "enum": ["include", "exclude"] },
-            "sources": arr(ipv4()),
-        }),
-    );
-    let igmp_mode = json!({ "type": "string", "enum": ["v2", "v3", "off"] });
-    let igmp_settings = obj(
-        &[],
-        json!({
-            "robustness": { "type": "integer", "minimum": 1, "maximum": 7, "default": 2 },
-            "query_interval_ms": { "type": "integer", "default": 125000 },
-            "query_response_interval_ms": { "type": "integer", "default": 10000 },
-            "last_member_interval_ms": { "type": "integer", "default": 1000 },
-            "last_member_count": nullable(json!({ "type": "integer" })),
-            "fast_leave": { "type": "boolean", "default": false },
-        }),
-    );
-    let domain_spec = obj(
-        &["name"],
-        json!({
-            "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" },
-            "vni": nullable(json!({ "type": "integer", "minimum": 1, "maximum": 16777215 })),
-            "igmp": r("IgmpMode"),
-            "static_sources": { "type": "boolean", "default": false },
-            "igmp_settings": r("IgmpSettings"),
-        }),
-    );
-    let domain = obj(
-        &[
-            "name",
-            "vni",
-            "igmp",
-            "static_sources",
-            "igmp_settings",
-            "subnets",
-            "hosts",
-        ],
-        json!({
-            "name": { "type": "string" },
-            "vni": { "type": "integer" },
-            "igmp": r("IgmpMode"),
-            "static_sources": { "type": "boolean" },
-            "igmp_settings": r("IgmpSettings"),
-            "subnets": arr(json!({ "type": "string", "example": "10.0.2.0/24" })),
-            "hosts": arr(json!({ "type": "string" })),
-        }),
-    );
-    let assoc = obj(
-        &[],
-        json!({
-            "subnet": nullable(json!({ "type": "string", "example": "10.0.2.0/24" })),
-            "host": nullable(json!({ "type": "string" })),
-        }),
-    );
-    let member = obj(
-        &["group", "host"],
-        json!({
-            "group": ipv4(), "host": { "type": "string" },
-            "interface": nullable(json!({ "type": "string" })),
-            "address": nullable(ipv4()),
-        }),
-    );
-    let source = obj(
-        &["group", "address"],
-        json!({
-            "group": ipv4(), "address": ipv4(),
-            "host": nullable(json!({ "type": "string" })),
-            "interface": nullable(json!({ "type": "string" })),
-        }),
-    );
-    let link = obj(
-        &["name"],
-        json!({ "name": { "type": "string" }, "address": nullable(ipv4()) }),
-    );
-    let registration = obj(
-        &["host", "underlay"],
-        json!({
-            "host": { "type": "string" },
-            "underlay": { "type": "string", "example": "10.0.2.10:4789" },
-            "subnet": nullable(json!({ "type": "string" })),
-            "links": arr(r("LinkInfo")),
-            "dataplane": nullable(json!({ "type": "string" })),
-        }),
-    );
-    let reply = obj(
-        &["session", "lease_ms", "heartbeat_ms", "domains"],
-        json!({
-            "session": { "type": "integer" }, "lease_ms": { "type": "integer" },
-            "heartbeat_ms": { "type": "integer" }, "domains": arr(json!({ "type": "string" })),
-        }),
-    );
-    let heartbeat = obj(&["session"], json!({ "session": { "type": "integer" } }));
-    let link_membership = obj(
-        &["link", "group", "filter"],
-        json!({
-            "link": { "type": "string" }, "group": ipv4(),
-            "filter": nullable(r("SourceFilter")),
-            "reporters": arr(ipv4()),
-        }),
-    );
-    let report = obj(
-        &["session", "seq", "snapshot", "entries"],
-        json!({
-            "session": { "type": "integer" }, "seq": { "type": "integer" },
-            "snapshot": { "type": "boolean" }, "entries": arr(r("LinkMembership")),
-        }),
-    );
-    let ack = obj(&["seq"], json!({ "seq": { "type": "integer" } }));
-    let peer = obj(
-        &["host", "underlay"],
-        json!({ "host": { "type": "string" }, "underlay": { "type": "string" } }),
-    );
-    let host_member = obj(
-        &["host", "group", "filter"],
-        json!({ "host": { "type": "string" }, "group": ipv4(), "filter": r("SourceFilter") }),
-    );
-    let domain_state = obj(
-        &[
-            "domain",
-            "peers",
-            "members",
-            "static_members",
-            "static_sources",
-        ],
-        json!({
-            "domain": r("Domain"), "peers": arr(r("Peer")), "members": arr(r("HostMember")),
-            "static_members": arr(r("StaticMemberSpec")),
-            "static_sources": arr(r("StaticSourceSpec")),
-        }),
-    );
-    let change = json!({
-        "type": "object",
-        "description": "One change; `kind` is domain | domain_removed | peer_up | peer_down | member | static_member | static_source, with the fields of that kind (see docs/api.md).",
-        "required": ["kind"],
-        "properties": {
-            "kind": { "type": "string", "enum": ["domain", "domain_removed", "peer_up", "peer_down", "member", "static_member", "static_source"] },
-            "domain": {}, "name": { "type": "string" }, "peer": r("Peer"),
-            "host": { "type": "string" }, "group": ipv4(), "filter": nullable(r("SourceFilter")),
-            "member": r("StaticMemberSpec"), "source": r("StaticSourceSpec"),
-            "present": { "type": "boolean" },
+/// OpenAPI links (section 4.8.20): how the answer of one operation feeds the next, so a
+/// client (or a stateful test) can follow a domain or an agent session it created.
+/// Written as JSON: utoipa 5's `Link` spells its keys in snake case, which OpenAPI does not
+/// read.
+fn add_links(doc: &mut Value) {
+    let name = json!({ "name": "$response.body#/name" });
+    let host = json!({ "host": "$request.body#/host" });
+    let links = [
+        (
+            "/v1/domains",
+            "201",
+            json!({
+                "show": { "operationId": "show_domain", "parameters": name },
+                "delete": { "operationId": "delete_domain", "parameters": name },
+                "associate": { "operationId": "associate", "parameters": name },
+                "add_member": { "operationId": "add_member", "parameters": name },
+                "add_source": { "operationId": "add_source", "parameters": name },
+            }),
+        ),
+        (
+            "/v1/agents",
+            "200",
+            json!({
+                "heartbeat": { "operationId": "heartbeat", "parameters": host,
+                    "requestBody": { "session": "$response.body#/session" } },
+                "deregister": { "operationId": "deregister", "parameters": host },
+            }),
+        ),
+    ];
+    for (path, status, l) in links {
+        if let Some(resp) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/post/responses/{status}",
+                path.replace('/', "~1")
+            ))
+            .and_then(Value::as_object_mut)
+        {
+            resp.insert("links".to_string(), l);
         }
-    });
-    let stream_message = json!({
-        "type": "object",
-        "description": "One NDJSON line: `type` is snapshot (revision, domains), delta (revision, changes) or keepalive (revision).",
-        "required": ["type", "revision"],
-        "properties": {
-            "type": { "type": "string", "enum": ["snapshot", "delta", "keepalive"] },
-            "revision": { "type": "integer" },
-            "domains": arr(r("DomainState")),
-            "changes": arr(r("Change")),
-        }
-    });
-    let member_type = json!({ "type": "string", "enum": ["igmp", "static"] });
-    let group_entry = obj(
-        &[
-            "domain",
-            "group",
-            "host",
-            "subnet",
-            "interface",
-            "address",
-            "member",
-            "source",
-            "member_type",
-            "source_type",
-            "source_filter",
-        ],
-        json!({
-            "domain": { "type": "string" }, "group": ipv4(), "host": { "type": "string" },
-            "subnet": nullable(json!({ "type": "string" })),
-            "interface": nullable(json!({ "type": "string" })),
-            "address": nullable(ipv4()),
-            "member": { "type": "boolean" }, "source": { "type": "boolean" },
-            "member_type": nullable(r("MemberType")), "source_type": nullable(r("MemberType")),
-            "source_filter": nullable(r("SourceFilter")),
-        }),
-    );
-    let agent_info = obj(
-        &[
-            "host",
-            "underlay",
-            "subnet",
-            "links",
-            "domains",
-            "state",
-            "last_seen_ms",
-            "memberships",
-            "dataplane",
-        ],
-        json!({
-            "host": { "type": "string" }, "underlay": { "type": "string" },
-            "subnet": nullable(json!({ "type": "string" })), "links": arr(r("LinkInfo")),
-            "domains": arr(json!({ "type": "string" })),
-            "state": { "type": "string", "enum": ["up", "expired"] },
-            "last_seen_ms": { "type": "integer" }, "memberships": { "type": "integer" },
-            "dataplane": nullable(json!({ "type": "string" })),
-        }),
-    );
-    let health = obj(
-        &["status", "revision", "domains", "agents_up"],
-        json!({
-            "status": { "type": "string" }, "revision": { "type": "integer" },
-            "domains": { "type": "integer" }, "agents_up": { "type": "integer" },
-            "streams": { "type": "integer" }, "stream_overflows": { "type": "integer" },
-        }),
-    );
-    let api_error = obj(
-        &["error"],
-        json!({ "error": { "type": "string" }, "field": nullable(json!({ "type": "string" })) }),
-    );
-    json!({
-        "SourceFilter": filter, "IgmpMode": igmp_mode, "IgmpSettings": igmp_settings,
-        "DomainSpec": domain_spec, "Domain": domain, "AssociationSpec": assoc,
-        "StaticMemberSpec": member, "StaticSourceSpec": source, "LinkInfo": link,
-        "AgentRegistration": registration, "RegistrationReply": reply, "Heartbeat": heartbeat,
-        "LinkMembership": link_membership, "MembershipReport": report, "MembershipAck": ack,
-        "Peer": peer, "HostMember": host_member, "DomainState": domain_state, "Change": change,
-        "StreamMessage": stream_message, "MemberType": member_type, "GroupEntry": group_entry,
-        "AgentInfo": agent_info, "Health": health, "ApiError": api_error,
-    })
+    }
 }
 
 /// The document, as JSON text.
 pub fn document() -> String {
-    let name = || path_param("name", "Domain name");
-    let host = || path_param("host", "Agent host name");
-    let paths = json!({
-        "/v1/healthz": { "get": op("Liveness and counters", vec![], None,
-            responses(vec![ok("200", "Healthy", Some(r("Health")))], &[])) },
-        "/v1/openapi.json": { "get": op("This document", vec![], None,
-            responses(vec![ok("200", "OpenAPI 3 document", Some(json!({ "type": "object" })))], &[])) },
-        "/v1/domains": {
-            "post": op("Create a domain", vec![], Some(body(r("DomainSpec"))),
-                responses(vec![ok("201", "Created", Some(r("Domain")))], &["400", "409", "413"])),
-            "get": op("List domains", vec![], None,
-                responses(vec![ok("200", "Every domain", Some(arr(r("Domain"))))], &[])),
-        },
-        "/v1/domains/{name}": {
-            "get": op("Show a domain", vec![name()], None,
-                responses(vec![ok("200", "The domain", Some(r("Domain")))], &["404"])),
-            "delete": op("Delete a domain", vec![name()], None,
-                responses(vec![ok("204", "Deleted", None)], &["404"])),
-        },
-        "/v1/domains/{name}/associations": {
-            "post": op("Associate a subnet or a host (exactly one)", vec![name()], Some(body(r("AssociationSpec"))),
-                responses(vec![ok("200", "The domain after", Some(r("Domain")))], &["400", "404", "409"])),
-            "delete": op("Disassociate a subnet or a host", vec![name()], Some(body(r("AssociationSpec"))),
-                responses(vec![ok("200", "The domain after", Some(r("Domain")))], &["400", "404"])),
-        },
-        "/v1/domains/{name}/members": {
-            "post": op("Register a static member", vec![name()], Some(body(r("StaticMemberSpec"))),
-                responses(vec![ok("201", "Registered", Some(r("StaticMemberSpec")))], &["400", "404", "409"])),
-            "delete": op("Deregister a static member (matched on group, host, interface)", vec![name()], Some(body(r("StaticMemberSpec"))),
-                responses(vec![ok("204", "Deregistered", None)], &["400", "404"])),
-        },
-        "/v1/domains/{name}/sources": {
-            "post": op("Register a static source", vec![name()], Some(body(r("StaticSourceSpec"))),
-                responses(vec![ok("201", "Registered", Some(r("StaticSourceSpec")))], &["400", "404", "409"])),
-            "delete": op("Deregister a static source (matched on group, address)", vec![name()], Some(body(r("StaticSourceSpec"))),
-                responses(vec![ok("204", "Deregistered", None)], &["400", "404"])),
-        },
-        "/v1/groups": { "get": op("Search the group table", vec![
-                query_param("domain", "Only this domain", json!({ "type": "string" })),
-                query_param("group", "Only this group", ipv4()),
-                query_param("member", "Only member rows with this address", ipv4()),
-                query_param("source", "Only source rows with this address", ipv4()),
-                query_param("type", "Only igmp or static rows", r("MemberType")),
-                query_param("host", "Only this host", json!({ "type": "string" })),
-                query_param("subnet", "Only rows in this subnet", json!({ "type": "string" })),
-            ], None,
-            responses(vec![ok("200", "Matching rows", Some(arr(r("GroupEntry"))))], &["400", "404"])) },
-        "/v1/agents": {
-            "post": op("Register an agent (a new session each time)", vec![], Some(body(r("AgentRegistration"))),
-                responses(vec![ok("200", "Registered", Some(r("RegistrationReply")))], &["400", "413"])),
-            "get": op("List agents", vec![], None,
-                responses(vec![ok("200", "Every agent", Some(arr(r("AgentInfo"))))], &[])),
-        },
-        "/v1/agents/{host}": { "delete": op("Deregister an agent", vec![host()], None,
-            responses(vec![ok("204", "Deregistered", None)], &["404"])) },
-        "/v1/agents/{host}/heartbeat": { "post": op("Renew the lease", vec![host()], Some(body(r("Heartbeat"))),
-            responses(vec![ok("200", "Renewed", None)], &["400", "404", "409"])) },
-        "/v1/agents/{host}/membership": { "post": op("Report membership changes or a snapshot", vec![host()], Some(body(r("MembershipReport"))),
-            responses(vec![ok("200", "Applied (or already applied)", Some(r("MembershipAck")))], &["400", "404", "409", "413"])) },
-        "/v1/agents/{host}/stream": { "get": op("Forwarding-state stream (NDJSON: snapshot or missed deltas, then deltas and keepalives)",
-            vec![host(), query_param("since", "Resume after this revision", json!({ "type": "integer" }))], None,
-            responses(vec![("200".to_string(), json!({ "description": "One StreamMessage per line",
-                "content": { "application/x-ndjson": { "schema": r("StreamMessage") } } }))], &["400", "404", "409"])) },
-    });
-    let doc = json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "mcgate controller API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Multicast domains, their associations and static members and sources, the agents and the forwarding state streamed to them. Every error is an ApiError."
-        },
-        "paths": paths,
-        "components": { "schemas": schemas() },
-    });
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(v) => v,
+        Err(e) => {
+            return json!({ "error": format!("the OpenAPI document cannot be written: {e}") })
+                .to_string();
+        }
+    };
+    add_links(&mut doc);
     doc.to_string()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +214,25 @@ mod tests {
             let name = r.trim_start_matches("#/components/schemas/");
             assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
         }
+    }
+
+    /// The body schemas carry the server's rules: a test that fails if a derive loses one.
+    #[test]
+    fn body_schemas_state_the_servers_rules() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        let s = &doc["components"]["schemas"];
+        assert_eq!(s["DomainSpec"]["additionalProperties"], false);
+        assert_eq!(s["DomainSpec"]["properties"]["vni"]["maximum"], 16_777_215);
+        assert_eq!(
+            s["StaticMemberSpec"]["properties"]["group"]["pattern"],
+            schema::routable_group_pattern()
+        );
+        assert_eq!(
+            s["AgentRegistration"]["properties"]["host"]["pattern"],
+            schema::HOST_NAME_PATTERN
+        );
+        assert_eq!(s["Heartbeat"]["properties"]["session"]["minimum"], 0);
+        assert_eq!(s["Heartbeat"]["properties"]["session"]["maximum"], u64::MAX);
+        assert!(!document().contains("\"required\":[]"));
     }
 }

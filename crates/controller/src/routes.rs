@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::extract::{ApiErr, ApiJson, ApiPath, ApiQuery, REPORT_BODY_LIMIT};
 use crate::hub::encode;
+use crate::openapi::{DomainPath, HostPath};
 use crate::state::Controller;
 
 type Ctl = State<Arc<Controller>>;
@@ -51,9 +52,49 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/v1/agents/{host}/heartbeat", post(heartbeat))
         .route("/v1/agents/{host}/membership", post(membership))
         .route("/v1/agents/{host}/stream", get(stream))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(ctl.clone(), count))
         .with_state(ctl)
+}
+
+/// Counts every answer by method, route template and status.
+async fn count(
+    State(c): Ctl,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    c.metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus metrics: the text format 0.0.4, or OpenMetrics when `Accept` asks for it",
+        content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(c): Ctl, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let om = crate::metrics::wants_openmetrics(accept);
+    let body = c.render_metrics(om);
+    let ct = if om {
+        crate::metrics::OPENMETRICS_TYPE
+    } else {
+        crate::metrics::TEXT_004_TYPE
+    };
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 async fn not_found() -> ApiErr {
@@ -70,7 +111,9 @@ async fn method_not_allowed() -> ApiErr {
     )
 }
 
-async fn healthz(State(c): Ctl) -> Json<Health> {
+#[utoipa::path(get, path = "/v1/healthz", tag = "status",
+    responses((status = 200, description = "Healthy", body = Health)))]
+pub(crate) async fn healthz(State(c): Ctl) -> Json<Health> {
     let revision = c.published();
     let (streams, stream_overflows) = c.stream_stats();
     Json(c.read(|m, _| Health {
@@ -83,7 +126,9 @@ async fn healthz(State(c): Ctl) -> Json<Health> {
     }))
 }
 
-async fn openapi() -> Response {
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "status",
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::document(),
@@ -93,7 +138,9 @@ async fn openapi() -> Response {
 
 // ---- domains -----------------------------------------------------------------------
 
-async fn create_domain(
+#[utoipa::path(post, path = "/v1/domains", tag = "domains", request_body = DomainSpec,
+    responses((status = 201, description = "Created", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn create_domain(
     State(c): Ctl,
     ApiJson(spec): ApiJson<DomainSpec>,
 ) -> ApiResult<(StatusCode, Json<Domain>)> {
@@ -103,23 +150,32 @@ async fn create_domain(
     Ok((StatusCode::CREATED, Json(d)))
 }
 
-async fn list_domains(State(c): Ctl) -> Json<Vec<Domain>> {
+#[utoipa::path(get, path = "/v1/domains", tag = "domains",
+    responses((status = 200, description = "Every domain", body = Vec<Domain>)))]
+pub(crate) async fn list_domains(State(c): Ctl) -> Json<Vec<Domain>> {
     Json(c.read(|m, _| m.domains()))
 }
 
-async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<Json<Domain>> {
+#[utoipa::path(get, path = "/v1/domains/{name}", tag = "domains", params(DomainPath),
+    responses((status = 200, description = "The domain", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<Json<Domain>> {
     Ok(Json(
         c.read(|m, _| m.domain(&name).map(|r| r.domain.clone()))?,
     ))
 }
 
-async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<StatusCode> {
+#[utoipa::path(delete, path = "/v1/domains/{name}", tag = "domains", params(DomainPath),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<StatusCode> {
     c.admin(&name, |m| Ok(((), m.delete_domain(&name)?)))?;
     tracing::info!(domain = %name, "domain deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn associate(
+#[utoipa::path(post, path = "/v1/domains/{name}/associations", tag = "domains", params(DomainPath),
+    request_body(content = AssociationSpec, description = "Exactly one of `subnet` and `host`"),
+    responses((status = 200, description = "The domain after", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn associate(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
@@ -131,7 +187,10 @@ async fn associate(
     Ok(Json(d))
 }
 
-async fn disassociate(
+#[utoipa::path(delete, path = "/v1/domains/{name}/associations", tag = "domains", params(DomainPath),
+    request_body(content = AssociationSpec, description = "Exactly one of `subnet` and `host`"),
+    responses((status = 200, description = "The domain after", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn disassociate(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
@@ -143,7 +202,10 @@ async fn disassociate(
     Ok(Json(d))
 }
 
-async fn add_member(
+#[utoipa::path(post, path = "/v1/domains/{name}/members", tag = "domains", params(DomainPath),
+    request_body = StaticMemberSpec,
+    responses((status = 201, description = "Registered", body = StaticMemberSpec), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn add_member(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
@@ -153,7 +215,10 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn remove_member(
+#[utoipa::path(delete, path = "/v1/domains/{name}/members", tag = "domains", params(DomainPath),
+    request_body(content = StaticMemberSpec, description = "Matched on group, host and interface"),
+    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn remove_member(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
@@ -162,7 +227,10 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn add_source(
+#[utoipa::path(post, path = "/v1/domains/{name}/sources", tag = "domains", params(DomainPath),
+    request_body = StaticSourceSpec,
+    responses((status = 201, description = "Registered", body = StaticSourceSpec), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn add_source(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
@@ -172,7 +240,10 @@ async fn add_source(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn remove_source(
+#[utoipa::path(delete, path = "/v1/domains/{name}/sources", tag = "domains", params(DomainPath),
+    request_body(content = StaticSourceSpec, description = "Matched on group and address"),
+    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn remove_source(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
@@ -181,7 +252,9 @@ async fn remove_source(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn groups(
+#[utoipa::path(get, path = "/v1/groups", tag = "domains", params(GroupQuery),
+    responses((status = 200, description = "Matching rows", body = Vec<GroupEntry>), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn groups(
     State(c): Ctl,
     ApiQuery(q): ApiQuery<GroupQuery>,
 ) -> ApiResult<Json<Vec<GroupEntry>>> {
@@ -194,7 +267,9 @@ async fn groups(
 
 // ---- agents ------------------------------------------------------------------------
 
-async fn register(
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentRegistration,
+    responses((status = 200, description = "Registered (a new session each time)", body = RegistrationReply), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError)))]
+pub(crate) async fn register(
     State(c): Ctl,
     ApiJson(reg): ApiJson<AgentRegistration>,
 ) -> ApiResult<Json<RegistrationReply>> {
@@ -205,17 +280,24 @@ async fn register(
     Ok(Json(reply))
 }
 
-async fn agents(State(c): Ctl) -> Json<Vec<AgentInfo>> {
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = 200, description = "Every agent", body = Vec<AgentInfo>)))]
+pub(crate) async fn agents(State(c): Ctl) -> Json<Vec<AgentInfo>> {
     Json(c.read(|m, now| m.agent_infos(now)))
 }
 
-async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
+#[utoipa::path(delete, path = "/v1/agents/{host}", tag = "agents", params(HostPath),
+    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+pub(crate) async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
     c.apply(|m, _| Ok(((), m.deregister(&host)?)))?;
     tracing::info!(host = %host, "agent deregistered");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn heartbeat(
+#[utoipa::path(post, path = "/v1/agents/{host}/heartbeat", tag = "agents", params(HostPath),
+    request_body = Heartbeat,
+    responses((status = 200, description = "The lease is renewed"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn heartbeat(
     State(c): Ctl,
     ApiPath(host): ApiPath,
     ApiJson(hb): ApiJson<Heartbeat>,
@@ -224,7 +306,10 @@ async fn heartbeat(
     Ok(StatusCode::OK)
 }
 
-async fn membership(
+#[utoipa::path(post, path = "/v1/agents/{host}/membership", tag = "agents", params(HostPath),
+    request_body = MembershipReport,
+    responses((status = 200, description = "Applied (or applied before)", body = MembershipAck), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn membership(
     State(c): Ctl,
     ApiPath(host): ApiPath,
     ApiJson(report): ApiJson<MembershipReport, REPORT_BODY_LIMIT>,
@@ -232,14 +317,21 @@ async fn membership(
     Ok(Json(c.apply(|m, now| m.report(&host, report, now))?))
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// Query of `GET /v1/agents/{host}/stream`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct StreamQuery {
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Resume after this revision (the last one the agent applied).
     #[serde(default)]
+    #[param(schema_with = mcgate_domain::schema::u64_schema)]
     since: Option<String>,
 }
 
-async fn stream(
+#[utoipa::path(get, path = "/v1/agents/{host}/stream", tag = "agents", params(HostPath, StreamQuery),
+    responses((status = 200, description = "One StreamMessage per line: a snapshot or the missed deltas, then deltas and keepalives",
+        content_type = "application/x-ndjson", body = StreamMessage), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+pub(crate) async fn stream(
     State(c): Ctl,
     ApiPath(host): ApiPath,
     ApiQuery(q): ApiQuery<StreamQuery>,

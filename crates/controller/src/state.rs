@@ -38,6 +38,8 @@ pub struct Config {
     pub ring_entries: usize,
     /// Bytes of deltas kept for resuming streams.
     pub ring_bytes: usize,
+    /// Bounds on the HTTP connections of each listener.
+    pub connections: crate::server::ConnLimits,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             stream_queue: 1_024,
             ring_entries: 16_384,
             ring_bytes: 64 << 20,
+            connections: crate::server::ConnLimits::default(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Controller {
     /// The revision after the last flush's lines were queued (keepalives carry it).
     published: AtomicU64,
     start: Instant,
+    /// The `/metrics` families.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Controller {
@@ -115,6 +120,7 @@ impl Controller {
             flush: Notify::new(),
             published: AtomicU64::new(base),
             start: Instant::now(),
+            metrics: crate::metrics::Metrics::new(),
         }))
     }
 
@@ -162,7 +168,7 @@ impl Controller {
         let (r, effects) = op(&mut g.model)?;
         let after = g.model.domain_record(name).cloned();
         if before != after
-            && let Err(e) = self.store.put_domain(name, after.as_ref())
+            && let Err(e) = self.timed_commit(name, after.as_ref())
         {
             g.model.restore_domain(name, before);
             tracing::error!(domain = name, error = %e, "store write failed");
@@ -172,6 +178,37 @@ impl Controller {
             self.flush.notify_one();
         }
         Ok(r)
+    }
+
+    fn timed_commit(
+        &self,
+        name: &str,
+        record: Option<&mcgate_domain::model::DomainRecord>,
+    ) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        let r = self.store.put_domain(name, record);
+        self.metrics.store_commit.observe(t.elapsed().as_secs_f64());
+        r
+    }
+
+    /// The metrics text (see [`crate::metrics`]), read under the state lock.
+    pub fn render_metrics(&self, openmetrics: bool) -> String {
+        let now = self.now_ms();
+        let published = self.published();
+        let g = self.lock();
+        let infos = g.model.agent_infos(now);
+        let up: Vec<_> = infos.iter().filter(|a| a.state == "up").collect();
+        let snap = crate::metrics::Snapshot {
+            streams: g.hub.streams(),
+            lagging: g.hub.lagging(),
+            overflows: g.hub.overflows,
+            agents_up: up.len(),
+            agents_expired: infos.len() - up.len(),
+            domains: g.model.domains().len(),
+            memberships: up.iter().map(|a| a.memberships).sum(),
+            revision: published,
+        };
+        self.metrics.render(&snap, openmetrics)
     }
 
     /// Reads the model.
@@ -260,6 +297,7 @@ impl Controller {
             for e in &effects {
                 if let Effect::Close { host } = e {
                     tracing::info!(host = %host, "lease expired");
+                    self.metrics.lease_expiries.inc();
                 }
             }
             if g.hub.push(effects) {

@@ -742,7 +742,7 @@ async fn a_burst_of_joins_is_coalesced_and_shared() {
 async fn openapi_describes_every_route() {
     let s = Server::default().await;
     let doc = s.get("/v1/openapi.json").await.unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for (path, methods) in [
         ("/v1/domains", &["get", "post"][..]),
         ("/v1/domains/{name}", &["get", "delete"]),
@@ -757,6 +757,7 @@ async fn openapi_describes_every_route() {
         ("/v1/agents/{host}/stream", &["get"]),
         ("/v1/healthz", &["get"]),
         ("/v1/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path}");

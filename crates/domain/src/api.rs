@@ -8,8 +8,10 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::SourceFilter;
+use crate::schema;
 
 /// A controller-wide, strictly increasing number stamped on every change of state that
 /// agents see; an agent resumes its stream from the last revision it applied.
@@ -19,7 +21,7 @@ pub type Revision = u64;
 pub const VXLAN_PORT: u16 = 4789;
 
 /// How a domain learns its members (RFC 2236, RFC 3376).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IgmpMode {
     /// The querier speaks IGMPv2 (like the reference gateway).
@@ -47,13 +49,15 @@ impl IgmpMode {
 }
 
 /// Body of `POST /v1/domains`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainSpec {
     /// Unique name.
+    #[schema(schema_with = schema::domain_name)]
     pub name: String,
     /// The VXLAN network identifier (24 bits); chosen by the controller when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16777215)]
     pub vni: Option<u32>,
     /// IGMP version the querier speaks.
     #[serde(default)]
@@ -63,31 +67,38 @@ pub struct DomainSpec {
     pub static_sources: bool,
     /// IGMP timers.
     #[serde(default)]
+    #[schema(schema_with = schema::igmp_settings)]
     pub igmp_settings: IgmpSettings,
 }
 
 /// A domain as the controller holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Domain {
     /// Unique name.
+    #[schema(schema_with = schema::domain_name)]
     pub name: String,
     /// VXLAN network identifier.
+    #[schema(minimum = 1, maximum = 16777215)]
     pub vni: u32,
     /// IGMP version the querier speaks.
     pub igmp: IgmpMode,
     /// Only registered static sources may send.
     pub static_sources: bool,
     /// IGMP timers.
+    #[schema(schema_with = schema::igmp_settings)]
     pub igmp_settings: IgmpSettings,
     /// Associated subnets.
     #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_list)]
     pub subnets: Vec<Ipv4Net>,
     /// Associated hosts (by host name).
     #[serde(default)]
+    #[schema(schema_with = schema::host_name_list)]
     pub hosts: Vec<String>,
 }
 
-/// Body of `POST` / `DELETE /v1/domains/{name}/associations`: exactly one of the two.
+/// Body of `POST` / `DELETE /v1/domains/{name}/associations`: exactly one of the two
+/// (its schema, with that rule, is in [`crate::schema`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AssociationSpec {
@@ -100,56 +111,69 @@ pub struct AssociationSpec {
 }
 
 /// Body of `POST` / `DELETE /v1/domains/{name}/members`: a static member.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticMemberSpec {
     /// The group, in 224.0.0.0/4.
+    #[schema(schema_with = schema::routable_group)]
     pub group: Ipv4Addr,
     /// The host the member is on.
+    #[schema(schema_with = schema::host_name)]
     pub host: String,
     /// The host's link to deliver on; all attached links when absent.
     #[serde(default)]
+    #[schema(schema_with = schema::link_name_or_null)]
     pub interface: Option<String>,
     /// The member's own address, for the group table.
     #[serde(default)]
+    #[schema(schema_with = schema::unicast_or_null)]
     pub address: Option<Ipv4Addr>,
 }
 
 /// Body of `POST` / `DELETE /v1/domains/{name}/sources`: a static source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticSourceSpec {
     /// The group, in 224.0.0.0/4.
+    #[schema(schema_with = schema::routable_group)]
     pub group: Ipv4Addr,
     /// The unicast address allowed to send to the group.
+    #[schema(schema_with = schema::unicast)]
     pub address: Ipv4Addr,
     /// The host the source is on, for the group table.
     #[serde(default)]
+    #[schema(schema_with = schema::host_name_or_null)]
     pub host: Option<String>,
     /// The source's interface, for the group table.
     #[serde(default)]
+    #[schema(schema_with = schema::link_name_or_null)]
     pub interface: Option<String>,
 }
 
 /// A link an agent is attached to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct LinkInfo {
     /// Interface name on the host.
+    #[schema(schema_with = schema::link_name)]
     pub name: String,
     /// The interface's IPv4 address, if it has one.
     #[serde(default)]
+    #[schema(schema_with = schema::ipv4_or_null)]
     pub address: Option<Ipv4Addr>,
 }
 
 /// Body of `POST /v1/agents`: an agent (re)registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AgentRegistration {
     /// Host name, unique in the controller.
+    #[schema(schema_with = schema::host_name)]
     pub host: String,
     /// Where other agents send VXLAN to reach this host.
+    #[schema(schema_with = schema::underlay)]
     pub underlay: SocketAddrV4,
     /// The host's subnet, used for subnet associations.
     #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_or_null)]
     pub subnet: Option<Ipv4Net>,
     /// The links the agent is attached to.
     #[serde(default)]
@@ -160,48 +184,58 @@ pub struct AgentRegistration {
 }
 
 /// Answer to a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RegistrationReply {
     /// A new number per registration; membership reports name it, and a report with a
     /// stale session is refused (409) so the agent re-registers and re-snapshots.
+    #[schema(schema_with = schema::u64_schema)]
     pub session: u64,
     /// The lease: the agent's members are removed when no heartbeat came for this long.
+    #[schema(schema_with = schema::u64_schema)]
     pub lease_ms: u64,
     /// How often the agent should heartbeat.
+    #[schema(schema_with = schema::u64_schema)]
     pub heartbeat_ms: u64,
     /// The domains this host belongs to now.
     pub domains: Vec<String>,
 }
 
 /// Body of `POST /v1/agents/{host}/heartbeat`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     /// The session from the registration.
+    #[schema(schema_with = schema::u64_schema)]
     pub session: u64,
 }
 
 /// The membership of one link of an agent for one group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LinkMembership {
     /// The link's interface name.
+    #[schema(schema_with = schema::link_name)]
     pub link: String,
     /// The group.
+    #[schema(schema_with = schema::group)]
     pub group: Ipv4Addr,
     /// The link's filter for the group; `None` means the link left the group.
+    #[schema(schema_with = schema::source_filter_or_null)]
     pub filter: Option<SourceFilter>,
     /// The hosts on the link that reported the group (explicit tracking), for the group
     /// table. May be empty when unknown.
     #[serde(default)]
+    #[schema(schema_with = schema::ipv4_list)]
     pub reporters: Vec<Ipv4Addr>,
 }
 
 /// Body of `POST /v1/agents/{host}/membership`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MembershipReport {
     /// The session from the registration.
+    #[schema(schema_with = schema::u64_schema)]
     pub session: u64,
     /// Increases by one per report within a session; the controller ignores a report
     /// whose sequence it has already applied.
+    #[schema(schema_with = schema::u64_schema)]
     pub seq: u64,
     /// When true, `entries` is the agent's whole membership and replaces what the
     /// controller held for it; otherwise each entry is a change.
@@ -211,34 +245,40 @@ pub struct MembershipReport {
 }
 
 /// Answer to a membership report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MembershipAck {
     /// The highest sequence applied.
+    #[schema(schema_with = schema::u64_schema)]
     pub seq: u64,
 }
 
 /// Another host of a domain, to tunnel to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
     /// Host name.
+    #[schema(schema_with = schema::host_name)]
     pub host: String,
     /// VXLAN destination.
+    #[schema(schema_with = schema::underlay)]
     pub underlay: SocketAddrV4,
 }
 
 /// Members of a group on one host, merged over its links (RFC 3376 section 3.2 rules).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostMember {
     /// Host name.
+    #[schema(schema_with = schema::host_name)]
     pub host: String,
     /// The group.
+    #[schema(schema_with = schema::group)]
     pub group: Ipv4Addr,
     /// The merged filter of the host's members.
+    #[schema(schema_with = schema::source_filter)]
     pub filter: SourceFilter,
 }
 
 /// Everything an agent needs to know of one domain it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DomainState {
     /// The domain's settings.
     pub domain: Domain,
@@ -253,7 +293,7 @@ pub struct DomainState {
 }
 
 /// One change in a forwarding-state stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// A domain was created or its settings changed (or the host just joined it).
@@ -287,8 +327,10 @@ pub enum Change {
         /// The host.
         host: String,
         /// The group.
+        #[schema(schema_with = schema::group)]
         group: Ipv4Addr,
         /// The merged filter, or `None`.
+        #[schema(schema_with = schema::source_filter_or_null)]
         filter: Option<SourceFilter>,
     },
     /// A static member was registered (`present`) or deregistered.
@@ -312,12 +354,13 @@ pub enum Change {
 }
 
 /// One line of `GET /v1/agents/{host}/stream?since=REV` (newline-delimited JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMessage {
     /// The whole state for this host; replaces everything held before.
     Snapshot {
         /// The revision the snapshot is at.
+        #[schema(schema_with = schema::u64_schema)]
         revision: Revision,
         /// The domains the host belongs to.
         domains: Vec<DomainState>,
@@ -325,6 +368,7 @@ pub enum StreamMessage {
     /// Changes after the previous message, applied in order.
     Delta {
         /// The revision after these changes.
+        #[schema(schema_with = schema::u64_schema)]
         revision: Revision,
         /// The changes.
         changes: Vec<Change>,
@@ -332,12 +376,13 @@ pub enum StreamMessage {
     /// Nothing changed; sent periodically so both ends see a dead connection.
     Keepalive {
         /// The current revision.
+        #[schema(schema_with = schema::u64_schema)]
         revision: Revision,
     },
 }
 
 /// Member or source type in the group table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberType {
     /// Learned from IGMP.
@@ -347,19 +392,22 @@ pub enum MemberType {
 }
 
 /// One row of `GET /v1/groups` (the reference gateway's SearchTransitGatewayMulticastGroups).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GroupEntry {
     /// Domain name.
     pub domain: String,
     /// Group address.
+    #[schema(schema_with = schema::group)]
     pub group: Ipv4Addr,
     /// Host name.
     pub host: String,
     /// The host's subnet, if known.
+    #[schema(schema_with = schema::ipv4_net_or_null)]
     pub subnet: Option<Ipv4Net>,
     /// The member's or source's interface.
     pub interface: Option<String>,
     /// The member's or source's IP.
+    #[schema(schema_with = schema::ipv4_or_null)]
     pub address: Option<Ipv4Addr>,
     /// Whether this row is a member.
     pub member: bool,
@@ -370,17 +418,20 @@ pub struct GroupEntry {
     /// Source type, when a source.
     pub source_type: Option<MemberType>,
     /// IGMPv3 filter of the member, if not plain any-source.
+    #[schema(schema_with = schema::source_filter_or_null)]
     pub source_filter: Option<SourceFilter>,
 }
 
 /// One row of `GET /v1/agents`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AgentInfo {
     /// Host name.
     pub host: String,
     /// VXLAN endpoint.
+    #[schema(schema_with = schema::underlay)]
     pub underlay: SocketAddrV4,
     /// Subnet, if given.
+    #[schema(schema_with = schema::ipv4_net_or_null)]
     pub subnet: Option<Ipv4Net>,
     /// Attached links.
     pub links: Vec<LinkInfo>,
@@ -389,15 +440,17 @@ pub struct AgentInfo {
     /// "up" while the lease holds, "expired" after.
     pub state: String,
     /// Milliseconds since the last heartbeat or report.
+    #[schema(schema_with = schema::u64_schema)]
     pub last_seen_ms: u64,
     /// Number of (link, group) memberships the agent reported.
+    #[schema(schema_with = schema::count)]
     pub memberships: usize,
     /// The agent's data plane, if it said.
     pub dataplane: Option<String>,
 }
 
 /// The body of every 4xx/5xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     /// One sentence for a person.
     pub error: String,
@@ -406,42 +459,56 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-/// Query of `GET /v1/groups`: every filter given must match.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Query of `GET /v1/groups`: every filter given must match. A parameter given with an
+/// empty value is refused (400), never read as "no filter".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct GroupQuery {
     /// Only this domain.
+    #[param(schema_with = schema::domain_name)]
     pub domain: Option<String>,
     /// Only this group.
+    #[param(schema_with = schema::group)]
     pub group: Option<Ipv4Addr>,
     /// Only member rows with this address.
+    #[param(schema_with = schema::ipv4)]
     pub member: Option<Ipv4Addr>,
     /// Only source rows with this address.
+    #[param(schema_with = schema::unicast)]
     pub source: Option<Ipv4Addr>,
     /// Only rows of this member or source type.
     #[serde(rename = "type")]
+    #[param(rename = "type", inline)]
     pub kind: Option<MemberType>,
     /// Only rows of this host.
+    #[param(schema_with = schema::host_name)]
     pub host: Option<String>,
     /// Only rows whose subnet is this one or whose address is inside it.
+    #[param(schema_with = schema::ipv4_net)]
     pub subnet: Option<Ipv4Net>,
 }
 
 /// Answer of `GET /v1/healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// Always "ok" when the controller answers.
     pub status: String,
     /// The current revision of the forwarding state.
+    #[schema(schema_with = schema::u64_schema)]
     pub revision: Revision,
     /// Number of domains.
+    #[schema(schema_with = schema::count)]
     pub domains: usize,
     /// Number of agents whose lease holds.
+    #[schema(schema_with = schema::count)]
     pub agents_up: usize,
     /// Open agent streams.
     #[serde(default)]
+    #[schema(schema_with = schema::count)]
     pub streams: usize,
     /// Streams closed since start because their agent fell behind.
     #[serde(default)]
+    #[schema(schema_with = schema::u64_schema)]
     pub stream_overflows: u64,
 }

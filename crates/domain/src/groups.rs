@@ -181,6 +181,12 @@ fn matches(r: &GroupEntry, q: &GroupQuery) -> bool {
 
 /// Checks a query's values (serde already checked their syntax).
 pub fn check_query(q: &GroupQuery) -> Result<(), validate::ModelError> {
+    if let Some(d) = &q.domain {
+        validate::domain_name("domain", d)?;
+    }
+    if let Some(h) = &q.host {
+        validate::host_name("host", h)?;
+    }
     if let Some(g) = q.group {
         validate::group("group", g)?;
     }

@@ -3,15 +3,18 @@
 //! Domains, subnet and host associations, agents, members (IGMP-learned or static),
 //! sources and source policy, and the pure computation of each host's forwarding table
 //! from them. [`api`] holds the JSON messages the controller, the agents and the CLI
-//! exchange.
+//! exchange, [`schema`] their JSON Schema rules for the OpenAPI document, [`decode`] how
+//! untrusted request bodies are read, and [`fuzzing`] the bodies of the API fuzz targets.
 //!
 //! This crate must never do I/O or read a clock: time, when needed, is an argument.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod decode;
 pub mod groups;
 pub mod model;
+pub mod schema;
 pub mod validate;
 
 #[cfg(test)]
@@ -19,3 +22,4 @@ mod model_tests;
 
 pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;
+pub mod fuzzing;

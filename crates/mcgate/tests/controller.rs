@@ -249,3 +249,63 @@ fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
     assert!(status.success());
     assert!(!sock.exists());
 }
+
+/// A flood of idle connections against a controller with few file descriptors: the
+/// connection limit keeps descriptors free and the header timeout recycles the idle
+/// connections, so `/v1/healthz` still answers.
+#[test]
+fn idle_connections_cannot_exhaust_the_descriptors_healthz_needs() {
+    use std::io::{Read, Write};
+    let dir = Scratch::new("ctl-fd");
+    let log = dir.0.join("log");
+    // `ulimit -n` lowers the soft and the hard limit, so the controller cannot raise it.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec {} controller --listen 127.0.0.1:0 --data-dir {} --header-timeout-ms 500 2>{}",
+            support::mcgate(),
+            dir.0.join("data").display(),
+            log.display()
+        ))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start mcgate controller");
+    let _daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(a) = text
+            .split("listen=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            break a.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let sock: std::net::SocketAddr = addr.parse().unwrap();
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() > 128, "only {} connections opened", idle.len());
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(15))
+        .expect("healthz's connection is accepted within 15 s");
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(b"GET /v1/healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "healthz did not answer within 15 s behind {} idle connections: {out:?}",
+        idle.len()
+    );
+}

@@ -3,276 +3,30 @@
 //! table for people or JSON with `--json`, and turns every failure into one sentence and
 //! a non-zero exit.
 
+mod args;
 mod table;
 
-use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
-use ipnet::Ipv4Net;
 use mcgate_client::{Client, ClientError};
 use mcgate_domain::api::*;
 use serde::Serialize;
 
+pub use args::*;
 use table::Table;
 
-/// The admin commands, each a top-level `mcgate` subcommand.
-#[derive(Debug, clap::Subcommand)]
-pub enum AdminCommand {
-    /// Create, delete, list and associate multicast domains.
-    #[command(subcommand)]
-    Domain(DomainCmd),
-    /// Register and deregister static members.
-    #[command(subcommand)]
-    Members(MembersCmd),
-    /// Register and deregister static sources.
-    #[command(subcommand)]
-    Sources(SourcesCmd),
-    /// List the agents the controller knows.
-    Agents(AgentsArgs),
-    /// Search the group table.
-    Groups(GroupsArgs),
-}
-
-/// Which controller to talk to.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Conn {
-    /// Controller URL: http://HOST:PORT or unix:PATH (default: the running lab's
-    /// controller if exactly one lab is up, else http://127.0.0.1:7400).
-    #[arg(long, env = "MCGATE_CONTROLLER")]
-    pub controller: Option<String>,
-}
-
-/// `mcgate domain ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum DomainCmd {
-    /// Create a domain.
-    Create(CreateArgs),
-    /// Delete a domain (its hosts stop forwarding its groups).
-    Delete {
-        /// Domain name.
-        name: String,
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// List domains.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// Show one domain.
-    Show {
-        /// Domain name.
-        name: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// Associate a subnet or a host with a domain.
-    Associate(AssocArgs),
-    /// Remove a subnet or host association.
-    Disassociate(AssocArgs),
-}
-
-/// IGMP version of a domain's querier.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum IgmpArg {
-    /// IGMPv2 (like the reference gateway).
-    V2,
-    /// IGMPv3 with source filtering; older hosts fall back.
-    V3,
-    /// No IGMP: static members only.
-    Off,
-}
-
-/// `mcgate domain create`
-#[derive(Debug, clap::Args)]
-pub struct CreateArgs {
-    /// Domain name (letters, digits, '-', '_', '.').
-    pub name: String,
-    /// VXLAN network identifier, 1 to 16777215 (default: the lowest free one).
-    #[arg(long)]
-    pub vni: Option<u32>,
-    /// IGMP version the querier speaks.
-    #[arg(long, value_enum, default_value = "v2")]
-    pub igmp: IgmpArg,
-    /// Only registered static sources may send to the domain's groups.
-    #[arg(long)]
-    pub static_sources: bool,
-    /// IGMP query interval (e.g. 125s, 2m, 500ms; default 125s, the Transit Gateway uses 2m).
-    #[arg(long, value_parser = parse_duration_ms)]
-    pub query_interval: Option<u64>,
-    /// IGMP query response interval (default 10s).
-    #[arg(long, value_parser = parse_duration_ms)]
-    pub query_response_interval: Option<u64>,
-    /// IGMP last member query interval (default 1s).
-    #[arg(long, value_parser = parse_duration_ms)]
-    pub last_member_interval: Option<u64>,
-    /// IGMP last member query count (default: the robustness).
-    #[arg(long)]
-    pub last_member_count: Option<u8>,
-    /// IGMP robustness variable, 1 to 7 (default 2; the Transit Gateway behaves like 3).
-    #[arg(long)]
-    pub robustness: Option<u8>,
-    /// Act on a leave at once (only right where each link has one host).
-    #[arg(long)]
-    pub fast_leave: bool,
-    /// Print the created domain as JSON.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// `mcgate domain associate|disassociate`
-#[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["subnet", "host"])))]
-pub struct AssocArgs {
-    /// Domain name.
-    pub name: String,
-    /// A subnet (CIDR); a subnet belongs to one domain only.
-    #[arg(long)]
-    pub subnet: Option<Ipv4Net>,
-    /// A host name.
-    #[arg(long)]
-    pub host: Option<String>,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// `mcgate members ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum MembersCmd {
-    /// Register a static member (it ignores IGMP leaves).
-    Register(MemberArgs),
-    /// Deregister a static member.
-    Deregister(MemberArgs),
-}
-
-/// A static member.
-#[derive(Debug, clap::Args)]
-pub struct MemberArgs {
-    /// Domain name.
-    #[arg(long)]
-    pub domain: String,
-    /// Multicast group (224.0.0.0/4).
-    #[arg(long)]
-    pub group: Ipv4Addr,
-    /// Host the member is on.
-    #[arg(long)]
-    pub host: String,
-    /// The host's interface to deliver on (default: every attached link).
-    #[arg(long)]
-    pub interface: Option<String>,
-    /// The member's own address, for the group table.
-    #[arg(long)]
-    pub address: Option<Ipv4Addr>,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// `mcgate sources ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum SourcesCmd {
-    /// Register a static source (with --static-sources, only these may send).
-    Register(SourceArgs),
-    /// Deregister a static source.
-    Deregister(SourceArgs),
-}
-
-/// A static source.
-#[derive(Debug, clap::Args)]
-pub struct SourceArgs {
-    /// Domain name.
-    #[arg(long)]
-    pub domain: String,
-    /// Multicast group (224.0.0.0/4).
-    #[arg(long)]
-    pub group: Ipv4Addr,
-    /// The unicast address allowed to send.
-    #[arg(long)]
-    pub address: Ipv4Addr,
-    /// Host the source is on, for the group table.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// The source's interface, for the group table.
-    #[arg(long)]
-    pub interface: Option<String>,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// `mcgate agents`
-#[derive(Debug, clap::Args)]
-pub struct AgentsArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// `mcgate groups`
-#[derive(Debug, clap::Args)]
-pub struct GroupsArgs {
-    /// Only this domain.
-    #[arg(long)]
-    pub domain: Option<String>,
-    /// Only this group.
-    #[arg(long)]
-    pub group: Option<Ipv4Addr>,
-    /// Only this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only rows in this subnet.
-    #[arg(long)]
-    pub subnet: Option<Ipv4Net>,
-    /// Only igmp or static rows.
-    #[arg(long = "type", value_enum, value_name = "TYPE")]
-    pub kind: Option<TypeArg>,
-    /// Only member rows with this address.
-    #[arg(long)]
-    pub member: Option<Ipv4Addr>,
-    /// Only source rows with this address.
-    #[arg(long)]
-    pub source: Option<Ipv4Addr>,
-    /// Print a JSON array instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub conn: Conn,
-}
-
-/// Member or source type filter.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TypeArg {
-    /// Learned from IGMP.
-    Igmp,
-    /// Registered through the API.
-    Static,
-}
-
-/// Parses `125s`, `2m`, `500ms` or a bare number of seconds into milliseconds.
+/// Parses a duration (`125s`, `2m`, `500ms`, `1m 30s`, as `humantime` reads them) or a
+/// bare number of seconds into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
+    let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().ok().and_then(|n| n.checked_mul(1_000))
     } else {
-        (s, 1_000)
+        humantime::parse_duration(s)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
     };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 125s, 2m or 500ms"))
+    ms.ok_or_else(|| format!("{s:?} is not a duration; write e.g. 125s, 2m or 500ms"))
 }
 
 /// Runs one admin command.
@@ -309,7 +63,10 @@ fn sentence(e: &ClientError) -> String {
 }
 
 fn client(conn: &Conn) -> Result<Client, ClientError> {
-    let url = conn.controller.clone().unwrap_or_else(Client::default_url);
+    let url = match &conn.controller {
+        Some(u) => u.clone(),
+        None => Client::default_url()?,
+    };
     Client::new(&url)
 }
 
@@ -673,7 +430,10 @@ mod tests {
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("10"), Ok(10_000));
-        assert!(parse_duration_ms("x").is_err());
+        assert_eq!(parse_duration_ms("1m 30s"), Ok(90_000));
+        for bad in ["x", "", "-1s", "99999999999999999999"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Plain aligned columns for people.
+//! Plain aligned columns for people, drawn by `mcgate_client::table`.
 
 /// A table printed with each column as wide as its widest cell.
 #[derive(Debug)]
@@ -21,29 +21,12 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// The table as text, one line per row, no trailing spaces.
+    /// The table as text, one line per row, no trailing spaces (see
+    /// `mcgate_client::table`).
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate() {
-                if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-        }
-        let mut out = String::new();
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, c) in r.iter().enumerate() {
-                let w = widths.get(i).copied().unwrap_or(0);
-                line.push_str(c);
-                if i + 1 < r.len() {
-                    line.push_str(&" ".repeat(w.saturating_sub(c.chars().count()) + 2));
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        let mut out = mcgate_client::table::render(&header, &self.rows);
+        out.push('\n');
         out
     }
 

@@ -1,0 +1,207 @@
+//! The agents' verbs: registration (a new session each time), heartbeats and leases,
+//! membership reports (snapshots and changes, ordered by sequence).
+
+use core::net::Ipv4Addr;
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::*;
+use crate::validate::{self, ModelError};
+
+impl Model {
+    // ---- agents ----------------------------------------------------------------------
+
+    /// `POST /v1/agents`: a new session every time. The host keeps the memberships it
+    /// had (so remote hosts see no flap) until its snapshot report replaces them.
+    pub fn register(
+        &mut self,
+        reg: AgentRegistration,
+        now_ms: u64,
+        lease_ms: u64,
+        heartbeat_ms: u64,
+    ) -> Result<(RegistrationReply, Vec<Effect>), ModelError> {
+        validate::host_name("host", &reg.host)?;
+        validate::unicast("underlay", *reg.underlay.ip())?;
+        for (i, l) in reg.links.iter().enumerate() {
+            validate::link_name(&format!("links[{i}].name"), &l.name)?;
+        }
+        self.next_session += 1;
+        let session = self.next_session;
+        let host = reg.host.clone();
+        let mut effects = self.with_hosts(std::slice::from_ref(&host), |m| {
+            let rec = m.agents.entry(host.clone()).or_insert_with(|| AgentRecord {
+                registration: reg.clone(),
+                session,
+                last_seen_ms: now_ms,
+                expired: false,
+                last_seq: None,
+                groups: BTreeMap::new(),
+            });
+            rec.registration = reg;
+            rec.session = session;
+            rec.last_seen_ms = now_ms;
+            rec.expired = false;
+            rec.last_seq = None;
+        });
+        // A new session always starts with a fresh snapshot, whatever changed.
+        if !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Resnapshot { host: h } if *h == host))
+        {
+            effects.push(Effect::Resnapshot { host: host.clone() });
+        }
+        let reply = RegistrationReply {
+            session,
+            lease_ms,
+            heartbeat_ms,
+            domains: self.domains_of(&host),
+        };
+        Ok((reply, effects))
+    }
+
+    /// `POST /v1/agents/{host}/heartbeat`.
+    pub fn heartbeat(&mut self, host: &str, hb: &Heartbeat, now_ms: u64) -> Result<(), ModelError> {
+        let rec = self.current_agent(host, hb.session)?;
+        rec.last_seen_ms = now_ms;
+        Ok(())
+    }
+
+    /// `POST /v1/agents/{host}/membership`.
+    pub fn report(
+        &mut self,
+        host: &str,
+        report: MembershipReport,
+        now_ms: u64,
+    ) -> Result<(MembershipAck, Vec<Effect>), ModelError> {
+        let rec = self.current_agent(host, report.session)?;
+        rec.last_seen_ms = now_ms;
+        if let Some(last) = rec.last_seq
+            && report.seq <= last
+        {
+            // A retransmission of a report already applied.
+            return Ok((MembershipAck { seq: last }, Vec::new()));
+        }
+        for (i, e) in report.entries.iter().enumerate() {
+            validate::link_name(&format!("entries[{i}].link"), &e.link)?;
+            validate::group(&format!("entries[{i}].group"), e.group)?;
+        }
+        let seq = report.seq;
+        let effects = self.with_hosts(&[host.to_string()], |m| {
+            let rec = m.agents.get_mut(host).expect("checked above");
+            rec.last_seq = Some(seq);
+            if report.snapshot {
+                rec.groups.clear();
+            }
+            for e in report.entries {
+                apply_link_membership(&mut rec.groups, e);
+            }
+        });
+        Ok((MembershipAck { seq }, effects))
+    }
+
+    /// `DELETE /v1/agents/{host}`.
+    pub fn deregister(&mut self, host: &str) -> Result<Vec<Effect>, ModelError> {
+        if !self.agents.contains_key(host) {
+            return Err(unknown_agent(host));
+        }
+        let mut effects = self.with_hosts(&[host.to_string()], |m| {
+            m.agents.remove(host);
+        });
+        effects.push(Effect::Close {
+            host: host.to_string(),
+        });
+        Ok(effects)
+    }
+
+    /// Expires every agent not heard from for `lease_ms`: its members go, it stops
+    /// being a peer, and its stream is closed.
+    pub fn expire(&mut self, now_ms: u64, lease_ms: u64) -> Vec<Effect> {
+        let due: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.live() && now_ms.saturating_sub(a.last_seen_ms) >= lease_ms)
+            .map(|(h, _)| h.clone())
+            .collect();
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let mut effects = self.with_hosts(&due, |m| {
+            for h in &due {
+                if let Some(a) = m.agents.get_mut(h) {
+                    a.expired = true;
+                    a.groups.clear();
+                }
+            }
+        });
+        effects.extend(due.into_iter().map(|host| Effect::Close { host }));
+        effects
+    }
+
+    /// Forgets agents whose lease expired more than `after_ms` ago, so hosts that are
+    /// gone for good do not accumulate. They have no members and no stream, so nothing
+    /// else changes. Returns how many were forgotten.
+    pub fn forget_expired(&mut self, now_ms: u64, after_ms: u64) -> usize {
+        let before = self.agents.len();
+        self.agents
+            .retain(|_, a| a.live() || now_ms.saturating_sub(a.last_seen_ms) < after_ms);
+        before - self.agents.len()
+    }
+
+    /// When the next lease runs out, if any agent is live.
+    pub fn next_expiry(&self, lease_ms: u64) -> Option<u64> {
+        self.agents
+            .values()
+            .filter(|a| a.live())
+            .map(|a| a.last_seen_ms.saturating_add(lease_ms))
+            .min()
+    }
+
+    /// `GET /v1/agents`.
+    pub fn agent_infos(&self, now_ms: u64) -> Vec<AgentInfo> {
+        self.agents
+            .iter()
+            .map(|(h, a)| AgentInfo {
+                host: h.clone(),
+                underlay: a.registration.underlay,
+                subnet: a.registration.subnet,
+                links: a.registration.links.clone(),
+                domains: self.domains_of(h),
+                state: if a.live() { "up" } else { "expired" }.to_string(),
+                last_seen_ms: now_ms.saturating_sub(a.last_seen_ms),
+                memberships: a.membership_count(),
+                dataplane: a.registration.dataplane.clone(),
+            })
+            .collect()
+    }
+}
+
+fn apply_link_membership(groups: &mut BTreeMap<Ipv4Addr, LinkEntries>, e: LinkMembership) {
+    match e.filter.filter(|f| !f.is_empty()) {
+        Some(filter) => {
+            let mut reporters = e.reporters;
+            reporters.sort();
+            reporters.dedup();
+            let links = groups.entry(e.group).or_default();
+            let entry = LinkEntry { filter, reporters };
+            match links.binary_search_by(|(l, _)| l.as_str().cmp(&e.link)) {
+                Ok(i) => links[i].1 = entry,
+                Err(i) => links.insert(i, (e.link, entry)),
+            }
+        }
+        None => {
+            if let Some(links) = groups.get_mut(&e.group) {
+                links.retain(|(l, _)| *l != e.link);
+                if links.is_empty() {
+                    groups.remove(&e.group);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn unknown_agent(host: &str) -> ModelError {
+    ModelError::not_found(
+        Some("host"),
+        format!("no agent named {host:?} is registered: register first"),
+    )
+}
