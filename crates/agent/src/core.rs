@@ -13,16 +13,15 @@ use std::time::{Duration, Instant};
 
 use mcgate_dataplane::LinkSpec;
 use mcgate_dataplane::kernel::plane::QuerierSettings;
-use mcgate_domain::SourceFilter;
-use mcgate_domain::api::{AgentRegistration, Change, LinkInfo, LinkMembership, StreamMessage};
-use mcgate_domain::forwarding::{Applied, DomainView, ForwardingTable, LocalMembership};
-use mcgate_igmp::{Config as IgmpConfig, Event, Interface};
+use mcgate_domain::api::{AgentRegistration, LinkInfo};
+use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+use mcgate_igmp::{Config as IgmpConfig, Interface};
 use mcgate_wire::ethernet;
 
-use crate::control::{SessionInput, StreamEvent};
-use crate::igmp_plan::{IgmpPlan, igmp_config, querier_settings};
+use crate::control::SessionInput;
+use crate::igmp_plan::{IgmpPlan, querier_settings};
 use crate::netdev::NetDev;
-use crate::persist::{SavedGroup, SavedLink, SavedMembership};
+use crate::persist::SavedMembership;
 
 /// How long to wait for the controller's domain settings before running the querier
 /// with defaults (so a host whose controller is away still learns its members).
@@ -267,35 +266,6 @@ impl AgentCore {
         }
     }
 
-    /// Applies the state file's membership of a link that just attached with the index
-    /// it had then.
-    fn restore_link(&mut self, now: Instant, name: &str) {
-        let Some(ifindex) = self.links.get(name).map(|l| l.dev.ifindex) else {
-            return;
-        };
-        let Some(pos) = self
-            .to_restore
-            .links
-            .iter()
-            .position(|l| l.name == name && l.ifindex == ifindex)
-        else {
-            return;
-        };
-        let saved = self.to_restore.links.swap_remove(pos);
-        if self.links.get(name).is_some_and(|l| l.igmp.is_none()) && self.igmp == IgmpPlan::Off {
-            return;
-        }
-        for g in saved.groups {
-            if g.filter.is_empty() {
-                continue;
-            }
-            tracing::info!(link = name, group = %g.group, "membership restored from the state file");
-            self.set_member(name, g.group, Some(g.filter), g.reporters);
-            self.restored
-                .insert((name.to_string(), g.group), now + RESTORE_HOLD);
-        }
-    }
-
     /// One Ethernet frame received on `link` by its IGMP socket.
     pub fn handle_frame(&mut self, now: Instant, link: &str, ifindex: u32, frame: &[u8]) {
         let now = self.advance(now);
@@ -324,56 +294,6 @@ impl AgentCore {
     pub fn handle_send_error(&mut self, link: &str) {
         if let Some(l) = self.links.get_mut(link) {
             l.send_errors += 1;
-        }
-    }
-
-    /// Something happened on the controller's stream.
-    pub fn handle_stream(&mut self, now: Instant, ev: StreamEvent) {
-        let now = self.advance(now);
-        match ev {
-            StreamEvent::Connected => {
-                self.reconnected = self.connections > 0;
-                self.connections += 1;
-            }
-            StreamEvent::Message(msg) => self.on_stream(now, msg),
-        }
-    }
-
-    fn on_stream(&mut self, now: Instant, msg: StreamMessage) {
-        if matches!(msg, StreamMessage::Snapshot { .. }) && std::mem::take(&mut self.reconnected) {
-            // The first snapshot after a reconnect may come from a restarted controller
-            // that has not heard from every host yet: keep forwarding to the hosts it
-            // lacks for a while. The hold keeps the union of what was known.
-            let old = match self.stale.take() {
-                Some((old, _)) => self.view.merged_with_stale(&old),
-                None => self.view.clone(),
-            };
-            self.stale = Some((old, now + STALE_HOLD));
-            self.table_dirty = true;
-        }
-        log_stream(&msg);
-        if self.view.apply(&msg) == Applied::Unchanged {
-            return;
-        }
-        self.table_dirty = true;
-        let plan = match self.view.igmp() {
-            Some((mode, settings)) => igmp_config(mode, &settings),
-            None => IgmpPlan::Unknown,
-        };
-        let modes: BTreeSet<String> = self
-            .view
-            .domains()
-            .map(|d| format!("{:?}/{:?}", d.domain.igmp, d.domain.igmp_settings))
-            .collect();
-        if modes.len() > 1 {
-            tracing::warn!(
-                "this host is in domains with different IGMP settings; the querier uses those of the first domain by name"
-            );
-        }
-        if plan != self.igmp && plan != IgmpPlan::Unknown {
-            tracing::info!(plan = ?plan, "IGMP settings from the controller");
-            self.igmp = plan;
-            self.apply_igmp_plan(now);
         }
     }
 
@@ -443,79 +363,6 @@ impl AgentCore {
         self.actions.pop_front()
     }
 
-    /// Membership to write to the state file.
-    pub fn saved_membership(&self) -> SavedMembership {
-        let mut links: BTreeMap<&str, SavedLink> = BTreeMap::new();
-        for ((link, group), filter) in &self.membership {
-            let Some(l) = self.links.get(link) else {
-                continue;
-            };
-            links
-                .entry(link)
-                .or_insert_with(|| SavedLink {
-                    name: link.clone(),
-                    ifindex: l.dev.ifindex,
-                    groups: Vec::new(),
-                })
-                .groups
-                .push(SavedGroup {
-                    group: *group,
-                    filter: filter.clone(),
-                    reporters: self
-                        .reporters
-                        .get(&(link.clone(), *group))
-                        .cloned()
-                        .unwrap_or_default(),
-                });
-        }
-        SavedMembership {
-            links: links.into_values().collect(),
-        }
-    }
-
-    fn compute_table(&mut self) {
-        self.table_dirty = false;
-        let names: Vec<String> = self.links.keys().cloned().collect();
-        let table = match &self.stale {
-            Some((old, _)) => ForwardingTable::compute(
-                &self.view.merged_with_stale(old),
-                &self.host.name,
-                &names,
-                &self.membership,
-            ),
-            None => ForwardingTable::compute(&self.view, &self.host.name, &names, &self.membership),
-        };
-        self.actions.push_back(Action::SetTable(Arc::new(table)));
-        self.tables += 1;
-        let statics = self.static_members(&names);
-        if statics != self.statics {
-            self.actions
-                .push_back(Action::SetStaticMembers(statics.clone()));
-            self.statics = statics;
-        }
-    }
-
-    /// This host's static members as (link, group), on attached links only.
-    fn static_members(&self, links: &[String]) -> BTreeSet<(String, Ipv4Addr)> {
-        let mut out = BTreeSet::new();
-        for d in self.view.domains() {
-            for m in d.static_members.iter().filter(|m| m.host == self.host.name) {
-                match &m.interface {
-                    Some(l) if links.contains(l) => {
-                        out.insert((l.clone(), m.group));
-                    }
-                    Some(_) => {}
-                    None => {
-                        for l in links {
-                            out.insert((l.clone(), m.group));
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
     fn apply_igmp_plan(&mut self, now: Instant) {
         let config = self.effective_igmp();
         // A data plane that runs its own querier (the kernel one, on the bridge) speaks
@@ -535,112 +382,6 @@ impl AgentCore {
             }
             self.drain_link(&name);
         }
-    }
-
-    fn forget_link_members(&mut self, link: &str) {
-        let groups: Vec<Ipv4Addr> = self
-            .membership
-            .keys()
-            .filter(|(l, _)| l == link)
-            .map(|(_, g)| *g)
-            .collect();
-        for group in groups {
-            self.set_member(link, group, None, Vec::new());
-        }
-        self.restored.retain(|(l, _), _| l != link);
-    }
-
-    /// Sends what the link's querier wants sent and applies its events.
-    fn drain_link(&mut self, name: &str) {
-        let Some(link) = self.links.get_mut(name) else {
-            return;
-        };
-        let Some(igmp) = link.igmp.as_mut() else {
-            return;
-        };
-        while let Some(t) = igmp.poll_transmit() {
-            let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + t.packet.len());
-            frame.extend_from_slice(&ethernet::multicast_mac(t.dst));
-            frame.extend_from_slice(&link.dev.mac);
-            frame.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-            frame.extend_from_slice(&t.packet);
-            self.actions.push_back(Action::Transmit {
-                link: name.to_string(),
-                ifindex: link.dev.ifindex,
-                frame,
-            });
-        }
-        let mut events = Vec::new();
-        while let Some(ev) = igmp.poll_event() {
-            events.push(ev);
-        }
-        for ev in events {
-            match ev {
-                Event::GroupChanged {
-                    group,
-                    filter,
-                    reporters,
-                } => {
-                    // The querier speaks for the group now: a restored entry is
-                    // confirmed (or ended) by it.
-                    self.restored.remove(&(name.to_string(), group));
-                    self.set_member(name, group, filter, reporters);
-                }
-                Event::QuerierChanged { querier } => match querier {
-                    Some(q) => {
-                        tracing::info!(link = name, querier = %q, "another querier took over")
-                    }
-                    None => tracing::info!(link = name, "this agent is the querier"),
-                },
-            }
-        }
-    }
-
-    fn set_member(
-        &mut self,
-        link: &str,
-        group: Ipv4Addr,
-        filter: Option<SourceFilter>,
-        reporters: Vec<Ipv4Addr>,
-    ) {
-        let key = (link.to_string(), group);
-        let filter = filter.filter(|f| !f.is_empty());
-        match &filter {
-            Some(f) => {
-                self.reporters.insert(key.clone(), reporters.clone());
-                if self.membership.get(&key) == Some(f) {
-                    // Only the reporters changed: worth telling the controller (group
-                    // table), not worth a new forwarding table.
-                    self.actions
-                        .push_back(Action::Session(SessionInput::Membership(LinkMembership {
-                            link: link.to_string(),
-                            group,
-                            filter,
-                            reporters,
-                        })));
-                    return;
-                }
-                tracing::info!(link, %group, filter = ?f, "membership");
-                self.membership.insert(key, f.clone());
-            }
-            None => {
-                self.reporters.remove(&key);
-                self.restored.remove(&key);
-                if self.membership.remove(&key).is_none() {
-                    return;
-                }
-                tracing::info!(link, %group, "membership ended");
-            }
-        }
-        self.table_dirty = true;
-        self.actions
-            .push_back(Action::Session(SessionInput::Membership(LinkMembership {
-                link: link.to_string(),
-                group,
-                filter,
-                reporters,
-            })));
-        self.save_at.get_or_insert(self.last_now + SAVE_DELAY);
     }
 
     /// Makes time monotonic: an earlier `now` than already seen counts as that one.
@@ -666,30 +407,7 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
     }
 }
 
-fn log_stream(msg: &StreamMessage) {
-    match msg {
-        StreamMessage::Snapshot { revision, domains } => tracing::info!(
-            revision,
-            domains = domains.len(),
-            peers = domains.iter().map(|d| d.peers.len()).sum::<usize>(),
-            "forwarding state snapshot"
-        ),
-        StreamMessage::Delta { changes, .. } => {
-            for c in changes {
-                match c {
-                    Change::PeerUp { domain, peer } => {
-                        tracing::info!(domain, host = %peer.host, underlay = %peer.underlay, "peer up")
-                    }
-                    Change::PeerDown { domain, host } => {
-                        tracing::info!(domain, host, "peer down")
-                    }
-                    _ => {}
-                }
-            }
-        }
-        StreamMessage::Keepalive { .. } => {}
-    }
-}
-
+mod membership;
+mod stream;
 #[cfg(test)]
 mod tests;

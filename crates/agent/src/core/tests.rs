@@ -2,10 +2,15 @@
 
 use std::net::Ipv4Addr;
 
-use mcgate_domain::api::{Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer};
+use mcgate_domain::SourceFilter;
+use mcgate_domain::api::{
+    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
+};
 use mcgate_wire::igmp::{IgmpRepr, emit_ip_packet};
 
 use super::*;
+use crate::control::StreamEvent;
+use crate::persist::{SavedGroup, SavedLink};
 
 const G1: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 const G2: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 6);
