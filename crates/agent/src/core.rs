@@ -19,7 +19,7 @@ use mcgate_igmp::{Config as IgmpConfig, Interface};
 use mcgate_wire::ethernet;
 
 use crate::control::SessionInput;
-use crate::igmp_plan::{IgmpPlan, querier_settings};
+use crate::igmp_plan::{IgmpPlan, default_config, querier_settings};
 use crate::netdev::NetDev;
 use crate::persist::SavedMembership;
 
@@ -184,7 +184,7 @@ impl AgentCore {
         match &self.igmp {
             IgmpPlan::On(c) => Some(c.clone()),
             IgmpPlan::Off => None,
-            IgmpPlan::Unknown if self.grace_until.is_none() => Some(IgmpConfig::default()),
+            IgmpPlan::Unknown if self.grace_until.is_none() => Some(default_config()),
             IgmpPlan::Unknown => None,
         }
     }

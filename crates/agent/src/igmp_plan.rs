@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mcgate_dataplane::kernel::plane::QuerierSettings;
 use mcgate_domain::api::{IgmpMode, IgmpSettings};
-use mcgate_igmp::{Config as IgmpConfig, Version};
+use mcgate_igmp::Config as IgmpConfig;
 
 /// What the querier should run, from the domain settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,51 +24,53 @@ impl IgmpPlan {
         match self {
             IgmpPlan::Unknown => "default",
             IgmpPlan::Off => "off",
-            IgmpPlan::On(c) => match c.version {
-                Version::V2 => "v2",
-                Version::V3 => "v3",
+            IgmpPlan::On(c) => match c.version.number() {
+                1 => "v1",
+                2 => "v2",
+                _ => "v3",
             },
         }
     }
 }
 
-/// The querier config for a domain's IGMP mode and settings (RFC 3376 8.6, 8.7: start-up
-/// queries a quarter of the query interval apart, Robustness of them).
+/// Max Resp Time of the start-up general queries: hosts already joined (an agent that
+/// restarted, a container that was there first) answer within this instead of the full
+/// Query Response Interval (RFC 3376 8.3, 8.7), so membership is relearned at once.
+pub const STARTUP_RESPONSE: Duration = Duration::from_secs(1);
+
+/// The querier config for a domain's IGMP mode and settings: the domain's version and
+/// timers (RFC 3376 section 8), short start-up responses, and task links as links
+/// with no other router on them.
 pub fn igmp_config(mode: IgmpMode, s: &IgmpSettings) -> IgmpPlan {
-    let version = match mode {
-        IgmpMode::Off => return IgmpPlan::Off,
-        IgmpMode::V2 => Version::V2,
-        IgmpMode::V3 => Version::V3,
+    let Some(version) = mode.version() else {
+        return IgmpPlan::Off;
     };
-    let robustness = s.robustness.max(1);
-    let query_interval = Duration::from_millis(s.query_interval_ms);
     IgmpPlan::On(IgmpConfig {
         version,
-        robustness,
-        query_interval,
-        query_response_interval: Duration::from_millis(s.query_response_interval_ms),
-        last_member_interval: Duration::from_millis(s.last_member_interval_ms),
-        last_member_count: s.last_member_count.unwrap_or(robustness).max(1),
-        startup_query_interval: query_interval / 4,
-        startup_query_count: robustness,
-        fast_leave: s.fast_leave,
-        ..IgmpConfig::default()
+        settings: s.clone(),
+        ..default_config()
     })
+}
+
+/// The querier config before the controller has said (IGMPv3 and the RFC's timers,
+/// which also serve v1/v2 hosts through RFC 3376 section 7).
+pub fn default_config() -> IgmpConfig {
+    IgmpConfig {
+        startup_query_response_interval: Some(STARTUP_RESPONSE),
+        ..IgmpConfig::default()
+    }
 }
 
 /// The same version and timers for a data plane that runs its own querier (the kernel
 /// one, on the bridge).
 pub fn querier_settings(c: &IgmpConfig) -> QuerierSettings {
     QuerierSettings {
-        version: match c.version {
-            Version::V2 => 2,
-            Version::V3 => 3,
-        },
-        robustness: u32::from(c.robustness),
-        query_interval: c.query_interval,
-        query_response_interval: c.query_response_interval,
-        last_member_interval: c.last_member_interval,
-        last_member_count: u32::from(c.last_member_count),
+        version: c.version.number(),
+        robustness: u32::from(c.settings.robustness),
+        query_interval: c.query_interval(),
+        query_response_interval: c.query_response_interval(),
+        last_member_interval: c.settings.last_member_interval(),
+        last_member_count: u32::from(c.settings.last_member_count()),
     }
 }
 
@@ -86,11 +88,13 @@ mod tests {
         let IgmpPlan::On(c) = igmp_config(IgmpMode::V2, &s) else {
             panic!("v2 runs the querier");
         };
-        assert_eq!(c.version, Version::V2);
-        assert_eq!(c.robustness, 3);
-        assert_eq!(c.last_member_count, 3);
-        assert_eq!(c.query_interval, Duration::from_secs(120));
-        assert_eq!(c.startup_query_interval, Duration::from_secs(30));
+        assert_eq!(c.version.number(), 2);
+        assert_eq!(c.settings.robustness, 3);
+        assert_eq!(c.settings.last_member_count(), 3);
+        assert_eq!(c.query_interval(), Duration::from_secs(120));
+        assert_eq!(c.settings.startup_query_interval(), Duration::from_secs(30));
+        assert_eq!(c.startup_query_response_interval(), STARTUP_RESPONSE);
+        assert!(!c.other_queriers, "task links hold no other router");
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(igmp_config(IgmpMode::Off, &s), IgmpPlan::Off);
         assert_eq!(querier_settings(&c).version, 2);

@@ -113,7 +113,7 @@ impl AgentCore {
                 ifindex: l.dev.ifindex,
                 address: l.dev.address,
                 querier: l.igmp.as_ref().is_some_and(|i| i.is_querier()),
-                igmp_version: l.igmp.as_ref().map(|i| i.version()),
+                igmp_version: l.igmp.as_ref().map(|i| i.version().number()),
                 igmp: l.igmp.as_ref().map(|i| i.stats().clone()),
                 igmp_frames: FrameCounters::default(),
                 bad_frames: l.bad_frames,

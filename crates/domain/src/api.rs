@@ -31,33 +31,17 @@ pub enum IgmpMode {
     Off,
 }
 
-/// IGMP timer settings of a domain. Defaults are RFC 3376 section 8's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IgmpSettings {
-    /// Robustness Variable (8.1). Default 2.
-    pub robustness: u8,
-    /// Query Interval in ms (8.2). Default 125000.
-    pub query_interval_ms: u64,
-    /// Query Response Interval in ms (8.3). Default 10000.
-    pub query_response_interval_ms: u64,
-    /// Last Member Query Interval in ms (8.8). Default 1000.
-    pub last_member_interval_ms: u64,
-    /// Last Member Query Count (8.9). Default: the robustness.
-    pub last_member_count: Option<u8>,
-    /// Act on a leave at once; only right on links that carry a single host.
-    pub fast_leave: bool,
-}
+/// IGMP timer settings of a domain: the one settings type, shared with the IGMP
+/// router and the data planes' queriers.
+pub use mcgate_wire::IgmpSettings;
 
-impl Default for IgmpSettings {
-    fn default() -> Self {
-        Self {
-            robustness: 2,
-            query_interval_ms: 125_000,
-            query_response_interval_ms: 10_000,
-            last_member_interval_ms: 1_000,
-            last_member_count: None,
-            fast_leave: false,
+impl IgmpMode {
+    /// The version the querier speaks, or `None` with IGMP off.
+    pub fn version(self) -> Option<mcgate_wire::Version> {
+        match self {
+            IgmpMode::V2 => Some(mcgate_wire::Version::V2),
+            IgmpMode::V3 => Some(mcgate_wire::Version::V3),
+            IgmpMode::Off => None,
         }
     }
 }

@@ -19,12 +19,7 @@ use crate::api::{
     StaticSourceSpec, StreamMessage,
 };
 
-/// Whether `group` is in 224.0.0.0/24, the link-local block that never leaves a host
-/// (RFC 5771 section 4).
-pub fn is_link_local_group(group: Ipv4Addr) -> bool {
-    let o = group.octets();
-    o[0] == 224 && o[1] == 0 && o[2] == 0
-}
+pub use mcgate_wire::is_link_local_group;
 
 /// The domain states this host was told about, kept current by applying the stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,8 +13,7 @@ use crate::api::{GroupEntry, GroupQuery, MemberType};
 use crate::model::{DomainRecord, Model};
 use crate::validate;
 
-/// 224.0.0.1, the all-systems group (RFC 1112 appendix I).
-pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
+pub use mcgate_wire::igmp::ALL_SYSTEMS;
 
 impl Model {
     /// The rows matching every filter of `q`, sorted by domain, group, host, interface,

@@ -17,5 +17,5 @@ pub mod validate;
 #[cfg(test)]
 mod model_tests;
 
-pub use mcgate_igmp::{FilterMode, SourceFilter};
+pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;

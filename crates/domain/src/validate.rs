@@ -149,11 +149,7 @@ pub fn routable_group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Whether `g` is in 224.0.0.0/24 (local network control block).
-pub fn is_link_local_group(g: Ipv4Addr) -> bool {
-    let [a, b, c, _] = g.octets();
-    a == 224 && b == 0 && c == 0
-}
+pub use mcgate_wire::is_link_local_group;
 
 /// A unicast address: not unspecified, loopback, multicast, broadcast or 240.0.0.0/4.
 pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {
@@ -186,58 +182,13 @@ pub fn vni(field: &str, v: u32) -> Result<(), ModelError> {
     }
 }
 
-/// IGMP timer settings, within what the protocol can encode (RFC 3376 sections 4.1.1,
-/// 4.1.6, 4.1.7; RFC 2236 section 2.2 for IGMPv2's 8-bit Max Response Time).
+/// IGMP timer settings, within what the protocol can encode ([`IgmpSettings::validate`]:
+/// RFC 3376 sections 4.1.1, 4.1.6, 4.1.7; RFC 2236 section 2.2). With IGMP off the
+/// IGMPv3 ranges apply, so the settings stay valid when it is turned on as v3.
 pub fn igmp_settings(mode: IgmpMode, s: &IgmpSettings) -> Result<(), ModelError> {
-    // Max Resp Code / QQIC encode up to 31744 units: tenths of seconds for the response
-    // time, seconds for the query interval. IGMPv2 has a plain 8-bit tenth-of-second field.
-    let max_resp_ms = match mode {
-        IgmpMode::V2 => 25_500,
-        IgmpMode::V3 | IgmpMode::Off => 3_174_400,
-    };
-    if !(1..=7).contains(&s.robustness) {
-        return Err(ModelError::invalid(
-            "igmp_settings.robustness",
-            "robustness must be 1 to 7 (RFC 3376 section 8.1; 2 is the default)",
-        ));
-    }
-    if !(1_000..=31_744_000).contains(&s.query_interval_ms) {
-        return Err(ModelError::invalid(
-            "igmp_settings.query_interval_ms",
-            "query interval must be 1000 ms to 31744000 ms (RFC 3376 section 4.1.7)",
-        ));
-    }
-    if !(100..=max_resp_ms).contains(&s.query_response_interval_ms) {
-        return Err(ModelError::invalid(
-            "igmp_settings.query_response_interval_ms",
-            format!(
-                "query response interval must be 100 ms to {max_resp_ms} ms for this IGMP version"
-            ),
-        ));
-    }
-    if s.query_response_interval_ms >= s.query_interval_ms {
-        return Err(ModelError::invalid(
-            "igmp_settings.query_response_interval_ms",
-            "query response interval must be shorter than the query interval (RFC 3376 section 8.3)",
-        ));
-    }
-    if !(100..=max_resp_ms).contains(&s.last_member_interval_ms) {
-        return Err(ModelError::invalid(
-            "igmp_settings.last_member_interval_ms",
-            format!(
-                "last member query interval must be 100 ms to {max_resp_ms} ms for this IGMP version"
-            ),
-        ));
-    }
-    if let Some(c) = s.last_member_count
-        && !(1..=7).contains(&c)
-    {
-        return Err(ModelError::invalid(
-            "igmp_settings.last_member_count",
-            "last member query count must be 1 to 7",
-        ));
-    }
-    Ok(())
+    let version = mode.version().unwrap_or(mcgate_wire::Version::V3);
+    s.validate(version)
+        .map_err(|e| ModelError::invalid(format!("igmp_settings.{}", e.field), e.message))
 }
 
 #[cfg(test)]

@@ -23,6 +23,26 @@ pub enum Event {
         /// The other router that is querier, or `None` when this interface is.
         querier: Option<Ipv4Addr>,
     },
+    /// A router's message was ignored, for a warning in the log. Every such message is
+    /// counted in [`crate::Stats`]; this event comes at most once per Query Interval for
+    /// each kind, as RFC 3376 7.3.1 asks of its warning.
+    RouterIgnored {
+        /// The IP source of the message.
+        from: Ipv4Addr,
+        /// Why it was ignored.
+        reason: Ignored,
+    },
+}
+
+/// Why a router's message was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ignored {
+    /// A query of an older version than the configured one (RFC 3376 7.3.1): counted,
+    /// never obeyed.
+    OlderVersionQuery(mcgate_wire::Version),
+    /// A query or router-only message on a link where no other router may be
+    /// ([`crate::Config::other_queriers`]): a host acting as a router.
+    HostsOnlyLink,
 }
 
 /// A message to send on the interface.
@@ -46,8 +66,8 @@ pub struct GroupState {
     /// Every source record and when its timer expires; `None` is a timer at 0 (in
     /// EXCLUDE mode: a source not to forward).
     pub sources: std::collections::BTreeMap<Ipv4Addr, Option<std::time::Instant>>,
-    /// Group Compatibility Mode (RFC 3376 7.3.2): 1, 2 or 3.
-    pub compatibility: u8,
+    /// Group Compatibility Mode (RFC 3376 7.3.2).
+    pub compatibility: mcgate_wire::Version,
     /// When the IGMPv1 Host Present timer expires.
     pub v1_host_timer: Option<std::time::Instant>,
     /// When the IGMPv2 Host Present timer expires.

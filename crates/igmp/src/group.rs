@@ -10,6 +10,8 @@ use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use mcgate_wire::Version;
+
 use crate::{FilterMode, SourceFilter};
 
 /// The six group record types of RFC 3376 4.2.12, as the transition tables name them.
@@ -88,13 +90,13 @@ impl Group {
     }
 
     /// Group Compatibility Mode (7.3.2): the oldest host version heard recently.
-    pub(crate) fn compat(&self) -> u8 {
+    pub(crate) fn compat(&self) -> Version {
         if self.v1_host.is_some() {
-            1
+            Version::V1
         } else if self.v2_host.is_some() {
-            2
+            Version::V2
         } else {
-            3
+            Version::V3
         }
     }
 
@@ -105,11 +107,11 @@ impl Group {
 
     /// The forwarding state (6.3). `version` is the lowest version in use for the
     /// group; below 3 an EXCLUDE group means any source (7.3.2).
-    pub(crate) fn filter(&self, version: u8) -> Option<SourceFilter> {
+    pub(crate) fn filter(&self, version: Version) -> Option<SourceFilter> {
         match self.mode {
             FilterMode::Include if self.sources.is_empty() => None,
             FilterMode::Include => Some(SourceFilter::include(self.sources.keys().copied())),
-            FilterMode::Exclude if version.min(self.compat()) < 3 => {
+            FilterMode::Exclude if version.min(self.compat()) < Version::V3 => {
                 Some(SourceFilter::any_source())
             }
             FilterMode::Exclude => Some(SourceFilter::exclude(self.blocked())),

@@ -14,24 +14,39 @@ pub(crate) enum Reject {
     NotIgmp,
     BadTtl,
     NoRouterAlert,
-    Igmp(mcgate_wire::Error),
+    /// The IGMP message is bad; `src` is the packet's IP source.
+    Igmp(mcgate_wire::Error, Ipv4Addr),
 }
 
 impl Reject {
-    pub(crate) fn count(self, d: &mut Dropped) {
+    /// Counts the drop under its reason. On a link without other routers, router-only
+    /// message types are counted as such rather than as unknown, and their sender is
+    /// returned.
+    pub(crate) fn count(self, d: &mut Dropped, other_queriers: bool) -> Option<Ipv4Addr> {
         use mcgate_wire::Error;
         let counter = match self {
+            Reject::Igmp(Error::UnknownType(t), src) if !other_queriers && is_router_only(t) => {
+                d.router_message += 1;
+                return Some(src);
+            }
             Reject::BadIp => &mut d.bad_ip,
             Reject::NotIgmp => &mut d.not_igmp,
             Reject::BadTtl => &mut d.bad_ttl,
             Reject::NoRouterAlert => &mut d.no_router_alert,
-            Reject::Igmp(Error::Truncated) => &mut d.truncated,
-            Reject::Igmp(Error::Checksum) => &mut d.checksum,
-            Reject::Igmp(Error::UnknownType(_)) => &mut d.unknown_type,
-            Reject::Igmp(Error::Malformed | Error::Overrun) => &mut d.malformed,
+            Reject::Igmp(Error::Truncated, _) => &mut d.truncated,
+            Reject::Igmp(Error::Checksum, _) => &mut d.checksum,
+            Reject::Igmp(Error::UnknownType(_), _) => &mut d.unknown_type,
+            Reject::Igmp(Error::Malformed | Error::Overrun, _) => &mut d.malformed,
         };
         *counter += 1;
+        None
     }
+}
+
+/// IGMP types only routers send: DVMRP (0x13), PIMv1 (0x14), mtrace response and query
+/// (0x1e, 0x1f), Multicast Router Advertisement and Termination (RFC 4286: 0x30, 0x32).
+fn is_router_only(t: u8) -> bool {
+    matches!(t, 0x13 | 0x14 | 0x1e | 0x1f | 0x30 | 0x32)
 }
 
 /// A packet that passed the IP-level checks.
@@ -55,7 +70,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Accepted, Reject> {
     if ip.ttl() != 1 {
         return Err(Reject::BadTtl);
     }
-    let message = IgmpRepr::parse(ip.payload()).map_err(Reject::Igmp)?;
+    let message = IgmpRepr::parse(ip.payload()).map_err(|e| Reject::Igmp(e, ip.src_addr()))?;
     // RFC 3376 9.1: reports without Router Alert are ignored, as a defence against
     // forged ones. IGMPv1 messages and queries predate the option or are accepted
     // without it for interoperability.

@@ -28,6 +28,9 @@ pub struct Sent {
     pub group_queries: u64,
     /// Group-and-source-specific queries, Q(G,X).
     pub group_source_queries: u64,
+    /// General queries sent to recover reports dropped by flood protection (also
+    /// counted in `general_queries`).
+    pub recovery_queries: u64,
 }
 
 /// Messages (or records) dropped, by reason.
@@ -49,8 +52,12 @@ pub struct Dropped {
     pub unknown_type: u64,
     /// Malformed message, including record counts that overrun the packet.
     pub malformed: u64,
-    /// Report over the interface's report rate limit.
+    /// Report (or leave) over its host's flood limit ([`crate::Config::report_burst`]);
+    /// a recovery query follows (see [`Sent::recovery_queries`]).
     pub rate_limited: u64,
+    /// Query or other router-only message (DVMRP, PIMv1, mtrace, multicast router
+    /// discovery) on a link where no other router may be ([`crate::Config::other_queriers`]).
+    pub router_message: u64,
     /// Destination address does not match the message (RFC 3376 4.1.12, 4.2.14).
     pub wrong_destination: u64,
     /// Report or record about an address that is not a multicast group.
@@ -72,7 +79,7 @@ pub struct Stats {
     pub ignored_link_local: u64,
     /// Group records of an unknown type (ignored, RFC 3376 4.2.12).
     pub ignored_records: u64,
-    /// Queries of an older version than ours heard from the elected querier (RFC 3376
-    /// 7.3.1 asks for a rate-limited warning; this is it).
+    /// Queries of an older version than ours heard from another router (RFC 3376 7.3.1
+    /// asks for a rate-limited warning; this is it). They never change our version.
     pub older_version_queries: u64,
 }

@@ -3,7 +3,9 @@
 //! Ethernet II, IPv4 (with options such as Router Alert), UDP, IGMP v1/v2/v3 and the
 //! VXLAN header. Each format has a checked view over a byte buffer (`Packet<T>`,
 //! `Frame<T>`, `Header<T>`) and a high-level representation (`Repr`) with `parse` and
-//! `emit`, in the style of smoltcp. `emit` computes every checksum.
+//! `emit`, in the style of smoltcp. `emit` computes every checksum. [`membership`] holds
+//! the vocabulary of group membership every other crate shares (IGMP versions, filter
+//! modes, source filters, the link-local block).
 //!
 //! This crate must never do I/O, read a clock, allocate in the views, or panic on any
 //! input: every parser takes untrusted bytes and returns a value or an [`Error`]. The only
@@ -20,10 +22,14 @@ pub mod ethernet;
 pub mod fuzzing;
 pub mod igmp;
 pub mod ipv4;
+pub mod membership;
+pub mod settings;
 pub mod udp;
 pub mod vxlan;
 
 pub use error::{Error, Result};
+pub use membership::{FilterMode, SourceFilter, Version, is_link_local_group};
+pub use settings::{IgmpSettings, SettingsError};
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::LinkMembership;
-use mcgate_igmp::Event;
+use mcgate_igmp::{Event, Ignored};
 use mcgate_wire::ethernet;
 
 use super::{Action, AgentCore, RESTORE_HOLD, SAVE_DELAY};
@@ -129,6 +129,19 @@ impl AgentCore {
                         tracing::info!(link = name, querier = %q, "another querier took over")
                     }
                     None => tracing::info!(link = name, "this agent is the querier"),
+                },
+                Event::RouterIgnored { from, reason } => match reason {
+                    Ignored::OlderVersionQuery(v) => tracing::warn!(
+                        link = name,
+                        querier = %from,
+                        "an IGMP{} querier is on the link; the configured version stays (RFC 3376 7.3.1)",
+                        v.number()
+                    ),
+                    Ignored::HostsOnlyLink => tracing::warn!(
+                        link = name,
+                        host = %from,
+                        "a host sent IGMP queries or router messages; dropped, as containers are hosts, not routers"
+                    ),
                 },
             }
         }

@@ -175,6 +175,17 @@ fn start_up_waits_for_the_controller_then_queries_with_defaults() {
         [("tk1".to_string(), 4, Ipv4Addr::UNSPECIFIED)],
         "a start-up general query from 0.0.0.0"
     );
+    // A short Max Resp Time, so hosts already joined answer within a second.
+    let Some(Action::Transmit { frame, .. }) =
+        a.iter().find(|a| matches!(a, Action::Transmit { .. }))
+    else {
+        unreachable!()
+    };
+    let ip = mcgate_wire::ipv4::Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
+    match IgmpRepr::parse(ip.payload()).unwrap() {
+        IgmpRepr::QueryV3(q) => assert_eq!(q.max_resp_code, 10, "1 s in tenths"),
+        other => panic!("{other:?}"),
+    }
     let v = c.view();
     assert_eq!(v.igmp_mode, "default");
     assert!(v.links[0].querier);

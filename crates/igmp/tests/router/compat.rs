@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use mcgate_igmp::{Config, FilterMode::*, SourceFilter, Version};
+use mcgate_igmp::{Config, FilterMode::*, SourceFilter};
 use mcgate_wire::igmp::IgmpRepr;
 
 use crate::harness::*;
@@ -23,7 +23,7 @@ fn rfc3376_7_3_2_v2_host_present_makes_group_any_source() {
     l.wait_until(secs(10.0));
     l.report_v2(h(2), G);
     let st = l.state().unwrap();
-    assert_eq!(st.compatibility, 2);
+    assert_eq!(st.compatibility, Version::V2);
     assert_eq!(st.v2_host_timer, Some(l.at(secs(10.0) + gmi())));
     assert_eq!(l.filter(G), Some(SourceFilter::any_source()));
 }
@@ -45,7 +45,7 @@ fn rfc3376_7_3_2_block_ignored_and_to_ex_sources_dropped_in_v2_mode() {
     l.rec(IS_EX, &[]);
     l.rec(ALLOW, &[3]);
     l.rec(BLOCK, &[3]);
-    assert_eq!(l.state().unwrap().compatibility, 3);
+    assert_eq!(l.state().unwrap().compatibility, Version::V3);
     assert_eq!(l.take_sent().last().map(|(_, d, _)| *d), Some(G));
 }
 
@@ -63,7 +63,7 @@ fn rfc3376_7_3_2_v1_host_present_ignores_leave_and_to_in() {
     let mut l = Link::new(Config::default());
     l.report_v1(h(1), G);
     let st = l.state().unwrap();
-    assert_eq!(st.compatibility, 1);
+    assert_eq!(st.compatibility, Version::V1);
     assert_eq!(st.v1_host_timer, Some(l.at(gmi())));
     l.leave(h(2), G);
     l.rec(TO_IN, &[]);
@@ -73,7 +73,7 @@ fn rfc3376_7_3_2_v1_host_present_ignores_leave_and_to_in() {
     assert_eq!(l.filter(G), Some(SourceFilter::any_source()));
     // A v2 report does not lift IGMPv1 compatibility.
     l.report_v2(h(2), G);
-    assert_eq!(l.state().unwrap().compatibility, 1);
+    assert_eq!(l.state().unwrap().compatibility, Version::V1);
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn rfc3376_7_3_2_v1_timer_expiry_returns_to_v2_compatibility() {
     l.wait_until(secs(100.0));
     l.report_v2(h(2), G);
     l.wait_until(gmi());
-    assert_eq!(l.state().unwrap().compatibility, 2);
+    assert_eq!(l.state().unwrap().compatibility, Version::V2);
     l.leave(h(2), G);
     assert_eq!(l.take_sent().last().map(|(_, d, _)| *d), Some(G));
 }
@@ -153,21 +153,28 @@ fn rfc2236_v2_router_takes_v3_reports_as_join_and_leave() {
 }
 
 #[test]
-fn rfc3376_7_3_1_older_querier_rules_the_link() {
-    // A lower-addressed IGMPv2 querier: we stop querying, run the link as IGMPv2 (no
-    // source lists) for the Other Querier Present Interval, then take over in IGMPv3.
-    let mut l = Link::new(Config::default());
+fn rfc3376_7_3_1_older_querier_is_counted_not_obeyed() {
+    // A lower-addressed IGMPv2 querier on a shared link wins the election (6.6.2), but
+    // the version is configuration (7.3.1): we keep IGMPv3 and its source lists, count
+    // the older query, and take over in IGMPv3 when it goes silent.
+    let mut l = Link::new(shared());
     l.rec(IS_IN, &[1]);
     l.query_v2(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(l.igmp.version(), 2);
+    assert_eq!(l.igmp.querier(), Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(l.igmp.version(), Version::V3);
     assert_eq!(l.igmp.stats().older_version_queries, 1);
-    assert_eq!(l.filter(G), Some(SourceFilter::any_source()));
+    assert_eq!(l.filter(G), Some(SourceFilter::include(set(&[1]))));
     l.rec(IS_IN, &[2]);
+    assert_eq!(l.filter(G), Some(SourceFilter::include(set(&[1, 2]))));
+    // 7.3.2: hosts that answer the older querier with IGMPv2 reports still put their
+    // group in IGMPv2 compatibility mode.
+    l.report_v2(h(2), G);
+    assert_eq!(l.state().unwrap().compatibility, Version::V2);
     assert_eq!(l.filter(G), Some(SourceFilter::any_source()));
     l.take_sent();
     l.wait_until(secs(255.0));
     assert!(l.igmp.is_querier());
-    assert_eq!(l.igmp.version(), 3);
+    assert_eq!(l.igmp.version(), Version::V3);
     let sent = l.take_sent();
     assert_eq!(sent.len(), 1);
     assert!(matches!(sent[0], (t, ALL_SYSTEMS, IgmpRepr::QueryV3(_)) if t == secs(255.0)));

@@ -6,14 +6,21 @@
 //!
 //! Scenario lines (`#` starts a comment):
 //! - `config KEY=VALUE ...`: before any `at`; keys: version (v2|v3), robustness,
-//!   fast_leave, last_member_count, query_interval (seconds), address.
+//!   fast_leave, last_member_count, query_interval (seconds), address, other_queriers
+//!   (true on a link shared with routers), startup_response_ms, report_rate_limit,
+//!   report_burst.
 //! - `at SECONDS COMMAND`: lets time run to SECONDS, then does COMMAND:
 //!   - `v3 HOST TYPE GROUP [SOURCE...]`: a one-record IGMPv3 report (TYPE IS_IN, IS_EX,
 //!     TO_IN, TO_EX, ALLOW or BLOCK) to 224.0.0.22;
 //!   - `v2-report HOST GROUP`, `v1-report HOST GROUP`, `leave HOST GROUP`;
+//!   - `v2-burst HOST GROUP COUNT`: IGMPv2 reports for COUNT groups from GROUP up, at once;
 //!   - `v2-query ROUTER GROUP`, `v3-query ROUTER GROUP [s] [SOURCE...]`;
 //!   - `state GROUP`: dump the group's state and timers;
+//!   - `stats`: dump the querier, the version and the counters of drops and recovery;
 //!   - `wait`: nothing (just let time run).
+//!
+//! A scenario is an error, not a pass, when it has no `at` line (it would check
+//! nothing), when a value cannot be read, or when its `.expected` file is missing.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -24,12 +31,16 @@ use std::time::{Duration, Instant};
 use mcgate_igmp::{Config, Event, FilterMode, Interface, SourceFilter, Version};
 use mcgate_wire::igmp::{GroupRecord, IgmpRepr, QueryV3, RecordType, emit_ip_packet};
 
-fn addr(s: &str) -> Ipv4Addr {
-    s.parse().unwrap_or_else(|_| panic!("bad address {s:?}"))
+fn addr(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse().map_err(|_| format!("bad address {s:?}"))
 }
 
-fn addrs<'a>(it: impl Iterator<Item = &'a str>) -> Vec<Ipv4Addr> {
+fn addrs<'a>(it: impl Iterator<Item = &'a str>) -> Result<Vec<Ipv4Addr>, String> {
     it.map(addr).collect()
+}
+
+fn value<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{key}={v:?} cannot be read"))
 }
 
 fn list(a: impl IntoIterator<Item = Ipv4Addr>) -> String {
@@ -91,6 +102,7 @@ impl Run {
                 Event::GroupChanged { group, .. } => format!("group {group} gone"),
                 Event::QuerierChanged { querier: Some(q) } => format!("querier {q}"),
                 Event::QuerierChanged { querier: None } => "querier self".to_string(),
+                Event::RouterIgnored { from, reason } => format!("ignored {from} {reason:?}"),
             };
             writeln!(self.out, "{stamp} event {line}").unwrap();
         }
@@ -125,7 +137,7 @@ impl Run {
                     .map(|(a, t)| format!("{a}:{}", off(*t)))
                     .collect();
                 format!(
-                    "state {group} {:?} timer={} compat=v{} sources={{{}}}",
+                    "state {group} {:?} timer={} compat={} sources={{{}}}",
                     st.mode,
                     off(st.group_timer),
                     st.compatibility,
@@ -135,25 +147,150 @@ impl Run {
         };
         writeln!(self.out, "{stamp} {line}").unwrap();
     }
+
+    fn stats(&mut self) {
+        let stamp = self.stamp();
+        let st = self.igmp.stats();
+        let querier = self
+            .igmp
+            .querier()
+            .map_or("self".to_string(), |q| q.to_string());
+        writeln!(
+            self.out,
+            "{stamp} stats querier={querier} version={} rate_limited={} router_message={} older_version_queries={} recovery_queries={}",
+            self.igmp.version(),
+            st.dropped.rate_limited,
+            st.dropped.router_message,
+            st.older_version_queries,
+            st.sent.recovery_queries,
+        )
+        .unwrap();
+    }
 }
 
-fn record_type(s: &str) -> RecordType {
-    match s {
+fn record_type(s: &str) -> Result<RecordType, String> {
+    Ok(match s {
         "IS_IN" => RecordType::ModeIsInclude,
         "IS_EX" => RecordType::ModeIsExclude,
         "TO_IN" => RecordType::ChangeToInclude,
         "TO_EX" => RecordType::ChangeToExclude,
         "ALLOW" => RecordType::AllowNewSources,
         "BLOCK" => RecordType::BlockOldSources,
-        other => panic!("unknown record type {other}"),
+        other => return Err(format!("unknown record type {other}")),
+    })
+}
+
+fn set_config(config: &mut Config, address: &mut Ipv4Addr, k: &str, v: &str) -> Result<(), String> {
+    match k {
+        "version" => {
+            config.version = match v {
+                "v2" => Version::V2,
+                "v3" => Version::V3,
+                other => return Err(format!("unknown version {other:?}: write v2 or v3")),
+            }
+        }
+        "robustness" => config.settings.robustness = value(k, v)?,
+        "fast_leave" => config.settings.fast_leave = value(k, v)?,
+        "last_member_count" => config.settings.last_member_count = Some(value(k, v)?),
+        "query_interval" => config.settings.query_interval_ms = value::<u64>(k, v)? * 1000,
+        "other_queriers" => config.other_queriers = value(k, v)?,
+        "startup_response_ms" => {
+            config.startup_query_response_interval = Some(Duration::from_millis(value(k, v)?))
+        }
+        "report_rate_limit" => config.report_rate_limit = value(k, v)?,
+        "report_burst" => config.report_burst = value(k, v)?,
+        "address" => *address = addr(v)?,
+        other => return Err(format!("unknown key {other}")),
+    }
+    Ok(())
+}
+
+fn send(r: &mut Run, src: Ipv4Addr, dst: Ipv4Addr, m: IgmpRepr) {
+    r.igmp.handle_packet(r.now, &emit_ip_packet(src, dst, &m));
+    r.collect();
+}
+
+fn query_dst(g: Ipv4Addr) -> Ipv4Addr {
+    if g.is_unspecified() {
+        Ipv4Addr::new(224, 0, 0, 1)
+    } else {
+        g
     }
 }
 
-fn run_scenario(text: &str) -> String {
+/// Does one `at` command.
+fn command(r: &mut Run, cmd: &str, rest: &[&str]) -> Result<(), String> {
+    match (cmd, rest) {
+        ("v3", [host, kind, group, sources @ ..]) => {
+            let record = GroupRecord {
+                kind: record_type(kind)?,
+                group: addr(group)?,
+                sources: addrs(sources.iter().copied())?,
+                aux_data: vec![],
+            };
+            let m = IgmpRepr::ReportV3 {
+                records: vec![record],
+            };
+            send(r, addr(host)?, Ipv4Addr::new(224, 0, 0, 22), m);
+        }
+        ("v2-report", [host, group]) => {
+            let g = addr(group)?;
+            send(r, addr(host)?, g, IgmpRepr::ReportV2 { group: g });
+        }
+        ("v2-burst", [host, group, count]) => {
+            let first = u32::from(addr(group)?);
+            for i in 0..value::<u32>("COUNT", count)? {
+                let g = Ipv4Addr::from(first + i);
+                send(r, addr(host)?, g, IgmpRepr::ReportV2 { group: g });
+            }
+        }
+        ("v1-report", [host, group]) => {
+            let g = addr(group)?;
+            send(r, addr(host)?, g, IgmpRepr::ReportV1 { group: g });
+        }
+        ("leave", [host, group]) => {
+            let g = addr(group)?;
+            let m = IgmpRepr::LeaveV2 { group: g };
+            send(r, addr(host)?, Ipv4Addr::new(224, 0, 0, 2), m);
+        }
+        ("v2-query", [from, group]) => {
+            let g = addr(group)?;
+            let mrt = if g.is_unspecified() { 100 } else { 10 };
+            let m = IgmpRepr::QueryV2 {
+                group: g,
+                max_resp_time: mrt,
+            };
+            send(r, addr(from)?, query_dst(g), m);
+        }
+        ("v3-query", [from, group, more @ ..]) => {
+            let g = addr(group)?;
+            let suppress = more.first() == Some(&"s");
+            let sources = more.iter().copied().filter(|x| *x != "s");
+            let q = QueryV3 {
+                group: g,
+                max_resp_code: if g.is_unspecified() { 100 } else { 10 },
+                suppress,
+                qrv: 2,
+                qqic: 125,
+                sources: addrs(sources)?,
+            };
+            send(r, addr(from)?, query_dst(g), IgmpRepr::QueryV3(q));
+        }
+        ("state", [group]) => r.state(addr(group)?),
+        ("stats", []) => r.stats(),
+        ("wait", []) => {}
+        _ => return Err("cannot read the command".to_string()),
+    }
+    Ok(())
+}
+
+/// Runs a scenario; the error names the line that could not be run.
+fn run_scenario(text: &str) -> Result<String, String> {
     let mut config = Config::default();
     let mut address = Ipv4Addr::new(10, 0, 0, 10);
     let mut run: Option<Run> = None;
     for (n, raw) in text.lines().enumerate() {
+        let at_line = |e: String| format!("line {}: {e}", n + 1);
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
@@ -161,23 +298,14 @@ fn run_scenario(text: &str) -> String {
         let mut w = line.split_whitespace();
         match w.next() {
             Some("config") => {
-                assert!(run.is_none(), "line {}: config after start", n + 1);
+                if run.is_some() {
+                    return Err(at_line("config after the first `at`".to_string()));
+                }
                 for kv in w {
-                    let (k, v) = kv.split_once('=').expect("KEY=VALUE");
-                    match k {
-                        "version" => {
-                            config.version = if v == "v2" { Version::V2 } else { Version::V3 }
-                        }
-                        "robustness" => config.robustness = v.parse().unwrap(),
-                        "fast_leave" => config.fast_leave = v.parse().unwrap(),
-                        "last_member_count" => config.last_member_count = v.parse().unwrap(),
-                        "query_interval" => {
-                            config.query_interval = Duration::from_secs(v.parse().unwrap());
-                            config.startup_query_interval = config.query_interval / 4;
-                        }
-                        "address" => address = addr(v),
-                        other => panic!("line {}: unknown key {other}", n + 1),
-                    }
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| at_line(format!("{kv:?} is not KEY=VALUE")))?;
+                    set_config(&mut config, &mut address, k, v).map_err(at_line)?;
                 }
             }
             Some("at") => {
@@ -194,92 +322,43 @@ fn run_scenario(text: &str) -> String {
                     r.collect();
                     r
                 });
-                let secs: f64 = w.next().expect("time").parse().expect("seconds");
+                let secs: f64 = value("time", w.next().unwrap_or("")).map_err(at_line)?;
                 let at = r.t0 + Duration::from_secs_f64(secs);
-                assert!(at >= r.now, "line {}: time goes backwards", n + 1);
-                r.run_until(at);
-                let cmd = w.next().expect("command");
-                let rest: Vec<&str> = w.collect();
-                let send = |r: &mut Run, src: Ipv4Addr, dst: Ipv4Addr, m: IgmpRepr| {
-                    r.igmp.handle_packet(r.now, &emit_ip_packet(src, dst, &m));
-                    r.collect();
-                };
-                match (cmd, rest.as_slice()) {
-                    ("v3", [host, kind, group, sources @ ..]) => {
-                        let record = GroupRecord {
-                            kind: record_type(kind),
-                            group: addr(group),
-                            sources: addrs(sources.iter().copied()),
-                            aux_data: vec![],
-                        };
-                        let m = IgmpRepr::ReportV3 {
-                            records: vec![record],
-                        };
-                        send(r, addr(host), Ipv4Addr::new(224, 0, 0, 22), m);
-                    }
-                    ("v2-report", [host, group]) => {
-                        let g = addr(group);
-                        send(r, addr(host), g, IgmpRepr::ReportV2 { group: g });
-                    }
-                    ("v1-report", [host, group]) => {
-                        let g = addr(group);
-                        send(r, addr(host), g, IgmpRepr::ReportV1 { group: g });
-                    }
-                    ("leave", [host, group]) => {
-                        let g = addr(group);
-                        send(
-                            r,
-                            addr(host),
-                            Ipv4Addr::new(224, 0, 0, 2),
-                            IgmpRepr::LeaveV2 { group: g },
-                        );
-                    }
-                    ("v2-query", [from, group]) => {
-                        let g = addr(group);
-                        let dst = if g.is_unspecified() {
-                            Ipv4Addr::new(224, 0, 0, 1)
-                        } else {
-                            g
-                        };
-                        let mrt = if g.is_unspecified() { 100 } else { 10 };
-                        send(
-                            r,
-                            addr(from),
-                            dst,
-                            IgmpRepr::QueryV2 {
-                                group: g,
-                                max_resp_time: mrt,
-                            },
-                        );
-                    }
-                    ("v3-query", [from, group, more @ ..]) => {
-                        let g = addr(group);
-                        let suppress = more.first() == Some(&"s");
-                        let sources = more.iter().copied().filter(|x| *x != "s");
-                        let dst = if g.is_unspecified() {
-                            Ipv4Addr::new(224, 0, 0, 1)
-                        } else {
-                            g
-                        };
-                        let q = QueryV3 {
-                            group: g,
-                            max_resp_code: if g.is_unspecified() { 100 } else { 10 },
-                            suppress,
-                            qrv: 2,
-                            qqic: 125,
-                            sources: addrs(sources),
-                        };
-                        send(r, addr(from), dst, IgmpRepr::QueryV3(q));
-                    }
-                    ("state", [group]) => r.state(addr(group)),
-                    ("wait", []) => {}
-                    _ => panic!("line {}: cannot read {line:?}", n + 1),
+                if at < r.now {
+                    return Err(at_line("time goes backwards".to_string()));
                 }
+                r.run_until(at);
+                let cmd = w.next().ok_or_else(|| at_line("no command".to_string()))?;
+                let rest: Vec<&str> = w.collect();
+                command(r, cmd, &rest).map_err(|e| at_line(format!("{e}: {line:?}")))?;
             }
-            _ => panic!("line {}: cannot read {line:?}", n + 1),
+            _ => return Err(at_line(format!("cannot read {line:?}"))),
         }
     }
-    run.map(|r| r.out).unwrap_or_default()
+    run.map(|r| r.out)
+        .ok_or_else(|| "no `at` line: the scenario checks nothing".to_string())
+}
+
+/// Runs the scenario at `path` and compares with its `.expected` file, or writes that
+/// file when `bless`.
+fn check_scenario(path: &Path, bless: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{e}"))?;
+    let got = run_scenario(&text)?;
+    let expected_path = path.with_extension("expected");
+    if bless {
+        return std::fs::write(&expected_path, &got).map_err(|e| format!("{e}"));
+    }
+    let want = std::fs::read_to_string(&expected_path).map_err(|e| {
+        format!(
+            "{}: {e}; run with MCGATE_BLESS=1 to write it, then review it",
+            expected_path.display()
+        )
+    })?;
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("--- expected\n{want}--- got\n{got}"))
+    }
 }
 
 #[test]
@@ -294,21 +373,58 @@ fn conformance_scenarios() {
         }
     }
     assert!(!names.is_empty());
-    let mut failures = Vec::new();
-    for path in names {
-        let got = run_scenario(&std::fs::read_to_string(&path).unwrap());
-        let expected_path = path.with_extension("expected");
-        if bless {
-            std::fs::write(&expected_path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if got != want {
-            failures.push(format!(
-                "{}:\n--- expected\n{want}--- got\n{got}",
-                path.display()
-            ));
-        }
-    }
+    let failures: Vec<String> = names
+        .iter()
+        .filter_map(|path| {
+            check_scenario(path, bless)
+                .err()
+                .map(|e| format!("{}:\n{e}", path.display()))
+        })
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn scenario_without_at_line_is_an_error() {
+    let e = run_scenario("# nothing happens\nconfig version=v3\n").unwrap_err();
+    assert!(e.contains("no `at` line"), "{e}");
+    assert!(run_scenario("").is_err());
+}
+
+#[test]
+fn unknown_version_is_an_error() {
+    let e = run_scenario("config version=v4\nat 0 wait\n").unwrap_err();
+    assert!(e.contains("line 1") && e.contains("unknown version"), "{e}");
+    assert!(run_scenario("config version=3\nat 0 wait\n").is_err());
+}
+
+#[test]
+fn scenario_without_expected_file_is_an_error() {
+    // A scenario file of this test's own, with no `.expected` beside it.
+    let dir = std::env::temp_dir().join(format!("mcgate-igmp-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lonely.scenario");
+    std::fs::write(&path, "at 0 wait\n").unwrap();
+    let result = check_scenario(&path, false);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = result.unwrap_err();
+    assert!(
+        e.contains("lonely.expected") && e.contains("MCGATE_BLESS"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unreadable_lines_are_errors() {
+    for bad in [
+        "config robustness=many\nat 0 wait\n",
+        "config colour=blue\nat 0 wait\n",
+        "at 0 v3 10.0.0.101 IS_MAYBE 239.1.2.3\n",
+        "at 0 v2-report 10.0.0.999 239.1.2.3\n",
+        "at 2 wait\nat 1 wait\n",
+        "at 0 wait\nconfig version=v2\n",
+        "whenever wait\n",
+    ] {
+        assert!(run_scenario(bad).is_err(), "{bad:?}");
+    }
 }

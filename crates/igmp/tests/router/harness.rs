@@ -10,11 +10,11 @@ use mcgate_igmp::{Config, Event, FilterMode, GroupState, Interface, SourceFilter
 use mcgate_wire::igmp::{GroupRecord, IgmpRepr, QueryV3, RecordType, emit_ip_packet};
 use mcgate_wire::ipv4;
 
+pub use mcgate_igmp::{IgmpSettings, Version};
+
 pub const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 pub const G: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
-pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
-pub const ALL_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 2);
-pub const V3_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
+pub use mcgate_igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS as V3_ROUTERS};
 
 /// Source number n.
 pub fn s(n: u8) -> Ipv4Addr {
@@ -38,6 +38,15 @@ pub use RecordType::{
     AllowNewSources as ALLOW, BlockOldSources as BLOCK, ChangeToExclude as TO_EX,
     ChangeToInclude as TO_IN, ModeIsExclude as IS_EX, ModeIsInclude as IS_IN,
 };
+
+/// The defaults on a link shared with other routers, where queries take part in the
+/// election ([`Config::other_queriers`]).
+pub fn shared() -> Config {
+    Config {
+        other_queriers: true,
+        ..Config::default()
+    }
+}
 
 /// Defaults: GMI 260 s, LMQI 1 s, LMQC 2 (LMQT 2 s), QI 125 s, QRI 10 s.
 pub fn gmi() -> Duration {

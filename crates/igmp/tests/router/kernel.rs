@@ -79,10 +79,10 @@ fn linux_v3_source_specific_join_and_leave() {
 fn linux_v1_and_v2_hosts() {
     let mut l = router();
     l.deliver(&fixture("igmpv1-report"));
-    assert_eq!(l.igmp.group_state(g(1)).unwrap().compatibility, 1);
+    assert_eq!(l.igmp.group_state(g(1)).unwrap().compatibility, Version::V1);
     l.deliver(&fixture("igmpv2-report"));
     l.deliver(&fixture("igmpv2-report-after-v2-query"));
-    assert_eq!(l.igmp.group_state(g(3)).unwrap().compatibility, 2);
+    assert_eq!(l.igmp.group_state(g(3)).unwrap().compatibility, Version::V2);
     assert_eq!(l.filter(g(5)), Some(SourceFilter::any_source()));
     l.deliver(&fixture("igmpv2-leave"));
     l.wait(lmqt());
@@ -95,16 +95,28 @@ fn linux_v1_and_v2_hosts() {
 }
 
 #[test]
-fn linux_bridge_querier_wins_election() {
+fn linux_bridge_querier_wins_election_on_a_shared_link() {
     // The bridge queries from 10.99.0.1, below our 10.99.0.10 (RFC 3376 6.6.2); its
-    // IGMPv2 query makes the link IGMPv2 (7.3.1).
-    let mut l = router();
+    // IGMPv2 query is counted but does not change our version (7.3.1).
+    let mut l = Link::with_address(shared(), Ipv4Addr::new(10, 99, 0, 10));
     l.deliver(&fixture("bridge-igmpv3-query"));
     assert_eq!(l.igmp.querier(), Some(BRIDGE));
-    assert_eq!(l.igmp.version(), 3);
+    assert_eq!(l.igmp.version(), Version::V3);
     l.deliver(&fixture("bridge-igmpv2-query"));
-    assert_eq!(l.igmp.version(), 2);
+    assert_eq!(l.igmp.version(), Version::V3);
+    assert_eq!(l.igmp.stats().older_version_queries, 1);
     assert_eq!(l.igmp.stats().received.query_v3, 1);
     assert_eq!(l.igmp.stats().received.query_v2, 1);
     assert_eq!(l.igmp.stats().dropped, Dropped::default());
+}
+
+#[test]
+fn linux_queries_on_a_hosts_only_link_are_dropped() {
+    // A task link carries hosts only: the kernel's queries are router messages there.
+    let mut l = router();
+    l.deliver(&fixture("bridge-igmpv3-query"));
+    l.deliver(&fixture("bridge-igmpv2-query"));
+    assert!(l.igmp.is_querier());
+    assert_eq!(l.igmp.stats().dropped.router_message, 2);
+    assert_eq!(l.igmp.stats().received, Default::default());
 }

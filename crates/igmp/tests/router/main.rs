@@ -3,6 +3,7 @@
 
 mod compat;
 mod conformance;
+mod flood;
 mod harness;
 mod kernel;
 mod membership;

@@ -134,7 +134,10 @@ fn rfc3376_6_5_group_timer_expiry_keeps_running_sources() {
 #[test]
 fn fast_leave_removes_group_at_once_without_queries() {
     let config = Config {
-        fast_leave: true,
+        settings: IgmpSettings {
+            fast_leave: true,
+            ..IgmpSettings::default()
+        },
         ..Config::default()
     };
     let mut l = Link::new(config.clone());
@@ -161,7 +164,10 @@ fn fast_leave_removes_group_at_once_without_queries() {
 #[test]
 fn fast_leave_falls_back_to_queries_when_other_members_are_known() {
     let mut l = Link::new(Config {
-        fast_leave: true,
+        settings: IgmpSettings {
+            fast_leave: true,
+            ..IgmpSettings::default()
+        },
         ..Config::default()
     });
     l.report_v2(h(1), G);

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use mcgate_igmp::{Config, Event, Interface, Version};
+use mcgate_igmp::{Config, Event, IgmpSettings, Interface, Version};
 use mcgate_wire::igmp::{GroupRecord, IgmpRepr, QueryV3, RecordType, emit_ip_packet};
 use proptest::prelude::*;
 
@@ -81,13 +81,29 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (any::<bool>(), any::<bool>(), 0u8..4, 0u32..20).prop_map(|(v2, fast, r, rate)| Config {
-        version: if v2 { Version::V2 } else { Version::V3 },
-        fast_leave: fast,
-        robustness: r,
-        report_rate_limit: rate,
-        ..Config::default()
-    })
+    (
+        (any::<bool>(), any::<bool>(), 0u8..4),
+        (
+            0u32..20,
+            0u32..20,
+            any::<bool>(),
+            prop::option::of(0u64..20_000),
+        ),
+    )
+        .prop_map(
+            |((v2, fast, r), (rate, burst, other_queriers, startup_ms))| Config {
+                version: if v2 { Version::V2 } else { Version::V3 },
+                settings: IgmpSettings {
+                    fast_leave: fast,
+                    robustness: r,
+                    ..IgmpSettings::default()
+                },
+                report_rate_limit: rate,
+                report_burst: burst,
+                other_queriers,
+                startup_query_response_interval: startup_ms.map(Duration::from_millis),
+            },
+        )
 }
 
 proptest! {

@@ -18,7 +18,8 @@ fn include_a() -> Link {
 /// EXCLUDE (X,Y) with X = {1,2} (timers GMI from 0 s) and Y = {3,4}, group timer from
 /// 0 s; the clock then at 10 s.
 fn exclude_xy() -> Link {
-    let mut l = Link::new(Config::default());
+    // On a shared link, so that the tests on a non-querier can elect another router.
+    let mut l = Link::new(shared());
     l.rec(IS_EX, &[1, 2, 3, 4]);
     l.rec(ALLOW, &[1, 2]);
     assert_eq!(

@@ -63,10 +63,28 @@ fn truncated_and_bad_checksum_are_dropped() {
 
 #[test]
 fn unknown_type_is_dropped() {
-    let mut m = vec![0x30, 0, 0, 0, 239, 1, 2, 3];
+    let mut m = vec![0x42, 0, 0, 0, 239, 1, 2, 3];
     let sum = mcgate_wire::checksum::checksum(&m);
     m[2..4].copy_from_slice(&sum.to_be_bytes());
     assert_eq!(dropped(&ip_packet(h(1), G, 1, true, &m)).unknown_type, 1);
+}
+
+#[test]
+fn router_only_types_on_a_hosts_only_link_are_router_messages() {
+    // Multicast Router Advertisement (RFC 4286), DVMRP, PIMv1, mtrace: only routers
+    // send them, and a task link has none.
+    for t in [0x30u8, 0x32, 0x13, 0x14, 0x1e, 0x1f] {
+        let mut m = vec![t, 0, 0, 0, 0, 0, 0, 0];
+        let sum = mcgate_wire::checksum::checksum(&m);
+        m[2..4].copy_from_slice(&sum.to_be_bytes());
+        let packet = ip_packet(h(1), ALL_SYSTEMS, 1, true, &m);
+        let d = dropped(&packet);
+        assert_eq!((d.router_message, d.unknown_type), (1, 0), "type {t:#x}");
+        // On a shared link they are merely of a type this router does not handle.
+        let mut l = Link::new(shared());
+        l.deliver(&packet);
+        assert_eq!(l.igmp.stats().dropped.unknown_type, 1, "type {t:#x}");
+    }
 }
 
 #[test]
@@ -108,8 +126,9 @@ fn rfc3376_9_1_reports_without_router_alert_are_dropped() {
         dropped(&ip_packet(h(1), V3_ROUTERS, 1, false, &v3)).no_router_alert,
         1
     );
-    // IGMPv1 reports and queries are accepted without it.
-    let mut l = Link::new(Config::default());
+    // IGMPv1 reports and queries are accepted without it (on a link where routers
+    // may query).
+    let mut l = Link::new(shared());
     let v1 = igmp_bytes(&IgmpRepr::ReportV1 { group: G });
     l.deliver(&ip_packet(h(1), G, 1, false, &v1));
     assert_eq!(l.igmp.groups().count(), 1);
@@ -173,7 +192,8 @@ fn rfc3376_4_2_14_wrong_destination_is_dropped() {
 fn report_flood_is_rate_limited() {
     let mut l = Link::new(Config {
         report_rate_limit: 10,
-        ..Config::default()
+        report_burst: 10,
+        ..shared()
     });
     for i in 0..50u8 {
         l.report_v2(h(1), Ipv4Addr::new(239, 0, 1, i));

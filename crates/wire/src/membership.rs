@@ -1,8 +1,63 @@
-//! The membership a link has for one group: a filter mode and a source list
-//! (RFC 3376 section 3.2).
+//! The vocabulary of group membership shared by the IGMP router, the domain model and
+//! the data planes: IGMP versions, filter modes and source filters (RFC 3376 section
+//! 3.2), and which groups are link-local (RFC 5771 section 4).
+//!
+//! It lives here, below every other crate, so that naming a filter mode never requires
+//! compiling the IGMP router.
 
+use core::fmt;
 use core::net::Ipv4Addr;
 use std::collections::BTreeSet;
+
+/// An IGMP version: of a message, of a querier, or of a group's compatibility mode
+/// (RFC 3376 section 7). Ordered: `V1 < V2 < V3`, so the version in force between two
+/// parties is the `min` of theirs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    /// IGMPv1, RFC 1112 appendix I.
+    V1,
+    /// IGMPv2, RFC 2236.
+    V2,
+    /// IGMPv3, RFC 3376.
+    V3,
+}
+
+impl Version {
+    /// The version number: 1, 2 or 3.
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
+    }
+
+    /// The version numbered `n`, if it is one.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            1 => Some(Version::V1),
+            2 => Some(Version::V2),
+            3 => Some(Version::V3),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.number())
+    }
+}
+
+/// Whether `group` is in 224.0.0.0/24, the Local Network Control Block: never forwarded
+/// off the link (RFC 5771 section 4) and never reported by hosts (RFC 3376 section 5).
+pub fn is_link_local_group(group: Ipv4Addr) -> bool {
+    let [a, b, c, _] = group.octets();
+    a == 224 && b == 0 && c == 0
+}
 
 /// INCLUDE or EXCLUDE (RFC 3376 section 3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -89,6 +144,26 @@ mod tests {
 
     fn a(n: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 0, 0, n)
+    }
+
+    #[test]
+    fn versions_order_and_number() {
+        assert!(Version::V1 < Version::V2 && Version::V2 < Version::V3);
+        assert_eq!(Version::V3.min(Version::V2), Version::V2);
+        for v in [Version::V1, Version::V2, Version::V3] {
+            assert_eq!(Version::from_number(v.number()), Some(v));
+        }
+        assert_eq!(Version::from_number(0), None);
+        assert_eq!(Version::from_number(4), None);
+        assert_eq!(Version::V2.to_string(), "v2");
+    }
+
+    #[test]
+    fn link_local_block_is_224_0_0_slash_24() {
+        assert!(is_link_local_group(Ipv4Addr::new(224, 0, 0, 22)));
+        assert!(is_link_local_group(Ipv4Addr::new(224, 0, 0, 255)));
+        assert!(!is_link_local_group(Ipv4Addr::new(224, 0, 1, 1)));
+        assert!(!is_link_local_group(Ipv4Addr::new(239, 0, 0, 1)));
     }
 
     #[test]

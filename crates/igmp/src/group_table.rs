@@ -1,0 +1,141 @@
+//! The groups of one interface, kept in step with the timer table and the list of groups
+//! whose events are due.
+//!
+//! A group is changed only through [`GroupMut`], whose `Drop` re-arms the group's timer
+//! and marks it for events, so no mutation can forget either.
+
+use core::net::Ipv4Addr;
+use core::ops::{Deref, DerefMut};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::group::Group;
+use crate::timers::{Timer, TimerTable};
+
+/// Every group with state, the number of their sources, and the groups changed since
+/// events were last published.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupTable {
+    map: BTreeMap<Ipv4Addr, Group>,
+    sources: usize,
+    changed: BTreeSet<Ipv4Addr>,
+}
+
+/// A group borrowed for change; see the module documentation.
+pub(crate) struct GroupMut<'a> {
+    addr: Ipv4Addr,
+    group: &'a mut Group,
+    sources_before: usize,
+    sources: &'a mut usize,
+    changed: &'a mut BTreeSet<Ipv4Addr>,
+    timers: &'a mut TimerTable,
+}
+
+impl Deref for GroupMut<'_> {
+    type Target = Group;
+    fn deref(&self) -> &Group {
+        self.group
+    }
+}
+
+impl DerefMut for GroupMut<'_> {
+    fn deref_mut(&mut self) -> &mut Group {
+        self.group
+    }
+}
+
+impl Drop for GroupMut<'_> {
+    fn drop(&mut self) {
+        self.timers
+            .set_or_stop(Timer::Group(self.addr), self.group.next_deadline());
+        *self.sources = self.sources.saturating_sub(self.sources_before) + self.group.sources.len();
+        self.changed.insert(self.addr);
+    }
+}
+
+impl GroupTable {
+    pub(crate) fn get(&self, g: Ipv4Addr) -> Option<&Group> {
+        self.map.get(&g)
+    }
+
+    pub(crate) fn contains(&self, g: Ipv4Addr) -> bool {
+        self.map.contains_key(&g)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Sources over all groups.
+    pub(crate) fn total_sources(&self) -> usize {
+        self.sources
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, &Group)> {
+        self.map.iter().map(|(g, s)| (*g, s))
+    }
+
+    /// `g` for change, if it has state.
+    pub(crate) fn get_mut<'a>(
+        &'a mut self,
+        g: Ipv4Addr,
+        timers: &'a mut TimerTable,
+    ) -> Option<GroupMut<'a>> {
+        let group = self.map.get_mut(&g)?;
+        Some(GroupMut {
+            addr: g,
+            sources_before: group.sources.len(),
+            group,
+            sources: &mut self.sources,
+            changed: &mut self.changed,
+            timers,
+        })
+    }
+
+    /// `g` for change, created as INCLUDE {} when absent (the caller checks the bound).
+    pub(crate) fn entry<'a>(&'a mut self, g: Ipv4Addr, timers: &'a mut TimerTable) -> GroupMut<'a> {
+        let group = self.map.entry(g).or_insert_with(Group::new);
+        GroupMut {
+            addr: g,
+            sources_before: group.sources.len(),
+            group,
+            sources: &mut self.sources,
+            changed: &mut self.changed,
+            timers,
+        }
+    }
+
+    /// Runs `f` on every group, each through a [`GroupMut`].
+    pub(crate) fn for_each_mut(
+        &mut self,
+        timers: &mut TimerTable,
+        mut f: impl FnMut(Ipv4Addr, &mut Group),
+    ) {
+        let all: Vec<Ipv4Addr> = self.map.keys().copied().collect();
+        for g in all {
+            if let Some(mut state) = self.get_mut(g, timers) {
+                f(g, &mut state);
+            }
+        }
+    }
+
+    /// Deletes `g` if the router no longer keeps any state for it (INCLUDE {}).
+    pub(crate) fn reap(&mut self, g: Ipv4Addr, timers: &mut TimerTable) {
+        if self.map.get(&g).is_some_and(Group::is_dead)
+            && let Some(old) = self.map.remove(&g)
+        {
+            self.sources = self.sources.saturating_sub(old.sources.len());
+            timers.stop(Timer::Group(g));
+            self.changed.insert(g);
+        }
+    }
+
+    /// Marks every group for events (what they forward depends on the link's version).
+    pub(crate) fn mark_all(&mut self) {
+        self.changed.extend(self.map.keys().copied());
+    }
+
+    /// The groups changed since the last call.
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<Ipv4Addr> {
+        std::mem::take(&mut self.changed)
+    }
+}

@@ -1,0 +1,239 @@
+//! The queries this router sends as querier: general queries (startup, periodic and
+//! flood recovery; RFC 3376 6.6.2, 8.6, 8.7), group-specific Q(G) (6.6.3.1) and
+//! group-and-source-specific Q(G,X) (6.6.3.2), in IGMPv3 or IGMPv2 form.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use mcgate_wire::Version;
+use mcgate_wire::igmp::{ALL_SYSTEMS, IgmpRepr, QueryV3, encode_code};
+
+use crate::group::Actions;
+use crate::timers::Timer;
+use crate::{FilterMode, Interface, Transmit};
+
+/// A flood is over once no report has been dropped for this long; the recovery query
+/// goes out then.
+pub(crate) const RECOVERY_QUIET: Duration = Duration::from_secs(1);
+/// A flood that goes on is answered with a recovery query at least this often, so a
+/// host that keeps flooding cannot hold back the recovery of the others.
+pub(crate) const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(5);
+
+fn tenths(d: Duration) -> u32 {
+    u32::try_from(d.as_millis() / 100).unwrap_or(u32::MAX)
+}
+
+impl Interface {
+    pub(crate) fn on_general_query_timer(&mut self, t: Instant, now: Instant) {
+        // 6.6.2 / 8.6 / 8.7: Startup Query Count queries at the Startup Query Interval,
+        // then one every Query Interval.
+        let startup = self.startup_left > 0;
+        let resp = if startup {
+            self.config.startup_query_response_interval()
+        } else {
+            self.config.query_response_interval()
+        };
+        self.send_general_query(resp);
+        self.startup_left = self.startup_left.saturating_sub(1);
+        let gap = if self.startup_left > 0 {
+            self.config.settings.startup_query_interval()
+        } else {
+            self.config.query_interval()
+        };
+        let mut next = t + gap;
+        if next <= now {
+            next = now + gap;
+        }
+        self.timers.set(Timer::GeneralQuery, next);
+    }
+
+    /// Reports were dropped over a flood limit: once the flood is over, a general query
+    /// makes every host report its groups again, so no membership is lost for long.
+    /// Only the querier may send it; elsewhere the querier's next query recovers them.
+    pub(crate) fn schedule_recovery(&mut self, now: Instant) {
+        if !self.is_querier() {
+            return;
+        }
+        let since = *self.flood_since.get_or_insert(now);
+        let at = (now + RECOVERY_QUIET).min(since + RECOVERY_MAX_DELAY);
+        self.timers.set(Timer::Recovery, at);
+    }
+
+    pub(crate) fn on_recovery_timer(&mut self, _t: Instant) {
+        self.timers.stop(Timer::Recovery);
+        self.flood_since = None;
+        self.stats.sent.recovery_queries += 1;
+        self.send_general_query(self.config.query_response_interval());
+    }
+
+    pub(crate) fn send_queries(&mut self, group: Ipv4Addr, now: Instant, actions: Actions) {
+        if !actions.query_sources.is_empty() {
+            self.send_source_query(group, now, Some(&actions.query_sources));
+        }
+        if actions.query_group {
+            self.send_group_query(group, now, true);
+        }
+    }
+
+    /// Called when the configured version changed: below 3 source lists mean nothing,
+    /// so every group becomes any-source (7.3.1).
+    pub(crate) fn version_changed(&mut self, old: Version) {
+        let new = self.version();
+        if new < Version::V3 && old >= Version::V3 {
+            self.groups
+                .for_each_mut(&mut self.timers, |_, state| state.downgrade());
+            let all: Vec<Ipv4Addr> = self.groups.iter().map(|(g, _)| g).collect();
+            for g in all {
+                self.reap(g);
+            }
+        }
+        if new != old {
+            self.groups.mark_all();
+        }
+    }
+
+    fn queue(&mut self, dst: Ipv4Addr, message: IgmpRepr) {
+        // From our address, 0.0.0.0 included (a querier without an address).
+        let packet = mcgate_wire::igmp::emit_ip_packet(self.address, dst, &message);
+        self.transmits.push_back(Transmit {
+            dst,
+            packet,
+            message,
+        });
+    }
+
+    fn v3_query(
+        &self,
+        group: Ipv4Addr,
+        resp: Duration,
+        suppress: bool,
+        sources: Vec<Ipv4Addr>,
+    ) -> IgmpRepr {
+        // 4.1.6: a robustness above 7 is sent as 0.
+        let robustness = self.config.settings.robustness;
+        let qrv = if robustness > 7 { 0 } else { robustness };
+        let qqi = u32::try_from(self.config.query_interval().as_secs()).unwrap_or(u32::MAX);
+        IgmpRepr::QueryV3(QueryV3 {
+            group,
+            max_resp_code: encode_code(tenths(resp)),
+            suppress,
+            qrv,
+            qqic: encode_code(qqi),
+            sources,
+        })
+    }
+
+    fn v2_query(group: Ipv4Addr, resp: Duration) -> IgmpRepr {
+        IgmpRepr::QueryV2 {
+            group,
+            max_resp_time: u8::try_from(tenths(resp)).unwrap_or(u8::MAX).max(1),
+        }
+    }
+
+    /// 6.6.2 / RFC 2236 section 3: a general query to 224.0.0.1 with Max Resp Time
+    /// `resp`.
+    fn send_general_query(&mut self, resp: Duration) {
+        let msg = if self.version() >= Version::V3 {
+            self.v3_query(Ipv4Addr::UNSPECIFIED, resp, false, Vec::new())
+        } else {
+            Self::v2_query(Ipv4Addr::UNSPECIFIED, resp)
+        };
+        self.stats.sent.general_queries += 1;
+        self.queue(ALL_SYSTEMS, msg);
+    }
+
+    /// 6.6.3.1: Q(G). The first lowers the group timer to LMQT and owes Last Member
+    /// Query Count - 1 retransmissions every LMQI; each carries the S flag when the
+    /// group timer is above LMQT (a report raised it since).
+    pub(crate) fn send_group_query(&mut self, group: Ipv4Addr, now: Instant, first: bool) {
+        let lmqt = self.config.last_member_query_time();
+        let lmqi = self.config.settings.last_member_interval();
+        let count = self.config.settings.last_member_count();
+        let version = self.version();
+        let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
+            return;
+        };
+        if first {
+            if state.mode == FilterMode::Exclude {
+                state.timer = state.timer.map(|t| t.min(now + lmqt));
+            }
+            state.group_query_left = count;
+        }
+        if state.group_query_left == 0 {
+            state.group_query_next = None;
+            return;
+        }
+        let suppress = state.timer.is_some_and(|t| t > now + lmqt);
+        state.group_query_left -= 1;
+        state.group_query_next = (state.group_query_left > 0).then(|| now + lmqi);
+        drop(state);
+        let msg = if version >= Version::V3 {
+            self.v3_query(group, lmqi, suppress, Vec::new())
+        } else {
+            Self::v2_query(group, lmqi)
+        };
+        self.stats.sent.group_queries += 1;
+        self.queue(group, msg);
+    }
+
+    /// 6.6.3.2: Q(G,X). Sources of X with a timer above LMQT get their timer lowered to
+    /// LMQT and Last Member Query Count retransmissions. Each round sends up to two
+    /// queries: S set for sources whose timer is above LMQT again, S clear for the rest.
+    pub(crate) fn send_source_query(
+        &mut self,
+        group: Ipv4Addr,
+        now: Instant,
+        x: Option<&BTreeSet<Ipv4Addr>>,
+    ) {
+        let lmqt = self.config.last_member_query_time();
+        let lmqi = self.config.settings.last_member_interval();
+        let count = self.config.settings.last_member_count();
+        let version = self.version();
+        let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
+            return;
+        };
+        if let Some(x) = x {
+            for s in x {
+                if let Some(src) = state.sources.get_mut(s)
+                    && src.timer.is_some_and(|t| t > now + lmqt)
+                {
+                    src.timer = Some(now + lmqt);
+                    src.retransmit = count;
+                }
+            }
+        }
+        let mut with_s = Vec::new();
+        let mut without_s = Vec::new();
+        for (a, s) in state.sources.iter_mut() {
+            if s.retransmit == 0 {
+                continue;
+            }
+            s.retransmit -= 1;
+            if s.timer.is_some_and(|t| t > now + lmqt) {
+                with_s.push(*a);
+            } else {
+                without_s.push(*a);
+            }
+        }
+        state.source_query_next = state
+            .sources
+            .values()
+            .any(|s| s.retransmit > 0)
+            .then(|| now + lmqi);
+        drop(state);
+        // IGMPv1/v2 queries cannot carry sources; the group then falls back to its
+        // timers alone.
+        if version < Version::V3 {
+            return;
+        }
+        for (suppress, sources) in [(true, with_s), (false, without_s)] {
+            if !sources.is_empty() {
+                let msg = self.v3_query(group, lmqi, suppress, sources);
+                self.stats.sent.group_source_queries += 1;
+                self.queue(group, msg);
+            }
+        }
+    }
+}
