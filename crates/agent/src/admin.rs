@@ -104,6 +104,7 @@ pub fn stats_json(
                 "igmp": l.igmp,
                 "igmp_frames": l.igmp_frames,
                 "bad_frames": l.bad_frames,
+                "frames_without_querier": l.frames_without_querier,
                 "query_send_errors": l.query_send_errors,
                 "groups": l.groups,
                 "rx": counter_json(&c.rx),

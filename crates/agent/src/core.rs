@@ -90,6 +90,7 @@ pub(crate) struct CoreLink {
     pub(crate) igmp: Option<Interface>,
     pub(crate) send_errors: u64,
     pub(crate) bad_frames: u64,
+    pub(crate) frames_without_querier: u64,
 }
 
 /// The agent's state. See the module documentation.
@@ -232,6 +233,7 @@ impl AgentCore {
                 igmp: None,
                 send_errors: 0,
                 bad_frames: 0,
+                frames_without_querier: 0,
             };
             set_igmp(&mut link, config.as_ref(), now);
             self.links.insert(name.clone(), link);
@@ -276,6 +278,8 @@ impl AgentCore {
             return;
         }
         let Some(igmp) = l.igmp.as_mut() else {
+            // IGMP is off, or waits for the domain's settings.
+            l.frames_without_querier += 1;
             return;
         };
         let Ok(eth) = ethernet::Frame::new_checked(frame) else {

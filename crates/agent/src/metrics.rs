@@ -158,6 +158,7 @@ impl IgmpFamilies {
             ("queue_full", f.queue_full),
             ("oversize", f.oversize),
             ("not_ipv4", link.bad_frames),
+            ("no_querier", link.frames_without_querier),
         ] {
             self.frame_drops
                 .get_or_create(&labels(&[("link", name), ("reason", reason)]))

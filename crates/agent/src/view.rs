@@ -54,6 +54,9 @@ pub struct LinkView {
     pub igmp_frames: FrameCounters,
     /// Frames that were not Ethernet + IPv4 (the socket filter should let none pass).
     pub bad_frames: u64,
+    /// Frames that arrived while no querier ran on the link (IGMP off, or the
+    /// domain's settings not known yet).
+    pub frames_without_querier: u64,
     /// Queries the kernel refused to send.
     pub query_send_errors: u64,
     /// Groups with members on the link.
@@ -117,6 +120,7 @@ impl AgentCore {
                 igmp: l.igmp.as_ref().map(|i| i.stats().clone()),
                 igmp_frames: FrameCounters::default(),
                 bad_frames: l.bad_frames,
+                frames_without_querier: l.frames_without_querier,
                 query_send_errors: l.send_errors,
                 groups: self
                     .membership

@@ -15,7 +15,6 @@ use crate::persist::{SavedGroup, SavedLink};
 const G1: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 const G2: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 6);
 const HOST_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
-const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
 
 fn identity() -> HostIdentity {
     HostIdentity {
@@ -459,15 +458,18 @@ fn restored_membership_serves_at_once_and_ends_unless_a_host_confirms_it() {
 }
 
 #[test]
-fn frames_that_are_not_ipv4_are_counted() {
+fn frames_the_querier_cannot_take_are_counted() {
     let t0 = Instant::now();
     let mut c = core_at(t0, SavedMembership::default());
     c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    // Before the domain's settings no querier runs: counted, not lost.
+    c.handle_frame(t0, "tk1", 4, &report(HOST_A, G1));
+    assert_eq!(c.view().links[0].frames_without_querier, 1);
     c.handle_timeout(t0 + SETTINGS_GRACE);
     c.handle_frame(t0 + SETTINGS_GRACE, "tk1", 4, &[1, 2, 3]);
     let mut arp = report(HOST_A, G1);
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     c.handle_frame(t0 + SETTINGS_GRACE, "tk1", 4, &arp);
     assert_eq!(c.view().links[0].bad_frames, 2);
-    let _ = ALL_SYSTEMS;
+    assert_eq!(c.view().links[0].frames_without_querier, 1);
 }

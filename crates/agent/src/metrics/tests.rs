@@ -39,6 +39,7 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
                 oversize: 1,
             },
             bad_frames: 0,
+            frames_without_querier: 0,
             query_send_errors: 0,
             groups: vec![],
         }],
