@@ -208,7 +208,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = *cfg.underlay.ip();
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
-    let client = Client::new(&cfg.controller)?;
+    // One kept-alive connection for the session's heartbeats and reports (the stream
+    // has its own).
+    let client = Client::new(&cfg.controller)?.keep_alive();
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()
