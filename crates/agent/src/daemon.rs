@@ -373,7 +373,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     if let Some(crate::config::AdminAddr::Unix(path)) = &cfg.admin {
         let _ = std::fs::remove_file(path);
     }
+    let successor = d.state_dir.is_some();
     drop(d);
-    dataplane.shutdown();
+    if successor {
+        // The next agent takes over what forwards without this process (the kernel
+        // data plane's devices and tables), so receivers keep their streams meanwhile.
+        dataplane.detach();
+    } else {
+        dataplane.shutdown();
+    }
     Ok(())
 }

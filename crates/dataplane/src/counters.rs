@@ -35,6 +35,9 @@ pub enum DropReason {
     NotMulticast,
     /// IGMP, which the querier handles, never the relay.
     Igmp,
+    /// A message only multicast routers send (PIM, RFC 7761), from a task: containers
+    /// are hosts, not routers.
+    RouterMessage,
     /// Longer than a receive buffer.
     Truncated,
     /// A link-local group (224.0.0.0/24) arriving through the tunnel.
@@ -63,11 +66,12 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
         DropReason::Igmp,
+        DropReason::RouterMessage,
         DropReason::Truncated,
         DropReason::LinkLocal,
         DropReason::NoDomain,
@@ -89,6 +93,7 @@ impl DropReason {
             DropReason::NotIpv4 => "not_ipv4",
             DropReason::NotMulticast => "not_multicast",
             DropReason::Igmp => "igmp",
+            DropReason::RouterMessage => "router_message",
             DropReason::Truncated => "truncated",
             DropReason::LinkLocal => "link_local",
             DropReason::NoDomain => "no_domain",

@@ -1,5 +1,10 @@
 //! Checks on the frames the data plane forwards: an Ethernet frame carrying IPv4 to a
 //! multicast group, with sane lengths. Untrusted bytes in, a verdict out, never a panic.
+//! Messages of multicast routing protocols are never forwarded: mcgate is the only
+//! multicast router of its domains, and containers are hosts.
+
+/// IP protocol number of PIM (RFC 7761 section 4.9).
+pub const PROTOCOL_PIM: u8 = 103;
 
 use core::net::Ipv4Addr;
 
@@ -34,8 +39,10 @@ pub fn inspect(frame: &[u8]) -> Result<McastFrame, DropReason> {
     if source.is_multicast() || source.is_broadcast() {
         return Err(DropReason::Malformed);
     }
-    if ip.protocol() == ipv4::PROTOCOL_IGMP {
-        return Err(DropReason::Igmp);
+    match ip.protocol() {
+        ipv4::PROTOCOL_IGMP => return Err(DropReason::Igmp),
+        PROTOCOL_PIM => return Err(DropReason::RouterMessage),
+        _ => {}
     }
     Ok(McastFrame {
         source,
@@ -111,6 +118,9 @@ pub(crate) mod tests {
         let mut igmp = good.clone();
         igmp[23] = 2;
         assert_eq!(inspect(&igmp), Err(DropReason::Igmp));
+        let mut pim = good.clone();
+        pim[23] = PROTOCOL_PIM;
+        assert_eq!(inspect(&pim), Err(DropReason::RouterMessage));
         let mut long = good.clone();
         long[16] = 0x40; // total length past the buffer
         assert_eq!(inspect(&long), Err(DropReason::Malformed));

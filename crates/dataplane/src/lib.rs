@@ -15,15 +15,20 @@
 
 pub mod choose;
 pub mod counters;
+pub mod fuzzing;
 pub mod inspect;
 pub mod kernel;
+pub mod querier;
 pub mod relay;
 
-use std::net::SocketAddrV4;
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 pub use counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
 use mcgate_domain::forwarding::ForwardingTable;
+pub use querier::QuerierSettings;
 
 /// The data planes mcgate has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,27 +128,40 @@ pub trait Dataplane: Send + Sync {
     /// The IGMP version and timers of the domain's querier. The kernel data plane runs
     /// the bridge's own querier with them (the bridge forwards by its snooping table only
     /// while it sees a querier); the userspace relay has no use for them.
-    fn set_querier(&self, settings: kernel::plane::QuerierSettings) {
+    fn set_querier(&self, settings: QuerierSettings) {
         let _ = settings;
     }
     /// This host's static members, (link, group). The kernel data plane gives each a
     /// permanent bridge entry on its link (the bridge delivers by its table, and a static
     /// member need not answer IGMP); the relay reads them from the table.
-    fn set_static_members(
-        &self,
-        members: std::collections::BTreeSet<(String, std::net::Ipv4Addr)>,
-    ) {
+    fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {
         let _ = members;
     }
-    /// The kernel data plane's own state (bridge, devices, reconciles); `None` for
-    /// other data planes.
-    fn kernel_status(&self) -> Option<kernel::plane::KernelStatus> {
-        None
-    }
+    /// The data plane itself, for what only one kind has (see
+    /// [`kernel_status`](trait.Dataplane.html#method.kernel_status)).
+    fn as_any(&self) -> &dyn Any;
     /// The counters, as last published (at most a fraction of a second old).
     fn stats(&self) -> DataplaneStats;
     /// Stops forwarding and waits for the threads to end.
     fn shutdown(&self);
+    /// Stops like [`shutdown`](Self::shutdown) but leaves what keeps forwarding without
+    /// this process in place for a successor (graceful restart: an upgrade). The kernel
+    /// data plane leaves its devices, tables and bridge settings, which the next agent
+    /// takes over; the userspace relay forwards nothing without its process and just
+    /// stops.
+    fn detach(&self) {
+        self.shutdown();
+    }
+}
+
+impl dyn Dataplane {
+    /// The kernel data plane's own state (bridge, devices, reconciles); `None` for
+    /// other data planes.
+    pub fn kernel_status(&self) -> Option<kernel::plane::KernelStatus> {
+        self.as_any()
+            .downcast_ref::<kernel::plane::KernelPlane>()
+            .map(kernel::plane::KernelPlane::status)
+    }
 }
 
 /// Starts a data plane of `kind`.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig, QuerierSettings};
 use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
-use mcgate_dataplane::{Dataplane, LinkSpec};
+use mcgate_dataplane::{Dataplane, DropReason, LinkSpec};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
     Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
@@ -554,4 +554,148 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
             .unwrap()
             .is_empty()
     );
+}
+
+const QUERIER: &str = r#"
+import socket, struct, sys, time
+src, count = sys.argv[1], int(sys.argv[2])
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+# An IGMPv2 general query (RFC 2236), max response time 10 s.
+q = struct.pack("!BBH4s", 0x11, 100, 0, bytes(4))
+q = struct.pack("!BBH4s", 0x11, 100, csum(q), bytes(4))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
+for i in range(count):
+    s.sendto(q, ("224.0.0.1", 0))
+    time.sleep(0.1)
+"#;
+
+#[test]
+fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
+    require_root!();
+    let mut lab = Lab::new();
+    let hosts = lab_hosts(&mut lab, 1);
+    let (plane, mut nl) = start_plane(&hosts[0]);
+    plane.set_table(table(&hosts, 0, &[(0, G)]));
+    assert!(wait_until(Duration::from_secs(5), || {
+        plane.kernel_status().is_some_and(|s| s.bridge_querier)
+    }));
+    let tk1 = nl.link_by_name("tk1").expect("tk1").ifindex;
+    // A task queries from a low address, as a misbehaving container or a router daemon
+    // in one would; every query wins the election (RFC 3376 6.6.2) unless dropped.
+    let (t, addr) = &hosts[0].tasks[0];
+    lab.exec(t, &["python3", "-c", QUERIER, addr, "10"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            plane.stats().drops.get(DropReason::RouterMessage) >= 10
+        }),
+        "queries not counted: {:?}\n{:?}\n{}",
+        plane.stats(),
+        plane.kernel_status(),
+        String::from_utf8_lossy(
+            &lab.exec(
+                &hosts[0].ns,
+                &["tc", "-s", "filter", "show", "dev", "tk1", "ingress"]
+            )
+            .stdout
+        )
+    );
+    assert_eq!(
+        plane.stats().links["tk1"]
+            .drops
+            .get(DropReason::RouterMessage),
+        10
+    );
+    let b = nl.bridge_multicast("br0").expect("bridge state");
+    assert!(b.own_querier, "{b:?}");
+    assert_ne!(
+        b.querier_port,
+        Some(tk1),
+        "the bridge yielded to the task: {b:?}"
+    );
+    let task_ip: Ipv4Addr = addr.parse().expect("task address");
+    assert_ne!(b.querier_address, Some(task_ip), "{b:?}");
+    let mdb = lab.exec(&hosts[0].ns, &["bridge", "-d", "mdb", "show", "dev", "br0"]);
+    let text = String::from_utf8_lossy(&mdb.stdout);
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("router") && l.contains("tk1")),
+        "tk1 became a router port:\n{text}"
+    );
+    // Shutdown takes the filter away and gives the port the kernel's default back.
+    plane.shutdown();
+    assert!(!nl.host_port_guarded(tk1).expect("filters"));
+}
+
+#[test]
+fn a_restarted_plane_takes_over_the_tables_and_loses_nothing() {
+    require_root!();
+    let mut lab = Lab::new();
+    let hosts = lab_hosts(&mut lab, 2);
+    let mut nl0 = in_netns(&hosts[0].ns, || Netlink::open().expect("netlink"));
+    let before = nl0.bridge_multicast("br0").expect("bridge state");
+    let (p1, _) = start_plane(&hosts[0]);
+    let (p2, _) = start_plane(&hosts[1]);
+    let members = [(0, G), (1, G)];
+    p1.set_table(table(&hosts, 0, &members));
+    p2.set_table(table(&hosts, 1, &members));
+    let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);
+    let remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
+    // Wait until both bridges deliver (querier present, joins snooped).
+    let (t0, a0) = hosts[0].tasks[0].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            lab.send(&t0, &a0, G, "warm", 1);
+            local.count("warm") > 0 && remote.count("warm") > 0
+        }),
+        "no delivery before the restart"
+    );
+    // 100 packets a second for 5 s; the plane restarts in the middle.
+    let mut stream = Command::new("ip")
+        .args(["netns", "exec", &t0, "python3", "-c", SENDER])
+        .args([&G.to_string(), &PORT.to_string(), "500", "stream", &a0])
+        .spawn()
+        .expect("start the stream");
+    std::thread::sleep(Duration::from_secs(1));
+    p1.detach();
+    drop(p1);
+    let (p1, _) = start_plane(&hosts[0]);
+    let st = p1.kernel_status().expect("status");
+    assert_eq!(st.adopted, [device_name(VNI)], "{st:?}");
+    // The new agent relearns for a while before its first table.
+    assert!(wait_until(Duration::from_secs(3), || {
+        p1.kernel_status()
+            .is_some_and(|s| s.holding_previous_tables && s.bridge_querier)
+    }));
+    std::thread::sleep(Duration::from_secs(1));
+    p1.set_table(table(&hosts, 0, &members));
+    assert!(wait_until(Duration::from_secs(3), || {
+        p1.kernel_status()
+            .is_some_and(|s| !s.holding_previous_tables && s.reconciles > 0)
+    }));
+    assert!(stream.wait().expect("stream").success());
+    assert!(wait_until(Duration::from_secs(3), || {
+        local.count("stream") >= 500 && remote.count("stream") >= 500
+    }));
+    assert_eq!(
+        (local.count("stream"), remote.count("stream")),
+        (500, 500),
+        "lost across the restart"
+    );
+    // The bridge settings the first plane found are the ones put back at the end.
+    p1.shutdown();
+    let after = nl0.bridge_multicast("br0").expect("bridge state");
+    assert_eq!(after.settings, before.settings);
+    assert!(
+        VxlanDevice::find_stale(&mut nl0, "mcgvx")
+            .unwrap()
+            .is_empty()
+    );
+    drop(p2);
 }

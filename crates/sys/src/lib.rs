@@ -8,6 +8,7 @@
 //! This crate must never hold protocol logic or policy: it moves bytes and reports errors.
 
 #![allow(unsafe_code)]
+#[cfg(feature = "tokio")]
 pub mod async_packet;
 pub mod mmsg;
 pub mod packet;

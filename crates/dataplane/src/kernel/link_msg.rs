@@ -1,15 +1,21 @@
 //! RTM_*LINK messages: create a VXLAN device, set bridge-port flags, bring a device up,
-//! delete it, look it up, and parse what the kernel says about a link.
+//! delete it, look it up, and parse what the kernel says about a link. Requests and
+//! replies go through `netlink-packet-route`'s types; the bridge-port attributes it
+//! has no variant for are its `DefaultNla`s.
 //!
 //! Layouts: `struct ifinfomsg` (16 bytes: u8 family, u8 pad, u16 type, i32 index,
 //! u32 flags, u32 change) then `IFLA_*` attributes (`include/uapi/linux/if_link.h`).
 
 use std::net::Ipv4Addr;
 
-use super::nl::{
-    self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, read_ipv4, read_str,
-    read_u32, read_u64,
+use netlink_packet_core::{DefaultNla, Emitable};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::link::{
+    InfoBridge, InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkHeader,
+    LinkInfo as LinkInfoAttr, LinkMessage, LinkProtoInfoBridge,
 };
+
+use super::nl::{self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::socket::REQ_ACK;
 
 pub(crate) const RTM_NEWLINK: u16 = 16;
@@ -17,43 +23,9 @@ pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_SETLINK: u16 = 19;
 
-const AF_UNSPEC: u8 = 0;
 pub(crate) const AF_BRIDGE: u8 = 7;
-const IFF_UP: u32 = 0x1;
 
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MTU: u16 = 4;
-const IFLA_MASTER: u16 = 10;
-const IFLA_PROTINFO: u16 = 12;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_IFALIAS: u16 = 20;
 const IFLA_STATS64: u16 = 23;
-
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-
-const IFLA_VXLAN_ID: u16 = 1;
-const IFLA_VXLAN_LINK: u16 = 3;
-const IFLA_VXLAN_LOCAL: u16 = 4;
-const IFLA_VXLAN_TTL: u16 = 5;
-const IFLA_VXLAN_LEARNING: u16 = 7;
-const IFLA_VXLAN_PORT: u16 = 15;
-
-const IFLA_BR_MCAST_SNOOPING: u16 = 23;
-const IFLA_BR_MCAST_QUERIER: u16 = 25;
-const IFLA_BR_MCAST_LAST_MEMBER_CNT: u16 = 28;
-const IFLA_BR_MCAST_STARTUP_QUERY_CNT: u16 = 29;
-const IFLA_BR_MCAST_LAST_MEMBER_INTVL: u16 = 30;
-const IFLA_BR_MCAST_MEMBERSHIP_INTVL: u16 = 31;
-const IFLA_BR_MCAST_QUERIER_INTVL: u16 = 32;
-const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
-const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
-const IFLA_BR_MCAST_STARTUP_QUERY_INTVL: u16 = 35;
-const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
-const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
-const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
-const BRIDGE_QUERIER_IP_PORT: u16 = 2;
-const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
 
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
@@ -75,44 +47,60 @@ pub(crate) struct VxlanSpec<'a> {
     pub master_ifindex: Option<u32>,
 }
 
-fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[0] = family;
-    h[4..8].copy_from_slice(&index.to_ne_bytes());
-    h[8..12].copy_from_slice(&flags.to_ne_bytes());
-    h[12..16].copy_from_slice(&change.to_ne_bytes());
-    h
+/// A request carrying `msg` (struct ifinfomsg and attributes, emitted by
+/// `netlink-packet-route`).
+fn link_request(msg_type: u16, flags: u16, msg: &LinkMessage) -> MsgBuilder {
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.emit(&mut buf);
+    let mut m = MsgBuilder::new(msg_type, flags);
+    m.header(&buf);
+    m
+}
+
+/// A link message about device `index` (0: none) of address family `family`.
+fn link_message(family: AddressFamily, index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header = LinkHeader {
+        interface_family: family,
+        index,
+        ..LinkHeader::default()
+    };
+    msg.attributes = attributes;
+    msg
 }
 
 /// RTM_NEWLINK creating a VXLAN device, down, already enslaved to the bridge so that no
 /// frame can cross it before its port flags are set.
 pub(crate) fn new_vxlan(spec: &VxlanSpec<'_>) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK | NLM_F_CREATE | NLM_F_EXCL);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m.attr_str(IFLA_IFNAME, spec.name);
+    let mut attrs = vec![LinkAttribute::IfName(spec.name.to_string())];
     if let Some(mtu) = spec.mtu {
-        m.attr_u32(IFLA_MTU, mtu);
+        attrs.push(LinkAttribute::Mtu(mtu));
     }
     if let Some(master) = spec.master_ifindex {
-        m.attr_u32(IFLA_MASTER, master);
+        attrs.push(LinkAttribute::Controller(master));
     }
-    let info = m.begin_nest(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "vxlan");
-    let data = m.begin_nest(IFLA_INFO_DATA);
-    m.attr_u32(IFLA_VXLAN_ID, spec.vni);
-    m.attr_ipv4(IFLA_VXLAN_LOCAL, spec.local);
-    m.attr_u16_be(IFLA_VXLAN_PORT, spec.port);
     // No learning: remote destinations come only from the MDB entries we program.
-    m.attr_u8(IFLA_VXLAN_LEARNING, 0);
+    let mut data = vec![
+        InfoVxlan::Id(spec.vni),
+        InfoVxlan::Local(spec.local),
+        InfoVxlan::Port(spec.port),
+        InfoVxlan::Learning(false),
+    ];
     if let Some(link) = spec.underlay_ifindex {
-        m.attr_u32(IFLA_VXLAN_LINK, link);
+        data.push(InfoVxlan::Link(link));
     }
     if let Some(ttl) = spec.ttl {
-        m.attr_u8(IFLA_VXLAN_TTL, ttl);
+        data.push(InfoVxlan::Ttl(ttl));
     }
-    m.end_nest(data);
-    m.end_nest(info);
-    m
+    attrs.push(LinkAttribute::LinkInfo(vec![
+        LinkInfoAttr::Kind(InfoKind::Vxlan),
+        LinkInfoAttr::Data(InfoData::Vxlan(data)),
+    ]));
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        &link_message(AddressFamily::Unspec, 0, attrs),
+    )
 }
 
 /// Bridge-port settings of the VXLAN port.
@@ -127,73 +115,87 @@ pub(crate) struct PortFlags {
 }
 
 /// RTM_SETLINK, family AF_BRIDGE, with the port attributes nested in IFLA_PROTINFO. The
-/// bridge (`br_setlink`) only reads them as port attributes when the nest flag is set.
+/// bridge (`br_setlink`) only reads them as port attributes when the nest flag is set
+/// (the crate sets it).
 pub(crate) fn set_port_flags(port_ifindex: u32, f: PortFlags) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_SETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_BRIDGE, port_ifindex, 0, 0));
-    let p = m.begin_nest(IFLA_PROTINFO);
-    m.attr_u8(IFLA_BRPORT_LEARNING, f.learning.into());
-    m.attr_u8(IFLA_BRPORT_UNICAST_FLOOD, f.unicast_flood.into());
-    m.attr_u8(IFLA_BRPORT_MCAST_FLOOD, f.mcast_flood.into());
-    m.attr_u8(IFLA_BRPORT_BCAST_FLOOD, f.bcast_flood.into());
-    m.attr_u8(IFLA_BRPORT_MULTICAST_ROUTER, f.multicast_router);
-    m.end_nest(p);
-    m
+    let port = |t: u16, v: u8| LinkProtoInfoBridge::Other(DefaultNla::new(t, vec![v]));
+    let attrs = vec![LinkAttribute::ProtoInfoBridge(vec![
+        port(IFLA_BRPORT_LEARNING, f.learning.into()),
+        port(IFLA_BRPORT_UNICAST_FLOOD, f.unicast_flood.into()),
+        port(IFLA_BRPORT_MCAST_FLOOD, f.mcast_flood.into()),
+        port(IFLA_BRPORT_BCAST_FLOOD, f.bcast_flood.into()),
+        port(IFLA_BRPORT_MULTICAST_ROUTER, f.multicast_router),
+    ])];
+    link_request(
+        RTM_SETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Bridge, port_ifindex, attrs),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting IFF_UP (or clearing it).
 pub(crate) fn set_up(ifindex: u32, up: bool) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(
-        AF_UNSPEC,
-        ifindex,
-        if up { IFF_UP } else { 0 },
-        IFF_UP,
-    ));
-    m
+    let mut msg = link_message(AddressFamily::Unspec, ifindex, vec![]);
+    if up {
+        msg.header.flags = LinkFlags::Up;
+    }
+    msg.header.change_mask = LinkFlags::Up;
+    link_request(RTM_NEWLINK, REQ_ACK, &msg)
 }
 
 pub(crate) fn del_link(ifindex: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_DELLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m
+    link_request(
+        RTM_DELLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, vec![]),
+    )
 }
 
 /// RTM_GETLINK of one device by name (answered by one RTM_NEWLINK, then the ack).
 pub(crate) fn get_link_by_name(name: &str) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m.attr_str(IFLA_IFNAME, name);
-    m
+    let attrs = vec![LinkAttribute::IfName(name.to_string())];
+    link_request(
+        RTM_GETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, 0, attrs),
+    )
 }
 
 /// RTM_GETLINK of one device by index.
 pub(crate) fn get_link_by_index(ifindex: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m
+    link_request(
+        RTM_GETLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, vec![]),
+    )
 }
 
 pub(crate) fn dump_links() -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-    m.header(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
-    m
+    link_request(
+        RTM_GETLINK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        &link_message(AddressFamily::Unspec, 0, vec![]),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting its MTU.
 pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m.attr_u32(IFLA_MTU, mtu);
-    m
+    let attrs = vec![LinkAttribute::Mtu(mtu)];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
 pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    m.attr_str(IFLA_IFALIAS, alias);
-    m
+    let attrs = vec![LinkAttribute::IfAlias(alias.to_string())];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// A bridge's IGMP snooping and querier settings (`ip link set BR type bridge
@@ -225,48 +227,63 @@ pub struct BridgeSettings {
     pub startup_query_interval: Option<u64>,
 }
 
+/// A bridge attribute carrying an interval (centiseconds).
+type IntervalAttr = fn(u64) -> InfoBridge;
+
 /// RTM_NEWLINK changing bridge `ifindex`'s multicast settings (`br_changelink`). The
 /// kernel applies them in attribute-number order whatever the order in the message:
 /// `mcast_querier` before the intervals.
 pub(crate) fn set_bridge(ifindex: u32, s: &BridgeSettings) -> MsgBuilder {
-    let mut m = MsgBuilder::new(RTM_NEWLINK, REQ_ACK);
-    m.header(&ifinfomsg(AF_UNSPEC, ifindex, 0, 0));
-    let info = m.begin_nest(IFLA_LINKINFO);
-    m.attr_str(IFLA_INFO_KIND, "bridge");
-    let data = m.begin_nest(IFLA_INFO_DATA);
+    let mut data = Vec::new();
     if let Some(v) = s.snooping {
-        m.attr_u8(IFLA_BR_MCAST_SNOOPING, v.into());
+        data.push(InfoBridge::MulticastSnooping(v));
     }
     if let Some(v) = s.querier {
-        m.attr_u8(IFLA_BR_MCAST_QUERIER, v.into());
+        data.push(InfoBridge::MulticastQuerier(v));
     }
     if let Some(v) = s.last_member_count {
-        m.attr_u32(IFLA_BR_MCAST_LAST_MEMBER_CNT, v);
+        data.push(InfoBridge::MulticastLastMemberCount(v));
     }
     if let Some(v) = s.startup_query_count {
-        m.attr_u32(IFLA_BR_MCAST_STARTUP_QUERY_CNT, v);
+        data.push(InfoBridge::MulticastStartupQueryCount(v));
     }
-    for (t, v) in [
-        (IFLA_BR_MCAST_LAST_MEMBER_INTVL, s.last_member_interval),
-        (IFLA_BR_MCAST_MEMBERSHIP_INTVL, s.membership_interval),
-        (IFLA_BR_MCAST_QUERIER_INTVL, s.querier_interval),
-        (IFLA_BR_MCAST_QUERY_INTVL, s.query_interval),
+    let intervals: [(IntervalAttr, Option<u64>); 6] = [
         (
-            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL,
+            InfoBridge::MulticastLastMemberInterval,
+            s.last_member_interval,
+        ),
+        (
+            InfoBridge::MulticastMembershipInterval,
+            s.membership_interval,
+        ),
+        (InfoBridge::MulticastQuerierInterval, s.querier_interval),
+        (InfoBridge::MulticastQueryInterval, s.query_interval),
+        (
+            InfoBridge::MulticastQueryResponseInterval,
             s.query_response_interval,
         ),
-        (IFLA_BR_MCAST_STARTUP_QUERY_INTVL, s.startup_query_interval),
-    ] {
+        (
+            InfoBridge::MulticastStartupQueryInterval,
+            s.startup_query_interval,
+        ),
+    ];
+    for (attr, v) in intervals {
         if let Some(v) = v {
-            m.attr(t, &v.to_ne_bytes());
+            data.push(attr(v));
         }
     }
     if let Some(v) = s.igmp_version {
-        m.attr_u8(IFLA_BR_MCAST_IGMP_VERSION, v);
+        data.push(InfoBridge::MulticastIgmpVersion(v));
     }
-    m.end_nest(data);
-    m.end_nest(info);
-    m
+    let attrs = vec![LinkAttribute::LinkInfo(vec![
+        LinkInfoAttr::Kind(InfoKind::Bridge),
+        LinkInfoAttr::Data(InfoData::Bridge(data)),
+    ])];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
 }
 
 /// A device as the kernel describes it.
@@ -354,104 +371,107 @@ pub struct DeviceStats {
     pub tx_dropped: u64,
 }
 
-/// Parses an RTM_NEWLINK payload. Returns `Err` on a malformed layout.
+/// Parses an RTM_NEWLINK payload with `netlink-packet-route`. Returns `Err` on a
+/// malformed layout.
 pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
-    if payload.len() < 16 {
-        return Err(format!("ifinfomsg needs 16 bytes, got {}", payload.len()));
-    }
+    use netlink_packet_route::link::LinkAttribute as A;
+
+    let msg = <LinkMessage as netlink_packet_core::Parseable<[u8]>>::parse(payload)
+        .map_err(|e| format!("RTM_NEWLINK: {e}"))?;
+    // The crate reads a short IFLA_STATS64 as zeros: keep only a whole one (the eight
+    // counters used here), rather than report counters that went back to zero.
+    let whole_stats = nl::attrs(payload.get(16..).unwrap_or(&[]))
+        .flatten()
+        .any(|(t, p)| t == IFLA_STATS64 && p.len() >= 64);
     let mut info = LinkInfo {
-        ifindex: read_u32(payload, 4).unwrap_or(0),
-        up: read_u32(payload, 8).unwrap_or(0) & IFF_UP != 0,
+        ifindex: msg.header.index,
+        up: msg.header.flags.contains(LinkFlags::Up),
         ..LinkInfo::default()
     };
-    for a in nl::attrs(payload.get(16..).unwrap_or(&[])) {
-        let (t, p) = a?;
-        match t {
-            IFLA_IFNAME => info.name = read_str(p),
-            IFLA_MTU => info.mtu = read_u32(p, 0),
-            IFLA_MASTER => info.master = read_u32(p, 0),
-            IFLA_IFALIAS => info.alias = Some(read_str(p)).filter(|a| !a.is_empty()),
-            IFLA_STATS64 => info.stats = parse_stats64(p),
-            IFLA_LINKINFO => parse_linkinfo(p, &mut info)?,
+    for a in msg.attributes {
+        match a {
+            A::IfName(n) => info.name = n,
+            A::Mtu(m) => info.mtu = Some(m),
+            A::Controller(m) => info.master = Some(m),
+            A::IfAlias(a) => info.alias = Some(a).filter(|a| !a.is_empty()),
+            A::Stats64(s) if whole_stats => {
+                info.stats = Some(DeviceStats {
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                    rx_errors: s.rx_errors,
+                    tx_errors: s.tx_errors,
+                    rx_dropped: s.rx_dropped,
+                    tx_dropped: s.tx_dropped,
+                });
+            }
+            A::LinkInfo(infos) => parse_linkinfo(infos, &mut info),
             _ => {}
         }
     }
     Ok(info)
 }
 
-fn parse_linkinfo(p: &[u8], info: &mut LinkInfo) -> Result<(), String> {
-    let mut data = None;
-    for a in nl::attrs(p) {
-        let (t, v) = a?;
-        match t {
-            IFLA_INFO_KIND => info.kind = read_str(v),
-            IFLA_INFO_DATA => data = Some(v),
+fn parse_linkinfo(infos: Vec<netlink_packet_route::link::LinkInfo>, info: &mut LinkInfo) {
+    use netlink_packet_route::link::{InfoData, InfoVxlan, LinkInfo as I};
+    for i in infos {
+        match i {
+            I::Kind(k) => info.kind = k.to_string(),
+            I::Data(InfoData::Bridge(attrs)) => info.bridge = Some(bridge_from(attrs)),
+            I::Data(InfoData::Vxlan(attrs)) => {
+                let mut x = VxlanLinkData::default();
+                for a in attrs {
+                    match a {
+                        InfoVxlan::Id(v) => x.vni = Some(v),
+                        InfoVxlan::Local(a) => x.local = Some(a),
+                        InfoVxlan::Port(p) => x.port = Some(p),
+                        InfoVxlan::Link(l) => x.link = Some(l),
+                        InfoVxlan::Learning(l) => x.learning = Some(l),
+                        _ => {}
+                    }
+                }
+                info.vxlan = Some(x);
+            }
             _ => {}
         }
     }
-    if info.kind == "bridge"
-        && let Some(d) = data
-    {
-        info.bridge = Some(parse_bridge(d)?);
-    }
-    if info.kind == "vxlan"
-        && let Some(d) = data
-    {
-        let mut x = VxlanLinkData::default();
-        for a in nl::attrs(d) {
-            let (t, v) = a?;
-            match t {
-                IFLA_VXLAN_ID => x.vni = read_u32(v, 0),
-                IFLA_VXLAN_LOCAL => x.local = read_ipv4(v),
-                IFLA_VXLAN_PORT => {
-                    x.port = v.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                }
-                IFLA_VXLAN_LINK => x.link = read_u32(v, 0),
-                IFLA_VXLAN_LEARNING => x.learning = v.first().map(|b| *b != 0),
-                _ => {}
-            }
-        }
-        info.vxlan = Some(x);
-    }
-    Ok(())
 }
 
-fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
+fn bridge_from(attrs: Vec<netlink_packet_route::link::InfoBridge>) -> BridgeMulticast {
+    use netlink_packet_route::link::{BridgeQuerierState as Q, InfoBridge as B};
     let mut b = BridgeMulticast::default();
-    for a in nl::attrs(d) {
-        let (t, v) = a?;
-        match t {
-            IFLA_BR_MCAST_SNOOPING => {
-                b.snooping = v.first().is_some_and(|x| *x != 0);
-                b.settings.snooping = Some(b.snooping);
+    let s = &mut b.settings;
+    for a in attrs {
+        match a {
+            B::MulticastSnooping(v) => {
+                b.snooping = v;
+                s.snooping = Some(v);
             }
-            IFLA_BR_MCAST_QUERIER => {
-                b.own_querier = v.first().is_some_and(|x| *x != 0);
-                b.settings.querier = Some(b.own_querier);
+            B::MulticastQuerier(v) => {
+                b.own_querier = v;
+                s.querier = Some(v);
             }
-            IFLA_BR_MCAST_IGMP_VERSION => {
-                b.igmp_version = v.first().copied();
-                b.settings.igmp_version = b.igmp_version;
+            B::MulticastIgmpVersion(v) => {
+                b.igmp_version = Some(v);
+                s.igmp_version = Some(v);
             }
-            IFLA_BR_MCAST_LAST_MEMBER_CNT => b.settings.last_member_count = read_u32(v, 0),
-            IFLA_BR_MCAST_STARTUP_QUERY_CNT => b.settings.startup_query_count = read_u32(v, 0),
-            IFLA_BR_MCAST_LAST_MEMBER_INTVL => b.settings.last_member_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_MEMBERSHIP_INTVL => b.settings.membership_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERIER_INTVL => b.settings.querier_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERY_INTVL => b.settings.query_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL => {
-                b.settings.query_response_interval = read_u64(v, 0)
-            }
-            IFLA_BR_MCAST_STARTUP_QUERY_INTVL => b.settings.startup_query_interval = read_u64(v, 0),
-            IFLA_BR_MCAST_QUERIER_STATE => {
-                for a in nl::attrs(v) {
-                    let (t, v) = a?;
-                    match t {
-                        BRIDGE_QUERIER_IP_ADDRESS => {
-                            b.querier_address = read_ipv4(v).filter(|a| !a.is_unspecified());
+            B::MulticastLastMemberCount(v) => s.last_member_count = Some(v),
+            B::MulticastStartupQueryCount(v) => s.startup_query_count = Some(v),
+            B::MulticastLastMemberInterval(v) => s.last_member_interval = Some(v),
+            B::MulticastMembershipInterval(v) => s.membership_interval = Some(v),
+            B::MulticastQuerierInterval(v) => s.querier_interval = Some(v),
+            B::MulticastQueryInterval(v) => s.query_interval = Some(v),
+            B::MulticastQueryResponseInterval(v) => s.query_response_interval = Some(v),
+            B::MulticastStartupQueryInterval(v) => s.startup_query_interval = Some(v),
+            B::MulticastQuerierState(states) => {
+                for q in states {
+                    match q {
+                        Q::Ipv4Address(a) => {
+                            b.querier_address = Some(a).filter(|a| !a.is_unspecified());
                         }
-                        BRIDGE_QUERIER_IP_PORT => b.querier_port = read_u32(v, 0),
-                        BRIDGE_QUERIER_IP_OTHER_TIMER => b.other_querier_timer = read_u64(v, 0),
+                        Q::Ipv4Port(p) => b.querier_port = Some(p),
+                        Q::Ipv4OtherTimer(t) => b.other_querier_timer = Some(t),
                         _ => {}
                     }
                 }
@@ -459,312 +479,21 @@ fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
             _ => {}
         }
     }
-    Ok(b)
+    b
 }
 
-fn parse_stats64(p: &[u8]) -> Option<DeviceStats> {
-    let f = |i: usize| read_u64(p, i * 8);
-    Some(DeviceStats {
-        rx_packets: f(0)?,
-        tx_packets: f(1)?,
-        rx_bytes: f(2)?,
-        tx_bytes: f(3)?,
-        rx_errors: f(4)?,
-        tx_errors: f(5)?,
-        rx_dropped: f(6)?,
-        tx_dropped: f(7)?,
-    })
+/// The bridge attributes of `IFLA_INFO_DATA` (raw), as [`bridge_from`] reads them.
+#[cfg(test)]
+fn parse_bridge(d: &[u8]) -> Result<BridgeMulticast, String> {
+    use netlink_packet_core::{NlasIterator, Parseable};
+    let mut attrs = Vec::new();
+    for nla in NlasIterator::new(d) {
+        let nla = nla.map_err(|e| e.to_string())?;
+        attrs.push(netlink_packet_route::link::InfoBridge::parse(&nla).map_err(|e| e.to_string())?);
+    }
+    Ok(bridge_from(attrs))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::nl::NLA_F_NESTED;
-
-    fn hdr(len: u32, ty: u16, flags: u16, seq: u32) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&len.to_ne_bytes());
-        v.extend_from_slice(&ty.to_ne_bytes());
-        v.extend_from_slice(&flags.to_ne_bytes());
-        v.extend_from_slice(&seq.to_ne_bytes());
-        v.extend_from_slice(&0u32.to_ne_bytes());
-        v
-    }
-
-    fn attr(v: &mut Vec<u8>, ty: u16, len: u16, payload: &[u8]) {
-        v.extend_from_slice(&len.to_ne_bytes());
-        v.extend_from_slice(&ty.to_ne_bytes());
-        v.extend_from_slice(payload);
-    }
-
-    #[test]
-    fn new_vxlan_exact_bytes() {
-        let spec = VxlanSpec {
-            name: "mcgvx42",
-            vni: 42,
-            local: Ipv4Addr::new(10, 0, 0, 1),
-            port: 4789,
-            underlay_ifindex: Some(3),
-            mtu: None,
-            ttl: None,
-            master_ifindex: Some(7),
-        };
-        let got = new_vxlan(&spec).finish(5);
-        let mut want = hdr(112, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 5);
-        want.extend_from_slice(&[0u8; 16]); // ifinfomsg, all zero
-        attr(&mut want, IFLA_IFNAME, 12, b"mcgvx42\0");
-        attr(&mut want, IFLA_MASTER, 8, &7u32.to_ne_bytes());
-        attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
-        attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
-        attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
-        attr(&mut want, IFLA_VXLAN_ID, 8, &42u32.to_ne_bytes());
-        attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[10, 0, 0, 1]);
-        attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x12, 0xb5, 0, 0]);
-        attr(&mut want, IFLA_VXLAN_LEARNING, 5, &[0, 0, 0, 0]);
-        attr(&mut want, IFLA_VXLAN_LINK, 8, &3u32.to_ne_bytes());
-        assert_eq!(got.len(), 112);
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn set_port_flags_exact_bytes() {
-        let f = PortFlags {
-            learning: false,
-            unicast_flood: false,
-            mcast_flood: false,
-            bcast_flood: false,
-            multicast_router: 0,
-        };
-        let got = set_port_flags(9, f).finish(1);
-        let mut want = hdr(16 + 16 + 4 + 5 * 8, RTM_SETLINK, 0x5, 1);
-        let mut ifi = [0u8; 16];
-        ifi[0] = 7; // AF_BRIDGE
-        ifi[4..8].copy_from_slice(&9u32.to_ne_bytes());
-        want.extend_from_slice(&ifi);
-        attr(&mut want, IFLA_PROTINFO | NLA_F_NESTED, 44, &[]);
-        for t in [8u16, 9, 27, 30, 25] {
-            attr(&mut want, t, 5, &[0, 0, 0, 0]);
-        }
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn set_up_and_delete_exact_bytes() {
-        let got = set_up(4, true).finish(2);
-        let mut want = hdr(32, RTM_NEWLINK, 0x5, 2);
-        let mut ifi = [0u8; 16];
-        ifi[4..8].copy_from_slice(&4u32.to_ne_bytes());
-        ifi[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        ifi[12..16].copy_from_slice(&1u32.to_ne_bytes());
-        want.extend_from_slice(&ifi);
-        assert_eq!(got, want);
-        let got = del_link(4).finish(3);
-        let mut want = hdr(32, RTM_DELLINK, 0x5, 3);
-        ifi[8..16].fill(0);
-        want.extend_from_slice(&ifi);
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn optional_vxlan_attributes_and_lookups_exact_bytes() {
-        let spec = VxlanSpec {
-            name: "v",
-            vni: 1,
-            local: Ipv4Addr::new(192, 0, 2, 1),
-            port: 8472,
-            underlay_ifindex: None,
-            mtu: Some(1450),
-            ttl: Some(16),
-            master_ifindex: None,
-        };
-        let got = new_vxlan(&spec).finish(1);
-        let mut want = hdr(0, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 1);
-        want.extend_from_slice(&[0u8; 16]);
-        attr(&mut want, IFLA_IFNAME, 6, b"v\0\0\0");
-        attr(&mut want, IFLA_MTU, 8, &1450u32.to_ne_bytes());
-        attr(&mut want, IFLA_LINKINFO | NLA_F_NESTED, 60, &[]);
-        attr(&mut want, IFLA_INFO_KIND, 10, b"vxlan\0\0\0");
-        attr(&mut want, IFLA_INFO_DATA | NLA_F_NESTED, 44, &[]);
-        attr(&mut want, IFLA_VXLAN_ID, 8, &1u32.to_ne_bytes());
-        attr(&mut want, IFLA_VXLAN_LOCAL, 8, &[192, 0, 2, 1]);
-        attr(&mut want, IFLA_VXLAN_PORT, 6, &[0x21, 0x18, 0, 0]);
-        attr(&mut want, IFLA_VXLAN_LEARNING, 5, &[0, 0, 0, 0]);
-        attr(&mut want, IFLA_VXLAN_TTL, 5, &[16, 0, 0, 0]);
-        let len = want.len() as u32;
-        want[0..4].copy_from_slice(&len.to_ne_bytes());
-        assert_eq!(got, want);
-
-        let got = get_link_by_name("br0").finish(4);
-        let mut want = hdr(40, RTM_GETLINK, 0x5, 4);
-        want.extend_from_slice(&[0u8; 16]);
-        attr(&mut want, IFLA_IFNAME, 8, b"br0\0");
-        assert_eq!(got, want);
-
-        let got = get_link_by_index(9).finish(5);
-        let mut want = hdr(32, RTM_GETLINK, 0x5, 5);
-        let mut ifi = [0u8; 16];
-        ifi[4..8].copy_from_slice(&9u32.to_ne_bytes());
-        want.extend_from_slice(&ifi);
-        assert_eq!(got, want);
-
-        let got = dump_links().finish(6);
-        let mut want = hdr(32, RTM_GETLINK, 0x301, 6);
-        want.extend_from_slice(&[0u8; 16]);
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn parses_a_vxlan_link_with_stats() {
-        let mut p = Vec::new();
-        let mut ifi = [0u8; 16];
-        ifi[4..8].copy_from_slice(&12u32.to_ne_bytes());
-        ifi[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        p.extend_from_slice(&ifi);
-        attr(&mut p, IFLA_IFNAME, 12, b"mcgvx42\0");
-        attr(&mut p, IFLA_MASTER, 8, &7u32.to_ne_bytes());
-        let mut stats = Vec::new();
-        for i in 1..=24u64 {
-            stats.extend_from_slice(&i.to_ne_bytes());
-        }
-        attr(&mut p, IFLA_STATS64, 4 + 192, &stats);
-        attr(&mut p, IFLA_LINKINFO | NLA_F_NESTED, 4 + 12 + 20, &[]);
-        attr(&mut p, IFLA_INFO_KIND, 9, b"vxlan\0\0\0");
-        attr(&mut p, IFLA_INFO_DATA | NLA_F_NESTED, 20, &[]);
-        attr(&mut p, IFLA_VXLAN_ID, 8, &42u32.to_ne_bytes());
-        attr(&mut p, IFLA_VXLAN_PORT, 6, &[0x12, 0xb5, 0, 0]);
-        let l = parse_link(&p).unwrap();
-        assert_eq!(l.ifindex, 12);
-        assert!(l.up);
-        assert_eq!(l.name, "mcgvx42");
-        assert_eq!(l.master, Some(7));
-        assert_eq!(l.kind, "vxlan");
-        let x = l.vxlan.unwrap();
-        assert_eq!((x.vni, x.port, x.local), (Some(42), Some(4789), None));
-        let s = l.stats.unwrap();
-        assert_eq!((s.rx_packets, s.tx_packets, s.tx_dropped), (1, 2, 8));
-    }
-
-    #[test]
-    fn parses_bridge_snooping_and_querier_state() {
-        let mut p = vec![0u8; 16];
-        let mut data = Vec::new();
-        attr(&mut data, IFLA_BR_MCAST_SNOOPING, 5, &[1, 0, 0, 0]);
-        attr(&mut data, IFLA_BR_MCAST_QUERIER, 5, &[0, 0, 0, 0]);
-        attr(&mut data, IFLA_BR_MCAST_IGMP_VERSION, 5, &[3, 0, 0, 0]);
-        let mut q = Vec::new();
-        attr(&mut q, BRIDGE_QUERIER_IP_ADDRESS, 8, &[10, 88, 0, 1]);
-        attr(
-            &mut q,
-            BRIDGE_QUERIER_IP_OTHER_TIMER,
-            12,
-            &25_500u64.to_ne_bytes(),
-        );
-        attr(
-            &mut data,
-            IFLA_BR_MCAST_QUERIER_STATE | NLA_F_NESTED,
-            4 + q.len() as u16,
-            &q,
-        );
-        let mut li = Vec::new();
-        attr(&mut li, IFLA_INFO_KIND, 11, b"bridge\0\0");
-        attr(
-            &mut li,
-            IFLA_INFO_DATA | NLA_F_NESTED,
-            4 + data.len() as u16,
-            &data,
-        );
-        attr(
-            &mut p,
-            IFLA_LINKINFO | NLA_F_NESTED,
-            4 + li.len() as u16,
-            &li,
-        );
-        let b = parse_link(&p).unwrap().bridge.unwrap();
-        assert!(b.snooping && !b.own_querier);
-        assert_eq!(b.igmp_version, Some(3));
-        assert_eq!(b.querier_address, Some(Ipv4Addr::new(10, 88, 0, 1)));
-        assert_eq!(
-            (b.querier_port, b.other_querier_timer),
-            (None, Some(25_500))
-        );
-    }
-
-    #[test]
-    fn set_bridge_exact_bytes_and_settings_read_back() {
-        let s = BridgeSettings {
-            snooping: Some(true),
-            querier: Some(true),
-            igmp_version: Some(3),
-            query_response_interval: Some(100),
-            ..BridgeSettings::default()
-        };
-        let got = set_bridge(5, &s).finish(9);
-        let mut want = hdr(0, RTM_NEWLINK, 0x5, 9);
-        let mut ifi = [0u8; 16];
-        ifi[4..8].copy_from_slice(&5u32.to_ne_bytes());
-        want.extend_from_slice(&ifi);
-        attr(
-            &mut want,
-            IFLA_LINKINFO | NLA_F_NESTED,
-            4 + 12 + 4 + 8 + 8 + 12 + 8,
-            &[],
-        );
-        attr(&mut want, IFLA_INFO_KIND, 11, b"bridge\0\0");
-        attr(
-            &mut want,
-            IFLA_INFO_DATA | NLA_F_NESTED,
-            4 + 8 + 8 + 12 + 8,
-            &[],
-        );
-        attr(&mut want, IFLA_BR_MCAST_SNOOPING, 5, &[1, 0, 0, 0]);
-        attr(&mut want, IFLA_BR_MCAST_QUERIER, 5, &[1, 0, 0, 0]);
-        attr(
-            &mut want,
-            IFLA_BR_MCAST_QUERY_RESPONSE_INTVL,
-            12,
-            &100u64.to_ne_bytes(),
-        );
-        attr(&mut want, IFLA_BR_MCAST_IGMP_VERSION, 5, &[3, 0, 0, 0]);
-        let len = want.len() as u32;
-        want[0..4].copy_from_slice(&len.to_ne_bytes());
-        assert_eq!(got, want);
-
-        // What a dump reports is what `set_bridge` would put back.
-        let mut data = Vec::new();
-        attr(&mut data, IFLA_BR_MCAST_SNOOPING, 5, &[0, 0, 0, 0]);
-        attr(
-            &mut data,
-            IFLA_BR_MCAST_LAST_MEMBER_CNT,
-            8,
-            &2u32.to_ne_bytes(),
-        );
-        attr(
-            &mut data,
-            IFLA_BR_MCAST_QUERY_INTVL,
-            12,
-            &12_500u64.to_ne_bytes(),
-        );
-        let b = parse_bridge(&data).unwrap();
-        assert_eq!(
-            b.settings,
-            BridgeSettings {
-                snooping: Some(false),
-                last_member_count: Some(2),
-                query_interval: Some(12_500),
-                ..BridgeSettings::default()
-            }
-        );
-    }
-
-    #[test]
-    fn malformed_links_are_errors_not_panics() {
-        assert!(parse_link(&[0u8; 8]).is_err());
-        let mut p = vec![0u8; 16];
-        attr(&mut p, IFLA_IFNAME, 200, b"x\0\0\0");
-        assert!(parse_link(&p).is_err());
-        // Short stats are ignored rather than misread.
-        let mut p = vec![0u8; 16];
-        attr(&mut p, IFLA_STATS64, 12, &[0u8; 8]);
-        assert_eq!(parse_link(&p).unwrap().stats, None);
-    }
-}
+#[path = "link_msg_tests.rs"]
+mod tests;

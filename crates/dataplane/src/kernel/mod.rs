@@ -49,27 +49,35 @@
 //! ```
 //!
 //! Both reconcile to a desired set (dump, diff, apply), so after any churn or a restart
-//! the kernel holds exactly what the agent wants. Everything is built byte by byte on a
-//! plain netlink socket with extended acks; the kernel's own refusal text ends up in
-//! [`Error::Kernel`]. This module never shells out, never touches devices it did not
-//! create (stale cleanup matches only VXLAN devices with mcgate's prefix), and holds no
-//! `unsafe`.
+//! the kernel holds exactly what the agent wants. Everything goes over a plain netlink
+//! socket with extended acks: link and tc messages through `netlink-packet-route`'s
+//! types, MDB messages (which that crate lacks) byte by byte; the kernel's own refusal
+//! text ends up in [`Error::Kernel`]. Task ports are made host ports (never multicast
+//! router ports; router-only messages from tasks dropped, see
+//! [`Netlink::guard_host_port`]). This module never shells out, never touches devices it
+//! did not create besides the bridge's multicast settings and the task ports' host-port
+//! filter (both put back), and holds no `unsafe`.
 
+pub mod alias;
+mod bridge_querier;
 mod error;
+pub(crate) mod host_port;
 mod inspect;
-mod link_msg;
+pub(crate) mod link_msg;
 mod links;
 mod mdb;
-mod mdb_msg;
+pub(crate) mod mdb_msg;
 mod membership;
-mod nl;
+pub(crate) mod nl;
 pub mod plan;
 pub mod plane;
 mod probe;
 mod socket;
+mod status;
 mod vxlan;
 
 pub use error::Error;
+pub use host_port::{FILTER_PRIORITY, ROUTER_ONLY, clsact_drops, has_filter};
 pub use inspect::{Inspection, inspect};
 pub use link_msg::{BridgeMulticast, BridgeSettings, DeviceStats, LinkInfo, VxlanLinkData};
 pub use mdb::{BridgeMdb, DomainReconcile, DomainTables, MAX_ERRORS, ReconcileStats, VxlanMdb};

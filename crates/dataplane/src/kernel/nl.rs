@@ -92,24 +92,12 @@ impl MsgBuilder {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
-    pub(crate) fn attr_u16_be(&mut self, attr_type: u16, v: u16) -> &mut Self {
-        self.attr(attr_type, &v.to_be_bytes())
-    }
-
     pub(crate) fn attr_u32(&mut self, attr_type: u16, v: u32) -> &mut Self {
         self.attr(attr_type, &v.to_ne_bytes())
     }
 
     pub(crate) fn attr_ipv4(&mut self, attr_type: u16, addr: Ipv4Addr) -> &mut Self {
         self.attr(attr_type, &addr.octets())
-    }
-
-    /// A NUL-terminated string attribute, as iproute2 sends interface names.
-    pub(crate) fn attr_str(&mut self, attr_type: u16, s: &str) -> &mut Self {
-        let mut v = Vec::with_capacity(s.len() + 1);
-        v.extend_from_slice(s.as_bytes());
-        v.push(0);
-        self.attr(attr_type, &v)
     }
 
     pub(crate) fn begin_nest(&mut self, attr_type: u16) -> Nest {
@@ -219,13 +207,6 @@ pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-pub(crate) fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
-    let b = buf.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    Some(u64::from_ne_bytes(a))
-}
-
 pub(crate) fn read_ipv4(payload: &[u8]) -> Option<Ipv4Addr> {
     let b: [u8; 4] = payload.try_into().ok()?;
     Some(Ipv4Addr::from(b))
@@ -316,7 +297,7 @@ mod tests {
         b.header(&[7, 0, 0]);
         b.attr_u8(1, 0xaa);
         let n = b.begin_nest(2);
-        b.attr_u16_be(3, 4789);
+        b.attr(3, &4789u16.to_be_bytes());
         b.end_nest(n);
         let bytes = b.finish(0x0102_0304);
         let mut want = Vec::new();

@@ -1,0 +1,231 @@
+//! Bodies of the fuzz targets in `fuzz/` for the bytes this crate parses, kept here so
+//! they build and run on stable Rust: a unit test runs each over its seed corpus
+//! (kernel replies and captured frames written by `fixtures/capture.py`).
+//!
+//! Each function takes arbitrary bytes and parses them as the data plane does. A parser
+//! must never panic; the `assert!`s are the invariants the fuzzer hunts for violations
+//! of, so a panic from this module is a bug in the crate, never a property of the input.
+
+use crate::inspect::McastFrame;
+use crate::kernel::{host_port, link_msg, mdb_msg, nl};
+use crate::relay::checksum::{complete_checksum, complete_partial_udp};
+use crate::relay::decide::parse_capture;
+use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
+use mcgate_wire::{ethernet, ipv4, udp};
+
+/// A netlink datagram of link replies (RTM_NEWLINK, any family).
+pub fn netlink_link(data: &[u8]) {
+    for m in nl::split_messages(data).unwrap_or_default() {
+        if let Ok(link) = link_msg::parse_link(m.payload) {
+            // The name is read as text whatever the bytes, and the index is the header's.
+            assert_eq!(
+                nl::read_u32(m.payload, 4).unwrap_or(0),
+                link.ifindex,
+                "{link:?}"
+            );
+        }
+    }
+}
+
+/// A netlink datagram of multicast table dump replies (RTM_NEWMDB).
+pub fn netlink_mdb(data: &[u8]) {
+    for m in nl::split_messages(data).unwrap_or_default() {
+        if let Ok(records) = mdb_msg::parse_dump_msg(m.payload) {
+            for r in records {
+                assert!(
+                    r.group
+                        .is_none_or(|g| !g.is_unspecified() || r.group.is_some())
+                );
+            }
+        }
+    }
+}
+
+/// A netlink datagram of acks, refusals (NLMSG_ERROR with extended-ack attributes) and
+/// ends of dumps (NLMSG_DONE).
+pub fn netlink_error(data: &[u8]) {
+    for m in nl::split_messages(data).unwrap_or_default() {
+        let ack = match m.msg_type {
+            nl::NLMSG_ERROR => nl::parse_error(m.payload, m.flags),
+            nl::NLMSG_DONE => nl::parse_done(m.payload, m.flags),
+            _ => continue,
+        };
+        if let Ok(a) = ack {
+            assert!(a.errno >= 0, "errno is reported positive: {a:?}");
+        }
+    }
+}
+
+/// A netlink datagram of tc replies (RTM_NEWQDISC, RTM_NEWTFILTER).
+pub fn netlink_tc(data: &[u8]) {
+    for m in nl::split_messages(data).unwrap_or_default() {
+        let _ = host_port::has_filter([m.payload]);
+        let index = nl::read_u32(m.payload, 4).unwrap_or(0);
+        let _ = host_port::clsact_drops(index, [m.payload]);
+    }
+}
+
+/// A frame as the relay's capture socket reads it: a `virtio_net_hdr`, then the frame.
+/// The header's checksum offsets are the sender's kernel's, hence untrusted too.
+pub fn vnet(data: &[u8]) {
+    let Ok((v, m)) = parse_capture(data, false) else {
+        return;
+    };
+    assert!(m.len <= data.len() - VNET_HDR_LEN);
+    let mut frame = data
+        .get(VNET_HDR_LEN..VNET_HDR_LEN + m.len)
+        .unwrap_or(&[])
+        .to_vec();
+    if v.flags & VnetHdr::NEEDS_CSUM != 0 {
+        let start = usize::from(v.csum_start);
+        if complete_checksum(&mut frame, start, usize::from(v.csum_offset))
+            && is_udp_at(&frame, &m, start)
+            && v.csum_offset == 6
+        {
+            // Completed where the UDP header is: the checksum now verifies.
+            assert!(udp_verifies(&frame, &m), "{frame:02x?}");
+        }
+    }
+    let _ = complete_partial_udp(&mut frame);
+}
+
+fn is_udp_at(frame: &[u8], m: &McastFrame, start: usize) -> bool {
+    ethernet::Frame::new_checked(frame)
+        .ok()
+        .and_then(|e| {
+            let ip = ipv4::Packet::new_checked(e.payload()).ok()?;
+            let udp_len = usize::from(ip.total_len()) - ip.header_len();
+            Some(
+                ip.protocol() == ipv4::PROTOCOL_UDP
+                    && start == ethernet::HEADER_LEN + ip.header_len()
+                    && m.len == ethernet::HEADER_LEN + usize::from(ip.total_len())
+                    && udp::Packet::new_checked(ip.payload())
+                        .is_ok_and(|u| usize::from(u.len()) == udp_len),
+            )
+        })
+        .unwrap_or(false)
+}
+
+fn udp_verifies(frame: &[u8], m: &McastFrame) -> bool {
+    ethernet::Frame::new_checked(frame).is_ok_and(|e| {
+        ipv4::Packet::new_checked(e.payload()).is_ok_and(|ip| {
+            udp::Packet::new_checked(ip.payload())
+                .is_ok_and(|u| u.verify_checksum(m.source, m.group))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// The `seed-*` files of one target's corpus (other files there are the fuzzer's
+    /// own findings, not kept in the repository).
+    fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seed-"))
+            {
+                let data = std::fs::read(&path).unwrap();
+                out.push((path, data));
+            }
+        }
+        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
+        out
+    }
+
+    /// Runs each target's body over every file of its seed corpus, and over every
+    /// prefix of it (a datagram cut anywhere).
+    #[test]
+    fn every_target_passes_its_seed_corpus() {
+        type Body = fn(&[u8]);
+        let targets: [(&str, Body); 5] = [
+            ("netlink_link", netlink_link),
+            ("netlink_mdb", netlink_mdb),
+            ("netlink_error", netlink_error),
+            ("netlink_tc", netlink_tc),
+            ("vnet", vnet),
+        ];
+        for (name, body) in targets {
+            for (_, data) in seeds(name) {
+                for n in 0..=data.len() {
+                    body(&data[..n]);
+                }
+            }
+        }
+    }
+
+    /// The seeds are the kernel's own bytes, so each must get past its parser.
+    #[test]
+    fn seeds_parse() {
+        let one = |data: &[u8]| {
+            let msgs = nl::split_messages(data).expect("one whole message");
+            assert_eq!(msgs.len(), 1);
+            (msgs[0].msg_type, msgs[0].flags, msgs[0].payload.to_vec())
+        };
+        let mut vxlan = 0;
+        for (path, data) in seeds("netlink_link") {
+            let link =
+                link_msg::parse_link(&one(&data).2).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            vxlan += usize::from(link.vxlan.is_some_and(|x| x.vni == Some(4200)));
+        }
+        assert!(vxlan >= 1, "the VXLAN device's seed reads as one");
+        let mut groups = 0;
+        for (path, data) in seeds("netlink_mdb") {
+            let r =
+                mdb_msg::parse_dump_msg(&one(&data).2).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            groups += r.iter().filter(|r| r.group.is_some()).count();
+        }
+        assert!(groups >= 3, "{groups} entries");
+        let mut refused = 0;
+        for (path, data) in seeds("netlink_error") {
+            let (t, flags, p) = one(&data);
+            let ack = if t == nl::NLMSG_DONE {
+                nl::parse_done(&p, flags)
+            } else {
+                nl::parse_error(&p, flags)
+            };
+            let ack = ack.unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            if ack.errno != 0 {
+                assert!(ack.message.is_some(), "{path:?}: {ack:?}");
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 1);
+        let (mut clsact, mut filter) = (0, 0);
+        for (_, data) in seeds("netlink_tc") {
+            let p = one(&data).2;
+            let index = nl::read_u32(&p, 4).unwrap();
+            clsact += usize::from(host_port::clsact_drops(index, [&p[..]]).is_some());
+            filter += usize::from(host_port::has_filter([&p[..]]));
+        }
+        // One clsact; the filter dump has the priority's head and the filter itself.
+        assert_eq!(clsact, 1);
+        assert!(filter >= 1);
+        for (path, data) in seeds("vnet") {
+            match parse_capture(&data, false) {
+                Ok((v, m)) => {
+                    assert_eq!(v.flags, VnetHdr::NEEDS_CSUM, "{path:?}");
+                    let mut f = data[VNET_HDR_LEN..VNET_HDR_LEN + m.len].to_vec();
+                    assert!(!udp_verifies(&f, &m), "partial before");
+                    assert!(complete_checksum(
+                        &mut f,
+                        usize::from(v.csum_start),
+                        usize::from(v.csum_offset)
+                    ));
+                    assert!(udp_verifies(&f, &m), "{path:?}");
+                }
+                Err(reason) => assert_eq!(reason, crate::DropReason::Igmp, "{path:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The relay's per-packet decision, with no I/O: which attached links get a copy, which
+//! remote hosts get a tunnelled one, or why the frame goes nowhere.
+//!
+//! The driver ([`super`]) receives a batch, calls [`from_link`] or [`from_tunnel`] per
+//! frame with the forwarding table it holds, and executes the [`Plan`]. Everything that
+//! decides where a packet goes is here, so that it is tested without sockets:
+//!
+//! - the frame is checked with `mcgate-wire`'s views ([`inspect`](crate::inspect));
+//! - a domain that allows only registered sources forwards nothing else (RFC 3376's
+//!   source filters are applied per remote host and per link);
+//! - link-local groups (224.0.0.0/24, RFC 5771) never cross hosts;
+//! - a tunnelled copy must fit the underlay MTU once encapsulated (never fragmented);
+//! - the tunnel accepts RFC 7348 VXLAN with the I flag, from the domain's peers only;
+//! - no loops: a captured frame is never delivered back to its own link, and a
+//!   tunnelled one is never sent back into the tunnel.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use mcgate_domain::forwarding::{ForwardingTable, Verdict, is_link_local_group};
+use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
+use mcgate_wire::vxlan;
+
+use crate::counters::DropReason;
+use crate::inspect::{McastFrame, inspect};
+
+/// Outer IPv4 (20) + UDP (8) + VXLAN (8) bytes added to each inner frame.
+pub const ENCAP_OVERHEAD: usize = 20 + 8 + vxlan::HEADER_LEN;
+
+/// One tunnelled copy: the domain's VNI and the remote host's VXLAN endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelCopy {
+    /// VXLAN network identifier of the domain (RFC 7348 section 5).
+    pub vni: u32,
+    /// The remote host's underlay address and UDP port.
+    pub dst: SocketAddrV4,
+}
+
+/// What to do with one frame. Reused from frame to frame: [`Plan::clear`] keeps the
+/// vectors' capacity, so the per-packet path does not allocate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Tunnelled copies, in domain then host order.
+    pub tunnel: Vec<TunnelCopy>,
+    /// Local deliveries: indices into the attached links, each at most once.
+    pub deliver: Vec<usize>,
+    /// Tunnelled copies not sent because they would exceed the underlay MTU.
+    pub too_big: u64,
+    /// Why the frame reached nobody (`None` when a copy went out, or when every
+    /// copy was too big, which `too_big` counts).
+    pub dropped: Option<DropReason>,
+}
+
+impl Plan {
+    /// Empties the plan, keeping its storage.
+    pub fn clear(&mut self) {
+        self.tunnel.clear();
+        self.deliver.clear();
+        self.too_big = 0;
+        self.dropped = None;
+    }
+
+    fn copies(&self) -> usize {
+        self.tunnel.len() + self.deliver.len()
+    }
+
+    fn deliver_once(&mut self, link: usize) {
+        if !self.deliver.contains(&link) {
+            self.deliver.push(link);
+        }
+    }
+}
+
+/// Checks a frame captured on a task link: the `virtio_net_hdr` the capture socket puts
+/// first, then the frame after it. `truncated`: the frame was longer than the receive
+/// slot. Returns the header (for checksum completion) and the multicast frame.
+pub fn parse_capture(bytes: &[u8], truncated: bool) -> Result<(VnetHdr, McastFrame), DropReason> {
+    let vnet = VnetHdr::parse(bytes).ok_or(DropReason::Malformed)?;
+    if truncated {
+        return Err(DropReason::Truncated);
+    }
+    // A segmentation-offload super-packet: larger than any MTU on the way.
+    if vnet.gso_type != 0 {
+        return Err(DropReason::TooBig);
+    }
+    let frame = bytes.get(VNET_HDR_LEN..).unwrap_or(&[]);
+    Ok((vnet, inspect(frame)?))
+}
+
+/// Plans a frame `m` that a local task sent on attached link `ingress`: one tunnelled
+/// copy per remote host whose filter admits the source (none for link-local groups),
+/// one local copy per other attached link whose filter admits it, over every domain of
+/// the host. `link_index` maps a link name to its index among the attached links
+/// (`None`: not attached). `mtu` is the underlay MTU.
+pub fn from_link(
+    table: &ForwardingTable,
+    link_index: &dyn Fn(&str) -> Option<usize>,
+    ingress: usize,
+    m: &McastFrame,
+    mtu: usize,
+    plan: &mut Plan,
+) {
+    plan.clear();
+    if table.domains().is_empty() {
+        plan.dropped = Some(DropReason::NoDomain);
+        return;
+    }
+    let link_local = is_link_local_group(m.group);
+    let mut refused = false;
+    for d in table.domains() {
+        if d.check_source(m.group, m.source) != Verdict::Forward {
+            refused = true;
+            continue;
+        }
+        let Some(route) = d.route(m.group) else {
+            continue;
+        };
+        if !link_local {
+            for r in route.remotes.iter().filter(|r| r.filter.allows(m.source)) {
+                if m.len + ENCAP_OVERHEAD > mtu {
+                    plan.too_big += 1;
+                } else {
+                    plan.tunnel.push(TunnelCopy {
+                        vni: d.vni,
+                        dst: r.underlay,
+                    });
+                }
+            }
+        }
+        for l in route.locals.iter().filter(|l| l.filter.allows(m.source)) {
+            match link_index(&l.link) {
+                Some(out) if out != ingress => plan.deliver_once(out),
+                _ => {}
+            }
+        }
+    }
+    if plan.copies() == 0 && plan.too_big == 0 {
+        plan.dropped = Some(if refused {
+            DropReason::SourceNotAllowed
+        } else {
+            DropReason::NoMembers
+        });
+    }
+}
+
+/// A VXLAN datagram that passed the tunnel's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnelled {
+    /// Its VNI.
+    pub vni: u32,
+    /// The inner frame; it starts [`vxlan::HEADER_LEN`] bytes into the datagram.
+    pub frame: McastFrame,
+}
+
+/// Plans a VXLAN datagram (the UDP payload) received from `peer` (the outer source
+/// address): accepted only with the I flag (RFC 7348 section 5), a VNI of one of the
+/// host's domains and a sender among that domain's peers; the inner frame is delivered
+/// unchanged to the attached links whose filter admits its source, never to the tunnel.
+/// `Err` is a drop before the inner frame is known; a drop after it is
+/// [`Plan::dropped`].
+pub fn from_tunnel(
+    table: &ForwardingTable,
+    link_index: &dyn Fn(&str) -> Option<usize>,
+    peer: Option<Ipv4Addr>,
+    datagram: &[u8],
+    plan: &mut Plan,
+) -> Result<Tunnelled, DropReason> {
+    plan.clear();
+    let header = vxlan::Header::new_checked(datagram).map_err(|_| DropReason::Malformed)?;
+    if !header.has_valid_flags() {
+        return Err(DropReason::BadVxlan);
+    }
+    let vni = header.vni();
+    let d = table.by_vni(vni).ok_or(DropReason::NoDomain)?;
+    if !peer.is_some_and(|ip| d.peers.contains(&ip)) {
+        return Err(DropReason::UnknownPeer);
+    }
+    let frame = inspect(header.payload())?;
+    let done = Tunnelled { vni, frame };
+    if is_link_local_group(frame.group) {
+        plan.dropped = Some(DropReason::LinkLocal);
+        return Ok(done);
+    }
+    if d.check_source(frame.group, frame.source) != Verdict::Forward {
+        plan.dropped = Some(DropReason::SourceNotAllowed);
+        return Ok(done);
+    }
+    if let Some(route) = d.route(frame.group) {
+        for l in route
+            .locals
+            .iter()
+            .filter(|l| l.filter.allows(frame.source))
+        {
+            if let Some(out) = link_index(&l.link) {
+                plan.deliver_once(out);
+            }
+        }
+    }
+    if plan.copies() == 0 {
+        plan.dropped = Some(DropReason::NoMembers);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

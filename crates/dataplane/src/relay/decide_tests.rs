@@ -1,0 +1,388 @@
+//! The relay's decisions, table by table: source filters, static sources, link-local
+//! groups, MTU, unknown peers, wrong VNIs and loops.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use mcgate_domain::SourceFilter;
+use mcgate_domain::api::{
+    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StaticMemberSpec,
+    StaticSourceSpec, StreamMessage,
+};
+use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+use mcgate_wire::vxlan;
+
+use super::*;
+use crate::inspect::tests::frame;
+
+const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+const LL: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
+const S1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+const S2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 12);
+const LINKS: [&str; 3] = ["tk1", "tk2", "tk3"];
+const MTU: usize = 1500;
+
+fn underlay(n: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 4789)
+}
+
+/// Domain `vni` with hosts h1 (this one) to h3.
+fn domain(vni: u32, static_sources: bool) -> DomainState {
+    DomainState {
+        domain: Domain {
+            name: format!("d{vni}"),
+            vni,
+            igmp: IgmpMode::V3,
+            static_sources,
+            igmp_settings: IgmpSettings::default(),
+            subnets: vec![],
+            hosts: vec![],
+        },
+        peers: (1..=3)
+            .map(|n| Peer {
+                host: format!("h{n}"),
+                underlay: underlay(n),
+            })
+            .collect(),
+        members: vec![],
+        static_members: vec![],
+        static_sources: vec![],
+    }
+}
+
+fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
+    HostMember {
+        host: host.into(),
+        group,
+        filter,
+    }
+}
+
+fn table(domains: Vec<DomainState>, local: &[(&str, Ipv4Addr, SourceFilter)]) -> ForwardingTable {
+    let mut v = DomainView::new();
+    v.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains,
+    });
+    let local: LocalMembership = local
+        .iter()
+        .map(|(l, g, f)| (((*l).to_string(), *g), f.clone()))
+        .collect();
+    let links: Vec<String> = LINKS.iter().map(|l| l.to_string()).collect();
+    ForwardingTable::compute(&v, "h1", &links, &local)
+}
+
+fn index(name: &str) -> Option<usize> {
+    LINKS.iter().position(|l| *l == name)
+}
+
+fn mcast(source: Ipv4Addr, group: Ipv4Addr, payload: usize) -> McastFrame {
+    inspect(&frame(source, group, payload, 0)).expect("a valid frame")
+}
+
+/// The plan for `m` captured on `LINKS[ingress]`.
+fn captured(t: &ForwardingTable, ingress: usize, m: &McastFrame, mtu: usize) -> Plan {
+    let mut p = Plan::default();
+    from_link(t, &index, ingress, m, mtu, &mut p);
+    p
+}
+
+fn datagram(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; vxlan::HEADER_LEN];
+    vxlan::emit_header(&mut d, vni);
+    d.extend_from_slice(inner);
+    d
+}
+
+/// The plan for a VXLAN datagram from `peer`.
+fn tunnelled(
+    t: &ForwardingTable,
+    peer: Option<Ipv4Addr>,
+    bytes: &[u8],
+) -> (Result<Tunnelled, DropReason>, Plan) {
+    let mut p = Plan::default();
+    let r = from_tunnel(t, &index, peer, bytes, &mut p);
+    (r, p)
+}
+
+fn copy(vni: u32, n: u8) -> TunnelCopy {
+    TunnelCopy {
+        vni,
+        dst: underlay(n),
+    }
+}
+
+#[test]
+fn a_captured_frame_goes_to_remote_members_and_other_local_links() {
+    let mut d = domain(42, false);
+    d.members = vec![
+        member("h2", G, SourceFilter::any_source()),
+        member("h3", G, SourceFilter::any_source()),
+    ];
+    let t = table(
+        vec![d],
+        &[
+            ("tk1", G, SourceFilter::any_source()),
+            ("tk3", G, SourceFilter::any_source()),
+        ],
+    );
+    let p = captured(&t, 0, &mcast(S1, G, 100), MTU);
+    assert_eq!(p.tunnel, vec![copy(42, 2), copy(42, 3)]);
+    // Never back to the link it came from (no loop), once to every other member link.
+    assert_eq!(p.deliver, vec![2]);
+    assert_eq!((p.too_big, p.dropped), (0, None));
+}
+
+#[test]
+fn source_filters_of_remote_hosts_and_links_are_applied_per_source() {
+    let filters = [
+        SourceFilter::any_source(),
+        SourceFilter::include([S1]),
+        SourceFilter::include([S2]),
+        SourceFilter::exclude([S1]),
+        SourceFilter::exclude([S1, S2]),
+    ];
+    // Every filter on a remote host and on a local link, from either source.
+    for remote in &filters {
+        for local in &filters {
+            let mut d = domain(42, false);
+            d.members = vec![member("h2", G, remote.clone())];
+            let t = table(vec![d], &[("tk2", G, local.clone())]);
+            for source in [S1, S2] {
+                let p = captured(&t, 0, &mcast(source, G, 10), MTU);
+                let want_remote = remote.allows(source);
+                let want_local = local.allows(source);
+                assert_eq!(
+                    p.tunnel,
+                    if want_remote {
+                        vec![copy(42, 2)]
+                    } else {
+                        vec![]
+                    },
+                    "remote {remote:?} local {local:?} source {source}"
+                );
+                assert_eq!(p.deliver, if want_local { vec![1] } else { vec![] });
+                let nobody = !want_remote && !want_local;
+                assert_eq!(p.dropped, nobody.then_some(DropReason::NoMembers));
+                // The same from the tunnel: only the local half applies.
+                let bytes = datagram(42, &frame(source, G, 10, 0));
+                let (r, p) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 2)), &bytes);
+                assert!(r.is_ok());
+                assert!(p.tunnel.is_empty());
+                assert_eq!(p.deliver, if want_local { vec![1] } else { vec![] });
+                assert_eq!(p.dropped, (!want_local).then_some(DropReason::NoMembers));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_static_sources_domain_forwards_registered_sources_only() {
+    let mut d = domain(42, true);
+    d.members = vec![member("h2", G, SourceFilter::any_source())];
+    d.static_sources = vec![StaticSourceSpec {
+        group: G,
+        address: S1,
+        host: None,
+        interface: None,
+    }];
+    d.static_members = vec![StaticMemberSpec {
+        group: G,
+        host: "h1".into(),
+        interface: Some("tk2".into()),
+        address: None,
+    }];
+    let t = table(vec![d], &[]);
+    let p = captured(&t, 0, &mcast(S1, G, 10), MTU);
+    assert_eq!((p.tunnel, p.deliver), (vec![copy(42, 2)], vec![1]));
+    let p = captured(&t, 0, &mcast(S2, G, 10), MTU);
+    assert!(p.tunnel.is_empty() && p.deliver.is_empty());
+    assert_eq!(p.dropped, Some(DropReason::SourceNotAllowed));
+    let peer = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let (r, p) = tunnelled(&t, peer, &datagram(42, &frame(S2, G, 10, 0)));
+    assert!(r.is_ok());
+    assert!(p.deliver.is_empty());
+    assert_eq!(p.dropped, Some(DropReason::SourceNotAllowed));
+    let (_, p) = tunnelled(&t, peer, &datagram(42, &frame(S1, G, 10, 0)));
+    assert_eq!((p.deliver, p.dropped), (vec![1], None));
+}
+
+#[test]
+fn link_local_groups_stay_on_the_host() {
+    let mut d = domain(42, false);
+    // The table never lists remotes for a link-local group; a local member is delivered.
+    d.members = vec![member("h2", LL, SourceFilter::any_source())];
+    let t = table(vec![d], &[("tk2", LL, SourceFilter::any_source())]);
+    let p = captured(&t, 0, &mcast(S1, LL, 10), MTU);
+    assert!(p.tunnel.is_empty());
+    assert_eq!((p.deliver, p.dropped), (vec![1], None));
+    // Arriving through the tunnel, it is dropped whatever the table says.
+    let bytes = datagram(42, &frame(S1, LL, 10, 0));
+    let (r, p) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 3)), &bytes);
+    assert_eq!(r.map(|t| t.frame.group), Ok(LL));
+    assert!(p.deliver.is_empty());
+    assert_eq!(p.dropped, Some(DropReason::LinkLocal));
+}
+
+#[test]
+fn a_copy_over_the_underlay_mtu_is_counted_never_sent_and_local_delivery_goes_on() {
+    let mut d = domain(42, false);
+    d.members = vec![
+        member("h2", G, SourceFilter::any_source()),
+        member("h3", G, SourceFilter::any_source()),
+    ];
+    let t = table(vec![d], &[("tk2", G, SourceFilter::any_source())]);
+    let m = mcast(S1, G, 1000);
+    let exact = m.len + ENCAP_OVERHEAD;
+    let p = captured(&t, 0, &m, exact);
+    assert_eq!(p.tunnel.len(), 2, "a packet that just fits goes");
+    let p = captured(&t, 0, &m, exact - 1);
+    assert_eq!((p.tunnel.len(), p.too_big), (0, 2));
+    assert_eq!((p.deliver, p.dropped), (vec![1], None));
+    // With no local member either, the drops are the too-big ones only.
+    let mut d = domain(42, false);
+    d.members = vec![member("h2", G, SourceFilter::any_source())];
+    let t = table(vec![d], &[]);
+    let p = captured(&t, 0, &m, exact - 1);
+    assert_eq!((p.too_big, p.dropped), (1, None));
+}
+
+#[test]
+fn nothing_is_forwarded_without_a_domain_or_members() {
+    let t = ForwardingTable::empty();
+    let p = captured(&t, 0, &mcast(S1, G, 10), MTU);
+    assert_eq!(p.dropped, Some(DropReason::NoDomain));
+    let (r, _) = tunnelled(
+        &t,
+        Some(Ipv4Addr::new(10, 0, 0, 2)),
+        &datagram(42, &frame(S1, G, 10, 0)),
+    );
+    assert_eq!(r, Err(DropReason::NoDomain));
+    let t = table(vec![domain(42, false)], &[]);
+    let p = captured(&t, 0, &mcast(S1, G, 10), MTU);
+    assert_eq!(p.dropped, Some(DropReason::NoMembers));
+}
+
+#[test]
+fn the_tunnel_accepts_the_domains_peers_with_its_vni_and_the_i_flag_only() {
+    let t = table(
+        vec![domain(42, false)],
+        &[("tk1", G, SourceFilter::any_source())],
+    );
+    let good = datagram(42, &frame(S1, G, 10, 0));
+    let peer = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let (r, p) = tunnelled(&t, peer, &good);
+    assert_eq!(r.map(|t| t.vni), Ok(42));
+    assert_eq!(p.deliver, vec![0]);
+    // This host itself and strangers are not peers.
+    for stranger in [
+        Some(Ipv4Addr::new(10, 0, 0, 1)),
+        Some(Ipv4Addr::new(192, 0, 2, 9)),
+        None,
+    ] {
+        assert_eq!(
+            tunnelled(&t, stranger, &good).0,
+            Err(DropReason::UnknownPeer)
+        );
+    }
+    // Another VNI is no domain of ours.
+    let other = datagram(43, &frame(S1, G, 10, 0));
+    assert_eq!(tunnelled(&t, peer, &other).0, Err(DropReason::NoDomain));
+    // No I flag.
+    let mut flagless = good.clone();
+    flagless[0] = 0;
+    assert_eq!(tunnelled(&t, peer, &flagless).0, Err(DropReason::BadVxlan));
+    // Short, or an inner frame that is not IPv4 multicast.
+    assert_eq!(
+        tunnelled(&t, peer, &good[..4]).0,
+        Err(DropReason::Malformed)
+    );
+    let unicast = datagram(42, &frame(S1, Ipv4Addr::new(10, 1, 0, 99), 10, 0));
+    assert_eq!(
+        tunnelled(&t, peer, &unicast).0,
+        Err(DropReason::NotMulticast)
+    );
+    // No input panics.
+    for n in 0..good.len() {
+        let _ = tunnelled(&t, peer, &good[..n]);
+    }
+}
+
+#[test]
+fn tunnelled_frames_never_go_back_into_the_tunnel() {
+    let mut d = domain(42, false);
+    d.members = vec![
+        member("h2", G, SourceFilter::any_source()),
+        member("h3", G, SourceFilter::any_source()),
+    ];
+    let t = table(vec![d], &[]);
+    let (r, p) = tunnelled(
+        &t,
+        Some(Ipv4Addr::new(10, 0, 0, 2)),
+        &datagram(42, &frame(S1, G, 10, 0)),
+    );
+    assert!(r.is_ok());
+    assert!(p.tunnel.is_empty() && p.deliver.is_empty());
+    assert_eq!(p.dropped, Some(DropReason::NoMembers));
+}
+
+#[test]
+fn a_link_in_two_domains_gets_one_copy_and_each_domain_tunnels_with_its_vni() {
+    let mut a = domain(42, false);
+    a.members = vec![member("h2", G, SourceFilter::any_source())];
+    let mut b = domain(43, false);
+    b.members = vec![member("h3", G, SourceFilter::any_source())];
+    let t = table(vec![a, b], &[("tk3", G, SourceFilter::any_source())]);
+    let p = captured(&t, 0, &mcast(S1, G, 10), MTU);
+    assert_eq!(p.tunnel, vec![copy(42, 2), copy(43, 3)]);
+    assert_eq!(p.deliver, vec![2]);
+}
+
+#[test]
+fn links_not_attached_are_skipped() {
+    let mut d = domain(42, false);
+    d.static_members = vec![StaticMemberSpec {
+        group: G,
+        host: "h1".into(),
+        interface: None,
+        address: None,
+    }];
+    let t = table(vec![d], &[]);
+    // Only tk1 and tk2 are attached now (tk3 went away since the table was computed).
+    let two = |name: &str| index(name).filter(|&i| i < 2);
+    let mut p = Plan::default();
+    from_link(&t, &two, 0, &mcast(S1, G, 10), MTU, &mut p);
+    assert_eq!(p.deliver, vec![1]);
+}
+
+#[test]
+fn captures_are_checked_before_any_decision() {
+    let f = frame(S1, G, 10, 0);
+    let mut bytes = vec![0u8; VNET_HDR_LEN];
+    bytes.extend_from_slice(&f);
+    let (vnet, m) = parse_capture(&bytes, false).expect("valid");
+    assert_eq!((vnet.flags, m.group, m.source), (0, G, S1));
+    assert_eq!(
+        parse_capture(&bytes[..4], false).err(),
+        Some(DropReason::Malformed)
+    );
+    assert_eq!(
+        parse_capture(&bytes, true).err(),
+        Some(DropReason::Truncated)
+    );
+    let mut gso = bytes.clone();
+    gso[1] = 1;
+    assert_eq!(parse_capture(&gso, false).err(), Some(DropReason::TooBig));
+    let mut igmp = bytes.clone();
+    igmp[VNET_HDR_LEN + 14 + 9] = 2;
+    assert_eq!(parse_capture(&igmp, false).err(), Some(DropReason::Igmp));
+    // Containers are hosts, not routers: PIM from a task goes nowhere, counted.
+    let mut pim = bytes.clone();
+    pim[VNET_HDR_LEN + 14 + 9] = crate::inspect::PROTOCOL_PIM;
+    assert_eq!(
+        parse_capture(&pim, false).err(),
+        Some(DropReason::RouterMessage)
+    );
+    for n in 0..bytes.len() {
+        let _ = parse_capture(&bytes[..n], false);
+    }
+}
