@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod daemon;
+pub mod fuzzing;
 pub mod igmp_plan;
 pub mod link;
 pub mod metrics;

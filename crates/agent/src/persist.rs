@@ -156,13 +156,19 @@ pub fn load(dir: &Path, host: &str, now: SystemTime) -> Result<Option<SavedMembe
     })
 }
 
-enum ParseError {
+/// Why bytes are not a usable state file.
+/// Why bytes are not a usable state file.
+pub(crate) enum ParseError {
     Parse(String),
     OtherHost(String),
     TooOld(Duration),
 }
 
-fn parse(bytes: &[u8], host: &str, now: SystemTime) -> Result<SavedMembership, ParseError> {
+pub(crate) fn parse(
+    bytes: &[u8],
+    host: &str,
+    now: SystemTime,
+) -> Result<SavedMembership, ParseError> {
     let doc: StateFile =
         serde_json::from_slice(bytes).map_err(|e| ParseError::Parse(e.to_string()))?;
     if doc.format != FORMAT {
