@@ -25,7 +25,7 @@ pub(crate) struct GroupMut<'a> {
     addr: Ipv4Addr,
     group: &'a mut Group,
     sources_before: usize,
-    sources: &'a mut usize,
+    total_sources: &'a mut usize,
     changed: &'a mut BTreeSet<Ipv4Addr>,
     timers: &'a mut TimerTable,
 }
@@ -47,7 +47,8 @@ impl Drop for GroupMut<'_> {
     fn drop(&mut self) {
         self.timers
             .set_or_stop(Timer::Group(self.addr), self.group.next_deadline());
-        *self.sources = self.sources.saturating_sub(self.sources_before) + self.group.sources.len();
+        *self.total_sources =
+            self.total_sources.saturating_sub(self.sources_before) + self.group.sources.len();
         self.changed.insert(self.addr);
     }
 }
@@ -85,7 +86,7 @@ impl GroupTable {
             addr: g,
             sources_before: group.sources.len(),
             group,
-            sources: &mut self.sources,
+            total_sources: &mut self.sources,
             changed: &mut self.changed,
             timers,
         })
@@ -98,7 +99,7 @@ impl GroupTable {
             addr: g,
             sources_before: group.sources.len(),
             group,
-            sources: &mut self.sources,
+            total_sources: &mut self.sources,
             changed: &mut self.changed,
             timers,
         }
@@ -137,5 +138,64 @@ impl GroupTable {
     /// The groups changed since the last call.
     pub(crate) fn take_changed(&mut self) -> BTreeSet<Ipv4Addr> {
         std::mem::take(&mut self.changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+    use std::time::Instant;
+
+    use crate::group::Source;
+
+    #[test]
+    fn every_change_rearms_the_timer_and_counts_sources() {
+        let t0 = Instant::now();
+        let g = Ipv4Addr::new(239, 1, 1, 1);
+        let s = |n: u8| Ipv4Addr::new(192, 0, 2, n);
+        let mut timers = TimerTable::default();
+        let mut table = GroupTable::default();
+        {
+            let mut state = table.entry(g, &mut timers);
+            for n in 1..=3 {
+                state.sources.insert(
+                    s(n),
+                    Source {
+                        timer: Some(t0 + Duration::from_secs(u64::from(n))),
+                        retransmit: 0,
+                    },
+                );
+            }
+        }
+        assert_eq!(
+            timers.next(),
+            Some((t0 + Duration::from_secs(1), Timer::Group(g)))
+        );
+        assert_eq!(table.total_sources(), 3);
+        assert_eq!(
+            table.take_changed().into_iter().collect::<Vec<_>>(),
+            vec![g]
+        );
+        if let Some(mut state) = table.get_mut(g, &mut timers) {
+            state.sources.remove(&s(1));
+        }
+        assert_eq!(
+            timers.next(),
+            Some((t0 + Duration::from_secs(2), Timer::Group(g)))
+        );
+        assert_eq!(table.total_sources(), 2);
+        // A group with state is not reaped; once INCLUDE {} it is, with its timer.
+        table.reap(g, &mut timers);
+        assert!(table.contains(g));
+        table.for_each_mut(&mut timers, |_, state| state.sources.clear());
+        assert_eq!(timers.next(), None);
+        table.reap(g, &mut timers);
+        assert!(!table.contains(g));
+        assert_eq!(table.total_sources(), 0);
+        assert_eq!(
+            table.take_changed().into_iter().collect::<Vec<_>>(),
+            vec![g]
+        );
     }
 }

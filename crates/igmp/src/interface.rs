@@ -9,7 +9,7 @@ use std::time::Instant;
 use mcgate_wire::Version;
 use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS, IgmpRepr, QueryV3};
 
-use crate::election::{HeardQuery, OtherQuerier};
+use crate::election::{HeardQuery, OtherQuerier, election_key};
 use crate::flood::ReportLimiter;
 use crate::group::Group;
 use crate::group_table::GroupTable;
@@ -97,9 +97,10 @@ impl Interface {
     pub fn set_address(&mut self, now: Instant, address: Ipv4Addr) {
         let now = self.advance(now);
         self.address = address;
-        let wins = self.other_querier.as_ref().is_some_and(|q| {
-            crate::election::election_key(address) < crate::election::election_key(q.address)
-        });
+        let wins = self
+            .other_querier
+            .as_ref()
+            .is_some_and(|q| election_key(address) < election_key(q.address));
         if wins {
             self.on_other_querier_expired(now);
             self.run_timers(now);

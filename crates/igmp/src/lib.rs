@@ -80,6 +80,7 @@ mod config;
 mod election;
 mod event;
 mod flood;
+pub mod fuzzing;
 mod group;
 mod group_table;
 mod interface;

@@ -389,3 +389,33 @@ fn rfc3376_7_3_1_warnings_come_at_most_once_per_query_interval() {
         }]
     );
 }
+
+#[test]
+fn rfc3376_6_6_2_an_address_set_late_takes_part_in_the_election() {
+    // The router starts without an address (queries from 0.0.0.0) and yields to any
+    // real querier; once the link gets an address below that querier's, it takes over
+    // at once, querying from the new address.
+    let mut l = Link::with_address(shared(), Ipv4Addr::UNSPECIFIED);
+    l.query_v3(HIGHER, Ipv4Addr::UNSPECIFIED, false, &[]);
+    assert_eq!(l.igmp.querier(), Some(HIGHER));
+    l.take_events();
+    l.igmp.set_address(l.now, LOWER);
+    l.wait(secs(0.0));
+    assert!(l.igmp.is_querier());
+    assert_eq!(l.igmp.address(), LOWER);
+    assert_eq!(
+        l.take_events(),
+        vec![Event::QuerierChanged { querier: None }]
+    );
+    let packet = mcgate_wire::igmp::emit_ip_packet(LOWER, ALL_SYSTEMS, &general_v3());
+    assert!(
+        matches!(&l.sent[..], [(_, t)] if t.packet == packet),
+        "{:?}",
+        l.sent
+    );
+    // An address above the querier's changes nothing but the source of our queries.
+    let mut l = Link::with_address(shared(), Ipv4Addr::UNSPECIFIED);
+    l.query_v3(LOWER, Ipv4Addr::UNSPECIFIED, false, &[]);
+    l.igmp.set_address(l.now, HIGHER);
+    assert_eq!(l.igmp.querier(), Some(LOWER));
+}

@@ -1,0 +1,149 @@
+//! Body of the `igmp_router` fuzz target in `fuzz/`, kept here so it builds and runs on
+//! stable Rust: a unit test runs it over its seed corpus (`fuzz/corpus/igmp_router`).
+//!
+//! The input drives one [`Interface`] through a session: the first byte picks the
+//! configuration, then each record is `[delay in ms] [length: 2 bytes, big endian]
+//! [IPv4 packet]`. Every packet is fed as it is and again with its IPv4 and IGMP
+//! checksums fixed up, so the fuzzer reaches the state machine behind the checks. The
+//! `assert!`s are the invariants it hunts for violations of: no timer is left due, and
+//! the events replay to exactly the group table.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use mcgate_wire::{Version, checksum, ipv4};
+
+use crate::{Config, Event, Interface, SourceFilter};
+
+/// Runs one session; see the module documentation.
+pub fn router(data: &[u8]) {
+    let _ = session(data);
+}
+
+/// Runs one session and gives the interface back (none for an empty input).
+fn session(data: &[u8]) -> Option<Interface> {
+    let (&flags, mut rest) = data.split_first()?;
+    let config = Config {
+        version: if flags & 1 != 0 {
+            Version::V2
+        } else {
+            Version::V3
+        },
+        other_queriers: flags & 2 != 0,
+        report_rate_limit: if flags & 4 != 0 { 0 } else { 5 },
+        report_burst: 5,
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut igmp = Interface::new(config, Ipv4Addr::new(10, 99, 0, 10), now);
+    let mut published = BTreeMap::new();
+    drain(&mut igmp, &mut published);
+    while let [delay, hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        let (packet, next) = tail.split_at(len);
+        rest = next;
+        let end = now + Duration::from_millis(u64::from(*delay) * 100);
+        while let Some(t) = igmp.poll_timeout().filter(|t| *t <= end) {
+            assert!(t >= now, "a deadline in the past");
+            now = t;
+            igmp.handle_timeout(now);
+            drain(&mut igmp, &mut published);
+        }
+        now = end;
+        igmp.handle_packet(now, packet);
+        drain(&mut igmp, &mut published);
+        igmp.handle_packet(now, &fixed(packet));
+        drain(&mut igmp, &mut published);
+        assert!(
+            igmp.poll_timeout().is_none_or(|t| t > now),
+            "a timer left due"
+        );
+    }
+    Some(igmp)
+}
+
+/// Takes what the interface queued and checks that the events replay to its table.
+fn drain(igmp: &mut Interface, published: &mut BTreeMap<Ipv4Addr, (SourceFilter, Vec<Ipv4Addr>)>) {
+    while igmp.poll_transmit().is_some() {}
+    while let Some(e) = igmp.poll_event() {
+        if let Event::GroupChanged {
+            group,
+            filter,
+            reporters,
+        } = e
+        {
+            match filter {
+                Some(f) => published.insert(group, (f, reporters)),
+                None => published.remove(&group),
+            };
+        }
+    }
+    let table: BTreeMap<_, _> = igmp
+        .groups()
+        .map(|(g, f)| (g, (f, igmp.reporters(g))))
+        .collect();
+    assert_eq!(*published, table, "events do not replay to the table");
+}
+
+/// `packet` with its IPv4 header and IGMP checksums recomputed, when it is long enough
+/// to carry them.
+fn fixed(packet: &[u8]) -> Vec<u8> {
+    let Ok(mut p) = ipv4::Packet::new_checked(packet.to_vec()) else {
+        return packet.to_vec();
+    };
+    let igmp = p.payload_mut();
+    if igmp.len() >= 4 {
+        igmp[2..4].fill(0);
+        let sum = checksum::checksum(igmp);
+        igmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    p.fill_checksum();
+    p.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/igmp_router");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            let is_seed = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seed-"));
+            if is_seed {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
+        out
+    }
+
+    /// Runs the body over every seed, and over every prefix of each, so the fuzz target
+    /// keeps compiling and working on stable Rust.
+    #[test]
+    fn igmp_router_passes_its_seed_corpus() {
+        for (_, data) in seeds() {
+            for end in 0..=data.len() {
+                super::router(&data[..end]);
+            }
+        }
+    }
+
+    /// The seeds are sessions of packets the Linux kernel sent: each must get past the
+    /// checks into the state machine, not just not panic.
+    #[test]
+    fn seeds_reach_the_state_machine() {
+        for (path, data) in seeds() {
+            let igmp = super::session(&data).expect("a seed is not empty");
+            let r = &igmp.stats().received;
+            assert!(r.report_v2 > 0 && r.report_v3 > 0, "{path:?}: {r:?}");
+        }
+    }
+}
