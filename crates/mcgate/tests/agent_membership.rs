@@ -286,3 +286,48 @@ fn restart_under_a_stream(dp: &str) -> u64 {
     }
     lost
 }
+
+/// A link that gets its address after the agent attached (a CNI sets it just after
+/// creating the veth): the querier's next queries come from that address, not 0.0.0.0.
+#[test]
+fn queries_come_from_an_address_the_link_got_after_attach() {
+    let mut t = Topo::with_dataplanes(1, &["userspace"]);
+    t.start_controller();
+    t.create_domain("d1", 4100, "v2", false);
+    t.start_agents();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats(0)
+            .is_some_and(|s| s.contains("\"tk1\"") && s.contains("\"igmp_mode\":\"v2\""))
+    });
+    assert!(
+        ok,
+        "the agent did not run the querier on tk1:\n{}",
+        t.logs()
+    );
+    let addr = "10.200.1.99";
+    t.hosts[0]
+        .ns
+        .run(&["ip", "addr", "add", &format!("{addr}/32"), "dev", "tk1"]);
+    let seen = t.wait_until(Duration::from_secs(5), || {
+        t.stats(0)
+            .is_some_and(|s| s.contains(&format!("\"address\":\"{addr}\"")))
+    });
+    assert!(seen, "the rescan did not see the address:\n{}", t.logs());
+    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "igmp"]);
+    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
+    });
+    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+    // A member that leaves makes the querier send group-specific queries at once.
+    let group = "233.252.0.5";
+    let r = t.receiver(0, 0, group, 1.0, "any", &[]);
+    t.received(r, Duration::from_secs(5));
+    let query = format!("IP {addr} > {group}: igmp query");
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains(&query))
+    });
+    let out = t.wait_proc(dump, Duration::from_millis(100));
+    assert!(ok, "no query from {addr}:\n{out}\n{}", t.logs());
+    assert!(!out.contains("IP 0.0.0.0 > "), "{out}");
+}
