@@ -10,8 +10,10 @@ use std::time::Duration;
 
 /// The first window: the first retry comes 125-250 ms after a failure.
 pub const BASE: Duration = Duration::from_millis(250);
-/// The largest window: a controller away for long is tried every 15-30 s.
-pub const MAX: Duration = Duration::from_secs(30);
+/// The largest window: a controller away for long is tried every 5-10 s, so it is
+/// found again within 10 s of its return while 1,000 agents still spread their
+/// attempts over 5 s.
+pub const MAX: Duration = Duration::from_secs(10);
 
 /// The retry schedule of one kind of request.
 #[derive(Debug, Clone)]
