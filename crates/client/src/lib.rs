@@ -8,10 +8,13 @@
 pub mod table;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -88,11 +91,46 @@ enum Target {
 }
 
 /// A handle on one controller. Cheap to clone; each request opens its own connection,
-/// which keeps failures independent (a broken stream never poisons an admin call).
+/// which keeps failures independent (a broken stream never poisons an admin call),
+/// unless the client keeps connections alive ([`Client::keep_alive`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     url: String,
     target: Target,
+    pool: Option<Arc<Pool>>,
+}
+
+/// Most idle connections a keep-alive client keeps: a caller that makes one request
+/// at a time needs one.
+const POOL_MAX: usize = 4;
+
+/// The idle connections of a keep-alive client, shared by its clones.
+#[derive(Debug, Default)]
+struct Pool {
+    idle: std::sync::Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    opened: AtomicU64,
+}
+
+impl Pool {
+    fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+        match self.idle.lock() {
+            Ok(mut v) => v.pop(),
+            Err(p) => p.into_inner().pop(),
+        }
+    }
+
+    fn put(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = match self.idle.lock() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        if idle.len() < POOL_MAX {
+            idle.push(sender);
+        }
+    }
 }
 
 impl Client {
@@ -119,7 +157,25 @@ impl Client {
         Ok(Self {
             url: url.to_string(),
             target,
+            pool: None,
         })
+    }
+
+    /// The same controller, with connections kept open and reused between requests
+    /// (HTTP/1.1 keep-alive), for a caller that talks to it all the time, such as an
+    /// agent's heartbeats and membership reports. Streams always get a connection of
+    /// their own. A request whose idle connection turns out closed before the request
+    /// was written goes out on a new connection; nothing else is retried.
+    pub fn keep_alive(mut self) -> Self {
+        self.pool = Some(Arc::default());
+        self
+    }
+
+    /// Connections a keep-alive client has opened so far (0 for other clients).
+    pub fn connections_opened(&self) -> u64 {
+        self.pool
+            .as_ref()
+            .map_or(0, |p| p.opened.load(Ordering::Relaxed))
     }
 
     /// The controller to use when the user gave none: the running lab's, if exactly one
@@ -164,7 +220,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let resp = self.request(method, path, body).await?;
+        let resp = self.request(method, path, body, true).await?;
         let bytes = resp
             .into_body()
             .collect()
@@ -177,7 +233,7 @@ impl Client {
 
     /// `GET path` for a newline-delimited stream; read it with [`LineStream::next_line`].
     pub async fn stream(&self, path: &str) -> Result<LineStream, ClientError> {
-        let resp = self.request(Method::GET, path, None::<&()>).await?;
+        let resp = self.request(Method::GET, path, None::<&()>, false).await?;
         Ok(LineStream {
             body: resp.into_body(),
             buf: BytesMut::new(),
@@ -186,11 +242,21 @@ impl Client {
         })
     }
 
+    /// `GET path` for a long-lived streamed body, handed over unread so that the caller
+    /// frames it with its own bound on a message's size.
+    pub async fn stream_body(&self, path: &str) -> Result<Incoming, ClientError> {
+        Ok(self
+            .request(Method::GET, path, None::<&()>, false)
+            .await?
+            .into_body())
+    }
+
     async fn request<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
+        reuse: bool,
     ) -> Result<Response<Incoming>, ClientError> {
         let body = match body {
             Some(b) => {
@@ -209,21 +275,7 @@ impl Client {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| self.http_err(e))?;
-        let resp = match &self.target {
-            Target::Tcp { authority } => {
-                let stream = tokio::net::TcpStream::connect(authority.as_str())
-                    .await
-                    .map_err(|source| self.connect_err(source))?;
-                let _ = stream.set_nodelay(true);
-                self.send(TokioIo::new(stream), req).await?
-            }
-            Target::Unix { path } => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|source| self.connect_err(source))?;
-                self.send(TokioIo::new(stream), req).await?
-            }
-        };
+        let resp = self.dispatch(req, reuse).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -237,23 +289,78 @@ impl Client {
         Err(status_error(status, &bytes))
     }
 
-    async fn send<I>(
+    /// Sends `req` on an idle connection of the pool when `reuse` allows, else on a new
+    /// one (kept for reuse afterwards when the client keeps connections alive).
+    async fn dispatch(
         &self,
-        io: I,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, ClientError>
+        mut req: Request<Full<Bytes>>,
+        reuse: bool,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let pool = self.pool.as_ref().filter(|_| reuse);
+        if let Some(pool) = pool {
+            while let Some(mut sender) = pool.take() {
+                // Fails when the server closed the connection while it was idle.
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        pool.put(sender);
+                        return Ok(resp);
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Never written: safe to send on another connection.
+                        Some(r) => req = r,
+                        None => return Err(self.http_err(e.into_error())),
+                    },
+                }
+            }
+        }
+        let mut sender = self.connect().await?;
+        if let Some(p) = &self.pool {
+            p.opened.fetch_add(1, Ordering::Relaxed);
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.http_err(e))?;
+        if let Some(pool) = pool {
+            pool.put(sender);
+        }
+        Ok(resp)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+        match &self.target {
+            Target::Tcp { authority } => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(|source| self.connect_err(source))?;
+                let _ = stream.set_nodelay(true);
+                self.handshake(TokioIo::new(stream)).await
+            }
+            Target::Unix { path } => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|source| self.connect_err(source))?;
+                self.handshake(TokioIo::new(stream)).await
+            }
+        }
+    }
+
+    async fn handshake<I>(&self, io: I) -> Result<SendRequest<Full<Bytes>>, ClientError>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| self.http_err(e))?;
         tokio::spawn(async move {
-            // The connection ends with the response body; its error, if any, surfaces
-            // through the body read.
+            // The connection ends with the last handle on it (or with the response
+            // body); its error, if any, surfaces through the request or the body read.
             let _ = conn.await;
         });
-        sender.send_request(req).await.map_err(|e| self.http_err(e))
+        Ok(sender)
     }
 
     fn connect_err(&self, source: std::io::Error) -> ClientError {
@@ -391,6 +498,74 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A server that answers `{}` to every request on a connection kept open, and
+    /// counts the connections it accepted.
+    async fn counting_server() -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: headers, then the body its Content-Length gives.
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + 4 + len);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        if sock.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_client_reuses_one_connection() {
+        let (url, accepted) = counting_server().await;
+        let client = Client::new(&url).unwrap().keep_alive();
+        for _ in 0..5 {
+            let _: serde_json::Value = client
+                .post("/x", &serde_json::json!({"a": 1}))
+                .await
+                .unwrap();
+            let _: serde_json::Value = client.clone().get("/y").await.unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(client.connections_opened(), 1);
+        // Without keep-alive, one connection per request.
+        let plain = Client::new(&url).unwrap();
+        for _ in 0..3 {
+            let _: serde_json::Value = plain.get("/y").await.unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 
     #[test]
