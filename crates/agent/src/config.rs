@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub admin: Option<AdminAddr>,
     /// The data plane asked for (`auto` lets the agent choose at start).
     pub dataplane: Requested,
+    /// Where the state file is kept, if anywhere.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the settings cannot be used.
@@ -84,6 +86,8 @@ struct FileConfig {
     attach: Vec<String>,
     admin: Option<String>,
     dataplane: Option<String>,
+    #[serde(rename = "state-dir")]
+    state_dir: Option<PathBuf>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -203,6 +207,14 @@ impl AgentConfig {
                 value: dataplane.clone(),
                 why: e.to_string(),
             })?;
+        let state_dir = args.state_dir.clone().or(file.state_dir);
+        if state_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "state-dir",
+                value: String::new(),
+                why: "give a directory".into(),
+            });
+        }
         Ok(Self {
             controller,
             host,
@@ -210,6 +222,7 @@ impl AgentConfig {
             attach,
             admin,
             dataplane,
+            state_dir,
         })
     }
 }
@@ -227,6 +240,7 @@ mod tests {
             admin: None,
             config: None,
             dataplane: None,
+            state_dir: None,
         }
     }
 
@@ -236,7 +250,7 @@ mod tests {
         let path = dir.join("agent.toml");
         std::fs::write(
             &path,
-            "controller = \"http://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\n",
+            "controller = \"http://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\n",
         )
         .unwrap();
         let mut a = args();
@@ -248,6 +262,7 @@ mod tests {
         assert_eq!(c.attach, ["tk*"]);
         assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));
         assert_eq!(c.dataplane, Requested::Auto);
+        assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/mcgate")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -6,22 +6,34 @@
 //!   because the lease expired or the controller restarted) register again and resend
 //!   the snapshot. Changes made while the controller is away are kept and sent then.
 //! - the stream: `GET /v1/agents/{host}/stream`, forwarded line by line to the agent;
-//!   reconnected from a full snapshot whenever it breaks.
+//!   reconnected from a full snapshot whenever it breaks. A line longer than
+//!   [`MAX_STREAM_LINE`] is refused (the connection is dropped and reopened), so a
+//!   broken or hostile controller cannot make the agent buffer without bound.
+//!
+//! Failed attempts are retried after a delay from [`crate::backoff`] (exponential, with
+//! jitter), so that agents that lost the controller together do not return together.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryStreamExt};
+use http_body_util::BodyDataStream;
 use mcgate_client::{Client, ClientError};
 use mcgate_domain::api::{
     AgentRegistration, Heartbeat, LinkMembership, MembershipAck, MembershipReport,
     RegistrationReply, StreamMessage,
 };
 use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::io::StreamReader;
 
-/// How long to wait before trying a failed controller again.
-const RETRY: Duration = Duration::from_millis(500);
+use crate::backoff::{self, Backoff};
+
+/// The longest stream line (one JSON message) accepted, in bytes. A snapshot of a
+/// domain with thousands of hosts and groups is a few MiB.
+pub const MAX_STREAM_LINE: usize = 16 << 20;
 /// A stream that stays silent this long is taken as dead (the controller sends
 /// keepalives far more often).
 const STREAM_IDLE: Duration = Duration::from_secs(45);
@@ -59,6 +71,8 @@ pub struct ControllerStatus {
     pub revision: Option<u64>,
     /// The last error, for people.
     pub last_error: Option<String>,
+    /// Stream messages refused for being longer than the limit.
+    pub oversize_messages: u64,
 }
 
 /// Shared, updated by both tasks, read by the admin endpoint.
@@ -115,6 +129,7 @@ pub async fn session_task(
 ) {
     let host = registration.host.clone();
     let mut mirror: Mirror = BTreeMap::new();
+    let mut retry = Backoff::default();
     loop {
         // Register, absorbing local changes while the controller is away.
         let reply: RegistrationReply =
@@ -126,8 +141,9 @@ pub async fn session_task(
                         s.session = None;
                         s.last_error = Some(e.to_string());
                     });
-                    tracing::debug!(error = %e, "registration failed; retrying");
-                    let deadline = tokio::time::Instant::now() + RETRY;
+                    let delay = backoff::next_delay(&mut retry);
+                    tracing::debug!(error = %e, ?delay, "registration failed; retrying");
+                    let deadline = tokio::time::Instant::now() + delay;
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(deadline) => break,
@@ -162,9 +178,10 @@ pub async fn session_task(
         {
             tracing::warn!(error = %e, "membership snapshot refused; registering again");
             update(&status, |s| s.last_error = Some(e.to_string()));
-            tokio::time::sleep(RETRY).await;
+            tokio::time::sleep(backoff::next_delay(&mut retry)).await;
             continue;
         }
+        retry.reset();
         update(&status, |s| s.reports += 1);
         let mut heartbeat =
             tokio::time::interval(Duration::from_millis(reply.heartbeat_ms.clamp(100, 60_000)));
@@ -219,7 +236,7 @@ pub async fn session_task(
             s.session = None;
             s.last_error = Some(failure.to_string());
         });
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
     }
 }
 
@@ -232,6 +249,83 @@ pub enum StreamEvent {
     Message(StreamMessage),
 }
 
+/// Reads one stream connection's body as lines of at most [`MAX_STREAM_LINE`] bytes.
+pub fn stream_lines(
+    body: hyper::body::Incoming,
+) -> FramedRead<impl tokio::io::AsyncRead, LinesCodec> {
+    let bytes = BodyDataStream::new(body).map_err(std::io::Error::other);
+    FramedRead::new(
+        StreamReader::new(bytes),
+        LinesCodec::new_with_max_length(MAX_STREAM_LINE),
+    )
+}
+
+/// Why a stream connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamEnd {
+    /// The agent's loop is gone: stop.
+    Stop,
+    /// Reconnect; `delivered` tells whether the connection carried a message.
+    Reconnect { delivered: bool },
+}
+
+/// Forwards the messages of one connection to `tx` until it ends.
+async fn forward<R: tokio::io::AsyncRead + Unpin>(
+    lines: &mut FramedRead<R, LinesCodec>,
+    tx: &mpsc::Sender<StreamEvent>,
+    status: &SharedStatus,
+) -> StreamEnd {
+    let mut delivered = false;
+    loop {
+        let line = match tokio::time::timeout(STREAM_IDLE, lines.next()).await {
+            Ok(Some(Ok(line))) => line,
+            Ok(None) => return StreamEnd::Reconnect { delivered },
+            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+                tracing::warn!(
+                    limit = MAX_STREAM_LINE,
+                    "a stream message is longer than the limit; reconnecting"
+                );
+                update(status, |s| {
+                    s.last_error = Some(format!(
+                        "a stream message was longer than {MAX_STREAM_LINE} bytes"
+                    ));
+                    s.oversize_messages += 1;
+                });
+                return StreamEnd::Reconnect { delivered };
+            }
+            Ok(Some(Err(LinesCodecError::Io(e)))) => {
+                update(status, |s| s.last_error = Some(e.to_string()));
+                return StreamEnd::Reconnect { delivered };
+            }
+            Err(_) => {
+                tracing::warn!("the controller's stream went silent; reconnecting");
+                return StreamEnd::Reconnect { delivered };
+            }
+        };
+        if line.bytes().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match serde_json::from_str::<StreamMessage>(&line) {
+            Ok(msg) => {
+                let rev = match &msg {
+                    StreamMessage::Snapshot { revision, .. }
+                    | StreamMessage::Delta { revision, .. }
+                    | StreamMessage::Keepalive { revision } => *revision,
+                };
+                update(status, |s| s.revision = Some(rev));
+                if tx.send(StreamEvent::Message(msg)).await.is_err() {
+                    return StreamEnd::Stop;
+                }
+                delivered = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable stream message; reconnecting");
+                return StreamEnd::Reconnect { delivered };
+            }
+        }
+    }
+}
+
 /// Runs the forwarding-state stream for ever, sending each message to `tx`.
 pub async fn stream_task(
     client: Client,
@@ -239,12 +333,13 @@ pub async fn stream_task(
     tx: mpsc::Sender<StreamEvent>,
     status: SharedStatus,
 ) {
+    let mut retry = Backoff::default();
     loop {
         // Always start from a full snapshot (no `since`): a restarted controller may
         // have restarted its revisions too, and a snapshot is small.
         let path = format!("/v1/agents/{host}/stream");
-        match with_timeout(&client, client.stream(&path)).await {
-            Ok(mut lines) => {
+        match with_timeout(&client, client.stream_body(&path)).await {
+            Ok(body) => {
                 if tx.send(StreamEvent::Connected).await.is_err() {
                     return;
                 }
@@ -252,41 +347,15 @@ pub async fn stream_task(
                     s.stream_connected = true;
                     s.stream_connects += 1;
                 });
-                loop {
-                    let line = match tokio::time::timeout(STREAM_IDLE, lines.next_line()).await {
-                        Ok(Ok(Some(line))) => line,
-                        Ok(Ok(None)) => break,
-                        Ok(Err(e)) => {
-                            update(&status, |s| s.last_error = Some(e.to_string()));
-                            break;
-                        }
-                        Err(_) => {
-                            tracing::warn!("the controller's stream went silent; reconnecting");
-                            break;
-                        }
-                    };
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    match serde_json::from_slice::<StreamMessage>(&line) {
-                        Ok(msg) => {
-                            let rev = match &msg {
-                                StreamMessage::Snapshot { revision, .. }
-                                | StreamMessage::Delta { revision, .. }
-                                | StreamMessage::Keepalive { revision } => *revision,
-                            };
-                            update(&status, |s| s.revision = Some(rev));
-                            if tx.send(StreamEvent::Message(msg)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable stream message; reconnecting");
-                            break;
-                        }
-                    }
-                }
+                let end = forward(&mut stream_lines(body), &tx, &status).await;
                 update(&status, |s| s.stream_connected = false);
+                match end {
+                    StreamEnd::Stop => return,
+                    // A connection that carried messages was a success: the next
+                    // failure starts the schedule over.
+                    StreamEnd::Reconnect { delivered: true } => retry.reset(),
+                    StreamEnd::Reconnect { delivered: false } => {}
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "stream connection failed");
@@ -296,6 +365,46 @@ pub async fn stream_task(
                 });
             }
         }
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A controller that sends a line over the limit: the reader stops with a counted
+    /// error after buffering at most the limit, without waiting for the line's end.
+    #[tokio::test]
+    async fn an_over_long_stream_line_is_refused() {
+        let (mut w, r) = tokio::io::duplex(64 * 1024);
+        let keepalive = b"{\"type\":\"keepalive\",\"revision\":3}\n";
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            w.write_all(keepalive).await.unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            // Never a newline: an unbounded reader would buffer all of it.
+            for _ in 0..(MAX_STREAM_LINE >> 20) + 2 {
+                if w.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_STREAM_LINE));
+        let (tx, mut rx) = mpsc::channel(4);
+        let status: SharedStatus = Arc::default();
+        let end = forward(&mut lines, &tx, &status).await;
+        assert_eq!(end, StreamEnd::Reconnect { delivered: true });
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(StreamEvent::Message(StreamMessage::Keepalive {
+                revision: 3
+            }))
+        ));
+        let s = status.lock().unwrap().clone();
+        assert_eq!(s.oversize_messages, 1);
+        assert_eq!(s.revision, Some(3));
+        drop(lines);
+        writer.await.unwrap();
     }
 }

@@ -8,16 +8,27 @@
 //! It must never make forwarding wait on the controller: with the controller away it
 //! keeps forwarding on the last state and keeps learning local membership, and resyncs
 //! (registration, full snapshot) when the controller returns. It holds no `unsafe`.
+//!
+//! The decisions live in [`core::AgentCore`], which takes the current time as an
+//! argument and returns what to do; [`daemon`] is the tokio loop that drives it. The
+//! IGMP router itself is `mcgate-igmp`, the packets move in `mcgate-dataplane`.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod control;
+pub mod core;
 pub mod daemon;
+pub mod igmp_plan;
 pub mod link;
+pub mod metrics;
 pub mod netdev;
+pub mod persist;
+pub mod view;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,17 +61,33 @@ pub struct AgentArgs {
     /// can work, else the relay; the default).
     #[arg(long)]
     pub dataplane: Option<String>,
+    /// Directory for the agent's state file: the membership it learned, so that a
+    /// restarted agent forwards to its receivers at once. With it, SIGTERM keeps the
+    /// host's registration for the next agent instead of deregistering.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
-/// Runs the agent.
-pub fn run(args: AgentArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
+/// The log subscriber: `RUST_LOG` filters (`info` by default), colour only when `ansi`
+/// (the output is a terminal), never in files, pipes or journald.
+pub fn log_subscriber<W>(writer: W, ansi: bool) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(ansi)
+        .with_writer(writer)
+        .finish()
+}
+
+/// Runs the agent.
+pub fn run(args: AgentArgs) -> ExitCode {
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing::subscriber::set_global_default(log_subscriber(std::io::stderr, ansi));
     let cfg = match config::AgentConfig::resolve(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -84,5 +111,44 @@ pub fn run(args: AgentArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A writer that keeps what the subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(ansi: bool) -> String {
+        let buf = Buffer::default();
+        let w = buf.clone();
+        let sub = super::log_subscriber(move || w.clone(), ansi);
+        tracing::subscriber::with_default(sub, || tracing::info!(link = "tk1", "attached"));
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn logs_carry_no_colour_codes_when_not_on_a_terminal() {
+        let plain = logged(false);
+        assert!(
+            plain.contains("attached") && plain.contains("tk1"),
+            "{plain}"
+        );
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        // The same line on a terminal is coloured: the check above can fail.
+        assert!(logged(true).contains('\x1b'));
     }
 }

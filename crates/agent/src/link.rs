@@ -1,18 +1,22 @@
-//! One attached link: its IGMP socket, its querier state machine, and the frames the
-//! querier sends.
+//! One attached link's IGMP socket: a reader task that hands each frame to the agent's
+//! loop and counts every frame it cannot hand on, and the sending of queries.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use mcgate_igmp::{Config, Event, Interface};
-use mcgate_sys::packet::{Filter, PacketSocket};
-use mcgate_wire::ethernet;
-use tokio::io::unix::AsyncFd;
+use mcgate_sys::async_packet::AsyncPacketSocket;
+use mcgate_sys::packet::{Filter, PacketSocket, set_recv_buffer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::netdev::NetDev;
+use crate::view::FrameCounters;
+
+/// The largest frame read whole: an Ethernet header (with a VLAN tag) and the largest
+/// IPv4 packet. An IGMP message on a jumbo link (12,000 bytes and more) fits.
+pub const MAX_FRAME: usize = 18 + 65_535;
+/// The IGMP socket's receive buffer: a burst of thousands of reports (a host joining
+/// hundreds of groups, many hosts answering one query) waits here for the agent.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// An IGMP frame received on a link.
 #[derive(Debug)]
@@ -25,124 +29,86 @@ pub struct IgmpFrame {
     pub frame: Vec<u8>,
 }
 
-/// An attached link.
-pub struct Link {
-    /// The interface as last scanned.
-    pub dev: NetDev,
-    sock: Arc<AsyncFd<PacketSocket>>,
-    reader: JoinHandle<()>,
-    /// The querier, when IGMP is on.
-    pub igmp: Option<Interface>,
-    /// Queries that could not be sent.
-    pub send_errors: u64,
-    /// Frames that were not IPv4 IGMP (should not pass the socket filter).
-    pub bad_frames: u64,
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    socket_overflow: AtomicU64,
+    queue_full: AtomicU64,
+    oversize: AtomicU64,
 }
 
-impl std::fmt::Debug for Link {
+/// An attached link's socket and reader.
+pub struct LinkSocket {
+    /// The link's index.
+    pub ifindex: u32,
+    sock: Arc<AsyncPacketSocket>,
+    counters: Arc<Counters>,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LinkSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("dev", &self.dev)
+        f.debug_struct("LinkSocket")
+            .field("ifindex", &self.ifindex)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for Link {
+impl Drop for LinkSocket {
     fn drop(&mut self) {
         self.reader.abort();
     }
 }
 
-impl Link {
-    /// Opens the link's IGMP socket and starts reading it into `tx`.
-    pub fn open(dev: NetDev, tx: mpsc::Sender<IgmpFrame>) -> std::io::Result<Self> {
-        let sock = PacketSocket::open(dev.ifindex, Filter::Igmp)?;
-        // `AsyncFd::new` is deprecated because a caller could close the descriptor while
-        // it is registered. Here the descriptor is owned by the `PacketSocket` inside the
-        // `AsyncFd` and is closed only when the `AsyncFd` drops, after deregistration:
-        // exactly the contract `AsyncFd::register` states, without an `unsafe` block in a
-        // crate that forbids them.
-        #[allow(deprecated)]
-        let sock = Arc::new(AsyncFd::new(sock)?);
-        let reader = tokio::spawn(read_loop(sock.clone(), dev.name.clone(), dev.ifindex, tx));
+impl LinkSocket {
+    /// Opens the IGMP socket of link `name` and starts reading it into `tx`.
+    pub fn open(name: &str, ifindex: u32, tx: mpsc::Sender<IgmpFrame>) -> std::io::Result<Self> {
+        let sock = PacketSocket::open(ifindex, Filter::Igmp)?;
+        // Best effort: a smaller buffer only makes overflows likelier, and they are
+        // counted.
+        let _ = set_recv_buffer(std::os::fd::AsFd::as_fd(&sock), RECV_BUFFER);
+        let sock = Arc::new(AsyncPacketSocket::new(sock)?);
+        let counters = Arc::new(Counters::default());
+        let reader = tokio::spawn(read_loop(
+            sock.clone(),
+            counters.clone(),
+            name.to_string(),
+            ifindex,
+            tx,
+        ));
         Ok(Self {
-            dev,
+            ifindex,
             sock,
+            counters,
             reader,
-            igmp: None,
-            send_errors: 0,
-            bad_frames: 0,
         })
     }
 
-    /// The address queries are sent from: the link's own, or 0.0.0.0 when it has none
-    /// (as the reference gateway does; Linux hosts accept IGMP from 0.0.0.0).
-    pub fn query_source(&self) -> Ipv4Addr {
-        self.dev.address.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    /// Sends one frame.
+    pub fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.sock.get_ref().send(frame)
     }
 
-    /// Starts (or reconfigures) the querier with `config`, or stops it with `None`.
-    pub fn set_igmp(&mut self, config: Option<&Config>, now: Instant) {
-        match (config, &mut self.igmp) {
-            (None, _) => self.igmp = None,
-            (Some(c), Some(i)) => {
-                if i.config() != c {
-                    i.set_config(now, c.clone());
-                }
-            }
-            (Some(c), None) => {
-                self.igmp = Some(Interface::new(c.clone(), self.query_source(), now));
-            }
+    /// The frame counters so far.
+    pub fn counters(&self) -> FrameCounters {
+        let c = &self.counters;
+        FrameCounters {
+            received: c.received.load(Ordering::Relaxed),
+            socket_overflow: c.socket_overflow.load(Ordering::Relaxed),
+            queue_full: c.queue_full.load(Ordering::Relaxed),
+            oversize: c.oversize.load(Ordering::Relaxed),
         }
-    }
-
-    /// Feeds one received frame to the querier.
-    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
-        let Some(igmp) = self.igmp.as_mut() else {
-            return;
-        };
-        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-            self.bad_frames += 1;
-            return;
-        };
-        if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            self.bad_frames += 1;
-            return;
-        }
-        igmp.handle_packet(now, eth.payload());
-    }
-
-    /// Sends what the querier wants sent and returns its events.
-    pub fn drain(&mut self) -> Vec<Event> {
-        let mut events = Vec::new();
-        let Some(igmp) = self.igmp.as_mut() else {
-            return events;
-        };
-        while let Some(t) = igmp.poll_transmit() {
-            let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + t.packet.len());
-            frame.extend_from_slice(&ethernet::multicast_mac(t.dst));
-            frame.extend_from_slice(&self.dev.mac);
-            frame.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-            frame.extend_from_slice(&t.packet);
-            if let Err(e) = self.sock.get_ref().send(&frame) {
-                self.send_errors += 1;
-                tracing::debug!(link = %self.dev.name, error = %e, "cannot send a query");
-            }
-        }
-        while let Some(ev) = igmp.poll_event() {
-            events.push(ev);
-        }
-        events
     }
 }
 
 async fn read_loop(
-    sock: Arc<AsyncFd<PacketSocket>>,
+    sock: Arc<AsyncPacketSocket>,
+    counters: Arc<Counters>,
     link: String,
     ifindex: u32,
     tx: mpsc::Sender<IgmpFrame>,
 ) {
-    let mut buf = vec![0u8; 9216];
+    let mut buf = vec![0u8; MAX_FRAME];
     loop {
         let mut guard = match sock.readable().await {
             Ok(g) => g,
@@ -152,6 +118,7 @@ async fn read_loop(
             match sock.get_ref().recv(&mut buf) {
                 Ok(Some((n, truncated))) => {
                     if truncated {
+                        counters.oversize.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let frame = IgmpFrame {
@@ -159,11 +126,15 @@ async fn read_loop(
                         ifindex,
                         frame: buf.get(..n).unwrap_or(&[]).to_vec(),
                     };
-                    // A full queue means the agent is behind; dropping IGMP is safe
-                    // (hosts repeat reports, the querier re-queries).
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(frame) {
-                        return;
-                    }
+                    // A full queue means the agent is behind; the frame is dropped and
+                    // counted (hosts repeat reports, the querier re-queries).
+                    match tx.try_send(frame) {
+                        Ok(()) => counters.received.fetch_add(1, Ordering::Relaxed),
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            counters.queue_full.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    };
                 }
                 Ok(None) => {
                     guard.clear_ready();
@@ -174,6 +145,10 @@ async fn read_loop(
                     return;
                 }
             }
+        }
+        // What the kernel dropped while the queue was full (reset on read).
+        if let Ok(n) = sock.get_ref().take_drops() {
+            counters.socket_overflow.fetch_add(n, Ordering::Relaxed);
         }
     }
 }

@@ -163,6 +163,15 @@ impl Client {
         })
     }
 
+    /// `GET path` for a long-lived streamed body, handed over unread so that the caller
+    /// frames it with its own bound on a message's size.
+    pub async fn stream_body(&self, path: &str) -> Result<Incoming, ClientError> {
+        Ok(self
+            .request(Method::GET, path, None::<&()>)
+            .await?
+            .into_body())
+    }
+
     async fn request<B: Serialize>(
         &self,
         method: Method,

@@ -150,6 +150,25 @@ impl Interface {
         self.address
     }
 
+    /// The interface's address changed (a CNI often sets it just after the link came up,
+    /// while the router already runs). Queries go out from the new address, and the
+    /// election is held again with it (RFC 3376 6.6.2): if the new address is lower than
+    /// the present querier's, this router resumes the querier role at once, as it would
+    /// on hearing that querier's next query.
+    pub fn set_address(&mut self, now: Instant, address: Ipv4Addr) {
+        let now = self.advance(now);
+        self.address = address;
+        let wins = self
+            .other_querier
+            .as_ref()
+            .is_some_and(|q| election_key(address) < election_key(q.address));
+        if wins {
+            self.on_other_querier_expired(now);
+            self.run_timers(now);
+        }
+        self.flush_events();
+    }
+
     /// Replaces the configuration (the domain's version or timers changed). A version
     /// change restarts the startup queries so hosts learn it quickly; shorter intervals
     /// take effect at once.

@@ -1,12 +1,14 @@
 //! mcgate-sys: every `unsafe` block and raw system call of mcgate, in one small crate.
 //!
-//! Safe wrappers over batched socket calls (`recvmmsg`/`sendmmsg`), AF_PACKET sockets and
-//! raw netlink, each with the invariants it relies on written next to the `unsafe` block.
+//! Safe wrappers over batched socket calls (`recvmmsg`/`sendmmsg`), AF_PACKET sockets (and
+//! their registration with the tokio reactor) and raw netlink, each with the invariants
+//! it relies on written next to the `unsafe` block.
 //! Everything else in mcgate denies `unsafe_code`.
 //!
 //! This crate must never hold protocol logic or policy: it moves bytes and reports errors.
 
 #![allow(unsafe_code)]
+pub mod async_packet;
 pub mod mmsg;
 pub mod packet;
 pub mod poll;

@@ -1,0 +1,413 @@
+//! The agent's state and decisions, without I/O and without a clock: attached links and
+//! their queriers, local membership, the controller's view, and the forwarding table.
+//!
+//! [`AgentCore`] follows the shape of the IGMP core and quinn-proto: the driver hands it
+//! what happened (`handle_*`, each with the current time) and then executes what it asks
+//! for ([`AgentCore::poll_action`]) and wakes it at [`AgentCore::poll_timeout`]. When no
+//! timer runs, `poll_timeout` is `None` and the driver waits for input only.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcgate_dataplane::LinkSpec;
+use mcgate_dataplane::kernel::plane::QuerierSettings;
+use mcgate_domain::api::{AgentRegistration, LinkInfo};
+use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+use mcgate_igmp::{Config as IgmpConfig, Interface};
+use mcgate_wire::ethernet;
+
+use crate::control::SessionInput;
+use crate::igmp_plan::{IgmpPlan, querier_settings};
+use crate::netdev::NetDev;
+use crate::persist::SavedMembership;
+
+/// How long to wait for the controller's domain settings before running the querier
+/// with defaults (so a host whose controller is away still learns its members).
+pub const SETTINGS_GRACE: Duration = Duration::from_secs(3);
+/// After a stream reconnect, hosts missing from the new snapshot are still forwarded to
+/// for this long (they may simply not have re-registered with a restarted controller
+/// yet); see `DomainView::merged_with_stale`.
+pub const STALE_HOLD: Duration = Duration::from_secs(10);
+/// How long membership restored from the state file is kept without a host confirming
+/// it: past the second start-up query (31.25 s apart with the RFC's defaults, RFC 3376
+/// 8.7) and its answers. A member that answers is confirmed at once.
+pub const RESTORE_HOLD: Duration = Duration::from_secs(35);
+/// Membership changes are saved this long after the first unsaved one, so a burst of
+/// joins costs one write.
+pub const SAVE_DELAY: Duration = Duration::from_millis(250);
+
+/// What the driver must do for the core.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this Ethernet frame on the link (if it still has this index).
+    Transmit {
+        /// The link's name.
+        link: String,
+        /// The link's index the frame was built for.
+        ifindex: u32,
+        /// The whole frame.
+        frame: Vec<u8>,
+    },
+    /// Tell the controller session.
+    Session(SessionInput),
+    /// Hand the data plane a new forwarding table.
+    SetTable(Arc<ForwardingTable>),
+    /// Hand the data plane the attached links.
+    SetLinks(Vec<LinkSpec>),
+    /// Hand the data plane this host's static members (link, group).
+    SetStaticMembers(BTreeSet<(String, Ipv4Addr)>),
+    /// Hand the data plane the querier's version and timers.
+    SetQuerier(QuerierSettings),
+    /// Hand the data plane the underlay MTU.
+    SetUnderlayMtu(usize),
+    /// Write the state file with this membership.
+    Save(SavedMembership),
+}
+
+/// Who this host is, fixed for the agent's life.
+#[derive(Debug, Clone)]
+pub struct HostIdentity {
+    /// Host name.
+    pub name: String,
+    /// VXLAN endpoint.
+    pub underlay: SocketAddrV4,
+    /// The interface holding the underlay address (never attached as a task link).
+    pub underlay_if: String,
+    /// The underlay's subnet, `a.b.c.d/n`.
+    pub subnet: Option<String>,
+    /// The data plane's name.
+    pub dataplane: &'static str,
+    /// Why this data plane runs.
+    pub dataplane_chosen_because: String,
+}
+
+/// One attached link as the core sees it.
+#[derive(Debug)]
+pub(crate) struct CoreLink {
+    pub(crate) dev: NetDev,
+    pub(crate) igmp: Option<Interface>,
+    pub(crate) send_errors: u64,
+    pub(crate) bad_frames: u64,
+}
+
+/// The agent's state. See the module documentation.
+#[derive(Debug)]
+pub struct AgentCore {
+    pub(crate) host: HostIdentity,
+    underlay_mtu: usize,
+    pub(crate) links: BTreeMap<String, CoreLink>,
+    pub(crate) membership: LocalMembership,
+    /// Reporters of each membership, for stats and the state file.
+    pub(crate) reporters: BTreeMap<(String, Ipv4Addr), Vec<Ipv4Addr>>,
+    /// Memberships restored from the state file that no host confirmed yet, and until
+    /// when they are kept.
+    restored: BTreeMap<(String, Ipv4Addr), Instant>,
+    /// The state file's membership for links not attached yet.
+    to_restore: SavedMembership,
+    pub(crate) view: DomainView,
+    /// The view before the last stream reconnect, and until when it is merged in.
+    stale: Option<(DomainView, Instant)>,
+    connections: u64,
+    /// The next snapshot is the first of a reconnected stream.
+    reconnected: bool,
+    pub(crate) igmp: IgmpPlan,
+    /// When the querier starts with defaults if the controller has not said.
+    grace_until: Option<Instant>,
+    table_dirty: bool,
+    pub(crate) tables: u64,
+    statics: BTreeSet<(String, Ipv4Addr)>,
+    save_at: Option<Instant>,
+    /// The latest time handed in.
+    last_now: Instant,
+    actions: VecDeque<Action>,
+}
+
+impl AgentCore {
+    /// A core that has attached nothing yet, started at `now`, with the membership of a
+    /// previous run (`restore`, applied to links as they attach with the same index).
+    pub fn new(
+        host: HostIdentity,
+        underlay_mtu: usize,
+        restore: SavedMembership,
+        now: Instant,
+    ) -> Self {
+        Self {
+            host,
+            underlay_mtu,
+            links: BTreeMap::new(),
+            membership: LocalMembership::new(),
+            reporters: BTreeMap::new(),
+            restored: BTreeMap::new(),
+            to_restore: restore,
+            view: DomainView::new(),
+            stale: None,
+            connections: 0,
+            reconnected: false,
+            igmp: IgmpPlan::Unknown,
+            grace_until: Some(now + SETTINGS_GRACE),
+            table_dirty: true,
+            tables: 0,
+            statics: BTreeSet::new(),
+            save_at: None,
+            last_now: now,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// What to register with the controller.
+    pub fn registration(&self) -> AgentRegistration {
+        AgentRegistration {
+            host: self.host.name.clone(),
+            underlay: self.host.underlay,
+            subnet: self
+                .host
+                .subnet
+                .as_ref()
+                .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok()),
+            links: self
+                .links
+                .values()
+                .map(|l| LinkInfo {
+                    name: l.dev.name.clone(),
+                    address: l.dev.address,
+                })
+                .collect(),
+            dataplane: Some(self.host.dataplane.to_string()),
+        }
+    }
+
+    /// The querier config to use now: the controller's, or defaults after the grace
+    /// period (IGMPv3, which also serves v1/v2 hosts through RFC 3376 section 7).
+    fn effective_igmp(&self) -> Option<IgmpConfig> {
+        match &self.igmp {
+            IgmpPlan::On(c) => Some(c.clone()),
+            IgmpPlan::Off => None,
+            IgmpPlan::Unknown if self.grace_until.is_none() => Some(IgmpConfig::default()),
+            IgmpPlan::Unknown => None,
+        }
+    }
+
+    /// The links found by a rescan (each with an open IGMP socket): attaches new ones,
+    /// detaches the gone or re-created ones, and hands address changes to their
+    /// queriers.
+    pub fn handle_links(&mut self, now: Instant, found: Vec<NetDev>) {
+        let now = self.advance(now);
+        let found: BTreeMap<String, NetDev> = found
+            .into_iter()
+            .filter(|d| d.name != self.host.underlay_if)
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        let mut changed = false;
+        let gone: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(name, l)| found.get(*name).is_none_or(|d| d.ifindex != l.dev.ifindex))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            tracing::info!(link = %name, "link gone; detaching");
+            self.links.remove(&name);
+            self.forget_link_members(&name);
+            changed = true;
+        }
+        let config = self.effective_igmp();
+        for (name, dev) in found {
+            if let Some(l) = self.links.get_mut(&name) {
+                if l.dev.address != dev.address {
+                    tracing::info!(link = %name, address = ?dev.address, "link address changed");
+                    if let Some(i) = l.igmp.as_mut() {
+                        i.set_address(now, dev.address.unwrap_or(Ipv4Addr::UNSPECIFIED));
+                    }
+                    changed = true;
+                }
+                l.dev = dev;
+                self.drain_link(&name);
+                continue;
+            }
+            tracing::info!(link = %name, ifindex = dev.ifindex, "attached to link");
+            let mut link = CoreLink {
+                dev,
+                igmp: None,
+                send_errors: 0,
+                bad_frames: 0,
+            };
+            set_igmp(&mut link, config.as_ref(), now);
+            self.links.insert(name.clone(), link);
+            self.restore_link(now, &name);
+            self.drain_link(&name);
+            changed = true;
+        }
+        if changed {
+            self.actions.push_back(Action::SetLinks(
+                self.links
+                    .values()
+                    .map(|l| LinkSpec {
+                        name: l.dev.name.clone(),
+                        ifindex: l.dev.ifindex,
+                    })
+                    .collect(),
+            ));
+            self.actions
+                .push_back(Action::Session(SessionInput::Registration(
+                    self.registration(),
+                )));
+            self.table_dirty = true;
+        }
+    }
+
+    /// The underlay interface's MTU as last read.
+    pub fn handle_underlay_mtu(&mut self, mtu: usize) {
+        if mtu != self.underlay_mtu {
+            tracing::info!(mtu, "underlay MTU changed");
+            self.underlay_mtu = mtu;
+            self.actions.push_back(Action::SetUnderlayMtu(mtu));
+        }
+    }
+
+    /// One Ethernet frame received on `link` by its IGMP socket.
+    pub fn handle_frame(&mut self, now: Instant, link: &str, ifindex: u32, frame: &[u8]) {
+        let now = self.advance(now);
+        let Some(l) = self.links.get_mut(link) else {
+            return;
+        };
+        if l.dev.ifindex != ifindex {
+            return;
+        }
+        let Some(igmp) = l.igmp.as_mut() else {
+            return;
+        };
+        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+            l.bad_frames += 1;
+            return;
+        };
+        if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
+            l.bad_frames += 1;
+            return;
+        }
+        igmp.handle_packet(now, eth.payload());
+        self.drain_link(link);
+    }
+
+    /// A query could not be sent on `link`.
+    pub fn handle_send_error(&mut self, link: &str) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.send_errors += 1;
+        }
+    }
+
+    /// When [`AgentCore::handle_timeout`] must next be called: the earliest querier
+    /// timer, the end of the settings grace period, of the reconnect hold-down, of a
+    /// restored membership's hold, or the next save. `None` when nothing is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.links
+            .values()
+            .filter_map(|l| l.igmp.as_ref().and_then(Interface::poll_timeout))
+            .chain(self.grace_until)
+            .chain(self.stale.as_ref().map(|(_, t)| *t))
+            .chain(self.restored.values().copied())
+            .chain(self.save_at)
+            .min()
+    }
+
+    /// Runs everything due by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        if self.grace_until.is_some_and(|t| t <= now) {
+            self.grace_until = None;
+            if self.igmp == IgmpPlan::Unknown {
+                tracing::info!(
+                    "no domain settings from the controller yet; running the querier with defaults"
+                );
+                self.apply_igmp_plan(now);
+            }
+        }
+        if self.stale.as_ref().is_some_and(|(_, t)| *t <= now) {
+            tracing::info!("hold-down after the controller reconnect is over");
+            self.stale = None;
+            self.table_dirty = true;
+        }
+        let names: Vec<String> = self.links.keys().cloned().collect();
+        for name in names {
+            if let Some(i) = self.links.get_mut(&name).and_then(|l| l.igmp.as_mut())
+                && i.poll_timeout().is_some_and(|t| t <= now)
+            {
+                i.handle_timeout(now);
+            }
+            self.drain_link(&name);
+        }
+        let expired: Vec<(String, Ipv4Addr)> = self
+            .restored
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (link, group) in expired {
+            tracing::info!(link, %group, "restored membership not confirmed by any host; dropped");
+            self.set_member(&link, group, None, Vec::new());
+        }
+        if self.save_at.is_some_and(|t| t <= now) {
+            self.save_at = None;
+            self.actions
+                .push_back(Action::Save(self.saved_membership()));
+        }
+    }
+
+    /// The next thing to do, if any. The forwarding table is recomputed here, once
+    /// after any number of changes.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if self.actions.is_empty() && self.table_dirty {
+            self.compute_table();
+        }
+        self.actions.pop_front()
+    }
+
+    fn apply_igmp_plan(&mut self, now: Instant) {
+        let config = self.effective_igmp();
+        // A data plane that runs its own querier (the kernel one, on the bridge) speaks
+        // the same version and timers as the agent's.
+        if let Some(c) = &config {
+            self.actions
+                .push_back(Action::SetQuerier(querier_settings(c)));
+        }
+        let names: Vec<String> = self.links.keys().cloned().collect();
+        for name in names {
+            let had = self.links.get(&name).is_some_and(|l| l.igmp.is_some());
+            if let Some(l) = self.links.get_mut(&name) {
+                set_igmp(l, config.as_ref(), now);
+            }
+            if had && config.is_none() {
+                self.forget_link_members(&name);
+            }
+            self.drain_link(&name);
+        }
+    }
+
+    /// Makes time monotonic: an earlier `now` than already seen counts as that one.
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+}
+
+/// Starts (or reconfigures) a link's querier with `config`, or stops it with `None`.
+fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
+    match (config, &mut link.igmp) {
+        (None, _) => link.igmp = None,
+        (Some(c), Some(i)) => {
+            if i.config() != c {
+                i.set_config(now, c.clone());
+            }
+        }
+        (Some(c), None) => {
+            let address = link.dev.address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            link.igmp = Some(Interface::new(c.clone(), address, now));
+        }
+    }
+}
+
+mod membership;
+mod stream;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! The agent's decisions under simulated time: no sockets, no clock, no namespaces.
+
+use std::net::Ipv4Addr;
+
+use mcgate_domain::SourceFilter;
+use mcgate_domain::api::{
+    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
+};
+use mcgate_wire::igmp::{IgmpRepr, emit_ip_packet};
+
+use super::*;
+use crate::control::StreamEvent;
+use crate::persist::{SavedGroup, SavedLink};
+
+const G1: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+const G2: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 6);
+const HOST_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
+
+fn identity() -> HostIdentity {
+    HostIdentity {
+        name: "h1".into(),
+        underlay: "10.1.0.1:4789".parse().unwrap(),
+        underlay_if: "eth0".into(),
+        subnet: Some("10.1.0.0/24".into()),
+        dataplane: "userspace",
+        dataplane_chosen_because: "asked for".into(),
+    }
+}
+
+fn dev(name: &str, ifindex: u32, address: Option<Ipv4Addr>) -> NetDev {
+    NetDev {
+        name: name.into(),
+        ifindex,
+        mac: [2, 0, 0, 0, 0, ifindex as u8],
+        mtu: 1500,
+        address,
+    }
+}
+
+fn core_at(t0: Instant, restore: SavedMembership) -> AgentCore {
+    AgentCore::new(identity(), 1500, restore, t0)
+}
+
+fn drain(c: &mut AgentCore) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, repr: &IgmpRepr) -> Vec<u8> {
+    let mut f = ethernet::multicast_mac(dst).to_vec();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0x42]);
+    f.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    f.extend_from_slice(&emit_ip_packet(src, dst, repr));
+    f
+}
+
+fn report(host: Ipv4Addr, group: Ipv4Addr) -> Vec<u8> {
+    frame(host, group, &IgmpRepr::ReportV2 { group })
+}
+
+/// The IP sources of the queries the actions send, with their link.
+fn queries(actions: &[Action]) -> Vec<(String, u32, Ipv4Addr)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Transmit {
+                link,
+                ifindex,
+                frame,
+            } => {
+                let ip = frame.get(ethernet::HEADER_LEN..)?;
+                let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+                Some((link.clone(), *ifindex, src))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_table(actions: &[Action]) -> Option<Arc<ForwardingTable>> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::SetTable(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
+    t.domains()
+        .iter()
+        .filter_map(|d| d.route(g))
+        .flat_map(|r| r.remotes.iter().map(|r| r.host.clone()))
+        .collect()
+}
+
+fn locals(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
+    t.domains()
+        .iter()
+        .filter_map(|d| d.route(g))
+        .flat_map(|r| r.locals.iter().map(|l| l.link.clone()))
+        .collect()
+}
+
+fn memberships(actions: &[Action]) -> Vec<(String, Ipv4Addr, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Session(SessionInput::Membership(m)) => {
+                Some((m.link.clone(), m.group, m.filter.is_some()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A snapshot of one IGMPv2 domain with hosts h1 (this one) and `others`, each of them
+/// a member of `G1`.
+fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
+    let peer = |h: &str, i: u8| Peer {
+        host: h.into(),
+        underlay: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 4789),
+    };
+    let mut peers = vec![peer("h1", 1)];
+    peers.extend(others.iter().zip(2..).map(|(h, i)| peer(h, i)));
+    StreamEvent::Message(StreamMessage::Snapshot {
+        revision,
+        domains: vec![DomainState {
+            domain: Domain {
+                name: "d1".into(),
+                vni: 42,
+                igmp: IgmpMode::V2,
+                static_sources: false,
+                igmp_settings: IgmpSettings::default(),
+                subnets: vec![],
+                hosts: vec![],
+            },
+            peers,
+            members: others
+                .iter()
+                .map(|h| HostMember {
+                    host: h.to_string(),
+                    group: G1,
+                    filter: SourceFilter::any_source(),
+                })
+                .collect(),
+            static_members: vec![],
+            static_sources: vec![],
+        }],
+    })
+}
+
+#[test]
+fn start_up_waits_for_the_controller_then_queries_with_defaults() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![dev("tk1", 4, None), dev("eth0", 2, None)]);
+    let a = drain(&mut c);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::SetLinks(l) if l.len() == 1))
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Session(SessionInput::Registration(r)) if r.links.len() == 1
+    )));
+    assert!(last_table(&a).is_some());
+    assert!(queries(&a).is_empty(), "no querier before the settings");
+    assert_eq!(c.poll_timeout(), Some(t0 + SETTINGS_GRACE));
+    // Nothing is due early.
+    c.handle_timeout(t0 + SETTINGS_GRACE / 2);
+    assert!(queries(&drain(&mut c)).is_empty());
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    let a = drain(&mut c);
+    assert_eq!(
+        queries(&a),
+        [("tk1".to_string(), 4, Ipv4Addr::UNSPECIFIED)],
+        "a start-up general query from 0.0.0.0"
+    );
+    let v = c.view();
+    assert_eq!(v.igmp_mode, "default");
+    assert!(v.links[0].querier);
+    assert!(c.poll_timeout().is_some_and(|t| t > t0 + SETTINGS_GRACE));
+}
+
+#[test]
+fn the_controllers_settings_start_the_querier_at_once() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![dev("tk1", 4, Some(Ipv4Addr::new(10, 0, 0, 1)))]);
+    drain(&mut c);
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0 + Duration::from_millis(20), snapshot(1, &["h2"]));
+    let a = drain(&mut c);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::SetQuerier(q) if q.version == 2))
+    );
+    assert_eq!(
+        queries(&a),
+        [("tk1".to_string(), 4, Ipv4Addr::new(10, 0, 0, 1))]
+    );
+    assert_eq!(c.view().igmp_mode, "v2");
+    assert_eq!(
+        remotes(&last_table(&a).unwrap(), G1),
+        ["h2"],
+        "the remote member is in the table"
+    );
+}
+
+/// The idle agent that spun a core: with no timer pending the core asks for no wake-up
+/// at all, an hour later as at start.
+#[test]
+fn no_timers_at_all_means_no_wake_up() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![]);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t0 + SETTINGS_GRACE));
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), None, "no link: nothing to wake for");
+    let hour = t0 + Duration::from_secs(3600);
+    c.handle_timeout(hour);
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.poll_timeout(), None);
+
+    // A domain with IGMP off and a link: no querier, no timer.
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    let off = match snapshot(1, &[]) {
+        StreamEvent::Message(StreamMessage::Snapshot {
+            revision,
+            mut domains,
+        }) => {
+            domains[0].domain.igmp = IgmpMode::Off;
+            StreamEvent::Message(StreamMessage::Snapshot { revision, domains })
+        }
+        _ => unreachable!(),
+    };
+    c.handle_stream(t0, off);
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    let a = drain(&mut c);
+    assert!(queries(&a).is_empty());
+    assert_eq!(c.view().igmp_mode, "off");
+    assert_eq!(c.poll_timeout(), None);
+    c.handle_timeout(hour);
+    assert_eq!(c.poll_timeout(), None);
+}
+
+/// A CNI sets the address just after creating the veth: the querier must use it.
+#[test]
+fn an_address_set_after_attach_reaches_the_querier() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    assert_eq!(queries(&drain(&mut c))[0].2, Ipv4Addr::UNSPECIFIED);
+    let addr = Ipv4Addr::new(10, 0, 0, 1);
+    let t1 = t0 + Duration::from_secs(4);
+    c.handle_links(t1, vec![dev("tk1", 4, Some(addr))]);
+    let a = drain(&mut c);
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::Session(SessionInput::Registration(r)) if r.links[0].address == Some(addr)
+        )),
+        "the controller learns the address"
+    );
+    assert_eq!(c.links["tk1"].igmp.as_ref().unwrap().address(), addr);
+    // Every later query comes from the new address.
+    let next = c.poll_timeout().unwrap();
+    c.handle_timeout(next);
+    let q = queries(&drain(&mut c));
+    assert!(!q.is_empty());
+    assert!(q.iter().all(|(_, _, src)| *src == addr), "{q:?}");
+    assert_eq!(c.view().links[0].address, Some(addr));
+    // Removed again: back to 0.0.0.0.
+    c.handle_links(next, vec![dev("tk1", 4, None)]);
+    drain(&mut c);
+    assert_eq!(
+        c.links["tk1"].igmp.as_ref().unwrap().address(),
+        Ipv4Addr::UNSPECIFIED
+    );
+}
+
+#[test]
+fn a_report_becomes_membership_a_table_and_one_save() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(1, &["h2"]));
+    c.handle_links(t0, vec![dev("tk1", 4, Some(Ipv4Addr::new(10, 0, 0, 1)))]);
+    drain(&mut c);
+    let t1 = t0 + Duration::from_millis(100);
+    c.handle_frame(t1, "tk1", 4, &report(HOST_A, G1));
+    c.handle_frame(t1, "tk1", 4, &report(HOST_A, G2));
+    // A frame for a link's old index is not this link's.
+    c.handle_frame(t1, "tk1", 3, &report(HOST_A, Ipv4Addr::new(233, 252, 0, 9)));
+    let a = drain(&mut c);
+    assert_eq!(
+        memberships(&a),
+        [("tk1".into(), G1, true), ("tk1".into(), G2, true)]
+    );
+    let t = last_table(&a).unwrap();
+    assert_eq!(locals(&t, G1), ["tk1"]);
+    assert_eq!(locals(&t, G2), ["tk1"]);
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(a, Action::SetTable(_)))
+            .count(),
+        1,
+        "one table for the whole burst"
+    );
+    // One save, a moment after the first change.
+    assert!(!a.iter().any(|a| matches!(a, Action::Save(_))));
+    assert!(c.poll_timeout().is_some_and(|t| t <= t1 + SAVE_DELAY));
+    c.handle_timeout(t1 + SAVE_DELAY);
+    let saves: Vec<SavedMembership> = drain(&mut c)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Save(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saves.len(), 1);
+    let link = &saves[0].links[0];
+    assert_eq!((link.name.as_str(), link.ifindex), ("tk1", 4));
+    assert_eq!(link.groups.len(), 2);
+    assert_eq!(link.groups[0].reporters, [HOST_A]);
+    assert_eq!(c.view().links[0].groups[0].reporters, [HOST_A]);
+}
+
+/// A restarted controller's first snapshot lacks hosts that have not re-registered
+/// yet: they stay in the table for the hold-down, then go.
+#[test]
+fn controller_loss_and_return_holds_missing_hosts_down() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(7, &["h2", "h3"]));
+    let a = drain(&mut c);
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2", "h3"]);
+    // The controller went away and came back with only h2 so far.
+    let t1 = t0 + Duration::from_secs(30);
+    c.handle_stream(t1, StreamEvent::Connected);
+    c.handle_stream(t1, snapshot(1, &["h2"]));
+    let a = drain(&mut c);
+    assert_eq!(
+        remotes(&last_table(&a).unwrap(), G1),
+        ["h2", "h3"],
+        "h3 is held down"
+    );
+    assert!(c.poll_timeout().is_some_and(|t| t <= t1 + STALE_HOLD));
+    c.handle_timeout(t1 + STALE_HOLD - Duration::from_millis(1));
+    assert!(last_table(&drain(&mut c)).is_none());
+    c.handle_timeout(t1 + STALE_HOLD);
+    let a = drain(&mut c);
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2"]);
+    assert_eq!(c.view().domains[0].peers, ["h2"]);
+}
+
+#[test]
+fn link_churn_withdraws_members_and_a_recreated_link_starts_afresh() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, snapshot(1, &[]));
+    c.handle_links(t0, vec![dev("tk1", 4, None), dev("tk2", 5, None)]);
+    c.handle_frame(t0, "tk1", 4, &report(HOST_A, G1));
+    drain(&mut c);
+    // The container stopped: tk1 is gone.
+    let t1 = t0 + Duration::from_secs(1);
+    c.handle_links(t1, vec![dev("tk2", 5, None)]);
+    let a = drain(&mut c);
+    assert_eq!(memberships(&a), [("tk1".into(), G1, false)]);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::SetLinks(l) if l.len() == 1))
+    );
+    assert!(locals(&last_table(&a).unwrap(), G1).is_empty());
+    // It is back with a new index: attached again, nothing carried over, queried.
+    c.handle_links(t1, vec![dev("tk1", 9, None), dev("tk2", 5, None)]);
+    let a = drain(&mut c);
+    assert!(memberships(&a).is_empty());
+    assert_eq!(queries(&a), [("tk1".to_string(), 9, Ipv4Addr::UNSPECIFIED)]);
+    // The same rescan again changes nothing.
+    c.handle_links(t1, vec![dev("tk1", 9, None), dev("tk2", 5, None)]);
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn restored_membership_serves_at_once_and_ends_unless_a_host_confirms_it() {
+    let t0 = Instant::now();
+    let group = |g| SavedGroup {
+        group: g,
+        filter: SourceFilter::any_source(),
+        reporters: vec![HOST_A],
+    };
+    let saved = SavedMembership {
+        links: vec![
+            SavedLink {
+                name: "tk1".into(),
+                ifindex: 4,
+                groups: vec![group(G1), group(G2)],
+            },
+            // Learned on an earlier tk2: not this one.
+            SavedLink {
+                name: "tk2".into(),
+                ifindex: 5,
+                groups: vec![group(G1)],
+            },
+        ],
+    };
+    let mut c = core_at(t0, saved);
+    c.handle_stream(t0, snapshot(1, &["h2"]));
+    c.handle_links(t0, vec![dev("tk1", 4, None), dev("tk2", 6, None)]);
+    let a = drain(&mut c);
+    assert_eq!(
+        memberships(&a),
+        [("tk1".into(), G1, true), ("tk1".into(), G2, true)]
+    );
+    let t = last_table(&a).unwrap();
+    assert_eq!(locals(&t, G1), ["tk1"], "served before any host answered");
+    assert_eq!(locals(&t, G2), ["tk1"]);
+    // The querier runs; the host still in G1 answers, nobody answers for G2.
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    drain(&mut c);
+    let t1 = t0 + SETTINGS_GRACE + Duration::from_millis(400);
+    c.handle_frame(t1, "tk1", 4, &report(HOST_A, G1));
+    drain(&mut c);
+    let mut now = t1;
+    let mut ended = Vec::new();
+    while now < t0 + RESTORE_HOLD {
+        now = c.poll_timeout().unwrap().min(t0 + RESTORE_HOLD);
+        c.handle_timeout(now);
+        ended.extend(memberships(&drain(&mut c)));
+    }
+    assert_eq!(ended, [("tk1".into(), G2, false)]);
+    let v = c.view();
+    let tk1 = v.links.iter().find(|l| l.name == "tk1").unwrap();
+    assert_eq!(tk1.groups.iter().map(|g| g.group).collect::<Vec<_>>(), [G1]);
+    assert!(
+        v.links
+            .iter()
+            .find(|l| l.name == "tk2")
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+}
+
+#[test]
+fn frames_that_are_not_ipv4_are_counted() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    c.handle_frame(t0 + SETTINGS_GRACE, "tk1", 4, &[1, 2, 3]);
+    let mut arp = report(HOST_A, G1);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    c.handle_frame(t0 + SETTINGS_GRACE, "tk1", 4, &arp);
+    assert_eq!(c.view().links[0].bad_frames, 2);
+    let _ = ALL_SYSTEMS;
+}

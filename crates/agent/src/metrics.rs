@@ -1,0 +1,338 @@
+//! The agent's `/metrics`: every series in one registry, encoded in the format the
+//! scraper asks for (`Accept`): OpenMetrics 1.0 when it names
+//! `application/openmetrics-text` above the other types it accepts, else the Prometheus
+//! text format 0.0.4 (where a counter's `# TYPE` line names the `_total` series, so
+//! 0.0.4 parsers see typed counters). Every family has `# HELP` and `# TYPE`.
+
+use mcgate_dataplane::DataplaneStats;
+use mcgate_dataplane::kernel::plane::KernelStatus;
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+use crate::control::ControllerStatus;
+use crate::view::AgentView;
+
+/// `Content-Type` of OpenMetrics 1.0 text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the Prometheus text format 0.0.4.
+pub const PROMETHEUS_TEXT: &str = prometheus_text::CONTENT_TYPE;
+
+/// The two text formats served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4 (the default).
+    PrometheusText,
+}
+
+impl Format {
+    /// The `Content-Type` to answer with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS,
+            Format::PrometheusText => PROMETHEUS_TEXT,
+        }
+    }
+
+    /// The format an `Accept` header asks for: the highest quality (`q`) among
+    /// OpenMetrics and plain text or wildcards; OpenMetrics only when ranked strictly
+    /// higher. A missing or unreadable header gets 0.0.4 text.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut openmetrics = 0.0f32;
+        let mut plain = 0.0f32;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .filter(|q| q.is_finite())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > plain {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+fn counters(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn gauges(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The numeric fields of a serialised counters struct, by field name.
+fn fields(v: &Value) -> Vec<(String, u64)> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The IGMP families, one per kind of count, so that none mixes received, sent and
+/// dropped messages.
+struct IgmpFamilies {
+    received: Family<Labels, Counter>,
+    sent: Family<Labels, Counter>,
+    dropped: Family<Labels, Counter>,
+    ignored: Family<Labels, Counter>,
+    frames: Family<Labels, Counter>,
+    frame_drops: Family<Labels, Counter>,
+}
+
+impl IgmpFamilies {
+    fn register(reg: &mut Registry) -> Self {
+        Self {
+            received: counters(
+                reg,
+                "igmp_received",
+                "Valid IGMP messages received per link and message type",
+            ),
+            sent: counters(
+                reg,
+                "igmp_sent",
+                "IGMP queries sent per link and query type",
+            ),
+            dropped: counters(
+                reg,
+                "igmp_dropped",
+                "IGMP messages or records dropped by the querier per link and reason",
+            ),
+            ignored: counters(
+                reg,
+                "igmp_ignored",
+                "IGMP records ignored per link and reason (they carry no membership)",
+            ),
+            frames: counters(
+                reg,
+                "igmp_frames_received",
+                "IGMP frames read from each link's socket and handed to the querier",
+            ),
+            frame_drops: counters(
+                reg,
+                "igmp_frames_dropped",
+                "IGMP frames lost before the querier per link and reason",
+            ),
+        }
+    }
+
+    fn add(&self, link: &crate::view::LinkView) {
+        let name = link.name.as_str();
+        let f = link.igmp_frames;
+        self.frames
+            .get_or_create(&labels(&[("link", name)]))
+            .inc_by(f.received);
+        for (reason, n) in [
+            ("socket_overflow", f.socket_overflow),
+            ("queue_full", f.queue_full),
+            ("oversize", f.oversize),
+            ("not_ipv4", link.bad_frames),
+        ] {
+            self.frame_drops
+                .get_or_create(&labels(&[("link", name), ("reason", reason)]))
+                .inc_by(n);
+        }
+        let Some(stats) = &link.igmp else {
+            return;
+        };
+        let v = serde_json::to_value(stats).unwrap_or(Value::Null);
+        for (key, family, label) in [
+            ("received", &self.received, "type"),
+            ("sent", &self.sent, "type"),
+            ("dropped", &self.dropped, "reason"),
+        ] {
+            for (field, n) in fields(v.get(key).unwrap_or(&Value::Null)) {
+                family
+                    .get_or_create(&labels(&[("link", name), (label, &field)]))
+                    .inc_by(n);
+            }
+        }
+        // The scalar counters beside those groups: records ignored, and messages
+        // refused for another reason (a query of an older version, RFC 3376 7.3.1).
+        for (field, n) in fields(&v) {
+            let (family, reason) = match field.strip_prefix("ignored_") {
+                Some(r) => (&self.ignored, r.to_string()),
+                None => (&self.dropped, field),
+            };
+            family
+                .get_or_create(&labels(&[("link", name), ("reason", &reason)]))
+                .inc_by(n);
+        }
+    }
+}
+
+fn register_dataplane(reg: &mut Registry, dp: &DataplaneStats) {
+    let link_packets = counters(
+        reg,
+        "link_packets",
+        "Multicast frames per link and direction",
+    );
+    let link_bytes = counters(reg, "link_bytes", "Multicast bytes per link and direction");
+    let link_drops = counters(reg, "link_drops", "Frames dropped per link and reason");
+    let group_packets = counters(
+        reg,
+        "group_packets",
+        "Packets per group, path and direction",
+    );
+    let group_bytes = counters(reg, "group_bytes", "Bytes per group, path and direction");
+    let group_drops = counters(reg, "group_drops", "Packets dropped per group and reason");
+    let drops = counters(
+        reg,
+        "dataplane_drops",
+        "Packets dropped by the data plane, per reason",
+    );
+    let tunnel_packets = counters(reg, "tunnel_packets", "VXLAN datagrams per direction");
+    let tunnel_bytes = counters(reg, "tunnel_bytes", "VXLAN inner bytes per direction");
+    for (name, c) in &dp.links {
+        for (dir, cnt) in [("rx", c.rx), ("tx", c.tx)] {
+            let l = labels(&[("link", name), ("direction", dir)]);
+            link_packets.get_or_create(&l).inc_by(cnt.packets);
+            link_bytes.get_or_create(&l).inc_by(cnt.bytes);
+        }
+        for (r, n) in c.drops.iter() {
+            link_drops
+                .get_or_create(&labels(&[("link", name), ("reason", r.as_str())]))
+                .inc_by(n);
+        }
+    }
+    for (g, c) in &dp.groups {
+        let g = g.to_string();
+        for (path, dir, cnt) in [
+            ("local", "rx", c.rx_local),
+            ("tunnel", "rx", c.rx_tunnel),
+            ("local", "tx", c.tx_local),
+            ("tunnel", "tx", c.tx_tunnel),
+        ] {
+            let l = labels(&[("group", &g), ("path", path), ("direction", dir)]);
+            group_packets.get_or_create(&l).inc_by(cnt.packets);
+            group_bytes.get_or_create(&l).inc_by(cnt.bytes);
+        }
+        for (r, n) in c.drops.iter() {
+            group_drops
+                .get_or_create(&labels(&[("group", &g), ("reason", r.as_str())]))
+                .inc_by(n);
+        }
+    }
+    for r in mcgate_dataplane::DropReason::ALL {
+        drops
+            .get_or_create(&labels(&[("reason", r.as_str())]))
+            .inc_by(dp.drops.get(r));
+    }
+    for (dir, c) in [("rx", dp.tunnel_rx), ("tx", dp.tunnel_tx)] {
+        let l = labels(&[("direction", dir)]);
+        tunnel_packets.get_or_create(&l).inc_by(c.packets);
+        tunnel_bytes.get_or_create(&l).inc_by(c.bytes);
+    }
+}
+
+/// The kernel data plane's own series (its packet counters are the shared `tunnel_*`
+/// and `dataplane_drops` ones): programmed entries per device, reconciles, refusals.
+fn register_kernel(reg: &mut Registry, k: &KernelStatus) {
+    let reg = reg.sub_registry_with_prefix("kernel");
+    let memberships = gauges(
+        reg,
+        "memberships",
+        "Remote memberships (group, remote host) programmed per VXLAN device",
+    );
+    let groups = gauges(
+        reg,
+        "groups",
+        "Groups the bridge hands to each VXLAN device",
+    );
+    for d in &k.devices {
+        let l = labels(&[("device", &d.name), ("vni", &d.vni.to_string())]);
+        memberships.get_or_create(&l).set(d.memberships as i64);
+        groups.get_or_create(&l).set(d.groups as i64);
+    }
+    let reconciles = Counter::<u64>::default();
+    reconciles.inc_by(k.reconciles);
+    reg.register("reconciles", "Kernel table reconciliations", reconciles);
+    let failures = Counter::<u64>::default();
+    failures.inc_by(k.failures);
+    reg.register(
+        "failures",
+        "Table changes the kernel refused (retried every second)",
+        failures,
+    );
+}
+
+/// The whole `/metrics` document in `format`.
+pub fn render(
+    format: Format,
+    view: &AgentView,
+    status: &ControllerStatus,
+    dp: &DataplaneStats,
+    kernel: Option<&KernelStatus>,
+) -> String {
+    let mut reg = Registry::with_prefix("mcgate_agent");
+    register_dataplane(&mut reg, dp);
+    let igmp = IgmpFamilies::register(&mut reg);
+    let members = gauges(&mut reg, "link_groups", "Groups with members per link");
+    for l in &view.links {
+        members
+            .get_or_create(&labels(&[("link", &l.name)]))
+            .set(l.groups.len() as i64);
+        igmp.add(l);
+    }
+    let registered = gauges(
+        &mut reg,
+        "controller_registered",
+        "1 while registered with the controller",
+    );
+    registered
+        .get_or_create(&labels(&[("controller", &status.url)]))
+        .set(i64::from(status.session.is_some()));
+    let oversize = Counter::<u64>::default();
+    oversize.inc_by(status.oversize_messages);
+    reg.register(
+        "stream_oversize_messages",
+        "Controller stream messages refused for being longer than the limit",
+        oversize,
+    );
+    if let Some(k) = kernel {
+        register_kernel(&mut reg, k);
+    }
+    let mut out = String::new();
+    let res = match format {
+        Format::OpenMetrics => text::encode(&mut out, &reg),
+        Format::PrometheusText => prometheus_text::encode(&mut out, &reg),
+    };
+    if res.is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

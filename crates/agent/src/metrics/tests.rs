@@ -1,0 +1,190 @@
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use mcgate_dataplane::kernel::plane::DeviceStatus;
+
+use super::*;
+use crate::view::{FrameCounters, LinkView};
+
+fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
+    let stats = mcgate_igmp::Stats {
+        received: mcgate_igmp::Received {
+            report_v2: 5,
+            ..Default::default()
+        },
+        sent: mcgate_igmp::Sent {
+            general_queries: 2,
+            ..Default::default()
+        },
+        dropped: mcgate_igmp::Dropped {
+            rate_limited: 3,
+            ..Default::default()
+        },
+        ignored_link_local: 1,
+        ..Default::default()
+    };
+    let view = AgentView {
+        host: "h1".into(),
+        links: vec![LinkView {
+            name: "tk1".into(),
+            ifindex: 4,
+            address: None,
+            querier: true,
+            igmp_version: Some(3),
+            igmp: Some(stats),
+            igmp_frames: FrameCounters {
+                received: 8,
+                socket_overflow: 2,
+                queue_full: 1,
+                oversize: 1,
+            },
+            bad_frames: 0,
+            query_send_errors: 0,
+            groups: vec![],
+        }],
+        ..AgentView::default()
+    };
+    let status = ControllerStatus {
+        url: "http://127.0.0.1:7400".into(),
+        session: Some(1),
+        ..ControllerStatus::default()
+    };
+    let mut dp = DataplaneStats {
+        name: "userspace",
+        ..DataplaneStats::default()
+    };
+    dp.links.insert("tk1".into(), Default::default());
+    dp.groups
+        .insert("233.252.0.5".parse().unwrap(), Default::default());
+    let k = KernelStatus {
+        devices: vec![DeviceStatus {
+            name: "mcgvx42".into(),
+            vni: 42,
+            memberships: 3,
+            groups: 2,
+            ..DeviceStatus::default()
+        }],
+        reconciles: 5,
+        ..KernelStatus::default()
+    };
+    (view, status, dp, k)
+}
+
+fn all(format: Format) -> String {
+    let (view, status, dp, k) = sample();
+    render(format, &view, &status, &dp, Some(&k))
+}
+
+/// `promtool check metrics` (Debian package `prometheus`) on `text`: its complaints.
+fn promtool(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package prometheus; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        said
+    } else {
+        format!("promtool failed: {said}")
+    }
+}
+
+/// promtool reads the 0.0.4 text format, which is what a scraper that does not ask for
+/// OpenMetrics (curl, promtool itself, older Prometheus) gets.
+#[test]
+fn promtool_finds_nothing_to_say() {
+    let text = all(Format::PrometheusText);
+    let said = promtool(&text);
+    assert_eq!(said.trim(), "", "{said}\n{text}");
+    let (view, status, dp, _) = sample();
+    let userspace = render(Format::PrometheusText, &view, &status, &dp, None);
+    assert_eq!(promtool(&userspace).trim(), "");
+}
+
+#[test]
+fn every_family_has_help_and_type_and_counters_are_typed_for_0_0_4_parsers() {
+    let text = all(Format::PrometheusText);
+    assert!(!text.contains("# EOF"), "{text}");
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        names.insert(name.to_string());
+    }
+    for name in &names {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "no TYPE for {name}"
+        );
+    }
+    assert!(text.contains("# TYPE mcgate_agent_igmp_received_total counter"));
+    assert!(text.contains("# TYPE mcgate_agent_kernel_reconciles_total counter"));
+    let om = all(Format::OpenMetrics);
+    assert!(om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1);
+}
+
+#[test]
+fn igmp_counts_are_split_into_received_sent_and_dropped_families() {
+    let text = all(Format::PrometheusText);
+    assert!(!text.contains("mcgate_agent_igmp_total"), "{text}");
+    for series in [
+        r#"mcgate_agent_igmp_received_total{link="tk1",type="report_v2"} 5"#,
+        r#"mcgate_agent_igmp_sent_total{link="tk1",type="general_queries"} 2"#,
+        r#"mcgate_agent_igmp_dropped_total{link="tk1",reason="rate_limited"} 3"#,
+        r#"mcgate_agent_igmp_ignored_total{link="tk1",reason="link_local"} 1"#,
+        r#"mcgate_agent_igmp_frames_received_total{link="tk1"} 8"#,
+        r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="socket_overflow"} 2"#,
+        r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="queue_full"} 1"#,
+        r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="oversize"} 1"#,
+        r#"mcgate_agent_kernel_memberships{device="mcgvx42",vni="42"} 3"#,
+    ] {
+        assert!(text.contains(series), "missing {series}:\n{text}");
+    }
+}
+
+#[test]
+fn the_accept_header_picks_the_format() {
+    use Format::*;
+    for (accept, want) in [
+        (None, PrometheusText),
+        (Some(""), PrometheusText),
+        (Some("text/plain"), PrometheusText),
+        (Some("*/*"), PrometheusText),
+        (Some("application/openmetrics-text"), OpenMetrics),
+        (
+            Some(
+                "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+            ),
+            OpenMetrics,
+        ),
+        (
+            Some("application/openmetrics-text;q=0.2, text/plain;q=0.9"),
+            PrometheusText,
+        ),
+        (Some("application/openmetrics-text;q=0"), PrometheusText),
+        (
+            Some("application/openmetrics-text;q=nan,;;,=,q="),
+            OpenMetrics,
+        ),
+        (Some("\u{0}\u{ffff};q=1e999"), PrometheusText),
+    ] {
+        assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The agent's state as shown by the admin endpoint (`/v1/stats`, `/metrics`).
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use mcgate_domain::SourceFilter;
+use mcgate_domain::api::IgmpMode;
+use serde::Serialize;
+
+use crate::core::AgentCore;
+
+/// What became of the IGMP frames that reached one attached link, counted before the
+/// querier sees them: every frame is either handed on or counted under a drop reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FrameCounters {
+    /// Frames read from the link's IGMP socket and handed to the querier.
+    pub received: u64,
+    /// Frames the kernel dropped because the socket's receive queue was full
+    /// (`PACKET_STATISTICS`).
+    pub socket_overflow: u64,
+    /// Frames dropped because the agent's queue towards the querier was full.
+    pub queue_full: u64,
+    /// Frames longer than the largest IPv4 packet in an Ethernet frame.
+    pub oversize: u64,
+}
+
+/// One group of one link, for stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkGroupView {
+    /// The group.
+    pub group: Ipv4Addr,
+    /// The link's filter.
+    pub filter: SourceFilter,
+    /// Hosts that reported it.
+    pub reporters: Vec<Ipv4Addr>,
+}
+
+/// One attached link, for stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkView {
+    /// Name.
+    pub name: String,
+    /// Index.
+    pub ifindex: u32,
+    /// IPv4 address, if any.
+    pub address: Option<Ipv4Addr>,
+    /// Whether this agent is the link's querier (false when IGMP is off).
+    pub querier: bool,
+    /// The querier's version, when IGMP runs.
+    pub igmp_version: Option<u8>,
+    /// IGMP counters (received by type, queries sent, drops by reason).
+    pub igmp: Option<mcgate_igmp::Stats>,
+    /// IGMP frames at the link's socket and their drops.
+    pub igmp_frames: FrameCounters,
+    /// Frames that were not Ethernet + IPv4 (the socket filter should let none pass).
+    pub bad_frames: u64,
+    /// Queries the kernel refused to send.
+    pub query_send_errors: u64,
+    /// Groups with members on the link.
+    pub groups: Vec<LinkGroupView>,
+}
+
+/// One domain, for stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainSummary {
+    /// Name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// IGMP mode.
+    pub igmp: IgmpMode,
+    /// Only registered sources may send.
+    pub static_sources: bool,
+    /// Other hosts of the domain.
+    pub peers: Vec<String>,
+    /// Groups with members somewhere in the domain.
+    pub groups: usize,
+    /// Memberships (host, group) of other hosts in this host's view: what its data
+    /// plane forwards to.
+    pub remote_members: usize,
+}
+
+/// The agent's state as shown by the admin endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentView {
+    /// Host name.
+    pub host: String,
+    /// VXLAN endpoint.
+    pub underlay: Option<SocketAddrV4>,
+    /// The interface holding the underlay address.
+    pub underlay_interface: String,
+    /// "v2", "v3", "off", or "default" while the controller has not said.
+    pub igmp_mode: String,
+    /// Attached links.
+    pub links: Vec<LinkView>,
+    /// Domains this host belongs to.
+    pub domains: Vec<DomainSummary>,
+    /// Forwarding tables computed so far.
+    pub tables_computed: u64,
+    /// Why this data plane runs (asked for, or what `auto` found).
+    pub dataplane_chosen_because: String,
+}
+
+impl AgentCore {
+    /// The state as the admin endpoint shows it. Frame counters are the driver's and
+    /// start at zero here.
+    pub fn view(&self) -> AgentView {
+        let links = self
+            .links
+            .values()
+            .map(|l| LinkView {
+                name: l.dev.name.clone(),
+                ifindex: l.dev.ifindex,
+                address: l.dev.address,
+                querier: l.igmp.as_ref().is_some_and(|i| i.is_querier()),
+                igmp_version: l.igmp.as_ref().map(|i| i.version()),
+                igmp: l.igmp.as_ref().map(|i| i.stats().clone()),
+                igmp_frames: FrameCounters::default(),
+                bad_frames: l.bad_frames,
+                query_send_errors: l.send_errors,
+                groups: self
+                    .membership
+                    .iter()
+                    .filter(|((link, _), _)| link == &l.dev.name)
+                    .map(|((_, group), filter)| LinkGroupView {
+                        group: *group,
+                        filter: filter.clone(),
+                        reporters: self
+                            .reporters
+                            .get(&(l.dev.name.clone(), *group))
+                            .cloned()
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let domains = self
+            .view
+            .domains()
+            .map(|d| DomainSummary {
+                name: d.domain.name.clone(),
+                vni: d.domain.vni,
+                igmp: d.domain.igmp,
+                static_sources: d.domain.static_sources,
+                peers: d
+                    .peers
+                    .iter()
+                    .filter(|p| p.host != self.host.name)
+                    .map(|p| p.host.clone())
+                    .collect(),
+                groups: d
+                    .members
+                    .iter()
+                    .map(|m| m.group)
+                    .collect::<BTreeSet<_>>()
+                    .len(),
+                remote_members: d
+                    .members
+                    .iter()
+                    .filter(|m| m.host != self.host.name)
+                    .count(),
+            })
+            .collect();
+        AgentView {
+            host: self.host.name.clone(),
+            underlay: Some(self.host.underlay),
+            underlay_interface: self.host.underlay_if.clone(),
+            igmp_mode: self.igmp.mode_name().to_string(),
+            links,
+            domains,
+            tables_computed: self.tables,
+            dataplane_chosen_because: self.host.dataplane_chosen_because.clone(),
+        }
+    }
+}
