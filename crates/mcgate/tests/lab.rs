@@ -221,6 +221,54 @@ fn up_and_down_leave_nothing_behind() {
     assert!(again.contains("nothing to remove"), "{again}");
 }
 
+/// Nothing the caller of `lab up` holds open lives on in the lab's processes: a lock
+/// taken by `flock` is free again once `lab up` returns, and a caller reading `lab up`'s
+/// output through a pipe sees it end.
+#[test]
+fn lab_processes_inherit_no_descriptor_of_the_caller() {
+    let lab = Lab::new(PLAIN);
+    let lock = std::env::temp_dir().join(format!("mcgate-{}.lock", lab.name));
+    let script = format!(
+        "out=$(flock {lock} {bin} lab up {file} 2>&1 3>&1) && echo \"$out\" | grep -q sleeper-1 && flock -n {lock} echo free",
+        lock = lock.display(),
+        bin = support::mcgate(),
+        file = lab.file.display(),
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    // `lab up` of this topology takes a few seconds; a pipe held open by the lab's
+    // processes would keep `$(...)` waiting until `lab down`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait sh").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`out=$(mcgate lab up ...)` still waits: the lab holds the caller's pipe");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("sh output");
+    let _ = std::fs::remove_file(&lock);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "free\n",
+        "the lab kept the caller's lock or pipe: {}",
+        text(&out)
+    );
+    // Every process of the lab holds nothing above stderr but its own files.
+    for pid in lab.pids() {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd list");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert!(target != lock, "process {pid} holds the caller's lock file");
+        }
+    }
+}
+
 #[test]
 fn exited_task_logs_exec_and_unicast() {
     let lab = Lab::new(&format!(
