@@ -348,6 +348,13 @@ def ipn(lab, node, args, check=True):
     return sh(["ip", "-n", lab.ns(node)] + args, check=check)
 
 
+def underlay_mtu(lab):
+    """The MTU of the sender's host's uplink, the underlay every tunnelled copy crosses."""
+    out = ipn(lab, SENDER_HOST, ["-j", "link", "show", "uplink"], check=False).stdout or "[]"
+    links = json.loads(out)
+    return links[0].get("mtu") if links else None
+
+
 def bridge_querier_on(lab, host):
     # A 1 s query response interval: the bridge counts its own querier as present after
     # it (10 s by default), so the baseline prunes within a second or two.
@@ -720,7 +727,7 @@ def cpu_model():
     return "unknown"
 
 
-def standard_notes(cfg):
+def standard_notes(cfg, underlay_mtu):
     return [
         "Rate search: one probe with the sender at full rate (`mcgate perf send --rate 10g`), "
         f"then {cfg.steps} bisection steps over the offered rate (pps), starting just under "
@@ -738,16 +745,18 @@ def standard_notes(cfg):
         "port) with an all-zero FDB entry for each *other host involved in the case* only: "
         "with 1 remote host the kernel floods to that host alone, the kernel's best case. "
         "All of it is removed and the agents restarted afterwards.",
-        "MTU: the lab's underlay links are 9001 bytes, so 1470-byte datagrams plus VXLAN's 50 "
-        "bytes cross unfragmented on both paths; no MTU change was needed.",
+        (f"MTU: the sending host's uplink is {underlay_mtu} bytes; a 1470-byte datagram in "
+         f"VXLAN takes {1470 + 28 + 50} bytes of IP packet, which "
+         + ("fits" if 1470 + 28 + 50 <= underlay_mtu else "does not fit") + "."
+         if underlay_mtu else "MTU: the underlay's MTU was not read."),
         "CPU per million packets: agent = utime+stime of every agent process over the probe, "
         "divided by datagrams delivered to all receivers; machine = busy time of all CPUs from "
         "/proc/stat over the same interval (it includes the sender, receivers and softirq "
         "work, and anything else running on this shared machine; near saturation it is "
         "mostly 2 CPU-seconds per second divided by the rate).",
-        "The machine has 2 CPUs shared by the sender, the receivers, the agents and softirq "
-        "work; absolute rates move with background load, which is why only same-run ratios "
-        "are compared. The mcgate and kernel phases alternate in each run.",
+        f"The machine has {os.cpu_count()} CPUs shared by the sender, the receivers, the "
+        "agents and softirq work; absolute rates move with background load, which is why only "
+        "same-run ratios are compared. The mcgate and kernel phases alternate in each run.",
         "Latency: bench/udp_latency.py (Python) for both the multicast and the unicast path, "
         "since `mcgate perf send` only sends to multicast groups. It reads the kernel's "
         "receive timestamp (SO_TIMESTAMPNS), so the receiving process's wake-up is excluded, "

@@ -9,6 +9,11 @@ def yes(b):
 
 
 def write_markdown(res, path):
+    path.write_text(markdown(res))
+
+
+def markdown(res):
+    """The text of BENCHMARKS.md for the results `res` (bench-results.json)."""
     c = res["cases"]
     L = []
     a = L.append
@@ -31,7 +36,7 @@ def write_markdown(res, path):
     a("")
     a("Every comparison is a ratio of figures measured in the same run, in the same lab "
       "(`bench/topologies/bench-cross.toml`), alternating mcgate and the kernel path. "
-      "Each figure is the median of the runs. Method: docs/benchmarks.md.")
+      f"Each figure is the median of {res['runs']} run(s). Method: docs/benchmarks.md.")
     a("")
     a("## Targets")
     a("")
@@ -42,17 +47,18 @@ def write_markdown(res, path):
           f"{yes(x['target_met'])} |")
     a("")
     if any(x["case"] == 1 for x in c):
-        section_replication(a, c)
+        section_replication(a, c, res)
     if any(x["case"] == 2 for x in c):
         section_same_host(a, c)
     body_rest(a, c, res)
-    path.write_text("\n".join(L))
+    return "\n".join(L)
 
 
-def section_replication(a, c):
+def section_replication(a, c, res):
     a("## 1. Cross-host replication (mcgate vs kernel VXLAN head-end replication)")
     a("")
-    a("Highest offered rate at which every receiver lost at most 0.1% of the datagrams "
+    a(f"Highest offered rate at which every receiver lost at most {res['loss_limit_pct']}% of "
+      "the datagrams "
       "sent (received rate of the worst receiver). Gbit/s counts UDP payload plus UDP, IP "
       "and Ethernet headers. CPU: agent = utime+stime of all agents during the probe; "
       "machine = all CPUs' busy time (includes softirq work and anything else on the "
@@ -72,21 +78,26 @@ def section_replication(a, c):
           f"{b.get('machine_cpu_s_per_mpkt', '-')} | {full(m)} / {full(b)} | "
           f"{x.get('ratio_per_run')} |")
     a("")
-    a("Reading \"sender-bound\": the full-rate probe already passed. The kernel's head-end "
-      "replication runs inside the sender's own send call (softirq on the sender's CPU), so "
-      "a sender-bound kernel figure is what that path carries for one sending thread. "
-      "mcgate's replication runs in the agent's relay thread, which can use the other CPU, "
-      "so a sender-bound mcgate figure is a lower bound on mcgate's capacity. With one "
-      "sender on a 2-CPU machine that split is part of what the ratio measures.")
-    a("")
-    starved = sorted({(x["size"], x["remote_hosts"]) for x in c if x["case"] == 1 and any(
-        p["worst_rx_pps"] == 0 for run in x["baseline"].get("probes_per_run", []) for p in run)})
+    bound = [x for x in c if x["case"] == 1 and (
+        x["mcgate"].get("sender_bound_runs") or x["baseline"].get("sender_bound_runs"))]
+    if bound:
+        a("Sender-bound (the full-rate probe already passed, so the figure is what one sender "
+          "offered, a lower bound for the path) in this run: " + "; ".join(
+              f"{x.get('dataplane', '-')} {x['size']} B to {x['remote_hosts']} remote host(s): "
+              f"mcgate in {x['mcgate'].get('sender_bound_runs', 0)}, kernel in "
+              f"{x['baseline'].get('sender_bound_runs', 0)} of "
+              f"{len(x['mcgate'].get('runs_pps', []))} run(s)" for x in bound) + ".")
+        a("")
+    probes = {(x["size"], x["remote_hosts"]): [p for run in x["baseline"].get("probes_per_run", [])
+                                               for p in run]
+              for x in c if x["case"] == 1}
+    starved = sorted(k for k, ps in probes.items() if any(p["worst_rx_pps"] == 0 for p in ps))
     if starved:
-        a("Seen in this run: with the kernel's head-end replication overloaded (full offered "
-          "rate, " + ", ".join(f"{s} B to {n} remote hosts" for s, n in starved) + "), some "
-          "remote host received nothing at all during a probe while another received "
-          "everything; below saturation every remote got every datagram. The search starts "
-          "from half the sent rate in that case (`probes_per_run` in bench-results.json).")
+        empty = sum(1 for ps in probes.values() for p in ps if p["worst_rx_pps"] == 0)
+        total = sum(len(ps) for ps in probes.values())
+        a("Seen in this run: in " + f"{empty} of {total} kernel-baseline probes ("
+          + ", ".join(f"{s} B to {n} remote hosts" for s, n in starved) + ") some remote host "
+          "received nothing at all during the probe (`probes_per_run` in bench-results.json).")
         a("")
 
 
@@ -147,17 +158,23 @@ def body_rest(a, c, res):
                 a(f"| {x['name']} | {m['p50_ms']} ms | {m['p99_ms']} ms | {m['max_ms']} ms | "
                   f"{n} | {x['target']} | {yes(x['target_met'])} |")
         a("")
-        a("Join: a task on host-b joins one of 16 groups the sender on host-a sends to at "
-          "1000 pps each; first packet = first frame of the group on the task's eth0 "
-          "(AF_PACKET). Leave: the last frame of the group on eth0 after IP_DROP_MEMBERSHIP.")
-        a("")
-        a("Host loss: the controller drops a silent agent's members when its lease (3000 ms "
-          "by default, `mcgate controller --lease-ms`) runs out, counted from the agent's last "
-          "heartbeat or report. The agent is killed tens of milliseconds after the receiver's "
-          "report reached the table, so the figure sits just under the lease; a kill right "
-          "after a heartbeat would give about 3.0 s. The target is met by tens of "
-          "milliseconds; the lease is the knob.")
-        a("")
+        for x in m4:
+            snd = x["mcgate"].get("sender")
+            if x["name"] == "join to first packet" and snd:
+                a(f"Join: a task on host-b joins one of {snd['groups']} groups the sender on "
+                  f"host-a sends to at {snd['pps_per_group']} pps each; first packet = first "
+                  "frame of the group on the task's eth0 (AF_PACKET). Leave: the last frame "
+                  "of the group on eth0 after IP_DROP_MEMBERSHIP.")
+                a("")
+        for x in m4:
+            m = x["mcgate"]
+            runs = [r for r in m.get("runs_s", []) if r is not None]
+            if x["name"] == "host loss to removal" and runs:
+                a(f"Host loss ({m['how']}): the members went {', '.join(f'{r:.3f}' for r in runs)} "
+                  f"s after the kill, {min(runs):.3f}-{max(runs):.3f} s; the slowest is "
+                  f"{abs(3.0 - max(runs)) * 1000:.0f} ms {'under' if max(runs) < 3.0 else 'over'} "
+                  "the 3 s target.")
+                a("")
     for x in c:
         if x["case"] == 5:
             m = x["mcgate"]
@@ -224,73 +241,57 @@ def source_of(x):
 
 
 def why_missed(x, res):
+    """How far a missed target is, in this run's own figures."""
     m, b = x["mcgate"], x.get("baseline", {})
-    prof = (" The profile of the sending host's agent (above) shows where its time goes."
-            if res.get("profile_sender_agent") else "")
     if x["case"] in (1, 2) and x.get("ratio") is None:
         return "no passing rate was found on one side; see the full-rate figures."
-    if x["case"] == 2:
-        return (f"mcgate delivers {x['ratio']:.2f}x the bridge's rate ({m.get('pps')} vs "
-                f"{b.get('pps')} pps), {100 * (1 - x['ratio']):.0f}% short of parity. On one "
-                "host the relay reads each frame from the sender's port (AF_PACKET) and writes "
-                "it to the receiver's port: two more copies and a thread wake-up per batch, "
-                "where the bridge forwards in the sender's own softirq. Small datagrams "
-                "suffer most, as the per-packet cost dominates.")
-    if x["case"] == 1 and x.get("dataplane") == "kernel":
-        return (f"mcgate delivers {x['ratio']:.2f}x the kernel baseline's rate ({m.get('pps')} "
-                f"vs {b.get('pps')} pps). mcgate's kernel data plane forwards with the same "
-                "kernel code (the bridge and a VXLAN device, with per-group destinations in "
-                "the VXLAN MDB instead of flooding to every remote), so both run in the "
-                "sender's softirq and the agent is off the data path; compare "
-                "`ratio_per_run` with the run-to-run spread before reading a gap into it.")
-    if x["case"] == 1:
-        return (f"mcgate delivers {x['ratio']:.2f}x the kernel's rate ({m.get('pps')} vs "
-                f"{b.get('pps')} pps), {100 * (1 - x['ratio']):.0f}% short of parity. The "
-                "userspace relay copies each frame from an AF_PACKET socket and sends one "
-                "VXLAN datagram per remote host from one thread, on a 2-CPU machine it shares "
-                "with the sender and receivers; the kernel does the same copies in softirq "
-                "context charged to the sender." + prof)
+    if x["case"] in (1, 2):
+        other = "the bridge's" if x["case"] == 2 else "the kernel baseline's"
+        out = (f"mcgate delivers {x['ratio']:.2f}x {other} rate ({m.get('pps')} vs "
+               f"{b.get('pps')} pps), {100 * (1 - x['ratio']):.0f}% short of parity.")
+        per_run = [r for r in x.get("ratio_per_run") or [] if r is not None]
+        if len(per_run) > 1:
+            span = f"{min(per_run)}-{max(per_run)}"
+            out += (f" Per run the ratio was {span}"
+                    + (", so parity is inside this run's spread." if max(per_run) >= 1.0
+                       else ", below parity in every run."))
+        sizes = {y["size"]: y["ratio"] for y in res["cases"] if y["case"] == x["case"]
+                 and y.get("dataplane") == x.get("dataplane")
+                 and y.get("remote_hosts") == x.get("remote_hosts") and y.get("ratio")}
+        if len(sizes) > 1:
+            small, large = min(sizes), max(sizes)
+            out += (f" At {small} B the ratio is {sizes[small]}, at {large} B {sizes[large]}.")
+        if (x["case"] == 1 and x.get("dataplane") == "userspace"
+                and res.get("profile_sender_agent")):
+            out += " The profile of the sending host's agent (above) shows where its time goes."
+        return out
     if x["case"] == 3:
         t = x.get("at_tenth_rate") or []
         added = x["added_p50_us"]
-        low = ""
-        if t:
+        out = (f"added p50 {added} µs against < 50 µs ({added - 50:+.1f} µs, "
+               f"{added / 50:.2f}x the target).")
+        if t and t[0]["mcgate_p50_us"] is not None and t[0]["unicast_p50_us"] is not None:
             low_added = t[0]["mcgate_p50_us"] - t[0]["unicast_p50_us"]
-            low = f" At {t[0]['rate_pps']} pps the added p50 is {rnd(low_added, 1)} µs"
-            if low_added < 0.5 * added:
-                low += (", so most of it is queueing: the packet waits for the relay threads "
-                        "of the sending and the receiving agent to be scheduled on the 2 busy "
-                        "CPUs, which the in-kernel unicast path never does.")
-            else:
-                low += (", about the same, so it is a fixed cost per packet rather than load: "
-                        "two relay hops, each a wake-up of an agent's relay thread from poll() "
-                        "plus an AF_PACKET read and a socket write (capture and VXLAN send on "
-                        "the sender's host, VXLAN receive and write to the task's port on the "
-                        "receiver's host), where routed unicast stays in softirq.")
-        return (f"added p50 {added} µs against < 50 µs ({added - 50:+.1f} µs, "
-                f"{added / 50:.2f}x the target).{low}")
+            out += (f" At {t[0]['rate_pps']} pps the added p50 is {rnd(low_added, 1)} µs, "
+                    f"{100 * low_added / added:.0f}% of the figure at {x['rate_pps']} pps.")
+        return out
     if x["name"] == "leave to last packet":
-        return (f"p99 {m['p99_ms']} ms against < 1500 ms (+{rnd(m['p99_ms'] - 1500, 0)} ms). "
-                "It is the IGMPv2 default last-member query time: after a leave the agent "
-                "queries the group twice, 1 s apart (last member query interval 1 s x count "
-                "2), and drops it only when no report came back, so about 2.0 s. Fast leave "
-                "(one receiver per port, as with one task per veth) or a shorter interval in "
-                "the domain's IGMP settings would bring it under 1.5 s.")
+        return (f"p99 {m['p99_ms']} ms against < 1500 ms ({m['p99_ms'] - 1500:+.0f} ms), "
+                f"with IGMP {m.get('igmp', 'as configured')}.")
     if x["name"] == "host loss to removal":
-        return (f"max {m['max_s']} s against < 3 s. A killed agent's members go when its "
-                "lease expires: the controller's default lease is 3000 ms (`mcgate controller "
-                "--lease-ms`) counted from the last heartbeat (every 1 s), checked every "
-                "250 ms, so removal lands 2.0-3.25 s after the kill. A "
-                "lease of 2 s (heartbeat 1 s kept) or dropping the members when the agent's "
-                "stream connection closes would meet it.")
+        runs = [r for r in m.get("runs_s", []) if r is not None]
+        lost = len(m.get("runs_s", [])) - len(runs)
+        return (f"max {m['max_s']} s against < 3 s over {len(runs)} kill(s)"
+                + (f"; {lost} kill(s) never removed the host" if lost else "") + ".")
     if x["name"] == "join to first packet":
-        return f"p99 {m['p99_ms']} ms against < 50 ms."
+        return (f"p99 {m['p99_ms']} ms against < 50 ms; "
+                f"{m.get('joins_without_first_packet', 0)} join(s) got no first packet.")
     if x["case"] == 5:
         cm = m.get("converge_ms")
         over = (f" ({cm / 2000:.1f}x the 2 s target)" if cm else "")
         return (f"{short(x)}{over}, with a load average of {res.get('loadavg_end', '?')} at "
-                "the end of this run on 2 CPUs (other work shares the machine; the load "
-                "generator's 1,000 simulated agents run on the same 2 CPUs as the controller). "
+                f"the end of this run on {res.get('cpus', '?')} CPUs, shared with the load "
+                f"generator's {m.get('agents', '?')} simulated agents. "
                 f"Source: {source_of(x)}.")
     if x["case"] == 6:
         return f"mcgate perf receives {x.get('ratio')}x what iperf 2 receives."
