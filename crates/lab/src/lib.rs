@@ -22,6 +22,7 @@ mod ops;
 mod placement;
 mod plan;
 mod process;
+mod reports;
 mod state;
 mod status;
 mod table;
@@ -31,8 +32,8 @@ mod topology;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use demo::{Report, receiver_reports};
 pub use error::LabError;
+pub use reports::{Report, receiver_reports};
 pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 

@@ -493,6 +493,17 @@ fn demo_passes() {
     assert!(o.status.success(), "demo failed:\n{t}");
     assert!(t.contains("verdict: PASS"), "{t}");
     assert!(t.contains("233.252.0.5"), "{t}");
+    // The receivers' table: one value under each header.
+    let cells = |l: &str| l.split("  ").filter(|c| !c.trim().is_empty()).count();
+    let mut lines = t.lines().skip_while(|l| !l.starts_with("RECEIVER "));
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no receivers' table:\n{t}"));
+    let rows: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+    assert!(!rows.is_empty(), "{t}");
+    for row in rows {
+        assert_eq!(cells(row), cells(header), "{header}\n{row}");
+    }
     assert_eq!(lab_namespaces(&name), Vec::<String>::new());
     assert!(!state_dir(&name).exists());
 }
@@ -623,6 +634,21 @@ fn fanout_example_reaches_every_receiver() {
     let lab = Lab::new(&example("fanout.toml", "fanout"));
     lab.up_ok();
     let s = lab.status();
+    // Without root the agents' sockets cannot be asked: the `?` says why.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::mcgate())
+        .args(["lab", "status", "--name", &lab.name])
+        .output()
+        .expect("setpriv");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("? (kernel)"), "{t}");
+    assert!(
+        t.contains("DATAPLANE ? (requested in parentheses): the agents' admin sockets")
+            && t.contains("run `sudo mcgate lab status`"),
+        "{t}"
+    );
     let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
     assert_eq!(receivers.len(), 8);
     // "auto": each agent says what it chose.
@@ -719,6 +745,21 @@ fn kernel_example_delivers_in_every_direction() {
             want("host-b", "kernel"),
             want("host-c", "userspace")
         ]
+    );
+    // Without root the agents' sockets cannot be asked: the `?` says why.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::mcgate())
+        .args(["lab", "status", "--name", &lab.name])
+        .output()
+        .expect("setpriv");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("? (kernel)"), "{t}");
+    assert!(
+        t.contains("DATAPLANE ? (requested in parentheses): the agents' admin sockets")
+            && t.contains("run `sudo mcgate lab status`"),
+        "{t}"
     );
     let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
     let mut hosts: Vec<&str> = receivers.iter().map(|t| t.host.as_str()).collect();
