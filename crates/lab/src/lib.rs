@@ -16,6 +16,7 @@
 mod commands;
 mod demo;
 mod error;
+pub mod fuzzing;
 mod names;
 mod net;
 mod ops;
