@@ -16,12 +16,14 @@
 mod commands;
 mod demo;
 mod error;
+pub mod fuzzing;
 mod names;
 mod net;
 mod ops;
 mod placement;
 mod plan;
 mod process;
+mod reports;
 mod state;
 mod status;
 mod table;
@@ -31,8 +33,8 @@ mod topology;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use demo::{Report, receiver_reports};
 pub use error::LabError;
+pub use reports::{Report, receiver_reports};
 pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 

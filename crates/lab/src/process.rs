@@ -140,6 +140,9 @@ pub fn kill_pid(pid: i32) {
 /// The hidden `mcgate lab _run`: runs `argv`, timestamps its output into `log`, records
 /// its exit in `exit`. Never returns before the command ends.
 pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
+    // Like a service manager: nothing the caller of `lab up` had open (a lock held by
+    // `flock`, the pipe of a `$(...)`) may live on in a process that outlives it.
+    close_inherited_descriptors();
     // A session of its own: nothing of the terminal that started the lab reaches it.
     let _ = nix::unistd::setsid();
     // Stopping signals go to the whole group. The supervisor catches them and ends only
@@ -324,6 +327,24 @@ fn catch_stop_signals() -> Option<(tokio::runtime::Runtime, Vec<tokio::signal::u
         .collect()
     });
     Some((rt, streams))
+}
+
+/// Closes every descriptor above stderr. Called first thing in the supervisor, which
+/// then holds only what it inherited from `lab up`'s caller: Rust opens its own
+/// descriptors close-on-exec, so only the caller's survive `ip netns exec`.
+fn close_inherited_descriptors() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    // The directory's own descriptor is in the list and already closed: EBADF.
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 fn write_exit(path: &Path, rec: ExitRecord) {
