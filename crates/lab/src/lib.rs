@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod container;
 mod demo;
 mod error;
 pub mod fuzzing;

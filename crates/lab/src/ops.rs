@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use mcgate_client::Client;
 use mcgate_domain::api::{AssociationSpec, DomainSpec, IgmpSettings};
 
+use crate::container;
 use crate::error::LabError;
 use crate::names::NS_PREFIX;
 use crate::net;
@@ -543,6 +544,14 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
         for group in [tasks, agents, ctl] {
             report.processes += group.iter().filter(|r| is_running(r)).count();
             stop(&group, STOP_GRACE);
+        }
+        // Containers whose `podman run` was killed before it could remove them.
+        if st
+            .tasks
+            .iter()
+            .any(|t| container::is_container(&t.launch.argv))
+        {
+            container::remove_left(lab);
         }
         namespaces.extend(st.namespaces.iter().rev().cloned());
     }

@@ -63,10 +63,16 @@ pub fn launch(
         std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
     let exe = self_exe()?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns])
-        .arg(&exe)
-        .args(["lab", "_run", "--log"])
+    // A container task's podman joins the namespace itself (`--network ns:`), and must
+    // not run under `ip netns exec`, whose private /sys hides the cgroup mounts.
+    let mut cmd = if crate::container::is_container(argv) {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", netns]).arg(&exe);
+        c
+    };
+    cmd.args(["lab", "_run", "--log"])
         .arg(log)
         .arg("--exit")
         .arg(exit)

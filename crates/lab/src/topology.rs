@@ -110,6 +110,9 @@ pub struct Service {
     pub zone: Option<String>,
     /// Extra environment.
     pub env: BTreeMap<String, String>,
+    /// With `runtime = "podman"`: the image its tasks run as containers (else they are
+    /// processes in their namespaces).
+    pub image: Option<String>,
     /// Line of the service in the file, for placement errors.
     pub line: usize,
 }
@@ -201,6 +204,46 @@ struct RawService {
     zone: Option<Spanned<String>>,
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    runtime: Option<Spanned<String>>,
+    #[serde(default)]
+    image: Option<Spanned<String>>,
+}
+
+/// `runtime` and `image` of a service: the image when its tasks are containers.
+fn service_image(
+    ctx: &Ctx<'_>,
+    r: &RawService,
+    sname: &str,
+) -> Result<Option<String>, TopologyError> {
+    let podman = match &r.runtime {
+        None => false,
+        Some(rt) => match rt.get_ref().as_str() {
+            "namespace" => false,
+            "podman" => true,
+            other => {
+                return Err(ctx.err(
+                    rt.span(),
+                    format!("runtime {other:?} is not known; use \"namespace\" (the default) or \"podman\""),
+                ));
+            }
+        },
+    };
+    match (&r.image, podman) {
+        (Some(img), true) if !img.get_ref().trim().is_empty() => Ok(Some(img.get_ref().clone())),
+        (Some(img), true) => Err(ctx.err(img.span(), "image is empty; name the image to run")),
+        (None, true) => Err(ctx.err(
+            r.runtime.as_ref().map_or(r.name.span(), |s| s.span()),
+            format!("service {sname} runs in podman but names no image; add image = \"...\""),
+        )),
+        (Some(img), false) => Err(ctx.err(
+            img.span(),
+            format!(
+                "service {sname} names an image but runs as a process; add runtime = \"podman\""
+            ),
+        )),
+        (None, false) => Ok(None),
+    }
 }
 
 /// The default `max_tasks`: a t3.small's three network interfaces.
@@ -591,6 +634,7 @@ impl Topology {
                     ));
                 }
             }
+            let image = service_image(&ctx, r, &sname)?;
             services.push(Service {
                 name: sname,
                 count,
@@ -598,6 +642,7 @@ impl Topology {
                 host,
                 zone,
                 env: r.env.clone().unwrap_or_default(),
+                image,
                 line: line_col(src, s.span().start).0,
             });
         }
@@ -784,10 +829,41 @@ subnet = "s1"
                 include_str!("../../../examples/igmpv3-source-filter.toml"),
             ),
             ("fanout.toml", include_str!("../../../examples/fanout.toml")),
+            (
+                "ecs-multicast-containers.toml",
+                include_str!("../../../examples/ecs-multicast-containers.toml"),
+            ),
         ] {
             let t = Topology::parse(file, src).unwrap_or_else(|e| panic!("{e}"));
             crate::placement::place(&t).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    #[test]
+    fn container_services_name_their_image() {
+        let svc =
+            |extra: &str| format!("{BASE}[[services]]\nname = \"r\"\ncommand = [\"x\"]\n{extra}");
+        let t = Topology::parse(
+            "t.toml",
+            &svc("runtime = \"podman\"\nimage = \"localhost/iperf:lab\"\n"),
+        )
+        .unwrap();
+        assert_eq!(t.services[0].image.as_deref(), Some("localhost/iperf:lab"));
+        let t = Topology::parse("t.toml", &svc("runtime = \"namespace\"\n")).unwrap();
+        assert_eq!(t.services[0].image, None);
+        let e = err(&svc("runtime = \"podman\"\n"));
+        assert!(e.message.contains("names no image"), "{e}");
+        assert_eq!(e.line, 14);
+        let e = err(&svc("image = \"i\"\n"));
+        assert!(e.message.contains("add runtime = \"podman\""), "{e}");
+        let e = err(&svc("runtime = \"docker\"\n"));
+        assert!(
+            e.message
+                .contains("\"namespace\" (the default) or \"podman\""),
+            "{e}"
+        );
+        let e = err(&svc("runtime = \"podman\"\nimage = \" \"\n"));
+        assert!(e.message.contains("image is empty"), "{e}");
     }
 
     #[test]
