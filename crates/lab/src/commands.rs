@@ -500,6 +500,12 @@ fn down(a: DownArgs) -> Result<ExitCode, LabError> {
         },
     };
     let r = ops::down(&lab)?;
+    if a.images {
+        println!(
+            "lab {lab}: {} image(s) it built removed",
+            crate::container::remove_images(&lab)
+        );
+    }
     if r.namespaces == 0 && r.processes == 0 && !r.state_dir {
         println!("lab {lab}: nothing to remove");
     } else {

@@ -7,12 +7,19 @@
 //! veth like any other link. `podman run` stays in the foreground under the lab's
 //! supervisor, so logs, exit codes, `lab restart` and `lab down` work as for any task;
 //! containers are named `mcgl-<lab>-<task>` and `lab down` removes whatever is left of
-//! them. Images are not built by the lab: build them first (`podman build`).
+//! them. A service with `build` has its image built by `lab up` before anything else,
+//! labelled with the lab's name, so that `lab down --images` removes exactly those.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::error::LabError;
 use crate::names;
+use crate::topology::Topology;
+
+/// The label on images a lab built: its value is the lab's name.
+pub const LAB_LABEL: &str = "io.mcgate.lab";
 
 /// The program that runs container tasks.
 pub const PODMAN: &str = "podman";
@@ -84,6 +91,76 @@ pub fn remove_left(lab: &str) -> usize {
         .stderr(Stdio::null())
         .status();
     names.len()
+}
+
+/// Builds the images of the services that name a `build` Containerfile (relative to
+/// the topology file; the build context is the Containerfile's directory), each once.
+/// The build may fetch packages, so it uses the machine's network.
+pub fn build_images(topo: &Topology) -> Result<(), LabError> {
+    let base = Path::new(&topo.file).parent().unwrap_or(Path::new("."));
+    let mut done: Vec<&str> = Vec::new();
+    for svc in &topo.services {
+        let (Some(image), Some(build)) = (&svc.image, &svc.build) else {
+            continue;
+        };
+        if done.contains(&image.as_str()) {
+            continue;
+        }
+        done.push(image);
+        let file = base.join(build);
+        let context = file.parent().unwrap_or(Path::new("."));
+        println!("building image {image} from {}", file.display());
+        let out = Command::new(PODMAN)
+            .args(["build", "--network", "host", "--label"])
+            .arg(format!("{LAB_LABEL}={}", topo.name))
+            .args(["-t", image, "-f"])
+            .arg(&file)
+            .arg(context)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| LabError::Command {
+                command: format!("{PODMAN} build -t {image}"),
+                stderr: e.to_string(),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
+            return Err(LabError::Command {
+                command: format!("{PODMAN} build -t {image} -f {}", file.display()),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the images lab `lab` built (`lab down --images`). Returns how many.
+pub fn remove_images(lab: &str) -> usize {
+    let Ok(out) = Command::new(PODMAN)
+        .args(["images", "-q", "--filter"])
+        .arg(format!("label={LAB_LABEL}={lab}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return 0;
+    };
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if !ids.is_empty() {
+        let _ = Command::new(PODMAN)
+            .args(["rmi", "-f"])
+            .args(&ids)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    ids.len()
 }
 
 #[cfg(test)]

@@ -127,6 +127,9 @@ pub struct DownArgs {
     /// Same as the positional NAME.
     #[arg(long)]
     pub name: Option<String>,
+    /// Also remove the container images the lab built (services with `build`).
+    #[arg(long)]
+    pub images: bool,
 }
 
 /// `mcgate lab _run`

@@ -124,6 +124,11 @@ pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError
     let placed = place(topo)?;
     let exe = process::self_exe()?;
     let mut st = plan(topo, &placed, &exe, agent_flags(&exe))?;
+    if lab_dir(&st.name).exists() {
+        return Err(LabError::AlreadyUp(st.name.clone(), lab_dir(&st.name)));
+    }
+    // Images first: a failed build leaves nothing to remove.
+    container::build_images(topo)?;
     let root = labs_root();
     std::fs::create_dir_all(&root).map_err(|e| LabError::io(&root, e))?;
     let dir = st.dir();

@@ -113,6 +113,8 @@ pub struct Service {
     /// With `runtime = "podman"`: the image its tasks run as containers (else they are
     /// processes in their namespaces).
     pub image: Option<String>,
+    /// The Containerfile `lab up` builds that image from, relative to the topology file.
+    pub build: Option<String>,
     /// Line of the service in the file, for placement errors.
     pub line: usize,
 }
@@ -208,6 +210,8 @@ struct RawService {
     runtime: Option<Spanned<String>>,
     #[serde(default)]
     image: Option<Spanned<String>>,
+    #[serde(default)]
+    build: Option<Spanned<String>>,
 }
 
 /// `runtime` and `image` of a service: the image when its tasks are containers.
@@ -635,6 +639,12 @@ impl Topology {
                 }
             }
             let image = service_image(&ctx, r, &sname)?;
+            if let (Some(b), None) = (&r.build, &image) {
+                return Err(ctx.err(
+                    b.span(),
+                    format!("service {sname} builds an image but runs as a process; add runtime = \"podman\" and image"),
+                ));
+            }
             services.push(Service {
                 name: sname,
                 count,
@@ -643,6 +653,7 @@ impl Topology {
                 zone,
                 env: r.env.clone().unwrap_or_default(),
                 image,
+                build: r.build.as_ref().map(|b| b.get_ref().clone()),
                 line: line_col(src, s.span().start).0,
             });
         }
@@ -864,6 +875,17 @@ subnet = "s1"
         );
         let e = err(&svc("runtime = \"podman\"\nimage = \" \"\n"));
         assert!(e.message.contains("image is empty"), "{e}");
+        let t = Topology::parse(
+            "t.toml",
+            &svc("runtime = \"podman\"\nimage = \"i\"\nbuild = \"Containerfile\"\n"),
+        )
+        .unwrap();
+        assert_eq!(t.services[0].build.as_deref(), Some("Containerfile"));
+        let e = err(&svc("build = \"Containerfile\"\n"));
+        assert!(
+            e.message.contains("builds an image but runs as a process"),
+            "{e}"
+        );
     }
 
     #[test]
