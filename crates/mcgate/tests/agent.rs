@@ -213,18 +213,21 @@ fn peers(t: &Topo, h: usize) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Host `h`'s count of tunnelled packets received, once it stops moving: the kernel
-/// device's own counter on the kernel data plane (the agent publishes it once a
-/// second), the relay's on the userspace one (published every 200 ms).
+/// Host `h`'s count of tunnelled packets received so far: the kernel device's own
+/// counter on the kernel data plane, the relay's (published every 200 ms) on the
+/// userspace one.
+fn tunnel_rx(t: &Topo, h: usize) -> u64 {
+    if t.hosts[h].dataplane == "kernel" {
+        t.kernel_tables(h, VNI as u32)
+            .map_or(0, |k| k.stats.rx_packets)
+    } else {
+        t.metric(h, "mcgate_agent_tunnel_packets", &[("direction", "rx")])
+    }
+}
+
+/// Host `h`'s count of tunnelled packets received ([`tunnel_rx`]), once it stops moving.
 fn settled_tunnel_rx(t: &Topo, h: usize) -> u64 {
-    let read = || {
-        if t.hosts[h].dataplane == "kernel" {
-            t.kernel_tables(h, VNI as u32)
-                .map_or(0, |k| k.stats.rx_packets)
-        } else {
-            t.metric(h, "mcgate_agent_tunnel_packets", &[("direction", "rx")])
-        }
-    };
+    let read = || tunnel_rx(t, h);
     let mut last = read();
     let settled = t.wait_until(Duration::from_secs(5), || {
         // Two reads a publication period apart.
@@ -784,7 +787,9 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
             size: 100,
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Traffic flows to h2 before its agent stops.
+    let flowing = t.wait_until(Duration::from_secs(10), || tunnel_rx(&t, 1) >= 100);
+    assert!(flowing, "h2 never got 100 packets:\n{}", t.logs());
     t.stop_agent(1);
     // A stopping agent deregisters: h1 drops h2 at once, well before the 3 s lease.
     let gone = t.wait_until(Duration::from_millis(1500), || peers(&t, 0) == ["h3"]);
@@ -816,8 +821,9 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
         t.logs()
     );
     t.wait_proc(s, Duration::from_secs(20));
+    // What reached h2 before its agent stopped reached the member.
     let first = t.received(r, Duration::from_secs(2));
-    assert!(first.unique > 150, "{first:?}");
+    assert!(first.unique >= 100, "{first:?}");
 }
 
 fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
