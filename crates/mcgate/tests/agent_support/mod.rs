@@ -859,16 +859,7 @@ fn spawn_logged(ns: &Netns, args: &[&str], log: &PathBuf) -> Child {
 /// Runs `f` with a netlink socket opened inside namespace `ns` (on a scratch thread that
 /// entered it; the socket keeps working in that namespace).
 pub fn netlink_in<T>(ns: &str, f: impl FnOnce(&mut Netlink) -> T) -> T {
-    let path = format!("/run/netns/{ns}");
-    let mut nl = std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).expect("open netns file");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            Netlink::open().expect("netlink in namespace")
-        })
-        .join()
-        .expect("netlink thread")
-    });
+    let mut nl = mcgate_testbed::in_netns(ns, || Netlink::open().expect("netlink in namespace"));
     f(&mut nl)
 }
 
