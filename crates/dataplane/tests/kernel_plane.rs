@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig, QuerierSettings};
 use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
@@ -236,6 +236,9 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
         p1.kernel_status(),
         p2.kernel_status()
     );
+    // The status is published once the bridges' queriers are on: the kernel counts them
+    // present a second (the startup response interval) after that.
+    let queriers_on = Instant::now();
     let st = p1.kernel_status().expect("kernel status");
     assert_eq!(st.bridge.as_deref(), Some("br0"));
     assert_eq!(st.devices[0].name, device_name(VNI));
@@ -261,8 +264,16 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);
     let remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
     let other = lab.receiver(&hosts[1].tasks[1].0, &[G_OTHER]);
-    // Let the bridges see the querier (1 s) and snoop the joins.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The bridges snooped the joins, and count their queriers as present.
+    let snooped = |h: usize, port: &str, g: Ipv4Addr| {
+        let out = lab.exec(&hosts[h].ns, &["bridge", "mdb", "show"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!("port {port} grp {g}"))
+    };
+    let joined = wait_until(Duration::from_secs(10), || {
+        snooped(0, "tk2", G) && snooped(1, "tk1", G) && snooped(1, "tk2", G_OTHER)
+    });
+    assert!(joined, "the bridges never snooped the joins");
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(queriers_on.elapsed()));
     let (t0, a0) = &hosts[0].tasks[0];
     lab.send(t0, a0, G, "one", 5);
     let got = wait_until(Duration::from_secs(5), || {
