@@ -28,6 +28,7 @@ mod reports;
 mod state;
 mod status;
 mod table;
+mod teardown;
 mod timefmt;
 mod topology;
 
