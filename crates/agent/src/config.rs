@@ -241,6 +241,7 @@ mod tests {
             config: None,
             dataplane: None,
             state_dir: None,
+            check: false,
         }
     }
 

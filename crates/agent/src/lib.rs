@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod core;
@@ -67,6 +68,12 @@ pub struct AgentArgs {
     /// host's registration for the next agent instead of deregistering.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Check this host instead of running: capabilities, packet sockets, the kernel's
+    /// VXLAN multicast tables, the underlay, the links matching --attach and the bridge
+    /// they sit on, and which data plane `auto` would choose and why. Changes nothing;
+    /// exits 0 when the agent can run as configured, 1 when it cannot.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// The log subscriber: `RUST_LOG` filters (`info` by default), colour only when `ansi`
@@ -87,6 +94,9 @@ where
 
 /// Runs the agent.
 pub fn run(args: AgentArgs) -> ExitCode {
+    if args.check {
+        return check::run(&args);
+    }
     let ansi = std::io::stderr().is_terminal();
     let _ = tracing::subscriber::set_global_default(log_subscriber(std::io::stderr, ansi));
     let cfg = match config::AgentConfig::resolve(&args) {

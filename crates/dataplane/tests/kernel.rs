@@ -11,11 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::{
@@ -23,16 +19,15 @@ use mcgate_dataplane::kernel::{
     RemoteMembership, SourceFilter, VxlanConfig, VxlanDevice, VxlanMdb, VxlanMdbEntry, compile,
     device_name, inspect,
 };
+use mcgate_testbed::lab::PORT;
+use mcgate_testbed::{Lab, Received, run, wait_until};
 use nix::sched::{CloneFlags, setns};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 const VNI: u32 = 4242;
-const PORT: u16 = 5001;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
-
 /// These tests build network namespaces: without root they fail with a clear sentence.
 macro_rules! require_root {
     () => {
@@ -43,58 +38,14 @@ macro_rules! require_root {
     };
 }
 
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Hosts and tasks as these tests build them.
+trait Hosts {
+    fn host(&mut self, role: &str) -> String;
+    fn host_with(&mut self, role: &str, querier: bool) -> String;
+    fn task(&mut self, host: &str, role: &str, addrs: &[&str]) -> String;
 }
 
-/// Namespaces and processes of one test, removed on drop.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        Self {
-            tag: format!("mcgk-{}-{n}", std::process::id()),
-            namespaces: Vec::new(),
-            children: Vec::new(),
-        }
-    }
-
-    fn netns(&mut self, role: &str) -> String {
-        let name = format!("{}-{role}", self.tag);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// Runs `ip -n ns ARGS...`.
-    fn ip(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "-n", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
+impl Hosts for Lab {
     /// A host: a bridge with snooping and its own querier (answering after 1 s instead
     /// of 10 so the bridge counts a querier as present quickly).
     fn host(&mut self, role: &str) -> String {
@@ -142,124 +93,7 @@ impl Lab {
         self.ip(&ns, &["route", "add", "224.0.0.0/4", "dev", "eth0"]);
         ns
     }
-
-    /// Starts a receiver in `ns` that joins `groups` and records every datagram.
-    fn receiver(&mut self, ns: &str, groups: &[Ipv4Addr]) -> Received {
-        let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        self.reader(ns, RECEIVER, &[PORT.to_string(), list.join(",")])
-    }
-
-    /// Runs a python3 `script` in `ns` that prints "ready" once set up, then one line
-    /// per datagram; the lines are collected as they come.
-    fn reader(&mut self, ns: &str, script: &str, args: &[String]) -> Received {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-u", "-c", script])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start reader");
-        let stdout = child.stdout.take().expect("reader stdout");
-        self.children.push(child);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line == "ready" {
-                    let _ = ready_tx.send(());
-                } else {
-                    sink.lock().unwrap().push(line);
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("reader did not get ready");
-        Received(lines)
-    }
-
-    /// Sends `count` TTL-1 datagrams to `group` from `src` in task `ns`, tagged `tag`.
-    fn send(&self, ns: &str, src: &str, group: Ipv4Addr, tag: &str, count: usize) {
-        self.exec(
-            ns,
-            &[
-                "python3",
-                "-c",
-                SENDER,
-                &group.to_string(),
-                &PORT.to_string(),
-                &count.to_string(),
-                tag,
-                src,
-            ],
-        );
-    }
 }
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Lines a receiver printed: `<tag> <group> <source> <seq>`.
-#[derive(Clone)]
-struct Received(Arc<Mutex<Vec<String>>>);
-
-impl Received {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn count(&self, tag: &str) -> usize {
-        let prefix = format!("{tag} ");
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with(&prefix))
-            .count()
-    }
-}
-
-const RECEIVER: &str = r#"
-import socket, struct, sys
-port = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
-for g in sys.argv[2].split(","):
-    mreq = struct.pack("4s4s", socket.inet_aton(g), socket.inet_aton("0.0.0.0"))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-print("ready", flush=True)
-s.settimeout(300)
-while True:
-    try:
-        data, _ = s.recvfrom(2048)
-    except socket.timeout:
-        break
-    print(data.decode(errors="replace"), flush=True)
-"#;
-
-const SENDER: &str = r#"
-import socket, sys, time
-group, port, count, tag, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((src, 0))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-for i in range(count):
-    s.sendto(f"{tag} {group} {src} {i}".encode(), (group, port))
-    time.sleep(0.01)
-"#;
 
 /// Opens a netlink socket inside `ns` (entered on a scratch thread; the socket stays in
 /// that namespace afterwards).
@@ -274,20 +108,6 @@ fn netlink_in(ns: &str) -> Netlink {
         .join()
         .expect("netlink thread")
     })
-}
-
-/// Waits until `cond` holds or `timeout` passes; returns whether it held.
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn kernel_at_least_min() -> bool {
@@ -316,7 +136,7 @@ const G1: Ipv4Addr = Ipv4Addr::new(239, 77, 0, 1);
 #[test]
 fn device_settings_refusals_and_stale_cleanup() {
     require_root!();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let h = lab.host("h");
     lab.ip(
         &h,
@@ -464,7 +284,7 @@ fn device_settings_refusals_and_stale_cleanup() {
 #[test]
 fn reconcile_after_churn_of_1000_groups_matches_exactly() {
     require_root!();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let h = lab.host("h");
     let mut nl = netlink_in(&h);
     let dev = VxlanDevice::create(
@@ -639,7 +459,7 @@ fn three_hosts(groups: &[Ipv4Addr]) -> ThreeHosts {
 }
 
 fn three_hosts_with(groups: &[Ipv4Addr], querier: bool) -> ThreeHosts {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let r = lab.netns("r");
     lab.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     let mut hosts = Vec::new();
@@ -895,7 +715,7 @@ fn a_permanent_router_port_would_pass_every_group_to_the_vxlan_device() {
         .unwrap();
     let a = t
         .lab
-        .namespaces
+        .namespaces()
         .iter()
         .find(|n| n.ends_with("-a"))
         .unwrap()
@@ -958,7 +778,7 @@ fn the_bridge_hands_groups_to_the_vxlan_port_only_once_it_sees_a_querier() {
     let mut t = three_hosts_with(&[g1], false);
     let a = t
         .lab
-        .namespaces
+        .namespaces()
         .iter()
         .find(|n| n.ends_with("-a"))
         .unwrap()
@@ -1022,7 +842,7 @@ fn kernel_copies_are_standard_vxlan_carrying_the_frame_unchanged() {
     let mut t = three_hosts(&[g1]);
     let c = t
         .lab
-        .namespaces
+        .namespaces()
         .iter()
         .find(|n| n.ends_with("-c"))
         .unwrap()

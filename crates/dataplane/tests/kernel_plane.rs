@@ -9,12 +9,8 @@
 //! with the processes it started (by PID), even on failure.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig, QuerierSettings};
@@ -25,15 +21,11 @@ use mcgate_domain::api::{
     Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
 };
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
-use nix::sched::{CloneFlags, setns};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-const PORT: u16 = 5001;
+use mcgate_testbed::{Lab, in_netns, wait_until};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
-
 /// These tests build network namespaces: without root they fail with a clear sentence.
 macro_rules! require_root {
     () => {
@@ -42,204 +34,6 @@ macro_rules! require_root {
             "the kernel namespace tests build network namespaces and must run as root"
         );
     };
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Namespaces and processes of one test, removed on drop.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        Self {
-            tag: format!("mcgk-{}-{n}", std::process::id()),
-            namespaces: Vec::new(),
-            children: Vec::new(),
-        }
-    }
-
-    fn netns(&mut self, role: &str) -> String {
-        let name = format!("{}-{role}", self.tag);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// Runs `ip -n ns ARGS...`.
-    fn ip(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "-n", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    /// Starts a receiver in `ns` that joins `groups` and records every datagram.
-    fn receiver(&mut self, ns: &str, groups: &[Ipv4Addr]) -> Received {
-        let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        self.reader(ns, RECEIVER, &[PORT.to_string(), list.join(",")])
-    }
-
-    /// Runs a python3 `script` in `ns` that prints "ready" once set up, then one line
-    /// per datagram; the lines are collected as they come.
-    fn reader(&mut self, ns: &str, script: &str, args: &[String]) -> Received {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-u", "-c", script])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start reader");
-        let stdout = child.stdout.take().expect("reader stdout");
-        self.children.push(child);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line == "ready" {
-                    let _ = ready_tx.send(());
-                } else {
-                    sink.lock().unwrap().push(line);
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("reader did not get ready");
-        Received(lines)
-    }
-
-    /// Sends `count` TTL-1 datagrams to `group` from `src` in task `ns`, tagged `tag`.
-    fn send(&self, ns: &str, src: &str, group: Ipv4Addr, tag: &str, count: usize) {
-        self.exec(
-            ns,
-            &[
-                "python3",
-                "-c",
-                SENDER,
-                &group.to_string(),
-                &PORT.to_string(),
-                &count.to_string(),
-                tag,
-                src,
-            ],
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Lines a receiver printed: `<tag> <group> <source> <seq>`.
-#[derive(Clone)]
-struct Received(Arc<Mutex<Vec<String>>>);
-
-impl Received {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn count(&self, tag: &str) -> usize {
-        let prefix = format!("{tag} ");
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with(&prefix))
-            .count()
-    }
-}
-
-const RECEIVER: &str = r#"
-import socket, struct, sys
-port = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
-for g in sys.argv[2].split(","):
-    mreq = struct.pack("4s4s", socket.inet_aton(g), socket.inet_aton("0.0.0.0"))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-print("ready", flush=True)
-s.settimeout(300)
-while True:
-    try:
-        data, _ = s.recvfrom(2048)
-    except socket.timeout:
-        break
-    print(data.decode(errors="replace"), flush=True)
-"#;
-
-const SENDER: &str = r#"
-import socket, sys, time
-group, port, count, tag, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((src, 0))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-for i in range(count):
-    s.sendto(f"{tag} {group} {src} {i}".encode(), (group, port))
-    time.sleep(0.01)
-"#;
-
-/// Waits until `cond` holds or `timeout` passes; returns whether it held.
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs `f` on a scratch thread inside namespace `ns`; threads it starts stay there.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).expect("open netns file");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
 }
 
 const VNI: u32 = 4300;
@@ -422,7 +216,7 @@ fn start_plane(h: &Host) -> (KernelPlane, Netlink) {
 #[test]
 fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     require_root!();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let hosts = lab_hosts(&mut lab, 2);
     let (p1, mut nl1) = start_plane(&hosts[0]);
     let (p2, mut nl2) = start_plane(&hosts[1]);
@@ -442,6 +236,9 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
         p1.kernel_status(),
         p2.kernel_status()
     );
+    // The status is published once the bridges' queriers are on: the kernel counts them
+    // present a second (the startup response interval) after that.
+    let queriers_on = Instant::now();
     let st = p1.kernel_status().expect("kernel status");
     assert_eq!(st.bridge.as_deref(), Some("br0"));
     assert_eq!(st.devices[0].name, device_name(VNI));
@@ -467,8 +264,16 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);
     let remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
     let other = lab.receiver(&hosts[1].tasks[1].0, &[G_OTHER]);
-    // Let the bridges see the querier (1 s) and snoop the joins.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The bridges snooped the joins, and count their queriers as present.
+    let snooped = |h: usize, port: &str, g: Ipv4Addr| {
+        let out = lab.exec(&hosts[h].ns, &["bridge", "mdb", "show"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!("port {port} grp {g}"))
+    };
+    let joined = wait_until(Duration::from_secs(10), || {
+        snooped(0, "tk2", G) && snooped(1, "tk1", G) && snooped(1, "tk2", G_OTHER)
+    });
+    assert!(joined, "the bridges never snooped the joins");
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(queriers_on.elapsed()));
     let (t0, a0) = &hosts[0].tasks[0];
     lab.send(t0, a0, G, "one", 5);
     let got = wait_until(Duration::from_secs(5), || {

@@ -100,11 +100,11 @@ fn state_words(s: (&str, Option<i32>)) -> String {
 /// The table `lab up` ends with: name, host, zone, IP, state.
 pub fn tasks_table(st: &LabState) -> String {
     let dir = st.dir();
-    let rows: Vec<Vec<String>> = st
+    let rows: Vec<[String; 5]> = st
         .tasks
         .iter()
         .map(|t| {
-            vec![
+            [
                 t.name.clone(),
                 t.host.clone(),
                 t.zone.clone(),
@@ -113,7 +113,7 @@ pub fn tasks_table(st: &LabState) -> String {
             ]
         })
         .collect();
-    table::render(&["TASK", "HOST", "ZONE", "IP", "STATE"], &rows)
+    table::render(["TASK", "HOST", "ZONE", "IP", "STATE"], &rows)
 }
 
 /// `lab status --json`.
@@ -148,7 +148,7 @@ pub fn status_of(st: &LabState) -> LabStatus {
                 agent_pid: running.map(|r| r.pid),
                 state: s.0.to_string(),
                 exit_code: exit(s),
-                dataplane: chosen.get(&h.name).cloned().flatten(),
+                dataplane: chosen.by_host.get(&h.name).cloned().flatten(),
                 dataplane_requested: h.dataplane.as_str().to_string(),
             }
         })
@@ -178,11 +178,23 @@ pub fn status_of(st: &LabState) -> LabStatus {
     }
 }
 
-/// The data plane each running agent chose, from its admin endpoint's `/v1/stats`
-/// (`dataplane.name`); `None` for an agent that does not answer within a second.
-pub fn chosen_dataplanes(st: &LabState) -> std::collections::BTreeMap<String, Option<String>> {
+/// What `lab status` learned of the data plane each agent chose.
+pub struct ChosenDataplanes {
+    /// Per host: the data plane its agent reports in `/v1/stats` (`dataplane.name`);
+    /// `None` for a host whose agent does not run or does not answer.
+    pub by_host: std::collections::BTreeMap<String, Option<String>>,
+    /// Why some running agent could not be asked, for the `?` in the text status.
+    pub unknown_because: Option<String>,
+}
+
+/// Asks each running agent's admin endpoint which data plane it chose (one second
+/// each at most).
+pub fn chosen_dataplanes(st: &LabState) -> ChosenDataplanes {
     let dir = st.dir();
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = ChosenDataplanes {
+        by_host: std::collections::BTreeMap::new(),
+        unknown_because: None,
+    };
     let Ok(rt) = crate::ops::runtime() else {
         return out;
     };
@@ -190,22 +202,39 @@ pub fn chosen_dataplanes(st: &LabState) -> std::collections::BTreeMap<String, Op
         let running = h.agent.as_ref().and_then(|a| a.running).is_some();
         let sock = dir.join(format!("agent-{}.sock", h.name));
         let name = if running && sock.exists() {
-            rt.block_on(async {
-                let client =
-                    mcgate_client::Client::new(&format!("unix:{}", sock.display())).ok()?;
-                let stats: serde_json::Value = tokio::time::timeout(
-                    std::time::Duration::from_secs(1),
-                    client.get("/v1/stats"),
-                )
-                .await
-                .ok()?
-                .ok()?;
-                stats["dataplane"]["name"].as_str().map(str::to_string)
-            })
+            if nix::unistd::access(&sock, nix::unistd::AccessFlags::W_OK).is_err() {
+                out.unknown_because = Some(format!(
+                    "the agents' admin sockets (in {}) are root's: run `sudo mcgate lab status` to ask each agent",
+                    dir.display()
+                ));
+                None
+            } else {
+                let answer = rt.block_on(async {
+                    let client =
+                        mcgate_client::Client::new(&format!("unix:{}", sock.display())).ok()?;
+                    let stats: serde_json::Value = tokio::time::timeout(
+                        std::time::Duration::from_secs(1),
+                        client.get("/v1/stats"),
+                    )
+                    .await
+                    .ok()?
+                    .ok()?;
+                    stats["dataplane"]["name"].as_str().map(str::to_string)
+                });
+                if answer.is_none() && out.unknown_because.is_none() {
+                    out.unknown_because = Some(format!(
+                        "the agent of {} did not answer on {} within a second (see `mcgate lab logs {}`)",
+                        h.name,
+                        sock.display(),
+                        h.name
+                    ));
+                }
+                answer
+            }
         } else {
             None
         };
-        out.insert(h.name.clone(), name);
+        out.by_host.insert(h.name.clone(), name);
     }
     out
 }
@@ -235,18 +264,18 @@ fn status_text(st: &LabState) -> String {
         None => out.push_str("controller  none (the topology has no [domain])\n"),
     }
     out.push('\n');
-    let hosts: Vec<Vec<String>> = st
+    let hosts: Vec<[String; 7]> = st
         .hosts
         .iter()
         .map(|h| {
             let running = h.agent.as_ref().and_then(|a| a.running);
-            vec![
+            [
                 h.name.clone(),
                 h.subnet.clone(),
                 h.zone.clone(),
                 h.underlay_ip.to_string(),
                 running.map(|r| r.pid.to_string()).unwrap_or("-".into()),
-                match chosen.get(&h.name).cloned().flatten() {
+                match chosen.by_host.get(&h.name).cloned().flatten() {
                     Some(c) if h.dataplane.as_str() == c => c,
                     Some(c) => format!("{c} ({})", h.dataplane.as_str()),
                     None => format!("? ({})", h.dataplane.as_str()),
@@ -259,7 +288,7 @@ fn status_text(st: &LabState) -> String {
         })
         .collect();
     out.push_str(&table::render(
-        &[
+        [
             "HOST",
             "SUBNET",
             "ZONE",
@@ -271,11 +300,11 @@ fn status_text(st: &LabState) -> String {
         &hosts,
     ));
     out.push_str("\n\n");
-    let tasks: Vec<Vec<String>> = st
+    let tasks: Vec<[String; 7]> = st
         .tasks
         .iter()
         .map(|t| {
-            vec![
+            [
                 t.name.clone(),
                 t.service.clone(),
                 t.host.clone(),
@@ -290,9 +319,14 @@ fn status_text(st: &LabState) -> String {
         })
         .collect();
     out.push_str(&table::render(
-        &["TASK", "SERVICE", "HOST", "ZONE", "IP", "PID", "STATE"],
+        ["TASK", "SERVICE", "HOST", "ZONE", "IP", "PID", "STATE"],
         &tasks,
     ));
+    if let Some(why) = &chosen.unknown_because {
+        out.push_str(&format!(
+            "\n\nDATAPLANE ? (requested in parentheses): {why}"
+        ));
+    }
     out
 }
 
@@ -466,6 +500,12 @@ fn down(a: DownArgs) -> Result<ExitCode, LabError> {
         },
     };
     let r = ops::down(&lab)?;
+    if a.images {
+        println!(
+            "lab {lab}: {} image(s) it built removed",
+            crate::container::remove_images(&lab)
+        );
+    }
     if r.namespaces == 0 && r.processes == 0 && !r.state_dir {
         println!("lab {lab}: nothing to remove");
     } else {

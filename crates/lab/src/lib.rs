@@ -14,25 +14,29 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod container;
 mod demo;
 mod error;
+pub mod fuzzing;
 mod names;
 mod net;
 mod ops;
 mod placement;
 mod plan;
 mod process;
+mod reports;
 mod state;
 mod status;
 mod table;
+mod teardown;
 mod timefmt;
 mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use demo::{Report, receiver_reports};
 pub use error::LabError;
+pub use reports::{Report, receiver_reports};
 pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 
@@ -124,6 +128,9 @@ pub struct DownArgs {
     /// Same as the positional NAME.
     #[arg(long)]
     pub name: Option<String>,
+    /// Also remove the container images the lab built (services with `build`).
+    #[arg(long)]
+    pub images: bool,
 }
 
 /// `mcgate lab _run`

@@ -1,4 +1,4 @@
-//! The lab's life cycle: up, down, restart.
+//! The lab's life cycle: up and restart (down is `teardown`).
 
 use std::path::Path;
 use std::process::Command;
@@ -7,22 +7,23 @@ use std::time::{Duration, Instant};
 use mcgate_client::Client;
 use mcgate_domain::api::{AssociationSpec, DomainSpec, IgmpSettings};
 
+use crate::container;
 use crate::error::LabError;
-use crate::names::NS_PREFIX;
 use crate::net;
 use crate::placement::place;
 use crate::plan::{AgentFlags, plan};
 use crate::process::{self, is_running, launch, stop};
 use crate::state::{
-    LabState, Launch, Running, StateLock, exit_path, lab_dir, labs_root, list_labs, log_path,
-    read_exit,
+    LabState, Launch, Running, StateLock, exit_path, lab_dir, labs_root, log_path, read_exit,
 };
 use crate::topology::Topology;
+
+pub use crate::teardown::down;
 
 /// How long a starting controller or agent may take to answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a process gets to end on SIGINT (and then on SIGTERM).
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Fails unless running as root.
 pub fn require_root(what: &'static str) -> Result<(), LabError> {
@@ -123,6 +124,11 @@ pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError
     let placed = place(topo)?;
     let exe = process::self_exe()?;
     let mut st = plan(topo, &placed, &exe, agent_flags(&exe))?;
+    if lab_dir(&st.name).exists() {
+        return Err(LabError::AlreadyUp(st.name.clone(), lab_dir(&st.name)));
+    }
+    // Images first: a failed build leaves nothing to remove.
+    container::build_images(topo)?;
     let root = labs_root();
     std::fs::create_dir_all(&root).map_err(|e| LabError::io(&root, e))?;
     let dir = st.dir();
@@ -479,104 +485,6 @@ fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Res
             .join(", ")
     );
     Ok(())
-}
-
-/// What `down` removed.
-#[derive(Debug, Default)]
-pub struct DownReport {
-    /// Processes stopped.
-    pub processes: usize,
-    /// Namespaces removed.
-    pub namespaces: usize,
-    /// Whether a state directory was removed.
-    pub state_dir: bool,
-}
-
-fn all_running(st: &LabState) -> (Vec<Running>, Vec<Running>, Vec<Running>) {
-    let tasks = st.tasks.iter().filter_map(|t| t.launch.running).collect();
-    let agents = st
-        .hosts
-        .iter()
-        .filter_map(|h| h.agent.as_ref().and_then(|a| a.running))
-        .collect();
-    let ctl = st
-        .controller
-        .iter()
-        .filter_map(|c| c.launch.running)
-        .collect();
-    (tasks, agents, ctl)
-}
-
-/// Namespaces `mcgl-<lab>-*` that no other lab's state claims: what a crashed `lab up`
-/// may have left behind.
-fn leftover_namespaces(lab: &str) -> Vec<String> {
-    let prefix = format!("{NS_PREFIX}{lab}-");
-    let mut claimed = Vec::new();
-    for other in list_labs() {
-        if other != lab
-            && let Ok(s) = LabState::load(&other)
-        {
-            claimed.extend(s.namespaces);
-        }
-    }
-    net::list_netns()
-        .into_iter()
-        .filter(|ns| ns.starts_with(&prefix) && !claimed.contains(ns))
-        .collect()
-}
-
-/// Stops every process of a lab (tasks, then agents, then the controller) and removes
-/// every namespace and file it made. Safe to run twice and after a crash.
-pub fn down(lab: &str) -> Result<DownReport, LabError> {
-    require_root("mcgate lab down")?;
-    let mut report = DownReport::default();
-    let dir = lab_dir(lab);
-    let _lock = if dir.is_dir() {
-        Some(StateLock::take(&dir)?)
-    } else {
-        None
-    };
-    let state = LabState::load(lab).ok();
-    let mut namespaces: Vec<String> = Vec::new();
-    if let Some(st) = &state {
-        let (tasks, agents, ctl) = all_running(st);
-        for group in [tasks, agents, ctl] {
-            report.processes += group.iter().filter(|r| is_running(r)).count();
-            stop(&group, STOP_GRACE);
-        }
-        namespaces.extend(st.namespaces.iter().rev().cloned());
-    }
-    for ns in leftover_namespaces(lab) {
-        if !namespaces.contains(&ns) {
-            namespaces.insert(0, ns);
-        }
-    }
-    let present = net::list_netns();
-    // Anything still running inside the lab's namespaces was started by the lab (or
-    // by `lab exec`): end it so the namespaces really go.
-    for ns in namespaces.iter().filter(|ns| present.contains(ns)) {
-        for pid in net::netns_pids(ns) {
-            process::kill_pid(pid);
-            report.processes += 1;
-        }
-    }
-    let mut first_err = None;
-    for ns in namespaces.iter().filter(|ns| present.contains(ns)) {
-        match net::del_netns(ns) {
-            Ok(()) => report.namespaces += 1,
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
-        report.state_dir = true;
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
 }
 
 /// Restarts `controller`, a host's agent (by host name) or a task.

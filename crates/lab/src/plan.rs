@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use crate::container;
 use crate::error::LabError;
 use crate::names;
 use crate::placement::Placed;
@@ -205,11 +206,20 @@ pub fn plan(
             zone: s.zone.clone(),
             ip,
             link: names::task_link(&p.name, i),
-            launch: Launch {
-                netns,
-                argv: resolve_argv(&svc.command, exe),
-                env: svc.env.clone(),
-                running: None,
+            launch: match &svc.image {
+                // The container gets the environment; `mcgate` is the image's own.
+                Some(image) => Launch {
+                    argv: container::run_argv(lab, &p.name, &netns, image, &svc.env, &svc.command),
+                    netns,
+                    env: BTreeMap::new(),
+                    running: None,
+                },
+                None => Launch {
+                    netns,
+                    argv: resolve_argv(&svc.command, exe),
+                    env: svc.env.clone(),
+                    running: None,
+                },
             },
         });
     }

@@ -63,10 +63,16 @@ pub fn launch(
         std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
     let exe = self_exe()?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns])
-        .arg(&exe)
-        .args(["lab", "_run", "--log"])
+    // A container task's podman joins the namespace itself (`--network ns:`), and must
+    // not run under `ip netns exec`, whose private /sys hides the cgroup mounts.
+    let mut cmd = if crate::container::is_container(argv) {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", netns]).arg(&exe);
+        c
+    };
+    cmd.args(["lab", "_run", "--log"])
         .arg(log)
         .arg("--exit")
         .arg(exit)
@@ -140,6 +146,9 @@ pub fn kill_pid(pid: i32) {
 /// The hidden `mcgate lab _run`: runs `argv`, timestamps its output into `log`, records
 /// its exit in `exit`. Never returns before the command ends.
 pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
+    // Like a service manager: nothing the caller of `lab up` had open (a lock held by
+    // `flock`, the pipe of a `$(...)`) may live on in a process that outlives it.
+    close_inherited_descriptors();
     // A session of its own: nothing of the terminal that started the lab reaches it.
     let _ = nix::unistd::setsid();
     // Stopping signals go to the whole group. The supervisor catches them and ends only
@@ -324,6 +333,24 @@ fn catch_stop_signals() -> Option<(tokio::runtime::Runtime, Vec<tokio::signal::u
         .collect()
     });
     Some((rt, streams))
+}
+
+/// Closes every descriptor above stderr. Called first thing in the supervisor, which
+/// then holds only what it inherited from `lab up`'s caller: Rust opens its own
+/// descriptors close-on-exec, so only the caller's survive `ip netns exec`.
+fn close_inherited_descriptors() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    // The directory's own descriptor is in the list and already closed: EBADF.
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 fn write_exit(path: &Path, rec: ExitRecord) {

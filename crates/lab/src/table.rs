@@ -1,7 +1,9 @@
 //! Plain-text tables with aligned columns.
 
-/// Renders rows under a header, columns separated by two spaces.
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Renders rows under a header, columns separated by two spaces. A row has exactly as
+/// many cells as the header has names: the types say so, so no value can sit under
+/// another column's name.
+pub fn render<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -34,7 +36,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn aligns() {
-        let t = super::render(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        let t = super::render(["A", "BB"], &[["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y");
     }
 }

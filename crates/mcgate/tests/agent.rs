@@ -14,9 +14,10 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_support::{Flow, Topo};
+use serde_json::Value;
 
 const G1: &str = "233.252.0.5";
 const G2: &str = "233.252.0.6";
@@ -78,28 +79,76 @@ fn deployment_on(igmp: &str, static_sources: bool, mtu: Option<u32>, dataplanes:
     t
 }
 
-/// Starts every agent and waits until each has the domain.
+/// The test domain's VXLAN network identifier.
+const VNI: u64 = 4100;
+
+/// How long the bridge of a kernel-data-plane host takes to count its own querier as
+/// present once the agent turns it on (the 1 s query response interval the kernel data
+/// plane arms, docs/kernel-dataplane.md); until then it delivers no multicast to its
+/// ports.
+const BRIDGE_QUERIER_DELAY: Duration = Duration::from_secs(1);
+
+/// The host names of `t`, `h1`.. in order.
+fn host_names(t: &Topo) -> Vec<String> {
+    t.hosts.iter().map(|h| h.name.clone()).collect()
+}
+
+/// The strings of a JSON array (empty for anything else).
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether host `h`'s agent has the domain with every other host of `t` as a peer.
+fn knows_every_peer(t: &Topo, h: usize) -> bool {
+    let others: BTreeSet<String> = host_names(t)
+        .into_iter()
+        .filter(|n| *n != t.hosts[h].name)
+        .collect();
+    t.domain_summary(h, VNI)
+        .is_some_and(|d| strings(&d["peers"]) == others)
+}
+
+/// Starts every agent and waits until each is registered and has the domain with every
+/// other host as a peer.
 fn start_agents_with_domain(t: &mut Topo) {
     t.start_agents();
-    // Every agent has the domain (a snapshot with its peers) before traffic starts.
     let ok = t.wait_until(Duration::from_secs(10), || {
         (0..t.hosts.len()).all(|h| {
-            t.stats(h)
-                .is_some_and(|s| s.contains("\"vni\":4100") && s.contains("\"registered\""))
+            t.stats_doc(h)
+                .is_some_and(|s| s["controller"]["state"] == "registered")
+                && knows_every_peer(t, h)
         })
     });
-    assert!(ok, "agents did not get the domain:\n{}", t.logs());
+    assert!(
+        ok,
+        "agents did not get the domain and its peers:\n{}",
+        t.logs()
+    );
+}
+
+/// Whether host `h`'s agent lists a member of `group` on `link` (learned by IGMP).
+fn link_has_member(t: &Topo, h: usize, link: &str, group: &str) -> bool {
+    t.stats_doc(h).is_some_and(|s| {
+        s["links"].as_array().into_iter().flatten().any(|l| {
+            l["name"] == link
+                && l["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| g["group"] == group)
+        })
+    })
 }
 
 /// Waits until host `h`'s agent reports members of `group` on some link.
 fn wait_member(t: &Topo, h: usize, group: &str) {
-    let needle = format!("\"group\":\"{group}\"");
+    let links: Vec<String> = t.hosts[h].tasks.iter().map(|k| k.link.clone()).collect();
     let ok = t.wait_until(Duration::from_secs(10), || {
-        t.stats(h).is_some_and(|s| {
-            s.split("\"groups\":")
-                .skip(1)
-                .any(|part| part.contains(&needle))
-        })
+        links.iter().any(|l| link_has_member(t, h, l, group))
     });
     assert!(
         ok,
@@ -109,31 +158,23 @@ fn wait_member(t: &Topo, h: usize, group: &str) {
     );
 }
 
-/// Waits until host `h`'s agent has `n` memberships of other hosts in its forwarding
-/// state: a sender started on `h` before that could miss a host the controller has not
-/// told `h` about yet (the controller is slower under load than the test's sleeps).
-fn wait_remote_members(t: &Topo, h: usize, n: usize) {
-    let needle = format!("\"remote_members\":{n}");
-    let ok = t.wait_until(Duration::from_secs(10), || {
-        t.stats(h).is_some_and(|s| s.contains(&needle))
-    });
-    assert!(
-        ok,
-        "h{} never had {n} remote memberships:\n{}",
-        h + 1,
-        t.logs()
-    );
+/// Host `h`'s count of other hosts' memberships in domain [`VNI`].
+fn remote_members(t: &Topo, h: usize) -> Option<u64> {
+    t.domain_summary(h, VNI)
+        .and_then(|d| d["remote_members"].as_u64())
 }
 
 /// Waits until host `h`'s agent reports members of `group` and the controller lists
-/// them, so the other hosts' forwarding state is about to have them (a sender started
-/// earlier could miss a host whose report the controller has not taken yet).
+/// them as IGMP members.
 fn wait_member_known(t: &Topo, h: usize, group: &str) {
     wait_member(t, h, group);
     let path = format!("/v1/groups?group={group}&host={}", t.hosts[h].name);
     let ok = t.wait_until(Duration::from_secs(10), || {
-        t.api("GET", &path, None)
-            .contains("\"member_type\":\"igmp\"")
+        let rows: Value = serde_json::from_str(&t.api("GET", &path, None)).unwrap_or_default();
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["member_type"] == "igmp")
     });
     assert!(
         ok,
@@ -141,6 +182,156 @@ fn wait_member_known(t: &Topo, h: usize, group: &str) {
         h + 1,
         t.logs()
     );
+}
+
+/// Whether host `h` runs the kernel data plane and its bridge's querier is set up and
+/// its tables are in step (no refusal pending).
+fn kernel_plane_settled(t: &Topo, h: usize) -> bool {
+    t.stats_doc(h).is_some_and(|s| {
+        let k = &s["dataplane"]["kernel"];
+        k["bridge_querier"] == true && k["last_error"].is_null()
+    })
+}
+
+/// Whether host `sender`'s kernel VXLAN device has an entry for `group` towards each
+/// host of `remotes`.
+fn kernel_sends_to(t: &Topo, sender: usize, group: &str, remotes: &[usize]) -> bool {
+    let Some(k) = t.kernel_tables(sender, VNI as u32) else {
+        return false;
+    };
+    remotes.iter().all(|&r| {
+        k.vxlan_entries
+            .iter()
+            .any(|e| e.group.to_string() == group && e.dst.to_string() == t.hosts[r].ip)
+    })
+}
+
+/// Host `h`'s peers in domain [`VNI`], by name.
+fn peers(t: &Topo, h: usize) -> Vec<String> {
+    t.domain_summary(h, VNI)
+        .map(|d| strings(&d["peers"]).into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Host `h`'s count of tunnelled packets received so far: the kernel device's own
+/// counter on the kernel data plane, the relay's (published every 200 ms) on the
+/// userspace one.
+fn tunnel_rx(t: &Topo, h: usize) -> u64 {
+    if t.hosts[h].dataplane == "kernel" {
+        t.kernel_tables(h, VNI as u32)
+            .map_or(0, |k| k.stats.rx_packets)
+    } else {
+        t.metric(h, "mcgate_agent_tunnel_packets", &[("direction", "rx")])
+    }
+}
+
+/// Host `h`'s count of tunnelled packets received ([`tunnel_rx`]), once it stops moving.
+fn settled_tunnel_rx(t: &Topo, h: usize) -> u64 {
+    let read = || tunnel_rx(t, h);
+    let mut last = read();
+    let settled = t.wait_until(Duration::from_secs(5), || {
+        // Two reads a publication period apart.
+        std::thread::sleep(Duration::from_millis(300));
+        let now = read();
+        std::mem::replace(&mut last, now) == now
+    });
+    assert!(settled, "h{}'s tunnel counter never settled", h + 1);
+    last
+}
+
+/// Members on `tk1` of h2 and h3, a sender on h1.
+fn two_remote_members(group: &str) -> FlowPlan<'_> {
+    FlowPlan {
+        sender: 0,
+        group,
+        members: &[(1, "tk1"), (2, "tk1")],
+        remote_members: 2,
+        static_members: false,
+    }
+}
+
+/// Who must get a flow whose every datagram is counted.
+struct FlowPlan<'a> {
+    /// The host of the sending task.
+    sender: usize,
+    /// The group.
+    group: &'a str,
+    /// The (host, link) of every receiving task, the sender's host included.
+    members: &'a [(usize, &'a str)],
+    /// Memberships of other hosts the sender's host must know (every group).
+    remote_members: u64,
+    /// Members are static ones (IGMP off): no link lists them as IGMP members.
+    static_members: bool,
+}
+
+/// Waits (bounded) until every piece of state a flow depends on is in place: every host
+/// knows every peer, the sender's host knows the remote memberships, each receiving
+/// host lists its members, and on kernel-data-plane hosts the kernel's own tables hold
+/// them (the sender's VXLAN entries, the receivers' bridge entries) and the bridge
+/// counts its querier as present. Starting a counted flow earlier races the controller
+/// and the data planes.
+fn wait_flow_ready(t: &Topo, plan: &FlowPlan<'_>) {
+    let kernel_hosts: Vec<usize> = (0..t.hosts.len())
+        .filter(|&h| t.hosts[h].dataplane == "kernel")
+        .collect();
+    let mut remotes: Vec<usize> = plan
+        .members
+        .iter()
+        .map(|&(h, _)| h)
+        .filter(|&h| h != plan.sender)
+        .collect();
+    remotes.dedup();
+    let mut querier_seen = None;
+    let mut missing = String::new();
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        if querier_seen.is_none() && kernel_hosts.iter().all(|&h| kernel_plane_settled(t, h)) {
+            querier_seen = Some(Instant::now());
+        }
+        missing = if let Some(h) = (0..t.hosts.len()).find(|&h| !knows_every_peer(t, h)) {
+            format!("h{} does not know every peer", h + 1)
+        } else if remote_members(t, plan.sender) != Some(plan.remote_members) {
+            format!(
+                "the sender's host has {:?} remote memberships, not {}",
+                remote_members(t, plan.sender),
+                plan.remote_members
+            )
+        } else if let Some((h, l)) = plan.members.iter().find(|&&(h, l)| {
+            if plan.static_members {
+                t.domain_summary(h, VNI)
+                    .and_then(|d| d["groups"].as_u64())
+                    .unwrap_or(0)
+                    == 0
+            } else {
+                !link_has_member(t, h, l, plan.group)
+            }
+        }) {
+            format!("h{} does not list the member on {l}", h + 1)
+        } else if let Some((h, l)) = plan.members.iter().find(|&&(h, l)| {
+            t.hosts[h].dataplane == "kernel" && !t.bridge_member_ports(h, plan.group).contains(l)
+        }) {
+            format!("h{}'s bridge has no entry for {l}", h + 1)
+        } else if t.hosts[plan.sender].dataplane == "kernel"
+            && !kernel_sends_to(t, plan.sender, plan.group, &remotes)
+        {
+            "the sender's VXLAN device lacks entries".to_string()
+        } else if querier_seen.is_none() {
+            "a kernel data plane has not set up its bridge".to_string()
+        } else {
+            String::new()
+        };
+        missing.is_empty()
+    });
+    assert!(
+        ok,
+        "the flow's state never settled: {missing}\n{}",
+        t.logs()
+    );
+    if let Some(seen) = querier_seen {
+        // The status is published after the querier was turned on: waiting out the
+        // kernel's delay from the first sighting covers it.
+        let left = BRIDGE_QUERIER_DELAY.saturating_sub(seen.elapsed());
+        std::thread::sleep(left);
+    }
 }
 
 fn v2_and_v3_receivers_get_every_packet_once_across_hosts(dp: &str) {
@@ -155,9 +346,16 @@ fn v2_and_v3_receivers_get_every_packet_once_across_hosts(dp: &str) {
     for h in 0..3 {
         wait_member_known(&t, h, G1);
     }
-    wait_remote_members(&t, 0, 2);
-    // Remote members reach h1's table through the controller.
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(
+        &t,
+        &FlowPlan {
+            sender: 0,
+            group: G1,
+            members: &[(1, "tk1"), (2, "tk1"), (0, "tk2")],
+            remote_members: 2,
+            static_members: false,
+        },
+    );
     // TTL 1, like iperf's default: it must still cross hosts.
     let s = t.sender(
         0,
@@ -216,9 +414,7 @@ fn a_vanished_peer_stops_getting_copies(dp: &str) {
     let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 20.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 20.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    wait_member(&t, 2, G1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     let s = t.sender(
         0,
         0,
@@ -234,9 +430,7 @@ fn a_vanished_peer_stops_getting_copies(dp: &str) {
     // h3's agent dies without a word; its lease (3 s) runs out and the controller tells
     // h1, which stops replicating to h3.
     t.kill_agent(2);
-    let stopped = t.wait_until(Duration::from_secs(8), || {
-        t.stats(0).is_some_and(|s| s.contains("\"peers\":[\"h2\"]"))
-    });
+    let stopped = t.wait_until(Duration::from_secs(8), || peers(&t, 0) == ["h2"]);
     assert!(stopped, "h1 still has h3 as a peer:\n{}", t.logs());
     let a = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
     std::thread::sleep(Duration::from_secs(2));
@@ -259,12 +453,16 @@ fn a_vanished_peer_stops_getting_copies(dp: &str) {
 fn hosts_without_members_get_nothing_and_oversize_packets_are_dropped(dp: &str) {
     let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G2, 6.0, "any", &[]);
-    wait_member(&t, 1, G2);
-    wait_remote_members(&t, 0, 1);
-    let ok = t.wait_until(Duration::from_secs(5), || {
-        t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
-    });
-    assert!(ok, "h1 never heard of h2's member:\n{}", t.logs());
+    wait_flow_ready(
+        &t,
+        &FlowPlan {
+            sender: 0,
+            group: G2,
+            members: &[(1, "tk1")],
+            remote_members: 1,
+            static_members: false,
+        },
+    );
     let s = t.sender(
         0,
         0,
@@ -335,12 +533,19 @@ fn igmpv3_source_filters_are_honoured_per_link(dp: &str) {
     let b = t.receiver(1, 1, G1, 8.0, "exclude", &[&s1]);
     let c = t.receiver(0, 1, G1, 8.0, "include", &[&s2]);
     let d = t.receiver(2, 1, G1, 8.0, "include", &[&s1]);
-    for h in 0..3 {
-        wait_member(&t, h, G1);
+    let members = [(1, "tk1"), (1, "tk2"), (0, "tk2"), (2, "tk2")];
+    for sender in [0, 2] {
+        wait_flow_ready(
+            &t,
+            &FlowPlan {
+                sender,
+                group: G1,
+                members: &members,
+                remote_members: 2,
+                static_members: false,
+            },
+        );
     }
-    wait_remote_members(&t, 0, 2);
-    wait_remote_members(&t, 2, 2);
-    std::thread::sleep(Duration::from_millis(500));
     let p1 = t.sender(
         0,
         0,
@@ -400,9 +605,7 @@ fn a_leave_stops_delivery_to_that_host(dp: &str) {
     let mut t = deployment("v2", false, dp);
     let stay = t.receiver(2, 0, G1, 12.0, "any", &[]);
     let leave = t.receiver(1, 0, G1, 3.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    wait_member(&t, 2, G1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     let s = t.sender(
         0,
         0,
@@ -416,18 +619,24 @@ fn a_leave_stops_delivery_to_that_host(dp: &str) {
     );
     let gone = t.received(leave, Duration::from_secs(10));
     assert!(gone.unique > 50, "{gone:?}\n{}", t.logs());
-    // IGMPv2 leave, two last-member queries 300 ms apart, then the controller: well
-    // under two seconds.
-    std::thread::sleep(Duration::from_secs(2));
-    let before = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
+    // IGMPv2 leave, two last-member queries 300 ms apart, then the controller: the
+    // sender's host forgets h2's membership (and, on the kernel data plane, its VXLAN
+    // entry towards h2) while the flow still runs.
+    let forgotten = t.wait_until(Duration::from_secs(5), || {
+        remote_members(&t, 0) == Some(1)
+            && (t.hosts[0].dataplane != "kernel" || !kernel_sends_to(&t, 0, G1, &[1]))
+    });
+    assert!(forgotten, "h1 still replicates to h2:\n{}", t.logs());
+    // Copies already on their way when h1 switched tables land within moments.
+    let before = settled_tunnel_rx(&t, 1);
+    let sent = t.wait_proc(s, Duration::from_secs(15));
+    assert!(sent.contains("sent=800"), "{sent}");
+    let r = t.received(stay, Duration::from_secs(10));
+    let after = settled_tunnel_rx(&t, 1);
     assert_eq!(
         before, after,
         "h2 still gets traffic after its only member left"
     );
-    t.wait_proc(s, Duration::from_secs(15));
-    let r = t.received(stay, Duration::from_secs(10));
     assert_eq!(r.unique, 800, "the other host kept everything: {r:?}");
     assert_eq!(r.dups, 0);
 }
@@ -442,13 +651,18 @@ fn static_sources_domain_drops_unregistered_senders(dp: &str) {
         Some(&format!(r#"{{"group":"{G1}","address":"{s1}"}}"#)),
     );
     let r = t.receiver(1, 0, G1, 6.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    let ok = t.wait_until(Duration::from_secs(5), || {
-        t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
-            && t.stats(2).is_some_and(|s| s.contains("\"groups\":1"))
-    });
-    assert!(ok, "{}", t.logs());
-    std::thread::sleep(Duration::from_millis(300));
+    for sender in [0, 2] {
+        wait_flow_ready(
+            &t,
+            &FlowPlan {
+                sender,
+                group: G1,
+                members: &[(1, "tk1")],
+                remote_members: 1,
+                static_members: false,
+            },
+        );
+    }
     let p1 = t.sender(
         0,
         0,
@@ -506,9 +720,7 @@ fn controller_restart_loses_nothing_on_established_flows(dp: &str) {
     let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 14.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 14.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    wait_member(&t, 2, G1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     let s = t.sender(
         0,
         0,
@@ -529,8 +741,8 @@ fn controller_restart_loses_nothing_on_established_flows(dp: &str) {
     t.start_controller();
     let ok = t.wait_until(Duration::from_secs(10), || {
         (0..3).all(|h| {
-            t.stats(h).is_some_and(|s| {
-                s.contains("\"registrations\":2") && s.contains("\"stream_connected\":true")
+            t.stats_doc(h).is_some_and(|s| {
+                s["controller"]["registrations"] == 2 && s["controller"]["stream_connected"] == true
             })
         })
     });
@@ -554,8 +766,16 @@ fn controller_restart_loses_nothing_on_established_flows(dp: &str) {
 fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
     let mut t = deployment("v3", false, dp);
     let r = t.receiver(1, 0, G1, 30.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(
+        &t,
+        &FlowPlan {
+            sender: 0,
+            group: G1,
+            members: &[(1, "tk1")],
+            remote_members: 1,
+            static_members: false,
+        },
+    );
     let s = t.sender(
         0,
         0,
@@ -567,12 +787,12 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
             size: 100,
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Traffic flows to h2 before its agent stops.
+    let flowing = t.wait_until(Duration::from_secs(10), || tunnel_rx(&t, 1) >= 100);
+    assert!(flowing, "h2 never got 100 packets:\n{}", t.logs());
     t.stop_agent(1);
     // A stopping agent deregisters: h1 drops h2 at once, well before the 3 s lease.
-    let gone = t.wait_until(Duration::from_millis(1500), || {
-        t.stats(0).is_some_and(|s| s.contains("\"peers\":[\"h3\"]"))
-    });
+    let gone = t.wait_until(Duration::from_millis(1500), || peers(&t, 0) == ["h3"]);
     assert!(
         gone,
         "h1 still lists h2 after h2's agent stopped:\n{}",
@@ -601,17 +821,16 @@ fn restarted_agent_relearns_members_and_follows_a_restarted_task(dp: &str) {
         t.logs()
     );
     t.wait_proc(s, Duration::from_secs(20));
+    // What reached h2 before its agent stopped reached the member.
     let first = t.received(r, Duration::from_secs(2));
-    assert!(first.unique > 150, "{first:?}");
+    assert!(first.unique >= 100, "{first:?}");
 }
 
 fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
     let mut t = deployment("v2", false, dp);
     let srv2 = t.spawn_in_task(1, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
     let srv3 = t.spawn_in_task(2, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
-    wait_member(&t, 1, G1);
-    wait_member(&t, 2, G1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     // tshark on the router's side of h2's uplink: the tunnel as seen by the VPC.
     let cap = t.spawn_in_router(&[
         "tshark",
@@ -632,7 +851,10 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
         "-e",
         "ip.ttl",
     ]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let capturing = t.wait_until(Duration::from_secs(10), || {
+        t.proc_log(cap).contains("Capturing on")
+    });
+    assert!(capturing, "tshark did not start:\n{}", t.proc_log(cap));
     // iperf's default multicast TTL is 1.
     let client = t.spawn_in_task(
         0,
@@ -642,7 +864,15 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
     let out = t.wait_proc(client, Duration::from_secs(10));
     assert!(out.contains("datagrams") || out.contains("Sent"), "{out}");
     let fields = t.wait_proc(cap, Duration::from_secs(8));
-    std::thread::sleep(Duration::from_secs(1));
+    // Each server prints its report when the client's closing datagram arrives.
+    let reported = t.wait_until(Duration::from_secs(5), || {
+        [srv2, srv3].iter().all(|&p| {
+            t.proc_log(p)
+                .lines()
+                .any(|l| l.contains('%') && l.contains('/'))
+        })
+    });
+    assert!(reported, "an iperf server printed no report:\n{}", t.logs());
     let s2 = t.wait_proc(srv2, Duration::from_millis(10));
     let s3 = t.wait_proc(srv3, Duration::from_millis(10));
     // tshark decodes the outer UDP/4789 as VXLAN with our VNI and the inner packet to
@@ -690,9 +920,7 @@ fn measure_cross_host_rate() {
             0,
             &[&bin, "perf", "recv", "--group", G1, "--time", "7", "--json"],
         );
-        wait_member(&t, 1, G1);
-        wait_member(&t, 2, G1);
-        std::thread::sleep(Duration::from_millis(500));
+        wait_flow_ready(&t, &two_remote_members(G1));
         let s = t.spawn_in_task(
             0,
             0,
@@ -764,10 +992,7 @@ fn a_burst_is_replicated_in_batches_without_loss(dp: &str) {
     let mut t = deployment("v3", false, dp);
     let r2 = t.receiver(1, 0, G1, 6.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 6.0, "any", &[]);
-    wait_member(&t, 1, G1);
-    wait_member(&t, 2, G1);
-    wait_remote_members(&t, 0, 2);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     // Back-to-back datagrams fill the relay's receive batches, so copies to one host
     // tend to go out as UDP GSO sends of several datagrams.
     let s = t.sender(
@@ -801,10 +1026,16 @@ fn igmp_off_domain_delivers_to_static_members_only(dp: &str) {
     // Both join in their kernels, but with IGMP off only the static member counts.
     let r2 = t.receiver(1, 0, G1, 5.0, "any", &[]);
     let r3 = t.receiver(2, 0, G1, 5.0, "any", &[]);
-    let ok = t.wait_until(Duration::from_secs(5), || {
-        t.stats(0).is_some_and(|s| s.contains("\"groups\":1"))
-    });
-    assert!(ok, "h1 never heard of the static member:\n{}", t.logs());
+    wait_flow_ready(
+        &t,
+        &FlowPlan {
+            sender: 0,
+            group: G1,
+            members: &[(1, "tk1")],
+            remote_members: 1,
+            static_members: true,
+        },
+    );
     let s = t.sender(
         0,
         0,
@@ -837,16 +1068,19 @@ fn igmp_off_domain_delivers_to_static_members_only(dp: &str) {
         );
     }
     // No querier runs on the links.
-    let stats = t.stats(1).unwrap_or_default();
-    assert!(stats.contains("\"igmp_mode\":\"off\""), "{stats}");
-    assert!(!stats.contains("\"querier\":true"), "{stats}");
+    let stats = t.stats_doc(1).unwrap_or_default();
+    assert_eq!(stats["igmp_mode"], "off", "{stats}");
+    let links = stats["links"].as_array().cloned().unwrap_or_default();
+    assert!(!links.is_empty(), "{stats}");
+    assert!(links.iter().all(|l| l["querier"] == false), "{stats}");
 }
 
 fn link_local_groups_never_leave_the_host(dp: &str) {
     let mut t = deployment("v3", false, dp);
     const MDNS: &str = "224.0.0.251";
     let r2 = t.receiver(1, 0, MDNS, 4.0, "any", &[]);
-    std::thread::sleep(Duration::from_secs(1));
+    // The receiver's socket has joined (`receiver` waits for it) and every agent knows
+    // its peers: were link-local groups forwarded, the copies would go now.
     let s = t.sender(
         0,
         0,
@@ -926,9 +1160,10 @@ fn config_errors_name_the_file_and_the_key() {
 fn mixed_domain_delivers_in_every_direction() {
     let mut t = deployment_on("v3", false, None, &["kernel", "userspace", "kernel"]);
     for (h, want) in [(0, "kernel"), (1, "userspace"), (2, "kernel")] {
-        let stats = t.stats(h).unwrap_or_default();
-        assert!(
-            stats.contains(&format!("\"name\":\"{want}\"")),
+        let stats = t.stats_doc(h).unwrap_or_default();
+        assert_eq!(
+            stats["dataplane"]["name"],
+            want,
             "h{} should run {want}: {stats}",
             h + 1
         );
@@ -940,9 +1175,18 @@ fn mixed_domain_delivers_in_every_direction() {
         wait_member_known(&t, h, G1);
     }
     // Each sender's host knows the two other hosts' members.
-    wait_remote_members(&t, 0, 2);
-    wait_remote_members(&t, 1, 2);
-    std::thread::sleep(Duration::from_millis(500));
+    for sender in [0, 1] {
+        wait_flow_ready(
+            &t,
+            &FlowPlan {
+                sender,
+                group: G1,
+                members: &[(0, "tk2"), (1, "tk2"), (2, "tk2")],
+                remote_members: 2,
+                static_members: false,
+            },
+        );
+    }
     let flow = Flow {
         group: G1,
         count: 100,
@@ -1064,11 +1308,14 @@ fn kernel_tables_match_the_controller_after_churn_of_1000_groups() {
         .collect();
     wait_kernel_tables(&t, &want);
     // The same state through the agent's view of itself.
-    let stats = t.stats(0).unwrap_or_default();
-    assert!(
-        stats.contains(&format!("\"memberships\":{}", want.len())),
-        "{stats}"
-    );
+    let stats = t.stats_doc(0).unwrap_or_default();
+    let programmed: u64 = stats["dataplane"]["kernel"]["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["memberships"].as_u64())
+        .sum();
+    assert_eq!(programmed, want.len() as u64, "{stats}");
 }
 
 /// A kernel-mode agent killed with SIGKILL leaves its VXLAN device and entries behind;
@@ -1099,15 +1346,17 @@ fn kill_9_and_restart_leave_no_stale_device_or_entry() {
     assert!(t.bridge_state(0).snooping);
     t.start_agent(0);
     let ok = t.wait_until(Duration::from_secs(10), || {
-        t.stats(0)
-            .is_some_and(|s| s.contains("\"adopted\":[\"mcgvx4100\"]"))
+        t.stats_doc(0).is_some_and(|s| {
+            strings(&s["dataplane"]["kernel"]["adopted"])
+                == BTreeSet::from(["mcgvx4100".into()])
+        })
     });
     assert!(ok, "the restarted agent did not take over:\n{}", t.logs());
     // Exactly one device again, with exactly the entries wanted, and it forwards.
     wait_kernel_tables(&t, &want);
     assert_eq!(t.mcgate_devices(0), ["mcgvx4100"]);
     // The bridge counts its new querier as present after 1 s.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_flow_ready(&t, &two_remote_members(G1));
     let s = t.sender(
         0,
         0,

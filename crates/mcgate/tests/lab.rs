@@ -221,6 +221,54 @@ fn up_and_down_leave_nothing_behind() {
     assert!(again.contains("nothing to remove"), "{again}");
 }
 
+/// Nothing the caller of `lab up` holds open lives on in the lab's processes: a lock
+/// taken by `flock` is free again once `lab up` returns, and a caller reading `lab up`'s
+/// output through a pipe sees it end.
+#[test]
+fn lab_processes_inherit_no_descriptor_of_the_caller() {
+    let lab = Lab::new(PLAIN);
+    let lock = std::env::temp_dir().join(format!("mcgate-{}.lock", lab.name));
+    let script = format!(
+        "out=$(flock {lock} {bin} lab up {file} 2>&1 3>&1) && echo \"$out\" | grep -q sleeper-1 && flock -n {lock} echo free",
+        lock = lock.display(),
+        bin = support::mcgate(),
+        file = lab.file.display(),
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    // `lab up` of this topology takes a few seconds; a pipe held open by the lab's
+    // processes would keep `$(...)` waiting until `lab down`.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait sh").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`out=$(mcgate lab up ...)` still waits: the lab holds the caller's pipe");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("sh output");
+    let _ = std::fs::remove_file(&lock);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "free\n",
+        "the lab kept the caller's lock or pipe: {}",
+        text(&out)
+    );
+    // Every process of the lab holds nothing above stderr but its own files.
+    for pid in lab.pids() {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd list");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert!(target != lock, "process {pid} holds the caller's lock file");
+        }
+    }
+}
+
 #[test]
 fn exited_task_logs_exec_and_unicast() {
     let lab = Lab::new(&format!(
@@ -283,7 +331,13 @@ fn exited_task_logs_exec_and_unicast() {
     let after = Lab::task(&lab.status(), "sleeper-1").pid.unwrap();
     assert_ne!(before, after);
     assert!(!runs(before));
-    let logs = lab.logs("sleeper-1");
+    // The new supervisor notes its start in the log just after it runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut logs = lab.logs("sleeper-1");
+    while logs.matches("starting: sleep 300").count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        logs = lab.logs("sleeper-1");
+    }
     assert_eq!(logs.matches("starting: sleep 300").count(), 2, "{logs}");
 
     let unknown = mcgate(&["lab", "logs", "nope", "--name", &lab.name]);
@@ -445,6 +499,17 @@ fn demo_passes() {
     assert!(o.status.success(), "demo failed:\n{t}");
     assert!(t.contains("verdict: PASS"), "{t}");
     assert!(t.contains("233.252.0.5"), "{t}");
+    // The receivers' table: one value under each header.
+    let cells = |l: &str| l.split("  ").filter(|c| !c.trim().is_empty()).count();
+    let mut lines = t.lines().skip_while(|l| !l.starts_with("RECEIVER "));
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no receivers' table:\n{t}"));
+    let rows: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+    assert!(!rows.is_empty(), "{t}");
+    for row in rows {
+        assert_eq!(cells(row), cells(header), "{header}\n{row}");
+    }
     assert_eq!(lab_namespaces(&name), Vec::<String>::new());
     assert!(!state_dir(&name).exists());
 }
@@ -671,6 +736,21 @@ fn kernel_example_delivers_in_every_direction() {
             want("host-b", "kernel"),
             want("host-c", "userspace")
         ]
+    );
+    // Without root the agents' sockets cannot be asked: the `?` says why.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::mcgate())
+        .args(["lab", "status", "--name", &lab.name])
+        .output()
+        .expect("setpriv");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("? (kernel)"), "{t}");
+    assert!(
+        t.contains("DATAPLANE ? (requested in parentheses): the agents' admin sockets")
+            && t.contains("run `sudo mcgate lab status`"),
+        "{t}"
     );
     let receivers: Vec<&TaskStatus> = s.tasks.iter().filter(|t| t.service == "receiver").collect();
     let mut hosts: Vec<&str> = receivers.iter().map(|t| t.host.as_str()).collect();

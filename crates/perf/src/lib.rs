@@ -11,6 +11,7 @@
 
 mod args;
 mod error;
+pub mod fuzzing;
 pub mod header;
 pub mod histogram;
 mod iface;

@@ -167,8 +167,9 @@ impl SenderStats {
         }
         self.jitter.update(transit_us);
         if (0..MAX_PLAUSIBLE_LATENCY_US).contains(&transit_us) {
+            // One record per datagram; the interval is folded into the total when it
+            // is cut.
             self.interval_latency.record(transit_us as u64);
-            self.total_latency.record(transit_us as u64);
         }
     }
 
@@ -196,17 +197,20 @@ impl SenderStats {
         let d = self.now.minus(&self.at_interval_start);
         let report = self.report(start, end, &d, Latency::of(&self.interval_latency), false);
         self.at_interval_start = self.now;
+        self.total_latency.add(&self.interval_latency);
         self.interval_latency.clear();
         report
     }
 
     /// The whole run's report for this sender, from its first to its last datagram.
     pub fn summary(&self) -> RecvReport {
+        let mut all = self.total_latency.clone();
+        all.add(&self.interval_latency);
         self.report(
             self.first_s,
             self.last_s,
             &self.now,
-            Latency::of(&self.total_latency),
+            Latency::of(&all),
             true,
         )
     }

@@ -15,7 +15,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use mcgate_dataplane::kernel::{
     self, BridgeMulticast, DEVICE_PREFIX, Inspection, Netlink, VxlanDevice, device_name,
 };
+
+use serde_json::Value;
 
 use crate::support::{Netns, mcgate, sh};
 
@@ -520,6 +522,40 @@ impl Topo {
         self.admin_get(h, "/v1/stats")
     }
 
+    /// The agent's `/v1/stats` document, parsed; `None` while it does not answer.
+    pub fn stats_doc(&self, h: usize) -> Option<Value> {
+        serde_json::from_str(&self.stats(h)?).ok()
+    }
+
+    /// Host `h`'s summary of the domain with VXLAN network identifier `vni` (its
+    /// `domains[]` entry in `/v1/stats`), once the agent has it.
+    pub fn domain_summary(&self, h: usize, vni: u64) -> Option<Value> {
+        let doc = self.stats_doc(h)?;
+        doc["domains"]
+            .as_array()?
+            .iter()
+            .find(|d| d["vni"].as_u64() == Some(vni))
+            .cloned()
+    }
+
+    /// The ports of host `h`'s bridge with an entry for `group` in the kernel's
+    /// multicast table (what the bridge delivers to when it sees a querier).
+    pub fn bridge_member_ports(&self, h: usize, group: &str) -> BTreeSet<String> {
+        let out = self.hosts[h].ns.output(&["bridge", "-j", "mdb", "show"]);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let mut ports = BTreeSet::new();
+        for dev in doc.as_array().into_iter().flatten() {
+            for e in dev["mdb"].as_array().into_iter().flatten() {
+                if e["grp"] == group
+                    && let Some(p) = e["port"].as_str()
+                {
+                    ports.insert(p.to_string());
+                }
+            }
+        }
+        ports
+    }
+
     fn admin_get(&self, h: usize, path: &str) -> Option<String> {
         let sock = self.admin_socket(h);
         let out = Command::new("curl")
@@ -667,6 +703,12 @@ impl Topo {
         let child = spawn_logged(&self.router, args, &log);
         self.procs.push(Proc { child, log });
         self.procs.len() - 1
+    }
+
+    /// The output so far of a process started by [`Topo::spawn_in_task`] or
+    /// [`Topo::spawn_in_router`].
+    pub fn proc_log(&self, idx: usize) -> String {
+        read(&self.procs[idx].log)
     }
 
     /// Waits for a process to end, up to `timeout` (then SIGINT, then SIGKILL, by PID);
@@ -817,16 +859,7 @@ fn spawn_logged(ns: &Netns, args: &[&str], log: &PathBuf) -> Child {
 /// Runs `f` with a netlink socket opened inside namespace `ns` (on a scratch thread that
 /// entered it; the socket keeps working in that namespace).
 pub fn netlink_in<T>(ns: &str, f: impl FnOnce(&mut Netlink) -> T) -> T {
-    let path = format!("/run/netns/{ns}");
-    let mut nl = std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).expect("open netns file");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            Netlink::open().expect("netlink in namespace")
-        })
-        .join()
-        .expect("netlink thread")
-    });
+    let mut nl = mcgate_testbed::in_netns(ns, || Netlink::open().expect("netlink in namespace"));
     f(&mut nl)
 }
 

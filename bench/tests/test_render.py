@@ -1,0 +1,89 @@
+"""BENCHMARKS.md is rendered from bench-results.json alone, and every sentence follows the
+run's figures: run with `python3 -m unittest discover -s bench/tests` from the repository
+root (scripts/test does)."""
+
+import copy
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(ROOT / "bench"))
+
+from mcgate_bench.render import markdown  # noqa: E402
+
+RESULTS = json.loads((ROOT / "bench-results.json").read_text())
+
+
+def case(res, name):
+    return next(x for x in res["cases"] if x["name"] == name)
+
+
+def prose(text):
+    """The lines that are sentences: not tables, headings, code or notes."""
+    return [ln for ln in text.splitlines()
+            if ln and not ln.startswith(("|", "#", "    ", "```", "- "))]
+
+
+class Render(unittest.TestCase):
+    def test_committed_report_is_the_committed_results_rendered(self):
+        self.assertEqual(markdown(RESULTS), (ROOT / "BENCHMARKS.md").read_text())
+
+    def test_same_sections_and_tables_as_the_committed_report(self):
+        text = markdown(RESULTS)
+        heads = [ln for ln in text.splitlines() if ln.startswith(("#", "|---"))]
+        self.assertIn("## Targets", heads)
+        self.assertIn("## 1. Cross-host replication (mcgate vs kernel VXLAN head-end "
+                      "replication)", heads)
+        self.assertIn("## 4. Membership speed across hosts", heads)
+        rows = [ln for ln in text.splitlines() if ln.startswith("| 1. cross-host")]
+        self.assertEqual(len(rows), sum(1 for x in RESULTS["cases"] if x["case"] == 1))
+
+    def test_no_fixed_conclusions(self):
+        text = markdown(RESULTS)
+        for fixed in ["tens of milliseconds", "every 250 ms", "2.0-3.25 s",
+                      "below saturation every remote got every datagram", "about 2.0 s"]:
+            self.assertNotIn(fixed, text)
+
+    def test_host_loss_sentences_follow_the_figures(self):
+        res = copy.deepcopy(RESULTS)
+        m = case(res, "host loss to removal")["mcgate"]
+        m["runs_s"], m["median_s"], m["max_s"] = [2.5, 2.6, 3.2], 2.6, 3.2
+        case(res, "host loss to removal")["target_met"] = False
+        text = markdown(res)
+        self.assertIn("2.500, 2.600, 3.200 s after the kill", text)
+        self.assertIn("200 ms over the 3 s target", text)
+        self.assertIn("max 3.2 s against < 3 s over 3 kill(s).", text)
+
+    def test_every_sentence_moves_with_its_figures(self):
+        """Scale every figure of the results: each prose line that holds a number must
+        change, or it holds a number that is not the run's."""
+        def scaled(v):
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, (int, float)):
+                return v * 3 + 7
+            if isinstance(v, list):
+                return [scaled(x) for x in v]
+            if isinstance(v, dict):
+                return {k: scaled(x) for k, x in v.items()}
+            return v
+
+        res = copy.deepcopy(RESULTS)
+        res["cases"] = scaled(res["cases"])
+        before = prose(markdown(RESULTS))
+        after = set(prose(markdown(res)))
+        # Numbers that name the method, not a figure: sizes in the text of the cases, the
+        # targets, the documented tool names.
+        constant = re.compile(r"\b(64|1470|50|3|2|1|0\.1|99\.9|20|1000|10|16)\b")
+        for line in before:
+            digits = re.sub(r"`[^`]*`|\([^)]*\.json[^)]*\)", "", line)
+            if re.search(r"\d", constant.sub("", digits)) and line in after:
+                self.fail(f"a sentence did not follow its figures: {line}")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,366 @@
+//! From the file as read (`raw`) to a [`Topology`](super::Topology), one section at a
+//! time: names, what each entry refers to (a host's subnet, a service's host or zone)
+//! and what entries must not share (names, networks). Each mistake becomes a
+//! [`TopologyError`] at the line of the value, saying what to write instead.
+
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+use toml::Spanned;
+
+use super::raw::{Cidr, RawDomain, RawHost, RawService, RawSubnet};
+use super::{Domain, Host, Service, Subnet, TopologyError, line_col};
+use crate::names::{RESERVED_NODE_NAMES, check_name};
+
+/// The file being read, for locating errors.
+pub struct Ctx<'a> {
+    /// The file as the user named it.
+    pub file: &'a str,
+    /// Its text.
+    pub src: &'a str,
+}
+
+impl Ctx<'_> {
+    /// An error at byte range `span` of the text.
+    pub fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> TopologyError {
+        let (line, column) = line_col(self.src, span.start);
+        TopologyError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// A checked name; `what` starts the message ("the host name").
+pub fn name(ctx: &Ctx, s: &Spanned<String>, what: &str) -> Result<String, TopologyError> {
+    check_name(s.get_ref()).map_err(|why| ctx.err(s.span(), format!("{what} {why}")))?;
+    Ok(s.get_ref().clone())
+}
+
+/// The VPC's network: a /28 or larger.
+pub fn vpc(ctx: &Ctx, cidr: &Spanned<Cidr>) -> Result<Ipv4Net, TopologyError> {
+    let vpc = cidr.get_ref().0;
+    if vpc.prefix_len() > 28 {
+        return Err(ctx.err(
+            cidr.span(),
+            format!("the VPC {vpc} is too small; use a /28 or larger, like \"10.0.0.0/16\""),
+        ));
+    }
+    Ok(vpc)
+}
+
+/// Subnets: inside the VPC, room for hosts and tasks, no overlap, unique names.
+pub fn subnets(ctx: &Ctx, vpc: Ipv4Net, raw: &[RawSubnet]) -> Result<Vec<Subnet>, TopologyError> {
+    let mut subnets: Vec<Subnet> = Vec::new();
+    for r in raw {
+        let sname = name(ctx, &r.name, "the subnet name")?;
+        if subnets.iter().any(|x| x.name == sname) {
+            return Err(ctx.err(
+                r.name.span(),
+                format!(
+                    "a subnet named {sname:?} is already defined; give each subnet its own name"
+                ),
+            ));
+        }
+        let cidr = r.cidr.get_ref().0;
+        let at = r.cidr.span();
+        if !vpc.contains(&cidr) {
+            return Err(ctx.err(
+                at,
+                format!(
+                    "subnet {sname} ({cidr}) is outside the VPC {vpc}; pick a network inside it"
+                ),
+            ));
+        }
+        if cidr.prefix_len() > 25 {
+            return Err(ctx.err(
+                at,
+                format!("subnet {sname} ({cidr}) is too small: hosts take .10 to .99 and tasks .100 and up; use a /25 or larger, like a /24"),
+            ));
+        }
+        if let Some(other) = subnets
+            .iter()
+            .find(|x| x.cidr.contains(&cidr) || cidr.contains(&x.cidr))
+        {
+            return Err(ctx.err(
+                at,
+                format!(
+                    "subnet {sname} ({cidr}) overlaps subnet {} ({}); give it a network of its own",
+                    other.name, other.cidr
+                ),
+            ));
+        }
+        let zone = match &r.zone {
+            Some(z) => name(ctx, z, "the zone")?,
+            None => sname.clone(),
+        };
+        subnets.push(Subnet {
+            name: sname,
+            cidr,
+            zone,
+        });
+    }
+    Ok(subnets)
+}
+
+/// The names of `subnets`, for "write one of" hints.
+fn subnet_names(subnets: &[Subnet]) -> String {
+    subnets
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The index of the subnet named by `s`; `what` starts the message.
+fn subnet_index(
+    ctx: &Ctx,
+    subnets: &[Subnet],
+    s: &Spanned<String>,
+    what: &str,
+) -> Result<usize, TopologyError> {
+    subnets
+        .iter()
+        .position(|x| x.name == *s.get_ref())
+        .ok_or_else(|| {
+            ctx.err(
+                s.span(),
+                format!(
+                    "{what} {:?}, which is not defined; write one of: {}",
+                    s.get_ref(),
+                    subnet_names(subnets)
+                ),
+            )
+        })
+}
+
+/// Hosts: unique, unreserved names in defined subnets.
+pub fn hosts(ctx: &Ctx, subnets: &[Subnet], raw: &[RawHost]) -> Result<Vec<Host>, TopologyError> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for r in raw {
+        let hname = name(ctx, &r.name, "the host name")?;
+        if RESERVED_NODE_NAMES.contains(&hname.as_str()) {
+            return Err(ctx.err(
+                r.name.span(),
+                format!("{hname:?} is reserved for the lab itself; name the host something else, like \"host-a\""),
+            ));
+        }
+        if hosts.iter().any(|x| x.name == hname) {
+            return Err(ctx.err(
+                r.name.span(),
+                format!("a host named {hname:?} is already defined; give each host its own name"),
+            ));
+        }
+        let what = format!("host {hname} is in subnet");
+        let subnet = subnet_index(ctx, subnets, &r.subnet, &what)?;
+        hosts.push(Host {
+            name: hname,
+            subnet,
+            max_tasks: r.max_tasks.0,
+            force_igmp_version: r.force_igmp_version.0,
+            dataplane: r.dataplane.0,
+        });
+    }
+    Ok(hosts)
+}
+
+/// The domain: its subnets (every subnet when not listed), each once.
+pub fn domain(ctx: &Ctx, subnets: &[Subnet], raw: &RawDomain) -> Result<Domain, TopologyError> {
+    let dname = name(ctx, &raw.name, "the domain name")?;
+    let mut ds = Vec::new();
+    match &raw.subnets {
+        None => ds.extend(0..subnets.len()),
+        Some(list) => {
+            for s in list {
+                let idx = subnet_index(ctx, subnets, s, "the domain names subnet")?;
+                if ds.contains(&idx) {
+                    return Err(ctx.err(
+                        s.span(),
+                        format!("subnet {:?} is listed twice; list it once", s.get_ref()),
+                    ));
+                }
+                ds.push(idx);
+            }
+        }
+    }
+    Ok(Domain {
+        name: dname,
+        igmp: raw.igmp.0,
+        static_sources: raw.static_sources,
+        subnets: ds,
+    })
+}
+
+/// Services: unique names, a command, pins to defined hosts and zones that agree, task
+/// names that clash with nothing, valid environment names.
+pub fn services(
+    ctx: &Ctx,
+    subnets: &[Subnet],
+    hosts: &[Host],
+    raw: &[Spanned<RawService>],
+) -> Result<Vec<Service>, TopologyError> {
+    let zones: BTreeSet<&str> = subnets.iter().map(|s| s.zone.as_str()).collect();
+    let mut services: Vec<Service> = Vec::new();
+    let mut task_names: BTreeSet<String> = BTreeSet::new();
+    for s in raw {
+        let r = s.get_ref();
+        let sname = name(ctx, &r.name, "the service name")?;
+        if services.iter().any(|x| x.name == sname) {
+            return Err(ctx.err(
+                r.name.span(),
+                format!(
+                    "a service named {sname:?} is already defined; give each service its own name"
+                ),
+            ));
+        }
+        if r.command.get_ref().first().is_none_or(String::is_empty) {
+            return Err(ctx.err(
+                r.command.span(),
+                "the command is empty; write the program and its arguments, like [\"mcgate\", \"perf\", \"recv\", \"--group\", \"233.252.0.5\"]",
+            ));
+        }
+        let host = match &r.host {
+            None => None,
+            Some(h) => Some(hosts.iter().position(|x| x.name == *h.get_ref()).ok_or_else(|| {
+                ctx.err(
+                    h.span(),
+                    format!(
+                        "service {sname} is pinned to host {:?}, which is not defined; write one of: {}",
+                        h.get_ref(),
+                        hosts.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
+        };
+        let zone = match &r.zone {
+            None => None,
+            Some(z) => Some(zone(
+                ctx,
+                &sname,
+                z,
+                &zones,
+                host.map(|h| (&hosts[h], subnets)),
+            )?),
+        };
+        let count = r.count.0;
+        for n in 1..=count {
+            let tname = format!("{sname}-{n}");
+            let clash = hosts.iter().any(|h| h.name == tname)
+                || RESERVED_NODE_NAMES.contains(&tname.as_str())
+                || !task_names.insert(tname.clone());
+            if clash {
+                return Err(ctx.err(
+                    r.name.span(),
+                    format!("task {tname} of service {sname} would have the same name as another host or task; rename the service"),
+                ));
+            }
+            if let Err(why) = check_name(&tname) {
+                return Err(ctx.err(r.name.span(), format!("task name {why}")));
+            }
+        }
+        if let Some(key) = r
+            .env
+            .keys()
+            .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        {
+            return Err(ctx.err(
+                s.span(),
+                format!(
+                    "environment variable name {key:?} is not valid; use letters, digits and _"
+                ),
+            ));
+        }
+        let image = service_image(ctx, r, &sname)?;
+        if let (Some(b), None) = (&r.build, &image) {
+            return Err(ctx.err(
+                b.span(),
+                format!("service {sname} builds an image but runs as a process; add runtime = \"podman\" and image"),
+            ));
+        }
+        services.push(Service {
+            name: sname,
+            count,
+            command: r.command.get_ref().clone(),
+            host,
+            zone,
+            env: r.env.clone(),
+            image,
+            build: r.build.as_ref().map(|b| b.get_ref().clone()),
+            line: line_col(ctx.src, s.span().start).0,
+        });
+    }
+    Ok(services)
+}
+
+/// A service's zone pin: a zone some subnet is in, and the pinned host's zone if both are
+/// given.
+fn zone(
+    ctx: &Ctx,
+    service: &str,
+    z: &Spanned<String>,
+    zones: &BTreeSet<&str>,
+    host: Option<(&Host, &[Subnet])>,
+) -> Result<String, TopologyError> {
+    if !zones.contains(z.get_ref().as_str()) {
+        return Err(ctx.err(
+            z.span(),
+            format!(
+                "service {service} is pinned to zone {:?}, which no subnet is in; write one of: {}",
+                z.get_ref(),
+                zones.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if let Some((h, subnets)) = host {
+        let hz = &subnets[h.subnet].zone;
+        if hz != z.get_ref() {
+            return Err(ctx.err(
+                z.span(),
+                format!(
+                    "service {service} is pinned to host {} in zone {hz} and to zone {}; drop one of the two",
+                    h.name,
+                    z.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(z.get_ref().clone())
+}
+
+/// `runtime` and `image` of a service: the image when its tasks are containers.
+fn service_image(
+    ctx: &Ctx<'_>,
+    r: &RawService,
+    sname: &str,
+) -> Result<Option<String>, TopologyError> {
+    let podman = match &r.runtime {
+        None => false,
+        Some(rt) => match rt.get_ref().as_str() {
+            "namespace" => false,
+            "podman" => true,
+            other => {
+                return Err(ctx.err(
+                    rt.span(),
+                    format!("runtime {other:?} is not known; use \"namespace\" (the default) or \"podman\""),
+                ));
+            }
+        },
+    };
+    match (&r.image, podman) {
+        (Some(img), true) if !img.get_ref().trim().is_empty() => Ok(Some(img.get_ref().clone())),
+        (Some(img), true) => Err(ctx.err(img.span(), "image is empty; name the image to run")),
+        (None, true) => Err(ctx.err(
+            r.runtime.as_ref().map_or(r.name.span(), |s| s.span()),
+            format!("service {sname} runs in podman but names no image; add image = \"...\""),
+        )),
+        (Some(img), false) => Err(ctx.err(
+            img.span(),
+            format!(
+                "service {sname} names an image but runs as a process; add runtime = \"podman\""
+            ),
+        )),
+        (None, false) => Ok(None),
+    }
+}
