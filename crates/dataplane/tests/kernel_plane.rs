@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use mcgate_domain::api::{
     Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
 };
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+use mcgate_testbed::lab::{PORT, SENDER};
 use mcgate_testbed::{Lab, in_netns, wait_until};
 
 fn is_root() -> bool {
@@ -383,7 +385,7 @@ for i in range(count):
 #[test]
 fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
     require_root!();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let hosts = lab_hosts(&mut lab, 1);
     let (plane, mut nl) = start_plane(&hosts[0]);
     plane.set_table(table(&hosts, 0, &[(0, G)]));
@@ -441,7 +443,7 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
 #[test]
 fn a_restarted_plane_takes_over_the_tables_and_loses_nothing() {
     require_root!();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("mcgk");
     let hosts = lab_hosts(&mut lab, 2);
     let mut nl0 = in_netns(&hosts[0].ns, || Netlink::open().expect("netlink"));
     let before = nl0.bridge_multicast("br0").expect("bridge state");

@@ -1347,8 +1347,7 @@ fn kill_9_and_restart_leave_no_stale_device_or_entry() {
     t.start_agent(0);
     let ok = t.wait_until(Duration::from_secs(10), || {
         t.stats_doc(0).is_some_and(|s| {
-            strings(&s["dataplane"]["kernel"]["adopted"])
-                == BTreeSet::from(["mcgvx4100".into()])
+            strings(&s["dataplane"]["kernel"]["adopted"]) == BTreeSet::from(["mcgvx4100".into()])
         })
     });
     assert!(ok, "the restarted agent did not take over:\n{}", t.logs());
