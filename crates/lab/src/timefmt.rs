@@ -1,6 +1,6 @@
-//! UTC timestamps for log lines (RFC 3339, milliseconds), without a date crate.
+//! UTC timestamps for log lines (RFC 3339, milliseconds), through `humantime`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, as `2026-01-31T12:34:56.789Z`.
 pub fn utc_now() -> String {
@@ -12,34 +12,8 @@ pub fn utc_now() -> String {
 
 /// Seconds since the epoch (and milliseconds) as RFC 3339 UTC.
 pub fn format_utc(secs: u64, millis: u32) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    let t = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis.into());
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]
