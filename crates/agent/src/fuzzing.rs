@@ -90,29 +90,9 @@ pub fn stream_lines(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use mcgate_testbed::corpus::seeds;
 
     use super::*;
-
-    /// The `seed-*` files of one target's corpus.
-    fn seeds(target: &str) -> Vec<Vec<u8>> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus")
-            .join(target);
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"))
-            {
-                out.push(std::fs::read(&path).unwrap());
-            }
-        }
-        assert!(!out.is_empty(), "no seeds for {target}");
-        out
-    }
 
     /// Each body over every seed of its corpus and over every prefix of it.
     #[test]
@@ -124,7 +104,7 @@ mod tests {
             ("agent_stream", stream_lines),
         ];
         for (name, body) in targets {
-            for data in seeds(name) {
+            for (_, data) in seeds(name) {
                 for n in 0..=data.len() {
                     body(&data[..n]);
                 }
@@ -136,10 +116,10 @@ mod tests {
     #[test]
     fn seeds_parse() {
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        for data in seeds("agent_state_file") {
+        for (_, data) in seeds("agent_state_file") {
             assert!(persist::parse(&data, "h1", now).is_ok());
         }
-        for data in seeds("agent_stream") {
+        for (_, data) in seeds("agent_stream") {
             for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 serde_json::from_slice::<StreamMessage>(line)
                     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));

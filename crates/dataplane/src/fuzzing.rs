@@ -117,31 +117,9 @@ fn udp_verifies(frame: &[u8], m: &McastFrame) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use mcgate_testbed::corpus::seeds;
 
     use super::*;
-
-    /// The `seed-*` files of one target's corpus (other files there are the fuzzer's
-    /// own findings, not kept in the repository).
-    fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus")
-            .join(target);
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"))
-            {
-                let data = std::fs::read(&path).unwrap();
-                out.push((path, data));
-            }
-        }
-        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
-        out
-    }
 
     /// Runs each target's body over every file of its seed corpus, and over every
     /// prefix of it (a datagram cut anywhere).

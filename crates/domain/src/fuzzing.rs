@@ -143,26 +143,18 @@ pub const TARGETS: [(&str, Body); 7] = [
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use mcgate_testbed::corpus::seeds;
 
     use super::TARGETS;
 
     #[test]
     fn every_target_replays_its_seed_corpus() {
         for (target, run) in TARGETS {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fuzz/corpus")
-                .join(target);
-            let mut seeds = 0;
-            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                if name.starts_with("seed-") {
-                    run(&std::fs::read(&path).unwrap());
-                    seeds += 1;
-                }
+            let seeds = seeds(target);
+            for (_, data) in &seeds {
+                run(data);
             }
-            assert!(seeds >= 2, "{target}: only {seeds} seeds in {dir:?}");
+            assert!(seeds.len() >= 2, "{target}: only {} seeds", seeds.len());
         }
     }
 

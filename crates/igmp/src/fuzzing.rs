@@ -106,30 +106,13 @@ fn fixed(packet: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/igmp_router");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            let is_seed = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"));
-            if is_seed {
-                out.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
-        out
-    }
+    use mcgate_testbed::corpus::seeds;
 
     /// Runs the body over every seed, and over every prefix of each, so the fuzz target
     /// keeps compiling and working on stable Rust.
     #[test]
     fn igmp_router_passes_its_seed_corpus() {
-        for (_, data) in seeds() {
+        for (_, data) in seeds("igmp_router") {
             for end in 0..=data.len() {
                 super::router(&data[..end]);
             }
@@ -140,7 +123,7 @@ mod tests {
     /// checks into the state machine, not just not panic.
     #[test]
     fn seeds_reach_the_state_machine() {
-        for (path, data) in seeds() {
+        for (path, data) in seeds("igmp_router") {
             let igmp = super::session(&data).expect("a seed is not empty");
             let r = &igmp.stats().received;
             assert!(r.report_v2 > 0 && r.report_v3 > 0, "{path:?}: {r:?}");

@@ -48,27 +48,11 @@ pub fn topology(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    /// The `seed-*` files of the corpus (other files there are the fuzzer's own
-    /// findings, not kept in the repository).
-    fn seeds() -> Vec<(String, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/topology");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("seed-") {
-                out.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
-        out
-    }
+    use mcgate_testbed::corpus::seeds;
 
     #[test]
     fn the_target_passes_its_seed_corpus() {
-        for (_, data) in seeds() {
+        for (_, data) in seeds("topology") {
             super::topology(&data);
         }
     }
@@ -76,7 +60,7 @@ mod tests {
     /// The seeds are the example topologies: each must parse, not just not panic.
     #[test]
     fn seeds_parse() {
-        for (name, data) in seeds() {
+        for (name, data) in seeds("topology") {
             let src = String::from_utf8(data).unwrap();
             if let Err(e) = crate::topology::Topology::parse(&name, &src) {
                 panic!("{e}");
@@ -87,7 +71,7 @@ mod tests {
     /// Every prefix of every seed (a file cut anywhere) and a few mutations pass.
     #[test]
     fn cut_and_mutated_seeds_pass() {
-        for (_, data) in seeds() {
+        for (_, data) in seeds("topology") {
             for cut in (0..data.len()).step_by(7) {
                 super::topology(&data[..cut]);
             }

@@ -53,27 +53,11 @@ pub fn datagrams(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    /// The `seed-*` files of the corpus (other files there are the fuzzer's own
-    /// findings, not kept in the repository).
-    fn seeds() -> Vec<(String, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/perf_datagram");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("seed-") {
-                out.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
-        out
-    }
+    use mcgate_testbed::corpus::seeds;
 
     #[test]
     fn the_target_passes_its_seed_corpus() {
-        for (_, data) in seeds() {
+        for (_, data) in seeds("perf_datagram") {
             super::datagrams(&data);
         }
     }
@@ -123,7 +107,7 @@ mod tests {
     /// The seeds are real datagrams: each holds a header.
     #[test]
     fn seeds_hold_headers() {
-        for (name, data) in seeds() {
+        for (name, data) in seeds("perf_datagram") {
             let len = usize::from(data[0]);
             assert!(
                 crate::header::parse(&data[1..=len]).is_some(),

@@ -1,8 +1,9 @@
 //! Test support shared by mcgate's namespace tests (`crates/mcgate/tests`,
 //! `crates/dataplane/tests`): network namespaces that remove themselves, processes
 //! killed by PID when a test ends, multicast receivers and senders on real kernel
-//! sockets, and bounded waits. Tests only: never a dependency of the product.
+//! sockets, bounded waits, and the fuzz targets' seed corpora. Tests only: never a dependency of the product.
 
+pub mod corpus;
 pub mod lab;
 pub mod netns;
 

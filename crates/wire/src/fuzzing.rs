@@ -168,29 +168,7 @@ fn igmp_once(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
-    /// The `seed-*` files of one target's corpus (other files there are the fuzzer's
-    /// own findings, not kept in the repository).
-    fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus")
-            .join(target);
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
-            let path = entry.unwrap().path();
-            let is_seed = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"));
-            if is_seed {
-                let data = std::fs::read(&path).unwrap();
-                out.push((path, data));
-            }
-        }
-        assert!(!out.is_empty(), "no seed-* files in {dir:?}");
-        out
-    }
+    use mcgate_testbed::corpus::seeds;
 
     /// Runs each target's body over every file of its seed corpus, so the fuzz targets
     /// keep compiling and working on stable Rust.
