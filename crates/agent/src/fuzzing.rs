@@ -97,19 +97,11 @@ mod tests {
     /// Each body over every seed of its corpus and over every prefix of it.
     #[test]
     fn every_target_passes_its_seed_corpus() {
-        type Body = fn(&[u8]);
-        let targets: [(&str, Body); 3] = [
+        mcgate_testbed::corpus::replay_with_prefixes(&[
             ("agent_accept", accept),
             ("agent_state_file", state_file),
             ("agent_stream", stream_lines),
-        ];
-        for (name, body) in targets {
-            for (_, data) in seeds(name) {
-                for n in 0..=data.len() {
-                    body(&data[..n]);
-                }
-            }
-        }
+        ]);
     }
 
     /// The seeds are what they claim: a state file that loads, stream lines that parse.

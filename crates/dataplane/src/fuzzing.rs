@@ -125,21 +125,13 @@ mod tests {
     /// prefix of it (a datagram cut anywhere).
     #[test]
     fn every_target_passes_its_seed_corpus() {
-        type Body = fn(&[u8]);
-        let targets: [(&str, Body); 5] = [
+        mcgate_testbed::corpus::replay_with_prefixes(&[
             ("netlink_link", netlink_link),
             ("netlink_mdb", netlink_mdb),
             ("netlink_error", netlink_error),
             ("netlink_tc", netlink_tc),
             ("vnet", vnet),
-        ];
-        for (name, body) in targets {
-            for (_, data) in seeds(name) {
-                for n in 0..=data.len() {
-                    body(&data[..n]);
-                }
-            }
-        }
+        ]);
     }
 
     /// The seeds are the kernel's own bytes, so each must get past its parser.

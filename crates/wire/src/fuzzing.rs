@@ -170,23 +170,17 @@ fn igmp_once(data: &[u8]) {
 mod tests {
     use mcgate_testbed::corpus::seeds;
 
-    /// Runs each target's body over every file of its seed corpus, so the fuzz targets
-    /// keep compiling and working on stable Rust.
+    /// Runs each target's body over every seed of its corpus and every prefix of it, so
+    /// the fuzz targets keep compiling and working on stable Rust.
     #[test]
     fn every_target_passes_its_seed_corpus() {
-        type Body = fn(&[u8]);
-        let targets: [(&str, Body); 5] = [
+        mcgate_testbed::corpus::replay_with_prefixes(&[
             ("ethernet", super::ethernet),
             ("ipv4", super::ipv4),
             ("udp", super::udp),
             ("igmp", super::igmp),
             ("vxlan", super::vxlan),
-        ];
-        for (name, body) in targets {
-            for (_, data) in seeds(name) {
-                body(&data);
-            }
-        }
+        ]);
     }
 
     /// The seeds are real packets, so each must get past its parser, not just not panic.
