@@ -13,4 +13,5 @@ pub mod async_packet;
 pub mod mmsg;
 pub mod packet;
 pub mod poll;
+mod sockopt;
 pub mod tunnel;

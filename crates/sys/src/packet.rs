@@ -6,9 +6,10 @@
 //! the frames of its purpose, and `PACKET_IGNORE_OUTGOING` so it never sees frames sent
 //! on the link (its own deliveries included): that is what keeps the relay loop-free.
 
+use crate::sockopt::{bind, getsockopt, setsockopt, socket};
 use std::io;
-use std::mem::{MaybeUninit, size_of, zeroed};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::{MaybeUninit, zeroed};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// The most frames one [`PacketSocket::recv_batch`] or [`PacketSocket::send_batch`] call
 /// moves.
@@ -288,29 +289,6 @@ impl FrameBatch {
     }
 }
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a valid, initialised `T` for the duration of the call and the
-    // length passed is exactly its size; the kernel only reads that many bytes.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    cvt(ret).map(|_| ())
-}
-
 /// Sets a socket's receive buffer to `bytes`, past `rmem_max` when the process may
 /// (`SO_RCVBUFFORCE` needs CAP_NET_ADMIN), else as far as `SO_RCVBUF` allows.
 pub fn set_recv_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
@@ -352,16 +330,12 @@ impl PacketSocket {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
         // Protocol 0: the socket receives nothing until `bind` names a protocol, so no
         // frame slips in before the filter is attached.
-        // SAFETY: plain system call with constant arguments; the result is checked.
-        let raw = cvt(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: `raw` is a descriptor we just opened and own exclusively.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )?;
+        let raw = fd.as_raw_fd();
         let one: libc::c_int = 1;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
         if vnet_hdr {
@@ -397,14 +371,7 @@ impl PacketSocket {
             0
         };
         sll.sll_ifindex = ifindex_c;
-        // SAFETY: `sll` is an initialised `sockaddr_ll` and the length is its size.
-        cvt(unsafe {
-            libc::bind(
-                raw,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        bind(raw, &sll)?;
         Ok(Self { fd, ifindex })
     }
 
@@ -418,18 +385,13 @@ impl PacketSocket {
     pub fn take_drops(&self) -> io::Result<u64> {
         // struct tpacket_stats { unsigned int tp_packets; unsigned int tp_drops; }
         let mut stats = [0u32; 2];
-        let mut len = size_of::<[u32; 2]>() as libc::socklen_t;
-        // SAFETY: `stats` is valid for writes of `len` bytes and `len` is passed by
-        // pointer as getsockopt requires; the kernel writes at most `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                6, // PACKET_STATISTICS
-                stats.as_mut_ptr().cast(),
-                &mut len,
-            )
-        })?;
+        const PACKET_STATISTICS: libc::c_int = 6;
+        getsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_STATISTICS,
+            &mut stats,
+        )?;
         Ok(u64::from(stats[1]))
     }
 

@@ -7,9 +7,10 @@
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::packet::{FrameBatch, MAX_BATCH, Part, SendOutcome, send_all_with};
+use crate::sockopt::{bind, getsockopt, setsockopt, socket};
 
 /// A non-blocking IPv4 UDP socket bound to the underlay address.
 #[derive(Debug)]
@@ -41,14 +42,6 @@ pub struct TunnelTx {
     pub part: Part,
 }
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: all-zero is a valid `sockaddr_in`.
     let mut sa: libc::sockaddr_in = unsafe { zeroed() };
@@ -63,36 +56,15 @@ fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
 impl TunnelSocket {
     /// Binds `local` (the underlay address and the VXLAN port).
     pub fn bind(local: SocketAddrV4) -> io::Result<Self> {
-        // SAFETY: plain system call with constant arguments; the result is checked.
-        let raw = cvt(unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: `raw` is a descriptor we just opened and own exclusively.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )?;
+        let raw = fd.as_raw_fd();
         let pmtu: libc::c_int = libc::IP_PMTUDISC_DO;
-        // SAFETY: `pmtu` is an initialised c_int and the length is its size.
-        cvt(unsafe {
-            libc::setsockopt(
-                raw,
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                (&pmtu as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        let sa = sockaddr(local);
-        // SAFETY: `sa` is an initialised `sockaddr_in` and the length is its size.
-        cvt(unsafe {
-            libc::bind(
-                raw,
-                (&sa as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        })?;
+        setsockopt(raw, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)?;
+        bind(raw, &sockaddr(local))?;
         Ok(Self { fd, local })
     }
 
@@ -106,18 +78,7 @@ impl TunnelSocket {
     pub fn drops(&self) -> io::Result<u64> {
         const SO_MEMINFO: libc::c_int = 55;
         let mut info = [0u32; 9];
-        let mut len = size_of::<[u32; 9]>() as libc::socklen_t;
-        // SAFETY: `info` is valid for writes of `len` bytes and `len` is passed by
-        // pointer as getsockopt requires; the kernel writes at most `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_MEMINFO,
-                info.as_mut_ptr().cast(),
-                &mut len,
-            )
-        })?;
+        getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, &mut info)?;
         Ok(u64::from(info[libc::SK_MEMINFO_DROPS as usize]))
     }
 
@@ -128,17 +89,7 @@ impl TunnelSocket {
     pub fn enable_gro(&self) -> io::Result<()> {
         const UDP_GRO: libc::c_int = 104;
         let one: libc::c_int = 1;
-        // SAFETY: `one` is an initialised c_int and the length is its size.
-        cvt(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_UDP,
-                UDP_GRO,
-                (&one as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })
-        .map(|_| ())
+        setsockopt(self.fd.as_raw_fd(), libc::SOL_UDP, UDP_GRO, &one)
     }
 
     /// Receives up to `MAX_BATCH` datagrams in one `recvmmsg` call into `batch`, with
