@@ -145,7 +145,7 @@ pub(crate) async fn create_domain(
     ApiJson(spec): ApiJson<DomainSpec>,
 ) -> ApiResult<(StatusCode, Json<Domain>)> {
     let name = spec.name.clone();
-    let d = c.admin(&name, |m| Ok((m.create_domain(spec)?, Vec::new())))?;
+    let d = c.admin(&name, |m| Ok((m.create_domain(spec.clone())?, Vec::new())))?;
     tracing::info!(domain = %d.name, vni = d.vni, "domain created");
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -211,7 +211,9 @@ pub(crate) async fn add_member(
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticMemberSpec>)> {
     let out = spec.clone();
-    c.admin(&name, |m| Ok(((), m.add_static_member(&name, spec)?)))?;
+    c.admin(&name, |m| {
+        Ok(((), m.add_static_member(&name, spec.clone())?))
+    })?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -236,7 +238,9 @@ pub(crate) async fn add_source(
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticSourceSpec>)> {
     let out = spec.clone();
-    c.admin(&name, |m| Ok(((), m.add_static_source(&name, spec)?)))?;
+    c.admin(&name, |m| {
+        Ok(((), m.add_static_source(&name, spec.clone())?))
+    })?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
