@@ -209,6 +209,21 @@ impl Controller {
         Ok(r)
     }
 
+    /// [`Self::admin`] on the blocking pool: a commit that waits for a busy disk never
+    /// occupies one of the runtime's few workers, which serve heartbeats and reports.
+    pub(crate) async fn admin_blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        op: impl Fn(&mut Model) -> Result<(R, Vec<Effect>), ModelError> + Send + 'static,
+    ) -> Result<R, OpError> {
+        let (c, name) = (Arc::clone(self), name.to_string());
+        match tokio::task::spawn_blocking(move || c.admin(&name, op)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(OpError::ShuttingDown),
+        }
+    }
+
     fn timed_commit(
         &self,
         name: &str,
