@@ -1,10 +1,14 @@
 //! The agent's two conversations with the controller, each on its own task so that
 //! neither ever holds up the other or the data plane:
 //!
-//! - the session: register, send a full membership snapshot, then heartbeats and
-//!   membership changes as they happen; on any failure (controller down, 404/409
-//!   because the lease expired or the controller restarted) register again and resend
-//!   the snapshot. Changes made while the controller is away are kept and sent then.
+//! - the session: register, send a full membership snapshot, then membership changes
+//!   as they happen. Heartbeats run on a task and connection of their own with a timeout
+//!   shorter than the lease, so a slow report never holds up the lease. The session
+//!   registers again when the controller no longer knows it (404/409: lease expired,
+//!   controller restarted) or when no heartbeat got through for a whole lease; a report
+//!   that merely failed or was slow is answered by resending the whole membership as a
+//!   snapshot in the same session (decisions in [`crate::core::session`]). Changes made
+//!   while the controller is away are kept and sent then.
 //! - the stream: `GET /v1/agents/{host}/stream`, forwarded line by line to the agent;
 //!   reconnected from a full snapshot whenever it breaks. A line longer than
 //!   [`MAX_STREAM_LINE`] is refused (the connection is dropped and reopened), so a
@@ -30,6 +34,9 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::backoff::{self, Backoff};
+use crate::core::session::{
+    HeartbeatOutcome, HeartbeatTiming, Liveness, ReportVerdict, Verdict, after_report_failure,
+};
 
 /// The longest stream line (one JSON message) accepted, in bytes. A snapshot of a
 /// domain with thousands of hosts and groups is a few MiB.
@@ -37,7 +44,8 @@ pub const MAX_STREAM_LINE: usize = 16 << 20;
 /// A stream that stays silent this long is taken as dead (the controller sends
 /// keepalives far more often).
 const STREAM_IDLE: Duration = Duration::from_secs(45);
-/// Bound on one request, so a hung controller never stalls the session.
+/// Bound on one registration or membership report, so a hung controller never stalls
+/// the session (heartbeats have their own, shorter bound: see [`HeartbeatTiming`]).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the agent tells the session task.
@@ -63,6 +71,12 @@ pub struct ControllerStatus {
     pub registrations: u64,
     /// Membership reports accepted.
     pub reports: u64,
+    /// Membership reports that failed (answered later by a snapshot in the same session).
+    pub report_failures: u64,
+    /// Heartbeats the controller answered.
+    pub heartbeats: u64,
+    /// Heartbeats that failed or went unanswered within their timeout.
+    pub heartbeat_failures: u64,
     /// Whether the forwarding-state stream is connected.
     pub stream_connected: bool,
     /// Stream connections so far.
@@ -120,6 +134,107 @@ fn absorb(mirror: &mut Mirror, m: LinkMembership) {
     }
 }
 
+/// Waits until `deadline`, taking in local changes meanwhile. `false`: the agent is gone.
+async fn absorb_until(
+    deadline: tokio::time::Instant,
+    rx: &mut mpsc::UnboundedReceiver<SessionInput>,
+    mirror: &mut Mirror,
+    registration: &mut AgentRegistration,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return true,
+            msg = rx.recv() => match msg {
+                None => return false,
+                Some(SessionInput::Membership(m)) => absorb(mirror, m),
+                Some(SessionInput::Registration(r)) => *registration = r,
+            },
+        }
+    }
+}
+
+/// The heartbeat task of one session; aborted when the session ends.
+struct Heartbeats(tokio::task::JoinHandle<ClientError>);
+
+impl Heartbeats {
+    /// Heartbeats `session` on a connection of its own, apart from membership reports,
+    /// so a slow report never holds up the lease (see [`crate::core::session`]).
+    fn spawn(
+        client: &Client,
+        host: &str,
+        session: u64,
+        timing: HeartbeatTiming,
+        status: SharedStatus,
+    ) -> Result<Self, ClientError> {
+        let client = Client::new(client.url())?.keep_alive();
+        let path = format!("/v1/agents/{host}/heartbeat");
+        Ok(Self(tokio::spawn(heartbeat_task(
+            client, path, session, timing, status,
+        ))))
+    }
+
+    /// Resolves when the heartbeats say the session is over, with why.
+    async fn ended(&mut self) -> ClientError {
+        match (&mut self.0).await {
+            Ok(e) => e,
+            Err(e) => ClientError::Http {
+                url: String::new(),
+                message: format!("the heartbeat task ended: {e}"),
+            },
+        }
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn heartbeat_task(
+    client: Client,
+    path: String,
+    session: u64,
+    timing: HeartbeatTiming,
+    status: SharedStatus,
+) -> ClientError {
+    let mut live = Liveness::new(timing, std::time::Instant::now());
+    let mut tick = tokio::time::interval(timing.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let answer = tokio::time::timeout(
+            timing.timeout,
+            client.post::<_, serde_json::Value>(&path, &Heartbeat { session }),
+        )
+        .await;
+        let (outcome, error) = match answer {
+            Ok(Ok(_)) => (HeartbeatOutcome::Renewed, None),
+            Ok(Err(e)) if session_lost(&e) => (HeartbeatOutcome::SessionLost, Some(e)),
+            Ok(Err(e)) => (HeartbeatOutcome::NoAnswer, Some(e)),
+            Err(_) => (
+                HeartbeatOutcome::NoAnswer,
+                Some(ClientError::Http {
+                    url: client.url().to_string(),
+                    message: format!("no heartbeat answer within {:?}", timing.timeout),
+                }),
+            ),
+        };
+        let verdict = live.heartbeat(std::time::Instant::now(), outcome);
+        update(&status, |s| match &error {
+            None => s.heartbeats += 1,
+            Some(e) => {
+                s.heartbeat_failures += 1;
+                s.last_error = Some(e.to_string());
+            }
+        });
+        if let (Verdict::Register, Some(e)) = (verdict, error) {
+            return e;
+        }
+    }
+}
+
 /// Runs the session for ever.
 pub async fn session_task(
     client: Client,
@@ -128,6 +243,7 @@ pub async fn session_task(
     status: SharedStatus,
 ) {
     let host = registration.host.clone();
+    let path = format!("/v1/agents/{host}/membership");
     let mut mirror: Mirror = BTreeMap::new();
     let mut retry = Backoff::default();
     loop {
@@ -144,15 +260,8 @@ pub async fn session_task(
                     let delay = backoff::next_delay(&mut retry);
                     tracing::debug!(error = %e, ?delay, "registration failed; retrying");
                     let deadline = tokio::time::Instant::now() + delay;
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(deadline) => break,
-                            msg = rx.recv() => match msg {
-                                None => return,
-                                Some(SessionInput::Membership(m)) => absorb(&mut mirror, m),
-                                Some(SessionInput::Registration(r)) => registration = r,
-                            },
-                        }
+                    if !absorb_until(deadline, &mut rx, &mut mirror, &mut registration).await {
+                        return;
                     }
                     continue;
                 }
@@ -165,67 +274,90 @@ pub async fn session_task(
             s.registrations += 1;
             s.last_error = None;
         });
-        let mut seq = 1u64;
-        let snapshot = MembershipReport {
-            session,
-            seq,
-            snapshot: true,
-            entries: mirror.values().cloned().collect(),
-        };
-        let path = format!("/v1/agents/{host}/membership");
-        if let Err(e) =
-            with_timeout(&client, client.post::<_, MembershipAck>(&path, &snapshot)).await
-        {
-            tracing::warn!(error = %e, "membership snapshot refused; registering again");
-            update(&status, |s| s.last_error = Some(e.to_string()));
-            tokio::time::sleep(backoff::next_delay(&mut retry)).await;
-            continue;
-        }
-        retry.reset();
-        update(&status, |s| s.reports += 1);
-        let mut heartbeat =
-            tokio::time::interval(Duration::from_millis(reply.heartbeat_ms.clamp(100, 60_000)));
-        heartbeat.tick().await;
-        // The session lives until a request fails.
+        // The lease runs from now: heartbeat from now on, whatever the reports do.
+        let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);
+        let mut heartbeats =
+            match Heartbeats::spawn(&client, &host, session, timing, status.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    update(&status, |s| s.last_error = Some(e.to_string()));
+                    tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+                    continue;
+                }
+            };
+        let mut seq = 0u64;
+        let mut resnapshot = true;
+        // The session lives until the heartbeats or a report say it is gone.
         let failure: ClientError = loop {
-            tokio::select! {
-                _ = heartbeat.tick() => {
-                    if let Err(e) = with_timeout(&client, client.post::<_, serde_json::Value>(
-                        &format!("/v1/agents/{host}/heartbeat"),
-                        &Heartbeat { session },
-                    )).await {
-                        break e;
+            let report = if resnapshot {
+                MembershipReport {
+                    session,
+                    seq: seq + 1,
+                    snapshot: true,
+                    entries: mirror.values().cloned().collect(),
+                }
+            } else {
+                let mut entries = Vec::new();
+                let mut next = tokio::select! {
+                    e = heartbeats.ended() => break e,
+                    msg = rx.recv() => msg,
+                };
+                loop {
+                    match next {
+                        None => return,
+                        Some(SessionInput::Membership(m)) => {
+                            absorb(&mut mirror, m.clone());
+                            entries.push(m);
+                        }
+                        Some(SessionInput::Registration(r)) => registration = r,
+                    }
+                    match rx.try_recv() {
+                        Ok(m) => next = Some(m),
+                        Err(_) => break,
                     }
                 }
-                msg = rx.recv() => {
-                    let mut entries = Vec::new();
-                    let mut next = msg;
-                    loop {
-                        match next {
-                            None => return,
-                            Some(SessionInput::Membership(m)) => {
-                                absorb(&mut mirror, m.clone());
-                                entries.push(m);
-                            }
-                            Some(SessionInput::Registration(r)) => registration = r,
-                        }
-                        match rx.try_recv() {
-                            Ok(m) => next = Some(m),
-                            Err(_) => break,
-                        }
-                    }
-                    if entries.is_empty() {
-                        continue;
-                    }
-                    seq += 1;
-                    let report = MembershipReport { session, seq, snapshot: false, entries };
-                    match with_timeout(&client, client.post::<_, MembershipAck>(&path, &report)).await {
-                        Ok(_) => update(&status, |s| s.reports += 1),
-                        Err(e) => break e,
-                    }
+                if entries.is_empty() {
+                    continue;
                 }
+                MembershipReport {
+                    session,
+                    seq: seq + 1,
+                    snapshot: false,
+                    entries,
+                }
+            };
+            seq += 1;
+            let sent = tokio::select! {
+                e = heartbeats.ended() => break e,
+                r = with_timeout(&client, client.post::<_, MembershipAck>(&path, &report)) => r,
+            };
+            match sent {
+                Ok(_) => {
+                    if resnapshot {
+                        retry.reset();
+                    }
+                    resnapshot = false;
+                    update(&status, |s| s.reports += 1);
+                }
+                Err(e) => match after_report_failure(session_lost(&e)) {
+                    ReportVerdict::Register => break e,
+                    ReportVerdict::Resnapshot => {
+                        tracing::warn!(error = %e, "membership report failed; resending the snapshot");
+                        update(&status, |s| {
+                            s.report_failures += 1;
+                            s.last_error = Some(e.to_string());
+                        });
+                        resnapshot = true;
+                        let deadline =
+                            tokio::time::Instant::now() + backoff::next_delay(&mut retry);
+                        if !absorb_until(deadline, &mut rx, &mut mirror, &mut registration).await {
+                            return;
+                        }
+                    }
+                },
             }
         };
+        drop(heartbeats);
         if session_lost(&failure) {
             tracing::info!(error = %failure, "the controller no longer knows this session; registering again");
         } else {
@@ -368,6 +500,10 @@ pub async fn stream_task(
         tokio::time::sleep(backoff::next_delay(&mut retry)).await;
     }
 }
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod session_tests;
 
 #[cfg(test)]
 mod tests {

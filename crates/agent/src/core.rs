@@ -412,6 +412,7 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
 }
 
 mod membership;
+pub mod session;
 mod stream;
 #[cfg(test)]
 mod tests;

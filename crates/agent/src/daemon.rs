@@ -208,8 +208,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = *cfg.underlay.ip();
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
-    // One kept-alive connection for the session's heartbeats and reports (the stream
-    // has its own).
+    // One kept-alive connection for the session's registrations and reports (the
+    // heartbeats and the stream each have their own).
     let client = Client::new(&cfg.controller)?.keep_alive();
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)

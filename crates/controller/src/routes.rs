@@ -145,7 +145,11 @@ pub(crate) async fn create_domain(
     ApiJson(spec): ApiJson<DomainSpec>,
 ) -> ApiResult<(StatusCode, Json<Domain>)> {
     let name = spec.name.clone();
-    let d = c.admin(&name, |m| Ok((m.create_domain(spec)?, Vec::new())))?;
+    let d = c
+        .admin_blocking(&name, move |m| {
+            Ok((m.create_domain(spec.clone())?, Vec::new()))
+        })
+        .await?;
     tracing::info!(domain = %d.name, vni = d.vni, "domain created");
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -167,7 +171,9 @@ pub(crate) async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiRes
 #[utoipa::path(delete, path = "/v1/domains/{name}", tag = "domains", params(DomainPath),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
 pub(crate) async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<StatusCode> {
-    c.admin(&name, |m| Ok(((), m.delete_domain(&name)?)))?;
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| Ok(((), m.delete_domain(&n)?)))
+        .await?;
     tracing::info!(domain = %name, "domain deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -180,10 +186,13 @@ pub(crate) async fn associate(
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
-    let d = c.admin(&name, |m| {
-        let fx = m.associate(&name, &spec)?;
-        Ok((m.domain(&name)?.domain.clone(), fx))
-    })?;
+    let n = name.clone();
+    let d = c
+        .admin_blocking(&name, move |m| {
+            let fx = m.associate(&n, &spec)?;
+            Ok((m.domain(&n)?.domain.clone(), fx))
+        })
+        .await?;
     Ok(Json(d))
 }
 
@@ -195,10 +204,13 @@ pub(crate) async fn disassociate(
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
-    let d = c.admin(&name, |m| {
-        let fx = m.disassociate(&name, &spec)?;
-        Ok((m.domain(&name)?.domain.clone(), fx))
-    })?;
+    let n = name.clone();
+    let d = c
+        .admin_blocking(&name, move |m| {
+            let fx = m.disassociate(&n, &spec)?;
+            Ok((m.domain(&n)?.domain.clone(), fx))
+        })
+        .await?;
     Ok(Json(d))
 }
 
@@ -211,7 +223,11 @@ pub(crate) async fn add_member(
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticMemberSpec>)> {
     let out = spec.clone();
-    c.admin(&name, |m| Ok(((), m.add_static_member(&name, spec)?)))?;
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| {
+        Ok(((), m.add_static_member(&n, spec.clone())?))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -223,7 +239,9 @@ pub(crate) async fn remove_member(
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<StatusCode> {
-    c.admin(&name, |m| Ok(((), m.remove_static_member(&name, &spec)?)))?;
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| Ok(((), m.remove_static_member(&n, &spec)?)))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -236,7 +254,11 @@ pub(crate) async fn add_source(
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticSourceSpec>)> {
     let out = spec.clone();
-    c.admin(&name, |m| Ok(((), m.add_static_source(&name, spec)?)))?;
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| {
+        Ok(((), m.add_static_source(&n, spec.clone())?))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -248,7 +270,9 @@ pub(crate) async fn remove_source(
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<StatusCode> {
-    c.admin(&name, |m| Ok(((), m.remove_static_source(&name, &spec)?)))?;
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| Ok(((), m.remove_static_source(&n, &spec)?)))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

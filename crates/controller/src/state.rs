@@ -2,8 +2,10 @@
 //! the two background loops (the flush that coalesces changes into stream lines, the
 //! lease timer).
 //!
-//! The lock is a `std::sync::Mutex` held only for in-memory work and, for admin verbs,
-//! one store commit; it is never held across an `.await`, and no agent can make it wait.
+//! The lock is a `std::sync::Mutex` held only for in-memory work: never across an
+//! `.await` and never across a store commit (an fsync, which takes seconds when the
+//! disk is busy), so heartbeats, membership reports and streams never wait for the
+//! disk. Admin verbs take a second lock of their own, which orders their commits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,6 +68,9 @@ pub(crate) struct Inner {
 pub struct Controller {
     pub(crate) config: Config,
     inner: Mutex<Inner>,
+    /// Held by an admin verb from its dry run to its effects: orders the commits, and
+    /// keeps domain records as the dry run saw them while the state lock is free.
+    admin: Mutex<()>,
     store: Store,
     flush: Notify,
     /// The revision after the last flush's lines were queued (keepalives carry it).
@@ -116,6 +121,7 @@ impl Controller {
         Ok(Arc::new(Self {
             config,
             inner: Mutex::new(Inner { model, hub }),
+            admin: Mutex::new(()),
             store,
             flush: Notify::new(),
             published: AtomicU64::new(base),
@@ -156,28 +162,66 @@ impl Controller {
     }
 
     /// Runs an admin operation that changes domain `name`'s record, commits the new
-    /// record to the store, and only then lets its effects out. If the store fails the
-    /// record is put back and nothing is sent.
+    /// record to the store, and only then lets its effects out. If the store fails
+    /// nothing changes and nothing is sent.
+    ///
+    /// The commit runs without the state lock: `op` first runs as a dry run that learns
+    /// the new record and is undone, the record is committed, and then `op` runs for
+    /// real against the state of that moment (agents may have come and gone during the
+    /// commit, so its effects are computed then). Only admin verbs change domain
+    /// records, and they are serialised, so both runs give the same record; should they
+    /// not, the record the model holds is committed too, under the lock.
     pub(crate) fn admin<R>(
         &self,
         name: &str,
-        op: impl FnOnce(&mut Model) -> Result<(R, Vec<Effect>), ModelError>,
+        op: impl Fn(&mut Model) -> Result<(R, Vec<Effect>), ModelError>,
     ) -> Result<R, OpError> {
-        let mut g = self.lock();
-        let before = g.model.domain_record(name).cloned();
-        let (r, effects) = op(&mut g.model)?;
-        let after = g.model.domain_record(name).cloned();
+        let _serial = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let (before, after) = {
+            let mut g = self.lock();
+            let before = g.model.domain_record(name).cloned();
+            // Every operation validates before it mutates: an error leaves no change.
+            op(&mut g.model)?;
+            let after = g.model.domain_record(name).cloned();
+            g.model.restore_domain(name, before.clone());
+            (before, after)
+        };
         if before != after
             && let Err(e) = self.timed_commit(name, after.as_ref())
+        {
+            tracing::error!(domain = name, error = %e, "store write failed");
+            return Err(e.into());
+        }
+        let mut g = self.lock();
+        let ran = op(&mut g.model);
+        let now = g.model.domain_record(name).cloned();
+        if now != after
+            && let Err(e) = self.timed_commit(name, now.as_ref())
         {
             g.model.restore_domain(name, before);
             tracing::error!(domain = name, error = %e, "store write failed");
             return Err(e.into());
         }
+        let (r, effects) = ran?;
         if g.hub.push(effects) {
             self.flush.notify_one();
         }
         Ok(r)
+    }
+
+    /// [`Self::admin`] on the blocking pool: a commit that waits for a busy disk never
+    /// occupies one of the runtime's few workers, which serve heartbeats and reports.
+    pub(crate) async fn admin_blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        op: impl Fn(&mut Model) -> Result<(R, Vec<Effect>), ModelError> + Send + 'static,
+    ) -> Result<R, OpError> {
+        let (c, name) = (Arc::clone(self), name.to_string());
+        match tokio::task::spawn_blocking(move || c.admin(&name, op)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(OpError::ShuttingDown),
+        }
     }
 
     fn timed_commit(
@@ -306,3 +350,7 @@ impl Controller {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -132,6 +132,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Opens a write transaction and keeps it: every commit waits until it is dropped
+    /// (a disk that takes its time, for tests).
+    #[cfg(test)]
+    pub(crate) fn hold_writes(&self) -> redb::WriteTransaction {
+        self.db.begin_write().expect("a write transaction")
+    }
+
     /// Writes (or, with `None`, deletes) one domain's record in one durable transaction.
     pub fn put_domain(&self, name: &str, record: Option<&DomainRecord>) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(io)?;
