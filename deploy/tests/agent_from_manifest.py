@@ -1,11 +1,12 @@
 """Prints the agent's command line as a rendered Kubernetes manifest gives it.
 
-Usage: python3 agent_from_manifest.py RENDERED.yaml CONFIG_OUT NODE HOST_IP ADMIN
+Usage: python3 agent_from_manifest.py RENDERED.yaml CONFIG_OUT NODE HOST_IP ADMIN STATE_DIR
 
 Writes the mcgate-agent ConfigMap's agent.toml to CONFIG_OUT and prints the agent
 container's args, one a line, with NODE for $(NODE_NAME), HOST_IP for $(HOST_IP),
-CONFIG_OUT for the mounted config file and ADMIN for the admin endpoint, so a test
-runs the agent exactly as the DaemonSet would on such a node.
+CONFIG_OUT for the mounted config file, ADMIN for the admin endpoint and STATE_DIR
+for the node's state directory, so a test runs the agent exactly as the DaemonSet
+would on such a node.
 """
 
 import sys
@@ -13,7 +14,7 @@ import sys
 import yaml
 
 
-def main(rendered, config_out, node, host_ip, admin):
+def main(rendered, config_out, node, host_ip, admin, state_dir):
     docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
     config_maps = [d for d in docs if d["kind"] == "ConfigMap"
                    and d["metadata"]["name"] == "mcgate-agent"]
@@ -31,6 +32,8 @@ def main(rendered, config_out, node, host_ip, admin):
             arg = "--config=" + config_out
         elif arg.startswith("--admin="):
             arg = "--admin=" + admin
+        elif arg.startswith("--state-dir="):
+            arg = "--state-dir=" + state_dir
         print(arg)
 
 

@@ -5,7 +5,7 @@ RegisterTaskDefinition, using the service model that botocore ships (no AWS call
 Every AWS::ECS::TaskDefinition of deploy/ecs/mcgate.yaml is translated to the same
 shape (CloudFormation's PascalCase keys matched to the API's member names; intrinsic
 functions stand for strings) and validated too, and the settings that matter to mcgate
-(network mode, command, user, capabilities, mounts) must agree between the two forms.
+(network mode, host volumes, command, user, capabilities, mounts) must agree between the two forms.
 
 Usage: python3 ecs_task_definitions.py DEPLOY_ECS_DIR
 Exit status 0 when everything validates, 1 otherwise (each problem is printed).
@@ -72,7 +72,11 @@ def from_cfn(value, shape, path, problems):
 
 def essentials(params):
     """What must agree between the JSON and the CloudFormation form."""
-    out = {"networkMode": params.get("networkMode"), "containers": {}}
+    # Host volumes only: the controller's EFS ids are placeholders in one form and
+    # references to the stack's resources in the other.
+    host_volumes = {v["name"]: v["host"] for v in params.get("volumes", []) if "host" in v}
+    out = {"networkMode": params.get("networkMode"), "hostVolumes": host_volumes,
+           "containers": {}}
     for c in params.get("containerDefinitions", []):
         out["containers"][c["name"]] = {
             "command": c.get("command"),

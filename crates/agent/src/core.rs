@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcgate_dataplane::LinkSpec;
-use mcgate_dataplane::kernel::plane::QuerierSettings;
 use mcgate_domain::api::{AgentRegistration, LinkInfo};
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
 use mcgate_igmp::{Config as IgmpConfig, Interface};
-use mcgate_wire::ethernet;
+use mcgate_wire::{IgmpSettings, Version, ethernet};
 
 use crate::control::SessionInput;
-use crate::igmp_plan::{IgmpPlan, default_config, querier_settings};
+use crate::igmp_plan::{IgmpPlan, default_config};
 use crate::netdev::NetDev;
 use crate::persist::SavedMembership;
 
@@ -59,7 +58,7 @@ pub enum Action {
     /// Hand the data plane this host's static members (link, group).
     SetStaticMembers(BTreeSet<(String, Ipv4Addr)>),
     /// Hand the data plane the querier's version and timers.
-    SetQuerier(QuerierSettings),
+    SetQuerier(Version, IgmpSettings),
     /// Hand the data plane the underlay MTU.
     SetUnderlayMtu(usize),
     /// Write the state file with this membership.
@@ -373,7 +372,7 @@ impl AgentCore {
         // the same version and timers as the agent's.
         if let Some(c) = &config {
             self.actions
-                .push_back(Action::SetQuerier(querier_settings(c)));
+                .push_back(Action::SetQuerier(c.version, c.settings.clone()));
         }
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {

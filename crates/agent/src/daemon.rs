@@ -144,7 +144,7 @@ impl Driver {
                 Action::SetTable(t) => self.dataplane.set_table(t),
                 Action::SetLinks(l) => self.dataplane.set_links(l),
                 Action::SetStaticMembers(m) => self.dataplane.set_static_members(m),
-                Action::SetQuerier(q) => self.dataplane.set_querier(q),
+                Action::SetQuerier(v, s) => self.dataplane.set_querier(v, s),
                 Action::SetUnderlayMtu(m) => self.dataplane.set_underlay_mtu(m),
                 Action::Save(m) => self.save(&m),
             }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use mcgate_dataplane::kernel::plane::QuerierSettings;
 use mcgate_domain::api::{IgmpMode, IgmpSettings};
 use mcgate_igmp::Config as IgmpConfig;
 
@@ -61,19 +60,6 @@ pub fn default_config() -> IgmpConfig {
     }
 }
 
-/// The same version and timers for a data plane that runs its own querier (the kernel
-/// one, on the bridge).
-pub fn querier_settings(c: &IgmpConfig) -> QuerierSettings {
-    QuerierSettings {
-        version: c.version.number(),
-        robustness: u32::from(c.settings.robustness),
-        query_interval: c.query_interval(),
-        query_response_interval: c.query_response_interval(),
-        last_member_interval: c.settings.last_member_interval(),
-        last_member_count: u32::from(c.settings.last_member_count()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +83,5 @@ mod tests {
         assert!(!c.other_queriers, "task links hold no other router");
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(igmp_config(IgmpMode::Off, &s), IgmpPlan::Off);
-        assert_eq!(querier_settings(&c).version, 2);
     }
 }

@@ -18,7 +18,6 @@ pub mod counters;
 pub mod fuzzing;
 pub mod inspect;
 pub mod kernel;
-pub mod querier;
 pub mod relay;
 
 use std::any::Any;
@@ -28,7 +27,7 @@ use std::sync::Arc;
 
 pub use counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
 use mcgate_domain::forwarding::ForwardingTable;
-pub use querier::QuerierSettings;
+use mcgate_wire::{IgmpSettings, Version};
 
 /// The data planes mcgate has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,8 +127,8 @@ pub trait Dataplane: Send + Sync {
     /// The IGMP version and timers of the domain's querier. The kernel data plane runs
     /// the bridge's own querier with them (the bridge forwards by its snooping table only
     /// while it sees a querier); the userspace relay has no use for them.
-    fn set_querier(&self, settings: QuerierSettings) {
-        let _ = settings;
+    fn set_querier(&self, version: Version, settings: IgmpSettings) {
+        let _ = (version, settings);
     }
     /// This host's static members, (link, group). The kernel data plane gives each a
     /// permanent bridge entry on its link (the bridge delivers by its table, and a static

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig, QuerierSettings};
+use mcgate_dataplane::kernel::plane::{KernelPlane, KernelPlaneConfig};
 use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
 use mcgate_dataplane::{Dataplane, DropReason, LinkSpec};
 use mcgate_domain::SourceFilter;
@@ -24,6 +24,7 @@ use mcgate_domain::api::{
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
 use mcgate_testbed::lab::{PORT, SENDER};
 use mcgate_testbed::{Lab, in_netns, wait_until};
+use mcgate_wire::Version;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -207,10 +208,13 @@ fn start_plane(h: &Host) -> (KernelPlane, Netlink) {
             })
             .collect();
         plane.set_links(links);
-        plane.set_querier(QuerierSettings {
-            query_response_interval: Duration::from_secs(2),
-            ..QuerierSettings::default()
-        });
+        plane.set_querier(
+            Version::V3,
+            IgmpSettings {
+                query_response_interval_ms: 2_000,
+                ..IgmpSettings::default()
+            },
+        );
         (plane, nl)
     })
 }

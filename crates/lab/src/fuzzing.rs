@@ -40,6 +40,7 @@ pub fn topology(data: &[u8]) {
     let flags = AgentFlags {
         admin: true,
         dataplane: true,
+        state_dir: true,
     };
     if let Ok(state) = plan(&topo, &placed, Path::new("/usr/bin/mcgate"), flags) {
         assert_eq!(state.tasks.len(), placed.len());

@@ -53,6 +53,7 @@ fn agent_flags(exe: &Path) -> AgentFlags {
     AgentFlags {
         admin: help.contains("--admin"),
         dataplane: help.contains("--dataplane"),
+        state_dir: help.contains("--state-dir"),
     }
 }
 

@@ -28,6 +28,14 @@ pub struct AgentFlags {
     pub admin: bool,
     /// `--dataplane auto|kernel|userspace`.
     pub dataplane: bool,
+    /// `--state-dir DIR`.
+    pub state_dir: bool,
+}
+
+/// A host's agent's state directory in the lab's: `lab restart` keeps it (the new agent
+/// restores the membership the old one learned), `lab down` removes it with the rest.
+pub fn agent_state_dir(lab_dir: &Path, host: &str) -> std::path::PathBuf {
+    lab_dir.join(format!("agent-{host}"))
 }
 
 fn nth(net: &ipnet::Ipv4Net, n: u32) -> Option<Ipv4Addr> {
@@ -161,6 +169,10 @@ pub fn plan(
                 argv.push("--dataplane".into());
                 argv.push(h.dataplane.as_str().into());
             }
+            if flags.state_dir {
+                argv.push("--state-dir".into());
+                argv.push(agent_state_dir(&dir, &h.name).display().to_string());
+            }
             Launch {
                 netns: netns.clone(),
                 argv,
@@ -268,6 +280,7 @@ mod tests {
             AgentFlags {
                 admin: true,
                 dataplane: true,
+                state_dir: true,
             },
         )
         .unwrap();
@@ -294,6 +307,24 @@ mod tests {
                 .argv
                 .iter()
                 .any(|a| a.starts_with("unix:/run/mcgate/labs/ecs-multicast/agent-host-a.sock"))
+        );
+        // Each agent keeps its membership in its own directory inside the lab's.
+        assert!(
+            agent
+                .argv
+                .windows(2)
+                .any(|w| w == ["--state-dir", "/run/mcgate/labs/ecs-multicast/agent-host-a"]),
+            "{:?}",
+            agent.argv
+        );
+        let other = st.hosts[1].agent.as_ref().unwrap();
+        assert!(
+            other
+                .argv
+                .windows(2)
+                .any(|w| w == ["--state-dir", "/run/mcgate/labs/ecs-multicast/agent-host-b"]),
+            "{:?}",
+            other.argv
         );
         assert_eq!(
             st.namespaces.len(),

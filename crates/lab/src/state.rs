@@ -2,9 +2,9 @@
 //!
 //! `/run/mcgate/labs/<lab>/` holds `state.json` (what was planned, built and started,
 //! with PIDs and their start times), `controller.sock`, the controller's data directory,
-//! the agents' admin sockets and `logs/<node>.log` + `logs/<node>.exit`. The file is
-//! written before anything is built and after every step, so `lab down` can always
-//! undo whatever a crashed `lab up` left.
+//! the agents' admin sockets, each agent's state directory `agent-<host>/` and
+//! `logs/<node>.log` + `logs/<node>.exit`. The file is written before anything is built
+//! and after every step, so `lab down` can always undo whatever a crashed `lab up` left.
 
 use std::collections::BTreeMap;
 use std::fs::File;

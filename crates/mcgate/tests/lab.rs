@@ -784,3 +784,61 @@ fn kernel_example_delivers_in_every_direction() {
         }
     }
 }
+
+/// `lab restart` of a host gives its new agent the state directory of the old one: the
+/// membership the old agent learned is restored from `agent-<host>/agent-state.json`,
+/// and `lab down` removes that directory with the rest of the lab's.
+#[test]
+fn restarted_agent_restores_its_membership() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/ecs-multicast-iperf2.toml"
+    );
+    let src = std::fs::read_to_string(example).unwrap();
+    let lab = Lab::new(&src.replace("name = \"ecs-multicast-iperf2\"", "name = \"NAME\""));
+    lab.up_ok();
+    let s = lab.status();
+    let receiver = Lab::task(&s, "receiver-1");
+    let host = receiver.host.clone();
+    wait_for_members(&lab, "233.252.0.5", &[receiver.ip.to_string()]);
+    let file = state_dir(&lab.name)
+        .join(format!("agent-{host}"))
+        .join("agent-state.json");
+    // Written 250 ms after the change that the controller already shows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("233.252.0.5")) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never held the group",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = lab.logs(&host);
+    assert!(
+        !before.contains("membership restored from the state file"),
+        "the first agent had nothing to restore:\n{before}"
+    );
+    ok(&["lab", "restart", &host, "--name", &lab.name]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = lab.logs(&host);
+        if let Some(line) = logs
+            .lines()
+            .find(|l| l.contains("membership restored from the state file"))
+        {
+            assert!(
+                line.contains("groups=") && !line.contains("groups=0"),
+                "{line}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing restored:\n{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_members(&lab, "233.252.0.5", &[receiver.ip.to_string()]);
+    let pids = lab.pids();
+    lab.down();
+    assert!(!file.exists());
+    lab.assert_gone(&pids);
+}

@@ -157,9 +157,12 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if fds.first().is_some_and(PollFd::ready) {
-                self.wake_pending.store(false, Ordering::Release);
+                // Drain the pipe before clearing the flag: cleared first, a command
+                // sent in between writes a byte this read swallows, the flag stays set
+                // with the pipe empty, and no later command wakes the thread again.
                 let mut buf = [0u8; 64];
                 let _ = self.wake.read(&mut buf);
+                self.wake_pending.store(false, Ordering::Release);
                 match self.commands() {
                     Flow::Stop => {
                         self.publish();

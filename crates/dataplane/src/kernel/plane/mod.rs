@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use mcgate_domain::forwarding::ForwardingTable;
+use mcgate_wire::{IgmpSettings, Version};
 
 pub use super::alias::{decode_alias, encode_alias};
 pub use super::bridge_querier::bridge_settings;
@@ -39,7 +40,6 @@ use super::error::Error;
 use super::socket::Netlink;
 use super::vxlan::{DEVICE_PREFIX, VxlanDevice};
 use crate::counters::DataplaneStats;
-pub use crate::querier::QuerierSettings;
 use crate::{Dataplane, LinkSpec};
 
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
@@ -81,7 +81,7 @@ pub(crate) enum Command {
     Table(Arc<ForwardingTable>),
     Links(Vec<LinkSpec>),
     Mtu(usize),
-    Querier(QuerierSettings),
+    Querier(Version, IgmpSettings),
     Static(BTreeSet<(String, Ipv4Addr)>),
     /// Stop, taking everything down.
     Shutdown,
@@ -174,8 +174,8 @@ impl Dataplane for KernelPlane {
         let _ = self.tx.send(Command::Mtu(mtu));
     }
 
-    fn set_querier(&self, settings: QuerierSettings) {
-        let _ = self.tx.send(Command::Querier(settings));
+    fn set_querier(&self, version: Version, settings: IgmpSettings) {
+        let _ = self.tx.send(Command::Querier(version, settings));
     }
 
     fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {

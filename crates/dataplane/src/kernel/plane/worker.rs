@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcgate_domain::forwarding::ForwardingTable;
+use mcgate_wire::{IgmpSettings, Version};
 
 use super::super::error::Error;
 use super::super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
@@ -19,8 +20,7 @@ use super::super::vxlan::{VxlanConfig, VxlanDevice};
 use super::adopt::Adopted;
 use super::host_ports::HostPorts;
 use super::{
-    Command, KernelPlaneConfig, KernelStatus, QuerierSettings, VXLAN_OVERHEAD, bridge_settings,
-    encode_alias,
+    Command, KernelPlaneConfig, KernelStatus, VXLAN_OVERHEAD, bridge_settings, encode_alias,
 };
 use crate::LinkSpec;
 use crate::counters::DataplaneStats;
@@ -43,7 +43,7 @@ struct Bridge {
     /// Its MTU when first seen.
     mtu: Option<u32>,
     /// The querier settings applied (None: not yet).
-    applied: Option<QuerierSettings>,
+    applied: Option<(Version, IgmpSettings)>,
     /// Snooping and the bridge's own querier were already on when first seen (a
     /// previous agent's): no start-up blackout to avoid, and none to cause.
     querier_running: bool,
@@ -65,7 +65,7 @@ pub(super) struct Worker {
     published: Arc<Mutex<(DataplaneStats, KernelStatus)>>,
     table: Arc<ForwardingTable>,
     links: Vec<LinkSpec>,
-    querier: QuerierSettings,
+    querier: (Version, IgmpSettings),
     bridge: Option<Bridge>,
     domains: BTreeMap<u32, Domain>,
     /// Static members of this host: (link, group).
@@ -119,7 +119,8 @@ impl Worker {
             published,
             table: Arc::new(ForwardingTable::empty()),
             links: Vec::new(),
-            querier: QuerierSettings::default(),
+            // RFC 3376's defaults until the agent says.
+            querier: (Version::V3, IgmpSettings::default()),
             bridge: None,
             domains,
             statics: BTreeSet::new(),
@@ -162,7 +163,8 @@ impl Worker {
                         self.config.underlay_mtu = m;
                         self.set_mtus();
                     }
-                    Command::Querier(q) => {
+                    Command::Querier(v, s) => {
+                        let q = (v, s);
                         if q != self.querier {
                             self.querier = q;
                             self.dirty = true;
@@ -426,10 +428,10 @@ impl Worker {
         let Some(b) = self.bridge.as_mut() else {
             return Ok(());
         };
-        if b.applied == Some(self.querier) {
+        if b.applied.as_ref() == Some(&self.querier) {
             return Ok(());
         }
-        let want = bridge_settings(&self.querier);
+        let want = bridge_settings(self.querier.0, &self.querier.1);
         if b.applied.is_none() && !b.querier_running {
             // Turn the querier on with a short response interval so that the bridge
             // counts it as present after 1 s, then set the domain's (see the const).
@@ -452,10 +454,10 @@ impl Worker {
         self.nl.set_bridge_settings(b.ifindex, &want)?;
         tracing::info!(
             bridge = %b.name,
-            igmp_version = self.querier.version,
+            igmp_version = %self.querier.0,
             "bridge snooping on, with its own querier"
         );
-        b.applied = Some(self.querier);
+        b.applied = Some(self.querier.clone());
         Ok(())
     }
 

@@ -82,7 +82,7 @@ impl Worker {
             igmp_version: self
                 .bridge
                 .as_ref()
-                .and_then(|b| b.applied.map(|q| q.version)),
+                .and_then(|b| b.applied.as_ref().map(|q| q.0.number())),
             devices,
             reconciles: self.reconciles,
             failures: self.failures,
