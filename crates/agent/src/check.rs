@@ -348,6 +348,7 @@ pub fn gather(underlay: Option<&str>, attach: &[String], requested: Requested) -
         .map(|d| LinkSpec {
             name: d.name.clone(),
             ifindex: d.ifindex,
+            routers: false,
         })
         .collect();
     let masters = choose::link_masters(&specs).map_err(|e| e.to_string());
@@ -394,6 +395,7 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             host: args.host.clone(),
             underlay: args.underlay.clone(),
             attach: args.attach.clone(),
+            router_links: args.router_links.clone(),
             admin: None,
             config: args.config.clone(),
             dataplane: args.dataplane.clone(),

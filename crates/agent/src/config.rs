@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub underlay: SocketAddrV4,
     /// Interface names or glob patterns (`*`, `?`) of the links to attach.
     pub attach: Vec<String>,
+    /// Attached links where another multicast router may be (glob patterns); none by
+    /// default.
+    pub router_links: Vec<String>,
     /// The admin endpoint, if any.
     pub admin: Option<AdminAddr>,
     /// The data plane asked for (`auto` lets the agent choose at start).
@@ -84,6 +87,8 @@ struct FileConfig {
     underlay: Option<String>,
     #[serde(default)]
     attach: Vec<String>,
+    #[serde(default, rename = "router-links")]
+    router_links: Vec<String>,
     admin: Option<String>,
     dataplane: Option<String>,
     #[serde(rename = "state-dir")]
@@ -189,6 +194,11 @@ impl AgentConfig {
         if attach.is_empty() {
             return Err(ConfigError::Missing { key: "attach" });
         }
+        let router_links = if args.router_links.is_empty() {
+            file.router_links
+        } else {
+            args.router_links.clone()
+        };
         let admin = args
             .admin
             .clone()
@@ -220,6 +230,7 @@ impl AgentConfig {
             host,
             underlay,
             attach,
+            router_links,
             admin,
             dataplane,
             state_dir,
@@ -237,6 +248,7 @@ mod tests {
             host: None,
             underlay: None,
             attach: vec![],
+            router_links: vec![],
             admin: None,
             config: None,
             dataplane: None,

@@ -122,6 +122,9 @@ pub struct AgentCore {
     /// The latest time handed in.
     last_now: Instant,
     actions: VecDeque<Action>,
+    /// Glob patterns of the attached links that may hold another multicast router
+    /// (`--router-links`); every other link carries hosts only.
+    router_links: Vec<String>,
 }
 
 impl AgentCore {
@@ -153,6 +156,7 @@ impl AgentCore {
             save_at: None,
             last_now: now,
             actions: VecDeque::new(),
+            router_links: Vec::new(),
         }
     }
 
@@ -234,7 +238,7 @@ impl AgentCore {
                 bad_frames: 0,
                 frames_without_querier: 0,
             };
-            set_igmp(&mut link, config.as_ref(), now);
+            set_igmp(&mut link, self.link_config(&name, &config).as_ref(), now);
             self.links.insert(name.clone(), link);
             self.restore_link(now, &name);
             self.drain_link(&name);
@@ -247,6 +251,7 @@ impl AgentCore {
                     .map(|l| LinkSpec {
                         name: l.dev.name.clone(),
                         ifindex: l.dev.ifindex,
+                        routers: self.is_router_link(&l.dev.name),
                     })
                     .collect(),
             ));
@@ -377,8 +382,9 @@ impl AgentCore {
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {
             let had = self.links.get(&name).is_some_and(|l| l.igmp.is_some());
+            let link_config = self.link_config(&name, &config);
             if let Some(l) = self.links.get_mut(&name) {
-                set_igmp(l, config.as_ref(), now);
+                set_igmp(l, link_config.as_ref(), now);
             }
             if had && config.is_none() {
                 self.forget_link_members(&name);
@@ -391,6 +397,31 @@ impl AgentCore {
     fn advance(&mut self, now: Instant) -> Instant {
         self.last_now = self.last_now.max(now);
         self.last_now
+    }
+}
+
+impl AgentCore {
+    /// Marks the attached links matching these glob patterns as links where another
+    /// multicast router may be (RFC 3376 6.6.2 election and router ports as usual);
+    /// every other link carries hosts only, the default for task links.
+    pub fn with_router_links(mut self, patterns: Vec<String>) -> Self {
+        self.router_links = patterns;
+        self
+    }
+
+    fn is_router_link(&self, name: &str) -> bool {
+        self.router_links
+            .iter()
+            .any(|p| crate::netdev::glob_match(p, name))
+    }
+
+    /// The querier configuration for link `name`: the domain's, with other queriers
+    /// allowed only on router links.
+    fn link_config(&self, name: &str, config: &Option<IgmpConfig>) -> Option<IgmpConfig> {
+        config.as_ref().map(|c| IgmpConfig {
+            other_queriers: self.is_router_link(name),
+            ..c.clone()
+        })
     }
 }
 

@@ -216,6 +216,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         .into_iter()
         .filter(|d| d.name != underlay_if)
         .map(|d| LinkSpec {
+            routers: cfg
+                .router_links
+                .iter()
+                .any(|p| netdev::glob_match(p, &d.name)),
             name: d.name,
             ifindex: d.ifindex,
         })
@@ -275,7 +279,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         dataplane_chosen_because: choice.reason.clone(),
     };
     let mut d = Driver {
-        core: AgentCore::new(host, underlay_mtu, saved, Instant::now()),
+        core: AgentCore::new(host, underlay_mtu, saved, Instant::now())
+            .with_router_links(cfg.router_links.clone()),
         sockets: BTreeMap::new(),
         attach: cfg.attach.clone(),
         underlay_ip: ip,

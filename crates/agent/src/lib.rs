@@ -52,6 +52,12 @@ pub struct AgentArgs {
     /// every second as links come and go.
     #[arg(long, num_args = 1..)]
     pub attach: Vec<String>,
+    /// Attached links where another multicast router may be (names or glob patterns).
+    /// Every other attached link carries hosts only, the right default for task links:
+    /// IGMP queries and router messages from them are dropped and counted, the agent's
+    /// querier never yields to them, and the kernel plane never makes them router ports.
+    #[arg(long = "router-links", value_name = "PATTERN", num_args = 1..)]
+    pub router_links: Vec<String>,
     /// Admin endpoint for `/metrics` and `/v1/stats`: `IP:PORT` or `unix:PATH`.
     #[arg(long)]
     pub admin: Option<String>,

@@ -70,6 +70,11 @@ pub struct LinkSpec {
     pub name: String,
     /// Interface index (a link that is re-created gets a new one).
     pub ifindex: u32,
+    /// Another multicast router may be on this link (`mcgate agent --router-links`).
+    /// False for task links, the default: containers are hosts, so the kernel plane
+    /// makes such a bridge port a host port (never a router port, router messages
+    /// dropped).
+    pub routers: bool,
 }
 
 /// What a data plane needs to start.

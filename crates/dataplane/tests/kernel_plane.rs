@@ -205,6 +205,7 @@ fn start_plane(h: &Host) -> (KernelPlane, Netlink) {
             .map(|n| LinkSpec {
                 name: n.to_string(),
                 ifindex: nl.link_by_name(n).expect("task port").ifindex,
+                routers: false,
             })
             .collect();
         plane.set_links(links);
@@ -439,6 +440,27 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
             .any(|l| l.contains("router") && l.contains("tk1")),
         "tk1 became a router port:\n{text}"
     );
+    // A link named as one where routers may be (`--router-links`) is no host port.
+    let tk2 = nl.link_by_name("tk2").expect("tk2").ifindex;
+    plane.set_links(vec![
+        LinkSpec {
+            name: "tk1".into(),
+            ifindex: tk1,
+            routers: true,
+        },
+        LinkSpec {
+            name: "tk2".into(),
+            ifindex: tk2,
+            routers: false,
+        },
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            !nl.host_port_guarded(tk1).expect("filters")
+        }),
+        "a router link kept its host-port filter"
+    );
+    assert!(nl.host_port_guarded(tk2).expect("filters"));
     // Shutdown takes the filter away and gives the port the kernel's default back.
     plane.shutdown();
     assert!(!nl.host_port_guarded(tk1).expect("filters"));

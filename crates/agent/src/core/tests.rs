@@ -473,3 +473,34 @@ fn frames_the_querier_cannot_take_are_counted() {
     assert_eq!(c.view().links[0].bad_frames, 2);
     assert_eq!(c.view().links[0].frames_without_querier, 1);
 }
+
+#[test]
+fn only_router_links_may_hold_another_querier() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default()).with_router_links(vec!["up*".into()]);
+    c.handle_links(t0, vec![dev("tk1", 4, None), dev("up0", 5, None)]);
+    let a = drain(&mut c);
+    let routers: Vec<(String, bool)> = a
+        .iter()
+        .find_map(|a| match a {
+            Action::SetLinks(l) => Some(l.iter().map(|l| (l.name.clone(), l.routers)).collect()),
+            _ => None,
+        })
+        .expect("the links go to the data plane");
+    assert_eq!(
+        routers,
+        [("tk1".to_string(), false), ("up0".to_string(), true)]
+    );
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    drain(&mut c);
+    let other_queriers = |c: &AgentCore, name: &str| {
+        c.links[name]
+            .igmp
+            .as_ref()
+            .expect("querier running")
+            .config()
+            .other_queriers
+    };
+    assert!(!other_queriers(&c, "tk1"), "a task link carries hosts only");
+    assert!(other_queriers(&c, "up0"), "a router link runs the election");
+}

@@ -25,6 +25,8 @@ impl HostPorts {
         bridge: u32,
         links: &[LinkSpec],
     ) -> Result<(), Error> {
+        // A link that may hold another router is no host port: unguarded like one gone.
+        let links: Vec<&LinkSpec> = links.iter().filter(|l| !l.routers).collect();
         let gone: Vec<u32> = self
             .guarded
             .keys()
@@ -44,7 +46,7 @@ impl HostPorts {
             }
         }
         let mut first_error = None;
-        for l in links {
+        for l in &links {
             if self.guarded.contains_key(&l.ifindex) {
                 continue;
             }
