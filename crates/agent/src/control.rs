@@ -29,7 +29,7 @@ use mcgate_domain::api::{
     AgentRegistration, Heartbeat, LinkMembership, MembershipAck, MembershipReport,
     RegistrationReply, StreamMessage,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
@@ -241,6 +241,7 @@ pub async fn session_task(
     mut registration: AgentRegistration,
     mut rx: mpsc::UnboundedReceiver<SessionInput>,
     status: SharedStatus,
+    registered: Arc<Notify>,
 ) {
     let host = registration.host.clone();
     let path = format!("/v1/agents/{host}/membership");
@@ -268,6 +269,9 @@ pub async fn session_task(
             };
         let session = reply.session;
         tracing::info!(session, domains = ?reply.domains, "registered with the controller");
+        // The stream is refused until the host is registered: a stream task backing off
+        // from those refusals reconnects now, not after its longest back-off.
+        registered.notify_one();
         update(&status, |s| {
             s.state = "registered".into();
             s.session = Some(session);
@@ -464,6 +468,7 @@ pub async fn stream_task(
     host: String,
     tx: mpsc::Sender<StreamEvent>,
     status: SharedStatus,
+    registered: Arc<Notify>,
 ) {
     let mut retry = Backoff::default();
     loop {
@@ -497,7 +502,10 @@ pub async fn stream_task(
                 });
             }
         }
-        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff::next_delay(&mut retry)) => {}
+            () = registered.notified() => retry.reset(),
+        }
     }
 }
 

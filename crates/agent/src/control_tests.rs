@@ -104,7 +104,13 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let status: SharedStatus = Arc::default();
-    let session = tokio::spawn(session_task(client, registration, rx, status.clone()));
+    let session = tokio::spawn(session_task(
+        client,
+        registration,
+        rx,
+        status.clone(),
+        Arc::default(),
+    ));
     // A change while the (slow) snapshot is in flight: sent as a second slow report.
     tx.send(SessionInput::Membership(
         mcgate_domain::api::LinkMembership {

@@ -297,11 +297,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let registration = d.core.registration();
     d.execute();
 
+    // Each registration wakes the stream task (the controller refuses the stream of a
+    // host it does not know).
+    let registered = Arc::new(tokio::sync::Notify::new());
     let session = tokio::spawn(control::session_task(
         client.clone(),
         registration,
         session_rx,
         status.clone(),
+        registered.clone(),
     ));
     let deregister_client = client.clone();
     let stream = tokio::spawn(control::stream_task(
@@ -309,6 +313,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         cfg.host.clone(),
         stream_tx,
         status.clone(),
+        registered,
     ));
     let admin_task = admin_listener.map(|l| {
         tokio::spawn(admin::serve(
