@@ -410,9 +410,7 @@ impl AgentCore {
     }
 
     fn is_router_link(&self, name: &str) -> bool {
-        self.router_links
-            .iter()
-            .any(|p| crate::netdev::glob_match(p, name))
+        crate::netdev::matches_any(&self.router_links, name)
     }
 
     /// The querier configuration for link `name`: the domain's, with other queriers

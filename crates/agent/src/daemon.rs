@@ -216,10 +216,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         .into_iter()
         .filter(|d| d.name != underlay_if)
         .map(|d| LinkSpec {
-            routers: cfg
-                .router_links
-                .iter()
-                .any(|p| netdev::glob_match(p, &d.name)),
+            routers: netdev::matches_any(&cfg.router_links, &d.name),
             name: d.name,
             ifindex: d.ifindex,
         })

@@ -21,6 +21,11 @@ pub struct NetDev {
     pub address: Option<Ipv4Addr>,
 }
 
+/// Whether `name` matches any of `patterns` (see [`glob_match`]).
+pub fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| glob_match(p, name))
+}
+
 /// Whether `name` matches `pattern`, where `*` matches any run of characters and `?` one.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     fn m(p: &[char], n: &[char]) -> bool {
@@ -88,7 +93,7 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
     let mut out = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !patterns.iter().any(|p| glob_match(p, &name)) {
+        if !matches_any(patterns, &name) {
             continue;
         }
         let Some(ifindex) = read_sys(&name, "ifindex").and_then(|s| s.parse().ok()) else {
