@@ -3,8 +3,8 @@
 //! cannot drift from what the server accepts: patterns, ranges and unknown-field rules
 //! come from the same types the handlers decode (see `mcgate_domain::schema`).
 //!
-//! The answers every operation shares (a refused body, an unsupported media type, a body
-//! over the limit, a store failure) are added by `CommonAnswers` rather than repeated on
+//! The answers every operation shares (a refused body or parameter, an unknown domain or
+//! agent, an unsupported media type, a body over the limit, a store failure) are added by `CommonAnswers` rather than repeated on
 //! each handler.
 
 use mcgate_domain::api::*;
@@ -68,8 +68,18 @@ pub struct HostPath {
 )]
 struct ApiDoc;
 
-/// Adds the error answers shared by many operations.
+/// Adds the error answers shared by many operations: 400 wherever a body or a parameter
+/// is read, 404 wherever the path names a domain or an agent, 413 and 415 with a body,
+/// 503 on every change.
 struct CommonAnswers;
+
+/// The 409 answer of the operations that can meet existing state or a stale session.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 409,
+    description = "Conflict with existing state, or a stale agent session (register again)"
+)]
+pub struct Conflict(pub ApiError);
 
 fn error(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
@@ -108,17 +118,25 @@ fn add_common(method: HttpMethod, op: &mut Operation) {
             p.required = Required::True;
         }
     }
+    let params = op.parameters.iter().flatten();
+    let has_path = params.clone().any(|p| p.parameter_in == ParameterIn::Path);
+    let has_params = params.count() > 0;
     let answers = &mut op.responses.responses;
     let mut add = |code: &str, text: &str| {
         answers
             .entry(code.to_string())
             .or_insert_with(|| error(text));
     };
-    if op.request_body.is_some() {
+    if op.request_body.is_some() || has_params {
         add(
             "400",
             "Malformed JSON, a wrong type or a value out of range; `field` names it",
         );
+    }
+    if has_path {
+        add("404", "Unknown domain, agent, member or source");
+    }
+    if op.request_body.is_some() {
         add("413", "The body is over the limit (see Content-Length)");
         add("415", "The body is not `application/json`");
     }

@@ -16,12 +16,13 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use mcgate_domain::api::*;
 use mcgate_domain::groups::check_query;
+use mcgate_domain::model::{Effect, Model};
 use mcgate_domain::validate::ModelError;
 use tokio::sync::mpsc;
 
 use crate::extract::{ApiErr, ApiJson, ApiPath, ApiQuery, REPORT_BODY_LIMIT};
 use crate::hub::encode;
-use crate::openapi::{DomainPath, HostPath};
+use crate::openapi::{Conflict, DomainPath, HostPath};
 use crate::state::Controller;
 
 type Ctl = State<Arc<Controller>>;
@@ -139,7 +140,7 @@ pub(crate) async fn openapi() -> Response {
 // ---- domains -----------------------------------------------------------------------
 
 #[utoipa::path(post, path = "/v1/domains", tag = "domains", request_body = DomainSpec,
-    responses((status = 201, description = "Created", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 201, description = "Created", body = Domain), Conflict))]
 pub(crate) async fn create_domain(
     State(c): Ctl,
     ApiJson(spec): ApiJson<DomainSpec>,
@@ -161,7 +162,7 @@ pub(crate) async fn list_domains(State(c): Ctl) -> Json<Vec<Domain>> {
 }
 
 #[utoipa::path(get, path = "/v1/domains/{name}", tag = "domains", params(DomainPath),
-    responses((status = 200, description = "The domain", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 200, description = "The domain", body = Domain)))]
 pub(crate) async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<Json<Domain>> {
     Ok(Json(
         c.read(|m, _| m.domain(&name).map(|r| r.domain.clone()))?,
@@ -169,7 +170,7 @@ pub(crate) async fn show_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiRes
 }
 
 #[utoipa::path(delete, path = "/v1/domains/{name}", tag = "domains", params(DomainPath),
-    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiResult<StatusCode> {
     let n = name.clone();
     c.admin_blocking(&name, move |m| Ok(((), m.delete_domain(&n)?)))
@@ -180,104 +181,72 @@ pub(crate) async fn delete_domain(State(c): Ctl, ApiPath(name): ApiPath) -> ApiR
 
 #[utoipa::path(post, path = "/v1/domains/{name}/associations", tag = "domains", params(DomainPath),
     request_body(content = AssociationSpec, description = "Exactly one of `subnet` and `host`"),
-    responses((status = 200, description = "The domain after", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 200, description = "The domain after", body = Domain), Conflict))]
 pub(crate) async fn associate(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
-    let n = name.clone();
-    let d = c
-        .admin_blocking(&name, move |m| {
-            let fx = m.associate(&n, &spec)?;
-            Ok((m.domain(&n)?.domain.clone(), fx))
-        })
-        .await?;
-    Ok(Json(d))
+    change_associations(c, name, spec, Model::associate).await
 }
 
 #[utoipa::path(delete, path = "/v1/domains/{name}/associations", tag = "domains", params(DomainPath),
     request_body(content = AssociationSpec, description = "Exactly one of `subnet` and `host`"),
-    responses((status = 200, description = "The domain after", body = Domain), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 200, description = "The domain after", body = Domain)))]
 pub(crate) async fn disassociate(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<AssociationSpec>,
 ) -> ApiResult<Json<Domain>> {
-    let n = name.clone();
-    let d = c
-        .admin_blocking(&name, move |m| {
-            let fx = m.disassociate(&n, &spec)?;
-            Ok((m.domain(&n)?.domain.clone(), fx))
-        })
-        .await?;
-    Ok(Json(d))
+    change_associations(c, name, spec, Model::disassociate).await
 }
 
 #[utoipa::path(post, path = "/v1/domains/{name}/members", tag = "domains", params(DomainPath),
     request_body = StaticMemberSpec,
-    responses((status = 201, description = "Registered", body = StaticMemberSpec), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 201, description = "Registered", body = StaticMemberSpec), Conflict))]
 pub(crate) async fn add_member(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticMemberSpec>)> {
-    let out = spec.clone();
-    let n = name.clone();
-    c.admin_blocking(&name, move |m| {
-        Ok(((), m.add_static_member(&n, spec.clone())?))
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(out)))
+    add_static(c, name, spec, Model::add_static_member).await
 }
 
 #[utoipa::path(delete, path = "/v1/domains/{name}/members", tag = "domains", params(DomainPath),
     request_body(content = StaticMemberSpec, description = "Matched on group, host and interface"),
-    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 204, description = "Deregistered")))]
 pub(crate) async fn remove_member(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticMemberSpec>,
 ) -> ApiResult<StatusCode> {
-    let n = name.clone();
-    c.admin_blocking(&name, move |m| Ok(((), m.remove_static_member(&n, &spec)?)))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    remove_static(c, name, spec, Model::remove_static_member).await
 }
 
 #[utoipa::path(post, path = "/v1/domains/{name}/sources", tag = "domains", params(DomainPath),
     request_body = StaticSourceSpec,
-    responses((status = 201, description = "Registered", body = StaticSourceSpec), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 201, description = "Registered", body = StaticSourceSpec), Conflict))]
 pub(crate) async fn add_source(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<(StatusCode, Json<StaticSourceSpec>)> {
-    let out = spec.clone();
-    let n = name.clone();
-    c.admin_blocking(&name, move |m| {
-        Ok(((), m.add_static_source(&n, spec.clone())?))
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(out)))
+    add_static(c, name, spec, Model::add_static_source).await
 }
 
 #[utoipa::path(delete, path = "/v1/domains/{name}/sources", tag = "domains", params(DomainPath),
     request_body(content = StaticSourceSpec, description = "Matched on group and address"),
-    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 204, description = "Deregistered")))]
 pub(crate) async fn remove_source(
     State(c): Ctl,
     ApiPath(name): ApiPath,
     ApiJson(spec): ApiJson<StaticSourceSpec>,
 ) -> ApiResult<StatusCode> {
-    let n = name.clone();
-    c.admin_blocking(&name, move |m| Ok(((), m.remove_static_source(&n, &spec)?)))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    remove_static(c, name, spec, Model::remove_static_source).await
 }
 
 #[utoipa::path(get, path = "/v1/groups", tag = "domains", params(GroupQuery),
-    responses((status = 200, description = "Matching rows", body = Vec<GroupEntry>), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 200, description = "Matching rows", body = Vec<GroupEntry>), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
 pub(crate) async fn groups(
     State(c): Ctl,
     ApiQuery(q): ApiQuery<GroupQuery>,
@@ -289,10 +258,54 @@ pub(crate) async fn groups(
     Ok(Json(c.read(|m, _| m.groups(&q))))
 }
 
+/// Associates or disassociates; answers the domain after.
+async fn change_associations(
+    c: Arc<Controller>,
+    name: String,
+    spec: AssociationSpec,
+    op: for<'a> fn(&mut Model, &str, &'a AssociationSpec) -> Result<Vec<Effect>, ModelError>,
+) -> ApiResult<Json<Domain>> {
+    let n = name.clone();
+    let d = c
+        .admin_blocking(&name, move |m| {
+            let fx = op(m, &n, &spec)?;
+            Ok((m.domain(&n)?.domain.clone(), fx))
+        })
+        .await?;
+    Ok(Json(d))
+}
+
+/// Registers a static member or source; answers 201 with the spec as given.
+async fn add_static<S: Clone + Send + Sync + 'static>(
+    c: Arc<Controller>,
+    name: String,
+    spec: S,
+    add: fn(&mut Model, &str, S) -> Result<Vec<Effect>, ModelError>,
+) -> ApiResult<(StatusCode, Json<S>)> {
+    let out = spec.clone();
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| Ok(((), add(m, &n, spec.clone())?)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Deregisters a static member or source; answers 204.
+async fn remove_static<S: Send + Sync + 'static>(
+    c: Arc<Controller>,
+    name: String,
+    spec: S,
+    remove: for<'a> fn(&mut Model, &str, &'a S) -> Result<Vec<Effect>, ModelError>,
+) -> ApiResult<StatusCode> {
+    let n = name.clone();
+    c.admin_blocking(&name, move |m| Ok(((), remove(m, &n, &spec)?)))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ---- agents ------------------------------------------------------------------------
 
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentRegistration,
-    responses((status = 200, description = "Registered (a new session each time)", body = RegistrationReply), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError)))]
+    responses((status = 200, description = "Registered (a new session each time)", body = RegistrationReply)))]
 pub(crate) async fn register(
     State(c): Ctl,
     ApiJson(reg): ApiJson<AgentRegistration>,
@@ -311,7 +324,7 @@ pub(crate) async fn agents(State(c): Ctl) -> Json<Vec<AgentInfo>> {
 }
 
 #[utoipa::path(delete, path = "/v1/agents/{host}", tag = "agents", params(HostPath),
-    responses((status = 204, description = "Deregistered"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError)))]
+    responses((status = 204, description = "Deregistered")))]
 pub(crate) async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
     c.apply(|m, _| Ok(((), m.deregister(&host)?)))?;
     tracing::info!(host = %host, "agent deregistered");
@@ -320,7 +333,7 @@ pub(crate) async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResu
 
 #[utoipa::path(post, path = "/v1/agents/{host}/heartbeat", tag = "agents", params(HostPath),
     request_body = Heartbeat,
-    responses((status = 200, description = "The lease is renewed"), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 200, description = "The lease is renewed"), Conflict))]
 pub(crate) async fn heartbeat(
     State(c): Ctl,
     ApiPath(host): ApiPath,
@@ -332,7 +345,7 @@ pub(crate) async fn heartbeat(
 
 #[utoipa::path(post, path = "/v1/agents/{host}/membership", tag = "agents", params(HostPath),
     request_body = MembershipReport,
-    responses((status = 200, description = "Applied (or applied before)", body = MembershipAck), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+    responses((status = 200, description = "Applied (or applied before)", body = MembershipAck), Conflict))]
 pub(crate) async fn membership(
     State(c): Ctl,
     ApiPath(host): ApiPath,
@@ -354,7 +367,7 @@ pub struct StreamQuery {
 
 #[utoipa::path(get, path = "/v1/agents/{host}/stream", tag = "agents", params(HostPath, StreamQuery),
     responses((status = 200, description = "One StreamMessage per line: a snapshot or the missed deltas, then deltas and keepalives",
-        content_type = "application/x-ndjson", body = StreamMessage), (status = 400, description = "Malformed JSON, a wrong type or a value out of range; `field` names it", body = ApiError), (status = 404, description = "Unknown domain, agent, member or source", body = ApiError), (status = 409, description = "Conflict with existing state, or a stale agent session (register again)", body = ApiError)))]
+        content_type = "application/x-ndjson", body = StreamMessage), Conflict))]
 pub(crate) async fn stream(
     State(c): Ctl,
     ApiPath(host): ApiPath,
