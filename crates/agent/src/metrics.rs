@@ -82,6 +82,13 @@ fn gauges(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
     f
 }
 
+/// A counter without labels that holds `value`.
+fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    reg.register(name, help, c);
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -194,27 +201,31 @@ impl IgmpFamilies {
 }
 
 fn register_dataplane(reg: &mut Registry, dp: &DataplaneStats) {
-    let link_packets = counters(
-        reg,
-        "link_packets",
-        "Multicast frames per link and direction",
-    );
-    let link_bytes = counters(reg, "link_bytes", "Multicast bytes per link and direction");
-    let link_drops = counters(reg, "link_drops", "Frames dropped per link and reason");
-    let group_packets = counters(
-        reg,
-        "group_packets",
-        "Packets per group, path and direction",
-    );
-    let group_bytes = counters(reg, "group_bytes", "Bytes per group, path and direction");
-    let group_drops = counters(reg, "group_drops", "Packets dropped per group and reason");
-    let drops = counters(
-        reg,
-        "dataplane_drops",
-        "Packets dropped by the data plane, per reason",
-    );
-    let tunnel_packets = counters(reg, "tunnel_packets", "VXLAN datagrams per direction");
-    let tunnel_bytes = counters(reg, "tunnel_bytes", "VXLAN inner bytes per direction");
+    let [
+        link_packets,
+        link_bytes,
+        link_drops,
+        group_packets,
+        group_bytes,
+        group_drops,
+        drops,
+        tunnel_packets,
+        tunnel_bytes,
+    ] = [
+        ("link_packets", "Multicast frames per link and direction"),
+        ("link_bytes", "Multicast bytes per link and direction"),
+        ("link_drops", "Frames dropped per link and reason"),
+        ("group_packets", "Packets per group, path and direction"),
+        ("group_bytes", "Bytes per group, path and direction"),
+        ("group_drops", "Packets dropped per group and reason"),
+        (
+            "dataplane_drops",
+            "Packets dropped by the data plane, per reason",
+        ),
+        ("tunnel_packets", "VXLAN datagrams per direction"),
+        ("tunnel_bytes", "VXLAN inner bytes per direction"),
+    ]
+    .map(|(name, help)| counters(reg, name, help));
     for (name, c) in &dp.links {
         for (dir, cnt) in [("rx", c.rx), ("tx", c.tx)] {
             let l = labels(&[("link", name), ("direction", dir)]);
@@ -276,15 +287,17 @@ fn register_kernel(reg: &mut Registry, k: &KernelStatus) {
         memberships.get_or_create(&l).set(d.memberships as i64);
         groups.get_or_create(&l).set(d.groups as i64);
     }
-    let reconciles = Counter::<u64>::default();
-    reconciles.inc_by(k.reconciles);
-    reg.register("reconciles", "Kernel table reconciliations", reconciles);
-    let failures = Counter::<u64>::default();
-    failures.inc_by(k.failures);
-    reg.register(
+    counter(
+        reg,
+        "reconciles",
+        "Kernel table reconciliations",
+        k.reconciles,
+    );
+    counter(
+        reg,
         "failures",
         "Table changes the kernel refused (retried every second)",
-        failures,
+        k.failures,
     );
 }
 
@@ -314,13 +327,25 @@ pub fn render(
     registered
         .get_or_create(&labels(&[("controller", &status.url)]))
         .set(i64::from(status.session.is_some()));
-    let oversize = Counter::<u64>::default();
-    oversize.inc_by(status.oversize_messages);
-    reg.register(
-        "stream_oversize_messages",
-        "Controller stream messages refused for being longer than the limit",
-        oversize,
-    );
+    for (name, help, value) in [
+        (
+            "stream_oversize_messages",
+            "Controller stream messages refused for being longer than the limit",
+            status.oversize_messages,
+        ),
+        (
+            "controller_heartbeats",
+            "Heartbeats the controller answered",
+            status.heartbeats,
+        ),
+        (
+            "controller_heartbeat_failures",
+            "Heartbeats that failed or went unanswered within their timeout",
+            status.heartbeat_failures,
+        ),
+    ] {
+        counter(&mut reg, name, help, value);
+    }
     if let Some(k) = kernel {
         register_kernel(&mut reg, k);
     }

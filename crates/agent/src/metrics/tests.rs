@@ -48,6 +48,8 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
     let status = ControllerStatus {
         url: "http://127.0.0.1:7400".into(),
         session: Some(1),
+        heartbeats: 7,
+        heartbeat_failures: 2,
         ..ControllerStatus::default()
     };
     let mut dp = DataplaneStats {
@@ -155,6 +157,19 @@ fn igmp_counts_are_split_into_received_sent_and_dropped_families() {
         r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="queue_full"} 1"#,
         r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="oversize"} 1"#,
         r#"mcgate_agent_kernel_memberships{device="mcgvx42",vni="42"} 3"#,
+    ] {
+        assert!(text.contains(series), "missing {series}:\n{text}");
+    }
+}
+
+/// The controller connection's counters of `/v1/stats` are series too.
+#[test]
+fn heartbeat_counts_are_series() {
+    let text = all(Format::PrometheusText);
+    for series in [
+        "mcgate_agent_controller_heartbeats_total 7",
+        "mcgate_agent_controller_heartbeat_failures_total 2",
+        "# TYPE mcgate_agent_controller_heartbeats_total counter",
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
