@@ -358,7 +358,8 @@ mod tests {
         assert_eq!(out, vec![m("b", true), m("a", false)]);
     }
 
-    fn two_host_model() -> Model {
+    /// A model with IGMPv2 domain "d" and one association.
+    fn one_domain_model(association: AssociationSpec) -> Model {
         let mut model = Model::new(0);
         model
             .create_domain(DomainSpec {
@@ -369,15 +370,15 @@ mod tests {
                 igmp_settings: IgmpSettings::default(),
             })
             .unwrap();
+        model.associate("d", &association).unwrap();
         model
-            .associate(
-                "d",
-                &AssociationSpec {
-                    subnet: Some("10.0.0.0/16".parse().unwrap()),
-                    host: None,
-                },
-            )
-            .unwrap();
+    }
+
+    fn two_host_model() -> Model {
+        let mut model = one_domain_model(AssociationSpec {
+            subnet: Some("10.0.0.0/16".parse().unwrap()),
+            host: None,
+        });
         for (h, ip) in [("a", [10, 0, 0, 1]), ("b", [10, 0, 0, 2])] {
             let reg = AgentRegistration {
                 host: h.into(),
@@ -450,25 +451,10 @@ mod tests {
 
     #[test]
     fn snapshot_line_is_a_stream_message() {
-        let mut model = Model::new(0);
-        model
-            .create_domain(DomainSpec {
-                name: "d".into(),
-                vni: None,
-                igmp: IgmpMode::V2,
-                static_sources: false,
-                igmp_settings: IgmpSettings::default(),
-            })
-            .unwrap();
-        model
-            .associate(
-                "d",
-                &AssociationSpec {
-                    subnet: None,
-                    host: Some("h".into()),
-                },
-            )
-            .unwrap();
+        let model = one_domain_model(AssociationSpec {
+            subnet: None,
+            host: Some("h".into()),
+        });
         let line = snapshot_line(&model, "h", 9, &mut HashMap::new());
         let msg: StreamMessage = serde_json::from_slice(&line).unwrap();
         match msg {

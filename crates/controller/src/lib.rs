@@ -143,20 +143,31 @@ pub fn run_daemon(args: ControllerArgs) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let nofile = raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on(
+        tokio::runtime::Builder::new_multi_thread(),
+        daemon(args, nofile),
+        |e| e,
+    )
+}
+
+/// Runs `main` on a runtime from `builder`: success, or the error (as `say` words it)
+/// on stderr and failure.
+pub(crate) fn block_on<E>(
+    mut builder: tokio::runtime::Builder,
+    main: impl std::future::Future<Output = Result<(), E>>,
+    say: impl FnOnce(E) -> String,
+) -> ExitCode {
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(daemon(args, nofile)) {
+    match rt.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", say(e));
             ExitCode::FAILURE
         }
     }

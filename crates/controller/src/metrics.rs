@@ -73,6 +73,14 @@ pub struct Metrics {
     revision: Gauge,
 }
 
+/// Registers each `(name, help, metric)` in `registry`, the metric a clone of the shared
+/// handle.
+macro_rules! register {
+    ($registry:ident, $(($name:literal, $help:literal, $metric:expr)),* $(,)?) => {
+        $($registry.register($name, $help, $metric.clone());)*
+    };
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -97,47 +105,50 @@ impl Metrics {
             revision: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method, route and status",
-            m.requests.clone(),
-        );
-        registry.register(
-            "lease_expiries",
-            "Agents whose lease ran out (their members were removed)",
-            m.lease_expiries.clone(),
-        );
-        registry.register(
-            "store_commit_seconds",
-            "Time to commit an admin change to the store",
-            m.store_commit.clone(),
-        );
-        registry.register(
-            "stream_overflows",
-            "Agent streams closed because the agent fell a whole queue behind",
-            m.overflows.clone(),
-        );
-        registry.register("streams", "Open agent streams", m.streams.clone());
-        registry.register(
-            "lagging_streams",
-            "Agent streams more than half a queue behind",
-            m.lagging.clone(),
-        );
-        registry.register(
-            "agents",
-            "Agents known, by lease state (up, expired)",
-            m.agents.clone(),
-        );
-        registry.register("domains", "Multicast domains", m.domains.clone());
-        registry.register(
-            "memberships",
-            "(link, group) memberships reported by agents whose lease holds",
-            m.memberships.clone(),
-        );
-        registry.register(
-            "revision",
-            "The forwarding-state revision last published to the streams",
-            m.revision.clone(),
+        register!(
+            registry,
+            (
+                "http_requests",
+                "HTTP requests answered, by method, route and status",
+                m.requests
+            ),
+            (
+                "lease_expiries",
+                "Agents whose lease ran out (their members were removed)",
+                m.lease_expiries
+            ),
+            (
+                "store_commit_seconds",
+                "Time to commit an admin change to the store",
+                m.store_commit
+            ),
+            (
+                "stream_overflows",
+                "Agent streams closed because the agent fell a whole queue behind",
+                m.overflows
+            ),
+            ("streams", "Open agent streams", m.streams),
+            (
+                "lagging_streams",
+                "Agent streams more than half a queue behind",
+                m.lagging
+            ),
+            (
+                "agents",
+                "Agents known, by lease state (up, expired)",
+                m.agents
+            ),
+            ("domains", "Multicast domains", m.domains),
+            (
+                "memberships",
+                "(link, group) memberships reported by agents whose lease holds",
+                m.memberships
+            ),
+            (
+                "revision",
+                "The forwarding-state revision last published to the streams",
+                m.revision
+            ),
         );
         Self { registry, ..m }
     }

@@ -31,23 +31,33 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
 
 /// Runs one admin command.
 pub fn run(cmd: AdminCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(dispatch(cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", sentence(&e));
-            ExitCode::FAILURE
-        }
+    crate::block_on(
+        tokio::runtime::Builder::new_current_thread(),
+        dispatch(cmd),
+        |e| sentence(&e),
+    )
+}
+
+/// Registers (POST) or deregisters (DELETE) a static member or source of `domain`, and
+/// says so.
+async fn change_static<S: Serialize>(
+    conn: &Conn,
+    domain: &str,
+    kind: &str,
+    register: bool,
+    spec: &S,
+    what: &str,
+) -> Result<(), ClientError> {
+    let c = client(conn)?;
+    let path = format!("{}/{kind}", domain_path(domain)?);
+    if register {
+        let _: serde_json::Value = c.post(&path, spec).await?;
+        println!("registered {what}");
+    } else {
+        let _: serde_json::Value = c.delete(&path, Some(spec)).await?;
+        println!("deregistered {what}");
     }
+    Ok(())
 }
 
 /// One sentence for a failure, naming the field at fault when the controller did.
@@ -99,56 +109,34 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                 MembersCmd::Register(a) => (true, a),
                 MembersCmd::Deregister(a) => (false, a),
             };
-            let c = client(&a.conn)?;
-            let path = format!("{}/members", domain_path(&a.domain)?);
             let spec = StaticMemberSpec {
                 group: a.group,
                 host: a.host,
                 interface: a.interface,
                 address: a.address,
             };
-            if register {
-                let _: serde_json::Value = c.post(&path, &spec).await?;
-                println!(
-                    "registered static member {} of {} in domain {}",
-                    spec.host, spec.group, a.domain
-                );
-            } else {
-                let _: serde_json::Value = c.delete(&path, Some(&spec)).await?;
-                println!(
-                    "deregistered static member {} of {} in domain {}",
-                    spec.host, spec.group, a.domain
-                );
-            }
-            Ok(())
+            let what = format!(
+                "static member {} of {} in domain {}",
+                spec.host, spec.group, a.domain
+            );
+            change_static(&a.conn, &a.domain, "members", register, &spec, &what).await
         }
         AdminCommand::Sources(s) => {
             let (register, a) = match s {
                 SourcesCmd::Register(a) => (true, a),
                 SourcesCmd::Deregister(a) => (false, a),
             };
-            let c = client(&a.conn)?;
-            let path = format!("{}/sources", domain_path(&a.domain)?);
             let spec = StaticSourceSpec {
                 group: a.group,
                 address: a.address,
                 host: a.host,
                 interface: a.interface,
             };
-            if register {
-                let _: serde_json::Value = c.post(&path, &spec).await?;
-                println!(
-                    "registered static source {} of {} in domain {}",
-                    spec.address, spec.group, a.domain
-                );
-            } else {
-                let _: serde_json::Value = c.delete(&path, Some(&spec)).await?;
-                println!(
-                    "deregistered static source {} of {} in domain {}",
-                    spec.address, spec.group, a.domain
-                );
-            }
-            Ok(())
+            let what = format!(
+                "static source {} of {} in domain {}",
+                spec.address, spec.group, a.domain
+            );
+            change_static(&a.conn, &a.domain, "sources", register, &spec, &what).await
         }
         AdminCommand::Agents(a) => {
             let c = client(&a.conn)?;
