@@ -84,6 +84,16 @@ fn drops_json(d: &Drops) -> Value {
     Value::Object(map)
 }
 
+/// A link of `/v1/stats`: its view and its data-plane counters.
+#[derive(serde::Serialize)]
+struct LinkStats<'a> {
+    #[serde(flatten)]
+    link: &'a crate::view::LinkView,
+    rx: Value,
+    tx: Value,
+    drops: Value,
+}
+
 /// The whole JSON document of `/v1/stats`.
 pub fn stats_json(
     view: &AgentView,
@@ -95,21 +105,11 @@ pub fn stats_json(
         .iter()
         .map(|l| {
             let c = dp.links.get(&l.name).cloned().unwrap_or_default();
-            json!({
-                "name": l.name,
-                "ifindex": l.ifindex,
-                "address": l.address,
-                "querier": l.querier,
-                "igmp_version": l.igmp_version,
-                "igmp": l.igmp,
-                "igmp_frames": l.igmp_frames,
-                "bad_frames": l.bad_frames,
-                "frames_without_querier": l.frames_without_querier,
-                "query_send_errors": l.query_send_errors,
-                "groups": l.groups,
-                "rx": counter_json(&c.rx),
-                "tx": counter_json(&c.tx),
-                "drops": drops_json(&c.drops),
+            json!(LinkStats {
+                link: l,
+                rx: counter_json(&c.rx),
+                tx: counter_json(&c.tx),
+                drops: drops_json(&c.drops),
             })
         })
         .collect();
@@ -185,4 +185,40 @@ async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         metrics::render(format, &view, &status, &dp, kernel.as_ref()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{FrameCounters, LinkView};
+
+    #[test]
+    fn a_link_carries_its_view_and_its_counters() {
+        let view = AgentView {
+            links: vec![LinkView {
+                name: "tk1".into(),
+                ifindex: 4,
+                address: None,
+                querier: true,
+                igmp_version: Some(2),
+                igmp: None,
+                igmp_frames: FrameCounters::default(),
+                bad_frames: 3,
+                frames_without_querier: 0,
+                query_send_errors: 0,
+                groups: vec![],
+            }],
+            ..AgentView::default()
+        };
+        let mut dp = DataplaneStats::default();
+        dp.links.insert("tk1".into(), Default::default());
+        let v = stats_json(&view, &Default::default(), &dp);
+        let link = &v["links"][0];
+        assert_eq!(link["name"], "tk1");
+        assert_eq!(link["ifindex"], 4);
+        assert_eq!(link["bad_frames"], 3);
+        assert_eq!(link["rx"], json!({ "packets": 0, "bytes": 0 }));
+        assert!(link["drops"].is_object() && link["groups"].is_array());
+        assert_eq!(link.as_object().unwrap().len(), 14, "{link}");
+    }
 }

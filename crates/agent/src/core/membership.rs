@@ -162,13 +162,7 @@ impl AgentCore {
                 if self.membership.get(&key) == Some(f) {
                     // Only the reporters changed: worth telling the controller (group
                     // table), not worth a new forwarding table.
-                    self.actions
-                        .push_back(Action::Session(SessionInput::Membership(LinkMembership {
-                            link: link.to_string(),
-                            group,
-                            filter,
-                            reporters,
-                        })));
+                    self.tell_controller(link, group, filter, reporters);
                     return;
                 }
                 tracing::info!(link, %group, filter = ?f, "membership");
@@ -184,6 +178,18 @@ impl AgentCore {
             }
         }
         self.table_dirty = true;
+        self.tell_controller(link, group, filter, reporters);
+        self.save_at.get_or_insert(self.last_now + SAVE_DELAY);
+    }
+
+    /// Queues one membership report for the controller session.
+    fn tell_controller(
+        &mut self,
+        link: &str,
+        group: Ipv4Addr,
+        filter: Option<SourceFilter>,
+        reporters: Vec<Ipv4Addr>,
+    ) {
         self.actions
             .push_back(Action::Session(SessionInput::Membership(LinkMembership {
                 link: link.to_string(),
@@ -191,6 +197,5 @@ impl AgentCore {
                 filter,
                 reporters,
             })));
-        self.save_at.get_or_insert(self.last_now + SAVE_DELAY);
     }
 }
