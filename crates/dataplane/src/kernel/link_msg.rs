@@ -17,6 +17,7 @@ use netlink_packet_route::link::{
 
 use super::nl::{self, MsgBuilder, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::socket::REQ_ACK;
+use super::vxlan::VxlanConfig;
 
 pub(crate) const RTM_NEWLINK: u16 = 16;
 pub(crate) const RTM_DELLINK: u16 = 17;
@@ -32,20 +33,6 @@ const IFLA_BRPORT_UNICAST_FLOOD: u16 = 9;
 const IFLA_BRPORT_MULTICAST_ROUTER: u16 = 25;
 const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
 const IFLA_BRPORT_BCAST_FLOOD: u16 = 30;
-
-/// What the VXLAN device is created with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VxlanSpec<'a> {
-    pub name: &'a str,
-    pub vni: u32,
-    pub local: Ipv4Addr,
-    pub port: u16,
-    pub underlay_ifindex: Option<u32>,
-    pub mtu: Option<u32>,
-    pub ttl: Option<u8>,
-    /// The bridge; `None` only for the probe's scratch device.
-    pub master_ifindex: Option<u32>,
-}
 
 /// A request carrying `msg` (struct ifinfomsg and attributes, emitted by
 /// `netlink-packet-route`).
@@ -69,14 +56,15 @@ fn link_message(family: AddressFamily, index: u32, attributes: Vec<LinkAttribute
     msg
 }
 
-/// RTM_NEWLINK creating a VXLAN device, down, already enslaved to the bridge so that no
-/// frame can cross it before its port flags are set.
-pub(crate) fn new_vxlan(spec: &VxlanSpec<'_>) -> MsgBuilder {
+/// RTM_NEWLINK creating a VXLAN device, down, already enslaved to the bridge `master`
+/// (`None` only for the probe's scratch device) so that no frame can cross it before its
+/// port flags are set. `spec.bridge` is not read: the caller resolved it to `master`.
+pub(crate) fn new_vxlan(spec: &VxlanConfig, master: Option<u32>) -> MsgBuilder {
     let mut attrs = vec![LinkAttribute::IfName(spec.name.to_string())];
     if let Some(mtu) = spec.mtu {
         attrs.push(LinkAttribute::Mtu(mtu));
     }
-    if let Some(master) = spec.master_ifindex {
+    if let Some(master) = master {
         attrs.push(LinkAttribute::Controller(master));
     }
     // No learning: remote destinations come only from the MDB entries we program.

@@ -46,17 +46,11 @@ fn attr(v: &mut Vec<u8>, ty: u16, len: u16, payload: &[u8]) {
 
 #[test]
 fn new_vxlan_exact_bytes() {
-    let spec = VxlanSpec {
-        name: "mcgvx42",
-        vni: 42,
-        local: Ipv4Addr::new(10, 0, 0, 1),
-        port: 4789,
+    let spec = VxlanConfig {
         underlay_ifindex: Some(3),
-        mtu: None,
-        ttl: None,
-        master_ifindex: Some(7),
+        ..VxlanConfig::new(42, Ipv4Addr::new(10, 0, 0, 1), "br0")
     };
-    let got = new_vxlan(&spec).finish(5);
+    let got = new_vxlan(&spec, Some(7)).finish(5);
     let mut want = hdr(112, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 5);
     want.extend_from_slice(&[0u8; 16]); // ifinfomsg, all zero
     attr(&mut want, IFLA_IFNAME, 12, b"mcgvx42\0");
@@ -116,17 +110,14 @@ fn set_up_and_delete_exact_bytes() {
 
 #[test]
 fn optional_vxlan_attributes_and_lookups_exact_bytes() {
-    let spec = VxlanSpec {
-        name: "v",
-        vni: 1,
-        local: Ipv4Addr::new(192, 0, 2, 1),
+    let spec = VxlanConfig {
+        name: "v".into(),
         port: 8472,
-        underlay_ifindex: None,
         mtu: Some(1450),
         ttl: Some(16),
-        master_ifindex: None,
+        ..VxlanConfig::new(1, Ipv4Addr::new(192, 0, 2, 1), "")
     };
-    let got = new_vxlan(&spec).finish(1);
+    let got = new_vxlan(&spec, None).finish(1);
     let mut want = hdr(0, RTM_NEWLINK, 0x1 | 0x4 | 0x400 | 0x200, 1);
     want.extend_from_slice(&[0u8; 16]);
     attr(&mut want, IFLA_IFNAME, 6, b"v\0\0\0");

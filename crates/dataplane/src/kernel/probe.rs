@@ -11,9 +11,10 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::utsname::uname;
 
 use super::error::Error;
-use super::link_msg::{self, VxlanSpec};
+use super::link_msg;
 use super::mdb_msg::{self, VxlanMdbEntry};
 use super::socket::Netlink;
+use super::vxlan::VxlanConfig;
 
 /// The first Linux release with VXLAN MDB entries (`MDBE_ATTR_DST`).
 pub const MIN_KERNEL: (u32, u32) = (6, 3);
@@ -108,20 +109,17 @@ fn try_in_scratch_namespace() -> Result<(), Attempt> {
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| Attempt::CannotTry(format!("unshare(CLONE_NEWNET): {e}")))?;
     let mut nl = Netlink::open().map_err(|e| Attempt::CannotTry(e.to_string()))?;
-    let spec = VxlanSpec {
-        name: "mcgprobe0",
-        vni: 1,
-        local: Ipv4Addr::new(192, 0, 2, 1),
-        port: 4789,
-        underlay_ifindex: None,
-        mtu: None,
-        ttl: None,
-        master_ifindex: None,
+    let spec = VxlanConfig {
+        name: "mcgprobe0".into(),
+        ..VxlanConfig::new(1, Ipv4Addr::new(192, 0, 2, 1), "")
     };
-    nl.request(&link_msg::new_vxlan(&spec), "create a scratch VXLAN device")
-        .map_err(|e| Attempt::CannotTry(e.to_string()))?;
+    nl.request(
+        &link_msg::new_vxlan(&spec, None),
+        "create a scratch VXLAN device",
+    )
+    .map_err(|e| Attempt::CannotTry(e.to_string()))?;
     let dev = nl
-        .link_by_name(spec.name)
+        .link_by_name(&spec.name)
         .map_err(|e| Attempt::CannotTry(e.to_string()))?;
     let entry = VxlanMdbEntry::new(Ipv4Addr::new(239, 255, 0, 1), Ipv4Addr::new(192, 0, 2, 2));
     nl.request(

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::error::Error;
-use super::link_msg::{self, DeviceStats, LinkInfo, PortFlags, VxlanSpec};
+use super::link_msg::{self, DeviceStats, LinkInfo, PortFlags};
 use super::socket::Netlink;
 
 /// Prefix of every VXLAN device mcgate creates; [`VxlanDevice::remove_stale`] removes
@@ -128,18 +128,8 @@ impl VxlanDevice {
                 wanted: "bridge",
             });
         }
-        let spec = VxlanSpec {
-            name: &cfg.name,
-            vni: cfg.vni,
-            local: cfg.local,
-            port: cfg.port,
-            underlay_ifindex: cfg.underlay_ifindex,
-            mtu: cfg.mtu,
-            ttl: cfg.ttl,
-            master_ifindex: Some(bridge.ifindex),
-        };
         nl.request(
-            &link_msg::new_vxlan(&spec),
+            &link_msg::new_vxlan(cfg, Some(bridge.ifindex)),
             &format!(
                 "create VXLAN device {} (VNI {}) on bridge {}",
                 cfg.name, cfg.vni, cfg.bridge

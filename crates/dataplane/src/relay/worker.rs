@@ -53,6 +53,25 @@ pub(super) struct LinkSlot {
     paused_until: Option<Instant>,
 }
 
+/// [`execute`] of the worker's plan into its queues: a macro rather than a method, so
+/// that the receive buffer the frame came from can stay borrowed.
+macro_rules! execute_plan {
+    ($w:ident, $frame:expr, $part:expr, $captured:expr) => {
+        execute(
+            &$w.plan,
+            Queues {
+                groups: &mut $w.groups,
+                drops: &mut $w.drops,
+                tunnel_tx: &mut $w.tunnel_tx,
+                links: &mut $w.links,
+            },
+            $frame,
+            $part,
+            $captured,
+        )
+    };
+}
+
 pub(super) struct Worker {
     cmds: Receiver<Command>,
     wake: PipeReader,
@@ -341,18 +360,7 @@ impl Worker {
                 offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
-            execute(
-                &self.plan,
-                Queues {
-                    groups: &mut self.groups,
-                    drops: &mut self.drops,
-                    tunnel_tx: &mut self.tunnel_tx,
-                    links: &mut self.links,
-                },
-                &m,
-                part,
-                true,
-            );
+            execute_plan!(self, &m, part, true);
         }
         self.flush();
     }
@@ -422,18 +430,7 @@ impl Worker {
                     offset,
                     len,
                 };
-                execute(
-                    &self.plan,
-                    Queues {
-                        groups: &mut self.groups,
-                        drops: &mut self.drops,
-                        tunnel_tx: &mut self.tunnel_tx,
-                        links: &mut self.links,
-                    },
-                    &t.frame,
-                    part,
-                    false,
-                );
+                execute_plan!(self, &t.frame, part, false);
             }
         }
         self.flush();
