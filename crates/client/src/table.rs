@@ -3,6 +3,8 @@
 //! trailing spaces, never wrapped (a terminal's width does not change what scripts read).
 
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table, presets};
+use mcgate_domain::api::{GroupEntry, MemberType};
+use mcgate_domain::{FilterMode, SourceFilter};
 
 /// `rows` under `header`, one line each, without a final newline. Rows shorter than the
 /// header leave their last cells empty; cells past the header's width are kept.
@@ -25,9 +27,86 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
+/// The rows of `GET /v1/groups` (`mcgate groups`, `mcgate demo`) as a table: ROLE is
+/// member, source or both; TYPE igmp or static; FILTER the IGMPv3 source filter, as
+/// `include(a,b)` or `exclude(-)`; `-` where a cell has no value.
+pub fn groups(rows: &[GroupEntry]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let role = match (r.member, r.source) {
+                (true, true) => "member+source",
+                (true, false) => "member",
+                (false, true) => "source",
+                (false, false) => "-",
+            };
+            let kind = r.member_type.or(r.source_type).map(|k| match k {
+                MemberType::Igmp => "igmp",
+                MemberType::Static => "static",
+            });
+            vec![
+                r.domain.clone(),
+                r.group.to_string(),
+                if r.host.is_empty() {
+                    "-".into()
+                } else {
+                    r.host.clone()
+                },
+                dash(&r.subnet),
+                dash(&r.interface),
+                dash(&r.address),
+                role.into(),
+                kind.unwrap_or("-").into(),
+                r.source_filter
+                    .as_ref()
+                    .map(filter_text)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "DOMAIN",
+            "GROUP",
+            "HOST",
+            "SUBNET",
+            "INTERFACE",
+            "ADDRESS",
+            "ROLE",
+            "TYPE",
+            "FILTER",
+        ],
+        &cells,
+    )
+}
+
+/// The value, or `-` for none.
+pub fn dash<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(T::to_string).unwrap_or_else(|| "-".into())
+}
+
+/// The items joined by commas, or `-` for none.
+pub fn list<T: ToString>(v: &[T]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A source filter as `include(a,b)`, or `exclude(-)` for any source.
+fn filter_text(f: &SourceFilter) -> String {
+    let mode = match f.mode {
+        FilterMode::Include => "include",
+        FilterMode::Exclude => "exclude",
+    };
+    format!("{mode}({})", list(&f.sources.iter().collect::<Vec<_>>()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::render;
+    use super::{groups, render};
+    use mcgate_domain::api::{GroupEntry, MemberType};
 
     #[test]
     fn columns_align_two_spaces_apart_without_trailing_space() {
@@ -51,5 +130,40 @@ mod tests {
         assert_eq!(render(&["A", "B"], &[]), "A  B");
         let t = render(&["N", "X"], &[vec!["ü".into(), "1".into()]]);
         assert_eq!(t, "N  X\nü  1");
+    }
+
+    #[test]
+    fn group_rows_name_role_type_and_filter() {
+        let row = GroupEntry {
+            domain: "d".into(),
+            group: [233, 252, 0, 5].into(),
+            host: "h1".into(),
+            subnet: None,
+            interface: Some("tk1".into()),
+            address: Some([10, 0, 0, 2].into()),
+            member: true,
+            source: true,
+            member_type: Some(MemberType::Igmp),
+            source_type: None,
+            source_filter: Some(mcgate_domain::SourceFilter::any_source()),
+        };
+        let t = groups(&[row]);
+        let mut lines = t.lines();
+        assert!(lines.next().unwrap().starts_with("DOMAIN  GROUP"));
+        let cells: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "d",
+                "233.252.0.5",
+                "h1",
+                "-",
+                "tk1",
+                "10.0.0.2",
+                "member+source",
+                "igmp",
+                "exclude(-)"
+            ]
+        );
     }
 }

@@ -18,7 +18,6 @@ use crate::error::LabError;
 use crate::ops::{self, require_root, runtime};
 use crate::reports::{Report, receiver_reports, receivers_table};
 use crate::state::{LabState, log_path};
-use crate::table;
 
 fn is_recv(cmd: &[String]) -> bool {
     cmd.windows(2).any(|w| w[0] == "perf" && w[1] == "recv")
@@ -177,38 +176,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
     let mut warnings = Vec::new();
     match fetch_groups() {
         Ok(rows) => {
-            let table_rows: Vec<[String; 7]> = rows
-                .iter()
-                .map(|r| {
-                    [
-                        r.group.to_string(),
-                        r.host.clone(),
-                        r.subnet.map(|s| s.to_string()).unwrap_or("-".into()),
-                        r.interface.clone().unwrap_or("-".into()),
-                        r.address.map(|a| a.to_string()).unwrap_or("-".into()),
-                        if r.member { "member" } else { "source" }.to_string(),
-                        format!("{:?}", r.member_type.or(r.source_type))
-                            .to_lowercase()
-                            .replace("some(", "")
-                            .replace(')', ""),
-                    ]
-                })
-                .collect();
-            println!(
-                "{}",
-                table::render(
-                    [
-                        "GROUP",
-                        "HOST",
-                        "SUBNET",
-                        "INTERFACE",
-                        "ADDRESS",
-                        "ROLE",
-                        "TYPE"
-                    ],
-                    &table_rows
-                )
-            );
+            println!("{}", mcgate_client::table::groups(&rows));
             for t in &recv_tasks {
                 for g in [Ipv4Addr::new(224, 0, 0, 1), group] {
                     if !rows

@@ -8,6 +8,7 @@ mod table;
 
 use std::process::ExitCode;
 
+use mcgate_client::table::{dash, list};
 use mcgate_client::{Client, ClientError};
 use mcgate_domain::api::*;
 use serde::Serialize;
@@ -159,7 +160,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                         x.host.clone(),
                         x.state.clone(),
                         x.underlay.to_string(),
-                        opt(&x.subnet),
+                        dash(&x.subnet),
                         list(&x.domains),
                         x.memberships.to_string(),
                         format!("{:.1}s ago", x.last_seen_ms as f64 / 1000.0),
@@ -201,49 +202,10 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
             let rows: Vec<GroupEntry> = c.get(&path).await?;
             if g.json {
                 print_json(&rows);
+            } else if rows.is_empty() {
+                println!("(none)");
             } else {
-                let mut t = Table::new(&[
-                    "DOMAIN",
-                    "GROUP",
-                    "HOST",
-                    "SUBNET",
-                    "INTERFACE",
-                    "ADDRESS",
-                    "ROLE",
-                    "TYPE",
-                    "FILTER",
-                ]);
-                for r in &rows {
-                    let role = match (r.member, r.source) {
-                        (true, true) => "member+source",
-                        (true, false) => "member",
-                        (false, true) => "source",
-                        (false, false) => "-",
-                    };
-                    let kind = r.member_type.or(r.source_type).map(|k| match k {
-                        MemberType::Igmp => "igmp",
-                        MemberType::Static => "static",
-                    });
-                    t.row(vec![
-                        r.domain.clone(),
-                        r.group.to_string(),
-                        if r.host.is_empty() {
-                            "-".into()
-                        } else {
-                            r.host.clone()
-                        },
-                        opt(&r.subnet),
-                        opt(&r.interface),
-                        opt(&r.address),
-                        role.into(),
-                        kind.unwrap_or("-").into(),
-                        r.source_filter
-                            .as_ref()
-                            .map(filter_text)
-                            .unwrap_or_else(|| "-".into()),
-                    ]);
-                }
-                t.print();
+                println!("{}", mcgate_client::table::groups(&rows));
             }
             Ok(())
         }
@@ -374,26 +336,6 @@ fn igmp_text(m: IgmpMode) -> &'static str {
         IgmpMode::V3 => "v3",
         IgmpMode::Off => "off",
     }
-}
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(T::to_string).unwrap_or_else(|| "-".into())
-}
-
-fn list<T: ToString>(v: &[T]) -> String {
-    if v.is_empty() {
-        "-".into()
-    } else {
-        v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
-    }
-}
-
-fn filter_text(f: &mcgate_domain::SourceFilter) -> String {
-    let mode = match f.mode {
-        mcgate_domain::FilterMode::Include => "include",
-        mcgate_domain::FilterMode::Exclude => "exclude",
-    };
-    format!("{mode}({})", list(&f.sources.iter().collect::<Vec<_>>()))
 }
 
 fn percent_encode(s: &str) -> String {
