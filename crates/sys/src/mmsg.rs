@@ -59,6 +59,25 @@ fn zeroed_sockaddr_in() -> libc::sockaddr_in {
     }
 }
 
+/// `count` iovecs over nothing; every call points them at its buffers first.
+fn empty_iovecs(count: usize) -> Vec<libc::iovec> {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    vec![empty; count]
+}
+
+/// `count` headers over nothing; every call points them at its iovecs first.
+fn empty_mmsghdrs(count: usize) -> Vec<libc::mmsghdr> {
+    (0..count)
+        .map(|_| libc::mmsghdr {
+            msg_hdr: empty_msghdr(),
+            msg_len: 0,
+        })
+        .collect()
+}
+
 fn empty_msghdr() -> libc::msghdr {
     // SAFETY: msghdr is a plain C struct of integers and raw pointers (some fields are
     // private padding in the libc definition, so it cannot be built field by field);
@@ -76,19 +95,8 @@ impl RecvBatch {
             bufs: vec![0; count * slot],
             names: vec![zeroed_sockaddr_in(); count],
             ctrl: vec![[0; CTRL_WORDS]; count],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                count
-            ],
-            hdrs: (0..count)
-                .map(|_| libc::mmsghdr {
-                    msg_hdr: empty_msghdr(),
-                    msg_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(count),
+            hdrs: empty_mmsghdrs(count),
             filled: 0,
         }
     }
@@ -228,19 +236,8 @@ impl SendBatch {
     pub fn new(count: usize) -> Self {
         let count = count.clamp(1, 1024);
         Self {
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                count
-            ],
-            hdrs: (0..count)
-                .map(|_| libc::mmsghdr {
-                    msg_hdr: empty_msghdr(),
-                    msg_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(count),
+            hdrs: empty_mmsghdrs(count),
         }
     }
 

@@ -422,48 +422,10 @@ impl PacketSocket {
     /// Receives up to `MAX_BATCH` frames in one `recvmmsg` call; returns how many (0 when
     /// none is waiting).
     pub fn recv_batch(&self, batch: &mut FrameBatch) -> io::Result<usize> {
-        batch.count = 0;
-        let slot = batch.slot;
-        let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
         // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-        let base = batch.data.as_mut_ptr();
-        for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            // SAFETY: `i * slot + slot <= data.len()` since `data` holds MAX_BATCH slots.
-            let ptr = unsafe { base.add(i * slot) };
-            let iov = iov.write(libc::iovec {
-                iov_base: ptr.cast(),
-                iov_len: slot,
-            });
-            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            hdr.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header points at one iovec covering a distinct slot of
-        // `batch.data`, all alive and exclusively borrowed for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                MAX_BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = (n as usize).min(MAX_BATCH);
-        for (i, hdr) in hdrs.iter().enumerate().take(n) {
-            batch.seg[i] = 0;
-            batch.lens[i] = hdr.msg_len as usize;
-            batch.truncated[i] = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        }
-        batch.count = n;
-        Ok(n)
+        // SAFETY: the headers carry no address or control pointer.
+        unsafe { recv_into(self.fd.as_raw_fd(), batch, &mut hdrs) }
     }
 
     /// Sends one whole Ethernet frame on the interface.
@@ -503,18 +465,7 @@ impl PacketSocket {
         }
         // SAFETY: the first `n` headers each point at one iovec over a frame borrowed for
         // the whole call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sent as usize)
+        unsafe { send_now(self.fd.as_raw_fd(), &mut hdrs, n) }
     }
 }
 
@@ -551,6 +502,82 @@ impl AsFd for PacketSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// One `recvmmsg(2)` call that does not wait: points header `i` of `hdrs` at slot `i` of
+/// `batch` (an address or control area the caller set stays), receives, and records each
+/// frame's length and truncation (`seg` 0). Returns how many arrived: 0 when none was
+/// waiting or a signal came first.
+///
+/// # Safety
+/// Every `msg_name` and `msg_control` pointer in `hdrs` is null or valid for writes of its
+/// length for the whole call.
+pub(crate) unsafe fn recv_into(
+    fd: RawFd,
+    batch: &mut FrameBatch,
+    hdrs: &mut [libc::mmsghdr; MAX_BATCH],
+) -> io::Result<usize> {
+    batch.count = 0;
+    let slot = batch.slot;
+    let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
+    let base = batch.data.as_mut_ptr();
+    for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate() {
+        // SAFETY: `i * slot + slot <= data.len()` since `data` holds MAX_BATCH slots.
+        let ptr = unsafe { base.add(i * slot) };
+        let iov = iov.write(libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: slot,
+        });
+        hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
+        hdr.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at one iovec covering a distinct slot of `batch.data`,
+    // all alive and exclusively borrowed for the call, and (by the contract above) at
+    // writable address and control areas or none.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            MAX_BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        };
+    }
+    let n = (n as usize).min(MAX_BATCH);
+    for (i, hdr) in hdrs.iter().enumerate().take(n) {
+        batch.seg[i] = 0;
+        batch.lens[i] = hdr.msg_len as usize;
+        batch.truncated[i] = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+    }
+    batch.count = n;
+    Ok(n)
+}
+
+/// One `sendmmsg(2)` call of the first `n` of `hdrs` that does not wait; returns how many
+/// the kernel took.
+///
+/// # Safety
+/// Each of the first `n` headers points only at memory valid for reads for the whole call.
+pub(crate) unsafe fn send_now(
+    fd: RawFd,
+    hdrs: &mut [libc::mmsghdr],
+    n: usize,
+) -> io::Result<usize> {
+    let n = n.min(hdrs.len());
+    // SAFETY: the caller's contract; `n` headers exist.
+    let sent =
+        unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::mem::{MaybeUninit, size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::packet::{FrameBatch, MAX_BATCH, Part, SendOutcome, send_all_with};
+use crate::packet::{FrameBatch, MAX_BATCH, Part, SendOutcome, recv_into, send_all_with, send_now};
 use crate::sockopt::{bind, getsockopt, setsockopt, socket};
 
 /// A non-blocking IPv4 UDP socket bound to the underlay address.
@@ -99,66 +99,28 @@ impl TunnelSocket {
         batch: &mut FrameBatch,
         sources: &mut [SocketAddrV4; MAX_BATCH],
     ) -> io::Result<usize> {
-        batch.count = 0;
-        let slot = batch.slot;
-        let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [MaybeUninit::uninit(); MAX_BATCH];
         // SAFETY: all-zero is a valid array of `sockaddr_in` and of `mmsghdr`.
         let mut names: [libc::sockaddr_in; MAX_BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
         // Room for one UDP_GRO control message (CMSG_SPACE(4) = 24 bytes) per datagram.
         let mut ctrl = [[0u64; 4]; MAX_BATCH];
-        let base = batch.data.as_mut_ptr();
-        for (i, (((iov, hdr), name), ctrl)) in iovs
-            .iter_mut()
-            .zip(hdrs.iter_mut())
-            .zip(names.iter_mut())
-            .zip(ctrl.iter_mut())
-            .enumerate()
-        {
+        for ((hdr, name), ctrl) in hdrs.iter_mut().zip(names.iter_mut()).zip(ctrl.iter_mut()) {
             hdr.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
             hdr.msg_hdr.msg_controllen = size_of::<[u64; 4]>() as _;
-            // SAFETY: `i * slot + slot <= data.len()` since `data` holds MAX_BATCH slots.
-            let ptr = unsafe { base.add(i * slot) };
-            let iov = iov.write(libc::iovec {
-                iov_base: ptr.cast(),
-                iov_len: slot,
-            });
-            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
             hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         }
-        // SAFETY: every header points at one iovec over a distinct slot of `batch.data`,
-        // at its own `sockaddr_in` and its own control buffer, all alive and exclusively
-        // borrowed for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                MAX_BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = (n as usize).min(MAX_BATCH);
+        // SAFETY: each header's address and control area are its own entries of `names`
+        // and `ctrl`, alive and exclusively borrowed for the call.
+        let n = unsafe { recv_into(self.fd.as_raw_fd(), batch, &mut hdrs)? };
         for i in 0..n {
             batch.seg[i] = gro_segment_size(&hdrs[i].msg_hdr);
-            batch.lens[i] = hdrs[i].msg_len as usize;
-            batch.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             sources[i] = SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)),
                 u16::from_be(names[i].sin_port),
             );
         }
-        batch.count = n;
         Ok(n)
     }
 
@@ -198,18 +160,7 @@ impl TunnelSocket {
         // SAFETY: the first `n` headers each point at their own address and at two
         // initialised iovecs over slices borrowed for the whole call; the kernel only
         // reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sent as usize)
+        unsafe { send_now(self.fd.as_raw_fd(), &mut hdrs, n) }
     }
 
     /// Sends every datagram, batch by batch, skipping (and counting) the ones the kernel
@@ -400,34 +351,28 @@ impl TunnelSocket {
             // SAFETY: headers m..m+k point at names, iovecs (over the batch's buffers and
             // the items' headers, all borrowed for this call) and control buffers that
             // live in `s` and `items`; the kernel only reads them.
-            let sent = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    s.hdrs.as_mut_ptr().add(m),
-                    k as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if sent < 0 {
-                let e = io::Error::last_os_error();
-                let segs = s.spans[m].1;
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                        out.would_block += s.spans[m..].iter().map(|(_, n)| n).sum::<usize>();
-                        return Ok(out);
+            let sent = unsafe { send_now(self.fd.as_raw_fd(), &mut s.hdrs[m..], k) };
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(e) => {
+                    let segs = s.spans[m].1;
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                            out.would_block += s.spans[m..].iter().map(|(_, n)| n).sum::<usize>();
+                            return Ok(out);
+                        }
+                        Some(libc::EINTR) => continue,
+                        // GSO refused on this path: nothing of this message went out.
+                        Some(libc::EIO) | Some(libc::EINVAL) if segs > 1 && out.sent == 0 => {
+                            return Err(e);
+                        }
+                        Some(libc::EMSGSIZE) => out.too_big += segs,
+                        _ => out.failed += segs,
                     }
-                    Some(libc::EINTR) => continue,
-                    // GSO refused on this path: nothing of this message went out.
-                    Some(libc::EIO) | Some(libc::EINVAL) if segs > 1 && out.sent == 0 => {
-                        return Err(e);
-                    }
-                    Some(libc::EMSGSIZE) => out.too_big += segs,
-                    _ => out.failed += segs,
+                    m += 1;
+                    continue;
                 }
-                m += 1;
-                continue;
-            }
-            let sent = sent as usize;
+            };
             out.sent += s.spans[m..m + sent].iter().map(|(_, n)| n).sum::<usize>();
             m += sent.max(1).min(k);
             if sent == 0 {
