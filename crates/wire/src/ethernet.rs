@@ -4,7 +4,7 @@
 
 use core::net::Ipv4Addr;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Length of the Ethernet II header: destination, source, EtherType.
 pub const HEADER_LEN: usize = 14;
@@ -30,34 +30,13 @@ pub fn is_ipv4_multicast_mac(mac: &[u8; 6]) -> bool {
     mac[0] == 0x01 && mac[1] == 0x00 && mac[2] == 0x5e && mac[3] & 0x80 == 0
 }
 
-/// A read (and, over a mutable buffer, write) view of an Ethernet II frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
-}
+fixed_header_view!(
+    /// A read (and, over a mutable buffer, write) view of an Ethernet II frame.
+    Frame,
+    HEADER_LEN
+);
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps `buffer` after checking it holds at least a whole header.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(Frame { buffer })
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    fn header(&self) -> &[u8; HEADER_LEN] {
-        // new_checked guarantees the length; first_chunk cannot fail afterwards.
-        self.buffer
-            .as_ref()
-            .first_chunk()
-            .unwrap_or(&[0; HEADER_LEN])
-    }
-
     /// Destination MAC address.
     pub fn dst(&self) -> [u8; 6] {
         let h = self.header();
@@ -161,6 +140,7 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use crate::test_util::hex;
     use proptest::prelude::*;
 

@@ -25,14 +25,13 @@ const OPT_ROUTER_ALERT: u8 = 0x94;
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 
-/// A read (and, over a mutable buffer, write) view of an IPv4 packet.
-///
-/// [`Packet::new_checked`] is the only constructor, so every accessor can rely on the
-/// header and the total length lying within the buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A read (and, over a mutable buffer, write) view of an IPv4 packet.
+    ///
+    /// [`Packet::new_checked`] is the only constructor, so every accessor can rely on the
+    /// header and the total length lying within the buffer.
+    Packet
+);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` after checking the version is 4, the IHL is at least 5, and the
@@ -58,11 +57,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(Packet { buffer })
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     fn byte(&self, i: usize) -> u8 {

@@ -16,6 +16,9 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod view;
+
 pub mod checksum;
 pub mod error;
 pub mod ethernet;

@@ -8,11 +8,10 @@ use crate::{Error, Result, checksum, ipv4::PROTOCOL_UDP};
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
 
-/// A read (and, over a mutable buffer, write) view of a UDP datagram.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A read (and, over a mutable buffer, write) view of a UDP datagram.
+    Packet
+);
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` after checking it holds a header and that the length field is at
@@ -30,11 +29,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(Packet { buffer })
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     fn be16(&self, i: usize) -> u16 {

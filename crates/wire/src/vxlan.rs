@@ -28,34 +28,13 @@ pub fn emit_header(buf: &mut [u8], vni: u32) {
     h[4..].copy_from_slice(&((vni & MAX_VNI) << 8).to_be_bytes());
 }
 
-/// A read view of a VXLAN header and what follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header<T: AsRef<[u8]>> {
-    buffer: T,
-}
+fixed_header_view!(
+    /// A read view of a VXLAN header and what follows it.
+    Header,
+    HEADER_LEN
+);
 
 impl<T: AsRef<[u8]>> Header<T> {
-    /// Wraps `buffer` after checking it holds a whole header.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(Header { buffer })
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    fn header(&self) -> [u8; HEADER_LEN] {
-        self.buffer
-            .as_ref()
-            .first_chunk()
-            .copied()
-            .unwrap_or([0; HEADER_LEN])
-    }
-
     /// The flags byte.
     pub fn flags(&self) -> u8 {
         self.header()[0]
