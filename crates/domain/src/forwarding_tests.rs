@@ -1,0 +1,241 @@
+use super::*;
+use crate::api::{Domain, HostMember};
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+
+fn domain(name: &str, vni: u32, static_sources: bool) -> Domain {
+    Domain {
+        name: name.into(),
+        vni,
+        igmp: IgmpMode::V3,
+        static_sources,
+        igmp_settings: IgmpSettings::default(),
+        subnets: vec![],
+        hosts: vec![],
+    }
+}
+
+fn peer(host: &str, n: u8) -> Peer {
+    Peer {
+        host: host.into(),
+        underlay: SocketAddrV4::new(ip(10, 0, 0, n), 4789),
+    }
+}
+
+fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
+    HostMember {
+        host: host.into(),
+        group,
+        filter,
+    }
+}
+
+fn snapshot() -> StreamMessage {
+    StreamMessage::Snapshot {
+        revision: 10,
+        domains: vec![DomainState {
+            domain: domain("d", 100, false),
+            peers: vec![peer("h1", 1), peer("h2", 2), peer("h3", 3)],
+            members: vec![
+                member("h1", G, SourceFilter::any_source()),
+                member("h2", G, SourceFilter::include([ip(10, 1, 0, 9)])),
+                member("h3", G, SourceFilter::exclude([ip(10, 1, 0, 9)])),
+                member("h2", ip(224, 0, 0, 251), SourceFilter::any_source()),
+            ],
+            static_members: vec![],
+            static_sources: vec![],
+        }],
+    }
+}
+
+fn links() -> Vec<String> {
+    vec!["tk1".into(), "tk2".into()]
+}
+
+#[test]
+fn remote_routes_exclude_self_and_link_local_groups() {
+    let mut v = DomainView::new();
+    assert_eq!(v.apply(&snapshot()), Applied::Changed);
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(100).unwrap();
+    let r = d.route(G).unwrap();
+    let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["h2", "h3"]);
+    assert!(r.remotes[0].filter.allows(ip(10, 1, 0, 9)));
+    assert!(!r.remotes[1].filter.allows(ip(10, 1, 0, 9)));
+    assert!(d.route(ip(224, 0, 0, 251)).is_none());
+    assert_eq!(
+        d.peers,
+        [ip(10, 0, 0, 2), ip(10, 0, 0, 3)].into_iter().collect()
+    );
+    assert!(t.by_vni(101).is_none());
+}
+
+#[test]
+fn local_membership_and_static_members_make_local_routes() {
+    let mut v = DomainView::new();
+    v.apply(&snapshot());
+    let mut local = LocalMembership::new();
+    local.insert(("tk1".into(), G), SourceFilter::include([ip(10, 1, 0, 7)]));
+    local.insert(("gone".into(), G), SourceFilter::any_source());
+    local.insert(("tk2".into(), ip(239, 1, 1, 1)), SourceFilter::include([]));
+    v.apply(&StreamMessage::Delta {
+        revision: 11,
+        changes: vec![Change::StaticMember {
+            domain: "d".into(),
+            member: StaticMemberSpec {
+                group: ip(239, 9, 9, 9),
+                host: "h1".into(),
+                interface: None,
+                address: None,
+            },
+            present: true,
+        }],
+    });
+    let t = ForwardingTable::compute(&v, "h1", &links(), &local);
+    let d = t.by_vni(100).unwrap();
+    let r = d.route(G).unwrap();
+    assert_eq!(r.locals.len(), 1, "only attached links: {r:?}");
+    assert_eq!(r.locals[0].link, "tk1");
+    assert!(
+        d.route(ip(239, 1, 1, 1)).is_none(),
+        "INCLUDE {{}} is no member"
+    );
+    let s = d.route(ip(239, 9, 9, 9)).unwrap();
+    let names: Vec<&str> = s.locals.iter().map(|l| l.link.as_str()).collect();
+    assert_eq!(names, ["tk1", "tk2"]);
+}
+
+#[test]
+fn deltas_add_and_remove_members_and_peers() {
+    let mut v = DomainView::new();
+    v.apply(&snapshot());
+    let d = |changes| StreamMessage::Delta {
+        revision: 12,
+        changes,
+    };
+    assert_eq!(
+        v.apply(&d(vec![
+            Change::PeerDown {
+                domain: "d".into(),
+                host: "h3".into(),
+            },
+            Change::Member {
+                domain: "d".into(),
+                host: "h2".into(),
+                group: G,
+                filter: None,
+            },
+        ])),
+        Applied::Changed
+    );
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    assert!(t.by_vni(100).unwrap().route(G).is_none());
+    assert!(!t.by_vni(100).unwrap().peers.contains(&ip(10, 0, 0, 3)));
+    // The same revision again is already applied.
+    assert_eq!(
+        v.apply(&d(vec![Change::DomainRemoved { name: "d".into() }])),
+        Applied::Unchanged
+    );
+    assert_eq!(v.revision(), Some(12));
+    // A change for an unknown domain is skipped and counted.
+    v.apply(&StreamMessage::Delta {
+        revision: 13,
+        changes: vec![Change::PeerUp {
+            domain: "nope".into(),
+            peer: peer("x", 9),
+        }],
+    });
+    assert_eq!(v.ignored_changes(), 1);
+    v.apply(&StreamMessage::Delta {
+        revision: 14,
+        changes: vec![Change::DomainRemoved { name: "d".into() }],
+    });
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    assert!(t.domains().is_empty() && t.is_empty());
+}
+
+#[test]
+fn static_sources_policy() {
+    let mut v = DomainView::new();
+    v.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains: vec![DomainState {
+            domain: domain("s", 7, true),
+            peers: vec![],
+            members: vec![],
+            static_members: vec![],
+            static_sources: vec![StaticSourceSpec {
+                group: G,
+                address: ip(10, 1, 0, 2),
+                host: None,
+                interface: None,
+            }],
+        }],
+    });
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(7).unwrap();
+    assert_eq!(d.check_source(G, ip(10, 1, 0, 2)), Verdict::Forward);
+    assert_eq!(
+        d.check_source(G, ip(10, 1, 0, 3)),
+        Verdict::SourceNotAllowed
+    );
+    assert_eq!(
+        d.check_source(ip(239, 0, 0, 1), ip(10, 1, 0, 2)),
+        Verdict::SourceNotAllowed
+    );
+    let mut open = v.clone();
+    open.apply(&StreamMessage::Delta {
+        revision: 2,
+        changes: vec![Change::Domain {
+            domain: domain("s", 7, false),
+        }],
+    });
+    let t = ForwardingTable::compute(&open, "h1", &links(), &LocalMembership::new());
+    assert_eq!(
+        t.by_vni(7).unwrap().check_source(G, ip(10, 1, 0, 3)),
+        Verdict::Forward
+    );
+}
+
+#[test]
+fn stale_hosts_are_kept_until_they_reappear() {
+    let mut old = DomainView::new();
+    old.apply(&snapshot());
+    // A restarted controller knows only h1 and h2 so far, and h2 without members.
+    let mut new = DomainView::new();
+    new.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains: vec![DomainState {
+            domain: domain("d", 100, false),
+            peers: vec![peer("h1", 1), peer("h2", 2)],
+            members: vec![],
+            static_members: vec![],
+            static_sources: vec![],
+        }],
+    });
+    let merged = new.merged_with_stale(&old);
+    let t = ForwardingTable::compute(&merged, "h1", &links(), &LocalMembership::new());
+    let r = t.by_vni(100).unwrap().route(G).unwrap();
+    let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(
+        hosts,
+        ["h3"],
+        "h2 is known again (without members), h3 is kept"
+    );
+    assert!(t.by_vni(100).unwrap().peers.contains(&ip(10, 0, 0, 3)));
+    // A domain the new view lacks stays gone.
+    let empty = DomainView::new().merged_with_stale(&old);
+    assert!(empty.domains().next().is_none());
+}
+
+#[test]
+fn link_local_detection() {
+    assert!(is_link_local_group(ip(224, 0, 0, 22)));
+    assert!(!is_link_local_group(ip(224, 0, 1, 1)));
+    assert!(!is_link_local_group(G));
+}
