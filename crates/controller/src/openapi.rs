@@ -17,6 +17,42 @@ use utoipa::{IntoParams, Modify, OpenApi};
 
 use crate::routes;
 
+/// What each parameter means, by place and name: the doc comments of [`DomainPath`],
+/// [`HostPath`], `routes::StreamQuery` and `GroupQuery`, which utoipa drops when a
+/// field's schema comes from `schema_with`.
+const PARAMETERS: [(ParameterIn, &str, &str); 10] = [
+    (ParameterIn::Path, "name", "Domain name."),
+    (ParameterIn::Path, "host", "Agent host name."),
+    (
+        ParameterIn::Query,
+        "since",
+        "Resume after this revision (the last one the agent applied).",
+    ),
+    (ParameterIn::Query, "domain", "Only this domain."),
+    (ParameterIn::Query, "group", "Only this group."),
+    (
+        ParameterIn::Query,
+        "member",
+        "Only member rows with this address.",
+    ),
+    (
+        ParameterIn::Query,
+        "source",
+        "Only source rows with this address.",
+    ),
+    (
+        ParameterIn::Query,
+        "type",
+        "Only rows of this member or source type.",
+    ),
+    (ParameterIn::Query, "host", "Only rows of this host."),
+    (
+        ParameterIn::Query,
+        "subnet",
+        "Only rows whose subnet is this one or whose address is inside it.",
+    ),
+];
+
 /// The `{name}` of the domain routes.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -113,9 +149,16 @@ impl Modify for CommonAnswers {
 
 fn add_common(method: HttpMethod, op: &mut Operation) {
     // `schema_with` params carry no `required` of their own; a path parameter always is.
+    // Nor do they keep their doc comment: the description comes from `PARAMETERS`.
     for p in op.parameters.iter_mut().flatten() {
         if p.parameter_in == ParameterIn::Path {
             p.required = Required::True;
+        }
+        if p.description.is_none() {
+            p.description = PARAMETERS
+                .iter()
+                .find(|(place, name, _)| *place == p.parameter_in && *name == p.name)
+                .map(|(_, _, text)| text.to_string());
         }
     }
     let params = op.parameters.iter().flatten();
@@ -232,6 +275,22 @@ mod tests {
             let name = r.trim_start_matches("#/components/schemas/");
             assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
         }
+    }
+
+    #[test]
+    fn every_parameter_is_described() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        let mut n = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    n += 1;
+                    let text = p["description"].as_str().unwrap_or_default();
+                    assert!(!text.is_empty(), "{method} {path} {}", p["name"]);
+                }
+            }
+        }
+        assert!(n >= 20, "{n}");
     }
 
     /// The body schemas carry the server's rules: a test that fails if a derive loses one.
