@@ -70,6 +70,15 @@ impl ModelError {
 /// The largest VXLAN network identifier (24 bits, RFC 7348 section 5).
 pub const MAX_VNI: u32 = 0x00FF_FFFF;
 
+/// `Ok` when `ok`, else the invalid-field error that `why` words.
+fn require(ok: bool, field: &str, why: impl FnOnce() -> String) -> Result<(), ModelError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::invalid(field, why()))
+    }
+}
+
 /// A domain name: 1 to 63 letters, digits, `-`, `_` or `.`, starting with a letter or digit,
 /// so it is safe in URLs, file names and tables.
 pub fn domain_name(field: &str, name: &str) -> Result<(), ModelError> {
@@ -79,16 +88,11 @@ pub fn domain_name(field: &str, name: &str) -> Result<(), ModelError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!(
-                "domain name {name:?} is not valid: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"
-            ),
-        ))
-    }
+    require(ok, field, || {
+        format!(
+            "domain name {name:?} is not valid: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
+    })
 }
 
 /// A host name: 1 to 253 printable characters without spaces or `/` (it appears in URLs).
@@ -98,55 +102,36 @@ pub fn host_name(field: &str, name: &str) -> Result<(), ModelError> {
         && name
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#' && c != '%');
-    if ok {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!(
-                "host name {name:?} is not valid: use 1 to 253 printable ASCII characters without spaces, '/', '?', '#' or '%'"
-            ),
-        ))
-    }
+    require(ok, field, || {
+        format!(
+            "host name {name:?} is not valid: use 1 to 253 printable ASCII characters without spaces, '/', '?', '#' or '%'"
+        )
+    })
 }
 
 /// An interface name: 1 to 64 printable characters.
 pub fn link_name(field: &str, name: &str) -> Result<(), ModelError> {
-    if !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!("interface name {name:?} is not valid: use 1 to 64 printable ASCII characters"),
-        ))
-    }
+    require(
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_graphic()),
+        field,
+        || format!("interface name {name:?} is not valid: use 1 to 64 printable ASCII characters"),
+    )
 }
 
 /// A multicast group: in 224.0.0.0/4 (RFC 5771).
 pub fn group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
-    if g.is_multicast() {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!("{g} is not a multicast group: a group must be in 224.0.0.0/4"),
-        ))
-    }
+    require(g.is_multicast(), field, || {
+        format!("{g} is not a multicast group: a group must be in 224.0.0.0/4")
+    })
 }
 
 /// A group that may be forwarded between hosts: multicast and outside the link-local
 /// block 224.0.0.0/24, which routers never forward (RFC 5771 section 4).
 pub fn routable_group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
     group(field, g)?;
-    if is_link_local_group(g) {
-        return Err(ModelError::invalid(
-            field,
-            format!(
-                "{g} is a link-local group (224.0.0.0/24), which is never forwarded between hosts"
-            ),
-        ));
-    }
-    Ok(())
+    require(!is_link_local_group(g), field, || {
+        format!("{g} is a link-local group (224.0.0.0/24), which is never forwarded between hosts")
+    })
 }
 
 pub use mcgate_wire::is_link_local_group;
@@ -158,28 +143,14 @@ pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {
         || a.is_multicast()
         || a.is_broadcast()
         || a.octets()[0] >= 240;
-    if bad {
-        Err(ModelError::invalid(
-            field,
-            format!("{a} is not a unicast host address"),
-        ))
-    } else {
-        Ok(())
-    }
+    require(!bad, field, || format!("{a} is not a unicast host address"))
 }
 
 /// A VNI: 1 to 2^24 - 1.
 pub fn vni(field: &str, v: u32) -> Result<(), ModelError> {
-    if (1..=MAX_VNI).contains(&v) {
-        Ok(())
-    } else {
-        Err(ModelError::invalid(
-            field,
-            format!(
-                "VNI {v} is out of range: a VXLAN network identifier is 1 to {MAX_VNI} (24 bits)"
-            ),
-        ))
-    }
+    require((1..=MAX_VNI).contains(&v), field, || {
+        format!("VNI {v} is out of range: a VXLAN network identifier is 1 to {MAX_VNI} (24 bits)")
+    })
 }
 
 /// IGMP timer settings, within what the protocol can encode ([`IgmpSettings::validate`]:
