@@ -9,7 +9,6 @@ use std::net::Ipv4Addr;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use mcgate_client::Client;
 use mcgate_domain::api::GroupEntry;
 
 use crate::DemoArgs;
@@ -118,7 +117,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
     let client = st
         .controller
         .as_ref()
-        .and_then(|c| Client::new(&format!("unix:{}", c.socket.display())).ok());
+        .and_then(|c| ops::controller_client(&c.socket).ok());
     let rt = runtime()?;
     let fetch_groups = || -> Result<Vec<GroupEntry>, String> {
         let Some(c) = &client else {

@@ -90,6 +90,66 @@ pub fn del_netns(ns: &str) -> Result<(), LabError> {
     run(&["ip", "netns", "del", ns])
 }
 
+/// `addr` on `dev`, `dev` up.
+fn address_up(ns: &str, addr: &str, dev: &str) -> Result<(), LabError> {
+    ipn(ns, &["addr", "add", addr, "dev", dev])?;
+    ipn(ns, &["link", "set", dev, "up"])
+}
+
+/// `addr` on `dev`, `dev` up, and the default route via `gateway`.
+fn address_up_via(ns: &str, addr: &str, dev: &str, gateway: &str) -> Result<(), LabError> {
+    address_up(ns, addr, dev)?;
+    ipn(ns, &["route", "add", "default", "via", gateway])
+}
+
+/// A bridge without STP or IGMP snooping (`extra`: more `ip link add` settings).
+fn add_bridge(ns: &str, name: &str, extra: &[&str]) -> Result<(), LabError> {
+    let mut args = vec!["link", "add", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["type", "bridge", "stp_state", "0", "mcast_snooping", "0"]);
+    ipn(ns, &args)
+}
+
+/// `port` joins `bridge` as a port that multicast is never flooded to.
+fn enslave_without_flood(ns: &str, port: &str, bridge: &str) -> Result<(), LabError> {
+    ipn(ns, &["link", "set", port, "master", bridge])?;
+    ipn(
+        ns,
+        &[
+            "link",
+            "set",
+            port,
+            "type",
+            "bridge_slave",
+            "mcast_flood",
+            "off",
+        ],
+    )
+}
+
+/// A veth pair at the underlay MTU: `name` in `ns`, `peer` in `peer_ns`.
+fn add_underlay_veth(ns: &str, name: &str, peer_ns: &str, peer: &str) -> Result<(), LabError> {
+    run(&[
+        "ip",
+        "link",
+        "add",
+        name,
+        "netns",
+        ns,
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+        "netns",
+        peer_ns,
+        "mtu",
+        UNDERLAY_MTU,
+    ])
+}
+
 /// The VPC router: forwarding on, a bridge per subnet holding its gateway. The bridges
 /// carry no multicast at all (no snooping, no flooding on any port), like a cloud VPC.
 pub fn build_vpc(st: &LabState) -> Result<(), LabError> {
@@ -97,25 +157,9 @@ pub fn build_vpc(st: &LabState) -> Result<(), LabError> {
     add_netns(ns)?;
     sysctl(ns, &["net.ipv4.ip_forward=1".into()])?;
     for s in &st.subnets {
-        ipn(
-            ns,
-            &[
-                "link",
-                "add",
-                &s.bridge,
-                "mtu",
-                UNDERLAY_MTU,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "mcast_snooping",
-                "0",
-            ],
-        )?;
+        add_bridge(ns, &s.bridge, &["mtu", UNDERLAY_MTU])?;
         let addr = format!("{}/{}", s.gateway, s.cidr.prefix_len());
-        ipn(ns, &["addr", "add", &addr, "dev", &s.bridge])?;
-        ipn(ns, &["link", "set", &s.bridge, "up"])?;
+        address_up(ns, &addr, &s.bridge)?;
     }
     Ok(())
 }
@@ -123,38 +167,13 @@ pub fn build_vpc(st: &LabState) -> Result<(), LabError> {
 /// The controller's namespace and its /30 link to the VPC router.
 pub fn build_controller(st: &LabState, ctl: &ControllerState, ns: &str) -> Result<(), LabError> {
     add_netns(ns)?;
-    run(&[
-        "ip",
-        "link",
-        "add",
-        "ctl",
-        "netns",
-        &st.vpc_netns,
-        "mtu",
-        UNDERLAY_MTU,
-        "type",
-        "veth",
-        "peer",
-        "name",
+    add_underlay_veth(&st.vpc_netns, "ctl", ns, "eth0")?;
+    address_up(&st.vpc_netns, &format!("{}/30", ctl.vpc_ip), "ctl")?;
+    address_up_via(
+        ns,
+        &format!("{}/30", ctl.ip),
         "eth0",
-        "netns",
-        ns,
-        "mtu",
-        UNDERLAY_MTU,
-    ])?;
-    ipn(
-        &st.vpc_netns,
-        &["addr", "add", &format!("{}/30", ctl.vpc_ip), "dev", "ctl"],
-    )?;
-    ipn(&st.vpc_netns, &["link", "set", "ctl", "up"])?;
-    ipn(
-        ns,
-        &["addr", "add", &format!("{}/30", ctl.ip), "dev", "eth0"],
-    )?;
-    ipn(ns, &["link", "set", "eth0", "up"])?;
-    ipn(
-        ns,
-        &["route", "add", "default", "via", &ctl.vpc_ip.to_string()],
+        &ctl.vpc_ip.to_string(),
     )
 }
 
@@ -174,20 +193,7 @@ pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
     // New namespaces copy IPv4 conf/all from the root namespace, not from the host:
     // set the host's value explicitly, 0 included.
     sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
-    ipn(
-        ns,
-        &[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ],
-    )?;
+    add_bridge(ns, "br0", &[])?;
     // Set after creation, so the bridge keeps it when 1500-byte task ports join.
     ipn(ns, &["link", "set", "br0", "mtu", UNDERLAY_MTU])?;
     let bridge = st
@@ -196,70 +202,16 @@ pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
         .find(|s| s.name == h.subnet)
         .map(|s| s.bridge.clone())
         .unwrap_or_default();
-    run(&[
-        "ip",
-        "link",
-        "add",
-        "uplink",
-        "netns",
-        ns,
-        "mtu",
-        UNDERLAY_MTU,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &h.vpc_port,
-        "netns",
-        &st.vpc_netns,
-        "mtu",
-        UNDERLAY_MTU,
-    ])?;
-    ipn(ns, &["link", "set", "uplink", "master", "br0"])?;
-    ipn(
-        ns,
-        &[
-            "link",
-            "set",
-            "uplink",
-            "type",
-            "bridge_slave",
-            "mcast_flood",
-            "off",
-        ],
-    )?;
-    ipn(
-        &st.vpc_netns,
-        &["link", "set", &h.vpc_port, "master", &bridge],
-    )?;
-    ipn(
-        &st.vpc_netns,
-        &[
-            "link",
-            "set",
-            &h.vpc_port,
-            "type",
-            "bridge_slave",
-            "mcast_flood",
-            "off",
-        ],
-    )?;
+    add_underlay_veth(ns, "uplink", &st.vpc_netns, &h.vpc_port)?;
+    enslave_without_flood(ns, "uplink", "br0")?;
+    enslave_without_flood(&st.vpc_netns, &h.vpc_port, &bridge)?;
     ipn(&st.vpc_netns, &["link", "set", &h.vpc_port, "up"])?;
-    ipn(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/{}", h.underlay_ip, h.prefix_len),
-            "dev",
-            "br0",
-        ],
-    )?;
     ipn(ns, &["link", "set", "uplink", "up"])?;
-    ipn(ns, &["link", "set", "br0", "up"])?;
-    ipn(
+    address_up_via(
         ns,
-        &["route", "add", "default", "via", &h.gateway.to_string()],
+        &format!("{}/{}", h.underlay_ip, h.prefix_len),
+        "br0",
+        &h.gateway.to_string(),
     )
 }
 
@@ -273,34 +225,13 @@ pub fn build_task(h: &HostState, t: &TaskState) -> Result<(), LabError> {
         "ip", "link", "add", &t.link, "netns", &h.netns, "type", "veth", "peer", "name", "eth0",
         "netns", ns,
     ])?;
-    ipn(&h.netns, &["link", "set", &t.link, "master", "br0"])?;
-    ipn(
-        &h.netns,
-        &[
-            "link",
-            "set",
-            &t.link,
-            "type",
-            "bridge_slave",
-            "mcast_flood",
-            "off",
-        ],
-    )?;
+    enslave_without_flood(&h.netns, &t.link, "br0")?;
     ipn(&h.netns, &["link", "set", &t.link, "up"])?;
-    ipn(
+    address_up_via(
         ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/{}", t.ip, h.prefix_len),
-            "dev",
-            "eth0",
-        ],
-    )?;
-    ipn(ns, &["link", "set", "eth0", "up"])?;
-    ipn(
-        ns,
-        &["route", "add", "default", "via", &h.gateway.to_string()],
+        &format!("{}/{}", t.ip, h.prefix_len),
+        "eth0",
+        &h.gateway.to_string(),
     )?;
     ipn(ns, &["route", "add", "224.0.0.0/4", "dev", "eth0"])
 }

@@ -42,6 +42,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
         .map_err(|e| LabError::io(Path::new("tokio runtime"), e))
 }
 
+/// A client of the lab controller over its Unix socket.
+pub fn controller_client(socket: &Path) -> Result<Client, LabError> {
+    Client::new(&format!("unix:{}", socket.display())).map_err(|e| LabError::Controller {
+        what: "its socket path".into(),
+        source: e,
+    })
+}
+
 /// Which optional flags this binary's agent takes (read from its own `--help`, so the
 /// lab keeps working with agents of any version).
 fn agent_flags(exe: &Path) -> AgentFlags {
@@ -303,11 +311,7 @@ fn start_controller(
     let url = c.url.clone();
     let socket = c.socket.clone();
     st.save()?;
-    let client =
-        Client::new(&format!("unix:{}", socket.display())).map_err(|e| LabError::Controller {
-            what: "its socket path".into(),
-            source: e,
-        })?;
+    let client = controller_client(&socket)?;
     let rt = runtime()?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
@@ -428,11 +432,7 @@ fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Res
     let Some(c) = &st.controller else {
         return Ok(());
     };
-    let client =
-        Client::new(&format!("unix:{}", c.socket.display())).map_err(|e| LabError::Controller {
-            what: "its socket path".into(),
-            source: e,
-        })?;
+    let client = controller_client(&c.socket)?;
     let rt = runtime()?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {

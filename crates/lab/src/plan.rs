@@ -334,17 +334,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn example_addresses_are_the_documented_ones() {
-        let src = include_str!("../../../examples/igmpv3-source-filter.toml");
-        let t = Topology::parse("ssm", src).unwrap();
-        let st = plan(
+    /// The plan of an example topology, with an agent of no optional flags.
+    fn plan_example(name: &str, src: &str) -> LabState {
+        let t = Topology::parse(name, src).unwrap();
+        plan(
             &t,
             &place(&t).unwrap(),
             Path::new("/x"),
             AgentFlags::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn example_addresses_are_the_documented_ones() {
+        let src = include_str!("../../../examples/igmpv3-source-filter.toml");
+        let st = plan_example("ssm", src);
         let at = |n: &str| {
             let t = st.tasks.iter().find(|t| t.name == n).unwrap();
             (t.ip.to_string(), t.host.clone())
@@ -355,14 +360,7 @@ mod tests {
         assert_eq!(at("any-receiver-1"), ("10.0.2.101".into(), "host-a".into()));
 
         let src = include_str!("../../../examples/fanout.toml");
-        let t = Topology::parse("fanout", src).unwrap();
-        let st = plan(
-            &t,
-            &place(&t).unwrap(),
-            Path::new("/x"),
-            AgentFlags::default(),
-        )
-        .unwrap();
+        let st = plan_example("fanout", src);
         for h in &st.hosts {
             let n = st
                 .tasks
