@@ -81,15 +81,8 @@ impl GroupTable {
         g: Ipv4Addr,
         timers: &'a mut TimerTable,
     ) -> Option<GroupMut<'a>> {
-        let group = self.map.get_mut(&g)?;
-        Some(GroupMut {
-            addr: g,
-            sources_before: group.sources.len(),
-            group,
-            total_sources: &mut self.sources,
-            changed: &mut self.changed,
-            timers,
-        })
+        // Present, so `entry` creates nothing.
+        self.contains(g).then(|| self.entry(g, timers))
     }
 
     /// `g` for change, created as INCLUDE {} when absent (the caller checks the bound).

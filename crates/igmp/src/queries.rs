@@ -17,6 +17,16 @@ use crate::{FilterMode, Interface, Transmit};
 /// A flood is over once no report has been dropped for this long; the recovery query
 /// goes out then.
 pub(crate) const RECOVERY_QUIET: Duration = Duration::from_secs(1);
+
+/// The last-member timing of section 6.6.3, read from the settings once per query.
+struct LastMember {
+    /// Last Member Query Time.
+    lmqt: Duration,
+    /// Last Member Query Interval.
+    lmqi: Duration,
+    /// Last Member Query Count.
+    count: u8,
+}
 /// A flood that goes on is answered with a recovery query at least this often, so a
 /// host that keeps flooding cannot hold back the recovery of the others.
 pub(crate) const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(5);
@@ -132,14 +142,29 @@ impl Interface {
         }
     }
 
+    /// The last-member timing of 6.6.3: LMQT, LMQI and Last Member Query Count.
+    fn last_member(&self) -> LastMember {
+        LastMember {
+            lmqt: self.config.last_member_query_time(),
+            lmqi: self.config.settings.last_member_interval(),
+            count: self.config.settings.last_member_count(),
+        }
+    }
+
+    /// A query of `group` (0.0.0.0: general) without sources in the link's version:
+    /// IGMPv3 with the S flag as `suppress` says, else IGMPv2 (which has no S flag).
+    fn query(&self, group: Ipv4Addr, resp: Duration, suppress: bool) -> IgmpRepr {
+        if self.version() >= Version::V3 {
+            self.v3_query(group, resp, suppress, Vec::new())
+        } else {
+            Self::v2_query(group, resp)
+        }
+    }
+
     /// 6.6.2 / RFC 2236 section 3: a general query to 224.0.0.1 with Max Resp Time
     /// `resp`.
     fn send_general_query(&mut self, resp: Duration) {
-        let msg = if self.version() >= Version::V3 {
-            self.v3_query(Ipv4Addr::UNSPECIFIED, resp, false, Vec::new())
-        } else {
-            Self::v2_query(Ipv4Addr::UNSPECIFIED, resp)
-        };
+        let msg = self.query(Ipv4Addr::UNSPECIFIED, resp, false);
         self.stats.sent.general_queries += 1;
         self.queue(ALL_SYSTEMS, msg);
     }
@@ -148,10 +173,7 @@ impl Interface {
     /// Query Count - 1 retransmissions every LMQI; each carries the S flag when the
     /// group timer is above LMQT (a report raised it since).
     pub(crate) fn send_group_query(&mut self, group: Ipv4Addr, now: Instant, first: bool) {
-        let lmqt = self.config.last_member_query_time();
-        let lmqi = self.config.settings.last_member_interval();
-        let count = self.config.settings.last_member_count();
-        let version = self.version();
+        let LastMember { lmqt, lmqi, count } = self.last_member();
         let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
             return;
         };
@@ -169,11 +191,7 @@ impl Interface {
         state.group_query_left -= 1;
         state.group_query_next = (state.group_query_left > 0).then(|| now + lmqi);
         drop(state);
-        let msg = if version >= Version::V3 {
-            self.v3_query(group, lmqi, suppress, Vec::new())
-        } else {
-            Self::v2_query(group, lmqi)
-        };
+        let msg = self.query(group, lmqi, suppress);
         self.stats.sent.group_queries += 1;
         self.queue(group, msg);
     }
@@ -187,9 +205,7 @@ impl Interface {
         now: Instant,
         x: Option<&BTreeSet<Ipv4Addr>>,
     ) {
-        let lmqt = self.config.last_member_query_time();
-        let lmqi = self.config.settings.last_member_interval();
-        let count = self.config.settings.last_member_count();
+        let LastMember { lmqt, lmqi, count } = self.last_member();
         let version = self.version();
         let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
             return;
