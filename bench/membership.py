@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from mcgate_bench.stats import summary
+
 ETH_P_IP = 0x0800
 
 
@@ -99,11 +101,9 @@ class Watch(threading.Thread):
             return self.last.get(g)
 
 
-def pct(vals, p):
-    if not vals:
-        return None
-    v = sorted(vals)
-    return v[min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))]
+def timing(vals, digits):
+    """How many, p50, p99, max and every sample of `vals` (milliseconds)."""
+    return {"n": len(vals), **summary(vals, (50, 99)), "all": [round(x, digits) for x in vals]}
 
 
 def join(a):
@@ -170,20 +170,8 @@ def join(a):
     w.stop = True
     out = {
         "joins": a.joins,
-        "join_to_first_ms": {
-            "n": len(join_ms),
-            "p50": pct(join_ms, 50),
-            "p99": pct(join_ms, 99),
-            "max": max(join_ms) if join_ms else None,
-            "all": [round(x, 3) for x in join_ms],
-        },
-        "leave_to_last_ms": {
-            "n": len(leave_ms),
-            "p50": pct(leave_ms, 50),
-            "p99": pct(leave_ms, 99),
-            "max": max(leave_ms) if leave_ms else None,
-            "all": [round(x, 1) for x in leave_ms],
-        },
+        "join_to_first_ms": timing(join_ms, 3),
+        "leave_to_last_ms": timing(leave_ms, 1),
         "joins_without_first_packet": no_first,
         "joins_skipped_group_not_quiet": not_quiet,
     }

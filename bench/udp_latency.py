@@ -18,15 +18,10 @@ import struct
 import sys
 import time
 
+from mcgate_bench.stats import summary
+
 SO_TIMESTAMPNS = 35  # Linux; not exported by the socket module
 HEADER = struct.Struct("!QQ")  # sequence, send time in ns
-
-
-def pct(sorted_vals, p):
-    if not sorted_vals:
-        return None
-    i = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * (len(sorted_vals) - 1)))))
-    return sorted_vals[i]
 
 
 def fine_sleeps():
@@ -107,12 +102,7 @@ def recv(a):
     out = {
         "count": seen,
         "lost": max(0, expected - seen),
-        "latency_us": {
-            "p50": pct(lat, 50),
-            "p90": pct(lat, 90),
-            "p99": pct(lat, 99),
-            "max": lat[-1] if lat else None,
-        },
+        "latency_us": summary(lat, (50, 90, 99)),
     }
     print(json.dumps(out))
 
