@@ -8,6 +8,24 @@
 //! This crate must never hold protocol logic or policy: it moves bytes and reports errors.
 
 #![allow(unsafe_code)]
+
+/// `AsRawFd` and `AsFd` for a socket type that owns its descriptor in a field `fd`.
+macro_rules! fd_traits {
+    ($t:ty) => {
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.fd)
+            }
+        }
+    };
+}
+
 #[cfg(feature = "tokio")]
 pub mod async_packet;
 pub mod mmsg;

@@ -9,7 +9,7 @@
 use crate::sockopt::{bind, getsockopt, setsockopt, socket};
 use std::io;
 use std::mem::{MaybeUninit, zeroed};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// The most frames one [`PacketSocket::recv_batch`] or [`PacketSocket::send_batch`] call
 /// moves.
@@ -492,17 +492,7 @@ impl PacketSocket {
     }
 }
 
-impl AsRawFd for PacketSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl AsFd for PacketSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+fd_traits!(PacketSocket);
 
 /// One `recvmmsg(2)` call that does not wait: points header `i` of `hdrs` at slot `i` of
 /// `batch` (an address or control area the caller set stays), receives, and records each

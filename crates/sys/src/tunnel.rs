@@ -7,7 +7,7 @@
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::packet::{FrameBatch, MAX_BATCH, Part, SendOutcome, recv_into, send_all_with, send_now};
 use crate::sockopt::{bind, getsockopt, setsockopt, socket};
@@ -383,17 +383,7 @@ impl TunnelSocket {
     }
 }
 
-impl AsRawFd for TunnelSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl AsFd for TunnelSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+fd_traits!(TunnelSocket);
 
 #[cfg(test)]
 #[path = "tunnel_tests.rs"]

@@ -103,6 +103,14 @@ fn hint(errno: i32) -> &'static str {
 }
 
 impl Error {
+    /// A reply to `op` that did not have the documented layout, for `detail`.
+    pub(crate) fn malformed(op: impl Into<String>, detail: String) -> Self {
+        Error::Malformed {
+            op: op.into(),
+            detail,
+        }
+    }
+
     /// The errno of a kernel refusal, if this is one.
     pub fn errno(&self) -> Option<i32> {
         match self {

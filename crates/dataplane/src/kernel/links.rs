@@ -78,10 +78,7 @@ impl Netlink {
         let mut out = Vec::with_capacity(replies.len());
         for r in replies.iter().filter(|r| r.msg_type == RTM_NEWLINK) {
             out.push(
-                link_msg::parse_link(&r.payload).map_err(|detail| Error::Malformed {
-                    op: op.to_string(),
-                    detail,
-                })?,
+                link_msg::parse_link(&r.payload).map_err(|detail| Error::malformed(op, detail))?,
             );
         }
         Ok(out)
@@ -93,9 +90,6 @@ fn first_link(replies: &[super::socket::Reply], op: &str) -> Result<Option<LinkI
         None => Ok(None),
         Some(r) => link_msg::parse_link(&r.payload)
             .map(Some)
-            .map_err(|detail| Error::Malformed {
-                op: op.to_string(),
-                detail,
-            }),
+            .map_err(|detail| Error::malformed(op, detail)),
     }
 }

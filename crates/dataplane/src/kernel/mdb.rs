@@ -56,10 +56,7 @@ fn dump_records(nl: &mut Netlink, op: &str) -> Result<Vec<MdbRecord>, Error> {
             continue;
         }
         out.extend(
-            mdb_msg::parse_dump_msg(&r.payload).map_err(|detail| Error::Malformed {
-                op: op.to_string(),
-                detail,
-            })?,
+            mdb_msg::parse_dump_msg(&r.payload).map_err(|detail| Error::malformed(op, detail))?,
         );
     }
     Ok(out)

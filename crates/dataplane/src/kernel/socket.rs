@@ -94,10 +94,8 @@ impl Netlink {
             let mut left = chunk.len();
             while left > 0 {
                 self.recv(&op(base))?;
-                let msgs = nl::split_messages(&self.buf).map_err(|detail| Error::Malformed {
-                    op: op(base),
-                    detail,
-                })?;
+                let msgs = nl::split_messages(&self.buf)
+                    .map_err(|detail| Error::malformed(op(base), detail))?;
                 for m in msgs {
                     let Some(idx) = seq_index(first_seq, m.seq, chunk.len()) else {
                         continue; // a late reply to an earlier request
@@ -105,11 +103,8 @@ impl Netlink {
                     if m.msg_type != NLMSG_ERROR || pending[idx].is_some() {
                         continue;
                     }
-                    let ack =
-                        nl::parse_error(m.payload, m.flags).map_err(|detail| Error::Malformed {
-                            op: op(base + idx),
-                            detail,
-                        })?;
+                    let ack = nl::parse_error(m.payload, m.flags)
+                        .map_err(|detail| Error::malformed(op(base + idx), detail))?;
                     pending[idx] = Some(ack_to_result(ack, &op(base + idx)));
                     left -= 1;
                 }
@@ -140,10 +135,8 @@ impl Netlink {
         let mut interrupted = false;
         loop {
             self.recv(op)?;
-            let msgs = nl::split_messages(&self.buf).map_err(|detail| Error::Malformed {
-                op: op.to_string(),
-                detail,
-            })?;
+            let msgs =
+                nl::split_messages(&self.buf).map_err(|detail| Error::malformed(op, detail))?;
             for RawMsg {
                 msg_type,
                 flags,
@@ -160,20 +153,14 @@ impl Netlink {
                 match msg_type {
                     NLMSG_NOOP => {}
                     NLMSG_DONE => {
-                        let ack =
-                            nl::parse_done(payload, flags).map_err(|detail| Error::Malformed {
-                                op: op.to_string(),
-                                detail,
-                            })?;
+                        let ack = nl::parse_done(payload, flags)
+                            .map_err(|detail| Error::malformed(op, detail))?;
                         ack_to_result(ack, op)?;
                         return Ok(if interrupted { None } else { Some(out) });
                     }
                     NLMSG_ERROR => {
-                        let ack =
-                            nl::parse_error(payload, flags).map_err(|detail| Error::Malformed {
-                                op: op.to_string(),
-                                detail,
-                            })?;
+                        let ack = nl::parse_error(payload, flags)
+                            .map_err(|detail| Error::malformed(op, detail))?;
                         ack_to_result(ack, op)?;
                         // A plain ack ends a non-dump GET sent with NLM_F_ACK.
                         return Ok(Some(out));
