@@ -46,22 +46,17 @@ pub fn netns(lab: &str, node: &str) -> String {
 /// The host-side name of a task's veth: `tk<task>` when it fits, else `tk<index>`.
 /// The agent attaches to links matching `tk*`.
 pub fn task_link(task: &str, index: usize) -> String {
-    let name = format!("tk{task}");
-    if name.len() <= 15 {
-        name
-    } else {
-        format!("tk{index}")
-    }
+    link_name(&format!("tk{task}"), &format!("tk{index}"))
 }
 
 /// The VPC-side name of a host's uplink: `v-<host>` when it fits, else `v<index>`.
 pub fn vpc_port(host: &str, index: usize) -> String {
-    let name = format!("v-{host}");
-    if name.len() <= 15 {
-        name
-    } else {
-        format!("v{index}")
-    }
+    link_name(&format!("v-{host}"), &format!("v{index}"))
+}
+
+/// `name` when it fits an interface name (15 bytes, IFNAMSIZ less the NUL), else `short`.
+fn link_name(name: &str, short: &str) -> String {
+    if name.len() <= 15 { name } else { short }.to_string()
 }
 
 /// The VPC router's bridge for a subnet.
