@@ -124,18 +124,18 @@ impl Group {
 
     /// X in EXCLUDE mode: sources with a running timer (still forwarded).
     pub(crate) fn requested(&self) -> BTreeSet<Ipv4Addr> {
-        self.sources
-            .iter()
-            .filter(|(_, s)| s.timer.is_some())
-            .map(|(a, _)| *a)
-            .collect()
+        self.sources_with_timer(true)
     }
 
     /// Y in EXCLUDE mode: sources whose timer is 0 (blocked).
     pub(crate) fn blocked(&self) -> BTreeSet<Ipv4Addr> {
+        self.sources_with_timer(false)
+    }
+
+    fn sources_with_timer(&self, running: bool) -> BTreeSet<Ipv4Addr> {
         self.sources
             .iter()
-            .filter(|(_, s)| s.timer.is_none())
+            .filter(|(_, s)| s.timer.is_some() == running)
             .map(|(a, _)| *a)
             .collect()
     }
