@@ -38,6 +38,19 @@ from .lab import (
 # ---------------------------------------------------------------- probes
 
 
+def last_summary(out):
+    """The last JSON line of `mcgate perf` output that is its summary, or None."""
+    found = None
+    for line in out.splitlines():
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(o, dict) and o.get("summary"):
+            found = o
+    return found
+
+
 def probe(lab, cfg, receivers, group, size, rate, secs):
     """One run: receivers join, the sender sends `rate` ("10g" = as fast as it can) for
     `secs`. Returns per-receiver counts, the sender's count, CPU deltas."""
@@ -67,14 +80,7 @@ def probe(lab, cfg, receivers, group, size, rate, secs):
     m1 = machine_cpu()
     a1 = {h: proc_cpu(p) for h, p in agents.items() if p}
     elapsed = time.monotonic() - t0
-    sent = None
-    for line in out.splitlines():
-        try:
-            o = json.loads(line)
-        except ValueError:
-            continue
-        if o.get("summary"):
-            sent = o
+    sent = last_summary(out)
     if sent is None:
         raise RuntimeError(f"perf send printed no summary: {err.strip()[:300]}")
     res = {"offered": rate, "sent": sent["datagrams"], "send_pps": sent["datagrams_per_second"],
@@ -85,14 +91,7 @@ def probe(lab, cfg, receivers, group, size, rate, secs):
         os.kill(p.pid, signal.SIGINT)
         o, e = finish(p, 5)
         rx_cpu += c or 0.0
-        summ = None
-        for line in o.splitlines():
-            try:
-                j = json.loads(line)
-            except ValueError:
-                continue
-            if j.get("summary"):
-                summ = j
+        summ = last_summary(o)
         got = summ["datagrams"] - summ.get("duplicates", 0) if summ else 0
         loss = 1.0 - got / sent["datagrams"] if sent["datagrams"] else 1.0
         res["receivers"][r] = {"datagrams": got, "loss": max(0.0, loss),
