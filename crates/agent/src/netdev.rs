@@ -84,7 +84,17 @@ pub fn ipv4_addresses() -> BTreeMap<String, Vec<(Ipv4Addr, u8)>> {
     out
 }
 
-/// Every interface whose name matches one of `patterns`.
+/// Whether an interface with these sysfs `flags` and `operstate` can carry frames now:
+/// administratively up and not known to be down. A veth is "lowerlayerdown" until its peer
+/// is up, and a query sent before then is lost (`ENETDOWN`), which would leave a new task's
+/// early reports unanswered until the next startup query. Devices that report no state
+/// ("unknown": tun, dummy) count as up.
+pub fn usable(flags: u32, operstate: &str) -> bool {
+    const IFF_UP: u32 = 0x1;
+    flags & IFF_UP != 0 && !matches!(operstate, "down" | "lowerlayerdown" | "notpresent")
+}
+
+/// Every interface whose name matches one of `patterns` and that is [`usable`] now.
 pub fn scan(patterns: &[String]) -> Vec<NetDev> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
@@ -99,6 +109,12 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
         let Some(ifindex) = read_sys(&name, "ifindex").and_then(|s| s.parse().ok()) else {
             continue;
         };
+        let flags = read_sys(&name, "flags")
+            .and_then(|s| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        if !usable(flags, &read_sys(&name, "operstate").unwrap_or_default()) {
+            continue;
+        }
         let mac = read_sys(&name, "address")
             .and_then(|s| parse_mac(&s))
             .unwrap_or([0; 6]);
@@ -171,6 +187,16 @@ pub mod ipnet_lite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_links_that_carry_frames_are_usable() {
+        assert!(usable(0x1003, "up"));
+        assert!(usable(0x1091, "unknown"));
+        assert!(!usable(0x1002, "down"), "administratively down");
+        assert!(!usable(0x1003, "lowerlayerdown"), "veth whose peer is down");
+        assert!(!usable(0x1003, "down"));
+        assert!(!usable(0x1003, "notpresent"));
+    }
 
     #[test]
     fn globs() {

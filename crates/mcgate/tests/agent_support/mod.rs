@@ -91,7 +91,14 @@ while not stop[0] and time.time() < end:
         pass
     if key in seen:
         dups += 1
-    seen[key] = True
+    seen[key] = time.time()
+# For a failure's log: which sequence numbers never came, and when the next one did.
+got = sorted(int(k[1]) for k in seen if k[1].isdigit())
+gaps = [(n, seen.get((a, str(n + 1).encode()))) for a in {k[0] for k in seen}
+        for n in range(max(got or [0])) if (a, str(n).encode()) not in seen]
+if gaps:
+    print('missing=' + ' '.join('%d(next at %s)' % (n, time.strftime('%H:%M:%S', time.gmtime(t)) + ('%.3f' % (t % 1))[1:] if t else '-')
+                                for n, t in gaps[:20]), flush=True)
 by = {}
 for (src, _) in seen:
     by[src] = by.get(src, 0) + 1
