@@ -191,6 +191,7 @@ pub fn start(
                 underlay: config.underlay,
                 underlay_mtu: config.underlay_mtu,
                 underlay_ifindex: underlay_ifindex(*config.underlay.ip()),
+                wireguard: None,
             },
         )?)),
     }

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 #[cfg(feature = "tokio")]
 pub mod async_packet;
+pub mod fds;
 pub mod mmsg;
 pub mod packet;
 pub mod poll;

@@ -30,7 +30,7 @@ use mcgate_wire::{IgmpSettings, Version};
 
 pub use super::alias::{decode_alias, encode_alias};
 pub use super::bridge_querier::bridge_settings;
-pub use super::status::{DeviceStatus, KernelStatus};
+pub use super::status::{DeviceStatus, KernelStatus, WireguardStatus};
 mod adopt;
 mod host_ports;
 mod worker;
@@ -39,6 +39,7 @@ use self::worker::Worker;
 use super::error::Error;
 use super::socket::Netlink;
 use super::vxlan::{DEVICE_PREFIX, VxlanDevice};
+use super::wireguard::{self, TunnelView, WireguardHost};
 use crate::counters::DataplaneStats;
 use crate::{Dataplane, LinkSpec};
 
@@ -75,6 +76,9 @@ pub struct KernelPlaneConfig {
     pub underlay_mtu: usize,
     /// Index of the interface holding the underlay address.
     pub underlay_ifindex: Option<u32>,
+    /// This host's WireGuard identity; `None`: domains whose tunnel is `wireguard`
+    /// cannot be served (their devices are not made, and the status says why).
+    pub wireguard: Option<WireguardHost>,
 }
 
 pub(crate) enum Command {
@@ -83,6 +87,8 @@ pub(crate) enum Command {
     Mtu(usize),
     Querier(Version, IgmpSettings),
     Static(BTreeSet<(String, Ipv4Addr)>),
+    Tunnels(TunnelView),
+    WireguardHost(WireguardHost),
     /// Stop, taking everything down.
     Shutdown,
     /// Stop, leaving every table in the kernel for a successor (graceful restart).
@@ -112,6 +118,8 @@ impl KernelPlane {
             tracing::info!(devices = ?adopted.removed, "removed VXLAN devices a previous agent left");
         }
         let names: Vec<String> = adopted.devices.iter().map(|d| d.name.clone()).collect();
+        let wg = wireguard::probe();
+        tracing::info!(kind = ?wg.kind, "WireGuard for tunnels: {}", wg.reason);
         if !names.is_empty() {
             tracing::info!(devices = ?names, "took over the VXLAN devices a previous agent left; the kernel forwards by their tables until the controller's state arrives");
         }
@@ -124,6 +132,11 @@ impl KernelPlane {
             KernelStatus {
                 stale_removed: adopted.removed.clone(),
                 adopted: names,
+                wireguard: WireguardStatus {
+                    kind: wg.kind,
+                    reason: wg.reason,
+                    ..WireguardStatus::default()
+                },
                 ..KernelStatus::default()
             },
         )));
@@ -149,6 +162,18 @@ impl KernelPlane {
             Ok(s) => s.1.clone(),
             Err(p) => p.into_inner().1.clone(),
         }
+    }
+
+    /// Hands over the tunnels: each domain's mode, the peers' WireGuard identities and
+    /// this host's tunnel address (from the forwarding state).
+    pub fn set_tunnels(&self, tunnels: TunnelView) {
+        let _ = self.tx.send(Command::Tunnels(tunnels));
+    }
+
+    /// Replaces this host's WireGuard key (or port). Every session is renegotiated;
+    /// rotate after the peers have the new public key (see the wireguard module).
+    pub fn set_wireguard_host(&self, host: WireguardHost) {
+        let _ = self.tx.send(Command::WireguardHost(host));
     }
 
     /// The same as [`status`](Self::status), under the name `dyn Dataplane` offers.
