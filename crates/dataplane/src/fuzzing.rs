@@ -7,7 +7,8 @@
 //! of, so a panic from this module is a bug in the crate, never a property of the input.
 
 use crate::inspect::McastFrame;
-use crate::kernel::{host_port, link_msg, mdb_msg, nl};
+use crate::kernel::wireguard::uapi;
+use crate::kernel::{filter, host_port, link_msg, mdb_msg, nl};
 use crate::relay::checksum::{complete_checksum, complete_partial_udp};
 use crate::relay::decide::parse_capture;
 use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
@@ -115,6 +116,29 @@ fn udp_verifies(frame: &[u8], m: &McastFrame) -> bool {
     })
 }
 
+/// What `nft -j list counters` / `nft -j list tables` print: the filter's drop counters
+/// and tables are read from it.
+pub fn nft_json(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok((inet, bridge)) = filter::parse_drops(&text) {
+        // Counts are summed, never invented: no counter, no drops.
+        if !text.contains(filter::COUNTER) {
+            assert_eq!((inet, bridge), (0, 0));
+        }
+    }
+    if let Ok(tables) = filter::tables_in(&text) {
+        assert!(tables.len() <= text.matches("\"table\"").count());
+    }
+}
+
+/// A userspace WireGuard device's answer to a configuration request (`errno=N`).
+pub fn wireguard_uapi(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(errno) = uapi::parse_answer(&text) {
+        assert!(text.contains(&format!("errno={errno}")) || text.contains("errno="));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mcgate_testbed::corpus::seeds;
@@ -131,6 +155,8 @@ mod tests {
             ("netlink_error", netlink_error),
             ("netlink_tc", netlink_tc),
             ("vnet", vnet),
+            ("nft_json", nft_json),
+            ("wireguard_uapi", wireguard_uapi),
         ]);
     }
 
@@ -181,6 +207,18 @@ mod tests {
         // One clsact; the filter dump has the priority's head and the filter itself.
         assert_eq!(clsact, 1);
         assert!(filter >= 1);
+        let mut drops = (0, 0);
+        for (path, data) in seeds("nft_json") {
+            let text = String::from_utf8_lossy(&data);
+            let d = filter::parse_drops(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            drops = (drops.0 + d.0, drops.1 + d.1);
+        }
+        // mcgate's own counters only (the seed also has another table's).
+        assert_eq!(drops, (7, 3));
+        for (path, data) in seeds("wireguard_uapi") {
+            let errno = uapi::parse_answer(&String::from_utf8_lossy(&data));
+            assert!(errno.is_ok(), "{path:?}: {errno:?}");
+        }
         for (path, data) in seeds("vnet") {
             match parse_capture(&data, false) {
                 Ok((v, m)) => {
