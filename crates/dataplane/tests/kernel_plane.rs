@@ -157,6 +157,7 @@ fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<Forwar
             igmp_settings: IgmpSettings::default(),
             subnets: vec![],
             hosts: vec![],
+            tunnel: Default::default(),
         },
         peers: hosts
             .iter()
@@ -164,6 +165,9 @@ fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<Forwar
             .map(|(i, h)| Peer {
                 host: format!("h{i}"),
                 underlay: SocketAddrV4::new(h.ip, 4789),
+                public_key: String::new(),
+                wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                tunnel_address: Ipv4Addr::UNSPECIFIED,
             })
             .collect(),
         members: members
