@@ -5,20 +5,17 @@
 //! Every namespace is named `mcgk-<pid>-<n>-<role>` and removed when the test ends,
 //! with the processes it started (by PID), even on failure.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use boringtun::x25519::{PublicKey, StaticSecret};
 use mcgate_dataplane::kernel::plane::KernelPlane;
-use mcgate_dataplane::kernel::wireguard::{
-    DEFAULT_POOL, DEVICE, Key, TunnelMode, TunnelView, WgPeer, WireguardHost,
-};
+use mcgate_dataplane::kernel::wireguard::{DEVICE, Key, WireguardHost};
 use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
-use mcgate_dataplane::{Dataplane, DropReason};
+use mcgate_dataplane::{Dataplane, DropReason, HostKey};
+use mcgate_domain::api::Tunnel;
 use mcgate_testbed::lab::PORT;
 use mcgate_testbed::{Lab, wait_until};
 
@@ -26,60 +23,31 @@ mod kernel_support;
 use kernel_support::*;
 
 const WG_PORT: u16 = 51820;
+/// Members of G on h0 and h1 (the tests' receivers on h0's tk2 and h1's tk1).
+const MEMBERS: [(usize, Ipv4Addr); 2] = [(0, G), (1, G)];
 
 /// Host `i`'s key pair from a fixed seed.
-fn keys(seed: u8) -> (Key, Key) {
-    let secret = StaticSecret::from([seed; 32]);
-    let public = PublicKey::from(&secret);
-    (Key(secret.to_bytes()), Key(*public.as_bytes()))
+fn keys(seed: u8) -> HostKey {
+    HostKey::from_bytes([seed; 32])
 }
 
-fn tunnel_address(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 255, 0, 1 + i as u8)
-}
-
-fn wg_host(private_key: Key) -> WireguardHost {
+fn wg_host(key: &HostKey) -> WireguardHost {
     WireguardHost {
-        private_key,
+        private_key: Key(key.secret().to_bytes()),
         listen_port: WG_PORT,
-        pool: DEFAULT_POOL,
-    }
-}
-
-/// What host `me` learns from the controller: the peers' public keys, endpoints and
-/// tunnel addresses, and the domain's tunnel mode.
-fn view(hosts: &[Host], public: &[Key], me: usize, mode: TunnelMode) -> TunnelView {
-    TunnelView {
-        local: Some(tunnel_address(me)),
-        modes: [(VNI, mode)].into(),
-        default: TunnelMode::Wireguard,
-        peers: hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let peer = WgPeer {
-                    public_key: public[i],
-                    endpoint: SocketAddrV4::new(h.ip, WG_PORT),
-                    tunnel_address: tunnel_address(i),
-                };
-                (h.ip, peer)
-            })
-            .collect::<BTreeMap<_, _>>(),
     }
 }
 
 /// Two hosts with planes up, both tasks' domain tunnelled as `mode`, members of G on
 /// h0's tk2 and h1's tk1.
-fn two_planes(lab: &mut Lab, mode: TunnelMode) -> (Vec<Host>, Vec<Key>, [KernelPlane; 2]) {
+fn two_planes(lab: &mut Lab, mode: Tunnel) -> (Vec<Host>, Vec<String>, [KernelPlane; 2]) {
     let hosts = lab_hosts(lab, 2);
     let pairs = [keys(1), keys(2)];
-    let public: Vec<Key> = pairs.iter().map(|p| p.1).collect();
-    let (p0, _) = start_plane_with(&hosts[0], Some(wg_host(pairs[0].0)));
-    let (p1, _) = start_plane_with(&hosts[1], Some(wg_host(pairs[1].0)));
-    let members = [(0, G), (1, G)];
+    let public: Vec<String> = pairs.iter().map(HostKey::public_base64).collect();
+    let (p0, _) = start_plane_with(&hosts[0], Some(wg_host(&pairs[0])));
+    let (p1, _) = start_plane_with(&hosts[1], Some(wg_host(&pairs[1])));
     for (i, p) in [&p0, &p1].into_iter().enumerate() {
-        p.set_tunnels(view(&hosts, &public, i, mode));
-        p.set_table(table(&hosts, i, &members));
+        p.set_table(table_with(&hosts, i, &MEMBERS, mode, &public));
     }
     let ready = wait_until(Duration::from_secs(10), || {
         [&p0, &p1].iter().all(|p| {
@@ -88,7 +56,7 @@ fn two_planes(lab: &mut Lab, mode: TunnelMode) -> (Vec<Host>, Vec<Key>, [KernelP
                     && s.devices.len() == 1
                     && s.devices[0].memberships == 1
                     && s.filter
-                    && (mode == TunnelMode::Vxlan || s.wireguard.peers == 1)
+                    && (mode == Tunnel::Vxlan || s.wireguard.peers == 1)
             })
         })
     });
@@ -176,7 +144,7 @@ impl Drop for Capture {
 fn wireguard_carries_the_domain_and_the_underlay_sees_only_wireguard() {
     require_root!();
     let mut lab = Lab::new("mcgk");
-    let (hosts, public, [p0, p1]) = two_planes(&mut lab, TunnelMode::Wireguard);
+    let (hosts, public, [p0, p1]) = two_planes(&mut lab, Tunnel::Wireguard);
     let mut nl0 = in_ns_netlink(&hosts[0].ns);
 
     // The VXLAN device speaks from the tunnel address, its copies go to the peer's
@@ -243,7 +211,7 @@ fn wireguard_carries_the_domain_and_the_underlay_sees_only_wireguard() {
     // handshake completes), then h1 switches to it.
     let rotated = keys(3);
     let mut new_public = public.clone();
-    new_public[1] = rotated.1;
+    new_public[1] = rotated.public_base64();
     lab.send(t0, a0, G, "rot", 1);
     assert!(wait_until(Duration::from_secs(5), || remote.count("rot") == 1));
     std::thread::scope(|s| {
@@ -253,9 +221,16 @@ fn wireguard_carries_the_domain_and_the_underlay_sees_only_wireguard() {
             }
         });
         std::thread::sleep(Duration::from_millis(500));
-        p0.set_tunnels(view(&hosts, &new_public, 0, TunnelMode::Wireguard));
-        p1.set_tunnels(view(&hosts, &new_public, 1, TunnelMode::Wireguard));
-        p1.set_wireguard_host(wg_host(rotated.0));
+        for (i, p) in [&p0, &p1].into_iter().enumerate() {
+            p.set_table(table_with(
+                &hosts,
+                i,
+                &MEMBERS,
+                Tunnel::Wireguard,
+                &new_public,
+            ));
+        }
+        p1.set_key(rotated);
         sender.join().unwrap();
     });
     assert!(
@@ -359,7 +334,7 @@ fn forge(lab: &Lab, ns: &str, src: Ipv4Addr, dst: Ipv4Addr, tag: &str, count: us
 fn plain_vxlan_is_accepted_only_from_the_domains_peers_and_drops_are_counted() {
     require_root!();
     let mut lab = Lab::new("mcgk");
-    let (hosts, _, [p0, _p1]) = two_planes(&mut lab, TunnelMode::Vxlan);
+    let (hosts, _, [p0, _p1]) = two_planes(&mut lab, Tunnel::Vxlan);
     // Members where the table says there are (h1's is not watched here).
     let _remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
     let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);
@@ -402,7 +377,7 @@ fn plain_vxlan_is_accepted_only_from_the_domains_peers_and_drops_are_counted() {
 fn under_wireguard_only_what_came_out_of_the_tunnel_reaches_vxlan() {
     require_root!();
     let mut lab = Lab::new("mcgk");
-    let (hosts, _, [p0, _p1]) = two_planes(&mut lab, TunnelMode::Wireguard);
+    let (hosts, _, [p0, _p1]) = two_planes(&mut lab, Tunnel::Wireguard);
     // Members where the table says there are (h1's is not watched here).
     let _remote = lab.receiver(&hosts[1].tasks[0].0, &[G]);
     let local = lab.receiver(&hosts[0].tasks[1].0, &[G]);

@@ -1,10 +1,9 @@
-//! RTM_NEWADDR/RTM_DELADDR and RTM_NEWROUTE messages for the WireGuard device: its
-//! tunnel address (/32) and the route to the tunnel address pool through it. Laid out
+//! RTM_NEWADDR/RTM_DELADDR and RTM_NEWROUTE/RTM_DELROUTE messages for the WireGuard
+//! device: its tunnel address (/32) and a /32 route to each peer's through it. Laid out
 //! by `netlink-packet-route`'s types (`include/uapi/linux/if_addr.h`, `rtnetlink.h`).
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
 use netlink_packet_core::Emitable;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
@@ -19,6 +18,7 @@ use super::socket::{Netlink, REQ_ACK};
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 
 fn request(msg_type: u16, flags: u16, header_and_attrs: &impl Emitable) -> MsgBuilder {
     let mut buf = vec![0u8; header_and_attrs.buffer_len()];
@@ -55,12 +55,11 @@ pub(crate) fn del_address(ifindex: u32, addr: Ipv4Addr) -> MsgBuilder {
     request(RTM_DELADDR, REQ_ACK, &address(ifindex, addr))
 }
 
-/// `ip route replace POOL dev IFINDEX scope link proto static`.
-pub(crate) fn replace_route(pool: Ipv4Net, ifindex: u32) -> MsgBuilder {
+fn route(dst: Ipv4Addr, ifindex: u32) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header = RouteHeader {
         address_family: AddressFamily::Inet,
-        destination_prefix_length: pool.prefix_len(),
+        destination_prefix_length: 32,
         table: RouteHeader::RT_TABLE_MAIN,
         protocol: RouteProtocol::Static,
         scope: RouteScope::Link,
@@ -68,10 +67,24 @@ pub(crate) fn replace_route(pool: Ipv4Net, ifindex: u32) -> MsgBuilder {
         ..RouteHeader::default()
     };
     msg.attributes = vec![
-        RouteAttribute::Destination(RouteAddress::Inet(pool.network())),
+        RouteAttribute::Destination(RouteAddress::Inet(dst)),
         RouteAttribute::Oif(ifindex),
     ];
-    request(RTM_NEWROUTE, REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE, &msg)
+    msg
+}
+
+/// `ip route replace DST/32 dev IFINDEX scope link proto static`.
+pub(crate) fn replace_route(dst: Ipv4Addr, ifindex: u32) -> MsgBuilder {
+    request(
+        RTM_NEWROUTE,
+        REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        &route(dst, ifindex),
+    )
+}
+
+/// `ip route del DST/32 dev IFINDEX`.
+pub(crate) fn del_route(dst: Ipv4Addr, ifindex: u32) -> MsgBuilder {
+    request(RTM_DELROUTE, REQ_ACK, &route(dst, ifindex))
 }
 
 impl Netlink {
@@ -94,11 +107,23 @@ impl Netlink {
         }
     }
 
-    /// Routes `pool` through device `ifindex` (replacing any route to it).
-    pub fn replace_route(&mut self, pool: Ipv4Net, ifindex: u32) -> Result<(), Error> {
+    /// Routes `dst/32` through device `ifindex` (replacing any route to it).
+    pub fn replace_route(&mut self, dst: Ipv4Addr, ifindex: u32) -> Result<(), Error> {
         self.request(
-            &replace_route(pool, ifindex),
-            &format!("route {pool} through device #{ifindex}"),
+            &replace_route(dst, ifindex),
+            &format!("route {dst}/32 through device #{ifindex}"),
         )
+    }
+
+    /// Removes the route to `dst/32` through device `ifindex`; one already gone is not
+    /// an error.
+    pub fn del_route(&mut self, dst: Ipv4Addr, ifindex: u32) -> Result<(), Error> {
+        match self.request(
+            &del_route(dst, ifindex),
+            &format!("remove the route to {dst}/32"),
+        ) {
+            Err(e) if e.is_not_found() || e.errno() == Some(libc::ESRCH) => Ok(()),
+            r => r,
+        }
     }
 }

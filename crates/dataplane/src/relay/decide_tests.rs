@@ -36,11 +36,15 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
             igmp_settings: IgmpSettings::default(),
             subnets: vec![],
             hosts: vec![],
+            tunnel: Default::default(),
         },
         peers: (1..=3)
             .map(|n| Peer {
                 host: format!("h{n}"),
                 underlay: underlay(n),
+                public_key: String::new(),
+                wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                tunnel_address: Ipv4Addr::UNSPECIFIED,
             })
             .collect(),
         members: vec![],

@@ -11,7 +11,7 @@ use mcgate_dataplane::kernel::wireguard::WireguardHost;
 use mcgate_dataplane::{Dataplane, LinkSpec};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
-    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage,
+    Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StreamMessage, Tunnel,
 };
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
 use mcgate_testbed::{Lab, in_netns};
@@ -138,8 +138,26 @@ pub fn lab_hosts(lab: &mut Lab, n: u8) -> Vec<Host> {
     hosts
 }
 
-/// The table host `me` gets when `members` (host index, group) have members.
+/// The table host `me` gets when `members` (host index, group) have members, the
+/// domain's tunnel plain VXLAN.
 pub fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<ForwardingTable> {
+    table_with(hosts, me, members, Tunnel::Vxlan, &[])
+}
+
+/// Host `i`'s tunnel address.
+pub fn tunnel_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 255, 0, 1 + i as u8)
+}
+
+/// The same through `tunnel`, host `i` with public key `public[i]` (standard base64,
+/// none if missing), WireGuard on port 51820, tunnel address [`tunnel_address`].
+pub fn table_with(
+    hosts: &[Host],
+    me: usize,
+    members: &[(usize, Ipv4Addr)],
+    tunnel: Tunnel,
+    public: &[String],
+) -> Arc<ForwardingTable> {
     let state = DomainState {
         domain: Domain {
             name: "d1".into(),
@@ -149,6 +167,7 @@ pub fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<Fo
             igmp_settings: IgmpSettings::default(),
             subnets: vec![],
             hosts: vec![],
+            tunnel,
         },
         peers: hosts
             .iter()
@@ -156,6 +175,9 @@ pub fn table(hosts: &[Host], me: usize, members: &[(usize, Ipv4Addr)]) -> Arc<Fo
             .map(|(i, h)| Peer {
                 host: format!("h{i}"),
                 underlay: SocketAddrV4::new(h.ip, 4789),
+                public_key: public.get(i).cloned().unwrap_or_default(),
+                wireguard: SocketAddrV4::new(h.ip, 51820),
+                tunnel_address: tunnel_address(i),
             })
             .collect(),
         members: members

@@ -39,9 +39,9 @@ use self::worker::Worker;
 use super::error::Error;
 use super::socket::Netlink;
 use super::vxlan::{DEVICE_PREFIX, VxlanDevice};
-use super::wireguard::{self, TunnelView, WireguardHost};
+use super::wireguard::{self, Key, WireguardHost};
 use crate::counters::DataplaneStats;
-use crate::{Dataplane, LinkSpec};
+use crate::{Dataplane, HostKey, LinkSpec};
 
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 pub const VXLAN_OVERHEAD: usize = 50;
@@ -87,8 +87,7 @@ pub(crate) enum Command {
     Mtu(usize),
     Querier(Version, IgmpSettings),
     Static(BTreeSet<(String, Ipv4Addr)>),
-    Tunnels(TunnelView),
-    WireguardHost(WireguardHost),
+    HostKey(Key),
     /// Stop, taking everything down.
     Shutdown,
     /// Stop, leaving every table in the kernel for a successor (graceful restart).
@@ -164,18 +163,6 @@ impl KernelPlane {
         }
     }
 
-    /// Hands over the tunnels: each domain's mode, the peers' WireGuard identities and
-    /// this host's tunnel address (from the forwarding state).
-    pub fn set_tunnels(&self, tunnels: TunnelView) {
-        let _ = self.tx.send(Command::Tunnels(tunnels));
-    }
-
-    /// Replaces this host's WireGuard key (or port). Every session is renegotiated;
-    /// rotate after the peers have the new public key (see the wireguard module).
-    pub fn set_wireguard_host(&self, host: WireguardHost) {
-        let _ = self.tx.send(Command::WireguardHost(host));
-    }
-
     /// The same as [`status`](Self::status), under the name `dyn Dataplane` offers.
     pub fn kernel_status(&self) -> Option<KernelStatus> {
         Some(self.status())
@@ -201,6 +188,13 @@ impl Dataplane for KernelPlane {
 
     fn set_querier(&self, version: Version, settings: IgmpSettings) {
         let _ = self.tx.send(Command::Querier(version, settings));
+    }
+
+    /// Rotation: every WireGuard session is renegotiated with the new key. The peers
+    /// must have the new public key first (the controller spreads it): a peer still on
+    /// the old one cannot complete a handshake until it has it.
+    fn set_key(&self, key: HostKey) {
+        let _ = self.tx.send(Command::HostKey(Key(key.secret().to_bytes())));
     }
 
     fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {

@@ -144,7 +144,7 @@ impl Worker {
             failures: 0,
             last_error: None,
             warned_no_bridge: false,
-            tunnels: TunnelView::untold(),
+            tunnels: TunnelView::default(),
             wg: None,
             filter: FilterState {
                 // A predecessor's tables are adopted by the first update, or removed.
@@ -169,6 +169,7 @@ impl Worker {
             for cmd in cmds {
                 match cmd {
                     Command::Table(t) => {
+                        self.tunnels = TunnelView::from_table(&t);
                         self.table = t;
                         self.tables += 1;
                         self.dirty = true;
@@ -188,13 +189,7 @@ impl Worker {
                             self.dirty = true;
                         }
                     }
-                    Command::Tunnels(t) => {
-                        if t != self.tunnels {
-                            self.tunnels = t;
-                            self.dirty = true;
-                        }
-                    }
-                    Command::WireguardHost(h) => self.set_wireguard_host(h),
+                    Command::HostKey(k) => self.set_host_key(k),
                     Command::Static(m) => {
                         if m != self.statics {
                             self.statics = m;

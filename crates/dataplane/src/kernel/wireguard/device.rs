@@ -8,7 +8,7 @@
 //! boringtun holds it open: dropping [`WgDevice`] stops boringtun and the kernel removes
 //! the device, its address and its route.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::IntoRawFd;
@@ -16,7 +16,6 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use boringtun::device::{DeviceConfig, DeviceHandle};
-use ipnet::Ipv4Net;
 
 use super::super::error::Error;
 use super::super::link_msg;
@@ -143,14 +142,8 @@ impl WgDevice {
         self.configure(&req)
     }
 
-    /// Puts `addr/32` on the device (replacing a previous tunnel address) and routes
-    /// `pool` through it.
-    pub fn set_address(
-        &mut self,
-        nl: &mut Netlink,
-        addr: Ipv4Addr,
-        pool: Ipv4Net,
-    ) -> Result<(), Error> {
+    /// Puts `addr/32` on the device (replacing a previous tunnel address).
+    pub fn set_address(&mut self, nl: &mut Netlink, addr: Ipv4Addr) -> Result<(), Error> {
         if self.address == Some(addr) {
             return Ok(());
         }
@@ -159,12 +152,13 @@ impl WgDevice {
         }
         nl.add_address(self.ifindex, addr)?;
         self.address = Some(addr);
-        nl.replace_route(pool, self.ifindex)
+        Ok(())
     }
 
-    /// Makes the device's peers exactly `wanted`; returns how many changed. A peer
-    /// whose key changed is removed and its successor added in the same request.
-    pub fn set_peers(&mut self, wanted: &[WgPeer]) -> Result<usize, Error> {
+    /// Makes the device's peers exactly `wanted`, each tunnel address routed through
+    /// the device (`/32`); returns how many changed. A peer whose key changed is replaced
+    /// by its successor in the same request.
+    pub fn set_peers(&mut self, nl: &mut Netlink, wanted: &[WgPeer]) -> Result<usize, Error> {
         let want: BTreeMap<Key, WgPeer> =
             wanted.iter().map(|p| (p.public_key, p.clone())).collect();
         let mut changes: Vec<PeerChange> = self
@@ -182,7 +176,15 @@ impl WgDevice {
             return Ok(0);
         }
         self.configure(&uapi::set_peers(&changes))?;
+        let before: BTreeSet<Ipv4Addr> = self.peers.values().map(|p| p.tunnel_address).collect();
+        let after: BTreeSet<Ipv4Addr> = want.values().map(|p| p.tunnel_address).collect();
         self.peers = want;
+        for gone in before.difference(&after) {
+            nl.del_route(*gone, self.ifindex)?;
+        }
+        for new in after.difference(&before) {
+            nl.replace_route(*new, self.ifindex)?;
+        }
         Ok(changes.len())
     }
 

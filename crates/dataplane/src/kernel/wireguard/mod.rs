@@ -5,8 +5,8 @@
 //! The device (`mcgwg0`) is the kernel's own `wireguard` link where the kernel has the
 //! module, otherwise a userspace WireGuard TUN device run inside the agent by boringtun,
 //! as wireguard-go does on such kernels ([`probe`] says which and why). Either way:
-//! - the device holds the host's tunnel address (`/32`) and the route to the tunnel
-//!   address pool; the domain's VXLAN device uses the tunnel address as its local
+//! - the device holds the host's tunnel address (`/32`) and a `/32` route to each
+//!   peer's; the domain's VXLAN device uses the tunnel address as its local
 //!   address and its MDB entries name the peers' tunnel addresses, so every VXLAN packet
 //!   is routed into the device;
 //! - each peer is (public key, endpoint, allowed IPs = its tunnel address/32): what the
@@ -23,7 +23,8 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use ipnet::Ipv4Net;
+use mcgate_domain::forwarding::ForwardingTable;
+use mcgate_domain::keys::decode_key;
 
 mod device;
 mod probe;
@@ -39,8 +40,6 @@ pub const DEFAULT_PORT: u16 = 51820;
 /// Bytes WireGuard adds around each packet over IPv4: IPv4 (20) + UDP (8) + transport
 /// message header (16) + Poly1305 tag (16).
 pub const WG_OVERHEAD: usize = 60;
-/// The tunnel address pool unless configured otherwise.
-pub const DEFAULT_POOL: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 255, 0, 0), 16);
 
 /// A Curve25519 key (public or private), 32 bytes. `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,19 +69,10 @@ pub struct WireguardHost {
     pub private_key: Key,
     /// UDP port the device listens on.
     pub listen_port: u16,
-    /// The tunnel address pool, routed through the device.
-    pub pool: Ipv4Net,
 }
 
-/// How a domain's VXLAN crosses the underlay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum TunnelMode {
-    /// Inside WireGuard (the default).
-    #[default]
-    Wireguard,
-    /// Plain VXLAN, accepted only from the domain's peers' underlay addresses.
-    Vxlan,
-}
+/// How a domain's VXLAN crosses the underlay (the domain's `tunnel` setting).
+pub use mcgate_domain::api::Tunnel as TunnelMode;
 
 /// What the forwarding table says about the tunnels: per domain its mode, per peer
 /// (by underlay address) its WireGuard identity, and this host's tunnel address.
@@ -90,26 +80,38 @@ pub enum TunnelMode {
 pub struct TunnelView {
     /// This host's tunnel address, once the controller assigned one.
     pub local: Option<Ipv4Addr>,
-    /// Per VNI; a domain not listed uses `default`.
+    /// Per VNI.
     pub modes: BTreeMap<u32, TunnelMode>,
-    /// The mode of a domain not in `modes`.
-    pub default: TunnelMode,
-    /// Per underlay address.
+    /// Per underlay address; peers without a valid public key are left out.
     pub peers: BTreeMap<Ipv4Addr, WgPeer>,
 }
 
 impl TunnelView {
-    /// What a plane assumes before it is told anything about tunnels: plain VXLAN for
-    /// every domain (the forwarding state named no tunnel, no key, no address).
-    pub fn untold() -> Self {
-        Self {
-            default: TunnelMode::Vxlan,
-            ..Self::default()
+    /// The view of `table`. Pure.
+    pub fn from_table(table: &ForwardingTable) -> Self {
+        let mut v = Self::default();
+        for d in table.domains() {
+            v.modes.insert(d.vni, d.tunnel);
+            v.local = v.local.or(d.tunnel_address);
+            for p in &d.tunnel_peers {
+                let Some(key) = decode_key(&p.public_key) else {
+                    continue;
+                };
+                v.peers.insert(
+                    *p.underlay.ip(),
+                    WgPeer {
+                        public_key: Key(key),
+                        endpoint: p.wireguard,
+                        tunnel_address: p.tunnel_address,
+                    },
+                );
+            }
         }
+        v
     }
 
-    /// The mode of domain `vni`.
+    /// The mode of domain `vni` (the default, WireGuard, for a domain not in the table).
     pub fn mode(&self, vni: u32) -> TunnelMode {
-        self.modes.get(&vni).copied().unwrap_or(self.default)
+        self.modes.get(&vni).copied().unwrap_or_default()
     }
 }

@@ -9,7 +9,7 @@ use super::super::super::filter::{self, FilterSpec, Senders};
 use super::super::super::membership::RemoteMembership;
 use super::super::super::plan::DomainPlan;
 use super::super::super::wireguard::{
-    self, TunnelMode, WG_OVERHEAD, WgDevice, WgPeer, WireguardHost,
+    self, Key, TunnelMode, WG_OVERHEAD, WgDevice, WgPeer, WireguardHost,
 };
 use super::Worker;
 use crate::kernel::plane::VXLAN_OVERHEAD;
@@ -126,18 +126,26 @@ impl Worker {
             return Ok(());
         };
         if let Some(addr) = local {
-            dev.set_address(&mut self.nl, addr, host.pool)?;
+            dev.set_address(&mut self.nl, addr)?;
         }
-        let changed = dev.set_peers(&peers)?;
+        let changed = dev.set_peers(&mut self.nl, &peers)?;
         if changed > 0 {
             tracing::info!(device = %dev.name, peers = peers.len(), changed, "WireGuard peers updated");
         }
         Ok(())
     }
 
-    /// This host's key or port changed.
-    pub(super) fn set_wireguard_host(&mut self, host: WireguardHost) {
-        if self.config.wireguard.as_ref() == Some(&host) {
+    /// This host's key changed (rotation).
+    pub(super) fn set_host_key(&mut self, key: Key) {
+        let Some(old) = self.config.wireguard.as_ref() else {
+            tracing::warn!("a new WireGuard key but no WireGuard port: ignored");
+            return;
+        };
+        let host = WireguardHost {
+            private_key: key,
+            ..old.clone()
+        };
+        if *old == host {
             return;
         }
         if let Some(dev) = self.wg.as_mut() {
