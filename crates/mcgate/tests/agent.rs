@@ -12,7 +12,7 @@
 mod agent_support;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -200,10 +200,26 @@ fn kernel_sends_to(t: &Topo, sender: usize, group: &str, remotes: &[usize]) -> b
         return false;
     };
     remotes.iter().all(|&r| {
+        let dsts = vxlan_destinations(t, r);
         k.vxlan_entries
             .iter()
-            .any(|e| e.group.to_string() == group && e.dst.to_string() == t.hosts[r].ip)
+            .any(|e| e.group.to_string() == group && dsts.contains(&e.dst.to_string()))
     })
+}
+
+/// Where VXLAN copies for host `r` go: its underlay address (plain VXLAN), or its
+/// tunnel address when the domain tunnels through WireGuard (as its kernel data plane
+/// reports it).
+fn vxlan_destinations(t: &Topo, r: usize) -> Vec<String> {
+    let mut dsts = vec![t.hosts[r].ip.clone()];
+    if let Some(a) = t.stats_doc(r).and_then(|s| {
+        s["dataplane"]["kernel"]["wireguard"]["tunnel_address"]
+            .as_str()
+            .map(String::from)
+    }) {
+        dsts.push(a);
+    }
+    dsts
 }
 
 /// Host `h`'s peers in domain [`VNI`], by name.
@@ -1270,8 +1286,25 @@ fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
         let Some(k) = t.kernel_tables(0, 4100) else {
             return false;
         };
-        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> =
-            k.vxlan_entries.iter().map(|e| (e.group, e.dst)).collect();
+        // A WireGuard domain's entries name tunnel addresses: compare by host.
+        let underlay_of: BTreeMap<String, String> = (0..t.hosts.len())
+            .flat_map(|h| {
+                vxlan_destinations(t, h)
+                    .into_iter()
+                    .map(move |d| (d, t.hosts[h].ip.clone()))
+            })
+            .collect();
+        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> = k
+            .vxlan_entries
+            .iter()
+            .map(|e| {
+                let dst = underlay_of
+                    .get(&e.dst.to_string())
+                    .and_then(|u| u.parse().ok())
+                    .unwrap_or(e.dst);
+                (e.group, dst)
+            })
+            .collect();
         let exact = got == *want
             && k.vxlan_entries.len() == want.len()
             && k.vxlan_entries.iter().all(|e| e.source.is_none())

@@ -139,7 +139,10 @@ impl WgDevice {
         req.pop();
         let body = uapi::set_peers(&peers.into_iter().map(PeerChange::Set).collect::<Vec<_>>());
         req.push_str(body.trim_start_matches("set=1\n"));
-        self.configure(&req)
+        self.configure(&req)?;
+        // Peers that already have the new public key complete a handshake at once.
+        self.prime(self.peers.values().map(|p| p.tunnel_address));
+        Ok(())
     }
 
     /// Puts `addr/32` on the device (replacing a previous tunnel address).
@@ -185,7 +188,30 @@ impl WgDevice {
         for new in after.difference(&before) {
             nl.replace_route(*new, self.ifindex)?;
         }
+        self.prime(changes.iter().filter_map(|c| match c {
+            PeerChange::Set(p) => Some(p.tunnel_address),
+            PeerChange::Remove(_) => None,
+        }));
         Ok(changes.len())
+    }
+
+    /// Starts the handshake with each of `peers` now, rather than with a flow's first
+    /// packets: boringtun queues only 256 packets per peer while a handshake is under
+    /// way, and a burst would lose the rest. One empty datagram to the discard port
+    /// (RFC 863) of the peer's tunnel address does it; the peer's kernel answers it with
+    /// an ICMP port unreachable at most.
+    fn prime(&self, peers: impl Iterator<Item = Ipv4Addr>) {
+        let Some(local) = self.address else {
+            return;
+        };
+        let Ok(sock) = std::net::UdpSocket::bind((local, 0)) else {
+            return;
+        };
+        for p in peers {
+            if let Err(e) = sock.send_to(&[], (p, 9)) {
+                tracing::debug!(peer = %p, error = %e, "cannot start a WireGuard handshake early");
+            }
+        }
     }
 
     /// The peers as configured.

@@ -10,6 +10,10 @@ use std::fmt::Write as _;
 
 use super::{Key, WgPeer};
 
+/// Persistent keepalive, in seconds (WireGuard's usual 25): sessions stay established
+/// while a domain is idle, so the first packets of a flow never wait for a handshake.
+pub const KEEPALIVE_S: u16 = 25;
+
 /// One change to the device's peers, in the order it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerChange {
@@ -54,7 +58,8 @@ pub fn set_peers(changes: &[PeerChange]) -> String {
     for p in sets {
         let _ = write!(
             s,
-            "public_key={}\nendpoint={}\nreplace_allowed_ips=true\nallowed_ip={}/32\n",
+            "public_key={}\nendpoint={}\npersistent_keepalive_interval={KEEPALIVE_S}\n\
+             replace_allowed_ips=true\nallowed_ip={}/32\n",
             hex(&p.public_key.0),
             p.endpoint,
             p.tunnel_address
@@ -117,7 +122,7 @@ mod tests {
         assert_eq!(
             s,
             format!(
-                "set=1\npublic_key={}\nendpoint=10.0.0.3:51820\n\
+                "set=1\npublic_key={}\nendpoint=10.0.0.3:51820\npersistent_keepalive_interval=25\n\
                  replace_allowed_ips=true\nallowed_ip=10.255.0.3/32\npublic_key={}\nremove=true\n\n",
                 "03".repeat(32),
                 "02".repeat(32)
