@@ -11,8 +11,9 @@
 //!   and the older ones are dropped [`SWITCH_GRACE`] after the newest has one (or
 //!   [`KEY_GRACE`] after the rotation at the latest).
 //! - Timers (handshake retries, keepalives, rekeying) run from [`Wg::tick`], which the
-//!   relay's thread calls a few times a second; this module reads the clock only there
-//!   and through boringtun.
+//!   relay's thread calls a few times a second; a tick also starts a handshake with
+//!   every current peer that has no session, so flows never wait for one. This module
+//!   reads the clock only through its callers and boringtun.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -376,6 +377,29 @@ impl Wg {
     /// Runs every session's timers (retries, keepalives, rekeying; what they send goes
     /// to `send`) and retires sessions and own keys that rotation replaced.
     pub fn tick(&mut self, now: Instant, send: Send<'_>) {
+        // Every current peer gets a session before traffic needs one: a burst at the
+        // start of a flow would otherwise wait for the handshake, and boringtun queues
+        // only so much meanwhile.
+        if let Some(own) = self.newest_own() {
+            let peers: Vec<[u8; 32]> = self.by_address.values().copied().collect();
+            for peer in peers {
+                let index = match self.find_session(&own, &peer) {
+                    Some(i) => i,
+                    None => match self.new_session(own, peer, now) {
+                        Some(i) => i,
+                        None => continue,
+                    },
+                };
+                let endpoint = self.peers.get(&peer).map(|p| p.endpoint);
+                if let (Some(s), Some(endpoint)) = (self.sessions.get_mut(&index), endpoint)
+                    && s.tunn.time_since_last_handshake().is_none()
+                    && let TunnResult::WriteToNetwork(m) =
+                        s.tunn.format_handshake_initiation(&mut self.scratch, false)
+                {
+                    send(endpoint, m);
+                }
+            }
+        }
         for s in self.sessions.values_mut() {
             let Some(endpoint) = self.peers.get(&s.peer).map(|p| p.endpoint) else {
                 continue;

@@ -294,3 +294,18 @@ fn rotating_the_senders_key_loses_nothing() {
 fn rotating_the_receivers_key_loses_nothing() {
     rotation(false);
 }
+
+#[test]
+fn a_tick_makes_sessions_before_traffic_needs_them() {
+    let now = Instant::now();
+    let (mut a, mut b, ..) = pair(now);
+    a.tick(now);
+    assert_eq!(a.sent.len(), 1, "one handshake initiation to h2");
+    run(&mut a, &mut b, now);
+    // The first packet goes out at once, sealed, with no handshake before it.
+    a.seal(2, &inner(1), now);
+    assert_eq!(a.sent.len(), 1);
+    assert_eq!(a.sent[0].1.first(), Some(&4), "a transport message");
+    run(&mut a, &mut b, now);
+    assert_eq!(b.got, vec![inner(1)]);
+}
