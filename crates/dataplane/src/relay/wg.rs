@@ -85,6 +85,8 @@ pub struct Wg {
     by_address: HashMap<Ipv4Addr, [u8; 32]>,
     /// Sessions by their 24-bit index.
     sessions: HashMap<u32, Session>,
+    /// Session index by (own key, peer key): the per-packet lookup.
+    pairs: HashMap<([u8; 32], [u8; 32]), u32>,
     next_index: u32,
     scratch: Vec<u8>,
 }
@@ -113,6 +115,7 @@ impl Wg {
             peers: HashMap::new(),
             by_address: HashMap::new(),
             sessions: HashMap::new(),
+            pairs: HashMap::new(),
             next_index: 1,
             // Packets queued during a handshake are sealed here: room for the largest.
             scratch: vec![0; SCRATCH],
@@ -178,6 +181,13 @@ impl Wg {
         self.peers = current;
         let peers = &self.peers;
         self.sessions.retain(|_, s| peers.contains_key(&s.peer));
+        self.forget_pairs();
+    }
+
+    /// Drops the pair entries of sessions that are gone.
+    fn forget_pairs(&mut self) {
+        let sessions = &self.sessions;
+        self.pairs.retain(|_, i| sessions.contains_key(i));
     }
 
     /// Whether tunnel address `addr` is a WireGuard peer's.
@@ -193,6 +203,7 @@ impl Wg {
         }
         self.next_index = (index + 1) & 0x00ff_ffff;
         let tunn = Tunn::new(secret, PublicKey::from(peer), None, None, index, None).ok()?;
+        self.pairs.insert((own, peer), index);
         self.sessions.insert(
             index,
             Session {
@@ -207,11 +218,7 @@ impl Wg {
     }
 
     fn find_session(&self, own: &[u8; 32], peer: &[u8; 32]) -> Option<u32> {
-        self.sessions
-            .iter()
-            .filter(|(_, s)| &s.own == own && &s.peer == peer)
-            .map(|(i, _)| *i)
-            .next()
+        self.pairs.get(&(*own, *peer)).copied()
     }
 
     /// Encrypts inner packet `inner` for the peer with tunnel address `to` into `out`
@@ -455,6 +462,7 @@ impl Wg {
                 None => !too_old(s),
             }
         });
+        self.forget_pairs();
         // Rotated-away peer keys with no session left are forgotten.
         let by_address = &self.by_address;
         let sessions = &self.sessions;
