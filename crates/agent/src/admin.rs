@@ -165,6 +165,7 @@ pub fn stats_json(
         "underlay": view.underlay,
         "underlay_interface": view.underlay_interface,
         "igmp_mode": view.igmp_mode,
+        "wireguard": view.wireguard,
         "controller": status,
         "domains": view.domains,
         "links": links,

@@ -139,6 +139,67 @@ pub fn wireguard_uapi(data: &[u8]) {
     }
 }
 
+/// A WireGuard message arriving from a peer's endpoint, opened as the relay does, and
+/// the same bytes checked as the inner packet a transport message carries.
+pub fn wireguard(data: &[u8]) {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Instant;
+
+    use mcgate_domain::api::{Domain, DomainState, Peer, StreamMessage, Tunnel};
+    use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+
+    use crate::HostKey;
+    use crate::relay::{inner, wg};
+
+    let (local, peer_addr) = (Ipv4Addr::new(10, 255, 0, 1), Ipv4Addr::new(10, 255, 0, 2));
+    if let Ok(i) = inner::check(data, peer_addr, local) {
+        assert!(i.offset + i.len <= data.len(), "{i:?}");
+        assert_eq!((i.src, i.dst), (peer_addr, local));
+    }
+    let (own, peer) = (HostKey::from_bytes([1; 32]), HostKey::from_bytes([2; 32]));
+    let endpoint = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 51820);
+    let host = |n: u8, key: &HostKey| Peer {
+        host: format!("h{n}"),
+        underlay: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 4789),
+        public_key: key.public_base64(),
+        wireguard: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 51820),
+        tunnel_address: Ipv4Addr::new(10, 255, 0, n),
+    };
+    let mut view = DomainView::new();
+    view.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains: vec![DomainState {
+            domain: Domain {
+                name: "d".into(),
+                vni: 1,
+                igmp: Default::default(),
+                static_sources: false,
+                igmp_settings: Default::default(),
+                subnets: vec![],
+                hosts: vec![],
+                tunnel: Tunnel::Wireguard,
+            },
+            peers: vec![host(1, &own), host(2, &peer)],
+            members: vec![],
+            static_members: vec![],
+            static_sources: vec![],
+        }],
+    });
+    let table = ForwardingTable::compute(&view, "h1", &[], &LocalMembership::new());
+    let mut state = wg::Wg::new(own, Instant::now());
+    state.set_table(&table);
+    let mut out = vec![0u8; data.len().max(wg::MIN_OUT)];
+    let mut replies = 0usize;
+    let opened = state.open(endpoint, data, &mut out, Instant::now(), &mut |_, m| {
+        assert!(!m.is_empty());
+        replies += 1;
+    });
+    if let Ok(Some(o)) = opened {
+        assert!(o.len <= out.len());
+        assert_eq!(o.peer, peer_addr);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mcgate_testbed::corpus::seeds;
@@ -157,6 +218,7 @@ mod tests {
             ("vnet", vnet),
             ("nft_json", nft_json),
             ("wireguard_uapi", wireguard_uapi),
+            ("wireguard", wireguard),
         ]);
     }
 

@@ -531,6 +531,14 @@ pub struct AgentInfo {
     pub memberships: usize,
     /// The agent's data plane, if it said.
     pub dataplane: Option<String>,
+    /// Its WireGuard public key (standard base64; empty when it has none).
+    #[serde(default)]
+    #[schema(schema_with = schema::public_key)]
+    pub public_key: String,
+    /// Its address inside the tunnel.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_or_null)]
+    pub tunnel_address: Option<Ipv4Addr>,
 }
 
 /// The body of every 4xx/5xx answer.

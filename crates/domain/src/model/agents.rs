@@ -203,6 +203,8 @@ impl Model {
                 last_seen_ms: now_ms.saturating_sub(a.last_seen_ms),
                 memberships: a.membership_count(),
                 dataplane: a.registration.dataplane.clone(),
+                public_key: a.registration.public_key.clone(),
+                tunnel_address: Some(a.tunnel_address),
             })
             .collect()
     }
