@@ -48,6 +48,7 @@ def markdown(res):
     a("")
     if any(x["case"] == 1 for x in c):
         section_replication(a, c, res)
+        section_encryption(a, c)
     if any(x["case"] == 2 for x in c):
         section_same_host(a, c)
     body_rest(a, c, res)
@@ -340,3 +341,38 @@ def short(x):
     if x["case"] == 6:
         return f"ratio {x.get('ratio')}"
     return ""
+
+
+def section_encryption(a, c):
+    """The relay inside WireGuard against the relay in plain VXLAN and the kernel's
+    head-end replication, same run, same sizes and remote hosts."""
+    rows = {(x.get("dataplane"), x["size"], x["remote_hosts"]): x for x in c if x["case"] == 1}
+    keys = sorted({(s, r) for (d, s, r) in rows if d == "userspace"})
+    if not any(("userspace+vxlan", s, r) in rows for s, r in keys):
+        return
+    a("### Encryption's cost (userspace relay)")
+    a("")
+    a("`userspace`: the domain's default `tunnel = \"wireguard\"`; `userspace+vxlan`: the same "
+      "relay with `tunnel = \"vxlan\"`. Targets: encrypted >= 70% of unencrypted at 1470 B, "
+      "and >= the kernel's unencrypted head-end replication.")
+    a("")
+    a("| size | remote hosts | encrypted pps | unencrypted pps | encrypted / unencrypted "
+      "| kernel head-end pps | encrypted / kernel |")
+    a("|---|---|---|---|---|---|---|")
+    for s, r in keys:
+        e = rows.get(("userspace", s, r))
+        u = rows.get(("userspace+vxlan", s, r))
+        if not e or not u:
+            continue
+        ep, up, kp = (e["mcgate"].get("pps"), u["mcgate"].get("pps"),
+                      e["baseline"].get("pps"))
+        a(f"| {s} B | {r} | {ep} | {up} | {ratio(ep, up)} | {kp} | {ratio(ep, kp)} |")
+    a("")
+
+
+def ratio(x, y):
+    """x / y to two places, or '-'."""
+    try:
+        return f"{float(x) / float(y):.2f}"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "-"

@@ -87,3 +87,20 @@ class Render(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Encryption(unittest.TestCase):
+    def test_encrypted_and_unencrypted_relay_rows_make_the_cost_table(self):
+        from mcgate_bench.render import section_encryption
+        rows = []
+        for dp, pps in [("userspace", 70000), ("userspace+vxlan", 100000)]:
+            rows.append({"case": 1, "dataplane": dp, "size": 1470, "remote_hosts": 1,
+                         "mcgate": {"pps": pps}, "baseline": {"pps": 50000}})
+        out = []
+        section_encryption(out.append, rows)
+        line = next(ln for ln in out if ln.startswith("| 1470 B"))
+        self.assertEqual(line, "| 1470 B | 1 | 70000 | 100000 | 0.70 | 50000 | 1.40 |")
+        # Without the unencrypted relay's rows there is no table.
+        out = []
+        section_encryption(out.append, rows[:1])
+        self.assertEqual(out, [])

@@ -1,6 +1,7 @@
 //! The agent's local admin endpoint: `GET /metrics` (Prometheus text or OpenMetrics,
 //! see [`crate::metrics`]) and `GET /v1/stats` (JSON), on TCP or a Unix socket.
-//! Read-only.
+//! On a Unix socket only (whose file mode decides who may write), also
+//! `POST /v1/rotate-key`: a new WireGuard key pair for the host.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use mcgate_dataplane::{Counter, Dataplane, DataplaneStats, Drops};
 use serde_json::{Value, json};
 
@@ -26,7 +27,12 @@ pub struct AdminState {
     pub status: SharedStatus,
     /// The data plane, for its counters.
     pub dataplane: Arc<dyn Dataplane>,
+    /// Asks the agent for a new WireGuard key; the answer is the new public key.
+    pub rotate: tokio::sync::mpsc::Sender<RotateRequest>,
 }
+
+/// A key rotation asked for on the admin endpoint, with where to answer.
+pub type RotateRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 /// A bound admin listener.
 pub enum AdminListener {
@@ -54,14 +60,34 @@ pub async fn bind(addr: &AdminAddr) -> std::io::Result<AdminListener> {
 pub async fn serve(listener: AdminListener, state: AdminState) {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/v1/stats", get(stats))
-        .with_state(state);
+        .route("/v1/stats", get(stats));
     let res = match listener {
-        AdminListener::Tcp(l) => axum::serve(l, app).await,
-        AdminListener::Unix(l) => axum::serve(l, app).await,
+        AdminListener::Tcp(l) => axum::serve(l, app.with_state(state)).await,
+        AdminListener::Unix(l) => {
+            let app = app.route("/v1/rotate-key", post(rotate_key));
+            axum::serve(l, app.with_state(state)).await
+        }
     };
     if let Err(e) = res {
         tracing::error!(error = %e, "admin endpoint failed");
+    }
+}
+
+/// `POST /v1/rotate-key`: 200 with `{"public_key": ...}` once the new key is in use
+/// and the re-registration is under way; 503 when the agent cannot.
+async fn rotate_key(State(s): State<AdminState>) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if s.rotate.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(public_key)) => axum::Json(json!({ "public_key": public_key })).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": e })),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n").into_response(),
     }
 }
 
@@ -139,6 +165,7 @@ pub fn stats_json(
         "underlay": view.underlay,
         "underlay_interface": view.underlay_interface,
         "igmp_mode": view.igmp_mode,
+        "wireguard": view.wireguard,
         "controller": status,
         "domains": view.domains,
         "links": links,

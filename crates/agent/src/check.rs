@@ -401,6 +401,8 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             dataplane: args.dataplane.clone(),
             state_dir: None,
             check: true,
+            wireguard_port: None,
+            rotate_key: false,
         };
         args.controller
             .get_or_insert_with(|| "http://127.0.0.1:7400".into());

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use mcgate_dataplane::choose::Requested;
-use mcgate_domain::api::VXLAN_PORT;
+use mcgate_domain::api::{VXLAN_PORT, WIREGUARD_PORT};
 use serde::Deserialize;
 
 use crate::AgentArgs;
@@ -39,6 +39,17 @@ pub struct AgentConfig {
     pub dataplane: Requested,
     /// Where the state file is kept, if anywhere.
     pub state_dir: Option<PathBuf>,
+    /// The local WireGuard endpoint: the underlay address and this port.
+    pub wireguard_port: u16,
+    /// Generate a new WireGuard key pair at start.
+    pub rotate_key: bool,
+}
+
+impl AgentConfig {
+    /// The local WireGuard endpoint.
+    pub fn wireguard(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(*self.underlay.ip(), self.wireguard_port)
+    }
 }
 
 /// Why the settings cannot be used.
@@ -93,6 +104,8 @@ struct FileConfig {
     dataplane: Option<String>,
     #[serde(rename = "state-dir")]
     state_dir: Option<PathBuf>,
+    #[serde(rename = "wireguard-port")]
+    wireguard_port: Option<u16>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -225,6 +238,17 @@ impl AgentConfig {
                 why: "give a directory".into(),
             });
         }
+        let wireguard_port = args
+            .wireguard_port
+            .or(file.wireguard_port)
+            .unwrap_or(WIREGUARD_PORT);
+        if wireguard_port == 0 || wireguard_port == underlay.port() {
+            return Err(ConfigError::Invalid {
+                key: "wireguard-port",
+                value: wireguard_port.to_string(),
+                why: "give a UDP port other than 0 and the underlay's VXLAN port".into(),
+            });
+        }
         Ok(Self {
             controller,
             host,
@@ -234,6 +258,8 @@ impl AgentConfig {
             admin,
             dataplane,
             state_dir,
+            wireguard_port,
+            rotate_key: args.rotate_key,
         })
     }
 }
@@ -254,6 +280,8 @@ mod tests {
             dataplane: None,
             state_dir: None,
             check: false,
+            wireguard_port: None,
+            rotate_key: false,
         }
     }
 

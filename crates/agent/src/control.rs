@@ -56,6 +56,9 @@ pub enum SessionInput {
     /// The registration changed (links came or went): used at the next registration.
     /// Not a reason to register again: that would churn the session for nothing.
     Registration(AgentRegistration),
+    /// The registration changed in a way peers must see (a new WireGuard key): register
+    /// again at once.
+    Reregister(AgentRegistration),
 }
 
 /// The controller connection as shown in stats.
@@ -147,7 +150,9 @@ async fn absorb_until(
             msg = rx.recv() => match msg {
                 None => return false,
                 Some(SessionInput::Membership(m)) => absorb(mirror, m),
-                Some(SessionInput::Registration(r)) => *registration = r,
+                Some(SessionInput::Registration(r) | SessionInput::Reregister(r)) => {
+                    *registration = r
+                }
             },
         }
     }
@@ -292,7 +297,7 @@ pub async fn session_task(
         let mut seq = 0u64;
         let mut resnapshot = true;
         // The session lives until the heartbeats or a report say it is gone.
-        let failure: ClientError = loop {
+        let failure: Option<ClientError> = 'session: loop {
             let report = if resnapshot {
                 MembershipReport {
                     session,
@@ -303,7 +308,7 @@ pub async fn session_task(
             } else {
                 let mut entries = Vec::new();
                 let mut next = tokio::select! {
-                    e = heartbeats.ended() => break e,
+                    e = heartbeats.ended() => break Some(e),
                     msg = rx.recv() => msg,
                 };
                 loop {
@@ -314,6 +319,10 @@ pub async fn session_task(
                             entries.push(m);
                         }
                         Some(SessionInput::Registration(r)) => registration = r,
+                        Some(SessionInput::Reregister(r)) => {
+                            registration = r;
+                            break 'session None;
+                        }
                     }
                     match rx.try_recv() {
                         Ok(m) => next = Some(m),
@@ -332,7 +341,7 @@ pub async fn session_task(
             };
             seq += 1;
             let sent = tokio::select! {
-                e = heartbeats.ended() => break e,
+                e = heartbeats.ended() => break Some(e),
                 r = with_timeout(&client, client.post::<_, MembershipAck>(&path, &report)) => r,
             };
             match sent {
@@ -344,7 +353,7 @@ pub async fn session_task(
                     update(&status, |s| s.reports += 1);
                 }
                 Err(e) => match after_report_failure(session_lost(&e)) {
-                    ReportVerdict::Register => break e,
+                    ReportVerdict::Register => break Some(e),
                     ReportVerdict::Resnapshot => {
                         tracing::warn!(error = %e, "membership report failed; resending the snapshot");
                         update(&status, |s| {
@@ -362,6 +371,10 @@ pub async fn session_task(
             }
         };
         drop(heartbeats);
+        let Some(failure) = failure else {
+            tracing::info!("registration changed; registering again");
+            continue;
+        };
         if session_lost(&failure) {
             tracing::info!(error = %failure, "the controller no longer knows this session; registering again");
         } else {

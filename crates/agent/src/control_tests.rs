@@ -48,6 +48,8 @@ async fn register(
         lease_ms: LEASE.as_millis() as u64,
         heartbeat_ms: HEARTBEAT.as_millis() as u64,
         domains: vec!["d".into()],
+        tunnel_address: None,
+        tunnel_pool: None,
     })
 }
 
@@ -101,6 +103,8 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         subnet: None,
         links: Vec::new(),
         dataplane: None,
+        public_key: String::new(),
+        wireguard: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let status: SharedStatus = Arc::default();

@@ -80,6 +80,10 @@ pub struct HostIdentity {
     pub dataplane: &'static str,
     /// Why this data plane runs.
     pub dataplane_chosen_because: String,
+    /// The host's WireGuard public key (standard base64).
+    pub public_key: String,
+    /// The local WireGuard endpoint.
+    pub wireguard: SocketAddrV4,
 }
 
 /// One attached link as the core sees it.
@@ -179,7 +183,19 @@ impl AgentCore {
                 })
                 .collect(),
             dataplane: Some(self.host.dataplane.to_string()),
+            public_key: self.host.public_key.clone(),
+            wireguard: Some(self.host.wireguard),
         }
+    }
+
+    /// Takes a new WireGuard public key (key rotation) and asks the session to register
+    /// again at once, so peers learn it.
+    pub fn set_public_key(&mut self, public_key: String) {
+        self.host.public_key = public_key;
+        self.actions
+            .push_back(Action::Session(SessionInput::Reregister(
+                self.registration(),
+            )));
     }
 
     /// The querier config to use now: the controller's, or defaults after the grace

@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mcgate_client::Client;
-use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec};
+use mcgate_dataplane::{Dataplane, DataplaneConfig, HostKey, LinkSpec, WireguardConfig};
 use tokio::sync::mpsc;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, RotateRequest};
 use crate::config::AgentConfig;
 use crate::control::{self, ControllerStatus, SessionInput, SharedStatus};
 use crate::core::{Action, AgentCore, HostIdentity};
+use crate::host_key;
 use crate::link::{IgmpFrame, LinkSocket};
 use crate::netdev::{self, NetDev};
 use crate::persist::{self, SavedMembership};
@@ -61,6 +62,9 @@ pub enum AgentError {
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The WireGuard key cannot be loaded or stored.
+    #[error(transparent)]
+    Key(#[from] host_key::KeyError),
     /// The state directory cannot be used.
     #[error("cannot use the state directory {path}: {source}")]
     StateDir {
@@ -152,6 +156,20 @@ impl Driver {
         self.publish();
     }
 
+    /// A new WireGuard key pair: stored (with a state directory), handed to the data
+    /// plane, then registered. Returns the new public key.
+    fn rotate_key(&mut self) -> Result<String, String> {
+        let key = HostKey::generate();
+        if let Some(dir) = &self.state_dir {
+            host_key::store(dir, &key).map_err(|e| e.to_string())?;
+        }
+        let public = key.public_base64();
+        tracing::info!(public_key = %public, "WireGuard key rotated");
+        self.dataplane.set_key(key);
+        self.core.set_public_key(public.clone());
+        Ok(public)
+    }
+
     fn save(&self, membership: &SavedMembership) {
         let Some(dir) = &self.state_dir else {
             return;
@@ -228,11 +246,23 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         reason = %choice.reason,
         "data plane chosen"
     );
+    let (key, new_key) = host_key::load_or_create(cfg.state_dir.as_deref(), cfg.rotate_key)?;
+    tracing::info!(
+        public_key = %key.public_base64(),
+        new = new_key,
+        kept = cfg.state_dir.is_some(),
+        "WireGuard key pair"
+    );
+    let public_key = key.public_base64();
     let dataplane: Arc<dyn Dataplane> = Arc::from(mcgate_dataplane::start(
         choice.kind,
         DataplaneConfig {
             underlay: cfg.underlay,
             underlay_mtu,
+            wireguard: Some(WireguardConfig {
+                key,
+                listen: cfg.wireguard(),
+            }),
         },
     )?);
     tracing::info!(
@@ -274,6 +304,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         subnet: Some(subnet.network_string()),
         dataplane: dataplane.name(),
         dataplane_chosen_because: choice.reason.clone(),
+        public_key,
+        wireguard: cfg.wireguard(),
     };
     let mut d = Driver {
         core: AgentCore::new(host, underlay_mtu, saved, Instant::now())
@@ -312,6 +344,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         status.clone(),
         registered,
     ));
+    let (rotate_tx, mut rotate_rx) = mpsc::channel::<RotateRequest>(4);
     let admin_task = admin_listener.map(|l| {
         tokio::spawn(admin::serve(
             l,
@@ -319,6 +352,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 view: shared,
                 status,
                 dataplane: dataplane.clone(),
+                rotate: rotate_tx,
             },
         ))
     });
@@ -345,6 +379,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 d.core.handle_timeout(Instant::now());
             }
             _ = rescan.tick() => d.rescan(),
+            Some(answer) = rotate_rx.recv() => {
+                let _ = answer.send(d.rotate_key());
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

@@ -59,6 +59,8 @@ pub fn stream_lines(data: &[u8]) {
         subnet: Some("10.1.0.0/24".into()),
         dataplane: "userspace",
         dataplane_chosen_because: "fuzzing".into(),
+        public_key: String::new(),
+        wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 51820),
     };
     let mut core = AgentCore::new(host, 1500, SavedMembership::default(), t0);
     core.handle_links(

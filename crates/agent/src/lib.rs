@@ -23,6 +23,7 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod fuzzing;
+pub mod host_key;
 pub mod igmp_plan;
 pub mod link;
 pub mod metrics;
@@ -74,6 +75,17 @@ pub struct AgentArgs {
     /// host's registration for the next agent instead of deregistering.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// UDP port WireGuard messages from other hosts arrive on, at the underlay address
+    /// (51820 by default). Domains with `tunnel = "wireguard"` (the default) travel
+    /// there, encrypted with this host's key pair.
+    #[arg(long = "wireguard-port", value_name = "PORT")]
+    pub wireguard_port: Option<u16>,
+    /// Replace this host's WireGuard key pair with a new one at start (the old private
+    /// key file is overwritten). A running agent rotates with `POST /v1/rotate-key` on
+    /// its admin endpoint; either way peers keep their sessions until the new handshake
+    /// completes.
+    #[arg(long = "rotate-key")]
+    pub rotate_key: bool,
     /// Check this host instead of running: capabilities, packet sockets, the kernel's
     /// VXLAN multicast tables, the underlay, the links matching --attach and the bridge
     /// they sit on, and which data plane `auto` would choose and why. Changes nothing;

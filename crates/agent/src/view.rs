@@ -102,6 +102,22 @@ pub struct AgentView {
     pub tables_computed: u64,
     /// Why this data plane runs (asked for, or what `auto` found).
     pub dataplane_chosen_because: String,
+    /// The WireGuard public key and endpoint, and the tunnel address the controller
+    /// gave.
+    pub wireguard: WireguardView,
+}
+
+/// The host's WireGuard identity as shown by the admin endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WireguardView {
+    /// Public key (standard base64).
+    pub public_key: String,
+    /// Local endpoint.
+    pub endpoint: Option<SocketAddrV4>,
+    /// The host's tunnel address, once a domain's snapshot names it.
+    pub tunnel_address: Option<std::net::Ipv4Addr>,
+    /// Domain name → "wireguard" or "vxlan".
+    pub tunnels: std::collections::BTreeMap<String, String>,
 }
 
 impl AgentCore {
@@ -174,6 +190,22 @@ impl AgentCore {
             domains,
             tables_computed: self.tables,
             dataplane_chosen_because: self.host.dataplane_chosen_because.clone(),
+            wireguard: WireguardView {
+                public_key: self.host.public_key.clone(),
+                endpoint: Some(self.host.wireguard),
+                tunnel_address: self.view.domains().find_map(|d| {
+                    d.peers
+                        .iter()
+                        .find(|p| p.host == self.host.name)
+                        .map(|p| p.tunnel_address)
+                        .filter(|a| !a.is_unspecified())
+                }),
+                tunnels: self
+                    .view
+                    .domains()
+                    .map(|d| (d.domain.name.clone(), d.domain.tunnel.as_str().to_string()))
+                    .collect(),
+            },
         }
     }
 }

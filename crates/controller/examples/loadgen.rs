@@ -233,6 +233,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             igmp: IgmpMode::V2,
             static_sources: false,
             igmp_settings: IgmpSettings::default(),
+            tunnel: Default::default(),
         };
         let _: Domain = client.post("/v1/domains", &spec).await?;
         let assoc = AssociationSpec {
@@ -287,6 +288,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 address: None,
             }],
             dataplane: Some("loadgen".into()),
+            public_key: String::new(),
+            wireguard: None,
         };
         let reply: RegistrationReply = client.post("/v1/agents", &reg).await?;
         sessions.push(reply.session);

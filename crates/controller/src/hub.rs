@@ -368,6 +368,7 @@ mod tests {
                 igmp: IgmpMode::V2,
                 static_sources: false,
                 igmp_settings: IgmpSettings::default(),
+                tunnel: Default::default(),
             })
             .unwrap();
         model.associate("d", &association).unwrap();
@@ -386,6 +387,8 @@ mod tests {
                 subnet: None,
                 links: vec![],
                 dataplane: None,
+                public_key: String::new(),
+                wireguard: None,
             };
             model.register(reg, 0, 3_000, 1_000).unwrap();
         }

@@ -66,6 +66,11 @@ pub struct ControllerArgs {
     /// connections are closed.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub header_timeout_ms: u64,
+    /// The IPv4 prefix agents' tunnel addresses come from (one per agent, the inner
+    /// source of its WireGuard traffic). It must not overlap the underlay or the tasks'
+    /// subnets.
+    #[arg(long, value_name = "CIDR", default_value = "10.255.0.0/16")]
+    pub tunnel_pool: ipnet::Ipv4Net,
 }
 
 /// A controller serving on its listeners.
@@ -192,6 +197,7 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
             },
             header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
         },
+        tunnel_pool: args.tunnel_pool.trunc(),
         ..Config::default()
     };
     let controller = Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?;

@@ -42,6 +42,8 @@ pub struct Config {
     pub ring_bytes: usize,
     /// Bounds on the HTTP connections of each listener.
     pub connections: crate::server::ConnLimits,
+    /// Where agents' tunnel addresses come from.
+    pub tunnel_pool: ipnet::Ipv4Net,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             ring_entries: 16_384,
             ring_bytes: 64 << 20,
             connections: crate::server::ConnLimits::default(),
+            tunnel_pool: mcgate_domain::tunnel_pool::DEFAULT_POOL,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Controller {
         // Revisions and sessions of this run start above every earlier run's.
         let base = loaded.epoch << 40;
         let mut model = Model::new(base);
+        model.set_tunnel_pool(config.tunnel_pool);
         model.load(loaded.domains);
         let hub = Hub::new(
             base,

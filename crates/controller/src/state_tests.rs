@@ -20,6 +20,8 @@ fn agents_are_answered_while_an_admin_commit_waits_for_the_disk() {
         subnet: None,
         links: Vec::new(),
         dataplane: None,
+        public_key: String::new(),
+        wireguard: None,
     };
     let reply = c
         .apply(|m, now| m.register(reg, now, 3_000, 1_000))

@@ -173,6 +173,7 @@ mod tests {
                 igmp_settings: IgmpSettings::default(),
                 subnets: vec!["10.0.2.0/24".parse().unwrap()],
                 hosts: vec![],
+                tunnel: Default::default(),
             },
             static_members: vec![],
             static_sources: vec![],

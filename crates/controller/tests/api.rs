@@ -67,6 +67,8 @@ impl Server {
             subnet: Some(subnet.parse().unwrap()),
             links: vec![],
             dataplane: Some("userspace".into()),
+            public_key: String::new(),
+            wireguard: None,
         };
         self.client.post("/v1/agents", &reg).await.unwrap()
     }

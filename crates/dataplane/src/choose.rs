@@ -5,7 +5,14 @@
 //! (Linux 6.3 or newer, found by [`KernelSupport::probe`]) and task links that are ports
 //! of a bridge, whose snooping then delivers locally. Anything else (links on no bridge,
 //! on several bridges, an older kernel) gets the relay, and the reason is logged.
+//!
+//! When the kernel data plane is chosen, the reason also says which WireGuard carries
+//! its `tunnel = "wireguard"` domains and why ([`wireguard::probe`]): the kernel's
+//! `wireguard` link where the kernel has the module, otherwise (module missing) a
+//! userspace WireGuard TUN device in the agent. The sentence reaches the agent's log and
+//! `/v1/stats` (`dataplane_chosen_because`, and `dataplane.kernel.wireguard`).
 
+use crate::kernel::wireguard::{self, WireguardSupport};
 use crate::kernel::{KernelSupport, Netlink};
 use crate::{DataplaneError, DataplaneKind, LinkSpec};
 
@@ -160,8 +167,21 @@ pub fn choose(requested: Requested, links: &[LinkSpec]) -> Result<Choice, Datapl
     }
     let support = KernelSupport::probe().map_err(DataplaneError::Kernel)?;
     let masters = link_masters(links).map_err(DataplaneError::Kernel)?;
-    decide(requested, support.vxlan_mdb, &support.reason, &masters)
-        .map_err(DataplaneError::KernelUnusable)
+    let choice = decide(requested, support.vxlan_mdb, &support.reason, &masters)
+        .map_err(DataplaneError::KernelUnusable)?;
+    Ok(match choice.kind {
+        DataplaneKind::Kernel => with_wireguard(choice, &wireguard::probe()),
+        DataplaneKind::Userspace => choice,
+    })
+}
+
+/// `choice` (the kernel data plane) with which WireGuard it tunnels through, and why.
+/// Pure.
+pub fn with_wireguard(choice: Choice, wg: &WireguardSupport) -> Choice {
+    Choice {
+        reason: format!("{}; WireGuard tunnels: {}", choice.reason, wg.reason),
+        ..choice
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +210,23 @@ mod tests {
         let c = decide(Requested::Auto, true, "ok", &not).unwrap();
         assert_eq!(c.kind, DataplaneKind::Userspace);
         assert!(c.reason.contains("tk1"), "{}", c.reason);
+    }
+
+    #[test]
+    fn the_kernel_choice_says_which_wireguard_and_why() {
+        let c = decide(Requested::Auto, true, "kernel 6.18 accepted", &br()).unwrap();
+        let wg = WireguardSupport {
+            kernel_module: false,
+            kind: wireguard::WireguardKind::Userspace,
+            reason: "the WireGuard module is missing, so a userspace TUN device".into(),
+        };
+        let c = with_wireguard(c, &wg);
+        assert_eq!(c.kind, DataplaneKind::Kernel);
+        assert!(
+            c.reason.contains("6.18") && c.reason.contains("module is missing"),
+            "{}",
+            c.reason
+        );
     }
 
     #[test]

@@ -62,11 +62,26 @@ pub enum DropReason {
     RxOverflow,
     /// The VXLAN socket's receive queue overflowed: the relay fell behind.
     TunnelRxOverflow,
+    /// A WireGuard message that does not authenticate as a current peer of a domain:
+    /// an unknown key, a bad MAC or tag, no session for its index, garbage.
+    NotAuthenticated,
+    /// A WireGuard transport message whose counter was already received or is too old
+    /// for the replay window (a replayed packet).
+    Replay,
+    /// An authenticated peer's inner packet not from its own tunnel address, not to
+    /// this host's, or not VXLAN (cryptokey routing).
+    WrongInnerSource,
+    /// Plain VXLAN for a domain whose traffic travels inside WireGuard.
+    Unencrypted,
+    /// WireGuard traffic for a domain with `tunnel = "vxlan"`, or a copy for a
+    /// WireGuard domain's peer that has no key or tunnel address yet (never sent in the
+    /// clear).
+    TunnelMismatch,
 }
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
@@ -84,6 +99,11 @@ impl DropReason {
         DropReason::SendError,
         DropReason::RxOverflow,
         DropReason::TunnelRxOverflow,
+        DropReason::NotAuthenticated,
+        DropReason::Replay,
+        DropReason::WrongInnerSource,
+        DropReason::Unencrypted,
+        DropReason::TunnelMismatch,
     ];
 
     /// The reason's name in metrics and JSON.
@@ -106,6 +126,11 @@ impl DropReason {
             DropReason::SendError => "send_error",
             DropReason::RxOverflow => "rx_overflow",
             DropReason::TunnelRxOverflow => "tunnel_rx_overflow",
+            DropReason::NotAuthenticated => "not_authenticated",
+            DropReason::Replay => "replay",
+            DropReason::WrongInnerSource => "wrong_inner_source",
+            DropReason::Unencrypted => "unencrypted",
+            DropReason::TunnelMismatch => "tunnel_mismatch",
         }
     }
 

@@ -7,7 +7,8 @@
 //! of, so a panic from this module is a bug in the crate, never a property of the input.
 
 use crate::inspect::McastFrame;
-use crate::kernel::{host_port, link_msg, mdb_msg, nl};
+use crate::kernel::wireguard::uapi;
+use crate::kernel::{filter, host_port, link_msg, mdb_msg, nl};
 use crate::relay::checksum::{complete_checksum, complete_partial_udp};
 use crate::relay::decide::parse_capture;
 use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
@@ -115,6 +116,90 @@ fn udp_verifies(frame: &[u8], m: &McastFrame) -> bool {
     })
 }
 
+/// What `nft -j list counters` / `nft -j list tables` print: the filter's drop counters
+/// and tables are read from it.
+pub fn nft_json(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok((inet, bridge)) = filter::parse_drops(&text) {
+        // Counts are summed, never invented: no counter, no drops.
+        if !text.contains(filter::COUNTER) {
+            assert_eq!((inet, bridge), (0, 0));
+        }
+    }
+    if let Ok(tables) = filter::tables_in(&text) {
+        assert!(tables.len() <= text.matches("\"table\"").count());
+    }
+}
+
+/// A userspace WireGuard device's answer to a configuration request (`errno=N`).
+pub fn wireguard_uapi(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(errno) = uapi::parse_answer(&text) {
+        assert!(text.contains(&format!("errno={errno}")) || text.contains("errno="));
+    }
+}
+
+/// A WireGuard message arriving from a peer's endpoint, opened as the relay does, and
+/// the same bytes checked as the inner packet a transport message carries.
+pub fn wireguard(data: &[u8]) {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Instant;
+
+    use mcgate_domain::api::{Domain, DomainState, Peer, StreamMessage, Tunnel};
+    use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
+
+    use crate::HostKey;
+    use crate::relay::{inner, wg};
+
+    let (local, peer_addr) = (Ipv4Addr::new(10, 255, 0, 1), Ipv4Addr::new(10, 255, 0, 2));
+    if let Ok(i) = inner::check(data, peer_addr, local) {
+        assert!(i.offset + i.len <= data.len(), "{i:?}");
+        assert_eq!((i.src, i.dst), (peer_addr, local));
+    }
+    let (own, peer) = (HostKey::from_bytes([1; 32]), HostKey::from_bytes([2; 32]));
+    let endpoint = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 51820);
+    let host = |n: u8, key: &HostKey| Peer {
+        host: format!("h{n}"),
+        underlay: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 4789),
+        public_key: key.public_base64(),
+        wireguard: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 51820),
+        tunnel_address: Ipv4Addr::new(10, 255, 0, n),
+    };
+    let mut view = DomainView::new();
+    view.apply(&StreamMessage::Snapshot {
+        revision: 1,
+        domains: vec![DomainState {
+            domain: Domain {
+                name: "d".into(),
+                vni: 1,
+                igmp: Default::default(),
+                static_sources: false,
+                igmp_settings: Default::default(),
+                subnets: vec![],
+                hosts: vec![],
+                tunnel: Tunnel::Wireguard,
+            },
+            peers: vec![host(1, &own), host(2, &peer)],
+            members: vec![],
+            static_members: vec![],
+            static_sources: vec![],
+        }],
+    });
+    let table = ForwardingTable::compute(&view, "h1", &[], &LocalMembership::new());
+    let mut state = wg::Wg::new(own, Instant::now());
+    state.set_table(&table);
+    let mut out = vec![0u8; data.len().max(wg::MIN_OUT)];
+    let mut replies = 0usize;
+    let opened = state.open(endpoint, data, &mut out, Instant::now(), &mut |_, m| {
+        assert!(!m.is_empty());
+        replies += 1;
+    });
+    if let Ok(Some(o)) = opened {
+        assert!(o.len <= out.len());
+        assert_eq!(o.peer, peer_addr);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mcgate_testbed::corpus::seeds;
@@ -131,6 +216,9 @@ mod tests {
             ("netlink_error", netlink_error),
             ("netlink_tc", netlink_tc),
             ("vnet", vnet),
+            ("nft_json", nft_json),
+            ("wireguard_uapi", wireguard_uapi),
+            ("wireguard", wireguard),
         ]);
     }
 
@@ -181,6 +269,18 @@ mod tests {
         // One clsact; the filter dump has the priority's head and the filter itself.
         assert_eq!(clsact, 1);
         assert!(filter >= 1);
+        let mut drops = (0, 0);
+        for (path, data) in seeds("nft_json") {
+            let text = String::from_utf8_lossy(&data);
+            let d = filter::parse_drops(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            drops = (drops.0 + d.0, drops.1 + d.1);
+        }
+        // mcgate's own counters only (the seed also has another table's).
+        assert_eq!(drops, (7, 3));
+        for (path, data) in seeds("wireguard_uapi") {
+            let errno = uapi::parse_answer(&String::from_utf8_lossy(&data));
+            assert!(errno.is_ok(), "{path:?}: {errno:?}");
+        }
         for (path, data) in seeds("vnet") {
             match parse_capture(&data, false) {
                 Ok((v, m)) => {

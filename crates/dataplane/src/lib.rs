@@ -16,6 +16,7 @@
 pub mod choose;
 pub mod counters;
 pub mod fuzzing;
+pub mod host_key;
 pub mod inspect;
 pub mod kernel;
 pub mod relay;
@@ -24,6 +25,8 @@ use std::any::Any;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
+
+pub use host_key::HostKey;
 
 pub use counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
 use mcgate_domain::forwarding::ForwardingTable;
@@ -85,6 +88,18 @@ pub struct DataplaneConfig {
     /// The MTU of the underlay interface: encapsulated packets larger than this are
     /// dropped and counted, never fragmented.
     pub underlay_mtu: usize,
+    /// The host's WireGuard key pair and the local endpoint WireGuard messages arrive
+    /// on; `None`: domains with `tunnel = "wireguard"` carry nothing.
+    pub wireguard: Option<WireguardConfig>,
+}
+
+/// The WireGuard side of a data plane.
+#[derive(Debug, Clone)]
+pub struct WireguardConfig {
+    /// The host's key pair (the private key stays in this process).
+    pub key: HostKey,
+    /// The local WireGuard UDP endpoint (underlay address, port 51820 by default).
+    pub listen: SocketAddrV4,
 }
 
 /// Why a data plane could not start.
@@ -129,6 +144,10 @@ pub trait Dataplane: Send + Sync {
     fn set_links(&self, links: Vec<LinkSpec>);
     /// Sets the underlay MTU (it can change at run time).
     fn set_underlay_mtu(&self, mtu: usize);
+    /// Replaces the host's WireGuard key pair (key rotation). Sessions made with the
+    /// old key keep carrying traffic until the peers have completed a handshake with the
+    /// new one, so established flows lose nothing.
+    fn set_key(&self, _key: HostKey) {}
     /// The IGMP version and timers of the domain's querier. The kernel data plane runs
     /// the bridge's own querier with them (the bridge forwards by its snooping table only
     /// while it sees a querier); the userspace relay has no use for them.
@@ -191,6 +210,13 @@ pub fn start(
                 underlay: config.underlay,
                 underlay_mtu: config.underlay_mtu,
                 underlay_ifindex: underlay_ifindex(*config.underlay.ip()),
+                wireguard: config
+                    .wireguard
+                    .as_ref()
+                    .map(|w| kernel::wireguard::WireguardHost {
+                        private_key: kernel::wireguard::Key(w.key.secret().to_bytes()),
+                        listen_port: w.listen.port(),
+                    }),
             },
         )?)),
     }

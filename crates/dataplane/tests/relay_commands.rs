@@ -30,6 +30,7 @@ fn commands_racing_the_drain_all_arrive_and_stop_ends_the_thread() {
         Relay::start(DataplaneConfig {
             underlay: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
             underlay_mtu: 1500,
+            wireguard: None,
         })
         .expect("start the relay on loopback"),
     );

@@ -20,6 +20,34 @@ pub type Revision = u64;
 /// The VXLAN UDP port (RFC 7348 section 5, IANA).
 pub const VXLAN_PORT: u16 = 4789;
 
+/// The WireGuard UDP port hosts listen on unless told otherwise (the protocol's usual
+/// port; `wg(8)`).
+pub const WIREGUARD_PORT: u16 = 51820;
+
+/// How a domain's traffic crosses between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tunnel {
+    /// VXLAN inside WireGuard (Noise IK, ChaCha20-Poly1305): authenticated and
+    /// encrypted between the hosts' own key pairs. The inner packet is IPv4/UDP from the
+    /// sender's tunnel address to the receiver's, port 4789, carrying the VXLAN packet.
+    #[default]
+    Wireguard,
+    /// Plain VXLAN (RFC 7348) on the underlay, for interop with VXLAN equipment;
+    /// accepted only from the domain's peers' underlay addresses.
+    Vxlan,
+}
+
+impl Tunnel {
+    /// The name used in the API, topology files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tunnel::Wireguard => "wireguard",
+            Tunnel::Vxlan => "vxlan",
+        }
+    }
+}
+
 /// How a domain learns its members (RFC 2236, RFC 3376).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +97,9 @@ pub struct DomainSpec {
     #[serde(default)]
     #[schema(schema_with = schema::igmp_settings)]
     pub igmp_settings: IgmpSettings,
+    /// How traffic crosses between hosts; WireGuard by default.
+    #[serde(default)]
+    pub tunnel: Tunnel,
 }
 
 /// A domain as the controller holds it.
@@ -95,6 +126,9 @@ pub struct Domain {
     #[serde(default)]
     #[schema(schema_with = schema::host_name_list)]
     pub hosts: Vec<String>,
+    /// How traffic crosses between hosts.
+    #[serde(default)]
+    pub tunnel: Tunnel,
 }
 
 /// Body of `POST` / `DELETE /v1/domains/{name}/associations`: exactly one of the two
@@ -181,6 +215,26 @@ pub struct AgentRegistration {
     /// Which data plane the agent runs ("userspace" or "kernel"), for display.
     #[serde(default)]
     pub dataplane: Option<String>,
+    /// The host's WireGuard public key (Curve25519, 32 bytes in standard base64, as
+    /// `wg(8)` writes keys); empty when the agent has none. The private key never
+    /// leaves the host.
+    #[serde(default)]
+    #[schema(schema_with = schema::public_key)]
+    pub public_key: String,
+    /// Where other agents send WireGuard messages to reach this host; the underlay
+    /// address and port 51820 when absent.
+    #[serde(default)]
+    #[schema(schema_with = schema::underlay_or_null)]
+    pub wireguard: Option<SocketAddrV4>,
+}
+
+impl AgentRegistration {
+    /// The host's WireGuard endpoint: the one given, else the underlay address with
+    /// [`WIREGUARD_PORT`].
+    pub fn wireguard_endpoint(&self) -> SocketAddrV4 {
+        self.wireguard
+            .unwrap_or_else(|| SocketAddrV4::new(*self.underlay.ip(), WIREGUARD_PORT))
+    }
 }
 
 /// Answer to a registration.
@@ -198,6 +252,15 @@ pub struct RegistrationReply {
     pub heartbeat_ms: u64,
     /// The domains this host belongs to now.
     pub domains: Vec<String>,
+    /// The host's address inside the tunnel (unique among the controller's agents,
+    /// from the controller's tunnel pool); absent from controllers without one.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_or_null)]
+    pub tunnel_address: Option<Ipv4Addr>,
+    /// The pool tunnel addresses come from, so the host can route it into the tunnel.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_or_null)]
+    pub tunnel_pool: Option<Ipv4Net>,
 }
 
 /// Body of `POST /v1/agents/{host}/heartbeat`.
@@ -261,6 +324,27 @@ pub struct Peer {
     /// VXLAN destination.
     #[schema(schema_with = schema::underlay)]
     pub underlay: SocketAddrV4,
+    /// The host's WireGuard public key (standard base64); empty when it has none.
+    #[serde(default)]
+    #[schema(schema_with = schema::public_key)]
+    pub public_key: String,
+    /// The host's WireGuard endpoint.
+    #[serde(default = "unspecified_endpoint")]
+    #[schema(schema_with = schema::underlay)]
+    pub wireguard: SocketAddrV4,
+    /// The host's address inside the tunnel: the inner source of what it sends and the
+    /// only one accepted from it (cryptokey routing).
+    #[serde(default = "unspecified_address")]
+    #[schema(schema_with = schema::ipv4)]
+    pub tunnel_address: Ipv4Addr,
+}
+
+fn unspecified_endpoint() -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+}
+
+fn unspecified_address() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
 }
 
 /// Members of a group on one host, merged over its links (RFC 3376 section 3.2 rules).
@@ -447,6 +531,14 @@ pub struct AgentInfo {
     pub memberships: usize,
     /// The agent's data plane, if it said.
     pub dataplane: Option<String>,
+    /// Its WireGuard public key (standard base64; empty when it has none).
+    #[serde(default)]
+    #[schema(schema_with = schema::public_key)]
+    pub public_key: String,
+    /// Its address inside the tunnel.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_or_null)]
+    pub tunnel_address: Option<Ipv4Addr>,
 }
 
 /// The body of every 4xx/5xx answer.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::SourceFilter;
 use crate::api::{
     Change, DomainState, IgmpMode, IgmpSettings, Peer, Revision, StaticMemberSpec,
-    StaticSourceSpec, StreamMessage,
+    StaticSourceSpec, StreamMessage, Tunnel,
 };
 
 pub use mcgate_wire::is_link_local_group;
@@ -277,8 +277,41 @@ pub struct RemoteRoute {
     pub host: String,
     /// Its VXLAN endpoint.
     pub underlay: SocketAddrV4,
+    /// Its WireGuard public key (standard base64; empty when it has none).
+    pub public_key: String,
+    /// Its WireGuard endpoint.
+    pub wireguard: SocketAddrV4,
+    /// Its address inside the tunnel (the inner destination).
+    pub tunnel_address: Ipv4Addr,
     /// The host's merged filter for the group.
     pub filter: SourceFilter,
+}
+
+/// Another host of a domain as the tunnel sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TunnelPeer {
+    /// Host name.
+    pub host: String,
+    /// Its WireGuard public key (standard base64; empty when it has none).
+    pub public_key: String,
+    /// Its WireGuard endpoint.
+    pub wireguard: SocketAddrV4,
+    /// Its address inside the tunnel: the only inner source accepted from it.
+    pub tunnel_address: Ipv4Addr,
+    /// Its VXLAN endpoint.
+    pub underlay: SocketAddrV4,
+}
+
+impl From<&Peer> for TunnelPeer {
+    fn from(p: &Peer) -> Self {
+        Self {
+            host: p.host.clone(),
+            public_key: p.public_key.clone(),
+            wireguard: p.wireguard,
+            tunnel_address: p.tunnel_address,
+            underlay: p.underlay,
+        }
+    }
 }
 
 /// A local link that gets a copy of a group's traffic.
@@ -315,6 +348,12 @@ pub struct DomainTable {
     pub name: String,
     /// VXLAN network identifier.
     pub vni: u32,
+    /// How traffic crosses between hosts.
+    pub tunnel: Tunnel,
+    /// This host's address inside the tunnel, once the controller has assigned one.
+    pub tunnel_address: Option<Ipv4Addr>,
+    /// The domain's other hosts, by host name.
+    pub tunnel_peers: Vec<TunnelPeer>,
     /// When the domain allows only registered sources: the sources per group.
     pub allowed_sources: Option<HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>>,
     /// The underlay addresses of the domain's other hosts: tunnelled packets are
@@ -414,6 +453,9 @@ fn domain_table(
             .push(RemoteRoute {
                 host: m.host.clone(),
                 underlay: peer.underlay,
+                public_key: peer.public_key.clone(),
+                wireguard: peer.wireguard,
+                tunnel_address: peer.tunnel_address,
                 filter: m.filter.clone(),
             });
     }
@@ -477,9 +519,25 @@ fn domain_table(
         .filter(|p| p.host != self_host)
         .map(|p| *p.underlay.ip())
         .collect();
+    let mut tunnel_peers: Vec<TunnelPeer> = state
+        .peers
+        .iter()
+        .filter(|p| p.host != self_host)
+        .map(TunnelPeer::from)
+        .collect();
+    tunnel_peers.sort();
+    let tunnel_address = state
+        .peers
+        .iter()
+        .find(|p| p.host == self_host)
+        .map(|p| p.tunnel_address)
+        .filter(|a| !a.is_unspecified());
     DomainTable {
         name: state.domain.name.clone(),
         vni: state.domain.vni,
+        tunnel: state.domain.tunnel,
+        tunnel_address,
+        tunnel_peers,
         allowed_sources,
         peers,
         groups,

@@ -16,6 +16,7 @@ fn domain(name: &str, vni: u32, static_sources: bool) -> Domain {
         igmp_settings: IgmpSettings::default(),
         subnets: vec![],
         hosts: vec![],
+        tunnel: Tunnel::Wireguard,
     }
 }
 
@@ -23,6 +24,9 @@ fn peer(host: &str, n: u8) -> Peer {
     Peer {
         host: host.into(),
         underlay: SocketAddrV4::new(ip(10, 0, 0, n), 4789),
+        public_key: crate::keys::encode_key(&[n; 32]),
+        wireguard: SocketAddrV4::new(ip(10, 0, 0, n), 51820),
+        tunnel_address: ip(10, 255, 0, n),
     }
 }
 
@@ -73,6 +77,46 @@ fn remote_routes_exclude_self_and_link_local_groups() {
         [ip(10, 0, 0, 2), ip(10, 0, 0, 3)].into_iter().collect()
     );
     assert!(t.by_vni(101).is_none());
+}
+
+#[test]
+fn tunnel_fields_follow_the_peers() {
+    let mut v = DomainView::new();
+    v.apply(&snapshot());
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(100).unwrap();
+    assert_eq!(d.tunnel, Tunnel::Wireguard);
+    assert_eq!(d.tunnel_address, Some(ip(10, 255, 0, 1)), "this host's own");
+    let hosts: Vec<(&str, Ipv4Addr)> = d
+        .tunnel_peers
+        .iter()
+        .map(|p| (p.host.as_str(), p.tunnel_address))
+        .collect();
+    assert_eq!(
+        hosts,
+        [("h2", ip(10, 255, 0, 2)), ("h3", ip(10, 255, 0, 3))]
+    );
+    let r = &d.route(G).unwrap().remotes[0];
+    assert_eq!(r.tunnel_address, ip(10, 255, 0, 2));
+    assert_eq!(r.wireguard, SocketAddrV4::new(ip(10, 0, 0, 2), 51820));
+    assert_eq!(r.public_key, crate::keys::encode_key(&[2; 32]));
+    // A key change (rotation) reaches the table.
+    v.apply(&StreamMessage::Delta {
+        revision: 11,
+        changes: vec![Change::PeerUp {
+            domain: "d".into(),
+            peer: Peer {
+                public_key: crate::keys::encode_key(&[9; 32]),
+                ..peer("h2", 2)
+            },
+        }],
+    });
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(100).unwrap();
+    assert_eq!(
+        d.tunnel_peers[0].public_key,
+        crate::keys::encode_key(&[9; 32])
+    );
 }
 
 #[test]

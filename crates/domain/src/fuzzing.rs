@@ -29,6 +29,7 @@ fn model() -> (Model, u64) {
         igmp: IgmpMode::V3,
         static_sources: false,
         igmp_settings: IgmpSettings::default(),
+        tunnel: Default::default(),
     };
     m.create_domain(spec).expect("a valid domain");
     let assoc = AssociationSpec {
@@ -42,6 +43,8 @@ fn model() -> (Model, u64) {
         subnet: None,
         links: Vec::new(),
         dataplane: None,
+        public_key: String::new(),
+        wireguard: None,
     };
     let (reply, _) = m
         .register(reg, NOW_MS, LEASE_MS, 1_000)

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod decode;
 pub mod groups;
+pub mod keys;
 pub mod model;
 pub mod schema;
 pub mod validate;
@@ -23,3 +24,4 @@ mod model_tests;
 pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;
 pub mod fuzzing;
+pub mod tunnel_pool;

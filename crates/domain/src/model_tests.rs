@@ -17,6 +17,7 @@ fn spec(name: &str) -> DomainSpec {
         igmp: IgmpMode::V2,
         static_sources: false,
         igmp_settings: IgmpSettings::default(),
+        tunnel: Default::default(),
     }
 }
 
@@ -37,6 +38,8 @@ fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
             address: None,
         }],
         dataplane: None,
+        public_key: String::new(),
+        wireguard: None,
     }
 }
 
@@ -505,4 +508,60 @@ fn group_table_of_the_reference_deployment_has_four_rows() {
         ),
         1
     );
+}
+
+#[test]
+fn agents_get_unique_tunnel_addresses_and_peers_see_keys() {
+    let mut m = Model::new(0);
+    m.set_tunnel_pool("10.77.0.0/30".parse().unwrap());
+    m.create_domain(spec("prod")).unwrap();
+    m.associate("prod", &subnet("10.0.2.0/24")).unwrap();
+    let key_a = crate::keys::encode_key(&[1; 32]);
+    let a = AgentRegistration {
+        public_key: key_a.clone(),
+        ..reg("host-a", [10, 0, 2, 10], "10.0.2.0/24")
+    };
+    let (ra, _) = m.register(a.clone(), 0, LEASE, 1000).unwrap();
+    let (rb, _) = m
+        .register(reg("host-b", [10, 0, 2, 11], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    let (ta, tb) = (ra.tunnel_address.unwrap(), rb.tunnel_address.unwrap());
+    assert_ne!(ta, tb);
+    assert_eq!(ra.tunnel_pool, Some("10.77.0.0/30".parse().unwrap()));
+    // /30: two usable addresses, both taken now.
+    let err = m
+        .register(reg("host-c", [10, 0, 2, 12], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap_err();
+    assert!(err.to_string().contains("tunnel pool"), "{err}");
+    // A re-registration (a new key: rotation) keeps the address and tells the peers.
+    let rotated = AgentRegistration {
+        public_key: crate::keys::encode_key(&[2; 32]),
+        ..a
+    };
+    let (again, effects) = m.register(rotated.clone(), 10, LEASE, 1000).unwrap();
+    assert_eq!(again.tunnel_address, Some(ta));
+    assert!(
+        deltas(&effects).iter().any(|c| matches!(c,
+            Change::PeerUp { peer, .. } if peer.host == "host-a"
+                && peer.public_key == rotated.public_key
+                && peer.tunnel_address == ta
+                && peer.wireguard == SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 10), 51820))),
+        "{effects:?}"
+    );
+    let state = m.domain_state("prod").unwrap();
+    assert_eq!(state.peers.len(), 2);
+    // A malformed key is refused with the field named.
+    let bad = AgentRegistration {
+        public_key: "not-a-key".into(),
+        ..reg("host-d", [10, 0, 2, 13], "10.0.2.0/24")
+    };
+    let err = m.register(bad, 0, LEASE, 1000).unwrap_err();
+    assert!(err.to_string().contains("public key"), "{err}");
+    // The pool frees the address of an agent forgotten after its lease.
+    m.expire(10 + LEASE, LEASE);
+    assert_eq!(m.forget_expired(10 + 3 * LEASE, LEASE), 2);
+    let (rc, _) = m
+        .register(reg("host-c", [10, 0, 2, 12], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    assert!(rc.tunnel_address.is_some());
 }

@@ -178,6 +178,24 @@ pub fn underlay() -> Schema {
     string(underlay_pattern(), None, "10.0.2.10:4789").into()
 }
 
+/// A host's UDP endpoint, or null.
+pub fn underlay_or_null() -> Schema {
+    or_null(
+        string(underlay_pattern(), None, "10.0.2.10:51820"),
+        Type::String,
+    )
+}
+
+/// A WireGuard public key: 32 bytes in standard base64 (44 characters), or empty.
+pub fn public_key() -> Schema {
+    string(
+        "^([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)?$".to_string(),
+        None,
+        "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+    )
+    .into()
+}
+
 /// An IPv4 prefix.
 pub fn ipv4_net() -> Schema {
     string(ipv4_net_pattern(), None, "10.0.2.0/24").into()

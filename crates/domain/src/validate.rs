@@ -146,6 +146,17 @@ pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {
     require(!bad, field, || format!("{a} is not a unicast host address"))
 }
 
+/// A WireGuard public key: empty (none) or 32 bytes in standard base64.
+pub fn public_key(field: &str, key: &str) -> Result<(), ModelError> {
+    if key.is_empty() || crate::keys::decode_key(key).is_some() {
+        return Ok(());
+    }
+    Err(ModelError::invalid(
+        field,
+        "a WireGuard public key is 32 bytes in standard base64 (44 characters ending in '=')",
+    ))
+}
+
 /// A VNI: 1 to 2^24 - 1.
 pub fn vni(field: &str, v: u32) -> Result<(), ModelError> {
     require((1..=MAX_VNI).contains(&v), field, || {

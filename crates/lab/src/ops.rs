@@ -353,6 +353,7 @@ fn start_controller(
             igmp: d.1,
             static_sources: d.2,
             igmp_settings: IgmpSettings::default(),
+            tunnel: d.4,
         };
         rt.block_on(client.post::<_, serde_json::Value>("/v1/domains", &spec))
             .map_err(|e| LabError::Controller {
@@ -401,6 +402,7 @@ type DomainPlan = (
     mcgate_domain::api::IgmpMode,
     bool,
     Vec<(String, ipnet::Ipv4Net)>,
+    mcgate_domain::api::Tunnel,
 );
 
 /// The domain to create, with its subnets' networks.
@@ -415,6 +417,7 @@ fn topo_domain(st: &LabState) -> Option<DomainPlan> {
                 .filter_map(|n| st.subnets.iter().find(|s| &s.name == n))
                 .map(|s| (s.name.clone(), s.cidr))
                 .collect(),
+            d.tunnel,
         )
     })
 }

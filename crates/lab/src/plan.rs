@@ -249,6 +249,7 @@ pub fn plan(
             name: d.name.clone(),
             igmp: d.igmp,
             static_sources: d.static_sources,
+            tunnel: d.tunnel,
             subnets: d
                 .subnets
                 .iter()

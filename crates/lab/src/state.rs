@@ -93,6 +93,9 @@ pub struct DomainSetup {
     pub igmp: mcgate_domain::api::IgmpMode,
     /// Only registered sources may send.
     pub static_sources: bool,
+    /// How its traffic crosses between hosts.
+    #[serde(default)]
+    pub tunnel: mcgate_domain::api::Tunnel,
     /// Names of the subnets associated with it.
     pub subnets: Vec<String>,
 }

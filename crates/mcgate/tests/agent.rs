@@ -12,7 +12,7 @@
 mod agent_support;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -200,10 +200,26 @@ fn kernel_sends_to(t: &Topo, sender: usize, group: &str, remotes: &[usize]) -> b
         return false;
     };
     remotes.iter().all(|&r| {
+        let dsts = vxlan_destinations(t, r);
         k.vxlan_entries
             .iter()
-            .any(|e| e.group.to_string() == group && e.dst.to_string() == t.hosts[r].ip)
+            .any(|e| e.group.to_string() == group && dsts.contains(&e.dst.to_string()))
     })
+}
+
+/// Where VXLAN copies for host `r` go: its underlay address (plain VXLAN), or its
+/// tunnel address when the domain tunnels through WireGuard (as its kernel data plane
+/// reports it).
+fn vxlan_destinations(t: &Topo, r: usize) -> Vec<String> {
+    let mut dsts = vec![t.hosts[r].ip.clone()];
+    if let Some(a) = t.stats_doc(r).and_then(|s| {
+        s["dataplane"]["kernel"]["wireguard"]["tunnel_address"]
+            .as_str()
+            .map(String::from)
+    }) {
+        dsts.push(a);
+    }
+    dsts
 }
 
 /// Host `h`'s peers in domain [`VNI`], by name.
@@ -838,7 +854,9 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
     let srv2 = t.spawn_in_task(1, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
     let srv3 = t.spawn_in_task(2, 0, &["iperf", "-s", "-u", "-B", G1, "-i", "1"]);
     wait_flow_ready(&t, &two_remote_members(G1));
-    // tshark on the router's side of h2's uplink: the tunnel as seen by the VPC.
+    // tshark on the router's side of h2's uplink: the tunnel as seen by the VPC. Both
+    // data planes carry the domain (tunnel = "wireguard", the default) inside WireGuard.
+    let wireguard = true;
     let cap = t.spawn_in_router(&[
         "tshark",
         "-i",
@@ -846,9 +864,11 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
         "-a",
         "duration:4",
         "-c",
-        "20",
+        "40",
         "-f",
-        "udp port 4789",
+        "udp port 4789 or udp port 51820",
+        "-d",
+        "udp.port==51820,wg",
         "-T",
         "fields",
         "-e",
@@ -857,6 +877,8 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
         "ip.dst",
         "-e",
         "ip.ttl",
+        "-e",
+        "wg.type",
     ]);
     let capturing = t.wait_until(Duration::from_secs(10), || {
         t.proc_log(cap).contains("Capturing on")
@@ -882,13 +904,26 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
     assert!(reported, "an iperf server printed no report:\n{}", t.logs());
     let s2 = t.wait_proc(srv2, Duration::from_millis(10));
     let s3 = t.wait_proc(srv3, Duration::from_millis(10));
-    // tshark decodes the outer UDP/4789 as VXLAN with our VNI and the inner packet to
-    // the group with the sender's TTL of 1.
-    let decoded = fields
-        .lines()
-        .filter(|l| l.starts_with("4100\t") && l.contains(G1))
-        .count();
-    assert!(decoded >= 10, "tshark did not decode VXLAN:\n{fields}");
+    if wireguard {
+        // Only WireGuard transport messages: no VXLAN header, no group address, no
+        // inner packet in the clear.
+        let sealed = fields.lines().filter(|l| l.ends_with("\t4")).count();
+        assert!(sealed >= 10, "tshark saw no WireGuard data:\n{fields}");
+        assert!(
+            fields
+                .lines()
+                .all(|l| !l.starts_with("4100") && !l.contains(G1)),
+            "multicast in the clear on the underlay:\n{fields}"
+        );
+    } else {
+        // tshark decodes the outer UDP/4789 as VXLAN with our VNI and the inner packet
+        // to the group with the sender's TTL of 1.
+        let decoded = fields
+            .lines()
+            .filter(|l| l.starts_with("4100\t") && l.contains(G1))
+            .count();
+        assert!(decoded >= 10, "tshark did not decode VXLAN:\n{fields}");
+    }
     // Both iperf servers report their received datagrams with (almost) no loss.
     for (name, text) in [("h2", &s2), ("h3", &s3)] {
         let summary = text
@@ -1163,9 +1198,14 @@ fn config_errors_name_the_file_and_the_key() {
 /// userspace relay. A sender on a kernel host and one on the userspace host each reach
 /// the members on every host, their own included, exactly once: kernel to userspace,
 /// userspace to kernel, kernel to kernel, and locally.
+///
+/// The domain tunnels in plain VXLAN, which both data planes speak.
 #[test]
 fn mixed_domain_delivers_in_every_direction() {
-    let mut t = deployment_on("v3", false, None, &["kernel", "userspace", "kernel"]);
+    let mut t = Topo::with_dataplanes(2, &["kernel", "userspace", "kernel"]);
+    t.start_controller();
+    t.create_domain_tunnelled("d1", 4100, "v3", false, "vxlan");
+    start_agents_with_domain(&mut t);
     for (h, want) in [(0, "kernel"), (1, "userspace"), (2, "kernel")] {
         let stats = t.stats_doc(h).unwrap_or_default();
         assert_eq!(
@@ -1270,8 +1310,25 @@ fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
         let Some(k) = t.kernel_tables(0, 4100) else {
             return false;
         };
-        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> =
-            k.vxlan_entries.iter().map(|e| (e.group, e.dst)).collect();
+        // A WireGuard domain's entries name tunnel addresses: compare by host.
+        let underlay_of: BTreeMap<String, String> = (0..t.hosts.len())
+            .flat_map(|h| {
+                vxlan_destinations(t, h)
+                    .into_iter()
+                    .map(move |d| (d, t.hosts[h].ip.clone()))
+            })
+            .collect();
+        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> = k
+            .vxlan_entries
+            .iter()
+            .map(|e| {
+                let dst = underlay_of
+                    .get(&e.dst.to_string())
+                    .and_then(|u| u.parse().ok())
+                    .unwrap_or(e.dst);
+                (e.group, dst)
+            })
+            .collect();
         let exact = got == *want
             && k.vxlan_entries.len() == want.len()
             && k.vxlan_entries.iter().all(|e| e.source.is_none())

@@ -24,6 +24,8 @@ fn identity() -> HostIdentity {
         subnet: Some("10.1.0.0/24".into()),
         dataplane: "userspace",
         dataplane_chosen_because: "asked for".into(),
+        public_key: String::new(),
+        wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 51820),
     }
 }
 
@@ -117,6 +119,9 @@ fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
     let peer = |h: &str, i: u8| Peer {
         host: h.into(),
         underlay: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 4789),
+        public_key: String::new(),
+        wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        tunnel_address: Ipv4Addr::UNSPECIFIED,
     };
     let mut peers = vec![peer("h1", 1)];
     peers.extend(others.iter().zip(2..).map(|(h, i)| peer(h, i)));
@@ -131,6 +136,7 @@ fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
                 igmp_settings: IgmpSettings::default(),
                 subnets: vec![],
                 hosts: vec![],
+                tunnel: Default::default(),
             },
             peers,
             members: others

@@ -81,6 +81,16 @@ pub enum IgmpArg {
     Off,
 }
 
+/// How a domain's traffic crosses between hosts.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TunnelArg {
+    /// VXLAN inside WireGuard: authenticated and encrypted per host key pair.
+    Wireguard,
+    /// Plain VXLAN, for interop with VXLAN equipment; accepted only from the domain's
+    /// peers.
+    Vxlan,
+}
+
 /// `mcgate domain create`
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
@@ -113,6 +123,9 @@ pub struct CreateArgs {
     /// Act on a leave at once (only right where each link has one host).
     #[arg(long)]
     pub fast_leave: bool,
+    /// How traffic crosses between hosts.
+    #[arg(long, value_enum, default_value = "wireguard")]
+    pub tunnel: TunnelArg,
     /// Print the created domain as JSON.
     #[arg(long)]
     pub json: bool,

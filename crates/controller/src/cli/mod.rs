@@ -241,6 +241,10 @@ async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
                 },
                 static_sources: a.static_sources,
                 igmp_settings: s,
+                tunnel: match a.tunnel {
+                    TunnelArg::Wireguard => Tunnel::Wireguard,
+                    TunnelArg::Vxlan => Tunnel::Vxlan,
+                },
             };
             let d: Domain = c.post("/v1/domains", &spec).await?;
             if a.json {
@@ -260,13 +264,21 @@ async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
             if json {
                 print_json(&ds);
             } else {
-                let mut t =
-                    Table::new(&["NAME", "VNI", "IGMP", "STATIC SOURCES", "SUBNETS", "HOSTS"]);
+                let mut t = Table::new(&[
+                    "NAME",
+                    "VNI",
+                    "IGMP",
+                    "TUNNEL",
+                    "STATIC SOURCES",
+                    "SUBNETS",
+                    "HOSTS",
+                ]);
                 for d in &ds {
                     t.row(vec![
                         d.name.clone(),
                         d.vni.to_string(),
                         igmp_text(d.igmp).into(),
+                        d.tunnel.as_str().into(),
                         if d.static_sources { "on" } else { "off" }.into(),
                         list(&d.subnets),
                         list(&d.hosts),
@@ -285,6 +297,7 @@ async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
                 println!("name:            {}", d.name);
                 println!("vni:             {}", d.vni);
                 println!("igmp:            {}", igmp_text(d.igmp));
+                println!("tunnel:          {}", d.tunnel.as_str());
                 println!(
                     "static sources:  {}",
                     if d.static_sources { "on" } else { "off" }

@@ -48,6 +48,14 @@ pub enum Error {
         op: String,
     },
 
+    /// The WireGuard device could not be made or configured.
+    #[error("WireGuard: {0}")]
+    Wireguard(String),
+
+    /// The VXLAN source filter (nftables) could not be applied or read.
+    #[error("the VXLAN source filter: {0}")]
+    Filter(String),
+
     /// No network device has that name.
     #[error(
         "no network device named {0:?} exists in this network namespace; create it first or fix the name"

@@ -91,6 +91,20 @@ pub(crate) fn new_vxlan(spec: &VxlanConfig, master: Option<u32>) -> MsgBuilder {
     )
 }
 
+/// RTM_NEWLINK creating a kernel WireGuard device (only the probe uses it: whether the
+/// `wireguard` link kind exists).
+pub(crate) fn new_wireguard(name: &str) -> MsgBuilder {
+    let attrs = vec![
+        LinkAttribute::IfName(name.to_string()),
+        LinkAttribute::LinkInfo(vec![LinkInfoAttr::Kind(InfoKind::Wireguard)]),
+    ];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        &link_message(AddressFamily::Unspec, 0, attrs),
+    )
+}
+
 /// Bridge-port settings of the VXLAN port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PortFlags {

@@ -59,9 +59,11 @@
 //! did not create besides the bridge's multicast settings and the task ports' host-port
 //! filter (both put back), and holds no `unsafe`.
 
+mod addr_msg;
 pub mod alias;
 mod bridge_querier;
 mod error;
+pub mod filter;
 pub(crate) mod host_port;
 mod inspect;
 pub(crate) mod link_msg;
@@ -76,6 +78,7 @@ mod probe;
 mod socket;
 mod status;
 mod vxlan;
+pub mod wireguard;
 
 pub use error::Error;
 pub use host_port::{FILTER_PRIORITY, ROUTER_ONLY, clsact_drops, has_filter};

@@ -127,11 +127,15 @@ mod tests {
                 igmp_settings: IgmpSettings::default(),
                 subnets: vec![],
                 hosts: vec![],
+                tunnel: Default::default(),
             },
             peers: (1..=4)
                 .map(|n| Peer {
                     host: format!("h{n}"),
                     underlay: SocketAddrV4::new(ip(n), if n == 4 { 8472 } else { 4789 }),
+                    public_key: String::new(),
+                    wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    tunnel_address: Ipv4Addr::UNSPECIFIED,
                 })
                 .collect(),
             members,

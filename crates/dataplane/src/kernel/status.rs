@@ -1,5 +1,9 @@
 //! What the kernel data plane reports about itself, for `/v1/stats` and `/metrics`.
 
+use std::net::Ipv4Addr;
+
+use super::wireguard::WireguardKind;
+
 /// One domain's device, for `/v1/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceStatus {
@@ -21,6 +25,33 @@ pub struct DeviceStatus {
     pub rx_bytes: u64,
     /// Frames with no destination (see the kernel data plane docs).
     pub tx_dropped: u64,
+}
+
+/// The WireGuard device of the kernel data plane, for `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WireguardStatus {
+    /// Which WireGuard is used.
+    pub kind: WireguardKind,
+    /// Why (the probe's sentence).
+    pub reason: String,
+    /// The device, while a domain tunnels through it.
+    pub device: Option<String>,
+    /// This host's tunnel address on it.
+    pub tunnel_address: Option<Ipv4Addr>,
+    /// Peers configured.
+    pub peers: usize,
+}
+
+impl Default for WireguardStatus {
+    fn default() -> Self {
+        Self {
+            kind: WireguardKind::Userspace,
+            reason: String::new(),
+            device: None,
+            tunnel_address: None,
+            peers: 0,
+        }
+    }
 }
 
 /// The kernel data plane's state, for `/v1/stats`.
@@ -48,4 +79,12 @@ pub struct KernelStatus {
     /// Whether the adopted tables are still held as found, waiting for the agent's
     /// first forwarding table with a domain in it.
     pub holding_previous_tables: bool,
+    /// The WireGuard tunnel.
+    pub wireguard: WireguardStatus,
+    /// Whether the VXLAN source filter (nftables) is in place.
+    pub filter: bool,
+    /// VXLAN datagrams the filter dropped: not from a current peer of the VNI's domain.
+    pub filter_dropped_not_peer: u64,
+    /// VXLAN datagrams the filter dropped: sent by a task into the host bridge.
+    pub filter_dropped_from_tasks: u64,
 }

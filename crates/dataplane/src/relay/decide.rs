@@ -10,13 +10,17 @@
 //!   source filters are applied per remote host and per link);
 //! - link-local groups (224.0.0.0/24, RFC 5771) never cross hosts;
 //! - a tunnelled copy must fit the underlay MTU once encapsulated (never fragmented);
-//! - the tunnel accepts RFC 7348 VXLAN with the I flag, from the domain's peers only;
+//! - the tunnel accepts RFC 7348 VXLAN with the I flag, from the domain's peers only:
+//!   for `tunnel = "wireguard"` domains only inside WireGuard, from the tunnel address
+//!   of the peer whose key authenticated it; for `tunnel = "vxlan"` only in the clear,
+//!   from a peer's underlay address;
 //! - no loops: a captured frame is never delivered back to its own link, and a
 //!   tunnelled one is never sent back into the tunnel.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use mcgate_domain::forwarding::{ForwardingTable, Verdict, is_link_local_group};
+use mcgate_domain::api::Tunnel;
+use mcgate_domain::forwarding::{DomainTable, ForwardingTable, Verdict, is_link_local_group};
 use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
 use mcgate_wire::vxlan;
 
@@ -25,6 +29,9 @@ use crate::inspect::{McastFrame, inspect};
 
 /// Outer IPv4 (20) + UDP (8) + VXLAN (8) bytes added to each inner frame.
 pub const ENCAP_OVERHEAD: usize = 20 + 8 + vxlan::HEADER_LEN;
+/// What WireGuard adds on top: the inner IPv4 + UDP headers (28) and the transport
+/// message's header and tag (32).
+pub const WIREGUARD_OVERHEAD: usize = ENCAP_OVERHEAD + 28 + 32;
 
 /// One tunnelled copy: the domain's VNI and the remote host's VXLAN endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +40,36 @@ pub struct TunnelCopy {
     pub vni: u32,
     /// The remote host's underlay address and UDP port.
     pub dst: SocketAddrV4,
+    /// For a WireGuard domain: the inner packet's source (this host's tunnel address)
+    /// and destination (the remote host's); `None`: plain VXLAN to `dst`.
+    pub inner: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// How a tunnelled packet arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Plain VXLAN from this outer source address (`None`: unknown).
+    Underlay(Option<Ipv4Addr>),
+    /// Inside WireGuard, authenticated as the peer with this tunnel address.
+    Wireguard(Ipv4Addr),
+}
+
+/// Whether `via` is how domain `d` accepts traffic, from one of its peers.
+fn accepts(d: &DomainTable, via: Via) -> Result<(), DropReason> {
+    match (d.tunnel, via) {
+        (Tunnel::Vxlan, Via::Underlay(peer)) => peer
+            .filter(|ip| d.peers.contains(ip))
+            .map(|_| ())
+            .ok_or(DropReason::UnknownPeer),
+        (Tunnel::Wireguard, Via::Wireguard(addr)) => d
+            .tunnel_peers
+            .iter()
+            .any(|p| p.tunnel_address == addr)
+            .then_some(())
+            .ok_or(DropReason::UnknownPeer),
+        (Tunnel::Wireguard, Via::Underlay(_)) => Err(DropReason::Unencrypted),
+        (Tunnel::Vxlan, Via::Wireguard(_)) => Err(DropReason::TunnelMismatch),
+    }
 }
 
 /// What to do with one frame. Reused from frame to frame: [`Plan::clear`] keeps the
@@ -45,6 +82,9 @@ pub struct Plan {
     pub deliver: Vec<usize>,
     /// Tunnelled copies not sent because they would exceed the underlay MTU.
     pub too_big: u64,
+    /// Copies for WireGuard peers not sent because the peer (or this host) has no key
+    /// or tunnel address yet.
+    pub unencryptable: u64,
     /// Why the frame reached nobody (`None` when a copy went out, or when every
     /// copy was too big, which `too_big` counts).
     pub dropped: Option<DropReason>,
@@ -56,6 +96,7 @@ impl Plan {
         self.tunnel.clear();
         self.deliver.clear();
         self.too_big = 0;
+        self.unencryptable = 0;
         self.dropped = None;
     }
 
@@ -115,14 +156,37 @@ pub fn from_link(
             continue;
         };
         if !link_local {
+            let overhead = match d.tunnel {
+                Tunnel::Vxlan => ENCAP_OVERHEAD,
+                Tunnel::Wireguard => WIREGUARD_OVERHEAD,
+            };
             for r in route.remotes.iter().filter(|r| r.filter.allows(m.source)) {
-                if m.len + ENCAP_OVERHEAD > mtu {
-                    plan.too_big += 1;
-                } else {
-                    plan.tunnel.push(TunnelCopy {
+                let copy = match (d.tunnel, d.tunnel_address) {
+                    (Tunnel::Vxlan, _) => TunnelCopy {
                         vni: d.vni,
                         dst: r.underlay,
-                    });
+                        inner: None,
+                    },
+                    (Tunnel::Wireguard, Some(local))
+                        if !r.public_key.is_empty() && !r.tunnel_address.is_unspecified() =>
+                    {
+                        TunnelCopy {
+                            vni: d.vni,
+                            dst: r.wireguard,
+                            inner: Some((local, r.tunnel_address)),
+                        }
+                    }
+                    // No key or tunnel address yet (an agent of an older version, or
+                    // before the controller assigned one): never in the clear.
+                    (Tunnel::Wireguard, _) => {
+                        plan.unencryptable += 1;
+                        continue;
+                    }
+                };
+                if m.len + overhead > mtu {
+                    plan.too_big += 1;
+                } else {
+                    plan.tunnel.push(copy);
                 }
             }
         }
@@ -133,7 +197,7 @@ pub fn from_link(
             }
         }
     }
-    if plan.copies() == 0 && plan.too_big == 0 {
+    if plan.copies() == 0 && plan.too_big == 0 && plan.unencryptable == 0 {
         plan.dropped = Some(if refused {
             DropReason::SourceNotAllowed
         } else {
@@ -151,16 +215,17 @@ pub struct Tunnelled {
     pub frame: McastFrame,
 }
 
-/// Plans a VXLAN datagram (the UDP payload) received from `peer` (the outer source
-/// address): accepted only with the I flag (RFC 7348 section 5), a VNI of one of the
-/// host's domains and a sender among that domain's peers; the inner frame is delivered
+/// Plans a VXLAN datagram (the UDP payload) that arrived `via` the underlay or
+/// WireGuard: accepted only with the I flag (RFC 7348 section 5), a VNI of one of the
+/// host's domains, the way that domain tunnels and a sender among that domain's peers
+/// (its underlay address, or the tunnel address its key is bound to); the inner frame is delivered
 /// unchanged to the attached links whose filter admits its source, never to the tunnel.
 /// `Err` is a drop before the inner frame is known; a drop after it is
 /// [`Plan::dropped`].
 pub fn from_tunnel(
     table: &ForwardingTable,
     link_index: &dyn Fn(&str) -> Option<usize>,
-    peer: Option<Ipv4Addr>,
+    via: Via,
     datagram: &[u8],
     plan: &mut Plan,
 ) -> Result<Tunnelled, DropReason> {
@@ -171,9 +236,7 @@ pub fn from_tunnel(
     }
     let vni = header.vni();
     let d = table.by_vni(vni).ok_or(DropReason::NoDomain)?;
-    if !peer.is_some_and(|ip| d.peers.contains(&ip)) {
-        return Err(DropReason::UnknownPeer);
-    }
+    accepts(d, via)?;
     let frame = inspect(header.payload())?;
     let done = Tunnelled { vni, frame };
     if is_link_local_group(frame.group) {

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
     Domain, DomainState, HostMember, IgmpMode, IgmpSettings, Peer, StaticMemberSpec,
-    StaticSourceSpec, StreamMessage,
+    StaticSourceSpec, StreamMessage, Tunnel,
 };
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
 use mcgate_wire::vxlan;
@@ -36,11 +36,15 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
             igmp_settings: IgmpSettings::default(),
             subnets: vec![],
             hosts: vec![],
+            tunnel: Tunnel::Vxlan,
         },
         peers: (1..=3)
             .map(|n| Peer {
                 host: format!("h{n}"),
                 underlay: underlay(n),
+                public_key: String::new(),
+                wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                tunnel_address: Ipv4Addr::UNSPECIFIED,
             })
             .collect(),
         members: vec![],
@@ -100,7 +104,7 @@ fn tunnelled(
     bytes: &[u8],
 ) -> (Result<Tunnelled, DropReason>, Plan) {
     let mut p = Plan::default();
-    let r = from_tunnel(t, &index, peer, bytes, &mut p);
+    let r = from_tunnel(t, &index, Via::Underlay(peer), bytes, &mut p);
     (r, p)
 }
 
@@ -108,6 +112,7 @@ fn copy(vni: u32, n: u8) -> TunnelCopy {
     TunnelCopy {
         vni,
         dst: underlay(n),
+        inner: None,
     }
 }
 
@@ -385,4 +390,72 @@ fn captures_are_checked_before_any_decision() {
     for n in 0..bytes.len() {
         let _ = parse_capture(&bytes[..n], false);
     }
+}
+
+/// Domain `vni` tunnelled in WireGuard, hosts h1 (this one) to h3 with keys and tunnel
+/// addresses 10.255.0.n; h3 has no key yet.
+fn wg_domain(vni: u32) -> DomainState {
+    let mut d = domain(vni, false);
+    d.domain.tunnel = Tunnel::Wireguard;
+    for (p, n) in d.peers.iter_mut().zip(1u8..) {
+        if n != 3 {
+            p.public_key = mcgate_domain::keys::encode_key(&[n; 32]);
+        }
+        p.wireguard = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 51820);
+        p.tunnel_address = Ipv4Addr::new(10, 255, 0, n);
+    }
+    d.members = vec![
+        member("h1", G, SourceFilter::any_source()),
+        member("h2", G, SourceFilter::any_source()),
+        member("h3", G, SourceFilter::any_source()),
+    ];
+    d
+}
+
+#[test]
+fn wireguard_domains_seal_every_copy_and_never_send_in_the_clear() {
+    let t = table(vec![wg_domain(42)], &[]);
+    let m = mcast(S1, G, 100);
+    let p = captured(&t, 0, &m, MTU);
+    assert_eq!(
+        p.tunnel,
+        vec![TunnelCopy {
+            vni: 42,
+            dst: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 51820),
+            inner: Some((Ipv4Addr::new(10, 255, 0, 1), Ipv4Addr::new(10, 255, 0, 2))),
+        }]
+    );
+    assert_eq!(p.unencryptable, 1, "h3 has no key: no copy, counted");
+    assert_eq!(p.dropped, None);
+    // WireGuard's 60 more bytes count against the MTU.
+    let big = mcast(S1, G, MTU - 28 - 14 - ENCAP_OVERHEAD);
+    assert_eq!(captured(&t, 0, &big, MTU).too_big, 1);
+    assert_eq!(captured(&t, 0, &big, MTU + 60).tunnel.len(), 1);
+}
+
+#[test]
+fn wireguard_domains_accept_only_authenticated_peers() {
+    let t = table(
+        vec![wg_domain(42), domain(43, false)],
+        &[("tk1", G, SourceFilter::any_source())],
+    );
+    let inner = frame(S1, G, 10, 0);
+    let via = |via: Via, vni: u32| {
+        let mut p = Plan::default();
+        from_tunnel(&t, &index, via, &datagram(vni, &inner), &mut p).map(|_| p.deliver)
+    };
+    let h2 = Ipv4Addr::new(10, 255, 0, 2);
+    assert_eq!(via(Via::Wireguard(h2), 42), Ok(vec![0]));
+    // A forged plain VXLAN packet from a real peer's underlay address.
+    assert_eq!(
+        via(Via::Underlay(Some(Ipv4Addr::new(10, 0, 0, 2))), 42),
+        Err(DropReason::Unencrypted)
+    );
+    // An authenticated peer of no domain of that VNI, and the wrong tunnel.
+    assert_eq!(
+        via(Via::Wireguard(Ipv4Addr::new(10, 255, 0, 9)), 42),
+        Err(DropReason::UnknownPeer)
+    );
+    assert_eq!(via(Via::Wireguard(h2), 43), Err(DropReason::TunnelMismatch));
+    assert_eq!(via(Via::Wireguard(h2), 44), Err(DropReason::NoDomain));
 }

@@ -10,6 +10,7 @@ use mcgate_wire::vxlan;
 
 use super::decide::Plan;
 use super::worker::LinkSlot;
+use super::worker_wg::SealTx;
 use crate::counters::{DropReason, Drops, GroupCounters};
 use crate::inspect::McastFrame;
 
@@ -34,6 +35,7 @@ pub(super) struct Queues<'a> {
     pub groups: &'a mut HashMap<Ipv4Addr, GroupCounters>,
     pub drops: &'a mut Drops,
     pub tunnel_tx: &'a mut Vec<TunnelTx>,
+    pub sealed: &'a mut Vec<SealTx>,
     pub links: &'a mut [LinkSlot],
 }
 
@@ -48,12 +50,22 @@ pub(super) fn execute(plan: &Plan, q: Queues<'_>, m: &McastFrame, part: Part, ca
     }
     let mut header = [0u8; vxlan::HEADER_LEN];
     for t in &plan.tunnel {
-        vxlan::emit_header(&mut header, t.vni);
-        q.tunnel_tx.push(TunnelTx {
-            dst: t.dst,
-            header,
-            part,
-        });
+        match t.inner {
+            None => {
+                vxlan::emit_header(&mut header, t.vni);
+                q.tunnel_tx.push(TunnelTx {
+                    dst: t.dst,
+                    header,
+                    part,
+                });
+            }
+            Some((src, dst)) => q.sealed.push(SealTx {
+                vni: t.vni,
+                src,
+                dst,
+                part,
+            }),
+        }
         g.tx_tunnel.add(m.len);
     }
     for &out in &plan.deliver {
@@ -64,6 +76,8 @@ pub(super) fn execute(plan: &Plan, q: Queues<'_>, m: &McastFrame, part: Part, ca
     }
     g.drops.add(DropReason::TooBig, plan.too_big);
     q.drops.add(DropReason::TooBig, plan.too_big);
+    g.drops.add(DropReason::TunnelMismatch, plan.unencryptable);
+    q.drops.add(DropReason::TunnelMismatch, plan.unencryptable);
     if let Some(reason) = plan.dropped {
         g.drops.add(reason, 1);
         q.drops.add(reason, 1);

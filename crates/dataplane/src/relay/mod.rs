@@ -24,7 +24,10 @@
 pub mod checksum;
 pub mod decide;
 mod execute;
+pub mod inner;
+pub mod wg;
 mod worker;
+mod worker_wg;
 
 use std::io::{PipeWriter, Write};
 use std::os::fd::AsFd;
@@ -39,8 +42,9 @@ use mcgate_sys::tunnel::TunnelSocket;
 
 pub use self::decide::ENCAP_OVERHEAD;
 use self::worker::Worker;
+use self::worker_wg::WgPlane;
 use crate::counters::DataplaneStats;
-use crate::{Dataplane, DataplaneConfig, DataplaneError, LinkSpec};
+use crate::{Dataplane, DataplaneConfig, DataplaneError, HostKey, LinkSpec};
 
 /// Socket buffers: deep enough to ride out a scheduling hiccup at line rate.
 const TUNNEL_BUF: usize = 16 << 20;
@@ -49,6 +53,7 @@ pub(crate) enum Command {
     Table(Arc<ForwardingTable>),
     Links(Vec<LinkSpec>),
     Mtu(usize),
+    Key(HostKey),
     Shutdown,
 }
 
@@ -85,6 +90,24 @@ impl Relay {
         if let Err(e) = tunnel.enable_gro() {
             tracing::info!(error = %e, "no UDP GRO on the VXLAN socket; receiving datagram by datagram");
         }
+        let wg = match config.wireguard {
+            Some(w) => {
+                let sock = TunnelSocket::bind(w.listen).map_err(|source| DataplaneError::Bind {
+                    addr: w.listen,
+                    source,
+                })?;
+                for (what, r) in [
+                    ("receive", packet::set_recv_buffer(sock.as_fd(), TUNNEL_BUF)),
+                    ("send", packet::set_send_buffer(sock.as_fd(), TUNNEL_BUF)),
+                ] {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "cannot enlarge the WireGuard socket's {what} buffer");
+                    }
+                }
+                Some(WgPlane::new(sock, w.key))
+            }
+            None => None,
+        };
         let (reader, writer) = std::io::pipe().map_err(DataplaneError::Thread)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(Mutex::new(DataplaneStats {
@@ -101,6 +124,7 @@ impl Relay {
                 reader,
                 worker_wake,
                 tunnel,
+                wg,
                 config.underlay_mtu,
                 published,
             )
@@ -145,6 +169,10 @@ impl Dataplane for Relay {
 
     fn set_underlay_mtu(&self, mtu: usize) {
         self.command(Command::Mtu(mtu));
+    }
+
+    fn set_key(&self, key: HostKey) {
+        self.command(Command::Key(key));
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -22,11 +22,12 @@ use super::Command;
 use super::checksum::{complete_checksum, complete_partial_udp};
 use super::decide::{self, Plan};
 use super::execute::{Queues, execute};
+use super::worker_wg::{SealTx, WgPlane};
 use crate::LinkSpec;
 use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
 
 /// Receive slot size: room for a 9000-byte jumbo frame plus the VXLAN header.
-const SLOT: usize = 9216 + 64;
+pub(super) const SLOT: usize = 9216 + 64;
 /// Tunnel receive slot size: a whole UDP GRO super-datagram.
 const GRO_SLOT: usize = 65536;
 /// Batches taken from one socket before looking at the others (fairness).
@@ -41,7 +42,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 const CAPTURE_RCVBUF: usize = 8 << 20;
 
 pub(super) struct LinkSlot {
-    spec: LinkSpec,
+    pub(super) spec: LinkSpec,
     /// Captures what local containers send (each frame behind a `virtio_net_hdr`).
     sock: PacketSocket,
     /// Delivers frames on the link.
@@ -63,6 +64,7 @@ macro_rules! execute_plan {
                 groups: &mut $w.groups,
                 drops: &mut $w.drops,
                 tunnel_tx: &mut $w.tunnel_tx,
+                sealed: &mut $w.sealed,
                 links: &mut $w.links,
             },
             $frame,
@@ -83,24 +85,28 @@ pub(super) struct Worker {
     /// The VXLAN socket's kernel drop count at the last publication.
     tunnel_drops_seen: u64,
     /// Tunnelled frames whose partial UDP checksum the relay completed.
-    checksums_completed: u64,
-    table: Arc<ForwardingTable>,
-    links: Vec<LinkSlot>,
+    pub(super) checksums_completed: u64,
+    pub(super) table: Arc<ForwardingTable>,
+    pub(super) links: Vec<LinkSlot>,
     wanted: Vec<LinkSpec>,
     retired: HashMap<String, LinkCounters>,
     /// The current receive batch (captures; the tunnel batch while it is handled).
-    rx: FrameBatch,
+    pub(super) rx: FrameBatch,
     /// The tunnel's receive batch, with room for UDP GRO's coalesced datagrams.
     trx: FrameBatch,
     sources: [SocketAddrV4; MAX_BATCH],
-    tunnel_tx: Vec<TunnelTx>,
+    pub(super) tunnel_tx: Vec<TunnelTx>,
+    /// Copies of the batch at hand to seal for WireGuard domains.
+    pub(super) sealed: Vec<SealTx>,
+    /// The WireGuard socket and sessions, when the host has a key.
+    pub(super) wg: Option<WgPlane>,
     /// The decision for the frame at hand (storage reused).
-    plan: Plan,
-    groups: HashMap<Ipv4Addr, GroupCounters>,
-    tunnel_rx_c: Counter,
-    tunnel_tx_c: Counter,
-    drops: Drops,
-    batches: u64,
+    pub(super) plan: Plan,
+    pub(super) groups: HashMap<Ipv4Addr, GroupCounters>,
+    pub(super) tunnel_rx_c: Counter,
+    pub(super) tunnel_tx_c: Counter,
+    pub(super) drops: Drops,
+    pub(super) batches: u64,
     tables: u64,
     mtu: usize,
     published: Arc<Mutex<DataplaneStats>>,
@@ -114,6 +120,7 @@ impl Worker {
         wake: PipeReader,
         wake_pending: Arc<AtomicBool>,
         tunnel: TunnelSocket,
+        wg: Option<WgPlane>,
         mtu: usize,
         published: Arc<Mutex<DataplaneStats>>,
     ) -> Self {
@@ -134,6 +141,8 @@ impl Worker {
             trx: FrameBatch::new(GRO_SLOT),
             sources: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH],
             tunnel_tx: Vec::with_capacity(MAX_BATCH * 16),
+            sealed: Vec::with_capacity(MAX_BATCH * 16),
+            wg,
             plan: Plan::default(),
             groups: HashMap::new(),
             tunnel_rx_c: Counter::default(),
@@ -156,6 +165,9 @@ impl Worker {
                 fds.clear();
                 fds.push(PollFd::new(self.wake.as_raw_fd(), READABLE));
                 fds.push(PollFd::new(self.tunnel.as_raw_fd(), READABLE));
+                // Without WireGuard the place stays, with a descriptor poll ignores.
+                let wg_fd = self.wg.as_ref().map_or(-1, |w| w.socket().as_raw_fd());
+                fds.push(PollFd::new(wg_fd, READABLE));
                 let now = Instant::now();
                 for l in &mut self.links {
                     // A paused link keeps its place with a negative descriptor, which
@@ -203,8 +215,15 @@ impl Worker {
                     }
                 }
             }
+            if fds.get(2).is_some_and(PollFd::ready) {
+                for _ in 0..BATCHES_PER_WAKE {
+                    if self.handle_wg_batch() == 0 {
+                        break;
+                    }
+                }
+            }
             for i in 0..self.links.len() {
-                if !fds.get(2 + i).is_some_and(PollFd::ready) {
+                if !fds.get(3 + i).is_some_and(PollFd::ready) {
                     continue;
                 }
                 for _ in 0..BATCHES_PER_WAKE {
@@ -227,6 +246,9 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            if let Some(wg) = self.wg.as_mut() {
+                wg.maybe_tick(now, &mut self.tunnel_tx_c);
+            }
             if self
                 .links
                 .iter()
@@ -251,6 +273,9 @@ impl Worker {
         loop {
             match self.cmds.try_recv() {
                 Ok(Command::Table(t)) => {
+                    if let Some(wg) = self.wg.as_mut() {
+                        wg.set_table(&t);
+                    }
                     self.table = t;
                     self.tables += 1;
                 }
@@ -259,6 +284,11 @@ impl Worker {
                     flow = Flow::LinksChanged;
                 }
                 Ok(Command::Mtu(mtu)) => self.mtu = mtu,
+                Ok(Command::Key(key)) => {
+                    if let Some(wg) = self.wg.as_mut() {
+                        wg.set_key(key);
+                    }
+                }
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Flow::Stop,
                 Err(TryRecvError::Empty) => return flow,
             }
@@ -411,7 +441,8 @@ impl Worker {
                 self.tunnel_rx_c.add(bytes.len());
                 let links = &self.links;
                 let index = |name: &str| links.iter().position(|s| s.spec.name == name);
-                let t = match decide::from_tunnel(&table, &index, peer, bytes, &mut self.plan) {
+                let via = decide::Via::Underlay(peer);
+                let t = match decide::from_tunnel(&table, &index, via, bytes, &mut self.plan) {
                     Ok(t) => t,
                     Err(reason) => {
                         self.drops.add(reason, 1);
@@ -437,8 +468,10 @@ impl Worker {
         std::mem::swap(&mut self.rx, &mut self.trx);
     }
 
-    /// Sends what the batch planned: tunnel copies, then local deliveries.
-    fn flush(&mut self) {
+    /// Sends what the batch planned: tunnel copies (sealed ones first), then local
+    /// deliveries.
+    pub(super) fn flush(&mut self) {
+        self.flush_sealed();
         if !self.tunnel_tx.is_empty() {
             let out = if self.gso_on {
                 match self

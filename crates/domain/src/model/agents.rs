@@ -2,10 +2,11 @@
 //! membership reports (snapshots and changes, ordered by sequence).
 
 use core::net::Ipv4Addr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::api::*;
+use crate::tunnel_pool;
 use crate::validate::{self, ModelError};
 
 impl Model {
@@ -25,6 +26,11 @@ impl Model {
         for (i, l) in reg.links.iter().enumerate() {
             validate::link_name(&format!("links[{i}].name"), &l.name)?;
         }
+        validate::public_key("public_key", &reg.public_key)?;
+        if let Some(wg) = reg.wireguard {
+            validate::unicast("wireguard", *wg.ip())?;
+        }
+        let tunnel_address = self.tunnel_address_for(&reg.host)?;
         self.next_session += 1;
         let session = self.next_session;
         let host = reg.host.clone();
@@ -36,8 +42,10 @@ impl Model {
                 expired: false,
                 last_seq: None,
                 groups: BTreeMap::new(),
+                tunnel_address,
             });
             rec.registration = reg;
+            rec.tunnel_address = tunnel_address;
             rec.session = session;
             rec.last_seen_ms = now_ms;
             rec.expired = false;
@@ -55,8 +63,33 @@ impl Model {
             lease_ms,
             heartbeat_ms,
             domains: self.domains_of(&host),
+            tunnel_address: Some(tunnel_address),
+            tunnel_pool: Some(self.tunnel_pool()),
         };
         Ok((reply, effects))
+    }
+
+    /// The tunnel address of `host`: the one it holds if still in the pool, else the
+    /// first free one (never one another agent holds).
+    fn tunnel_address_for(&self, host: &str) -> Result<Ipv4Addr, ModelError> {
+        let pool = self.tunnel_pool();
+        if let Some(a) = self.agents.get(host).map(|a| a.tunnel_address)
+            && tunnel_pool::contains(pool, a)
+        {
+            return Ok(a);
+        }
+        let used: BTreeSet<Ipv4Addr> = self
+            .agents
+            .iter()
+            .filter(|(h, _)| h.as_str() != host)
+            .map(|(_, a)| a.tunnel_address)
+            .collect();
+        tunnel_pool::assign(pool, host, &used).ok_or_else(|| {
+            ModelError::conflict(
+                Some("host"),
+                format!("the tunnel pool {pool} has no free address left: give the controller a larger --tunnel-pool"),
+            )
+        })
     }
 
     /// `POST /v1/agents/{host}/heartbeat`.
@@ -170,6 +203,8 @@ impl Model {
                 last_seen_ms: now_ms.saturating_sub(a.last_seen_ms),
                 memberships: a.membership_count(),
                 dataplane: a.registration.dataplane.clone(),
+                public_key: a.registration.public_key.clone(),
+                tunnel_address: Some(a.tunnel_address),
             })
             .collect()
     }

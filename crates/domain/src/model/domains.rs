@@ -48,6 +48,7 @@ impl Model {
             igmp_settings: spec.igmp_settings,
             subnets: Vec::new(),
             hosts: Vec::new(),
+            tunnel: spec.tunnel,
         };
         self.domains.insert(
             spec.name,

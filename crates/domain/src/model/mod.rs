@@ -23,7 +23,9 @@ use crate::api::{
     AgentRegistration, Change, Domain, DomainState, HostMember, Peer, StaticMemberSpec,
     StaticSourceSpec,
 };
+use crate::tunnel_pool;
 use crate::validate::ModelError;
+use ipnet::Ipv4Net;
 
 mod agents;
 mod delta;
@@ -95,6 +97,8 @@ pub struct AgentRecord {
     pub last_seq: Option<u64>,
     /// IGMP memberships: group → link → entry.
     pub groups: BTreeMap<Ipv4Addr, LinkEntries>,
+    /// Its address inside the tunnel, kept across re-registrations.
+    pub tunnel_address: Ipv4Addr,
 }
 
 impl AgentRecord {
@@ -104,6 +108,17 @@ impl AgentRecord {
 
     fn membership_count(&self) -> usize {
         self.groups.values().map(Vec::len).sum()
+    }
+
+    /// The host as its peers see it.
+    fn peer(&self, host: &str) -> Peer {
+        Peer {
+            host: host.to_string(),
+            underlay: self.registration.underlay,
+            public_key: self.registration.public_key.clone(),
+            wireguard: self.registration.wireguard_endpoint(),
+            tunnel_address: self.tunnel_address,
+        }
     }
 }
 
@@ -144,6 +159,8 @@ pub struct Model {
     domains: BTreeMap<String, DomainRecord>,
     agents: BTreeMap<String, AgentRecord>,
     next_session: u64,
+    /// Where tunnel addresses come from; [`tunnel_pool::DEFAULT_POOL`] when `None`.
+    tunnel_pool: Option<Ipv4Net>,
 }
 
 impl Model {
@@ -154,7 +171,18 @@ impl Model {
             domains: BTreeMap::new(),
             agents: BTreeMap::new(),
             next_session: session_base,
+            tunnel_pool: None,
         }
+    }
+
+    /// Sets the pool agents' tunnel addresses come from (before any registration).
+    pub fn set_tunnel_pool(&mut self, pool: Ipv4Net) {
+        self.tunnel_pool = Some(pool);
+    }
+
+    /// The pool agents' tunnel addresses come from.
+    pub fn tunnel_pool(&self) -> Ipv4Net {
+        self.tunnel_pool.unwrap_or(tunnel_pool::DEFAULT_POOL)
     }
 
     /// Loads persisted domains (on start).
@@ -242,10 +270,7 @@ impl Model {
             .map(|r| (r.domain.name.clone(), merged_members(r, host, a)))
             .collect();
         Some(HostView {
-            peer: Peer {
-                host: host.to_string(),
-                underlay: a.registration.underlay,
-            },
+            peer: a.peer(host),
             domains,
         })
     }
@@ -259,10 +284,7 @@ impl Model {
             if !a.live() || !rec.has_host(h, Some(&a.registration)) {
                 continue;
             }
-            peers.push(Peer {
-                host: h.clone(),
-                underlay: a.registration.underlay,
-            });
+            peers.push(a.peer(h));
             for (group, filter) in merged_members(rec, h, a) {
                 members.push(HostMember {
                     host: h.clone(),

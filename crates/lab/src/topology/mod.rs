@@ -97,6 +97,8 @@ pub struct Domain {
     pub igmp: mcgate_domain::api::IgmpMode,
     /// Only registered sources may send.
     pub static_sources: bool,
+    /// "wireguard" (the default) or "vxlan".
+    pub tunnel: mcgate_domain::api::Tunnel,
     /// Indexes into [`Topology::subnets`].
     pub subnets: Vec<usize>,
 }

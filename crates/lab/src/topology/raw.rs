@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use mcgate_domain::api::IgmpMode;
+use mcgate_domain::api::{IgmpMode, Tunnel};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -70,6 +70,8 @@ pub struct RawDomain {
     pub igmp: IgmpSetting,
     #[serde(default)]
     pub static_sources: bool,
+    #[serde(default)]
+    pub tunnel: TunnelSetting,
     #[serde(default)]
     pub subnets: Option<Vec<Spanned<String>>>,
 }
@@ -208,6 +210,24 @@ impl TryFrom<String> for DataplaneSetting {
             "userspace" => Ok(Self(Dataplane::Userspace)),
             _ => Err(format!(
                 "dataplane {s:?} is not known; write \"auto\", \"kernel\" or \"userspace\""
+            )),
+        }
+    }
+}
+
+/// The domain's `tunnel`, `wireguard` when absent.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TunnelSetting(pub Tunnel);
+
+impl TryFrom<String> for TunnelSetting {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "wireguard" => Ok(Self(Tunnel::Wireguard)),
+            "vxlan" => Ok(Self(Tunnel::Vxlan)),
+            _ => Err(format!(
+                "tunnel = {s:?} is not known; write \"wireguard\" or \"vxlan\""
             )),
         }
     }

@@ -189,6 +189,7 @@ pub fn domain(ctx: &Ctx, subnets: &[Subnet], raw: &RawDomain) -> Result<Domain, 
         name: dname,
         igmp: raw.igmp.0,
         static_sources: raw.static_sources,
+        tunnel: raw.tunnel.0,
         subnets: ds,
     })
 }

@@ -30,6 +30,7 @@ fn reference_topology_parses() {
     let d = t.domain.as_ref().unwrap();
     assert_eq!(d.subnets, vec![0, 1]);
     assert_eq!(d.igmp, mcgate_domain::api::IgmpMode::V2);
+    assert_eq!(d.tunnel, mcgate_domain::api::Tunnel::Wireguard);
     assert_eq!(t.services[0].count, 2);
     assert_eq!(t.services[1].command[0], "mcgate");
     assert_eq!(t.controller_net().unwrap().to_string(), "10.0.255.252/30");
@@ -84,6 +85,9 @@ fn bad_values_are_located() {
     assert!(e.message.contains("\"userspace\""), "{e}");
     let e = err(&format!("{BASE}[domain]\nname = \"d\"\nigmp = \"v4\"\n"));
     assert_eq!(e.line, 13);
+    let e = err(&format!("{BASE}[domain]\nname = \"d\"\ntunnel = \"gre\"\n"));
+    assert_eq!(e.line, 13);
+    assert!(e.message.contains("\"vxlan\""), "{e}");
     let e = err(&format!(
         "{BASE}[domain]\nname = \"d\"\nsubnets = [\"s1\", \"nope\"]\n"
     ));

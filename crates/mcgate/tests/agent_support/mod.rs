@@ -506,8 +506,20 @@ impl Topo {
     /// Creates domain `name` (VNI `vni`, IGMP `igmp`), with short IGMP timers so tests
     /// see leaves and restarts quickly, and associates every host.
     pub fn create_domain(&self, name: &str, vni: u32, igmp: &str, static_sources: bool) {
+        self.create_domain_tunnelled(name, vni, igmp, static_sources, "wireguard");
+    }
+
+    /// [`Topo::create_domain`] with `tunnel` ("wireguard" or "vxlan").
+    pub fn create_domain_tunnelled(
+        &self,
+        name: &str,
+        vni: u32,
+        igmp: &str,
+        static_sources: bool,
+        tunnel: &str,
+    ) {
         let body = format!(
-            r#"{{"name":"{name}","vni":{vni},"igmp":"{igmp}","static_sources":{static_sources},"igmp_settings":{{"robustness":2,"query_interval_ms":20000,"query_response_interval_ms":2000,"last_member_interval_ms":300}}}}"#
+            r#"{{"name":"{name}","vni":{vni},"igmp":"{igmp}","static_sources":{static_sources},"tunnel":"{tunnel}","igmp_settings":{{"robustness":2,"query_interval_ms":20000,"query_response_interval_ms":2000,"last_member_interval_ms":300}}}}"#
         );
         self.api("POST", "/v1/domains", Some(&body));
         for h in &self.hosts {
@@ -561,6 +573,20 @@ impl Topo {
             }
         }
         ports
+    }
+
+    /// POSTs to the agent's admin endpoint; the body when it answers 2xx.
+    pub fn admin_post(&self, h: usize, path: &str) -> Option<String> {
+        let sock = self.admin_socket(h);
+        let out = Command::new("curl")
+            .args(["-sS", "-f", "-m", "5", "-X", "POST", "--unix-socket"])
+            .arg(&sock)
+            .arg(format!("http://agent{path}"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn admin_get(&self, h: usize, path: &str) -> Option<String> {

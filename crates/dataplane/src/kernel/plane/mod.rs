@@ -30,7 +30,7 @@ use mcgate_wire::{IgmpSettings, Version};
 
 pub use super::alias::{decode_alias, encode_alias};
 pub use super::bridge_querier::bridge_settings;
-pub use super::status::{DeviceStatus, KernelStatus};
+pub use super::status::{DeviceStatus, KernelStatus, WireguardStatus};
 mod adopt;
 mod host_ports;
 mod worker;
@@ -39,8 +39,9 @@ use self::worker::Worker;
 use super::error::Error;
 use super::socket::Netlink;
 use super::vxlan::{DEVICE_PREFIX, VxlanDevice};
+use super::wireguard::{self, Key, WireguardHost};
 use crate::counters::DataplaneStats;
-use crate::{Dataplane, LinkSpec};
+use crate::{Dataplane, HostKey, LinkSpec};
 
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 pub const VXLAN_OVERHEAD: usize = 50;
@@ -75,6 +76,9 @@ pub struct KernelPlaneConfig {
     pub underlay_mtu: usize,
     /// Index of the interface holding the underlay address.
     pub underlay_ifindex: Option<u32>,
+    /// This host's WireGuard identity; `None`: domains whose tunnel is `wireguard`
+    /// cannot be served (their devices are not made, and the status says why).
+    pub wireguard: Option<WireguardHost>,
 }
 
 pub(crate) enum Command {
@@ -83,6 +87,7 @@ pub(crate) enum Command {
     Mtu(usize),
     Querier(Version, IgmpSettings),
     Static(BTreeSet<(String, Ipv4Addr)>),
+    HostKey(Key),
     /// Stop, taking everything down.
     Shutdown,
     /// Stop, leaving every table in the kernel for a successor (graceful restart).
@@ -112,6 +117,8 @@ impl KernelPlane {
             tracing::info!(devices = ?adopted.removed, "removed VXLAN devices a previous agent left");
         }
         let names: Vec<String> = adopted.devices.iter().map(|d| d.name.clone()).collect();
+        let wg = wireguard::probe();
+        tracing::info!(kind = ?wg.kind, "WireGuard for tunnels: {}", wg.reason);
         if !names.is_empty() {
             tracing::info!(devices = ?names, "took over the VXLAN devices a previous agent left; the kernel forwards by their tables until the controller's state arrives");
         }
@@ -124,6 +131,11 @@ impl KernelPlane {
             KernelStatus {
                 stale_removed: adopted.removed.clone(),
                 adopted: names,
+                wireguard: WireguardStatus {
+                    kind: wg.kind,
+                    reason: wg.reason,
+                    ..WireguardStatus::default()
+                },
                 ..KernelStatus::default()
             },
         )));
@@ -176,6 +188,13 @@ impl Dataplane for KernelPlane {
 
     fn set_querier(&self, version: Version, settings: IgmpSettings) {
         let _ = self.tx.send(Command::Querier(version, settings));
+    }
+
+    /// Rotation: every WireGuard session is renegotiated with the new key. The peers
+    /// must have the new public key first (the controller spreads it): a peer still on
+    /// the old one cannot complete a handshake until it has it.
+    fn set_key(&self, key: HostKey) {
+        let _ = self.tx.send(Command::HostKey(Key(key.secret().to_bytes())));
     }
 
     fn set_static_members(&self, members: BTreeSet<(String, Ipv4Addr)>) {

@@ -17,15 +17,16 @@ use super::super::membership::RemoteMembership;
 use super::super::plan::plan;
 use super::super::socket::Netlink;
 use super::super::vxlan::{VxlanConfig, VxlanDevice};
+use super::super::wireguard::{TunnelView, WgDevice};
 use super::adopt::Adopted;
 use super::host_ports::HostPorts;
-use super::{
-    Command, KernelPlaneConfig, KernelStatus, VXLAN_OVERHEAD, bridge_settings, encode_alias,
-};
+use super::{Command, KernelPlaneConfig, KernelStatus, bridge_settings, encode_alias};
 use crate::LinkSpec;
 use crate::counters::DataplaneStats;
+use tunnel::{DeviceShape, FilterState};
 
 mod publish;
+mod tunnel;
 
 /// How often counters are read and refused changes retried.
 const TICK: Duration = Duration::from_secs(1);
@@ -54,8 +55,11 @@ struct Domain {
     tables: DomainTables,
     /// What the kernel holds, as of the last successful reconcile.
     programmed: Option<BTreeSet<RemoteMembership>>,
-    /// Set when the device's MTU is managed here (underlay on the bridge itself).
+    /// Set when the device's MTU is managed here (underlay on the bridge itself, or
+    /// through WireGuard).
     mtu_managed: bool,
+    /// Through the WireGuard device.
+    wireguard: bool,
 }
 
 pub(super) struct Worker {
@@ -86,6 +90,12 @@ pub(super) struct Worker {
     adopted_bridge: Option<(u32, BridgeSettings)>,
     /// Adopted tables are held as found until the table names a domain.
     holding: bool,
+    /// Tunnel modes, the peers' WireGuard identities and this host's tunnel address.
+    tunnels: TunnelView,
+    /// The WireGuard device, while a domain tunnels through it.
+    wg: Option<WgDevice>,
+    /// The VXLAN source filter.
+    filter: FilterState,
 }
 
 impl Worker {
@@ -104,6 +114,7 @@ impl Worker {
                 let d = Domain {
                     tables: DomainTables::new(&dev),
                     mtu_managed: on_bridge(dev.bridge_ifindex),
+                    wireguard: false,
                     dev,
                     programmed: None,
                 };
@@ -133,6 +144,13 @@ impl Worker {
             failures: 0,
             last_error: None,
             warned_no_bridge: false,
+            tunnels: TunnelView::default(),
+            wg: None,
+            filter: FilterState {
+                // A predecessor's tables are adopted by the first update, or removed.
+                adopted: super::super::filter::present().unwrap_or(false),
+                ..FilterState::default()
+            },
         }
     }
 
@@ -151,6 +169,7 @@ impl Worker {
             for cmd in cmds {
                 match cmd {
                     Command::Table(t) => {
+                        self.tunnels = TunnelView::from_table(&t);
                         self.table = t;
                         self.tables += 1;
                         self.dirty = true;
@@ -170,6 +189,7 @@ impl Worker {
                             self.dirty = true;
                         }
                     }
+                    Command::HostKey(k) => self.set_host_key(k),
                     Command::Static(m) => {
                         if m != self.statics {
                             self.statics = m;
@@ -201,6 +221,7 @@ impl Worker {
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
+                self.read_filter_drops();
                 self.publish();
             }
         }
@@ -300,11 +321,18 @@ impl Worker {
         }
 
         let wanted = plan(&self.table);
+        let mut errors = Vec::new();
+        let shapes = self.sync_wireguard(&wanted, &mut errors);
+        // Gone, or changed between plain VXLAN and WireGuard (another local address).
         let gone: Vec<u32> = self
             .domains
-            .keys()
-            .filter(|v| !wanted.contains_key(v))
-            .copied()
+            .iter()
+            .filter(|(v, d)| {
+                shapes
+                    .get(v)
+                    .is_none_or(|s| s.local != d.dev.local || s.wireguard != d.wireguard)
+            })
+            .map(|(v, _)| *v)
             .collect();
         for vni in gone {
             if let Some(d) = self.domains.remove(&vni) {
@@ -313,10 +341,13 @@ impl Worker {
                 tracing::info!(device = %d.dev.name, "domain gone; VXLAN device removed");
             }
         }
-        let mut first_error = None;
+        let mut first_error = errors.into_iter().next();
         for (vni, p) in &wanted {
+            let Some(shape) = shapes.get(vni) else {
+                continue;
+            };
             if !self.domains.contains_key(vni) {
-                match self.create_device(*vni) {
+                match self.create_device(*vni, shape) {
                     Ok(d) => {
                         tracing::info!(device = %d.dev.name, domain = %p.name, "VXLAN device created");
                         self.domains.insert(*vni, d);
@@ -327,17 +358,22 @@ impl Worker {
                     }
                 }
             }
+            let memberships = if shape.wireguard {
+                self.through_tunnel(&p.memberships)
+            } else {
+                p.memberships.clone()
+            };
             let Some(d) = self.domains.get_mut(vni) else {
                 continue;
             };
-            if d.programmed.as_ref() == Some(&p.memberships) {
+            if d.programmed.as_ref() == Some(&memberships) {
                 continue;
             }
-            match d.tables.reconcile(&mut self.nl, &p.memberships) {
+            match d.tables.reconcile(&mut self.nl, &memberships) {
                 Ok(r) if r.vxlan.failed == 0 && r.bridge.failed == 0 => {
                     self.reconciles += 1;
                     tracing::debug!(device = %d.dev.name, ?r, "kernel tables reconciled");
-                    d.programmed = Some(p.memberships.clone());
+                    d.programmed = Some(memberships);
                 }
                 Ok(mut r) => {
                     self.reconciles += 1;
@@ -354,6 +390,10 @@ impl Worker {
             }
         }
         if let Err(e) = self.sync_static_ports() {
+            first_error.get_or_insert(e);
+        }
+        let spec = self.filter_spec(&shapes);
+        if let Err(e) = self.sync_filter(spec) {
             first_error.get_or_insert(e);
         }
         if let Err(e) = self
@@ -461,24 +501,26 @@ impl Worker {
         Ok(())
     }
 
-    fn create_device(&mut self, vni: u32) -> Result<Domain, Error> {
+    fn create_device(&mut self, vni: u32, shape: &DeviceShape) -> Result<Domain, Error> {
         let Some(b) = self.bridge.as_ref() else {
             return Err(Error::NoSuchDevice("the host bridge".into()));
         };
         // A VXLAN device cannot be a port of the bridge it sends through (the kernel
         // refuses the loop): when the underlay address is on the bridge itself, give
         // the MTU instead of the underlay device.
+        // Through WireGuard, routing picks the WireGuard device and the MTU is ours.
         let on_bridge = self.config.underlay_ifindex == Some(b.ifindex);
-        let mtu = (self.config.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)).max(68) as u32;
+        let managed = on_bridge || shape.wireguard;
+        let mtu = self.vxlan_mtu(shape.wireguard);
         let cfg = VxlanConfig {
-            underlay_ifindex: if on_bridge {
+            underlay_ifindex: if managed {
                 None
             } else {
                 self.config.underlay_ifindex
             },
-            mtu: on_bridge.then_some(mtu),
+            mtu: managed.then_some(mtu),
             port: self.config.underlay.port(),
-            ..VxlanConfig::new(vni, *self.config.underlay.ip(), &b.name)
+            ..VxlanConfig::new(vni, shape.local, &b.name)
         };
         let dev = VxlanDevice::create(&mut self.nl, &cfg)?;
         let alias = encode_alias(b.ifindex, &b.original);
@@ -497,13 +539,14 @@ impl Worker {
             tables: DomainTables::new(&dev),
             dev,
             programmed: None,
-            mtu_managed: on_bridge,
+            mtu_managed: managed,
+            wireguard: shape.wireguard,
         })
     }
 
     fn set_mtus(&mut self) {
-        let mtu = (self.config.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)).max(68) as u32;
         for d in self.domains.values().filter(|d| d.mtu_managed) {
+            let mtu = self.vxlan_mtu(d.wireguard);
             if let Err(e) = self.nl.set_mtu(d.dev.ifindex, mtu) {
                 tracing::warn!(device = %d.dev.name, error = %e, "cannot follow the underlay MTU");
             }
@@ -535,6 +578,8 @@ impl Worker {
                 Err(e) => tracing::warn!(device = %d.dev.name, error = %e, "cannot remove"),
             }
         }
+        self.remove_wireguard();
+        self.remove_filter();
         if let Some(b) = self.bridge.take()
             && b.applied.is_some()
         {

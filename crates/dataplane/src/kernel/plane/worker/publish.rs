@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::super::super::link_msg::DeviceStats;
-use super::super::{DeviceStatus, KernelStatus};
+use super::super::{DeviceStatus, KernelStatus, WireguardStatus};
 use super::{Domain, Worker};
 use crate::counters::{Counter, DataplaneStats, DropReason};
 
@@ -66,6 +66,10 @@ impl Worker {
         stats.drops.add(DropReason::NoMembers, total.tx_dropped);
         stats.drops.add(DropReason::SendError, total.tx_errors);
         stats.drops.add(DropReason::QueueFull, total.rx_dropped);
+        let (not_peer, from_tasks) = self.filter.drops;
+        stats
+            .drops
+            .add(DropReason::UnknownPeer, not_peer + from_tasks);
         let (router_messages, per_link) = self.host_ports.drops(&mut self.nl);
         stats.drops.add(DropReason::RouterMessage, router_messages);
         for (link, n) in per_link {
@@ -90,6 +94,10 @@ impl Worker {
             stale_removed: Vec::new(),
             adopted: Vec::new(),
             holding_previous_tables: self.holding,
+            wireguard: WireguardStatus::default(),
+            filter: self.filter.applied.is_some(),
+            filter_dropped_not_peer: not_peer,
+            filter_dropped_from_tasks: from_tasks,
         };
         let mut g = match self.published.lock() {
             Ok(g) => g,
@@ -98,11 +106,18 @@ impl Worker {
         // What happened at start stays reported.
         let stale = std::mem::take(&mut g.1.stale_removed);
         let adopted = std::mem::take(&mut g.1.adopted);
+        let wireguard = WireguardStatus {
+            device: self.wg.as_ref().map(|d| d.name.clone()),
+            tunnel_address: self.wg.as_ref().and(self.tunnels.local),
+            peers: self.wg.as_ref().map_or(0, |d| d.peers().count()),
+            ..std::mem::take(&mut g.1.wireguard)
+        };
         *g = (
             stats,
             KernelStatus {
                 stale_removed: stale,
                 adopted,
+                wireguard,
                 ..status
             },
         );
