@@ -24,6 +24,10 @@ pub enum AdminAddr {
 pub struct AgentConfig {
     /// Controller URL.
     pub controller: String,
+    /// The join token, if one was given (flag or file).
+    pub join_token: Option<String>,
+    /// The controller's CA file, if given.
+    pub ca: Option<PathBuf>,
     /// This host's name.
     pub host: String,
     /// The local VXLAN endpoint.
@@ -83,6 +87,9 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     controller: Option<String>,
+    #[serde(rename = "token-file")]
+    token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
     host: Option<String>,
     underlay: Option<String>,
     #[serde(default)]
@@ -168,6 +175,17 @@ impl AgentConfig {
             value: controller.clone(),
             why: e.to_string(),
         })?;
+        let join_token = match (&args.token, args.token_file.clone().or(file.token_file)) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(p)) => Some(
+                std::fs::read_to_string(&p)
+                    .map_err(|source| ConfigError::Read { path: p, source })?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let ca = args.ca.clone().or(file.ca);
         let host = args
             .host
             .clone()
@@ -227,6 +245,8 @@ impl AgentConfig {
         }
         Ok(Self {
             controller,
+            join_token,
+            ca,
             host,
             underlay,
             attach,
@@ -245,6 +265,9 @@ mod tests {
     fn args() -> AgentArgs {
         AgentArgs {
             controller: None,
+            token: None,
+            token_file: None,
+            ca: None,
             host: None,
             underlay: None,
             attach: vec![],

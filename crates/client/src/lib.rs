@@ -1,11 +1,14 @@
-//! mcgate-client: a small HTTP/1.1 JSON client for the controller's API, over TCP or a
-//! Unix socket, used by the CLI and the agents.
+//! mcgate-client: a small HTTP/1.1 JSON client for the controller's API, over TLS on
+//! TCP (`https://`, trusting only the domain CA, with a bearer credential) or a Unix
+//! socket (`unix:`, local admin), used by the CLI and the agents.
 //!
 //! It must never retry on its own or hide an error: callers decide what a failure means.
 
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod table;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,20 +22,47 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_rustls::TlsConnector;
+
+pub use credentials::{Credentials, CredentialsError};
 
 /// Where labs keep their state; a lab's controller socket is
 /// `LAB_STATE_ROOT/<lab>/controller.sock`.
 pub const LAB_STATE_ROOT: &str = "/run/mcgate/labs";
 
 /// The controller address used when nothing else is given.
-pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7400";
+pub const DEFAULT_CONTROLLER: &str = "https://127.0.0.1:7400";
 
 /// What can go wrong talking to the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is neither `http://HOST:PORT` nor `unix:PATH`.
-    #[error("controller address {0:?} is not of the form http://HOST:PORT or unix:PATH")]
+    /// The URL is neither `https://HOST:PORT` nor `unix:PATH`.
+    #[error("controller address {0:?} is not of the form https://HOST:PORT or unix:PATH")]
     BadUrl(String),
+    /// A plain `http://` URL: the controller serves TLS only.
+    #[error(
+        "controller address {0:?} is plain HTTP, which the controller does not serve: use https://HOST:PORT (with --credentials) or unix:PATH"
+    )]
+    PlainHttp(String),
+    /// An `https://` URL with no CA to check the controller's certificate against.
+    #[error(
+        "no CA to check the controller at {url} against: give a credential file (--credentials or MCGATE_CREDENTIALS)"
+    )]
+    NoCa {
+        /// The controller URL.
+        url: String,
+    },
+    /// The TLS handshake or the CA failed.
+    #[error("TLS with the controller at {url} failed: {message}")]
+    Tls {
+        /// The controller URL.
+        url: String,
+        /// The cause.
+        message: String,
+    },
+    /// A credential file could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// Several labs are up and none was named.
     #[error(
         "several labs are up ({}); pick one with --controller {} (or MCGATE_CONTROLLER)",
@@ -86,8 +116,13 @@ pub enum ClientError {
 
 #[derive(Debug, Clone)]
 enum Target {
-    Tcp { authority: String },
-    Unix { path: PathBuf },
+    Tcp {
+        authority: String,
+        name: rustls_pki_types::ServerName<'static>,
+    },
+    Unix {
+        path: PathBuf,
+    },
 }
 
 /// A handle on one controller. Cheap to clone; each request opens its own connection,
@@ -98,6 +133,18 @@ pub struct Client {
     url: String,
     target: Target,
     pool: Option<Arc<Pool>>,
+    tls: Option<Tls>,
+    token: Option<Arc<str>>,
+}
+
+/// The TLS connector (which has no `Debug` of its own).
+#[derive(Clone)]
+struct Tls(TlsConnector);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 /// Most idle connections a keep-alive client keeps: a caller that makes one request
@@ -134,16 +181,22 @@ impl Pool {
 }
 
 impl Client {
-    /// Parses `http://HOST:PORT[/]` or `unix:PATH`.
+    /// Parses `https://HOST:PORT[/]` or `unix:PATH`. An `https://` client needs the
+    /// CA ([`Client::with_ca`]) before it can connect; `http://` is refused.
     pub fn new(url: &str) -> Result<Self, ClientError> {
-        let target = if let Some(rest) = url.strip_prefix("http://") {
+        let target = if let Some(rest) = url.strip_prefix("https://") {
             let authority = rest.trim_end_matches('/');
             if authority.is_empty() || authority.contains('/') {
                 return Err(ClientError::BadUrl(url.to_string()));
             }
+            let name =
+                tls::server_name(authority).ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
             Target::Tcp {
                 authority: authority.to_string(),
+                name,
             }
+        } else if url.starts_with("http://") {
+            return Err(ClientError::PlainHttp(url.to_string()));
         } else if let Some(path) = url.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(ClientError::BadUrl(url.to_string()));
@@ -158,7 +211,42 @@ impl Client {
             url: url.to_string(),
             target,
             pool: None,
+            tls: None,
+            token: None,
         })
+    }
+
+    /// The controller of a credential file, with its CA and token.
+    pub fn from_credentials(c: &Credentials) -> Result<Self, ClientError> {
+        Self::new(&c.controller)?
+            .with_ca(&c.ca)
+            .map(|cl| cl.with_token(&c.token))
+    }
+
+    /// Trusts the CA certificates of `ca_pem` (and only them) for `https://`.
+    pub fn with_ca(mut self, ca_pem: &str) -> Result<Self, ClientError> {
+        self.tls = Some(Tls(tls::connector(ca_pem).map_err(|message| {
+            ClientError::Tls {
+                url: self.url.clone(),
+                message,
+            }
+        })?));
+        Ok(self)
+    }
+
+    /// Sends `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(Arc::from(token));
+        self
+    }
+
+    /// The same controller, CA and token, without the kept-alive connections of this
+    /// client (for a caller that needs its own).
+    pub fn detached(&self) -> Self {
+        Self {
+            pool: None,
+            ..self.clone()
+        }
     }
 
     /// The same controller, with connections kept open and reused between requests
@@ -265,16 +353,18 @@ impl Client {
             None => Bytes::new(),
         };
         let host = match &self.target {
-            Target::Tcp { authority } => authority.clone(),
+            Target::Tcp { authority, .. } => authority.clone(),
             Target::Unix { .. } => "localhost".to_string(),
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| self.http_err(e))?;
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(body)).map_err(|e| self.http_err(e))?;
         let resp = self.dispatch(req, reuse).await?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -332,11 +422,22 @@ impl Client {
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         match &self.target {
-            Target::Tcp { authority } => {
+            Target::Tcp { authority, name } => {
+                let tls = self.tls.as_ref().ok_or_else(|| ClientError::NoCa {
+                    url: self.url.clone(),
+                })?;
                 let stream = tokio::net::TcpStream::connect(authority.as_str())
                     .await
                     .map_err(|source| self.connect_err(source))?;
                 let _ = stream.set_nodelay(true);
+                let stream =
+                    tls.0
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| ClientError::Tls {
+                            url: self.url.clone(),
+                            message: e.to_string(),
+                        })?;
                 self.handshake(TokioIo::new(stream)).await
             }
             Target::Unix { path } => {
@@ -482,16 +583,19 @@ mod tests {
 
     #[test]
     fn parses_both_url_forms_and_rejects_others() {
-        assert!(Client::new("http://127.0.0.1:7400").is_ok());
-        assert!(Client::new("http://127.0.0.1:7400/").is_ok());
+        assert!(Client::new("https://127.0.0.1:7400").is_ok());
+        assert!(Client::new("https://127.0.0.1:7400/").is_ok());
         assert!(Client::new("unix:/run/x.sock").is_ok());
+        let e = Client::new("http://127.0.0.1:7400").unwrap_err();
+        assert!(matches!(e, ClientError::PlainHttp(_)), "{e}");
+        assert!(e.to_string().contains("use https://"), "{e}");
         for bad in [
             "",
             "127.0.0.1:7400",
-            "https://x",
-            "http://",
+            "ftp://x",
+            "https://",
             "unix:",
-            "http://a/b",
+            "https://a/b",
         ] {
             assert!(
                 matches!(Client::new(bad), Err(ClientError::BadUrl(_))),
@@ -502,10 +606,13 @@ mod tests {
 
     /// A server that answers `{}` to every request on a connection kept open, and
     /// counts the connections it accepted.
-    async fn counting_server() -> (String, Arc<AtomicU64>) {
+    async fn counting_server(tag: &str) -> (String, Arc<AtomicU64>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let dir = tempfile_dir(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let url = format!("unix:{}", path.display());
         let accepted = Arc::new(AtomicU64::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
@@ -549,7 +656,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_keep_alive_client_reuses_one_connection() {
-        let (url, accepted) = counting_server().await;
+        let (url, accepted) = counting_server("keep-alive").await;
         let client = Client::new(&url).unwrap().keep_alive();
         for _ in 0..5 {
             let _: serde_json::Value = client
