@@ -395,6 +395,7 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             token: None,
             token_file: None,
             ca: None,
+            credential_file: None,
             host: args.host.clone(),
             underlay: args.underlay.clone(),
             attach: args.attach.clone(),

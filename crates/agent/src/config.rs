@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub join_token: Option<String>,
     /// The controller's CA file, if given.
     pub ca: Option<PathBuf>,
+    /// Where the joined credential is kept, if anywhere.
+    pub credential_file: Option<PathBuf>,
     /// This host's name.
     pub host: String,
     /// The local VXLAN endpoint.
@@ -90,6 +92,8 @@ struct FileConfig {
     #[serde(rename = "token-file")]
     token_file: Option<PathBuf>,
     ca: Option<PathBuf>,
+    #[serde(rename = "credential-file")]
+    credential_file: Option<PathBuf>,
     host: Option<String>,
     underlay: Option<String>,
     #[serde(default)]
@@ -243,10 +247,20 @@ impl AgentConfig {
                 why: "give a directory".into(),
             });
         }
+        let credential_file = args
+            .credential_file
+            .clone()
+            .or(file.credential_file)
+            .or_else(|| {
+                state_dir
+                    .as_ref()
+                    .map(|d| d.join(crate::join::CREDENTIALS_FILE))
+            });
         Ok(Self {
             controller,
             join_token,
             ca,
+            credential_file,
             host,
             underlay,
             attach,
@@ -268,6 +282,7 @@ mod tests {
             token: None,
             token_file: None,
             ca: None,
+            credential_file: None,
             host: None,
             underlay: None,
             attach: vec![],

@@ -1,7 +1,7 @@
 //! The agent's credential (see `docs/security.md`): over `https://` every request
 //! carries this host's agent credential. On the first start the agent spends its join
-//! token (`POST /v1/join`) for one and keeps it in `STATE_DIR/credentials.json` (mode
-//! 0600); later starts reuse it, so the join token is needed once. Over `unix:` the
+//! token (`POST /v1/join`) for one and keeps it in `--credential-file` (by default
+//! `STATE_DIR/credentials.json`, mode 0600); later starts reuse it, so the join token is needed once. Over `unix:` the
 //! socket's file mode is the credential and none is needed.
 
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ pub async fn client(cfg: &AgentConfig) -> Result<Client, JoinError> {
     if cfg.controller.starts_with("unix:") {
         return Ok(Client::new(&cfg.controller)?);
     }
-    let stored = cfg.state_dir.as_deref().map(|d| d.join(CREDENTIALS_FILE));
+    let stored = cfg.credential_file.clone();
     if let Some(path) = &stored
         && let Ok(c) = Credentials::load(path)
         && c.host.as_deref() == Some(cfg.host.as_str())
@@ -103,7 +103,7 @@ pub async fn client(cfg: &AgentConfig) -> Result<Client, JoinError> {
         }
         None => tracing::warn!(
             host = %cfg.host,
-            "joined without --state-dir: the credential lives in memory only, and a restart needs a new join token"
+            "joined without --state-dir or --credential-file: the credential lives in memory only, and a restart needs a new join token"
         ),
     }
     Ok(Client::new(&cfg.controller)?

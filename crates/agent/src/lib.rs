@@ -52,6 +52,10 @@ pub struct AgentArgs {
     /// The controller's CA certificate (its `ca.pem`), for the first join over https.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Where the agent keeps the credential a join buys (mode 0600; default:
+    /// STATE_DIR/credentials.json; without either, it lives in memory only).
+    #[arg(long, value_name = "FILE")]
+    pub credential_file: Option<PathBuf>,
     /// This host's name, unique among the controller's agents.
     #[arg(long)]
     pub host: Option<String>,

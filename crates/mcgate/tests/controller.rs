@@ -255,7 +255,6 @@ fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
 /// connections, so `/v1/healthz` still answers.
 #[test]
 fn idle_connections_cannot_exhaust_the_descriptors_healthz_needs() {
-    use std::io::{Read, Write};
     let dir = Scratch::new("ctl-fd");
     let log = dir.0.join("log");
     // `ulimit -n` lowers the soft and the hard limit, so the controller cannot raise it.
@@ -295,16 +294,16 @@ fn idle_connections_cannot_exhaust_the_descriptors_healthz_needs() {
         }
     }
     assert!(idle.len() > 128, "only {} connections opened", idle.len());
-    let sock: std::net::SocketAddr = addr.parse().unwrap();
-    let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(15))
-        .expect("healthz's connection is accepted within 15 s");
-    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    c.write_all(b"GET /v1/healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = c.read_to_string(&mut out);
+    // TLS, checked against the controller's own CA.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "15", "--cacert"])
+        .arg(dir.0.join("data").join("ca.pem"))
+        .arg(format!("https://{addr}/v1/healthz"))
+        .output()
+        .expect("run curl");
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.starts_with("HTTP/1.1 200"),
+        out.contains("\"status\":\"ok\""),
         "healthz did not answer within 15 s behind {} idle connections: {out:?}",
         idle.len()
     );
