@@ -24,8 +24,10 @@ pub enum AdminAddr {
 pub struct AgentConfig {
     /// Controller URL.
     pub controller: String,
-    /// The join token, if one was given (flag or file).
+    /// The join token given on the command line, if any.
     pub join_token: Option<String>,
+    /// The file holding the join token, if given (read when the agent joins).
+    pub token_file: Option<PathBuf>,
     /// The controller's CA file, if given.
     pub ca: Option<PathBuf>,
     /// Where the joined credential is kept, if anywhere.
@@ -179,16 +181,8 @@ impl AgentConfig {
             value: controller.clone(),
             why: e.to_string(),
         })?;
-        let join_token = match (&args.token, args.token_file.clone().or(file.token_file)) {
-            (Some(t), _) => Some(t.trim().to_string()),
-            (None, Some(p)) => Some(
-                std::fs::read_to_string(&p)
-                    .map_err(|source| ConfigError::Read { path: p, source })?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
+        let join_token = args.token.as_ref().map(|t| t.trim().to_string());
+        let token_file = args.token_file.clone().or(file.token_file);
         let ca = args.ca.clone().or(file.ca);
         let host = args
             .host
@@ -254,11 +248,12 @@ impl AgentConfig {
             .or_else(|| {
                 state_dir
                     .as_ref()
-                    .map(|d| d.join(crate::join::CREDENTIALS_FILE))
+                    .map(|d| crate::join::default_credential_file(d))
             });
         Ok(Self {
             controller,
             join_token,
+            token_file,
             ca,
             credential_file,
             host,

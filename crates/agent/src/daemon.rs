@@ -49,9 +49,6 @@ pub enum AgentError {
     /// The controller URL is unusable.
     #[error(transparent)]
     Client(#[from] mcgate_client::ClientError),
-    /// The agent has no credential and could not join.
-    #[error(transparent)]
-    Join(#[from] crate::join::JoinError),
     /// The admin endpoint could not be opened.
     #[error("cannot open the admin endpoint {addr}: {source}")]
     Admin {
@@ -212,7 +209,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
     // One kept-alive connection for the session's registrations and reports (the
     // heartbeats and the stream each have their own).
-    let client = crate::join::client(&cfg).await?.keep_alive();
+    let client = crate::join::client(&cfg)?.keep_alive();
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()

@@ -1,71 +1,50 @@
 //! The agent's credential (see `docs/security.md`): over `https://` every request
 //! carries this host's agent credential. On the first start the agent spends its join
 //! token (`POST /v1/join`) for one and keeps it in `--credential-file` (by default
-//! `STATE_DIR/credentials.json`, mode 0600); later starts reuse it, so the join token is needed once. Over `unix:` the
-//! socket's file mode is the credential and none is needed.
+//! `STATE_DIR/credentials.json`, mode 0600); later starts reuse it, so the join token is
+//! needed once. Over `unix:` the socket's file mode is the credential and none is
+//! needed.
+//!
+//! Like everything the agent asks of the controller, the join never holds up the data
+//! plane: it runs in the background, retried with backoff, and the session's
+//! registrations are refused (401) until it succeeds.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use mcgate_client::{Client, ClientError, Credentials};
 use mcgate_domain::auth_api::IssuedToken;
 
+use crate::backoff::{self, Backoff};
 use crate::config::AgentConfig;
 
 /// The credential file in the state directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
 
-/// How many times a join is tried while the controller cannot be reached.
-const JOIN_ATTEMPTS: u32 = 30;
-
-/// Why the agent has no credential.
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    /// Neither a stored credential nor a join token.
-    #[error(
-        "no credential for host {host}: give a join token (--token-file FILE, from `mcgate token create --host {host}`) and the controller's CA (--ca FILE)"
-    )]
-    NoToken {
-        /// The host.
-        host: String,
-    },
-    /// A join token but no CA.
-    #[error(
-        "a join over https needs the controller's CA: give --ca FILE (the controller's ca.pem)"
-    )]
-    NoCa,
-    /// The CA file cannot be read.
-    #[error("cannot read the CA file {path}: {source}")]
-    Ca {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The controller refused the join or could not be reached.
-    #[error("joining as {host} failed: {source}")]
-    Join {
-        /// The host.
-        host: String,
-        /// The cause.
-        source: ClientError,
-    },
-    /// The credential could not be kept.
-    #[error(transparent)]
-    Save(#[from] mcgate_client::CredentialsError),
-    /// The URL is unusable.
-    #[error(transparent)]
-    Client(#[from] ClientError),
+/// The join token of `host` in `text`: the whole text, or, for a file shared by many
+/// hosts (a Kubernetes Secret), the token on the line `HOST TOKEN`.
+pub fn token_for<'a>(text: &'a str, host: &str) -> Option<&'a str> {
+    let text = text.trim();
+    if !text.contains(char::is_whitespace) {
+        return (!text.is_empty()).then_some(text);
+    }
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some(host)).then(|| w.next()).flatten()
+    })
 }
 
-/// The client the agent talks to the controller with: its stored credential, or a new
-/// one from its join token.
-pub async fn client(cfg: &AgentConfig) -> Result<Client, JoinError> {
+fn read_ca(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))
+}
+
+/// The client the agent talks to the controller with: with its stored credential, or,
+/// when it has none, one that a background join gives a credential.
+pub fn client(cfg: &AgentConfig) -> Result<Client, ClientError> {
     if cfg.controller.starts_with("unix:") {
-        return Ok(Client::new(&cfg.controller)?);
+        return Client::new(&cfg.controller);
     }
-    let stored = cfg.credential_file.clone();
-    if let Some(path) = &stored
+    if let Some(path) = &cfg.credential_file
         && let Ok(c) = Credentials::load(path)
         && c.host.as_deref() == Some(cfg.host.as_str())
     {
@@ -74,63 +53,116 @@ pub async fn client(cfg: &AgentConfig) -> Result<Client, JoinError> {
             .with_ca(&c.ca)?
             .with_token(&c.token));
     }
-    let token = cfg
-        .join_token
-        .as_deref()
-        .ok_or_else(|| JoinError::NoToken {
-            host: cfg.host.clone(),
-        })?;
-    let ca_path = cfg.ca.as_deref().ok_or(JoinError::NoCa)?;
-    let ca = std::fs::read_to_string(ca_path).map_err(|source| JoinError::Ca {
-        path: ca_path.to_path_buf(),
-        source,
-    })?;
-    let joiner = Client::new(&cfg.controller)?
-        .with_ca(&ca)?
-        .with_token(token);
-    let issued = join(&joiner, &cfg.host).await?;
-    let creds = Credentials {
-        controller: cfg.controller.clone(),
-        ca: ca.clone(),
-        token: issued.token,
-        role: "agent".into(),
-        host: Some(cfg.host.clone()),
-    };
-    match &stored {
-        Some(path) => {
-            creds.save(path)?;
-            tracing::info!(host = %cfg.host, id = %issued.id, file = %path.display(), "joined; credential stored");
-        }
-        None => tracing::warn!(
+    let client = Client::new(&cfg.controller)?;
+    let Some(ca_path) = &cfg.ca else {
+        tracing::error!(
             host = %cfg.host,
-            "joined without --state-dir or --credential-file: the credential lives in memory only, and a restart needs a new join token"
-        ),
-    }
-    Ok(Client::new(&cfg.controller)?
-        .with_ca(&ca)?
-        .with_token(&creds.token))
+            "no credential and no CA: give --ca FILE (the controller's ca.pem) and a join token (--token-file FILE, from `mcgate token create --host {}`)",
+            cfg.host
+        );
+        return Ok(client);
+    };
+    let ca = match read_ca(ca_path) {
+        Ok(ca) => ca,
+        Err(e) => {
+            tracing::error!("{e}; the agent cannot reach the controller");
+            return Ok(client);
+        }
+    };
+    let client = client.with_ca(&ca)?;
+    tokio::spawn(join_task(cfg.clone(), ca, client.clone()));
+    Ok(client)
 }
 
-/// Spends the join token, retrying while the controller cannot be reached (it may be
-/// starting too); a refusal is final.
-async fn join(joiner: &Client, host: &str) -> Result<IssuedToken, JoinError> {
-    let mut attempt = 0;
+/// Reads the join token: the flag's, else the file's (read at each attempt, so a token
+/// put in place after the start is found).
+fn join_token(cfg: &AgentConfig) -> Result<String, String> {
+    if let Some(t) = &cfg.join_token {
+        return Ok(t.clone());
+    }
+    let Some(path) = &cfg.token_file else {
+        return Err(format!(
+            "no credential for host {h}: give a join token (--token-file FILE, from `mcgate token create --host {h}`)",
+            h = cfg.host
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the join token file {}: {e}", path.display()))?;
+    token_for(&text, &cfg.host)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "the join token file {} holds no token for host {}",
+                path.display(),
+                cfg.host
+            )
+        })
+}
+
+/// Joins until it succeeds, then hands the credential to `client` (and every clone
+/// of it) and keeps it in the credential file.
+async fn join_task(cfg: AgentConfig, ca: String, client: Client) {
+    let mut retry = Backoff::default();
     loop {
-        attempt += 1;
-        match joiner.post::<_, IssuedToken>("/v1/join", &()).await {
-            Ok(t) => return Ok(t),
-            Err(e @ (ClientError::Connect { .. } | ClientError::Http { .. }))
-                if attempt < JOIN_ATTEMPTS =>
-            {
-                tracing::info!(error = %e, attempt, "controller not reachable yet; joining again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        match join_once(&cfg, &ca).await {
+            Ok(issued) => {
+                client.set_token(&issued.token);
+                let creds = Credentials {
+                    controller: cfg.controller.clone(),
+                    ca,
+                    token: issued.token,
+                    role: "agent".into(),
+                    host: Some(cfg.host.clone()),
+                };
+                match &cfg.credential_file {
+                    Some(path) => match creds.save(path) {
+                        Ok(()) => {
+                            tracing::info!(host = %cfg.host, id = %issued.id, file = %path.display(), "joined; credential stored")
+                        }
+                        Err(e) => {
+                            tracing::error!(host = %cfg.host, "joined, but {e}: a restart will need a new join token")
+                        }
+                    },
+                    None => tracing::warn!(
+                        host = %cfg.host,
+                        "joined without --state-dir or --credential-file: the credential lives in memory only, and a restart needs a new join token"
+                    ),
+                }
+                return;
             }
-            Err(source) => {
-                return Err(JoinError::Join {
-                    host: host.to_string(),
-                    source,
-                });
-            }
+            Err(e) => tracing::warn!(host = %cfg.host, "join failed: {e}; trying again"),
         }
+        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+    }
+}
+
+async fn join_once(cfg: &AgentConfig, ca: &str) -> Result<IssuedToken, String> {
+    let token = join_token(cfg)?;
+    let joiner = Client::new(&cfg.controller)
+        .and_then(|c| c.with_ca(ca))
+        .map_err(|e| e.to_string())?
+        .with_token(&token);
+    joiner
+        .post::<_, IssuedToken>("/v1/join", &())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Where the credential file is when `state_dir` is given and no other.
+pub fn default_credential_file(state_dir: &Path) -> PathBuf {
+    state_dir.join(CREDENTIALS_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_holds_one_token_or_one_per_host() {
+        assert_eq!(token_for("mcg_a_b\n", "h1"), Some("mcg_a_b"));
+        assert_eq!(token_for("", "h1"), None);
+        let shared = "h1 mcg_1_x\nh2 mcg_2_y\n";
+        assert_eq!(token_for(shared, "h2"), Some("mcg_2_y"));
+        assert_eq!(token_for(shared, "h3"), None);
     }
 }

@@ -134,7 +134,18 @@ pub struct Client {
     target: Target,
     pool: Option<Arc<Pool>>,
     tls: Option<Tls>,
-    token: Option<Arc<str>>,
+    /// Shared by the clones of one client, so [`Client::set_token`] reaches them all.
+    token: Arc<Bearer>,
+}
+
+/// The bearer secret, never shown by `Debug`.
+#[derive(Default)]
+struct Bearer(std::sync::RwLock<Option<Arc<str>>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(..)")
+    }
 }
 
 /// The TLS connector (which has no `Debug` of its own).
@@ -212,7 +223,7 @@ impl Client {
             target,
             pool: None,
             tls: None,
-            token: None,
+            token: Arc::default(),
         })
     }
 
@@ -236,8 +247,15 @@ impl Client {
 
     /// Sends `token` as `Authorization: Bearer` on every request.
     pub fn with_token(mut self, token: &str) -> Self {
-        self.token = Some(Arc::from(token));
+        self.token = Arc::new(Bearer(std::sync::RwLock::new(Some(Arc::from(token)))));
         self
+    }
+
+    /// Replaces the bearer token of this client and of every clone of it (an agent
+    /// that has just joined).
+    pub fn set_token(&self, token: &str) {
+        let mut t = self.token.0.write().unwrap_or_else(|p| p.into_inner());
+        *t = Some(Arc::from(token));
     }
 
     /// The same controller, CA and token, without the kept-alive connections of this
@@ -361,7 +379,13 @@ impl Client {
             .uri(path)
             .header(hyper::header::HOST, host)
             .header(hyper::header::CONTENT_TYPE, "application/json");
-        if let Some(t) = &self.token {
+        let token = self
+            .token
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(t) = token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req.body(Full::new(body)).map_err(|e| self.http_err(e))?;
