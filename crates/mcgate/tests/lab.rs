@@ -869,7 +869,7 @@ name = "sec"
 [[services]]
 name = "attacker"
 host = "host-b"
-command = ["sh", "-c", "while [ ! -f GO ]; do sleep 0.1; done; sh GO; echo attack-done; sleep 300"]
+command = ["sh", "-c", "while [ ! -f GO ]; do sleep 0.1; done; sh GO; sleep 300"]
 "#
         .replace(
             "GO",
@@ -907,6 +907,7 @@ curl -sk -m 5 -o /dev/null -w 'register=%{{http_code}}\n' -X POST -H 'content-ty
 curl -sk -m 5 -o /dev/null -w 'domains=%{{http_code}}\n' -X POST -H 'content-type: application/json' -d '{{"name":"evil"}}' {ctl}/v1/domains
 curl -sk -m 5 -o /dev/null -w 'forged=%{{http_code}}\n' -H 'authorization: Bearer mcg_000000000000_00' {ctl}/v1/domains
 curl -sk -m 5 -o /dev/null -w 'takeover=%{{http_code}}\n' -X POST -H 'authorization: Bearer {token}' {ctl}/v1/join
+echo probe-finished
 "#,
         creds = creds.display(),
         token = leaked.trim(),
@@ -916,12 +917,12 @@ curl -sk -m 5 -o /dev/null -w 'takeover=%{{http_code}}\n' -X POST -H 'authorizat
     std::fs::rename(&tmp, &go).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut logs = lab.logs("attacker-1");
-    while !logs.contains("attack-done") && Instant::now() < deadline {
+    while !logs.contains("probe-finished") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
         logs = lab.logs("attacker-1");
     }
     let _ = std::fs::remove_file(&go);
-    assert!(logs.contains("attack-done"), "{logs}");
+    assert!(logs.contains("probe-finished"), "{logs}");
     assert!(
         logs.contains("No such file"),
         "the task sees /run/mcgate: {logs}"
