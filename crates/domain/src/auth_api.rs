@@ -60,11 +60,21 @@ pub struct JoinTokenSpec {
 #[serde(deny_unknown_fields)]
 pub struct CredentialSpec {
     /// `admin` or `viewer` (agent credentials come only from `POST /v1/join`).
+    #[schema(schema_with = credential_role)]
     pub role: Role,
     /// Seconds the credential stays valid (1 to 315360000); no expiry when left out.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 315_360_000)]
     pub ttl_s: Option<u64>,
+}
+
+/// The roles `POST /v1/credentials` issues.
+fn credential_role() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["admin", "viewer"]))
+        .into()
 }
 
 /// A secret just issued: the only time the controller shows it.
