@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+mod lines;
 pub mod table;
 pub mod tls;
 
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use tokio_rustls::TlsConnector;
 
 pub use credentials::{Credentials, CredentialsError};
+pub use lines::LineStream;
 
 /// Where labs keep their state; a lab's controller socket is
 /// `LAB_STATE_ROOT/<lab>/controller.sock`.
@@ -551,53 +553,6 @@ fn default_url_in(root: &Path) -> Result<String, ClientError> {
             labs: labs.iter().map(|(n, _)| n.clone()).collect(),
             sockets: labs.into_iter().map(|(_, p)| p).collect(),
         }),
-    }
-}
-
-/// A newline-delimited body, read one line at a time.
-#[derive(Debug)]
-pub struct LineStream {
-    body: Incoming,
-    buf: BytesMut,
-    /// How much of `buf` is known to hold no newline.
-    scanned: usize,
-    url: String,
-}
-
-impl LineStream {
-    /// The next line without its newline, or `None` when the server closed the stream.
-    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ClientError> {
-        loop {
-            // Only the bytes not yet searched: a long line arriving in many frames is
-            // scanned once, not once per frame.
-            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
-                let pos = self.scanned + pos;
-                self.scanned = 0;
-                let line = self.buf.split_to(pos + 1).freeze();
-                return Ok(Some(line.slice(..pos)));
-            }
-            self.scanned = self.buf.len();
-            match self.body.frame().await {
-                None => {
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
-                    self.scanned = 0;
-                    return Ok(Some(self.buf.split().freeze()));
-                }
-                Some(Err(e)) => {
-                    return Err(ClientError::Http {
-                        url: self.url.clone(),
-                        message: e.to_string(),
-                    });
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
     }
 }
 
