@@ -127,11 +127,23 @@ pub fn membership(data: &[u8]) {
     }
 }
 
+/// `POST /v1/tokens`: a join token's request; its host must be a valid name.
+pub fn join_token_spec(data: &[u8]) {
+    if let Some(spec) = body::<crate::auth_api::JoinTokenSpec>(data) {
+        let _ = crate::validate::host_name("host", &spec.host);
+    }
+}
+
+/// `POST /v1/credentials`.
+pub fn credential_spec(data: &[u8]) {
+    let _ = body::<crate::auth_api::CredentialSpec>(data);
+}
+
 /// A fuzz target's body.
 pub type Body = fn(&[u8]);
 
 /// Every target: its name in `fuzz/` and its body.
-pub const TARGETS: [(&str, Body); 7] = [
+pub const TARGETS: [(&str, Body); 9] = [
     ("api_domain_spec", domain_spec),
     ("api_association", association),
     ("api_static_member", static_member),
@@ -139,6 +151,8 @@ pub const TARGETS: [(&str, Body); 7] = [
     ("api_registration", registration),
     ("api_heartbeat", heartbeat),
     ("api_membership", membership),
+    ("api_join_token_spec", join_token_spec),
+    ("api_credential_spec", credential_spec),
 ];
 
 #[cfg(test)]
