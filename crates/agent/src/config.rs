@@ -296,7 +296,7 @@ mod tests {
         let path = dir.join("agent.toml");
         std::fs::write(
             &path,
-            "controller = \"http://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\n",
+            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\nca = \"/etc/mcgate/ca.pem\"\ntoken-file = \"/etc/mcgate/join-token\"\n",
         )
         .unwrap();
         let mut a = args();
@@ -309,6 +309,13 @@ mod tests {
         assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));
         assert_eq!(c.dataplane, Requested::Auto);
         assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/mcgate")));
+        // The credential is kept in the state directory unless placed elsewhere.
+        assert_eq!(
+            c.credential_file,
+            Some(PathBuf::from("/var/lib/mcgate/credentials.json"))
+        );
+        assert_eq!(c.ca, Some(PathBuf::from("/etc/mcgate/ca.pem")));
+        assert_eq!(c.token_file, Some(PathBuf::from("/etc/mcgate/join-token")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -322,10 +329,14 @@ mod tests {
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("agent.toml") && e.contains("hots"), "{e}");
         let mut a = args();
-        a.controller = Some("http://x:1".into());
+        a.controller = Some("https://x:1".into());
         a.host = Some("h".into());
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("`underlay`"), "{e}");
+        // Plain HTTP is refused with the way out.
+        a.controller = Some("http://x:1".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("use https://"), "{e}");
         assert!(parse_underlay("224.0.0.1").is_err());
         assert!(parse_underlay("10.0.0.1:0").is_err());
         assert_eq!(
