@@ -117,3 +117,32 @@ pub struct TokenInfo {
     /// `valid` or `expired`.
     pub state: String,
 }
+
+/// The public id of a bearer secret `mcg_<id>_<secret>` (`id`: 12 hex digits), or
+/// `None` when the text has not that shape. The text is untrusted (an `Authorization`
+/// header).
+pub fn token_id(secret: &str) -> Option<&str> {
+    let (id, rest) = secret.strip_prefix("mcg_")?.split_once('_')?;
+    let ok = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !rest.is_empty();
+    ok.then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_secrets_have_an_id() {
+        assert_eq!(token_id("mcg_0123456789ab_ff"), Some("0123456789ab"));
+        for bad in [
+            "",
+            "mcg_",
+            "mcg_0123456789ab_",
+            "mcg_0123456789a_ff",
+            "xx_0123456789ab_ff",
+            "mcg_01234567890g_ff",
+        ] {
+            assert_eq!(token_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -173,7 +173,7 @@ impl Tokens {
 
     /// Who `secret` belongs to, if it is a known secret that has not expired.
     pub fn authenticate(&self, secret: &str, now: u64) -> Option<Caller> {
-        let id = secret.strip_prefix("mcg_")?.split_once('_')?.0;
+        let id = mcgate_domain::auth_api::token_id(secret)?;
         let d = digest(secret);
         let entries = self.lock();
         let e = entries.iter().find(|e| e.id == id && same(&e.digest, &d))?;
