@@ -392,6 +392,10 @@ pub fn run(args: &AgentArgs) -> ExitCode {
         // config (a Kubernetes ConfigMap) may leave to flags.
         let mut args = AgentArgs {
             controller: args.controller.clone(),
+            token: None,
+            token_file: None,
+            ca: None,
+            credential_file: None,
             host: args.host.clone(),
             underlay: args.underlay.clone(),
             attach: args.attach.clone(),
@@ -405,7 +409,7 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             rotate_key: false,
         };
         args.controller
-            .get_or_insert_with(|| "http://127.0.0.1:7400".into());
+            .get_or_insert_with(|| "https://127.0.0.1:7400".into());
         args.host.get_or_insert_with(|| "check".into());
         match AgentConfig::resolve(&args) {
             Ok(c) => (Some(c.underlay.to_string()), c.attach, c.dataplane),

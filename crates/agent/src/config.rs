@@ -24,6 +24,14 @@ pub enum AdminAddr {
 pub struct AgentConfig {
     /// Controller URL.
     pub controller: String,
+    /// The join token given on the command line, if any.
+    pub join_token: Option<String>,
+    /// The file holding the join token, if given (read when the agent joins).
+    pub token_file: Option<PathBuf>,
+    /// The controller's CA file, if given.
+    pub ca: Option<PathBuf>,
+    /// Where the joined credential is kept, if anywhere.
+    pub credential_file: Option<PathBuf>,
     /// This host's name.
     pub host: String,
     /// The local VXLAN endpoint.
@@ -94,6 +102,11 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     controller: Option<String>,
+    #[serde(rename = "token-file")]
+    token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    #[serde(rename = "credential-file")]
+    credential_file: Option<PathBuf>,
     host: Option<String>,
     underlay: Option<String>,
     #[serde(default)]
@@ -181,6 +194,9 @@ impl AgentConfig {
             value: controller.clone(),
             why: e.to_string(),
         })?;
+        let join_token = args.token.as_ref().map(|t| t.trim().to_string());
+        let token_file = args.token_file.clone().or(file.token_file);
+        let ca = args.ca.clone().or(file.ca);
         let host = args
             .host
             .clone()
@@ -249,8 +265,21 @@ impl AgentConfig {
                 why: "give a UDP port other than 0 and the underlay's VXLAN port".into(),
             });
         }
+        let credential_file = args
+            .credential_file
+            .clone()
+            .or(file.credential_file)
+            .or_else(|| {
+                state_dir
+                    .as_ref()
+                    .map(|d| crate::join::default_credential_file(d))
+            });
         Ok(Self {
             controller,
+            join_token,
+            token_file,
+            ca,
+            credential_file,
             host,
             underlay,
             attach,
@@ -271,6 +300,10 @@ mod tests {
     fn args() -> AgentArgs {
         AgentArgs {
             controller: None,
+            token: None,
+            token_file: None,
+            ca: None,
+            credential_file: None,
             host: None,
             underlay: None,
             attach: vec![],
@@ -291,7 +324,7 @@ mod tests {
         let path = dir.join("agent.toml");
         std::fs::write(
             &path,
-            "controller = \"http://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\n",
+            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\nca = \"/etc/mcgate/ca.pem\"\ntoken-file = \"/etc/mcgate/join-token\"\n",
         )
         .unwrap();
         let mut a = args();
@@ -304,6 +337,13 @@ mod tests {
         assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));
         assert_eq!(c.dataplane, Requested::Auto);
         assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/mcgate")));
+        // The credential is kept in the state directory unless placed elsewhere.
+        assert_eq!(
+            c.credential_file,
+            Some(PathBuf::from("/var/lib/mcgate/credentials.json"))
+        );
+        assert_eq!(c.ca, Some(PathBuf::from("/etc/mcgate/ca.pem")));
+        assert_eq!(c.token_file, Some(PathBuf::from("/etc/mcgate/join-token")));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -317,10 +357,14 @@ mod tests {
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("agent.toml") && e.contains("hots"), "{e}");
         let mut a = args();
-        a.controller = Some("http://x:1".into());
+        a.controller = Some("https://x:1".into());
         a.host = Some("h".into());
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("`underlay`"), "{e}");
+        // Plain HTTP is refused with the way out.
+        a.controller = Some("http://x:1".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("use https://"), "{e}");
         assert!(parse_underlay("224.0.0.1").is_err());
         assert!(parse_underlay("10.0.0.1:0").is_err());
         assert_eq!(

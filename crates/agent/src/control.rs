@@ -171,7 +171,7 @@ impl Heartbeats {
         timing: HeartbeatTiming,
         status: SharedStatus,
     ) -> Result<Self, ClientError> {
-        let client = Client::new(client.url())?.keep_alive();
+        let client = client.detached().keep_alive();
         let path = format!("/v1/agents/{host}/heartbeat");
         Ok(Self(tokio::spawn(heartbeat_task(
             client, path, session, timing, status,

@@ -92,8 +92,12 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         .route("/v1/agents/{host}/heartbeat", post(heartbeat))
         .route("/v1/agents/{host}/membership", post(membership))
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = std::env::temp_dir().join(format!("mcgate-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ctl.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let url = format!("unix:{}", sock.display());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::new(&url).unwrap().keep_alive();
@@ -134,6 +138,7 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
     }
     session.abort();
     server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 
     let f = fake.lock().unwrap();
     assert_eq!(f.expiries, 0, "the lease expired while a report was slow");

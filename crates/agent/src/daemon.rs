@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mcgate_client::Client;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, HostKey, LinkSpec, WireguardConfig};
 use tokio::sync::mpsc;
 
@@ -228,7 +227,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
     // One kept-alive connection for the session's registrations and reports (the
     // heartbeats and the stream each have their own).
-    let client = Client::new(&cfg.controller)?.keep_alive();
+    let client = crate::join::client(&cfg)?.keep_alive();
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()

@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod fuzzing;
 pub mod host_key;
 pub mod igmp_plan;
+pub mod join;
 pub mod link;
 pub mod metrics;
 pub mod netdev;
@@ -38,9 +39,24 @@ use std::process::ExitCode;
 /// `mcgate agent`: run the host agent.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// Controller URL (`http://HOST:PORT` or `unix:PATH`).
+    /// Controller URL (`https://HOST:PORT` or `unix:PATH`).
     #[arg(long)]
     pub controller: Option<String>,
+    /// A join token (from `mcgate token create --host NAME`) to exchange for this host's
+    /// credential on the first start. It shows in the process list: prefer --token-file.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the join token (read once; the credential it buys is kept in
+    /// --state-dir, mode 0600, and reused on later starts).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The controller's CA certificate (its `ca.pem`), for the first join over https.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Where the agent keeps the credential a join buys (mode 0600; default:
+    /// STATE_DIR/credentials.json; without either, it lives in memory only).
+    #[arg(long, value_name = "FILE")]
+    pub credential_file: Option<PathBuf>,
     /// This host's name, unique among the controller's agents.
     #[arg(long)]
     pub host: Option<String>,

@@ -1,11 +1,15 @@
-//! mcgate-client: a small HTTP/1.1 JSON client for the controller's API, over TCP or a
-//! Unix socket, used by the CLI and the agents.
+//! mcgate-client: a small HTTP/1.1 JSON client for the controller's API, over TLS on
+//! TCP (`https://`, trusting only the domain CA, with a bearer credential) or a Unix
+//! socket (`unix:`, local admin), used by the CLI and the agents.
 //!
 //! It must never retry on its own or hide an error: callers decide what a failure means.
 
 #![forbid(unsafe_code)]
 
+pub mod credentials;
+mod lines;
 pub mod table;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,20 +23,48 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_rustls::TlsConnector;
+
+pub use credentials::{Credentials, CredentialsError};
+pub use lines::LineStream;
 
 /// Where labs keep their state; a lab's controller socket is
 /// `LAB_STATE_ROOT/<lab>/controller.sock`.
 pub const LAB_STATE_ROOT: &str = "/run/mcgate/labs";
 
 /// The controller address used when nothing else is given.
-pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7400";
+pub const DEFAULT_CONTROLLER: &str = "https://127.0.0.1:7400";
 
 /// What can go wrong talking to the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is neither `http://HOST:PORT` nor `unix:PATH`.
-    #[error("controller address {0:?} is not of the form http://HOST:PORT or unix:PATH")]
+    /// The URL is neither `https://HOST:PORT` nor `unix:PATH`.
+    #[error("controller address {0:?} is not of the form https://HOST:PORT or unix:PATH")]
     BadUrl(String),
+    /// A plain `http://` URL: the controller serves TLS only.
+    #[error(
+        "controller address {0:?} is plain HTTP, which the controller does not serve: use https://HOST:PORT (with --credentials) or unix:PATH"
+    )]
+    PlainHttp(String),
+    /// An `https://` URL with no CA to check the controller's certificate against.
+    #[error(
+        "no CA to check the controller at {url} against: give a credential file (--credentials or MCGATE_CREDENTIALS)"
+    )]
+    NoCa {
+        /// The controller URL.
+        url: String,
+    },
+    /// The TLS handshake or the CA failed.
+    #[error("TLS with the controller at {url} failed: {message}")]
+    Tls {
+        /// The controller URL.
+        url: String,
+        /// The cause.
+        message: String,
+    },
+    /// A credential file could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// Several labs are up and none was named.
     #[error(
         "several labs are up ({}); pick one with --controller {} (or MCGATE_CONTROLLER)",
@@ -86,8 +118,13 @@ pub enum ClientError {
 
 #[derive(Debug, Clone)]
 enum Target {
-    Tcp { authority: String },
-    Unix { path: PathBuf },
+    Tcp {
+        authority: String,
+        name: rustls_pki_types::ServerName<'static>,
+    },
+    Unix {
+        path: PathBuf,
+    },
 }
 
 /// A handle on one controller. Cheap to clone; each request opens its own connection,
@@ -98,6 +135,29 @@ pub struct Client {
     url: String,
     target: Target,
     pool: Option<Arc<Pool>>,
+    tls: Option<Tls>,
+    /// Shared by the clones of one client, so [`Client::set_token`] reaches them all.
+    token: Arc<Bearer>,
+}
+
+/// The bearer secret, never shown by `Debug`.
+#[derive(Default)]
+struct Bearer(std::sync::RwLock<Option<Arc<str>>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(..)")
+    }
+}
+
+/// The TLS connector (which has no `Debug` of its own).
+#[derive(Clone)]
+struct Tls(TlsConnector);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 /// Most idle connections a keep-alive client keeps: a caller that makes one request
@@ -134,16 +194,22 @@ impl Pool {
 }
 
 impl Client {
-    /// Parses `http://HOST:PORT[/]` or `unix:PATH`.
+    /// Parses `https://HOST:PORT[/]` or `unix:PATH`. An `https://` client needs the
+    /// CA ([`Client::with_ca`]) before it can connect; `http://` is refused.
     pub fn new(url: &str) -> Result<Self, ClientError> {
-        let target = if let Some(rest) = url.strip_prefix("http://") {
+        let target = if let Some(rest) = url.strip_prefix("https://") {
             let authority = rest.trim_end_matches('/');
             if authority.is_empty() || authority.contains('/') {
                 return Err(ClientError::BadUrl(url.to_string()));
             }
+            let name =
+                tls::server_name(authority).ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
             Target::Tcp {
                 authority: authority.to_string(),
+                name,
             }
+        } else if url.starts_with("http://") {
+            return Err(ClientError::PlainHttp(url.to_string()));
         } else if let Some(path) = url.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(ClientError::BadUrl(url.to_string()));
@@ -158,7 +224,49 @@ impl Client {
             url: url.to_string(),
             target,
             pool: None,
+            tls: None,
+            token: Arc::default(),
         })
+    }
+
+    /// The controller of a credential file, with its CA and token.
+    pub fn from_credentials(c: &Credentials) -> Result<Self, ClientError> {
+        Self::new(&c.controller)?
+            .with_ca(&c.ca)
+            .map(|cl| cl.with_token(&c.token))
+    }
+
+    /// Trusts the CA certificates of `ca_pem` (and only them) for `https://`.
+    pub fn with_ca(mut self, ca_pem: &str) -> Result<Self, ClientError> {
+        self.tls = Some(Tls(tls::connector(ca_pem).map_err(|message| {
+            ClientError::Tls {
+                url: self.url.clone(),
+                message,
+            }
+        })?));
+        Ok(self)
+    }
+
+    /// Sends `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Arc::new(Bearer(std::sync::RwLock::new(Some(Arc::from(token)))));
+        self
+    }
+
+    /// Replaces the bearer token of this client and of every clone of it (an agent
+    /// that has just joined).
+    pub fn set_token(&self, token: &str) {
+        let mut t = self.token.0.write().unwrap_or_else(|p| p.into_inner());
+        *t = Some(Arc::from(token));
+    }
+
+    /// The same controller, CA and token, without the kept-alive connections of this
+    /// client (for a caller that needs its own).
+    pub fn detached(&self) -> Self {
+        Self {
+            pool: None,
+            ..self.clone()
+        }
     }
 
     /// The same controller, with connections kept open and reused between requests
@@ -260,16 +368,24 @@ impl Client {
             None => Bytes::new(),
         };
         let host = match &self.target {
-            Target::Tcp { authority } => authority.clone(),
+            Target::Tcp { authority, .. } => authority.clone(),
             Target::Unix { .. } => "localhost".to_string(),
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| self.http_err(e))?;
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        let token = self
+            .token
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(body)).map_err(|e| self.http_err(e))?;
         let resp = self.dispatch(req, reuse).await?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -332,11 +448,22 @@ impl Client {
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         match &self.target {
-            Target::Tcp { authority } => {
+            Target::Tcp { authority, name } => {
+                let tls = self.tls.as_ref().ok_or_else(|| ClientError::NoCa {
+                    url: self.url.clone(),
+                })?;
                 let stream = tokio::net::TcpStream::connect(authority.as_str())
                     .await
                     .map_err(|source| self.connect_err(source))?;
                 let _ = stream.set_nodelay(true);
+                let stream =
+                    tls.0
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| ClientError::Tls {
+                            url: self.url.clone(),
+                            message: e.to_string(),
+                        })?;
                 self.handshake(TokioIo::new(stream)).await
             }
             Target::Unix { path } => {
@@ -426,53 +553,6 @@ fn default_url_in(root: &Path) -> Result<String, ClientError> {
             labs: labs.iter().map(|(n, _)| n.clone()).collect(),
             sockets: labs.into_iter().map(|(_, p)| p).collect(),
         }),
-    }
-}
-
-/// A newline-delimited body, read one line at a time.
-#[derive(Debug)]
-pub struct LineStream {
-    body: Incoming,
-    buf: BytesMut,
-    /// How much of `buf` is known to hold no newline.
-    scanned: usize,
-    url: String,
-}
-
-impl LineStream {
-    /// The next line without its newline, or `None` when the server closed the stream.
-    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ClientError> {
-        loop {
-            // Only the bytes not yet searched: a long line arriving in many frames is
-            // scanned once, not once per frame.
-            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
-                let pos = self.scanned + pos;
-                self.scanned = 0;
-                let line = self.buf.split_to(pos + 1).freeze();
-                return Ok(Some(line.slice(..pos)));
-            }
-            self.scanned = self.buf.len();
-            match self.body.frame().await {
-                None => {
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
-                    self.scanned = 0;
-                    return Ok(Some(self.buf.split().freeze()));
-                }
-                Some(Err(e)) => {
-                    return Err(ClientError::Http {
-                        url: self.url.clone(),
-                        message: e.to_string(),
-                    });
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -2,16 +2,19 @@ use super::*;
 
 #[test]
 fn parses_both_url_forms_and_rejects_others() {
-    assert!(Client::new("http://127.0.0.1:7400").is_ok());
-    assert!(Client::new("http://127.0.0.1:7400/").is_ok());
+    assert!(Client::new("https://127.0.0.1:7400").is_ok());
+    assert!(Client::new("https://127.0.0.1:7400/").is_ok());
     assert!(Client::new("unix:/run/x.sock").is_ok());
+    let e = Client::new("http://127.0.0.1:7400").unwrap_err();
+    assert!(matches!(e, ClientError::PlainHttp(_)), "{e}");
+    assert!(e.to_string().contains("use https://"), "{e}");
     for bad in [
         "",
         "127.0.0.1:7400",
-        "https://x",
-        "http://",
+        "ftp://x",
+        "https://",
         "unix:",
-        "http://a/b",
+        "https://a/b",
     ] {
         assert!(
             matches!(Client::new(bad), Err(ClientError::BadUrl(_))),
@@ -22,10 +25,13 @@ fn parses_both_url_forms_and_rejects_others() {
 
 /// A server that answers `{}` to every request on a connection kept open, and
 /// counts the connections it accepted.
-async fn counting_server() -> (String, Arc<AtomicU64>) {
+async fn counting_server(tag: &str) -> (String, Arc<AtomicU64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile_dir(tag);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let url = format!("unix:{}", path.display());
     let accepted = Arc::new(AtomicU64::new(0));
     let count = accepted.clone();
     tokio::spawn(async move {
@@ -69,7 +75,7 @@ async fn counting_server() -> (String, Arc<AtomicU64>) {
 
 #[tokio::test]
 async fn a_keep_alive_client_reuses_one_connection() {
-    let (url, accepted) = counting_server().await;
+    let (url, accepted) = counting_server("keep-alive").await;
     let client = Client::new(&url).unwrap().keep_alive();
     for _ in 0..5 {
         let _: serde_json::Value = client

@@ -218,14 +218,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("cannot start {}: {e}", mcgate.display()))?,
     );
     let pid = ctl.0.id();
-    let client = Client::new(&format!("http://{listen}"))?;
+    // The controller writes its admin credential (URL, CA, token) before it serves.
+    let creds = data.join(mcgate_client::credentials::ADMIN_CREDENTIALS_FILE);
     let up = Instant::now();
-    while client.get::<Health>("/v1/healthz").await.is_err() {
+    let client = loop {
+        if let Ok(c) = mcgate_client::Credentials::load(&creds) {
+            let client = Client::from_credentials(&c)?;
+            if client.get::<Health>("/v1/healthz").await.is_ok() {
+                break client;
+            }
+        }
         if up.elapsed() > Duration::from_secs(10) {
             return Err("the controller did not come up".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     for d in 0..args.domains {
         let spec = DomainSpec {
             name: format!("dom{d:02}"),

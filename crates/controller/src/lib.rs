@@ -7,12 +7,17 @@
 //! ([`routes`], with their OpenAPI document in [`openapi`]), the bounded accept loop
 //! ([`server`]), the store, the lease timer, the streams ([`hub`]) and [`metrics`].
 //!
+//! The API is TLS on TCP (certificates from the controller's own CA, [`auth::pki`]) and
+//! every request is authenticated ([`auth`]); the Unix socket is for local admin.
+//!
 //! It must never block its state lock on the network (a slow agent loses its stream, not
 //! everyone's), never answer bad input with a 5xx or a crash, and never lose a committed
 //! admin change on a crash.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod auth_routes;
 mod cli;
 pub mod extract;
 pub mod hub;
@@ -40,10 +45,16 @@ pub struct ControllerArgs {
     /// TCP address to serve the API on.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: String,
-    /// Also serve the API on this Unix socket.
+    /// Also serve the API on this Unix socket (created mode 0600: whoever may open it
+    /// is admin).
     #[arg(long)]
     pub unix: Option<std::path::PathBuf>,
-    /// Directory of the persistent store.
+    /// One more name (IP address or DNS name) for the controller's TLS certificate,
+    /// besides the listen address, 127.0.0.1 and localhost; repeat as needed.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
+    /// Directory of the persistent store, the CA (`ca.pem`, `ca.key`), the join tokens and
+    /// credentials (`tokens.json`) and the admin credential (`admin.credentials`).
     #[arg(long, default_value = "/var/lib/mcgate")]
     pub data_dir: std::path::PathBuf,
     /// An agent with no heartbeat or report for this many milliseconds loses its members.
@@ -94,12 +105,13 @@ impl Running {
     }
 }
 
-/// Serves the API of `controller` on `tcp` (and `unix`, if given) until
+/// Serves the API of `controller` on `tcp` with TLS `tls` (and `unix`, if given) until
 /// [`Running::shutdown`]; also runs the flush and lease loops.
 pub fn serve(
     controller: Arc<Controller>,
     tcp: TcpListener,
     unix: Option<UnixListener>,
+    tls: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<Running> {
     let addr = tcp.local_addr()?;
     let (tx, rx) = watch::channel(false);
@@ -117,10 +129,12 @@ pub fn serve(
                 ctl.close_streams();
             })
         };
-        let tcp_srv = server::serve(tcp, app.clone(), limits, rx.clone());
+        let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+        let tcp_srv = server::serve(tcp, app.clone(), limits, tls, auth::Origin::Tcp, rx.clone());
         match unix {
             Some(u) => {
-                tokio::join!(tcp_srv, server::serve(u, app, limits, rx.clone()));
+                let unix_srv = server::serve(u, app, limits, None, auth::Origin::Unix, rx.clone());
+                tokio::join!(tcp_srv, unix_srv);
             }
             None => tcp_srv.await,
         }
@@ -135,6 +149,69 @@ pub fn serve(
         shutdown: tx,
         task,
     })
+}
+
+/// Makes the controller's TLS configuration for `addr` (its CA first, on the first
+/// start) and its admin credential file `DATA_DIR/admin.credentials`: created with a
+/// new admin secret when missing, else only its `controller` URL and CA brought up to
+/// date (the secret is not kept in the clear, so it cannot be rewritten).
+pub fn bootstrap(
+    controller: &Controller,
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    sans: &[String],
+) -> Result<(Arc<rustls::ServerConfig>, mcgate_client::Credentials), String> {
+    use mcgate_domain::auth_api::{Role, TokenKind};
+    let ca = auth::pki::Ca::load_or_create(data_dir)?;
+    let tls = ca.server_config(&auth::pki::server_names(addr, sans))?;
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let url = format!("https://{host}");
+    let path = data_dir.join(mcgate_client::credentials::ADMIN_CREDENTIALS_FILE);
+    let creds = match mcgate_client::Credentials::load(&path) {
+        Ok(mut c) => {
+            c.controller = url;
+            c.ca = ca.cert_pem.clone();
+            c
+        }
+        Err(_) => {
+            let t = controller.tokens.issue(
+                TokenKind::Credential,
+                Role::Admin,
+                None,
+                None,
+                auth::tokens::unix_now(),
+            )?;
+            tracing::info!(id = %t.id, file = %path.display(), "admin credential created");
+            mcgate_client::Credentials {
+                controller: url,
+                ca: ca.cert_pem.clone(),
+                token: t.token,
+                role: "admin".into(),
+                host: None,
+            }
+        }
+    };
+    creds.save(&path).map_err(|e| e.to_string())?;
+    Ok((tls, creds))
+}
+
+/// [`bootstrap`] then [`serve`]: a controller on `tcp` with TLS, and its admin
+/// credential.
+pub fn serve_tls(
+    controller: Arc<Controller>,
+    data_dir: &std::path::Path,
+    tcp: TcpListener,
+    unix: Option<UnixListener>,
+    sans: &[String],
+) -> Result<(Running, mcgate_client::Credentials), String> {
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let (tls, creds) = bootstrap(&controller, data_dir, addr, sans)?;
+    let running = serve(controller, tcp, unix, tls).map_err(|e| e.to_string())?;
+    Ok((running, creds))
 }
 
 /// Runs the controller daemon.
@@ -211,7 +288,7 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
         Some(path) => Some(bind_unix(path).await?),
         None => None,
     };
-    let running = serve(controller, tcp, unix).map_err(|e| e.to_string())?;
+    let (running, _) = serve_tls(controller, &args.data_dir, tcp, unix, &args.tls_san)?;
     tracing::info!(
         listen = %running.addr,
         unix = ?args.unix,
@@ -245,7 +322,16 @@ async fn bind_unix(path: &PathBuf) -> Result<UnixListener, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+    // Whoever can open the socket is admin: create it 0600 (the umask covers the window
+    // between bind and chmod).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+    Ok(listener)
 }
 
 async fn wait_for_signal() {

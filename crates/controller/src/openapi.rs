@@ -15,7 +15,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use crate::routes;
+use crate::{auth, auth_routes, routes};
 
 /// What each parameter means, by place and name: the doc comments of [`DomainPath`],
 /// [`HostPath`], `routes::StreamQuery` and `GroupQuery`, which utoipa drops when a
@@ -71,11 +71,20 @@ pub struct HostPath {
     pub host: String,
 }
 
+/// The `{id}` of a token route.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TokenPath {
+    /// Token or credential id (from `GET /v1/tokens`).
+    #[param(pattern = "^[0-9a-f]{12}$", min_length = 12, max_length = 12)]
+    pub id: String,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "mcgate controller API",
-        description = "Multicast domains, their associations and static members and sources, the agents and the forwarding state streamed to them. Every error is an ApiError. Request bodies are `application/json`."
+        description = "Multicast domains, their associations and static members and sources, the agents and the forwarding state streamed to them. Every error is an ApiError. Request bodies are `application/json`. Every operation but healthz and this document needs `Authorization: Bearer TOKEN` (401 without a valid one, 403 for the wrong role or host); see docs/security.md."
     ),
     paths(
         routes::healthz,
@@ -98,6 +107,12 @@ pub struct HostPath {
         routes::heartbeat,
         routes::membership,
         routes::stream,
+        auth_routes::create_token,
+        auth_routes::list_tokens,
+        auth_routes::revoke_token,
+        auth_routes::revoke_host,
+        auth_routes::create_credential,
+        auth_routes::join,
     ),
     components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode)),
     modifiers(&CommonAnswers)
@@ -131,9 +146,29 @@ fn error(description: &str) -> RefOr<Response> {
         .into()
 }
 
+/// The security scheme's name in the document.
+pub const BEARER: &str = "bearer";
+
 impl Modify for CommonAnswers {
     fn modify(&self, doc: &mut Document) {
-        for item in doc.paths.paths.values_mut() {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A credential or, for POST /v1/join only, a join token (docs/security.md)",
+                    ))
+                    .build(),
+            ),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let public = auth::PUBLIC_ROUTES.contains(&path.as_str());
             for (method, op) in [
                 (HttpMethod::Get, item.get.as_mut()),
                 (HttpMethod::Post, item.post.as_mut()),
@@ -141,10 +176,26 @@ impl Modify for CommonAnswers {
             ] {
                 if let Some(op) = op {
                     add_common(method, op);
+                    if public {
+                        // An empty list: no credential needed (OpenAPI 3.1 section 4.8.10).
+                        op.security = Some(vec![SecurityRequirement::default()]);
+                    } else {
+                        add_auth(op);
+                    }
                 }
             }
         }
     }
+}
+
+fn add_auth(op: &mut Operation) {
+    let answers = &mut op.responses.responses;
+    answers.entry("401".to_string()).or_insert_with(|| {
+        error("No credential, or one unknown, expired or revoked (`WWW-Authenticate: Bearer`)")
+    });
+    answers
+        .entry("403".to_string())
+        .or_insert_with(|| error("The credential's role or host may not do this"));
 }
 
 fn add_common(method: HttpMethod, op: &mut Operation) {

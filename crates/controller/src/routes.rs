@@ -28,8 +28,10 @@ use crate::state::Controller;
 type Ctl = State<Arc<Controller>>;
 type ApiResult<T> = Result<T, ApiErr>;
 
-/// The `/v1` router. Authentication, when it comes, is one layer around this router.
+/// The `/v1` router, with authentication ([`crate::auth::authorize`]) as one layer
+/// around it.
 pub fn router(ctl: Arc<Controller>) -> Router {
+    use crate::auth_routes as a;
     Router::new()
         .route("/v1/healthz", get(healthz))
         .route("/v1/openapi.json", get(openapi))
@@ -53,9 +55,21 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/v1/agents/{host}/heartbeat", post(heartbeat))
         .route("/v1/agents/{host}/membership", post(membership))
         .route("/v1/agents/{host}/stream", get(stream))
+        .route("/v1/tokens", post(a::create_token).get(a::list_tokens))
+        .route("/v1/tokens/{id}", axum::routing::delete(a::revoke_token))
+        .route("/v1/credentials", post(a::create_credential))
+        .route(
+            "/v1/hosts/{host}/credentials",
+            axum::routing::delete(a::revoke_host),
+        )
+        .route("/v1/join", post(a::join))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            ctl.clone(),
+            crate::auth::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(ctl.clone(), count))
         .with_state(ctl)
 }
@@ -308,8 +322,10 @@ async fn remove_static<S: Send + Sync + 'static>(
     responses((status = 200, description = "Registered (a new session each time)", body = RegistrationReply)))]
 pub(crate) async fn register(
     State(c): Ctl,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     ApiJson(reg): ApiJson<AgentRegistration>,
 ) -> ApiResult<Json<RegistrationReply>> {
+    crate::auth::check_host(&caller, &reg.host)?;
     let (lease, hb) = (c.config.lease_ms, c.config.heartbeat_ms);
     let host = reg.host.clone();
     let reply = c.apply(|m, now| m.register(reg, now, lease, hb))?;

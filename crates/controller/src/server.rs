@@ -20,7 +20,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::auth::Origin;
 
 /// Bounds on the connections of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +54,19 @@ pub fn max_connections_for(nofile: u64) -> usize {
 
 /// Serves `app` on `listener` until `stop` turns true, then lets every connection finish
 /// its request in flight.
+/// Over TCP, each connection is TLS (`tls`) unless the caller passed none; the
+/// handshake must end within the header timeout. Every request carries the listener's
+/// [`Origin`] as an extension, for [`crate::auth::authorize`].
 pub(crate) async fn serve<L>(
     mut listener: L,
     app: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
+    origin: Origin,
     mut stop: watch::Receiver<bool>,
 ) where
     L: Listener,
-    L::Io: Send + 'static,
+    L::Io: Unpin + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut conns = JoinSet::new();
@@ -78,25 +86,49 @@ pub(crate) async fn serve<L>(
             _ = stopped(&mut stop) => break,
         };
         let app = app.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(io), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => connection(io, app, limits, origin, stop).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(io));
+                    if let Ok(Ok(io)) = handshake.await {
+                        connection(io, app, limits, origin, stop).await;
+                    }
                 }
             }
         });
     }
     while conns.join_next().await.is_some() {}
+}
+
+async fn connection<I>(
+    io: I,
+    app: Router,
+    limits: ConnLimits,
+    origin: Origin,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        req.extensions_mut().insert(origin);
+        app.clone().oneshot(req)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Resolves once `stop` is true (or its sender is gone).

@@ -81,6 +81,8 @@ pub struct Controller {
     start: Instant,
     /// The `/metrics` families.
     pub metrics: crate::metrics::Metrics,
+    /// The join tokens and credentials.
+    pub tokens: crate::auth::tokens::Tokens,
 }
 
 impl std::fmt::Debug for Controller {
@@ -109,6 +111,11 @@ impl Controller {
     /// Opens the store in `data_dir` and loads the domains.
     pub fn open(config: Config, data_dir: &std::path::Path) -> Result<Arc<Self>, StoreError> {
         let (store, loaded) = Store::open(data_dir)?;
+        let tokens =
+            crate::auth::tokens::Tokens::open(data_dir).map_err(|message| StoreError::Open {
+                path: data_dir.join(crate::auth::tokens::TOKENS_FILE),
+                message,
+            })?;
         // Revisions and sessions of this run start above every earlier run's.
         let base = loaded.epoch << 40;
         let mut model = Model::new(base);
@@ -131,6 +138,7 @@ impl Controller {
             published: AtomicU64::new(base),
             start: Instant::now(),
             metrics: crate::metrics::Metrics::new(),
+            tokens,
         }))
     }
 

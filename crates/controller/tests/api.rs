@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use mcgate_client::{Client, ClientError, LineStream};
-use mcgate_controller::{Config, Controller, Running, serve};
+use mcgate_controller::{Config, Controller, Running, serve_tls};
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::*;
 use serde_json::{Value, json};
@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 
 struct Server {
+    /// The Unix socket, for the exchanges written by hand (TCP is TLS).
+    sock: std::path::PathBuf,
     running: Option<Running>,
     client: Client,
     _dir: tempfile::TempDir,
@@ -23,9 +25,13 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let ctl = Controller::open(config, dir.path()).unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = serve(ctl, tcp, None).unwrap();
-        let client = Client::new(&format!("http://{}", running.addr)).unwrap();
+        let sock = dir.path().join("ctl.sock");
+        let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+        let (running, admin) = serve_tls(ctl, dir.path(), tcp, Some(unix), &[]).unwrap();
+        // Kept alive: a TLS handshake per heartbeat would make the lease tests slow.
+        let client = Client::from_credentials(&admin).unwrap().keep_alive();
         Self {
+            sock,
             running: Some(running),
             client,
             _dir: dir,
@@ -325,13 +331,12 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         }
     }
     // Not JSON at all, an empty body, and a body over the limit, by raw HTTP.
-    let addr = s.running.as_ref().unwrap().addr;
     for (body, code) in [
         (b"{\"name\": ".to_vec(), 400),
         (Vec::new(), 400),
         (vec![b' '; (1 << 20) + 10], 413),
     ] {
-        let (got, text) = raw_post(addr, "/v1/domains", &body).await;
+        let (got, text) = raw_post(&s.sock, "/v1/domains", &body).await;
         assert_eq!(got, code, "{text}");
         let err: ApiError = serde_json::from_str(&text).unwrap();
         assert!(!err.error.is_empty());
@@ -356,9 +361,9 @@ async fn bad_input_is_a_4xx_naming_the_field() {
     );
 }
 
-async fn raw_post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+async fn raw_post(sock: &std::path::Path, path: &str, body: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()

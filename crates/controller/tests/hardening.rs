@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mcgate_client::{Client, ClientError};
 use mcgate_controller::server::ConnLimits;
-use mcgate_controller::{Config, Controller, Running, serve};
+use mcgate_controller::{Config, Controller, Running, serve_tls};
 use mcgate_domain::api::{ApiError, Domain};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 struct Server {
     running: Running,
     client: Client,
+    /// The Unix socket, for the exchanges written by hand (TCP is TLS).
+    sock: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -27,11 +29,14 @@ impl Server {
         };
         let ctl = Controller::open(config, dir.path()).unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = serve(ctl, tcp, None).unwrap();
-        let client = Client::new(&format!("http://{}", running.addr)).unwrap();
+        let sock = dir.path().join("ctl.sock");
+        let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+        let (running, admin) = serve_tls(ctl, dir.path(), tcp, Some(unix), &[]).unwrap();
+        let client = Client::from_credentials(&admin).unwrap();
         Self {
             running,
             client,
+            sock,
             _dir: dir,
         }
     }
@@ -43,8 +48,8 @@ impl Server {
 
 /// Sends `head` (and `body`), then reads the answer until the server closes or 5 s pass.
 /// Returns the status (0 when none came) and the body.
-async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    let mut c = TcpStream::connect(addr).await.unwrap();
+async fn exchange(sock: &std::path::Path, head: &str, body: &[u8]) -> (u16, String) {
+    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
     c.write_all(head.as_bytes()).await.unwrap();
     let _ = c.write_all(body).await;
     let mut out = Vec::new();
@@ -82,7 +87,7 @@ async fn bodies_that_are_not_json_are_refused_with_415_and_change_nothing() {
         (Some("application/jsonx"), json),
         (None, json),
     ] {
-        let (code, text) = exchange(s.addr(), &post_head(ct, body.len()), body).await;
+        let (code, text) = exchange(&s.sock, &post_head(ct, body.len()), body).await;
         assert_eq!(code, 415, "{ct:?}: {text}");
         let err: ApiError = serde_json::from_str(&text).unwrap();
         assert!(err.error.contains("application/json"), "{}", err.error);
@@ -91,7 +96,7 @@ async fn bodies_that_are_not_json_are_refused_with_415_and_change_nothing() {
     assert!(domains.is_empty(), "{domains:?}");
     // JSON with parameters and in any case is JSON.
     let (code, text) = exchange(
-        s.addr(),
+        &s.sock,
         &post_head(Some("Application/JSON; charset=utf-8"), json.len()),
         json,
     )
@@ -104,7 +109,7 @@ async fn an_announced_oversized_body_is_refused_before_it_is_sent() {
     let s = Server::start(ConnLimits::default()).await;
     // The body never comes: an answer can only be the server refusing at the headers.
     let (code, text) = exchange(
-        s.addr(),
+        &s.sock,
         &post_head(Some("application/json"), (1 << 20) + 1),
         b"",
     )
@@ -130,7 +135,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         );
     }
     // A kept-alive connection idle after its request is cut off the same way.
-    let mut c = TcpStream::connect(s.addr()).await.unwrap();
+    let mut c = tokio::net::UnixStream::connect(&s.sock).await.unwrap();
     c.write_all(b"GET /v1/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();

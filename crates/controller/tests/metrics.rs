@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use mcgate_controller::{Config, Controller, serve};
+use mcgate_controller::{Config, Controller, serve_tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn scrape(addr: std::net::SocketAddr, accept: Option<&str>) -> (String, String) {
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+async fn scrape(sock: &std::path::Path, accept: Option<&str>) -> (String, String) {
+    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
     let accept = accept
         .map(|a| format!("accept: {a}\r\n"))
         .unwrap_or_default();
@@ -33,15 +33,17 @@ async fn metrics_pass_promtool_and_honour_accept() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = Controller::open(Config::default(), dir.path()).unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = serve(ctl, tcp, None).unwrap();
-    let client = mcgate_client::Client::new(&format!("http://{}", running.addr)).unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+    let (running, admin) = serve_tls(ctl, dir.path(), tcp, Some(unix), &[]).unwrap();
+    let client = mcgate_client::Client::from_credentials(&admin).unwrap();
     let _: serde_json::Value = client
         .post("/v1/domains", &serde_json::json!({"name": "prod"}))
         .await
         .unwrap();
     let _ = client.get::<serde_json::Value>("/v1/domains/nope").await;
 
-    let (ct, text) = scrape(running.addr, None).await;
+    let (ct, text) = scrape(&sock, None).await;
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
     for family in [
         "# TYPE mcgate_controller_http_requests_total counter",
@@ -87,11 +89,7 @@ async fn metrics_pass_promtool_and_honour_accept() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (ct, om) = scrape(
-        running.addr,
-        Some("application/openmetrics-text; version=1.0.0"),
-    )
-    .await;
+    let (ct, om) = scrape(&sock, Some("application/openmetrics-text; version=1.0.0")).await;
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     assert!(om.ends_with("# EOF\n"));
     running.shutdown().await.unwrap();

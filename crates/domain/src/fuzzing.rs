@@ -130,11 +130,31 @@ pub fn membership(data: &[u8]) {
     }
 }
 
+/// `POST /v1/tokens`: a join token's request; its host must be a valid name.
+pub fn join_token_spec(data: &[u8]) {
+    if let Some(spec) = body::<crate::auth_api::JoinTokenSpec>(data) {
+        let _ = crate::validate::host_name("host", &spec.host);
+    }
+}
+
+/// `POST /v1/credentials`.
+pub fn credential_spec(data: &[u8]) {
+    let _ = body::<crate::auth_api::CredentialSpec>(data);
+}
+
+/// An `Authorization: Bearer` value: the id it names, if any, is part of it.
+pub fn bearer(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(id) = crate::auth_api::token_id(&text) {
+        assert!(text.starts_with("mcg_") && text[4..].starts_with(id));
+    }
+}
+
 /// A fuzz target's body.
 pub type Body = fn(&[u8]);
 
 /// Every target: its name in `fuzz/` and its body.
-pub const TARGETS: [(&str, Body); 7] = [
+pub const TARGETS: [(&str, Body); 10] = [
     ("api_domain_spec", domain_spec),
     ("api_association", association),
     ("api_static_member", static_member),
@@ -142,6 +162,9 @@ pub const TARGETS: [(&str, Body); 7] = [
     ("api_registration", registration),
     ("api_heartbeat", heartbeat),
     ("api_membership", membership),
+    ("api_join_token_spec", join_token_spec),
+    ("api_credential_spec", credential_spec),
+    ("api_bearer", bearer),
 ];
 
 #[cfg(test)]

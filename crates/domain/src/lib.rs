@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth_api;
 pub mod decode;
 pub mod groups;
 pub mod keys;

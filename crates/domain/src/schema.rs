@@ -395,6 +395,16 @@ pub fn u64_schema() -> Schema {
     unsigned(64)
 }
 
+/// A 64-bit unsigned integer, or null.
+pub fn u64_or_null() -> Schema {
+    or_null(
+        ObjectBuilder::new()
+            .minimum(Some(0u64))
+            .maximum(Some(u64::MAX)),
+        Type::Integer,
+    )
+}
+
 /// A count (`usize` on a 64-bit host).
 pub fn count() -> Schema {
     unsigned(64)

@@ -23,7 +23,9 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         LabCommand::Exec(a) => exec(a),
         LabCommand::Restart(a) => restart(a),
         LabCommand::Down(a) => down(a),
-        LabCommand::Supervise(a) => return process::supervise(&a.log, &a.exit, &a.command),
+        LabCommand::Supervise(a) => {
+            return process::supervise(&a.log, &a.exit, a.private_run, &a.command);
+        }
     };
     match result {
         Ok(code) => code,

@@ -41,6 +41,7 @@ pub fn topology(data: &[u8]) {
         admin: true,
         dataplane: true,
         state_dir: true,
+        token: true,
     };
     if let Ok(state) = plan(&topo, &placed, Path::new("/usr/bin/mcgate"), flags) {
         assert_eq!(state.tasks.len(), placed.len());

@@ -142,6 +142,9 @@ pub struct SuperviseArgs {
     /// Where to record the exit code.
     #[arg(long)]
     pub exit: PathBuf,
+    /// Run the command in a mount namespace of its own with an empty `/run`.
+    #[arg(long)]
+    pub private_run: bool,
     /// The command.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -62,6 +62,7 @@ fn agent_flags(exe: &Path) -> AgentFlags {
         admin: help.contains("--admin"),
         dataplane: help.contains("--dataplane"),
         state_dir: help.contains("--state-dir"),
+        token: help.contains("--token-file"),
     }
 }
 
@@ -90,6 +91,7 @@ pub fn log_tail(dir: &Path, node: &str, lines: usize) -> String {
 fn start_node(dir: &Path, node: &str, l: &mut Launch) -> Result<Running, LabError> {
     let r = launch(
         &l.netns,
+        l.private_run,
         &l.argv,
         &l.env,
         &log_path(dir, node),
@@ -422,10 +424,47 @@ fn topo_domain(st: &LabState) -> Option<DomainPlan> {
     })
 }
 
+/// Issues `host`'s join token over the controller's Unix socket and writes it where
+/// the agent's `--token-file` reads it (0600), unless the file is there already (a
+/// restarted agent uses the credential it keeps in its state directory).
+pub(crate) fn write_join_token(st: &LabState, host: &str) -> Result<(), LabError> {
+    let path = crate::plan::agent_token_file(&st.dir(), host);
+    let Some(c) = &st.controller else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let client =
+        Client::new(&format!("unix:{}", c.socket.display())).map_err(|e| LabError::Controller {
+            what: "its socket path".into(),
+            source: e,
+        })?;
+    let spec = mcgate_domain::auth_api::JoinTokenSpec {
+        host: host.to_string(),
+        ttl_s: Some(600),
+    };
+    let t: mcgate_domain::auth_api::IssuedToken = runtime()?
+        .block_on(client.post("/v1/tokens", &spec))
+        .map_err(|e| LabError::Controller {
+            what: format!("issuing the join token of {host}"),
+            source: e,
+        })?;
+    mcgate_client::credentials::write_private(&path, t.token.as_bytes())
+        .map_err(|e| LabError::io(&path, e))
+}
+
 fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Result<(), LabError> {
     let mut started = Vec::new();
     for i in 0..st.hosts.len() {
         let name = st.hosts[i].name.clone();
+        if st.hosts[i]
+            .agent
+            .as_ref()
+            .is_some_and(|l| l.argv.iter().any(|a| a == "--token-file"))
+        {
+            write_join_token(st, &name)?;
+        }
         if let Some(l) = st.hosts[i].agent.as_mut() {
             let r = start_node(dir, &name, l)?;
             started.push((name, r));

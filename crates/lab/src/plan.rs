@@ -30,6 +30,14 @@ pub struct AgentFlags {
     pub dataplane: bool,
     /// `--state-dir DIR`.
     pub state_dir: bool,
+    /// `--token-file FILE --ca FILE` (an agent that joins with a token over TLS).
+    pub token: bool,
+}
+
+/// The file of a host's join token in the lab's directory (mode 0600, written by
+/// `lab up` just before the agent starts).
+pub fn agent_token_file(lab_dir: &Path, host: &str) -> std::path::PathBuf {
+    lab_dir.join(format!("agent-{host}.token"))
 }
 
 /// A host's agent's state directory in the lab's: `lab restart` keeps it (the new agent
@@ -111,7 +119,7 @@ pub fn plan(
                 Some(ControllerState {
                     ip,
                     vpc_ip,
-                    url: format!("http://{ip}:{CONTROLLER_PORT}"),
+                    url: format!("https://{ip}:{CONTROLLER_PORT}"),
                     socket,
                     domain: d.name.clone(),
                     launch: Launch {
@@ -119,6 +127,7 @@ pub fn plan(
                         argv,
                         env: quiet_env(),
                         running: None,
+                        private_run: false,
                     },
                 }),
                 Some(ns),
@@ -173,11 +182,18 @@ pub fn plan(
                 argv.push("--state-dir".into());
                 argv.push(agent_state_dir(&dir, &h.name).display().to_string());
             }
+            if flags.token {
+                argv.push("--token-file".into());
+                argv.push(agent_token_file(&dir, &h.name).display().to_string());
+                argv.push("--ca".into());
+                argv.push(dir.join("controller").join("ca.pem").display().to_string());
+            }
             Launch {
                 netns: netns.clone(),
                 argv,
                 env: quiet_env(),
                 running: None,
+                private_run: false,
             }
         });
         hosts.push(HostState {
@@ -225,12 +241,14 @@ pub fn plan(
                     netns,
                     env: BTreeMap::new(),
                     running: None,
+                    private_run: false,
                 },
                 None => Launch {
                     netns,
                     argv: resolve_argv(&svc.command, exe),
                     env: svc.env.clone(),
                     running: None,
+                    private_run: true,
                 },
             },
         });
@@ -282,13 +300,14 @@ mod tests {
                 admin: true,
                 dataplane: true,
                 state_dir: true,
+                token: true,
             },
         )
         .unwrap();
         assert_eq!(st.vpc_netns, "mcgl-ecs-multicast-vpc");
         assert_eq!(st.subnets[1].gateway.to_string(), "10.0.3.1");
         let c = st.controller.as_ref().unwrap();
-        assert_eq!(c.url, "http://10.0.255.254:7400");
+        assert_eq!(c.url, "https://10.0.255.254:7400");
         assert_eq!(c.vpc_ip.to_string(), "10.0.255.253");
         assert_eq!(st.hosts[0].underlay_ip.to_string(), "10.0.2.10");
         assert_eq!(st.hosts[1].underlay_ip.to_string(), "10.0.3.10");

@@ -53,6 +53,7 @@ pub fn self_exe() -> Result<PathBuf, LabError> {
 /// start time. The log and exit files are `log` and `exit`.
 pub fn launch(
     netns: &str,
+    private_run: bool,
     argv: &[String],
     env: &BTreeMap<String, String>,
     log: &Path,
@@ -75,8 +76,11 @@ pub fn launch(
     cmd.args(["lab", "_run", "--log"])
         .arg(log)
         .arg("--exit")
-        .arg(exit)
-        .arg("--")
+        .arg(exit);
+    if private_run {
+        cmd.arg("--private-run");
+    }
+    cmd.arg("--")
         .args(argv)
         .envs(env)
         .stdin(Stdio::null())
@@ -116,6 +120,11 @@ fn signal_group(r: &Running, sig: Signal) {
     }
 }
 
+/// Run by `sh` in the command's new mount namespace: an empty tmpfs over `/run`, then
+/// the command in place (`exec`, so signals and the exit code are its own).
+const PRIVATE_RUN_SCRIPT: &str =
+    "mount -t tmpfs -o mode=0755,size=4m mcgate-task-run /run && exec \"$@\"";
+
 /// Stops processes: SIGINT first (so measuring tools print their summaries, as on
 /// Ctrl-C), SIGTERM after `grace`, SIGKILL after another `grace`. Returns once none runs.
 pub fn stop(procs: &[Running], grace: Duration) {
@@ -145,7 +154,7 @@ pub fn kill_pid(pid: i32) {
 
 /// The hidden `mcgate lab _run`: runs `argv`, timestamps its output into `log`, records
 /// its exit in `exit`. Never returns before the command ends.
-pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
+pub fn supervise(log: &Path, exit: &Path, private_run: bool, argv: &[String]) -> ExitCode {
     // Like a service manager: nothing the caller of `lab up` had open (a lock held by
     // `flock`, the pipe of a `$(...)`) may live on in a process that outlives it.
     close_inherited_descriptors();
@@ -187,8 +196,21 @@ pub fn supervise(log: &Path, exit: &Path, argv: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     note(&format!("starting: {}", shell_words(argv)));
-    let spawned = Command::new(prog)
-        .args(args)
+    let mut command = if private_run {
+        // The supervisor keeps the lab's /run for its log; only the command loses it.
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(PRIVATE_RUN_SCRIPT)
+            .arg("sh")
+            .arg(prog)
+            .args(args);
+        c
+    } else {
+        let mut c = Command::new(prog);
+        c.args(args);
+        c
+    };
+    let spawned = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -50,6 +50,11 @@ pub struct Launch {
     /// Its process, once started.
     #[serde(default)]
     pub running: Option<Running>,
+    /// Runs in a mount namespace of its own with an empty tmpfs over `/run`, so it
+    /// cannot read the lab's state and credentials there (tasks; a real container sees
+    /// none of its host's `/run` either).
+    #[serde(default)]
+    pub private_run: bool,
 }
 
 /// A subnet as built.
@@ -74,7 +79,7 @@ pub struct ControllerState {
     pub ip: Ipv4Addr,
     /// The VPC router's end of its link.
     pub vpc_ip: Ipv4Addr,
-    /// `http://ip:7400`.
+    /// `https://ip:7400`.
     pub url: String,
     /// The Unix socket, reachable from the root namespace.
     pub socket: PathBuf,

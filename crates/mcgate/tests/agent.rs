@@ -1162,7 +1162,7 @@ fn config_errors_name_the_file_and_the_key() {
     let file = dir.join("agent.toml");
     std::fs::write(
         &file,
-        "controller = \"http://127.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.0.0.1\"\nattach = [\"tk*\"]\ndataplan = \"userspace\"\n",
+        "controller = \"https://127.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.0.0.1\"\nattach = [\"tk*\"]\ndataplan = \"userspace\"\n",
     )
     .unwrap();
     let out = std::process::Command::new(support::mcgate())
@@ -1260,16 +1260,21 @@ fn mixed_domain_delivers_in_every_direction() {
 }
 
 /// The static members of `host` (on its `tk1`) for the groups `groups`, added (POST) or
-/// removed (DELETE) over one HTTP connection.
+/// removed (DELETE) over one HTTP connection (the controller's Unix socket: admin).
 fn static_members(t: &mut Topo, method: &str, host: &str, groups: &[Ipv4Addr]) {
     let list: Vec<String> = groups.iter().map(Ipv4Addr::to_string).collect();
     let script = t.dir.join("members.py");
     std::fs::write(
         &script,
         r#"
-import http.client, json, sys
+import http.client, json, socket, sys
 method, host, groups = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-c = http.client.HTTPConnection(sys.argv[4], timeout=10)
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(sys.argv[4])
+c = Unix("controller", timeout=10)
 for g in groups:
     body = json.dumps({"group": g, "host": host, "interface": "tk1"})
     c.request(method, "/v1/domains/d1/members", body, {"content-type": "application/json"})
@@ -1287,7 +1292,7 @@ print("done", flush=True)
         method,
         host,
         &list.join(","),
-        agent_support::CONTROLLER,
+        t.controller_socket().to_str().expect("utf-8 path"),
     ]);
     let out = t.wait_proc(p, Duration::from_secs(60));
     assert!(

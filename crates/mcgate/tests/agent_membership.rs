@@ -165,8 +165,9 @@ impl OwnAgent {
             ])
             .args([
                 "--controller",
-                &format!("http://{}", agent_support::CONTROLLER),
+                &format!("https://{}", agent_support::CONTROLLER),
             ])
+            .args(t.join_args(h))
             .args([
                 "--host",
                 &host.name,

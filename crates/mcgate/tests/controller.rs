@@ -255,7 +255,6 @@ fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
 /// connections, so `/v1/healthz` still answers.
 #[test]
 fn idle_connections_cannot_exhaust_the_descriptors_healthz_needs() {
-    use std::io::{Read, Write};
     let dir = Scratch::new("ctl-fd");
     let log = dir.0.join("log");
     // `ulimit -n` lowers the soft and the hard limit, so the controller cannot raise it.
@@ -295,17 +294,127 @@ fn idle_connections_cannot_exhaust_the_descriptors_healthz_needs() {
         }
     }
     assert!(idle.len() > 128, "only {} connections opened", idle.len());
-    let sock: std::net::SocketAddr = addr.parse().unwrap();
-    let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(15))
-        .expect("healthz's connection is accepted within 15 s");
-    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    c.write_all(b"GET /v1/healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = c.read_to_string(&mut out);
+    // TLS, checked against the controller's own CA.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "15", "--cacert"])
+        .arg(dir.0.join("data").join("ca.pem"))
+        .arg(format!("https://{addr}/v1/healthz"))
+        .output()
+        .expect("run curl");
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.starts_with("HTTP/1.1 200"),
+        out.contains("\"status\":\"ok\""),
         "healthz did not answer within 15 s behind {} idle connections: {out:?}",
         idle.len()
     );
+}
+
+fn mcgate_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(support::mcgate());
+    c.args(args)
+        .env_remove("MCGATE_CREDENTIALS")
+        .env_remove("MCGATE_CONTROLLER");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run mcgate")
+}
+
+/// The CLI over TLS: the admin credential the controller wrote (flag or environment),
+/// plain HTTP refused with a sentence, a viewer credential file that reads but cannot
+/// write, join tokens listed without secrets and revoked; the Unix socket is 0600.
+#[test]
+fn the_cli_uses_credential_files_and_refuses_plain_http() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("ctl-creds");
+    let data = dir.0.join("data");
+    let sock = dir.0.join("controller.sock");
+    let _d = Daemon::start(&data, &sock);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600, "the socket makes its opener admin");
+    let admin = data.join("admin.credentials");
+    assert_eq!(mode(&admin), 0o600);
+    assert_eq!(mode(&data.join("ca.key")), 0o600);
+    let a = admin.to_str().unwrap();
+    let run_ok = |args: &[&str], env: &[(&str, &Path)]| {
+        let o = mcgate_env(args, env);
+        assert!(
+            o.status.success(),
+            "mcgate {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run_ok(&["domain", "create", "prod", "--credentials", a], &[]);
+    let list = run_ok(
+        &["domain", "list", "--json"],
+        &[("MCGATE_CREDENTIALS", &admin)],
+    );
+    assert!(list.contains("\"prod\""), "{list}");
+    // Plain HTTP: one sentence that says what to do.
+    let url: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&admin).unwrap()).unwrap();
+    let http = url["controller"]
+        .as_str()
+        .unwrap()
+        .replace("https://", "http://");
+    let o = mcgate_env(
+        &["domain", "list", "--controller", &http, "--credentials", a],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("use https://"), "{err}");
+    // A viewer credential file: reads pass, writes are refused with a 403 sentence.
+    let viewer = dir.0.join("viewer.credentials");
+    run_ok(
+        &[
+            "credential",
+            "create",
+            "--role",
+            "viewer",
+            "--output",
+            viewer.to_str().unwrap(),
+            "--credentials",
+            a,
+        ],
+        &[],
+    );
+    assert_eq!(mode(&viewer), 0o600);
+    let v = viewer.to_str().unwrap();
+    run_ok(&["domain", "list", "--credentials", v], &[]);
+    let o = mcgate_env(&["domain", "create", "other", "--credentials", v], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("viewer credential may not"),
+        "{err}"
+    );
+    // Join tokens: issued, listed without their secret, revoked.
+    let t = run_ok(
+        &[
+            "token",
+            "create",
+            "--host",
+            "h1",
+            "--ttl",
+            "10m",
+            "--json",
+            "--credentials",
+            a,
+        ],
+        &[],
+    );
+    let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+    let secret = t["token"].as_str().unwrap();
+    let id = t["id"].as_str().unwrap();
+    let table = run_ok(&["token", "list", "--credentials", a], &[]);
+    assert!(
+        table.contains(id) && table.contains("join") && !table.contains(secret),
+        "{table}"
+    );
+    run_ok(&["token", "revoke", id, "--credentials", a], &[]);
+    let table = run_ok(&["token", "list", "--credentials", a], &[]);
+    assert!(!table.contains(id), "{table}");
+    // Over the socket no credential is needed.
+    let unix = format!("unix:{}", sock.display());
+    run_ok(&["token", "list", "--controller", &unix], &[]);
 }

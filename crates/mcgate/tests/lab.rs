@@ -842,3 +842,111 @@ fn restarted_agent_restores_its_membership() {
     assert!(!file.exists());
     lab.assert_gone(&pids);
 }
+
+/// A task is the attacker: it cannot see the lab's `/run` (where the state and the
+/// credentials are), and without a credential the controller refuses its agent
+/// registration and its admin calls (401); with a leaked join token for a live host it
+/// still cannot take that host's name (409). The real agent keeps its registration.
+#[test]
+fn a_task_can_neither_read_credentials_nor_pose_as_an_agent() {
+    let lab = Lab::new(
+        r#"
+name = "NAME"
+[vpc]
+cidr = "10.78.0.0/16"
+[[subnets]]
+name = "s1"
+cidr = "10.78.2.0/24"
+zone = "a"
+[[hosts]]
+name = "host-a"
+subnet = "s1"
+[[hosts]]
+name = "host-b"
+subnet = "s1"
+[domain]
+name = "sec"
+[[services]]
+name = "attacker"
+host = "host-b"
+command = ["sh", "-c", "while [ ! -f GO ]; do sleep 0.1; done; sh GO; sleep 300"]
+"#
+        .replace(
+            "GO",
+            &std::env::temp_dir()
+                .join(format!("mcgate-attack-{}.sh", std::process::id()))
+                .display()
+                .to_string(),
+        )
+        .as_str(),
+    );
+    let go = std::env::temp_dir().join(format!("mcgate-attack-{}.sh", std::process::id()));
+    lab.up_ok();
+    let s = lab.status();
+    let ctl = s.controller.as_ref().expect("a controller").url.clone();
+    let socket = format!("unix:{}/controller.sock", state_dir(&lab.name).display());
+    // A join token for the live host-a, as if it had leaked to the task.
+    let leaked = ok(&[
+        "token",
+        "create",
+        "--host",
+        "host-a",
+        "--controller",
+        &socket,
+    ]);
+    let creds = state_dir(&lab.name).join("controller/admin.credentials");
+    assert!(
+        creds.exists(),
+        "the lab's admin credential is where the CLI looks"
+    );
+    let attacker_ip = Lab::task(&s, "attacker-1").ip;
+    let script = format!(
+        r#"echo "run: $(ls /run/mcgate 2>&1)"
+if cat {creds} >/dev/null 2>&1; then echo creds=readable; else echo creds=unreadable; fi
+curl -sk -m 5 -o /dev/null -w 'register=%{{http_code}}\n' -X POST -H 'content-type: application/json' -d '{{"host":"host-a","underlay":"{attacker_ip}:4789","links":[]}}' {ctl}/v1/agents
+curl -sk -m 5 -o /dev/null -w 'domains=%{{http_code}}\n' -X POST -H 'content-type: application/json' -d '{{"name":"evil"}}' {ctl}/v1/domains
+curl -sk -m 5 -o /dev/null -w 'forged=%{{http_code}}\n' -H 'authorization: Bearer mcg_000000000000_00' {ctl}/v1/domains
+curl -sk -m 5 -o /dev/null -w 'takeover=%{{http_code}}\n' -X POST -H 'authorization: Bearer {token}' {ctl}/v1/join
+echo probe-finished
+"#,
+        creds = creds.display(),
+        token = leaked.trim(),
+    );
+    let tmp = go.with_extension("tmp");
+    std::fs::write(&tmp, script).unwrap();
+    std::fs::rename(&tmp, &go).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut logs = lab.logs("attacker-1");
+    while !logs.contains("probe-finished") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        logs = lab.logs("attacker-1");
+    }
+    let _ = std::fs::remove_file(&go);
+    assert!(logs.contains("probe-finished"), "{logs}");
+    assert!(
+        logs.contains("No such file"),
+        "the task sees /run/mcgate: {logs}"
+    );
+    for want in [
+        "creds=unreadable",
+        "register=401",
+        "domains=401",
+        "forged=401",
+        "takeover=409",
+    ] {
+        assert!(logs.contains(want), "{want} missing: {logs}");
+    }
+    // host-a's real agent is still the one registered, at its own address.
+    let agents = ok(&["agents", "--json", "--controller", &socket]);
+    let agents: serde_json::Value = serde_json::from_str(&agents).unwrap();
+    let a = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["host"] == "host-a")
+        .expect("host-a registered");
+    assert_eq!(a["state"], "up");
+    assert_eq!(a["underlay"], format!("{}:4789", s.hosts[0].underlay_ip));
+    let domains = ok(&["domain", "list", "--json", "--controller", &socket]);
+    assert!(!domains.contains("evil"), "{domains}");
+}

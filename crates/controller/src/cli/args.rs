@@ -22,16 +22,106 @@ pub enum AdminCommand {
     Agents(AgentsArgs),
     /// Search the group table.
     Groups(GroupsArgs),
+    /// Join tokens for agents: create, list, revoke (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Credentials for people and tools (admin, viewer).
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+}
+
+/// `mcgate token ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCmd {
+    /// Issue a join token for one host; its agent spends it once (`mcgate agent
+    /// --token-file FILE`) for a credential bound to that host.
+    Create {
+        /// The host the token may join as.
+        #[arg(long)]
+        host: String,
+        /// How long the token is good for (e.g. 1h, 30m, 2d).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl_s)]
+        ttl: u64,
+        /// Print JSON (id, token, host, expiry) instead of the token alone.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List join tokens and credentials (never their secrets).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revoke one token or credential by id, or everything bound to a host (its agent
+    /// is refused from then on, and its agent record and members are removed).
+    Revoke {
+        /// The id (from `mcgate token list`).
+        #[arg(required_unless_present = "host", conflicts_with = "host")]
+        id: Option<String>,
+        /// Revoke every join token and credential of this host.
+        #[arg(long)]
+        host: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `mcgate credential ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum CredentialCmd {
+    /// Issue an admin or viewer credential.
+    Create {
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// How long it is good for (e.g. 30d); no expiry if left out.
+        #[arg(long, value_parser = parse_ttl_s)]
+        ttl: Option<u64>,
+        /// Write a credential file (mode 0600) with this CLI's controller URL and CA,
+        /// instead of printing the secret.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Print JSON instead of the secret alone.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// A role a person or tool can be given.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Everything.
+    Admin,
+    /// Reads only.
+    Viewer,
+}
+
+fn parse_ttl_s(s: &str) -> Result<u64, String> {
+    let ms = parse_duration_ms(s)?;
+    if ms < 1_000 {
+        return Err(format!("{s:?} is shorter than a second"));
+    }
+    Ok(ms / 1_000)
 }
 
 /// Which controller to talk to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
-    /// Controller URL: http://HOST:PORT or unix:PATH (default: the running lab's
-    /// controller if exactly one lab is up, http://127.0.0.1:7400 if none is; with
-    /// several labs up, name one).
+    /// Controller URL: https://HOST:PORT or unix:PATH (default: the controller of the
+    /// credential file if one is given, else the running lab's if exactly one lab is up,
+    /// else the one of /var/lib/mcgate/admin.credentials; with several labs up, name one).
     #[arg(long, env = "MCGATE_CONTROLLER")]
     pub controller: Option<String>,
+    /// Credential file for https:// (JSON: controller URL, CA, token; see
+    /// docs/security.md). Over a unix: socket none is needed.
+    #[arg(long, env = "MCGATE_CREDENTIALS", value_name = "FILE")]
+    pub credentials: Option<std::path::PathBuf>,
 }
 
 /// `mcgate domain ...`

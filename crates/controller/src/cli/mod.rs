@@ -5,11 +5,13 @@
 
 mod args;
 mod table;
+mod tokens;
 
 use std::process::ExitCode;
 
+use mcgate_client::credentials::{ADMIN_CREDENTIALS_FILE, DEFAULT_CREDENTIALS};
 use mcgate_client::table::{dash, list};
-use mcgate_client::{Client, ClientError};
+use mcgate_client::{Client, ClientError, Credentials};
 use mcgate_domain::api::*;
 use serde::Serialize;
 
@@ -73,12 +75,45 @@ fn sentence(e: &ClientError) -> String {
     }
 }
 
-fn client(conn: &Conn) -> Result<Client, ClientError> {
+/// The client for `conn`, and the credential file it uses, if any.
+fn connect(conn: &Conn) -> Result<(Client, Option<Credentials>), ClientError> {
+    use std::path::Path;
+    let load = |p: &Path| Credentials::load(p).map_err(ClientError::from);
+    let given = conn.credentials.as_deref();
     let url = match &conn.controller {
         Some(u) => u.clone(),
-        None => Client::default_url()?,
+        None => match given {
+            Some(p) => {
+                let c = load(p)?;
+                return Ok((Client::from_credentials(&c)?, Some(c)));
+            }
+            None => Client::default_url()?,
+        },
     };
-    Client::new(&url)
+    if url.starts_with("unix:") {
+        // The socket's file mode is the credential; a lab's admin file still gives
+        // `credential create --output` the controller's URL and CA.
+        let lab = Path::new(url.trim_start_matches("unix:"))
+            .parent()
+            .map(|d| d.join("controller").join(ADMIN_CREDENTIALS_FILE));
+        let creds = match given.map(Path::to_path_buf).or(lab) {
+            Some(p) if p.exists() => load(&p).ok(),
+            _ => None,
+        };
+        return Ok((Client::new(&url)?, creds));
+    }
+    match Credentials::find(given, Path::new(DEFAULT_CREDENTIALS)) {
+        Some(p) => {
+            let c = load(&p)?;
+            let client = Client::new(&url)?.with_ca(&c.ca)?.with_token(&c.token);
+            Ok((client, Some(c)))
+        }
+        None => Ok((Client::new(&url)?, None)),
+    }
+}
+
+fn client(conn: &Conn) -> Result<Client, ClientError> {
+    connect(conn).map(|(c, _)| c)
 }
 
 fn print_json<T: Serialize>(v: &T) {
@@ -139,6 +174,8 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
             );
             change_static(&a.conn, &a.domain, "sources", register, &spec, &what).await
         }
+        AdminCommand::Token(t) => tokens::token(t).await,
+        AdminCommand::Credential(c) => tokens::credential(c).await,
         AdminCommand::Agents(a) => {
             let c = client(&a.conn)?;
             let agents: Vec<AgentInfo> = c.get("/v1/agents").await?;

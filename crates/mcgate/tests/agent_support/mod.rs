@@ -357,6 +357,40 @@ impl Topo {
         topo
     }
 
+    /// The controller's Unix socket: the tests' own calls go there, as admin (TCP is
+    /// TLS with credentials, which the agents use).
+    pub fn controller_socket(&self) -> std::path::PathBuf {
+        self.dir.join("controller.sock")
+    }
+
+    /// The join arguments of host `h`'s agent: a join token is issued the first time
+    /// (the agent keeps the credential it buys in its credential file and reuses it
+    /// when restarted), then the token file, the CA and the credential file.
+    pub fn join_args(&self, h: usize) -> Vec<String> {
+        let name = &self.hosts[h].name;
+        let token = self.dir.join(format!("agent-{name}.token"));
+        let cred = self.dir.join(format!("agent-{name}.credentials"));
+        if !cred.exists() {
+            let t = self.api(
+                "POST",
+                "/v1/tokens",
+                Some(&format!("{{\"host\": \"{name}\"}}")),
+            );
+            let v: serde_json::Value = serde_json::from_str(&t).expect("token JSON");
+            std::fs::write(&token, v["token"].as_str().expect("a token")).expect("token file");
+        }
+        let ca = self.dir.join("controller-data").join("ca.pem");
+        [
+            "--token-file".to_string(),
+            token.display().to_string(),
+            "--ca".into(),
+            ca.display().to_string(),
+            "--credential-file".into(),
+            cred.display().to_string(),
+        ]
+        .into()
+    }
+
     /// Starts (or restarts) the controller.
     pub fn start_controller(&mut self) {
         assert!(self.controller.is_none(), "controller already running");
@@ -373,6 +407,8 @@ impl Topo {
                 "controller",
                 "--listen",
                 CONTROLLER,
+                "--unix",
+                self.controller_socket().to_str().expect("utf-8 path"),
                 "--data-dir",
                 data.to_str().expect("utf-8 path"),
             ],
@@ -405,6 +441,7 @@ impl Topo {
     /// Starts (or restarts) the agent of host `h` (index from 0).
     pub fn start_agent(&mut self, h: usize) {
         let sock = self.admin_socket(h);
+        let join = self.join_args(h);
         let host = &mut self.hosts[h];
         let dataplane = host.dataplane.clone();
         assert!(
@@ -416,28 +453,27 @@ impl Topo {
         let log = self
             .dir
             .join(format!("agent-{}-{}.log", host.name, host.agent_runs));
-        let controller = format!("http://{CONTROLLER}");
+        let controller = format!("https://{CONTROLLER}");
         let admin = format!("unix:{}", sock.display());
-        let child = spawn_logged(
-            &host.ns,
-            &[
-                &binary(),
-                "agent",
-                "--controller",
-                &controller,
-                "--host",
-                &host.name,
-                "--underlay",
-                &host.ip,
-                "--attach",
-                "tk*",
-                "--admin",
-                &admin,
-                "--dataplane",
-                &dataplane,
-            ],
-            &log,
-        );
+        let mut argv = vec![
+            binary(),
+            "agent".into(),
+            "--controller".into(),
+            controller,
+            "--host".into(),
+            host.name.clone(),
+            "--underlay".into(),
+            host.ip.clone(),
+            "--attach".into(),
+            "tk*".into(),
+            "--admin".into(),
+            admin,
+            "--dataplane".into(),
+            dataplane,
+        ];
+        argv.extend(join);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let child = spawn_logged(&host.ns, &argv, &log);
         host.agent = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -483,8 +519,21 @@ impl Topo {
     }
 
     fn api_raw(&self, method: &str, path: &str, body: Option<&str>) -> Output {
-        let url = format!("http://{CONTROLLER}{path}");
-        let mut args = vec!["curl", "-sS", "-f", "-m", "5", "-X", method, &url];
+        let url = format!("http://controller{path}");
+        let sock = self.controller_socket();
+        let sock = sock.to_str().expect("utf-8 path");
+        let mut args = vec![
+            "curl",
+            "-sS",
+            "-f",
+            "-m",
+            "5",
+            "--unix-socket",
+            sock,
+            "-X",
+            method,
+            &url,
+        ];
         if let Some(b) = body {
             args.extend(["-H", "content-type: application/json", "-d", b]);
         }

@@ -1,0 +1,323 @@
+//! Bearer secrets: join tokens and credentials, kept as SHA-256 digests in
+//! `tokens.json` (mode 0600) in the data directory.
+//!
+//! A secret reads `mcg_<id>_<secret>`: `id` (12 hex digits) finds the entry, and the
+//! SHA-256 of the whole string must match its digest. The secret part is 32 random
+//! bytes, so a digest is enough (no slow hash needed) and a copy of the file lets no one
+//! in. Times are seconds since the Unix epoch, passed in by the caller.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use mcgate_domain::auth_api::{IssuedToken, Role, TokenInfo, TokenKind};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+/// The file of the store in the data directory.
+pub const TOKENS_FILE: &str = "tokens.json";
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No credential at all.
+    Anonymous,
+    /// A credential (or the Unix socket, `id` = "unix") with this role; `host` for agents.
+    Credential {
+        /// The credential's id.
+        id: String,
+        /// Its role.
+        role: Role,
+        /// The host an agent credential is bound to.
+        host: Option<String>,
+    },
+    /// A join token for `host`.
+    Join {
+        /// The token's id.
+        id: String,
+        /// The host it may join as.
+        host: String,
+    },
+}
+
+impl Caller {
+    /// The local admin of the Unix socket.
+    pub fn unix_admin() -> Self {
+        Caller::Credential {
+            id: "unix".into(),
+            role: Role::Admin,
+            host: None,
+        }
+    }
+}
+
+/// One stored secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    id: String,
+    digest: String,
+    kind: TokenKind,
+    role: Role,
+    host: Option<String>,
+    created_unix: u64,
+    expires_unix: Option<u64>,
+}
+
+impl Entry {
+    fn expired(&self, now: u64) -> bool {
+        self.expires_unix.is_some_and(|e| now >= e)
+    }
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Tokens {
+    path: PathBuf,
+    entries: Mutex<Vec<Entry>>,
+    rng: SystemRandom,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest(secret: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref())
+}
+
+/// Compares without an early exit, so the time taken tells nothing about the digest.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+impl Tokens {
+    /// Opens (or starts) the store of `dir`.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(TOKENS_FILE);
+        let entries = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{} cannot be read: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(Self {
+            path,
+            entries: Mutex::new(entries),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, entries: &[Entry]) -> Result<(), String> {
+        let text = serde_json::to_vec_pretty(entries).map_err(|e| e.to_string())?;
+        mcgate_client::credentials::write_private(&self.path, &text)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn random_hex(&self, n: usize) -> Result<String, String> {
+        let mut buf = vec![0u8; n];
+        self.rng
+            .fill(&mut buf)
+            .map_err(|_| "the system's random source failed".to_string())?;
+        Ok(hex(&buf))
+    }
+
+    fn new_entry(
+        &self,
+        kind: TokenKind,
+        role: Role,
+        host: Option<String>,
+        ttl_s: Option<u64>,
+        now: u64,
+    ) -> Result<(Entry, IssuedToken), String> {
+        let id = self.random_hex(6)?;
+        let token = format!("mcg_{id}_{}", self.random_hex(32)?);
+        let expires_unix = ttl_s.map(|t| now.saturating_add(t));
+        let entry = Entry {
+            id: id.clone(),
+            digest: digest(&token),
+            kind,
+            role,
+            host: host.clone(),
+            created_unix: now,
+            expires_unix,
+        };
+        let issued = IssuedToken {
+            id,
+            token,
+            kind,
+            role,
+            host,
+            expires_unix,
+        };
+        Ok((entry, issued))
+    }
+
+    /// Issues a secret and stores its digest.
+    pub fn issue(
+        &self,
+        kind: TokenKind,
+        role: Role,
+        host: Option<String>,
+        ttl_s: Option<u64>,
+        now: u64,
+    ) -> Result<IssuedToken, String> {
+        let (entry, issued) = self.new_entry(kind, role, host, ttl_s, now)?;
+        let mut entries = self.lock();
+        entries.push(entry);
+        self.save(&entries)?;
+        Ok(issued)
+    }
+
+    /// Who `secret` belongs to, if it is a known secret that has not expired.
+    pub fn authenticate(&self, secret: &str, now: u64) -> Option<Caller> {
+        let id = mcgate_domain::auth_api::token_id(secret)?;
+        let d = digest(secret);
+        let entries = self.lock();
+        let e = entries.iter().find(|e| e.id == id && same(&e.digest, &d))?;
+        if e.expired(now) {
+            return None;
+        }
+        Some(match e.kind {
+            TokenKind::Join => Caller::Join {
+                id: e.id.clone(),
+                host: e.host.clone()?,
+            },
+            TokenKind::Credential => Caller::Credential {
+                id: e.id.clone(),
+                role: e.role,
+                host: e.host.clone(),
+            },
+        })
+    }
+
+    /// Spends the join token `id` for an agent credential of its host, which replaces
+    /// the host's earlier agent credentials. `None` if the token is gone or expired.
+    pub fn join(&self, id: &str, now: u64) -> Result<Option<IssuedToken>, String> {
+        let mut entries = self.lock();
+        let Some(pos) = entries
+            .iter()
+            .position(|e| e.id == id && e.kind == TokenKind::Join && !e.expired(now))
+        else {
+            return Ok(None);
+        };
+        let host = entries[pos].host.clone();
+        let (entry, issued) =
+            self.new_entry(TokenKind::Credential, Role::Agent, host.clone(), None, now)?;
+        entries.remove(pos);
+        entries.retain(|e| !(e.kind == TokenKind::Credential && e.host == host));
+        entries.push(entry);
+        self.save(&entries)?;
+        Ok(Some(issued))
+    }
+
+    /// Every secret, without the secrets.
+    pub fn list(&self, now: u64) -> Vec<TokenInfo> {
+        self.lock()
+            .iter()
+            .map(|e| TokenInfo {
+                id: e.id.clone(),
+                kind: e.kind,
+                role: e.role,
+                host: e.host.clone(),
+                created_unix: e.created_unix,
+                expires_unix: e.expires_unix,
+                state: if e.expired(now) { "expired" } else { "valid" }.into(),
+            })
+            .collect()
+    }
+
+    /// Revokes `id`; returns the host of an agent credential so revoked (`Some(None)`
+    /// for other secrets), `None` if there was no such id.
+    pub fn revoke(&self, id: &str) -> Result<Option<Option<String>>, String> {
+        let mut entries = self.lock();
+        let Some(pos) = entries.iter().position(|e| e.id == id) else {
+            return Ok(None);
+        };
+        let e = entries.remove(pos);
+        self.save(&entries)?;
+        let agent = e.kind == TokenKind::Credential && e.role == Role::Agent;
+        Ok(Some(if agent { e.host } else { None }))
+    }
+
+    /// Revokes every join token and credential bound to `host`; returns how many.
+    pub fn revoke_host(&self, host: &str) -> Result<usize, String> {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|e| e.host.as_deref() != Some(host));
+        let n = before - entries.len();
+        if n > 0 {
+            self.save(&entries)?;
+        }
+        Ok(n)
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_authenticate_until_they_expire_or_are_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tokens::open(dir.path()).unwrap();
+        let v = t
+            .issue(TokenKind::Credential, Role::Viewer, None, Some(10), 100)
+            .unwrap();
+        assert!(matches!(
+            t.authenticate(&v.token, 105),
+            Some(Caller::Credential {
+                role: Role::Viewer,
+                ..
+            })
+        ));
+        assert_eq!(t.authenticate(&v.token, 110), None);
+        // A wrong secret with a right id.
+        let forged = format!("mcg_{}_{}", v.id, "0".repeat(64));
+        assert_eq!(t.authenticate(&forged, 105), None);
+        assert_eq!(t.authenticate("nonsense", 105), None);
+        // The store survives a restart, and keeps no secret.
+        let text = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
+        assert!(!text.contains(&v.token));
+        let t = Tokens::open(dir.path()).unwrap();
+        assert!(t.authenticate(&v.token, 105).is_some());
+        assert_eq!(t.revoke(&v.id).unwrap(), Some(None));
+        assert_eq!(t.authenticate(&v.token, 105), None);
+        assert_eq!(t.revoke(&v.id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_join_token_is_spent_once_and_replaces_the_hosts_old_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tokens::open(dir.path()).unwrap();
+        let j1 = t
+            .issue(TokenKind::Join, Role::Agent, Some("h1".into()), Some(60), 0)
+            .unwrap();
+        let Some(Caller::Join { id, host }) = t.authenticate(&j1.token, 1) else {
+            panic!("a join token is a join caller");
+        };
+        assert_eq!(host, "h1");
+        let a1 = t.join(&id, 1).unwrap().unwrap();
+        assert_eq!((a1.role, a1.host.as_deref()), (Role::Agent, Some("h1")));
+        assert_eq!(t.join(&id, 1).unwrap(), None, "spent");
+        assert_eq!(t.authenticate(&j1.token, 1), None);
+        let j2 = t
+            .issue(TokenKind::Join, Role::Agent, Some("h1".into()), Some(60), 0)
+            .unwrap();
+        assert_eq!(t.join(&j2.id, 61).unwrap(), None, "expired");
+        let a2 = t.join(&j2.id, 2).unwrap().unwrap();
+        assert_eq!(t.authenticate(&a1.token, 2), None, "replaced");
+        assert!(t.authenticate(&a2.token, 2).is_some());
+        assert_eq!(t.revoke_host("h1").unwrap(), 1);
+        assert_eq!(t.authenticate(&a2.token, 2), None);
+    }
+}
