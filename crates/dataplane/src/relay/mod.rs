@@ -12,6 +12,10 @@
 //!   peers with the domain's VNI and the I flag; the inner frame is checked and delivered
 //!   unchanged (TTL untouched) to local links that want (source, group). A tunnelled
 //!   packet is never sent back into the tunnel.
+//! - WireGuard: for `tunnel = "wireguard"` domains (the default) the copies are sealed
+//!   instead ([`wg`], boringtun's Noise sessions; the inner IPv4/UDP packet in
+//!   [`inner`]) and sent from a second socket on the WireGuard port; what arrives there
+//!   is opened, its inner packet checked, and handed to the same decision.
 //!
 //! Buffers are allocated once; the per-packet path does no allocation (a group seen for
 //! the first time adds one counter entry, up to a bound). The forwarding table is an
