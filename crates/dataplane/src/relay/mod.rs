@@ -96,9 +96,11 @@ impl Relay {
         }
         let wg = match config.wireguard {
             Some(w) => {
-                let sock = TunnelSocket::bind(w.listen).map_err(|source| DataplaneError::Bind {
-                    addr: w.listen,
-                    source,
+                let sock = TunnelSocket::bind(w.listen).map_err(|source| {
+                    DataplaneError::BindWireguard {
+                        addr: w.listen,
+                        source,
+                    }
                 })?;
                 for (what, r) in [
                     ("receive", packet::set_recv_buffer(sock.as_fd(), TUNNEL_BUF)),
