@@ -110,7 +110,7 @@ impl Relay {
                         tracing::warn!(error = %e, "cannot enlarge the WireGuard socket's {what} buffer");
                     }
                 }
-                Some(WgPlane::new(sock, w.key))
+                Some((sock, w.key))
             }
             None => None,
         };
@@ -130,7 +130,7 @@ impl Relay {
                 reader,
                 worker_wake,
                 tunnel,
-                wg,
+                wg.map(|(sock, key)| WgPlane::new(sock, key)),
                 config.underlay_mtu,
                 published,
             )
