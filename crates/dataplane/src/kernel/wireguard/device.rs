@@ -180,6 +180,22 @@ impl WgDevice {
     pub fn set_peers(&mut self, nl: &mut Netlink, wanted: &[WgPeer]) -> Result<usize, Error> {
         let want: BTreeMap<Key, WgPeer> =
             wanted.iter().map(|p| (p.public_key, p.clone())).collect();
+        let before: BTreeSet<Ipv4Addr> = self.peers.values().map(|p| p.tunnel_address).collect();
+        // boringtun cannot modify a peer in place (it panics): a peer whose endpoint or
+        // tunnel address changed is removed in a request of its own, then added again.
+        let changed: Vec<Key> = want
+            .values()
+            .filter(|p| self.peers.get(&p.public_key).is_some_and(|old| old != *p))
+            .map(|p| p.public_key)
+            .collect();
+        if !changed.is_empty() {
+            let removals: Vec<PeerChange> =
+                changed.iter().map(|k| PeerChange::Remove(*k)).collect();
+            self.configure(&uapi::set_peers(&removals))?;
+            for k in &changed {
+                self.peers.remove(k);
+            }
+        }
         let mut changes: Vec<PeerChange> = self
             .peers
             .keys()
@@ -188,14 +204,13 @@ impl WgDevice {
             .collect();
         changes.extend(
             want.values()
-                .filter(|p| self.peers.get(&p.public_key) != Some(p))
+                .filter(|p| !self.peers.contains_key(&p.public_key))
                 .map(|p| PeerChange::Set(p.clone())),
         );
         if changes.is_empty() {
-            return Ok(0);
+            return Ok(changed.len());
         }
         self.configure(&uapi::set_peers(&changes))?;
-        let before: BTreeSet<Ipv4Addr> = self.peers.values().map(|p| p.tunnel_address).collect();
         let after: BTreeSet<Ipv4Addr> = want.values().map(|p| p.tunnel_address).collect();
         self.peers = want;
         for gone in before.difference(&after) {
