@@ -128,6 +128,17 @@ pub enum DataplaneError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The WireGuard socket could not be bound.
+    #[error(
+        "cannot bind the WireGuard socket on {addr}: {source} (is the port free? choose \
+         another with --wireguard-port)"
+    )]
+    BindWireguard {
+        /// The address.
+        addr: SocketAddrV4,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The forwarding thread could not be started.
     #[error("cannot start the data plane thread: {0}")]
     Thread(std::io::Error),

@@ -103,6 +103,8 @@ fn state_survives_kill_9_and_errors_are_sentences() {
             "2m",
             "--robustness",
             "3",
+            "--tunnel",
+            "vxlan",
         ],
     );
     ok(
@@ -154,12 +156,27 @@ fn state_survives_kill_9_and_errors_are_sentences() {
     for i in 0..10 {
         assert!(list.contains(&format!("\"name\": \"d{i}\"")), "{list}");
     }
+    // WireGuard unless asked otherwise; the table shows each domain's tunnel.
+    let table = ok(&sock, &["domain", "list"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("d0 ") && l.contains("wireguard")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("prod ") && l.contains("vxlan")),
+        "{table}"
+    );
     let show = ok(&sock, &["domain", "show", "prod", "--json"]);
     for needle in [
         "\"vni\": 7",
         "\"igmp\": \"v3\"",
         "\"query_interval_ms\": 120000",
         "\"robustness\": 3",
+        "\"tunnel\": \"vxlan\"",
         "10.0.2.0/24",
         "10.0.3.0/24",
     ] {

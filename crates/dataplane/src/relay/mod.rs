@@ -12,6 +12,10 @@
 //!   peers with the domain's VNI and the I flag; the inner frame is checked and delivered
 //!   unchanged (TTL untouched) to local links that want (source, group). A tunnelled
 //!   packet is never sent back into the tunnel.
+//! - WireGuard: for `tunnel = "wireguard"` domains (the default) the copies are sealed
+//!   instead ([`wg`], boringtun's Noise sessions; the inner IPv4/UDP packet in
+//!   [`inner`]) and sent from a second socket on the WireGuard port; what arrives there
+//!   is opened, its inner packet checked, and handed to the same decision.
 //!
 //! Buffers are allocated once; the per-packet path does no allocation (a group seen for
 //! the first time adds one counter entry, up to a bound). The forwarding table is an
@@ -92,9 +96,11 @@ impl Relay {
         }
         let wg = match config.wireguard {
             Some(w) => {
-                let sock = TunnelSocket::bind(w.listen).map_err(|source| DataplaneError::Bind {
-                    addr: w.listen,
-                    source,
+                let sock = TunnelSocket::bind(w.listen).map_err(|source| {
+                    DataplaneError::BindWireguard {
+                        addr: w.listen,
+                        source,
+                    }
                 })?;
                 for (what, r) in [
                     ("receive", packet::set_recv_buffer(sock.as_fd(), TUNNEL_BUF)),
@@ -104,7 +110,7 @@ impl Relay {
                         tracing::warn!(error = %e, "cannot enlarge the WireGuard socket's {what} buffer");
                     }
                 }
-                Some(WgPlane::new(sock, w.key))
+                Some((sock, w.key))
             }
             None => None,
         };
@@ -124,7 +130,7 @@ impl Relay {
                 reader,
                 worker_wake,
                 tunnel,
-                wg,
+                wg.map(|(sock, key)| WgPlane::new(sock, key)),
                 config.underlay_mtu,
                 published,
             )

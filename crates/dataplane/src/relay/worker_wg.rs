@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mcgate_domain::forwarding::ForwardingTable;
 use mcgate_sys::packet::{FrameBatch, MAX_BATCH, Part};
-use mcgate_sys::tunnel::{Datagram, TunnelSocket};
+use mcgate_sys::tunnel::{Datagram, GsoScratch, TunnelSocket, TunnelTx};
 use mcgate_wire::vxlan;
 
 use super::checksum::complete_partial_udp;
@@ -25,8 +25,8 @@ use crate::counters::{Counter, DropReason};
 const SEALED_OVERHEAD: usize = WG_OVERHEAD + INNER_HEADER_LEN + vxlan::HEADER_LEN;
 /// How often the sessions' timers run (WireGuard's timers have second granularity).
 const TICK: Duration = Duration::from_millis(250);
-/// Sealed messages held before a send: a batch's worth of copies to a few hosts.
-const OUT_SLOTS: usize = MAX_BATCH * 4;
+/// Sealed messages held before a send.
+const OUT_SLOTS: usize = MAX_BATCH;
 /// Room for one sealed message: the largest inner frame plus every header.
 const OUT_SLOT: usize = SLOT + INNER_HEADER_LEN + vxlan::HEADER_LEN + WG_OVERHEAD + MIN_OUT;
 
@@ -49,9 +49,14 @@ pub(super) struct WgPlane {
     /// The inner packets decrypted from `rx`, slot for slot.
     dec: FrameBatch,
     sources: [SocketAddrV4; MAX_BATCH],
-    /// Sealed messages of the batch at hand, `OUT_SLOT` bytes apart.
-    out: Vec<u8>,
-    pending: Vec<(SocketAddrV4, usize)>,
+    /// Sealed messages of the batch at hand, one per slot.
+    out: FrameBatch,
+    /// Each as a send of its first 8 bytes (type and receiver index: the same for
+    /// every message of a session) and the rest, so that messages of equal size to one
+    /// host go out as one UDP GSO send.
+    pending: Vec<TunnelTx>,
+    gso: GsoScratch,
+    gso_on: bool,
     /// The inner packet being built.
     plain: Vec<u8>,
     /// This host's tunnel address.
@@ -68,8 +73,10 @@ impl WgPlane {
             rx: FrameBatch::new(SLOT),
             dec: FrameBatch::new(SLOT),
             sources: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH],
-            out: vec![0; OUT_SLOTS * OUT_SLOT],
+            out: FrameBatch::new(OUT_SLOT),
             pending: Vec::with_capacity(OUT_SLOTS),
+            gso: GsoScratch::default(),
+            gso_on: true,
             plain: vec![0; OUT_SLOT],
             local: None,
             last_tick: now,
@@ -102,25 +109,26 @@ impl WgPlane {
 
     /// Sends the sealed messages waiting; returns (sent, bytes, refused).
     fn send_pending(&mut self) -> (usize, usize, usize) {
-        let datagrams: Vec<Datagram<'_>> = self
-            .pending
-            .iter()
-            .enumerate()
-            .map(|(i, (dst, len))| Datagram {
-                dst: *dst,
-                header: &[],
-                payload: self
-                    .out
-                    .get(i * OUT_SLOT..i * OUT_SLOT + len)
-                    .unwrap_or(&[]),
-            })
-            .collect();
-        let out = self.sock.send_all(&datagrams);
+        let out = if self.gso_on {
+            match self
+                .sock
+                .send_parts_gso(&self.out, &self.pending, &mut self.gso)
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::info!(error = %e, "UDP GSO refused for WireGuard; sending datagram by datagram");
+                    self.gso_on = false;
+                    self.sock.send_parts(&self.out, &self.pending)
+                }
+            }
+        } else {
+            self.sock.send_parts(&self.out, &self.pending)
+        };
         let bytes = self
             .pending
             .iter()
             .take(out.sent)
-            .map(|(_, l)| l.saturating_sub(SEALED_OVERHEAD))
+            .map(|t| (usize::from(t.part.len) + t.header.len()).saturating_sub(SEALED_OVERHEAD))
             .sum();
         self.pending.clear();
         (out.sent, bytes, out.too_big + out.would_block + out.failed)
@@ -183,8 +191,8 @@ impl Worker {
                 self.tunnel_tx_c.bytes += bytes as u64;
                 self.drops.add(DropReason::SendError, refused as u64);
             }
-            let slot = wg.pending.len() * OUT_SLOT;
-            let Some(out) = wg.out.get_mut(slot..slot + OUT_SLOT) else {
+            let slot = wg.pending.len();
+            let Some(out) = wg.out.slot_mut(slot) else {
                 continue;
             };
             let sock = &wg.sock;
@@ -193,8 +201,23 @@ impl Worker {
             if let Some((dst, len)) = wg
                 .state
                 .seal(t.dst, plain, out, now, &mut |d, m| send_one(sock, tx, d, m))
+                && let (Some(head), Ok(slot), Ok(len)) = (
+                    out.get(..8),
+                    u16::try_from(slot),
+                    u16::try_from(len.saturating_sub(8)),
+                )
             {
-                wg.pending.push((dst, len));
+                let mut header = [0u8; 8];
+                header.copy_from_slice(head);
+                wg.pending.push(TunnelTx {
+                    dst,
+                    header,
+                    part: Part {
+                        slot,
+                        offset: 8,
+                        len,
+                    },
+                });
             }
         }
         self.sealed.clear();

@@ -46,9 +46,22 @@ use crate::{Dataplane, HostKey, LinkSpec};
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 pub const VXLAN_OVERHEAD: usize = 50;
 /// Removes the VXLAN devices a predecessor left (killed before it could clean up) and
-/// puts back the bridge settings recorded in their aliases. Returns the names removed.
-/// Safe to call in any data plane mode: a stale device would hold UDP 4789.
+/// puts back the bridge settings recorded in their aliases, and removes its VXLAN
+/// source filter (which would drop what the relay should receive). Returns the names
+/// of the devices removed. Safe to call in any data plane mode: a stale device would
+/// hold UDP 4789.
 pub fn sweep_stale(nl: &mut Netlink) -> Result<Vec<String>, Error> {
+    match super::filter::present() {
+        Ok(true) => match super::filter::remove() {
+            Ok(()) => tracing::info!("removed the VXLAN source filter a previous agent left"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove a previous agent's VXLAN source filter")
+            }
+        },
+        Ok(false) => {}
+        // No nft: no filter can have been left either.
+        Err(e) => tracing::debug!(error = %e, "no VXLAN source filter sweep"),
+    }
     let stale = VxlanDevice::find_stale(nl, DEVICE_PREFIX)?;
     let mut restored = BTreeSet::new();
     for l in &stale {

@@ -51,6 +51,19 @@ impl std::fmt::Debug for WgDevice {
     }
 }
 
+/// Receive and send buffer of boringtun's UDP sockets.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// boringtun's UDP sockets keep the system's default buffers (about 200 KB), which a
+/// burst of a few hundred datagrams to several peers overflows while its one thread is
+/// busy encrypting or decrypting; give them room, as the relay does its own sockets.
+fn grow_socket_buffers(port: u16) {
+    match mcgate_sys::fds::set_udp_buffers_on_port(port, SOCKET_BUFFER) {
+        Ok(n) => tracing::debug!(port, sockets = n, "WireGuard socket buffers set"),
+        Err(e) => tracing::warn!(port, error = %e, "cannot grow the WireGuard socket buffers"),
+    }
+}
+
 fn wg_error(what: impl std::fmt::Display) -> Error {
     Error::Wireguard(what.to_string())
 }
@@ -95,6 +108,7 @@ impl WgDevice {
             .map_err(|e| wg_error(format!("cannot mark the TUN descriptor close-on-exec: {e}")))?;
         dev.ifindex = nl.link_by_name(name)?.ifindex;
         dev.configure(&uapi::set_interface(&host.private_key, host.listen_port))?;
+        grow_socket_buffers(host.listen_port);
         nl.set_mtu(dev.ifindex, mtu)?;
         nl.request(
             &link_msg::set_up(dev.ifindex, true),
@@ -140,6 +154,8 @@ impl WgDevice {
         let body = uapi::set_peers(&peers.into_iter().map(PeerChange::Set).collect::<Vec<_>>());
         req.push_str(body.trim_start_matches("set=1\n"));
         self.configure(&req)?;
+        // Setting the port again made new sockets.
+        grow_socket_buffers(host.listen_port);
         // Peers that already have the new public key complete a handshake at once.
         self.prime(self.peers.values().map(|p| p.tunnel_address));
         Ok(())
@@ -164,6 +180,22 @@ impl WgDevice {
     pub fn set_peers(&mut self, nl: &mut Netlink, wanted: &[WgPeer]) -> Result<usize, Error> {
         let want: BTreeMap<Key, WgPeer> =
             wanted.iter().map(|p| (p.public_key, p.clone())).collect();
+        let before: BTreeSet<Ipv4Addr> = self.peers.values().map(|p| p.tunnel_address).collect();
+        // boringtun cannot modify a peer in place (it panics): a peer whose endpoint or
+        // tunnel address changed is removed in a request of its own, then added again.
+        let changed: Vec<Key> = want
+            .values()
+            .filter(|p| self.peers.get(&p.public_key).is_some_and(|old| old != *p))
+            .map(|p| p.public_key)
+            .collect();
+        if !changed.is_empty() {
+            let removals: Vec<PeerChange> =
+                changed.iter().map(|k| PeerChange::Remove(*k)).collect();
+            self.configure(&uapi::set_peers(&removals))?;
+            for k in &changed {
+                self.peers.remove(k);
+            }
+        }
         let mut changes: Vec<PeerChange> = self
             .peers
             .keys()
@@ -172,14 +204,13 @@ impl WgDevice {
             .collect();
         changes.extend(
             want.values()
-                .filter(|p| self.peers.get(&p.public_key) != Some(p))
+                .filter(|p| !self.peers.contains_key(&p.public_key))
                 .map(|p| PeerChange::Set(p.clone())),
         );
         if changes.is_empty() {
-            return Ok(0);
+            return Ok(changed.len());
         }
         self.configure(&uapi::set_peers(&changes))?;
-        let before: BTreeSet<Ipv4Addr> = self.peers.values().map(|p| p.tunnel_address).collect();
         let after: BTreeSet<Ipv4Addr> = want.values().map(|p| p.tunnel_address).collect();
         self.peers = want;
         for gone in before.difference(&after) {
