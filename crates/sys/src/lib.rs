@@ -33,4 +33,5 @@ pub mod mmsg;
 pub mod packet;
 pub mod poll;
 mod sockopt;
+pub mod tun;
 pub mod tunnel;

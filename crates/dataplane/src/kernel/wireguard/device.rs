@@ -89,14 +89,22 @@ impl WgDevice {
             // boringtun owns this end from now on.
             uapi_fd: theirs.into_raw_fd(),
         };
+        // boringtun reads the device's MTU once, when it opens it, and never reads a
+        // longer packet: create the device and set its MTU first, holding a queue of it
+        // until boringtun has attached its own.
+        let first_queue = mcgate_sys::tun::open_queue(name)
+            .map_err(|e| wg_error(format!("cannot create the TUN device {name}: {e}")))?;
+        let ifindex = nl.link_by_name(name)?.ifindex;
+        nl.set_mtu(ifindex, mtu)?;
         let handle = DeviceHandle::new(name, config).map_err(|e| {
             wg_error(format!(
                 "cannot start a userspace WireGuard device {name}: {e:?}"
             ))
         })?;
+        drop(first_queue);
         let mut dev = Self {
             name: name.to_string(),
-            ifindex: 0,
+            ifindex,
             handle: Some(handle),
             uapi: BufReader::new(ours),
             peers: BTreeMap::new(),
@@ -106,10 +114,8 @@ impl WgDevice {
         // boringtun let it go.
         mcgate_sys::fds::set_cloexec_on("/dev/net/tun")
             .map_err(|e| wg_error(format!("cannot mark the TUN descriptor close-on-exec: {e}")))?;
-        dev.ifindex = nl.link_by_name(name)?.ifindex;
         dev.configure(&uapi::set_interface(&host.private_key, host.listen_port))?;
         grow_socket_buffers(host.listen_port);
-        nl.set_mtu(dev.ifindex, mtu)?;
         nl.request(
             &link_msg::set_up(dev.ifindex, true),
             &format!("bring {name} up"),
