@@ -190,6 +190,17 @@ pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
     )
 }
 
+/// RTM_NEWLINK on an existing device setting its transmit queue length
+/// (`ip link set DEV txqueuelen N`).
+pub(crate) fn set_txqueuelen(ifindex: u32, len: u32) -> MsgBuilder {
+    let attrs = vec![LinkAttribute::TxQueueLen(len)];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
+}
+
 /// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
 pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
     let attrs = vec![LinkAttribute::IfAlias(alias.to_string())];

@@ -64,6 +64,9 @@ fn grow_socket_buffers(port: u16) {
     }
 }
 
+/// Packets the TUN device may queue for boringtun (the kernel's default is 500).
+const TUN_QUEUE_LEN: u32 = 8192;
+
 fn wg_error(what: impl std::fmt::Display) -> Error {
     Error::Wireguard(what.to_string())
 }
@@ -96,6 +99,12 @@ impl WgDevice {
             .map_err(|e| wg_error(format!("cannot create the TUN device {name}: {e}")))?;
         let ifindex = nl.link_by_name(name)?.ifindex;
         nl.set_mtu(ifindex, mtu)?;
+        // A burst replicated to every remote host waits here for boringtun's one thread
+        // to seal it; the TUN's default queue (500) overflowed under a 400-datagram burst.
+        nl.request(
+            &link_msg::set_txqueuelen(ifindex, TUN_QUEUE_LEN),
+            &format!("set the queue length of {name}"),
+        )?;
         let handle = DeviceHandle::new(name, config).map_err(|e| {
             wg_error(format!(
                 "cannot start a userspace WireGuard device {name}: {e:?}"
