@@ -212,11 +212,11 @@ fn kernel_sends_to(t: &Topo, sender: usize, group: &str, remotes: &[usize]) -> b
 /// reports it).
 fn vxlan_destinations(t: &Topo, r: usize) -> Vec<String> {
     let mut dsts = vec![t.hosts[r].ip.clone()];
-    if let Some(a) = t.stats_doc(r).and_then(|s| {
-        s["dataplane"]["kernel"]["wireguard"]["tunnel_address"]
-            .as_str()
-            .map(String::from)
-    }) {
+    // Every agent shows the tunnel address the controller gave it (both data planes).
+    if let Some(a) = t
+        .stats_doc(r)
+        .and_then(|s| s["wireguard"]["tunnel_address"].as_str().map(String::from))
+    {
         dsts.push(a);
     }
     dsts

@@ -3,7 +3,8 @@
 //! forwarding by their tables while the new agent relearns its state.
 //!
 //! A device is adopted when its alias records the bridge's original settings
-//! ([`alias`](super::super::alias)) and it has this host's underlay address and port.
+//! ([`alias`](super::super::alias)) and it has this host's VXLAN port and underlay
+//! address (or, for an agent with a WireGuard key, any address: its tunnel address).
 //! Its tables are left untouched until the agent hands over a forwarding table that
 //! names at least one domain (the controller's snapshot arrived); from then on the
 //! plane reconciles them like its own, which changes only what differs. Anything else
@@ -43,7 +44,12 @@ pub(super) fn adopt_previous(
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
-        let ours = dev.local == *config.underlay.ip() && dev.port == config.underlay.port();
+        // A WireGuard domain's device has the host's tunnel address, which only the
+        // controller's state names: any other local address is taken over when this
+        // agent tunnels through WireGuard, and the first table recreates the device if
+        // the address it names differs.
+        let ours = dev.port == config.underlay.port()
+            && (dev.local == *config.underlay.ip() || config.wireguard.is_some());
         match recorded {
             Some((bridge, settings))
                 if ours

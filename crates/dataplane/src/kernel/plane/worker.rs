@@ -114,7 +114,7 @@ impl Worker {
                 let d = Domain {
                     tables: DomainTables::new(&dev),
                     mtu_managed: on_bridge(dev.bridge_ifindex),
-                    wireguard: false,
+                    wireguard: dev.local != *config.underlay.ip(),
                     dev,
                     programmed: None,
                 };
