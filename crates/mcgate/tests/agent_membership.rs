@@ -224,20 +224,39 @@ fn a_restarted_agent_keeps_its_receivers_served() {
     );
 }
 
-/// The same with the kernel data plane: the stopping agent leaves its tables to the
-/// next one, which keeps them until it has the controller's state; nothing is lost.
+/// The same with the kernel data plane in a plain VXLAN domain: the stopping agent
+/// leaves its tables to the next one, which keeps them until it has the controller's
+/// state; nothing is lost.
 #[test]
 fn a_restarted_kernel_agent_loses_nothing() {
-    let lost = restart_under_a_stream("kernel");
+    let lost = restart_under_a_stream_in("kernel", "vxlan");
     assert_eq!(lost, 0, "datagrams lost across the restart");
+}
+
+/// In a WireGuard domain the userspace WireGuard device lives in the agent's process,
+/// so the stream pauses until the new agent has recreated it and handshaken (measured:
+/// 7 of 1,000 at 100/s); the VXLAN tables are still taken over, so it is a pause of a
+/// handshake, not of a relearn (the userspace relay's bound).
+#[test]
+fn a_restarted_kernel_agent_in_a_wireguard_domain_pauses_briefly() {
+    let lost = restart_under_a_stream_in("kernel", "wireguard");
+    assert!(
+        lost < 50,
+        "{lost} datagrams lost (100/s: under 0.5 s is under 50)"
+    );
 }
 
 /// Restarts the receiving host's agent (data plane `dp`) 3 s into a 10 s stream at
 /// 100/s; returns how many datagrams the receiver missed.
 fn restart_under_a_stream(dp: &str) -> u64 {
+    restart_under_a_stream_in(dp, "wireguard")
+}
+
+/// [`restart_under_a_stream`] in a domain whose tunnel is `tunnel`.
+fn restart_under_a_stream_in(dp: &str, tunnel: &str) -> u64 {
     let mut t = Topo::with_dataplanes(1, &[dp, dp]);
     t.start_controller();
-    t.create_domain("d1", 4100, "v3", false);
+    t.create_domain_tunnelled("d1", 4100, "v3", false, tunnel);
     t.start_agent(0);
     let state = t.dir.join("state-h2");
     let agent = OwnAgent::start(&t, 1, &state, 1);
