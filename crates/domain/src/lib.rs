@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth_api;
 pub mod decode;
+pub mod domain_settings;
 pub mod groups;
 pub mod keys;
 pub mod model;

@@ -9,10 +9,10 @@ use std::io;
 
 use crate::sockopt::{getsockopt, setsockopt};
 
-/// Sets `FD_CLOEXEC` on every descriptor of this process open on `path` (compared with
-/// the `/proc/self/fd` link text). Returns how many descriptors it set.
-pub fn set_cloexec_on(path: &str) -> io::Result<usize> {
-    let mut set = 0;
+/// This process's descriptors with what each is open on (the `/proc/self/fd` link
+/// text). A descriptor closed since the directory was read has no link and is left out.
+fn open_descriptors() -> io::Result<Vec<(i32, std::path::PathBuf)>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
         let Some(fd) = entry
@@ -22,10 +22,18 @@ pub fn set_cloexec_on(path: &str) -> io::Result<usize> {
         else {
             continue;
         };
-        // A descriptor closed since the directory was read has no link: skip it.
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            out.push((fd, target));
+        }
+    }
+    Ok(out)
+}
+
+/// Sets `FD_CLOEXEC` on every descriptor of this process open on `path` (compared with
+/// the `/proc/self/fd` link text). Returns how many descriptors it set.
+pub fn set_cloexec_on(path: &str) -> io::Result<usize> {
+    let mut set = 0;
+    for (fd, target) in open_descriptors()? {
         if target.as_os_str() != path {
             continue;
         }
@@ -52,18 +60,7 @@ pub fn set_cloexec_on(path: &str) -> io::Result<usize> {
 pub fn set_udp_buffers_on_port(port: u16, bytes: usize) -> io::Result<usize> {
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     let mut set = 0;
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
+    for (fd, target) in open_descriptors()? {
         if !target.to_string_lossy().starts_with("socket:") {
             continue;
         }

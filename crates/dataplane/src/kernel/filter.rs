@@ -281,14 +281,19 @@ pub fn drops() -> Result<(u64, u64), Error> {
     parse_drops(&out).map_err(Error::Filter)
 }
 
+/// The objects of nft's JSON output (its `nftables` array). Untrusted text: errors.
+fn nft_objects(json: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("nft printed invalid JSON: {e}"))?;
+    match v.get_mut("nftables").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(objects)) => Ok(objects),
+        _ => Err("nft's JSON has no nftables array".into()),
+    }
+}
+
 /// (family, name) of each table in `nft -j list tables` output.
 pub fn tables_in(json: &str) -> Result<Vec<(String, String)>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("nft printed invalid JSON: {e}"))?;
-    let objects = v
-        .get("nftables")
-        .and_then(|o| o.as_array())
-        .ok_or("nft's JSON has no nftables array")?;
+    let objects = nft_objects(json)?;
     Ok(objects
         .iter()
         .filter_map(|o| o.get("table"))
@@ -304,12 +309,7 @@ pub fn tables_in(json: &str) -> Result<Vec<(String, String)>, String> {
 /// The packet counts of mcgate's `dropped` counters in `nft -j list counters` output:
 /// (inet, bridge). Untrusted text: errors, never panics.
 pub fn parse_drops(json: &str) -> Result<(u64, u64), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("nft printed invalid JSON: {e}"))?;
-    let objects = v
-        .get("nftables")
-        .and_then(|o| o.as_array())
-        .ok_or("nft's JSON has no nftables array")?;
+    let objects = nft_objects(json)?;
     let mut out = (0, 0);
     for c in objects.iter().filter_map(|o| o.get("counter")) {
         let field = |k: &str| c.get(k).and_then(|x| x.as_str());
