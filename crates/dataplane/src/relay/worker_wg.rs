@@ -270,8 +270,11 @@ impl Worker {
             let opened = wg
                 .state
                 .open(from, bytes, out, now, &mut |d, m| send_one(sock, tx, d, m));
-            // Data and drops are counted; handshakes and keepalives are not traffic.
-            if !matches!(opened, Ok(None)) {
+            // Only transport messages that opened are tunnelled packets (as `tx` counts
+            // only sealed data): handshakes and keepalives are not traffic, and what is
+            // refused (a peer's handshake that arrives before this host's table names
+            // it, a forgery) is counted under its drop reason alone.
+            if matches!(opened, Ok(Some(_))) {
                 self.tunnel_rx_c.add(bytes.len());
             }
             let opened = match opened {
