@@ -8,7 +8,9 @@ use mcgate_sys::packet::Part;
 use mcgate_sys::tunnel::TunnelTx;
 use mcgate_wire::vxlan;
 
-use super::decide::Plan;
+use mcgate_domain::forwarding::ForwardingTable;
+
+use super::decide::{self, Plan, Via};
 use super::worker::LinkSlot;
 use super::worker_wg::SealTx;
 use crate::counters::{DropReason, Drops, GroupCounters};
@@ -37,6 +39,54 @@ pub(super) struct Queues<'a> {
     pub tunnel_tx: &'a mut Vec<TunnelTx>,
     pub sealed: &'a mut Vec<SealTx>,
     pub links: &'a mut [LinkSlot],
+}
+
+/// The worker's [`Queues`]: a macro rather than a method, so that the receive buffer a
+/// frame came from can stay borrowed meanwhile.
+macro_rules! queues {
+    ($w:ident) => {
+        $crate::relay::execute::Queues {
+            groups: &mut $w.groups,
+            drops: &mut $w.drops,
+            tunnel_tx: &mut $w.tunnel_tx,
+            sealed: &mut $w.sealed,
+            links: &mut $w.links,
+        }
+    };
+}
+pub(super) use queues;
+
+/// A VXLAN datagram out of the tunnel (its header at `vxlan_at` of receive slot
+/// `slot`), plain or opened from WireGuard: decided against `table` and its copies
+/// queued and counted, or dropped and counted with the reason.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_tunnelled(
+    table: &ForwardingTable,
+    plan: &mut Plan,
+    q: Queues<'_>,
+    via: Via,
+    datagram: &[u8],
+    slot: usize,
+    vxlan_at: usize,
+) {
+    let links: &[LinkSlot] = q.links;
+    let index = |name: &str| links.iter().position(|s| s.spec.name == name);
+    let t = match decide::from_tunnel(table, &index, via, datagram, plan) {
+        Ok(t) => t,
+        Err(reason) => {
+            q.drops.add(reason, 1);
+            return;
+        }
+    };
+    let (Ok(slot), Ok(offset), Ok(len)) = (
+        u16::try_from(slot),
+        u16::try_from(vxlan_at + vxlan::HEADER_LEN),
+        u16::try_from(t.frame.len),
+    ) else {
+        q.drops.add(DropReason::Malformed, 1);
+        return;
+    };
+    execute(plan, q, &t.frame, Part { slot, offset, len }, false);
 }
 
 /// Queues the sends of `plan` for frame `m` (at `part` of the batch) and counts them;

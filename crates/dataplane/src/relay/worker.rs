@@ -21,7 +21,7 @@ use mcgate_wire::vxlan;
 use super::Command;
 use super::checksum::{complete_checksum, complete_partial_udp};
 use super::decide::{self, Plan};
-use super::execute::{Queues, execute};
+use super::execute::{execute, forward_tunnelled, queues};
 use super::worker_wg::{SealTx, WgPlane};
 use crate::LinkSpec;
 use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
@@ -52,26 +52,6 @@ pub(super) struct LinkSlot {
     pub(super) pending: Vec<Part>,
     /// Not polled until then, after a capture error.
     paused_until: Option<Instant>,
-}
-
-/// [`execute`] of the worker's plan into its queues: a macro rather than a method, so
-/// that the receive buffer the frame came from can stay borrowed.
-macro_rules! execute_plan {
-    ($w:ident, $frame:expr, $part:expr, $captured:expr) => {
-        execute(
-            &$w.plan,
-            Queues {
-                groups: &mut $w.groups,
-                drops: &mut $w.drops,
-                tunnel_tx: &mut $w.tunnel_tx,
-                sealed: &mut $w.sealed,
-                links: &mut $w.links,
-            },
-            $frame,
-            $part,
-            $captured,
-        )
-    };
 }
 
 pub(super) struct Worker {
@@ -390,7 +370,7 @@ impl Worker {
                 offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
-            execute_plan!(self, &m, part, true);
+            execute(&self.plan, queues!(self), &m, part, true);
         }
         self.flush();
     }
@@ -439,29 +419,15 @@ impl Worker {
                 next = (start + seg).min(whole.len());
                 let bytes = whole.get(start..next).unwrap_or(&[]);
                 self.tunnel_rx_c.add(bytes.len());
-                let links = &self.links;
-                let index = |name: &str| links.iter().position(|s| s.spec.name == name);
-                let via = decide::Via::Underlay(peer);
-                let t = match decide::from_tunnel(&table, &index, via, bytes, &mut self.plan) {
-                    Ok(t) => t,
-                    Err(reason) => {
-                        self.drops.add(reason, 1);
-                        continue;
-                    }
-                };
-                let (Ok(offset), Ok(len)) = (
-                    u16::try_from(start + vxlan::HEADER_LEN),
-                    u16::try_from(t.frame.len),
-                ) else {
-                    self.drops.add(DropReason::Malformed, 1);
-                    continue;
-                };
-                let part = Part {
-                    slot: i as u16,
-                    offset,
-                    len,
-                };
-                execute_plan!(self, &t.frame, part, false);
+                forward_tunnelled(
+                    &table,
+                    &mut self.plan,
+                    queues!(self),
+                    decide::Via::Underlay(peer),
+                    bytes,
+                    i,
+                    start,
+                );
             }
         }
         self.flush();

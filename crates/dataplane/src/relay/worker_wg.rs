@@ -13,8 +13,8 @@ use mcgate_sys::tunnel::{Datagram, GsoScratch, TunnelSocket, TunnelTx};
 use mcgate_wire::vxlan;
 
 use super::checksum::complete_partial_udp;
-use super::decide::{self, Via};
-use super::execute::{Queues, execute};
+use super::decide::Via;
+use super::execute::{forward_tunnelled, queues};
 use super::inner::{self, INNER_HEADER_LEN};
 use super::wg::{MIN_OUT, WG_OVERHEAD, Wg};
 use super::worker::{SLOT, Worker};
@@ -308,45 +308,14 @@ impl Worker {
             {
                 self.checksums_completed += 1;
             }
-            let links = &self.links;
-            let index = |name: &str| links.iter().position(|s| s.spec.name == name);
-            let t = match decide::from_tunnel(
+            forward_tunnelled(
                 &table,
-                &index,
+                &mut self.plan,
+                queues!(self),
                 Via::Wireguard(opened.peer),
                 datagram,
-                &mut self.plan,
-            ) {
-                Ok(t) => t,
-                Err(reason) => {
-                    self.drops.add(reason, 1);
-                    continue;
-                }
-            };
-            let (Ok(offset), Ok(len)) = (
-                u16::try_from(vxlan_at + vxlan::HEADER_LEN),
-                u16::try_from(t.frame.len),
-            ) else {
-                self.drops.add(DropReason::Malformed, 1);
-                continue;
-            };
-            let part = Part {
-                slot: i as u16,
-                offset,
-                len,
-            };
-            execute(
-                &self.plan,
-                Queues {
-                    groups: &mut self.groups,
-                    drops: &mut self.drops,
-                    tunnel_tx: &mut self.tunnel_tx,
-                    sealed: &mut self.sealed,
-                    links: &mut self.links,
-                },
-                &t.frame,
-                part,
-                false,
+                i,
+                vxlan_at,
             );
         }
         // Deliver from the decrypted batch: `flush` sends from `self.rx`.
