@@ -170,12 +170,12 @@ impl Heartbeats {
         session: u64,
         timing: HeartbeatTiming,
         status: SharedStatus,
-    ) -> Result<Self, ClientError> {
-        let client = client.detached().keep_alive();
+    ) -> Self {
+        let client = client.clone().keep_alive();
         let path = format!("/v1/agents/{host}/heartbeat");
-        Ok(Self(tokio::spawn(heartbeat_task(
+        Self(tokio::spawn(heartbeat_task(
             client, path, session, timing, status,
-        ))))
+        )))
     }
 
     /// Resolves when the heartbeats say the session is over, with why.
@@ -285,15 +285,7 @@ pub async fn session_task(
         });
         // The lease runs from now: heartbeat from now on, whatever the reports do.
         let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);
-        let mut heartbeats =
-            match Heartbeats::spawn(&client, &host, session, timing, status.clone()) {
-                Ok(h) => h,
-                Err(e) => {
-                    update(&status, |s| s.last_error = Some(e.to_string()));
-                    tokio::time::sleep(backoff::next_delay(&mut retry)).await;
-                    continue;
-                }
-            };
+        let mut heartbeats = Heartbeats::spawn(&client, &host, session, timing, status.clone());
         let mut seq = 0u64;
         let mut resnapshot = true;
         // The session lives until the heartbeats or a report say it is gone.

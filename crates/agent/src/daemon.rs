@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mcgate_dataplane::{Dataplane, DataplaneConfig, HostKey, LinkSpec, WireguardConfig};
+use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec, WireguardConfig};
 use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminState, RotateRequest};
@@ -158,10 +158,8 @@ impl Driver {
     /// A new WireGuard key pair: stored (with a state directory), handed to the data
     /// plane, then registered. Returns the new public key.
     fn rotate_key(&mut self) -> Result<String, String> {
-        let key = HostKey::generate();
-        if let Some(dir) = &self.state_dir {
-            host_key::store(dir, &key).map_err(|e| e.to_string())?;
-        }
+        let (key, _) =
+            host_key::load_or_create(self.state_dir.as_deref(), true).map_err(|e| e.to_string())?;
         let public = key.public_base64();
         tracing::info!(public_key = %public, "WireGuard key rotated");
         self.dataplane.set_key(key);

@@ -7,8 +7,8 @@
 //!
 //! Without a state directory the key lives in memory only: a new one per start.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use mcgate_dataplane::HostKey;
@@ -57,19 +57,18 @@ pub fn load_or_create(dir: Option<&Path>, rotate: bool) -> Result<(HostKey, bool
     };
     let path = dir.join(FILE_NAME);
     if !rotate {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mode = std::fs::metadata(&path)
-                    .map_err(|source| KeyError::Io {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .permissions()
-                    .mode()
-                    & 0o777;
+        match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let io = |source| KeyError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mode = f.metadata().map_err(io)?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(KeyError::Exposed { path, mode });
                 }
+                let mut text = String::new();
+                f.read_to_string(&mut text).map_err(io)?;
                 let key = HostKey::from_base64(&text).ok_or(KeyError::Invalid { path })?;
                 return Ok((key, false));
             }
@@ -82,31 +81,15 @@ pub fn load_or_create(dir: Option<&Path>, rotate: bool) -> Result<(HostKey, bool
     Ok((key, true))
 }
 
-/// Writes `key` as the host's key file in `dir`, replacing any older one.
+/// Writes `key` as the host's key file in `dir`, replacing any older one (0600 from
+/// its creation, through a temporary file).
 pub fn store(dir: &Path, key: &HostKey) -> Result<(), KeyError> {
     let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
-    let io = |source| KeyError::Io {
-        path: path.clone(),
-        source,
-    };
-    // A leftover from a crash may have any mode: remove it rather than reuse it.
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    writeln!(f, "{}", key.private_base64()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(())
+    mcgate_client::credentials::write_private(
+        &path,
+        format!("{}\n", key.private_base64()).as_bytes(),
+    )
+    .map_err(|source| KeyError::Io { path, source })
 }
 
 #[cfg(test)]

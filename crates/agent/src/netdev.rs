@@ -106,15 +106,15 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
         if !matches_any(patterns, &name) {
             continue;
         }
-        let Some(ifindex) = read_sys(&name, "ifindex").and_then(|s| s.parse().ok()) else {
-            continue;
-        };
         let flags = read_sys(&name, "flags")
             .and_then(|s| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         if !usable(flags, &read_sys(&name, "operstate").unwrap_or_default()) {
             continue;
         }
+        let Some(ifindex) = read_sys(&name, "ifindex").and_then(|s| s.parse().ok()) else {
+            continue;
+        };
         let mac = read_sys(&name, "address")
             .and_then(|s| parse_mac(&s))
             .unwrap_or([0; 6]);

@@ -82,14 +82,12 @@ impl Credentials {
         })
     }
 
-    /// The credential file to use: `flag`, else `$MCGATE_CREDENTIALS`, else `fallback`
-    /// if it exists; `None` when there is none.
-    pub fn find(flag: Option<&Path>, fallback: &Path) -> Option<PathBuf> {
-        if let Some(p) = flag {
+    /// The credential file to use: `given` (the `--credentials` flag, which reads
+    /// [`CREDENTIALS_ENV`] when absent), else `fallback` if it exists; `None` when there
+    /// is none.
+    pub fn find(given: Option<&Path>, fallback: &Path) -> Option<PathBuf> {
+        if let Some(p) = given {
             return Some(p.to_path_buf());
-        }
-        if let Some(p) = std::env::var_os(CREDENTIALS_ENV).filter(|p| !p.is_empty()) {
-            return Some(PathBuf::from(p));
         }
         fallback.exists().then(|| fallback.to_path_buf())
     }

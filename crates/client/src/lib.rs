@@ -260,16 +260,8 @@ impl Client {
         *t = Some(Arc::from(token));
     }
 
-    /// The same controller, CA and token, without the kept-alive connections of this
-    /// client (for a caller that needs its own).
-    pub fn detached(&self) -> Self {
-        Self {
-            pool: None,
-            ..self.clone()
-        }
-    }
-
     /// The same controller, with connections kept open and reused between requests
+    /// (a pool of its own: a clone of a kept-alive client gets new connections)
     /// (HTTP/1.1 keep-alive), for a caller that talks to it all the time, such as an
     /// agent's heartbeats and membership reports. Streams always get a connection of
     /// their own. A request whose idle connection turns out closed before the request

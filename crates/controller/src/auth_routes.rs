@@ -155,11 +155,7 @@ pub(crate) async fn join(
             "POST /v1/join takes a join token",
         ));
     };
-    let live = c.read(|m, now| {
-        m.agent_infos(now)
-            .iter()
-            .any(|a| a.host == host && a.state == "up")
-    });
+    let live = c.read(|m, _| m.agent(&host).is_some_and(|a| !a.expired));
     if live {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,

@@ -435,11 +435,7 @@ pub(crate) fn write_join_token(st: &LabState, host: &str) -> Result<(), LabError
     if path.exists() {
         return Ok(());
     }
-    let client =
-        Client::new(&format!("unix:{}", c.socket.display())).map_err(|e| LabError::Controller {
-            what: "its socket path".into(),
-            source: e,
-        })?;
+    let client = controller_client(&c.socket)?;
     let spec = mcgate_domain::auth_api::JoinTokenSpec {
         host: host.to_string(),
         ttl_s: Some(600),

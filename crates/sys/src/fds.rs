@@ -7,7 +7,7 @@
 
 use std::io;
 
-use crate::sockopt::{getsockopt, setsockopt};
+use crate::sockopt::getsockopt;
 
 /// This process's descriptors with what each is open on (the `/proc/self/fd` link
 /// text). A descriptor closed since the directory was read has no link and is left out.
@@ -58,7 +58,6 @@ pub fn set_cloexec_on(path: &str) -> io::Result<usize> {
 /// port `port`. For sockets a library made and does not hand out (boringtun's WireGuard
 /// sockets, whose default buffers overflow under a burst). Returns how many it set.
 pub fn set_udp_buffers_on_port(port: u16, bytes: usize) -> io::Result<usize> {
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     let mut set = 0;
     for (fd, target) in open_descriptors()? {
         if !target.to_string_lossy().starts_with("socket:") {
@@ -71,10 +70,12 @@ pub fn set_udp_buffers_on_port(port: u16, bytes: usize) -> io::Result<usize> {
         if ty != libc::SOCK_DGRAM || local_port(fd) != Some(port) {
             continue;
         }
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &v)
-            .or_else(|_| setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &v))?;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &v)
-            .or_else(|_| setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &v))?;
+        // SAFETY: `fd` is open in this process (listed in /proc/self/fd and a socket
+        // a moment ago); it is borrowed only for these two setsockopt calls, and a
+        // descriptor closed meanwhile makes them fail with EBADF.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        crate::packet::set_recv_buffer(borrowed, bytes)?;
+        crate::packet::set_send_buffer(borrowed, bytes)?;
         set += 1;
     }
     Ok(set)

@@ -58,7 +58,7 @@ fn need(method: &Method, route: Option<&str>) -> Need {
         return Need::Anyone;
     };
     match (method, route) {
-        (&Method::GET, "/v1/healthz" | "/v1/openapi.json") => Need::Public,
+        (&Method::GET, r) if PUBLIC_ROUTES.contains(&r) => Need::Public,
         (&Method::POST, "/v1/join") => Need::Join,
         (&Method::POST, "/v1/agents") => Need::AnyAgent,
         (_, r) if r.starts_with("/v1/agents/{host}") => Need::OwnHost,

@@ -7,7 +7,7 @@
 //! in. Times are seconds since the Unix epoch, passed in by the caller.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use mcgate_domain::auth_api::{IssuedToken, Role, TokenInfo, TokenKind};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -72,7 +72,11 @@ impl Entry {
 #[derive(Debug)]
 pub struct Tokens {
     path: PathBuf,
-    entries: Mutex<Vec<Entry>>,
+    /// What readers (every request's authentication) see; replaced whole after a
+    /// change is on disk.
+    entries: RwLock<Arc<Vec<Entry>>>,
+    /// Held by a change from its copy to its swap, so changes never interleave.
+    writer: Mutex<()>,
     rng: SystemRandom,
 }
 
@@ -101,13 +105,34 @@ impl Tokens {
         };
         Ok(Self {
             path,
-            entries: Mutex::new(entries),
+            entries: RwLock::new(Arc::new(entries)),
+            writer: Mutex::new(()),
             rng: SystemRandom::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> Arc<Vec<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies `f` to a copy of the entries; when it says the copy changed, saves the
+    /// copy and only then lets readers see it. Readers never wait for the disk, and a
+    /// failed save changes nothing (in memory as on disk).
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<Entry>) -> Result<(T, bool), String>,
+    ) -> Result<T, String> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut copy = Vec::clone(&self.read());
+        let (out, changed) = f(&mut copy)?;
+        if changed {
+            self.save(&copy)?;
+            *self.entries.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(copy);
+        }
+        Ok(out)
     }
 
     fn save(&self, entries: &[Entry]) -> Result<(), String> {
@@ -165,17 +190,17 @@ impl Tokens {
         now: u64,
     ) -> Result<IssuedToken, String> {
         let (entry, issued) = self.new_entry(kind, role, host, ttl_s, now)?;
-        let mut entries = self.lock();
-        entries.push(entry);
-        self.save(&entries)?;
-        Ok(issued)
+        self.change(|entries| {
+            entries.push(entry);
+            Ok((issued, true))
+        })
     }
 
     /// Who `secret` belongs to, if it is a known secret that has not expired.
     pub fn authenticate(&self, secret: &str, now: u64) -> Option<Caller> {
         let id = mcgate_domain::auth_api::token_id(secret)?;
         let d = digest(secret);
-        let entries = self.lock();
+        let entries = self.read();
         let e = entries.iter().find(|e| e.id == id && same(&e.digest, &d))?;
         if e.expired(now) {
             return None;
@@ -196,26 +221,26 @@ impl Tokens {
     /// Spends the join token `id` for an agent credential of its host, which replaces
     /// the host's earlier agent credentials. `None` if the token is gone or expired.
     pub fn join(&self, id: &str, now: u64) -> Result<Option<IssuedToken>, String> {
-        let mut entries = self.lock();
-        let Some(pos) = entries
-            .iter()
-            .position(|e| e.id == id && e.kind == TokenKind::Join && !e.expired(now))
-        else {
-            return Ok(None);
-        };
-        let host = entries[pos].host.clone();
-        let (entry, issued) =
-            self.new_entry(TokenKind::Credential, Role::Agent, host.clone(), None, now)?;
-        entries.remove(pos);
-        entries.retain(|e| !(e.kind == TokenKind::Credential && e.host == host));
-        entries.push(entry);
-        self.save(&entries)?;
-        Ok(Some(issued))
+        self.change(|entries| {
+            let Some(pos) = entries
+                .iter()
+                .position(|e| e.id == id && e.kind == TokenKind::Join && !e.expired(now))
+            else {
+                return Ok((None, false));
+            };
+            let host = entries[pos].host.clone();
+            let (entry, issued) =
+                self.new_entry(TokenKind::Credential, Role::Agent, host.clone(), None, now)?;
+            entries.remove(pos);
+            entries.retain(|e| !(e.kind == TokenKind::Credential && e.host == host));
+            entries.push(entry);
+            Ok((Some(issued), true))
+        })
     }
 
     /// Every secret, without the secrets.
     pub fn list(&self, now: u64) -> Vec<TokenInfo> {
-        self.lock()
+        self.read()
             .iter()
             .map(|e| TokenInfo {
                 id: e.id.clone(),
@@ -232,26 +257,24 @@ impl Tokens {
     /// Revokes `id`; returns the host of an agent credential so revoked (`Some(None)`
     /// for other secrets), `None` if there was no such id.
     pub fn revoke(&self, id: &str) -> Result<Option<Option<String>>, String> {
-        let mut entries = self.lock();
-        let Some(pos) = entries.iter().position(|e| e.id == id) else {
-            return Ok(None);
-        };
-        let e = entries.remove(pos);
-        self.save(&entries)?;
-        let agent = e.kind == TokenKind::Credential && e.role == Role::Agent;
-        Ok(Some(if agent { e.host } else { None }))
+        self.change(|entries| {
+            let Some(pos) = entries.iter().position(|e| e.id == id) else {
+                return Ok((None, false));
+            };
+            let e = entries.remove(pos);
+            let agent = e.kind == TokenKind::Credential && e.role == Role::Agent;
+            Ok((Some(if agent { e.host } else { None }), true))
+        })
     }
 
     /// Revokes every join token and credential bound to `host`; returns how many.
     pub fn revoke_host(&self, host: &str) -> Result<usize, String> {
-        let mut entries = self.lock();
-        let before = entries.len();
-        entries.retain(|e| e.host.as_deref() != Some(host));
-        let n = before - entries.len();
-        if n > 0 {
-            self.save(&entries)?;
-        }
-        Ok(n)
+        self.change(|entries| {
+            let before = entries.len();
+            entries.retain(|e| e.host.as_deref() != Some(host));
+            let n = before - entries.len();
+            Ok((n, n > 0))
+        })
     }
 }
 

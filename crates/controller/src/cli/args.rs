@@ -120,7 +120,7 @@ pub struct Conn {
     pub controller: Option<String>,
     /// Credential file for https:// (JSON: controller URL, CA, token; see
     /// docs/security.md). Over a unix: socket none is needed.
-    #[arg(long, env = "MCGATE_CREDENTIALS", value_name = "FILE")]
+    #[arg(long, env = mcgate_client::credentials::CREDENTIALS_ENV, value_name = "FILE")]
     pub credentials: Option<std::path::PathBuf>,
 }
 

@@ -235,27 +235,28 @@ pub fn apply(spec: &FilterSpec) -> Result<(), Error> {
         .map_err(|e| nft_error("update the nftables tables", e))
 }
 
-/// Whether the `inet mcgate` table exists.
-pub fn present() -> Result<bool, Error> {
-    match helper::get_current_ruleset_raw(helper::DEFAULT_NFT, ["list", "tables"]) {
-        Ok(out) => Ok(tables_in(&out)
-            .map_err(Error::Filter)?
-            .contains(&("inet".to_string(), TABLE.to_string()))),
-        Err(e) => Err(nft_error("list the nftables tables", e)),
-    }
-}
-
-/// Removes both tables; tables already gone are not an error.
-pub fn remove() -> Result<(), Error> {
+/// mcgate's tables that exist now, as (family, name).
+fn ours() -> Result<Vec<(String, String)>, Error> {
     let out = helper::get_current_ruleset_raw(helper::DEFAULT_NFT, ["list", "tables"])
         .map_err(|e| nft_error("list the nftables tables", e))?;
-    let ours: Vec<(String, String)> = tables_in(&out)
+    Ok(tables_in(&out)
         .map_err(Error::Filter)?
         .into_iter()
         .filter(|(_, name)| name == TABLE)
-        .collect();
+        .collect())
+}
+
+/// Whether the `inet mcgate` table exists.
+pub fn present() -> Result<bool, Error> {
+    Ok(ours()?.iter().any(|(family, _)| family == "inet"))
+}
+
+/// Removes both tables; tables already gone are not an error. Returns whether there
+/// was anything to remove.
+pub fn remove() -> Result<bool, Error> {
+    let ours = ours()?;
     if ours.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut batch = Batch::new();
     for (family, _) in ours {
@@ -271,7 +272,8 @@ pub fn remove() -> Result<(), Error> {
         }));
     }
     helper::apply_ruleset(&batch.to_nftables())
-        .map_err(|e| nft_error("remove the nftables tables", e))
+        .map_err(|e| nft_error("remove the nftables tables", e))?;
+    Ok(true)
 }
 
 /// Datagrams dropped so far: (from non-peers, from task ports).

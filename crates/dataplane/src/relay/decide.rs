@@ -31,7 +31,8 @@ use crate::inspect::{McastFrame, inspect};
 pub const ENCAP_OVERHEAD: usize = 20 + 8 + vxlan::HEADER_LEN;
 /// What WireGuard adds on top: the inner IPv4 + UDP headers (28) and the transport
 /// message's header and tag (32).
-pub const WIREGUARD_OVERHEAD: usize = ENCAP_OVERHEAD + 28 + 32;
+pub const WIREGUARD_OVERHEAD: usize =
+    ENCAP_OVERHEAD + super::inner::INNER_HEADER_LEN + super::wg::WG_OVERHEAD;
 
 /// One tunnelled copy: the domain's VNI and the remote host's VXLAN endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

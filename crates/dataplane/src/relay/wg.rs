@@ -190,11 +190,6 @@ impl Wg {
         self.pairs.retain(|_, i| sessions.contains_key(i));
     }
 
-    /// Whether tunnel address `addr` is a WireGuard peer's.
-    pub fn has_peer(&self, addr: Ipv4Addr) -> bool {
-        self.by_address.contains_key(&addr)
-    }
-
     fn new_session(&mut self, own: [u8; 32], peer: [u8; 32], now: Instant) -> Option<u32> {
         let secret = self.own_key(&own)?.secret().clone();
         let mut index = self.next_index;

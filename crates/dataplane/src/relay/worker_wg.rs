@@ -19,7 +19,7 @@ use super::inner::{self, INNER_HEADER_LEN};
 use super::wg::{MIN_OUT, WG_OVERHEAD, Wg};
 use super::worker::{SLOT, Worker};
 use crate::HostKey;
-use crate::counters::{Counter, DropReason};
+use crate::counters::{Counter, DropReason, Drops};
 
 /// Bytes a sealed message has beyond its inner frame.
 const SEALED_OVERHEAD: usize = WG_OVERHEAD + INNER_HEADER_LEN + vxlan::HEADER_LEN;
@@ -148,6 +148,13 @@ fn send_one(sock: &TunnelSocket, tx: &mut Counter, dst: SocketAddrV4, m: &[u8]) 
     }
 }
 
+/// Counts what one send of the sealed batch did: (sent, bytes, refused).
+fn count_sent(tx: &mut Counter, drops: &mut Drops, (sent, bytes, refused): (usize, usize, usize)) {
+    tx.packets += sent as u64;
+    tx.bytes += bytes as u64;
+    drops.add(DropReason::SendError, refused as u64);
+}
+
 impl Worker {
     /// Seals and sends the copies the batch's plans queued for WireGuard domains; the
     /// frames are in `self.rx`.
@@ -186,10 +193,7 @@ impl Worker {
             vxlan::emit_header(v, t.vni);
             f.copy_from_slice(frame);
             if wg.pending.len() == OUT_SLOTS {
-                let (sent, bytes, refused) = wg.send_pending();
-                self.tunnel_tx_c.packets += sent as u64;
-                self.tunnel_tx_c.bytes += bytes as u64;
-                self.drops.add(DropReason::SendError, refused as u64);
+                count_sent(&mut self.tunnel_tx_c, &mut self.drops, wg.send_pending());
             }
             let slot = wg.pending.len();
             let Some(out) = wg.out.slot_mut(slot) else {
@@ -221,10 +225,7 @@ impl Worker {
             }
         }
         self.sealed.clear();
-        let (sent, bytes, refused) = wg.send_pending();
-        self.tunnel_tx_c.packets += sent as u64;
-        self.tunnel_tx_c.bytes += bytes as u64;
-        self.drops.add(DropReason::SendError, refused as u64);
+        count_sent(&mut self.tunnel_tx_c, &mut self.drops, wg.send_pending());
     }
 
     /// Receives a batch on the WireGuard socket and delivers what authenticates;

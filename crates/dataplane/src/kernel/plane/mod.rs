@@ -53,7 +53,7 @@ pub const VXLAN_OVERHEAD: usize = 50;
 pub fn sweep_stale(nl: &mut Netlink) -> Result<Vec<String>, Error> {
     match super::filter::present() {
         Ok(true) => match super::filter::remove() {
-            Ok(()) => tracing::info!("removed the VXLAN source filter a previous agent left"),
+            Ok(_) => tracing::info!("removed the VXLAN source filter a previous agent left"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot remove a previous agent's VXLAN source filter")
             }

@@ -39,7 +39,7 @@ pub const DEVICE: &str = "mcgwg0";
 pub const DEFAULT_PORT: u16 = 51820;
 /// Bytes WireGuard adds around each packet over IPv4: IPv4 (20) + UDP (8) + transport
 /// message header (16) + Poly1305 tag (16).
-pub const WG_OVERHEAD: usize = 60;
+pub const WG_OVERHEAD: usize = 20 + 8 + crate::relay::wg::WG_OVERHEAD;
 
 /// A Curve25519 key (public or private), 32 bytes. `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,12 +28,19 @@ pub struct WireguardSupport {
     pub reason: String,
 }
 
-/// Tries to create a `wireguard` link in a scratch namespace.
+/// Tries to create a `wireguard` link in a scratch namespace, once per process: the
+/// data plane's choice and its start both ask, and each try costs a thread, a
+/// namespace and a netlink round trip.
 ///
 /// The kernel data plane drives the userspace device in both cases for now: it is the
 /// one way configured through one protocol (UAPI) on every kernel; the sentence says
 /// so when the kernel has the module.
 pub fn probe() -> WireguardSupport {
+    static FOUND: std::sync::OnceLock<WireguardSupport> = std::sync::OnceLock::new();
+    FOUND.get_or_init(probe_now).clone()
+}
+
+fn probe_now() -> WireguardSupport {
     let attempt = std::thread::Builder::new()
         .name("mcgate-wgprobe".into())
         .spawn(try_kernel_link)

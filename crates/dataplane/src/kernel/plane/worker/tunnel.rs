@@ -244,7 +244,7 @@ impl Worker {
         let adopted = std::mem::take(&mut self.filter.adopted);
         if self.filter.applied.take().is_some() || adopted {
             match filter::remove() {
-                Ok(()) => tracing::info!("VXLAN source filter removed"),
+                Ok(_) => tracing::info!("VXLAN source filter removed"),
                 Err(e) => tracing::warn!(error = %e, "cannot remove the VXLAN source filter"),
             }
         }
