@@ -26,7 +26,16 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     require_root!();
     let mut lab = Lab::new("mcgk");
     let hosts = lab_hosts(&mut lab, 2);
+    // h0's bridge ports get the highest addresses there are, so br0 (which takes its
+    // lowest port's address unless one was set) would take the VXLAN device's.
+    for (i, port) in ["uplink", "tk1", "tk2"].iter().enumerate() {
+        let mac = format!("fe:ff:ff:ff:ff:f{i}");
+        lab.ip(&hosts[0].ns, &["link", "set", port, "address", &mac]);
+    }
+    let br0_mac = |nl: &mut Netlink| nl.link_by_name("br0").unwrap().address;
     let (p1, mut nl1) = start_plane(&hosts[0]);
+    let mac_before = br0_mac(&mut nl1);
+    assert_eq!(mac_before, Some([0xfe, 0xff, 0xff, 0xff, 0xff, 0xf0]));
     let (p2, mut nl2) = start_plane(&hosts[1]);
     // h0 has a local member on tk2, h1 one on tk1; h1's tk2 wants another group.
     let members = [(0, G), (1, G), (1, G_OTHER)];
@@ -49,6 +58,8 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     let queriers_on = Instant::now();
     let st = p1.kernel_status().expect("kernel status");
     assert_eq!(st.bridge.as_deref(), Some("br0"));
+    // Neighbours' ARP entries for the host stay right: the VXLAN port did not move it.
+    assert_eq!(br0_mac(&mut nl1), mac_before, "br0 changed its MAC address");
     assert_eq!(st.devices[0].name, device_name(VNI));
     // Snooping on with the bridge's own querier, IGMPv3.
     let b = nl1.bridge_multicast("br0").expect("bridge state");

@@ -6,6 +6,7 @@
 //! network interface, so a 1500-byte frame plus VXLAN's 50 bytes crosses unfragmented;
 //! tasks keep 1500.
 
+use std::net::Ipv4Addr;
 use std::process::Command;
 
 use crate::error::LabError;
@@ -102,9 +103,21 @@ fn address_up_via(ns: &str, addr: &str, dev: &str, gateway: &str) -> Result<(), 
     ipn(ns, &["route", "add", "default", "via", gateway])
 }
 
-/// A bridge without STP or IGMP snooping (`extra`: more `ip link add` settings).
-fn add_bridge(ns: &str, name: &str, extra: &[&str]) -> Result<(), LabError> {
-    let mut args = vec!["link", "add", name];
+/// A locally administered MAC address made from the IPv4 address a bridge holds
+/// (02:00:a.b.c.d), unique within a lab.
+fn bridge_mac(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// A bridge without STP or IGMP snooping, with a MAC address of its own made from
+/// `ip` (`extra`: more `ip link add` settings). A bridge created without one takes its
+/// lowest port's address and changes it as ports come and go (a task starting, the
+/// agent adding its VXLAN device): neighbours that cached the old address would send
+/// to nobody until their ARP entries expired.
+fn add_bridge(ns: &str, name: &str, ip: Ipv4Addr, extra: &[&str]) -> Result<(), LabError> {
+    let mac = bridge_mac(ip);
+    let mut args = vec!["link", "add", name, "address", &mac];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["type", "bridge", "stp_state", "0", "mcast_snooping", "0"]);
     ipn(ns, &args)
@@ -157,7 +170,7 @@ pub fn build_vpc(st: &LabState) -> Result<(), LabError> {
     add_netns(ns)?;
     sysctl(ns, &["net.ipv4.ip_forward=1".into()])?;
     for s in &st.subnets {
-        add_bridge(ns, &s.bridge, &["mtu", UNDERLAY_MTU])?;
+        add_bridge(ns, &s.bridge, s.gateway, &["mtu", UNDERLAY_MTU])?;
         let addr = format!("{}/{}", s.gateway, s.cidr.prefix_len());
         address_up(ns, &addr, &s.bridge)?;
     }
@@ -193,7 +206,7 @@ pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
     // New namespaces copy IPv4 conf/all from the root namespace, not from the host:
     // set the host's value explicitly, 0 included.
     sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
-    add_bridge(ns, "br0", &[])?;
+    add_bridge(ns, "br0", h.underlay_ip, &[])?;
     // Set after creation, so the bridge keeps it when 1500-byte task ports join.
     ipn(ns, &["link", "set", "br0", "mtu", UNDERLAY_MTU])?;
     let bridge = st

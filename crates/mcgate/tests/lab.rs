@@ -656,19 +656,37 @@ fn fanout_example_reaches_every_receiver() {
     wait_for_members(&lab, "233.252.0.7", &ips);
     ok(&["lab", "restart", "sender-1", "--name", &lab.name]);
     let sender_ip = Lab::task(&lab.status(), "sender-1").ip.to_string();
-    std::thread::sleep(Duration::from_secs(4));
-    for r in &receivers {
-        let got: Vec<(String, u64, u64)> = reports(&lab, &r.name)
+    let from_sender = |task: &str| -> Vec<(String, u64, u64)> {
+        reports(&lab, task)
             .into_iter()
             .filter(|x| x.0 == sender_ip)
-            .collect();
-        assert!(
-            got.iter().any(|x| x.1 > 0),
-            "{} on {} got nothing: {got:?}",
-            r.name,
-            r.host
-        );
+            .collect()
+    };
+    // Every host is set up before the sender starts: each receiver hears it within
+    // its first report intervals (seconds, not a WireGuard handshake retry's 5 s).
+    // A second's worth (1 Mbit/s of 1470-byte datagrams is 85 a second).
+    let enough = |got: &[(String, u64, u64)]| got.iter().map(|x| x.1).sum::<u64>() >= 85;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline && !receivers.iter().all(|r| enough(&from_sender(&r.name))) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for r in &receivers {
+        let got = from_sender(&r.name);
+        assert!(enough(&got), "{} on {} heard {got:?}", r.name, r.host);
         assert!(got.iter().all(|x| x.2 == 0), "{} lost: {got:?}", r.name);
+    }
+    // No port the agents or the lab added moved a bridge's MAC address.
+    for h in &s.hosts {
+        let ns = format!("mcgl-{}-{}", lab.name, h.name);
+        let out = support::sh(&["ip", "-n", &ns, "-br", "link", "show", "br0"]);
+        let [a, b, c, d] = h.underlay_ip.octets();
+        let want = format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+        assert!(
+            text(&out).contains(&want),
+            "{}: br0 is not {want}: {}",
+            h.name,
+            text(&out)
+        );
     }
 }
 

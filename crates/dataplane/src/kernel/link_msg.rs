@@ -201,6 +201,18 @@ pub(crate) fn set_txqueuelen(ifindex: u32, len: u32) -> MsgBuilder {
     )
 }
 
+/// RTM_NEWLINK on an existing device setting its MAC address (`ip link set DEV address
+/// MAC`). On a bridge this also fixes the address: a bridge whose address was never
+/// set takes the lowest of its ports' addresses, and changes it when a port joins.
+pub(crate) fn set_address(ifindex: u32, mac: [u8; 6]) -> MsgBuilder {
+    let attrs = vec![LinkAttribute::Address(mac.to_vec())];
+    link_request(
+        RTM_NEWLINK,
+        REQ_ACK,
+        &link_message(AddressFamily::Unspec, ifindex, attrs),
+    )
+}
+
 /// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
 pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
     let attrs = vec![LinkAttribute::IfAlias(alias.to_string())];
@@ -322,6 +334,8 @@ pub struct LinkInfo {
     pub stats: Option<DeviceStats>,
     /// The device's alias (`ip link set DEV alias TEXT`), if it has one.
     pub alias: Option<String>,
+    /// The device's MAC address (`IFLA_ADDRESS`), for an Ethernet-like device.
+    pub address: Option<[u8; 6]>,
 }
 
 /// The settings of a VXLAN device that mcgate cares about.
@@ -407,6 +421,7 @@ pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkInfo, String> {
             A::Mtu(m) => info.mtu = Some(m),
             A::Controller(m) => info.master = Some(m),
             A::IfAlias(a) => info.alias = Some(a).filter(|a| !a.is_empty()),
+            A::Address(a) => info.address = <[u8; 6]>::try_from(a.as_slice()).ok(),
             A::Stats64(s) if whole_stats => {
                 info.stats = Some(DeviceStats {
                     rx_packets: s.rx_packets,

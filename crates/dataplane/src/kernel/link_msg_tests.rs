@@ -4,6 +4,7 @@ use super::*;
 
 // Wire numbers the expected bytes are written with (the code gets them from
 // netlink-packet-route).
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
@@ -109,6 +110,23 @@ fn set_up_and_delete_exact_bytes() {
 }
 
 #[test]
+fn set_address_exact_bytes() {
+    let mac = [0x02, 0x6d, 0x63, 0, 0, 1];
+    let got = set_address(4, mac).finish(5);
+    let mut want = hdr(44, RTM_NEWLINK, 0x5, 5);
+    let mut ifi = [0u8; 16];
+    ifi[4..8].copy_from_slice(&4u32.to_ne_bytes());
+    want.extend_from_slice(&ifi);
+    attr(
+        &mut want,
+        IFLA_ADDRESS,
+        10,
+        &[0x02, 0x6d, 0x63, 0, 0, 1, 0, 0],
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
 fn optional_vxlan_attributes_and_lookups_exact_bytes() {
     let spec = VxlanConfig {
         name: "v".into(),
@@ -162,6 +180,7 @@ fn parses_a_vxlan_link_with_stats() {
     p.extend_from_slice(&ifi);
     attr(&mut p, IFLA_IFNAME, 12, b"mcgvx42\0");
     attr(&mut p, IFLA_MASTER, 8, &7u32.to_ne_bytes());
+    attr(&mut p, IFLA_ADDRESS, 10, &[2, 0, 0, 0, 0, 9, 0, 0]);
     let mut stats = Vec::new();
     for i in 1..=24u64 {
         stats.extend_from_slice(&i.to_ne_bytes());
@@ -177,6 +196,7 @@ fn parses_a_vxlan_link_with_stats() {
     assert!(l.up);
     assert_eq!(l.name, "mcgvx42");
     assert_eq!(l.master, Some(7));
+    assert_eq!(l.address, Some([2, 0, 0, 0, 0, 9]));
     assert_eq!(l.kind, "vxlan");
     let x = l.vxlan.unwrap();
     assert_eq!((x.vni, x.port, x.local), (Some(42), Some(4789), None));

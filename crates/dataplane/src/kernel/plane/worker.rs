@@ -11,7 +11,7 @@ use mcgate_domain::forwarding::ForwardingTable;
 use mcgate_wire::{IgmpSettings, Version};
 
 use super::super::error::Error;
-use super::super::link_msg::{BridgeSettings, DeviceStats, LinkInfo};
+use super::super::link_msg::{self, BridgeSettings, DeviceStats, LinkInfo};
 use super::super::mdb::{BridgeMdb, DomainTables};
 use super::super::membership::RemoteMembership;
 use super::super::plan::plan;
@@ -246,6 +246,30 @@ impl Worker {
         Ok(None)
     }
 
+    /// Sets the bridge's MAC address to the one it has. A bridge whose address was
+    /// never set takes the lowest of its ports' addresses and changes it when a port
+    /// joins: the VXLAN devices added here (random addresses) would move it, and every
+    /// neighbour that cached the old one would send the host's unicast (the tunnel
+    /// among it) to an address nobody has until its ARP entry expired. A set address
+    /// stays. A failure only costs that protection, so it is logged, not fatal.
+    fn pin_bridge_address(&mut self, bridge: &LinkInfo) {
+        let Some(mac) = bridge.address else {
+            return;
+        };
+        let what = format!("keep the MAC address of {}", bridge.name);
+        match self
+            .nl
+            .request(&link_msg::set_address(bridge.ifindex, mac), &what)
+        {
+            Ok(()) => tracing::debug!(bridge = %bridge.name, "bridge MAC address kept fixed"),
+            Err(e) => tracing::warn!(
+                bridge = %bridge.name,
+                error = %e,
+                "cannot fix the bridge's MAC address; adding a VXLAN port may change it"
+            ),
+        }
+    }
+
     fn sync(&mut self) -> Result<(), Error> {
         let mut found = self.find_bridge()?;
         // With no task link for a moment (a task restarting), keep the bridge in use as
@@ -295,6 +319,7 @@ impl Worker {
                 querier = ?original.querier,
                 "using the host bridge; its multicast settings are restored on shutdown"
             );
+            self.pin_bridge_address(&found);
             self.bridge = Some(Bridge {
                 ifindex: found.ifindex,
                 name: found.name.clone(),
