@@ -68,8 +68,6 @@ fn two_planes(lab: &mut Lab, mode: Tunnel) -> (Vec<Host>, Vec<String>, [KernelPl
     );
     // The bridges count their own queriers present one startup response interval (1 s)
     // after they start; the kernel shows no sign of it, so the tests wait it out.
-    // The bridges count their own queriers present one startup response interval
-    // (1 s) after they start, and the kernel shows no sign of it.
     std::thread::sleep(Duration::from_secs(1));
     (hosts, public, [p0, p1])
 }
@@ -239,6 +237,26 @@ fn wireguard_carries_the_domain_and_the_underlay_sees_only_wireguard() {
         remote.count("rot")
     );
     assert_eq!(remote.count("rot"), 60, "duplicates across the rotation");
+
+    // The underlay MTU changes: the WireGuard device follows it down and back, never
+    // past the MTU it was created with (boringtun reads no longer packet), and the VXLAN
+    // device always fits inside it.
+    let mtus = |nl: &mut Netlink| {
+        (
+            nl.link_by_name(DEVICE).unwrap().mtu,
+            nl.link_by_index(dev.ifindex).unwrap().mtu,
+        )
+    };
+    // Each step changes what is asserted, so a step the plane had not applied yet fails.
+    for (underlay, want) in [(1500, (1440, 1390)), (9500, (8941, 8891))] {
+        p0.set_underlay_mtu(underlay);
+        assert!(
+            wait_until(Duration::from_secs(5), || mtus(&mut nl0)
+                == (Some(want.0), Some(want.1))),
+            "underlay {underlay}: (WireGuard, VXLAN) MTUs {:?}, want {want:?}",
+            mtus(&mut nl0)
+        );
+    }
 
     // Stop: the WireGuard device, its route and the filter's tables are gone.
     p0.shutdown();

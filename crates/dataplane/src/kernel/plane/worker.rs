@@ -570,6 +570,22 @@ impl Worker {
     }
 
     fn set_mtus(&mut self) {
+        // The WireGuard device first: the VXLAN devices riding on it must fit it.
+        let wanted = self.wireguard_mtu();
+        if let Some(wg) = self.wg.as_mut() {
+            match wg.set_mtu(&mut self.nl, wanted) {
+                Ok(m) if m < wanted => tracing::warn!(
+                    device = %wg.name,
+                    mtu = m,
+                    wanted,
+                    "the userspace WireGuard device cannot grow past the MTU it was created with; WireGuard domains keep the smaller MTU until the agent restarts"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(device = %wg.name, error = %e, "cannot follow the underlay MTU")
+                }
+            }
+        }
         for d in self.domains.values().filter(|d| d.mtu_managed) {
             let mtu = self.vxlan_mtu(d.wireguard);
             if let Err(e) = self.nl.set_mtu(d.dev.ifindex, mtu) {

@@ -32,6 +32,11 @@ pub struct WgDevice {
     pub name: String,
     /// Interface index.
     pub ifindex: u32,
+    /// The device's MTU. boringtun reads it once, when it opens the device, and never
+    /// reads a longer packet: it can go down later, never above the first value.
+    mtu: u32,
+    /// The MTU the device was created with: the most boringtun reads.
+    created_mtu: u32,
     handle: Option<DeviceHandle>,
     uapi: BufReader<UnixStream>,
     /// Peers as configured, by public key.
@@ -114,6 +119,8 @@ impl WgDevice {
         let mut dev = Self {
             name: name.to_string(),
             ifindex,
+            mtu,
+            created_mtu: mtu,
             handle: Some(handle),
             uapi: BufReader::new(ours),
             peers: BTreeMap::new(),
@@ -174,6 +181,22 @@ impl WgDevice {
         // Peers that already have the new public key complete a handshake at once.
         self.prime(self.peers.values().map(|p| p.tunnel_address));
         Ok(())
+    }
+
+    /// The device's MTU.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// Sets the MTU to `wanted`, or to the MTU the device was created with if that is
+    /// lower (boringtun would cut longer packets); returns the MTU the device has.
+    pub fn set_mtu(&mut self, nl: &mut Netlink, wanted: u32) -> Result<u32, Error> {
+        let mtu = wanted.min(self.created_mtu);
+        if mtu != self.mtu {
+            nl.set_mtu(self.ifindex, mtu)?;
+            self.mtu = mtu;
+        }
+        Ok(mtu)
     }
 
     /// Puts `addr/32` on the device (replacing a previous tunnel address).

@@ -36,9 +36,19 @@ pub(super) struct FilterState {
 
 impl Worker {
     /// The MTU of a domain's VXLAN device.
+    /// Under WireGuard it also fits the WireGuard device, whose MTU cannot grow.
     pub(super) fn vxlan_mtu(&self, wireguard: bool) -> u32 {
         let overhead = VXLAN_OVERHEAD + if wireguard { WG_OVERHEAD } else { 0 };
-        (self.config.underlay_mtu.saturating_sub(overhead)).max(68) as u32
+        let mut mtu = self.config.underlay_mtu.saturating_sub(overhead) as u32;
+        if wireguard && let Some(wg) = &self.wg {
+            mtu = mtu.min(wg.mtu().saturating_sub(VXLAN_OVERHEAD as u32));
+        }
+        mtu.max(68)
+    }
+
+    /// The WireGuard device's MTU for the current underlay MTU.
+    pub(super) fn wireguard_mtu(&self) -> u32 {
+        (self.config.underlay_mtu.saturating_sub(WG_OVERHEAD)).max(1280) as u32
     }
 
     /// The peers' WireGuard identities the wireguard domains need, by underlay address.
@@ -115,7 +125,7 @@ impl Worker {
             ));
         };
         if self.wg.is_none() {
-            let mtu = (self.config.underlay_mtu.saturating_sub(WG_OVERHEAD)).max(1280) as u32;
+            let mtu = self.wireguard_mtu();
             let dev = WgDevice::create(&mut self.nl, wireguard::DEVICE, &host, mtu)?;
             tracing::info!(device = %dev.name, mtu, "userspace WireGuard device created");
             self.wg = Some(dev);
