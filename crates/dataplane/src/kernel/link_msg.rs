@@ -180,47 +180,36 @@ pub(crate) fn dump_links() -> MsgBuilder {
     )
 }
 
-/// RTM_NEWLINK on an existing device setting its MTU.
-pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
-    let attrs = vec![LinkAttribute::Mtu(mtu)];
+/// RTM_NEWLINK on an existing device setting one attribute.
+fn set_attribute(ifindex: u32, attribute: LinkAttribute) -> MsgBuilder {
     link_request(
         RTM_NEWLINK,
         REQ_ACK,
-        &link_message(AddressFamily::Unspec, ifindex, attrs),
+        &link_message(AddressFamily::Unspec, ifindex, vec![attribute]),
     )
+}
+
+/// RTM_NEWLINK on an existing device setting its MTU.
+pub(crate) fn set_mtu(ifindex: u32, mtu: u32) -> MsgBuilder {
+    set_attribute(ifindex, LinkAttribute::Mtu(mtu))
 }
 
 /// RTM_NEWLINK on an existing device setting its transmit queue length
 /// (`ip link set DEV txqueuelen N`).
 pub(crate) fn set_txqueuelen(ifindex: u32, len: u32) -> MsgBuilder {
-    let attrs = vec![LinkAttribute::TxQueueLen(len)];
-    link_request(
-        RTM_NEWLINK,
-        REQ_ACK,
-        &link_message(AddressFamily::Unspec, ifindex, attrs),
-    )
+    set_attribute(ifindex, LinkAttribute::TxQueueLen(len))
 }
 
 /// RTM_NEWLINK on an existing device setting its MAC address (`ip link set DEV address
 /// MAC`). On a bridge this also fixes the address: a bridge whose address was never
 /// set takes the lowest of its ports' addresses, and changes it when a port joins.
 pub(crate) fn set_address(ifindex: u32, mac: [u8; 6]) -> MsgBuilder {
-    let attrs = vec![LinkAttribute::Address(mac.to_vec())];
-    link_request(
-        RTM_NEWLINK,
-        REQ_ACK,
-        &link_message(AddressFamily::Unspec, ifindex, attrs),
-    )
+    set_attribute(ifindex, LinkAttribute::Address(mac.to_vec()))
 }
 
 /// RTM_NEWLINK on an existing device setting its alias (`ip link set DEV alias TEXT`).
 pub(crate) fn set_alias(ifindex: u32, alias: &str) -> MsgBuilder {
-    let attrs = vec![LinkAttribute::IfAlias(alias.to_string())];
-    link_request(
-        RTM_NEWLINK,
-        REQ_ACK,
-        &link_message(AddressFamily::Unspec, ifindex, attrs),
-    )
+    set_attribute(ifindex, LinkAttribute::IfAlias(alias.to_string()))
 }
 
 /// A bridge's IGMP snooping and querier settings (`ip link set BR type bridge
