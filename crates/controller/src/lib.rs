@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod auth_routes;
+pub mod etcd;
 mod cli;
 pub mod extract;
 pub mod hub;

@@ -60,23 +60,39 @@ impl Ca {
                 .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
             let key_pem = std::fs::read_to_string(&key_path)
                 .map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|e| format!("{} is not a key: {e}", key_path.display()))?;
-            return Ok(Self { cert_pem, key });
+            return Self::from_pem(cert_pem, &key_pem)
+                .map_err(|e| format!("{}: {e}", key_path.display()));
         }
+        let ca = Self::generate()?;
+        // The key first: a certificate without its key would be useless on restart.
+        mcgate_client::credentials::write_private(&key_path, ca.key_pem().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+        mcgate_client::credentials::write_private(&cert_path, ca.cert_pem.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+        Ok(ca)
+    }
+
+    /// A new CA.
+    pub fn generate() -> Result<Self, String> {
         let key = KeyPair::generate().map_err(|e| format!("cannot make the CA key: {e}"))?;
         let cert = ca_params()
             .self_signed(&key)
             .map_err(|e| format!("cannot make the CA certificate: {e}"))?;
-        // The key first: a certificate without its key would be useless on restart.
-        mcgate_client::credentials::write_private(&key_path, key.serialize_pem().as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-        mcgate_client::credentials::write_private(&cert_path, cert.pem().as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
         Ok(Self {
             cert_pem: cert.pem(),
             key,
         })
+    }
+
+    /// The CA of a certificate and its key, both PEM.
+    pub fn from_pem(cert_pem: String, key_pem: &str) -> Result<Self, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| format!("not a CA key: {e}"))?;
+        Ok(Self { cert_pem, key })
+    }
+
+    /// The CA's private key, PEM (for a store shared by replicas).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
     }
 
     /// A TLS server configuration with a new certificate for `names` (IP addresses or

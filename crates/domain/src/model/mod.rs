@@ -30,9 +30,11 @@ use ipnet::Ipv4Net;
 mod agents;
 mod delta;
 mod domains;
+mod replica;
 
 use agents::unknown_agent;
 pub use delta::diff_host;
+pub use replica::StoredAgent;
 use delta::merged_members;
 
 /// A domain with its configuration: what the store persists.
