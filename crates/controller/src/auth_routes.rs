@@ -95,8 +95,8 @@ pub(crate) async fn list_tokens(State(c): Ctl) -> Json<Vec<TokenInfo>> {
 }
 
 /// Removes `host`'s agent and its members, if it has one.
-fn drop_agent(c: &Controller, host: &str) -> Result<(), ApiErr> {
-    match c.apply(|m, _| Ok(((), m.deregister(host)?))) {
+async fn drop_agent(c: &Controller, host: &str) -> Result<(), ApiErr> {
+    match c.deregister(host).await {
         Ok(()) => {
             tracing::info!(host = %host, "agent removed: its credential was revoked");
             Ok(())
@@ -118,7 +118,7 @@ pub(crate) async fn revoke_token(State(c): Ctl, ApiPath(id): ApiPath) -> ApiResu
         Some(host) => {
             tracing::info!(id = %id, "token revoked");
             if let Some(h) = host {
-                drop_agent(&c, &h)?;
+                drop_agent(&c, &h).await?;
             }
             Ok(StatusCode::NO_CONTENT)
         }
@@ -137,7 +137,7 @@ pub(crate) async fn revoke_host(State(c): Ctl, ApiPath(host): ApiPath) -> ApiRes
             format!("host {host:?} has no token, credential or agent"),
         ));
     }
-    drop_agent(&c, &host)?;
+    drop_agent(&c, &host).await?;
     tracing::info!(host = %host, revoked = n, "host revoked");
     Ok(StatusCode::NO_CONTENT)
 }

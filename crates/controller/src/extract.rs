@@ -82,6 +82,7 @@ impl From<OpError> for ApiErr {
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{s}; nothing was changed, try again"),
             ),
+            OpError::Unavailable(text) => ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, text),
             OpError::ShuttingDown => ApiErr::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the controller is shutting down; try again when it is back",

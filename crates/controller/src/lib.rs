@@ -18,8 +18,8 @@
 
 pub mod auth;
 pub mod auth_routes;
-pub mod etcd;
 mod cli;
+pub mod etcd;
 pub mod extract;
 pub mod hub;
 pub mod metrics;
@@ -83,6 +83,65 @@ pub struct ControllerArgs {
     /// subnets.
     #[arg(long, value_name = "CIDR", default_value = "10.255.0.0/16")]
     pub tunnel_pool: ipnet::Ipv4Net,
+    /// Where the state is kept: `embedded` (one controller, a file in --data-dir) or
+    /// `etcd` (any number of replicas sharing an etcd cluster; see docs/ha.md).
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// etcd client URLs, comma-separated (`--store etcd`).
+    #[arg(long, value_delimiter = ',', value_name = "URL,URL,...")]
+    pub etcd_endpoints: Vec<String>,
+    /// Every key lives under this prefix (several domains' controllers can share one etcd).
+    #[arg(long, default_value = etcd::keys::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// CA bundle of etcd's server certificates (as etcdctl's --cacert).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cacert: Option<std::path::PathBuf>,
+    /// Client certificate for etcd (as etcdctl's --cert).
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<std::path::PathBuf>,
+    /// Client key for etcd (as etcdctl's --key).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<std::path::PathBuf>,
+    /// etcd user (as etcdctl's --user, without the password).
+    #[arg(long, requires = "etcd_password_file")]
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password (never on the command line).
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    pub etcd_password_file: Option<std::path::PathBuf>,
+    /// This replica's name, unique among the replicas (`--store etcd`; default: the
+    /// machine's host name).
+    #[arg(long)]
+    pub replica: Option<String>,
+}
+
+/// Where a controller keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// One controller; a redb file in the data directory.
+    Embedded,
+    /// Replicas sharing an etcd cluster.
+    Etcd,
+}
+
+impl ControllerArgs {
+    /// The etcd options these arguments give.
+    pub fn etcd_options(&self) -> etcd::conn::EtcdOptions {
+        etcd::conn::EtcdOptions {
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: self.etcd_prefix.clone(),
+            cacert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            password_file: self.etcd_password_file.clone(),
+            replica: self.replica.clone().unwrap_or_else(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "controller".into())
+            }),
+        }
+    }
 }
 
 /// A controller serving on its listeners.
@@ -120,6 +179,7 @@ pub fn serve(
     let task = tokio::spawn(async move {
         let flush = tokio::spawn(ctl.clone().flush_loop());
         let lease = tokio::spawn(ctl.clone().lease_loop());
+        let replica = etcd::spawn(&ctl);
         let app = routes::router(ctl.clone());
         let limits = ctl.config.connections;
         // Streams never end by themselves; end them so the graceful shutdown can.
@@ -142,6 +202,12 @@ pub fn serve(
         let _ = streams.await;
         flush.abort();
         lease.abort();
+        for t in replica {
+            t.abort();
+        }
+        if let Some(rep) = ctl.etcd() {
+            etcd::leader::resign(rep).await;
+        }
         Ok(())
     });
     Ok(Running {
@@ -278,7 +344,23 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
         tunnel_pool: args.tunnel_pool.trunc(),
         ..Config::default()
     };
-    let controller = Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?;
+    let controller = match args.store {
+        StoreKind::Embedded => {
+            if !args.etcd_endpoints.is_empty() {
+                return Err("--etcd-endpoints needs --store etcd".into());
+            }
+            Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?
+        }
+        StoreKind::Etcd => {
+            if args.lease_ms < 2_000 {
+                return Err(format!(
+                    "--lease-ms {} is shorter than etcd's shortest lease (2 s): give --lease-ms 2000 or more",
+                    args.lease_ms
+                ));
+            }
+            Controller::open_etcd(config, args.etcd_options(), &args.data_dir).await?
+        }
+    };
     let tcp = TcpListener::bind(&args.listen).await.map_err(|e| {
         format!(
             "cannot listen on {}: {e} (is another controller running? pick another --listen)",

@@ -131,14 +131,40 @@ async fn method_not_allowed() -> ApiErr {
 pub(crate) async fn healthz(State(c): Ctl) -> Json<Health> {
     let revision = c.published();
     let (streams, stream_overflows) = c.stream_stats();
-    Json(c.read(|m, _| Health {
+    let mut h = c.read(|m, _| Health {
         status: "ok".into(),
         revision,
         domains: m.domains().len(),
         agents_up: m.live_agents(),
         streams,
         stream_overflows,
-    }))
+        store: Some("embedded".into()),
+        role: Some("standalone".into()),
+        replica: None,
+        leader: None,
+        writable: Some(true),
+        applied_revision: None,
+        watch_lag_ms: None,
+        etcd_members: None,
+    });
+    if let Some(rep) = c.etcd() {
+        let seen = rep.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let writable = rep.writable();
+        h.store = Some("etcd".into());
+        h.role = Some(if seen.leading { "leader" } else { "follower" }.into());
+        h.replica = Some(rep.opts.replica.clone());
+        h.leader = seen.leader;
+        h.writable = Some(writable);
+        h.applied_revision = u64::try_from(rep.applied()).ok();
+        h.watch_lag_ms = seen
+            .watch_ok
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        h.etcd_members = Some(seen.members);
+        if !writable {
+            h.status = "degraded".into();
+        }
+    }
+    Json(h)
 }
 
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "status",
@@ -326,9 +352,8 @@ pub(crate) async fn register(
     ApiJson(reg): ApiJson<AgentRegistration>,
 ) -> ApiResult<Json<RegistrationReply>> {
     crate::auth::check_host(&caller, &reg.host)?;
-    let (lease, hb) = (c.config.lease_ms, c.config.heartbeat_ms);
     let host = reg.host.clone();
-    let reply = c.apply(|m, now| m.register(reg, now, lease, hb))?;
+    let reply = c.register(reg).await?;
     tracing::info!(host = %host, session = reply.session, domains = ?reply.domains, "agent registered");
     Ok(Json(reply))
 }
@@ -342,7 +367,7 @@ pub(crate) async fn agents(State(c): Ctl) -> Json<Vec<AgentInfo>> {
 #[utoipa::path(delete, path = "/v1/agents/{host}", tag = "agents", params(HostPath),
     responses((status = 204, description = "Deregistered")))]
 pub(crate) async fn deregister(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
-    c.apply(|m, _| Ok(((), m.deregister(&host)?)))?;
+    c.deregister(&host).await?;
     tracing::info!(host = %host, "agent deregistered");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -355,7 +380,7 @@ pub(crate) async fn heartbeat(
     ApiPath(host): ApiPath,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> ApiResult<StatusCode> {
-    c.apply(|m, now| Ok((m.heartbeat(&host, &hb, now)?, Vec::new())))?;
+    c.heartbeat(&host, &hb).await?;
     Ok(StatusCode::OK)
 }
 
@@ -367,7 +392,7 @@ pub(crate) async fn membership(
     ApiPath(host): ApiPath,
     ApiJson(report): ApiJson<MembershipReport, REPORT_BODY_LIMIT>,
 ) -> ApiResult<Json<MembershipAck>> {
-    Ok(Json(c.apply(|m, now| m.report(&host, report, now))?))
+    Ok(Json(c.report(&host, report).await?))
 }
 
 /// Query of `GET /v1/agents/{host}/stream`.

@@ -65,6 +65,16 @@ impl Default for Config {
 pub(crate) struct Inner {
     pub model: Model,
     pub hub: Hub,
+    /// The etcd store's key revisions and leases (empty with the embedded store).
+    pub mirror: crate::etcd::mirror::Mirror,
+}
+
+/// Where the state is kept.
+pub(crate) enum Backend {
+    /// One controller, one redb file.
+    Embedded(Store),
+    /// Replicas sharing etcd.
+    Etcd(Arc<crate::etcd::replica::Replica>),
 }
 
 /// The controller: shared by every handler and background task.
@@ -74,7 +84,7 @@ pub struct Controller {
     /// Held by an admin verb from its dry run to its effects: orders the commits, and
     /// keeps domain records as the dry run saw them while the state lock is free.
     admin: Mutex<()>,
-    store: Store,
+    pub(crate) backend: Backend,
     flush: Notify,
     /// The revision after the last flush's lines were queued (keepalives carry it).
     published: AtomicU64,
@@ -105,6 +115,9 @@ pub enum OpError {
     /// The controller is shutting down.
     #[error("the controller is shutting down")]
     ShuttingDown,
+    /// The shared store cannot take the change now (the text says why and what next).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Controller {
@@ -121,6 +134,25 @@ impl Controller {
         let mut model = Model::new(base);
         model.set_tunnel_pool(config.tunnel_pool);
         model.load(loaded.domains);
+        Ok(Self::assemble(
+            config,
+            base,
+            model,
+            Default::default(),
+            Backend::Embedded(store),
+            tokens,
+        ))
+    }
+
+    /// A controller over a loaded model; stream revisions start at `base`.
+    pub(crate) fn assemble(
+        config: Config,
+        base: u64,
+        model: Model,
+        mirror: crate::etcd::mirror::Mirror,
+        backend: Backend,
+        tokens: crate::auth::tokens::Tokens,
+    ) -> Arc<Self> {
         let hub = Hub::new(
             base,
             HubLimits {
@@ -129,17 +161,17 @@ impl Controller {
                 ring_bytes: config.ring_bytes,
             },
         );
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             config,
-            inner: Mutex::new(Inner { model, hub }),
+            inner: Mutex::new(Inner { model, hub, mirror }),
             admin: Mutex::new(()),
-            store,
+            backend,
             flush: Notify::new(),
             published: AtomicU64::new(base),
             start: Instant::now(),
             metrics: crate::metrics::Metrics::new(),
             tokens,
-        }))
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -157,6 +189,21 @@ impl Controller {
     /// The revision keepalives report.
     pub fn published(&self) -> Revision {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// The etcd link, in etcd mode.
+    pub(crate) fn etcd(&self) -> Option<&Arc<crate::etcd::replica::Replica>> {
+        match &self.backend {
+            Backend::Etcd(r) => Some(r),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// Queues effects for the next flush.
+    pub(crate) fn push_effects(&self, g: &mut Inner, effects: Vec<Effect>) {
+        if g.hub.push(effects) {
+            self.flush.notify_one();
+        }
     }
 
     /// Runs an agent-side or read operation on the model and queues its effects.
@@ -228,6 +275,9 @@ impl Controller {
         name: &str,
         op: impl Fn(&mut Model) -> Result<(R, Vec<Effect>), ModelError> + Send + 'static,
     ) -> Result<R, OpError> {
+        if let Some(rep) = self.etcd() {
+            return self.etcd_admin(rep, name, op).await;
+        }
         let (c, name) = (Arc::clone(self), name.to_string());
         match tokio::task::spawn_blocking(move || c.admin(&name, op)).await {
             Ok(r) => r,
@@ -236,13 +286,60 @@ impl Controller {
         }
     }
 
+    /// `POST /v1/agents`.
+    pub(crate) async fn register(
+        &self,
+        reg: mcgate_domain::api::AgentRegistration,
+    ) -> Result<mcgate_domain::api::RegistrationReply, OpError> {
+        if let Some(rep) = self.etcd() {
+            return self.etcd_register(rep, reg).await;
+        }
+        let (lease, hb) = (self.config.lease_ms, self.config.heartbeat_ms);
+        self.apply(|m, now| m.register(reg, now, lease, hb))
+    }
+
+    /// `POST /v1/agents/{host}/heartbeat`.
+    pub(crate) async fn heartbeat(
+        &self,
+        host: &str,
+        hb: &mcgate_domain::api::Heartbeat,
+    ) -> Result<(), OpError> {
+        if let Some(rep) = self.etcd() {
+            return self.etcd_heartbeat(rep, host, hb).await;
+        }
+        self.apply(|m, now| Ok((m.heartbeat(host, hb, now)?, Vec::new())))
+    }
+
+    /// `POST /v1/agents/{host}/membership`.
+    pub(crate) async fn report(
+        &self,
+        host: &str,
+        report: mcgate_domain::api::MembershipReport,
+    ) -> Result<mcgate_domain::api::MembershipAck, OpError> {
+        if let Some(rep) = self.etcd() {
+            return self.etcd_report(rep, host, report).await;
+        }
+        self.apply(|m, now| m.report(host, report, now))
+    }
+
+    /// `DELETE /v1/agents/{host}` (and a revoked host's agent).
+    pub(crate) async fn deregister(&self, host: &str) -> Result<(), OpError> {
+        if let Some(rep) = self.etcd() {
+            return self.etcd_deregister(rep, host).await;
+        }
+        self.apply(|m, _| Ok(((), m.deregister(host)?)))
+    }
+
     fn timed_commit(
         &self,
         name: &str,
         record: Option<&mcgate_domain::model::DomainRecord>,
     ) -> Result<(), StoreError> {
         let t = std::time::Instant::now();
-        let r = self.store.put_domain(name, record);
+        let Backend::Embedded(store) = &self.backend else {
+            return Err(StoreError::Io("not the embedded store".into()));
+        };
+        let r = store.put_domain(name, record);
         self.metrics.store_commit.observe(t.elapsed().as_secs_f64());
         r
     }
@@ -281,7 +378,7 @@ impl Controller {
         since: Option<Revision>,
     ) -> Result<Subscription, OpError> {
         let mut g = self.lock();
-        let Inner { model, hub } = &mut *g;
+        let Inner { model, hub, .. } = &mut *g;
         match model.agent(host) {
             None => {
                 return Err(ModelError::not_found(
@@ -322,7 +419,7 @@ impl Controller {
                 tokio::time::sleep(pause).await;
             }
             let mut g = self.lock();
-            let Inner { model, hub } = &mut *g;
+            let Inner { model, hub, .. } = &mut *g;
             let rev = hub.flush(model);
             // Published after the lines are queued: a keepalive never claims a revision
             // whose line is not yet in the agent's queue.
@@ -332,6 +429,10 @@ impl Controller {
 
     /// Expires agents whose lease ran out, at the moment it runs out; forever.
     pub async fn lease_loop(self: Arc<Self>) {
+        if self.etcd().is_some() {
+            // etcd expires agents' leases itself; the watch sees them go.
+            return;
+        }
         let lease = self.config.lease_ms;
         // Wake at the earliest expiry, but at least this often: heartbeats only push
         // expiries later, and a new agent's expiry is a whole lease away.

@@ -28,7 +28,10 @@ fn agents_are_answered_while_an_admin_commit_waits_for_the_disk() {
         .unwrap();
 
     // The disk is busy: the admin verb's commit cannot finish until `held` is dropped.
-    let held = c.store.hold_writes();
+    let crate::state::Backend::Embedded(store) = &c.backend else {
+        unreachable!("opened embedded")
+    };
+    let held = store.hold_writes();
     let (started, admin_started) = mpsc::channel();
     let (done, admin_done) = mpsc::channel();
     let admin = {

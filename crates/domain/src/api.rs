@@ -549,4 +549,45 @@ pub struct Health {
     #[serde(default)]
     #[schema(schema_with = schema::u64_schema)]
     pub stream_overflows: u64,
+    /// Where the state is kept: `embedded` (one controller) or `etcd` (replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// This controller's role: `standalone` (embedded store), `leader` or `follower`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// This replica's name (etcd store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The leader replica's name, when one is known (etcd store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Whether writes are possible now (false while etcd has no quorum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable: Option<bool>,
+    /// The last etcd revision this replica's watch applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::u64_or_null)]
+    pub applied_revision: Option<u64>,
+    /// Milliseconds since the watch last confirmed it is current (etcd store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::u64_or_null)]
+    pub watch_lag_ms: Option<u64>,
+    /// The etcd members this replica sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_members: Option<Vec<EtcdMember>>,
+}
+
+/// An etcd member as a controller replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EtcdMember {
+    /// The member's name.
+    pub name: String,
+    /// The member's id, hexadecimal as etcdctl prints it.
+    pub id: String,
+    /// Its client URLs.
+    pub client_urls: Vec<String>,
+    /// Whether it answered a status call in the last check.
+    pub reachable: bool,
+    /// Whether it is the raft leader.
+    pub leader: bool,
 }

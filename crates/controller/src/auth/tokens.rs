@@ -68,10 +68,39 @@ impl Entry {
     }
 }
 
+/// A store the token entries are shared through (the etcd store), written
+/// compare-and-swap on its revision.
+pub trait SharedSave: Send + Sync {
+    /// Writes `value` if the stored one is still at `rev` (0: absent): the new revision,
+    /// or `None` when another writer came first.
+    fn save(&self, value: Vec<u8>, rev: i64) -> Result<Option<i64>, String>;
+    /// The stored value and its revision.
+    fn load(&self) -> Result<(Option<Vec<u8>>, i64), String>;
+}
+
+/// Where the entries are kept.
+enum Persist {
+    /// `tokens.json` in the data directory.
+    File(PathBuf),
+    /// A shared store; readers are kept current by its watch ([`Tokens::set_shared`]).
+    Shared(Arc<dyn SharedSave>),
+}
+
+impl std::fmt::Debug for Persist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Persist::File(p) => write!(f, "File({})", p.display()),
+            Persist::Shared(_) => f.write_str("Shared"),
+        }
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Tokens {
-    path: PathBuf,
+    persist: Persist,
+    /// The shared store's revision of what readers see.
+    shared_rev: std::sync::atomic::AtomicI64,
     /// What readers (every request's authentication) see; replaced whole after a
     /// change is on disk.
     entries: RwLock<Arc<Vec<Entry>>>,
@@ -104,11 +133,50 @@ impl Tokens {
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
         Ok(Self {
-            path,
+            persist: Persist::File(path),
+            shared_rev: 0.into(),
             entries: RwLock::new(Arc::new(entries)),
             writer: Mutex::new(()),
             rng: SystemRandom::new(),
         })
+    }
+
+    /// A store kept in `shared`, starting from its `value` at revision `rev`.
+    pub fn shared(
+        shared: Arc<dyn SharedSave>,
+        value: Option<&[u8]>,
+        rev: i64,
+    ) -> Result<Self, String> {
+        let entries = match value {
+            Some(v) => serde_json::from_slice(v)
+                .map_err(|e| format!("the shared token store cannot be read: {e}"))?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            persist: Persist::Shared(shared),
+            shared_rev: rev.into(),
+            entries: RwLock::new(Arc::new(entries)),
+            writer: Mutex::new(()),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// What the shared store holds now, at `rev` (from its watch); older news is
+    /// ignored, and an undecodable value keeps the entries as they are.
+    pub fn set_shared(&self, value: Option<&[u8]>, rev: i64) {
+        use std::sync::atomic::Ordering;
+        let entries: Vec<Entry> = match value.map(serde_json::from_slice).transpose() {
+            Ok(e) => e.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared token store cannot be read; kept the last entries");
+                return;
+            }
+        };
+        let mut w = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if rev >= self.shared_rev.load(Ordering::Acquire) {
+            self.shared_rev.store(rev, Ordering::Release);
+            *w = Arc::new(entries);
+        }
     }
 
     fn read(&self) -> Arc<Vec<Entry>> {
@@ -121,24 +189,42 @@ impl Tokens {
     /// Applies `f` to a copy of the entries; when it says the copy changed, saves the
     /// copy and only then lets readers see it. Readers never wait for the disk, and a
     /// failed save changes nothing (in memory as on disk).
+    ///
+    /// With a shared store the change is made on what it holds: when another replica
+    /// wrote first, `f` runs again on the newer entries.
     fn change<T>(
         &self,
-        f: impl FnOnce(&mut Vec<Entry>) -> Result<(T, bool), String>,
+        f: impl Fn(&mut Vec<Entry>) -> Result<(T, bool), String>,
     ) -> Result<T, String> {
+        use std::sync::atomic::Ordering;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut copy = Vec::clone(&self.read());
-        let (out, changed) = f(&mut copy)?;
-        if changed {
-            self.save(&copy)?;
+        for _ in 0..5 {
+            let mut copy = Vec::clone(&self.read());
+            let (out, changed) = f(&mut copy)?;
+            if !changed {
+                return Ok(out);
+            }
+            let text = serde_json::to_vec_pretty(&copy).map_err(|e| e.to_string())?;
+            match &self.persist {
+                Persist::File(path) => {
+                    mcgate_client::credentials::write_private(path, &text)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                }
+                Persist::Shared(s) => {
+                    match s.save(text, self.shared_rev.load(Ordering::Acquire))? {
+                        Some(rev) => self.shared_rev.store(rev, Ordering::Release),
+                        None => {
+                            let (value, rev) = s.load()?;
+                            self.set_shared(value.as_deref(), rev);
+                            continue;
+                        }
+                    }
+                }
+            }
             *self.entries.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(copy);
+            return Ok(out);
         }
-        Ok(out)
-    }
-
-    fn save(&self, entries: &[Entry]) -> Result<(), String> {
-        let text = serde_json::to_vec_pretty(entries).map_err(|e| e.to_string())?;
-        mcgate_client::credentials::write_private(&self.path, &text)
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        Err("other controller replicas kept changing the tokens at the same time; try again".into())
     }
 
     fn random_hex(&self, n: usize) -> Result<String, String> {
@@ -191,8 +277,8 @@ impl Tokens {
     ) -> Result<IssuedToken, String> {
         let (entry, issued) = self.new_entry(kind, role, host, ttl_s, now)?;
         self.change(|entries| {
-            entries.push(entry);
-            Ok((issued, true))
+            entries.push(entry.clone());
+            Ok((issued.clone(), true))
         })
     }
 

@@ -38,8 +38,9 @@ pub struct Mirror {
 pub struct Applied {
     /// The model's effects, for the hub.
     pub effects: Vec<Effect>,
-    /// The token store's new value, when it changed (`Some(None)`: deleted).
-    pub tokens: Option<Option<Vec<u8>>>,
+    /// The token store's new value and its revision, when it changed (value `None`:
+    /// deleted).
+    pub tokens: Option<(Option<Vec<u8>>, i64)>,
 }
 
 impl Mirror {
@@ -91,7 +92,7 @@ impl Mirror {
                     };
                     touched.insert(host.to_string());
                 }
-                Key::Tokens => out.tokens = Some(e.value),
+                Key::Tokens => out.tokens = Some((e.value, e.revision)),
                 Key::Epoch | Key::Config | Key::Tunnel(_) | Key::Ca | Key::Other => {}
             }
         }
@@ -105,11 +106,24 @@ impl Mirror {
         out
     }
 
-    /// Forgets everything (before a reload from a fresh read of the store).
-    pub fn clear(&mut self) {
-        self.revs.clear();
-        self.stored.clear();
-        self.live.clear();
+    /// The events that take the mirror to `fresh` (a whole read of the store): a
+    /// delete for every key it holds that `fresh` lacks, then `fresh`.
+    pub fn resync(&self, fresh: Vec<Event>) -> Vec<Event> {
+        let have: BTreeSet<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
+        let revision = fresh.iter().map(|e| e.revision).max().unwrap_or(0);
+        let mut out: Vec<Event> = self
+            .revs
+            .keys()
+            .filter(|k| !have.contains(k.as_str()))
+            .map(|k| Event {
+                key: k.clone(),
+                value: None,
+                revision,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.extend(fresh);
+        out
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&mut self, value: Option<&[u8]>) -> Option<T> {

@@ -93,7 +93,10 @@ fn an_agent_and_its_lease_in_one_batch_make_it_live_with_its_members() {
         5,
     );
     assert!(m.is_live("h1"));
-    assert!(out.effects.contains(&Effect::Resnapshot { host: "h1".into() }));
+    assert!(
+        out.effects
+            .contains(&Effect::Resnapshot { host: "h1".into() })
+    );
     assert_eq!(mirror.rev(&Key::Agent("h1")), 3);
     assert_eq!(mirror.rev(&Key::Domain("d")), 2);
     assert_eq!(mirror.rev(&Key::Agent("h2")), 0);
@@ -152,15 +155,11 @@ fn undecodable_or_misnamed_values_count_and_read_as_absent() {
         value: Some(b"{not json".to_vec()),
         revision: 2,
     };
-    mirror.apply(
-        &mut m,
-        vec![bad, put("domains/e", &domain("other"), 3)],
-        0,
-    );
+    mirror.apply(&mut m, vec![bad, put("domains/e", &domain("other"), 3)], 0);
     assert_eq!(mirror.undecodable, 1);
     assert!(m.domains().is_empty());
     let out = mirror.apply(&mut m, vec![put("auth/tokens", &"[]", 4)], 0);
-    assert_eq!(out.tokens, Some(Some(b"\"[]\"".to_vec())));
+    assert_eq!(out.tokens, Some((Some(b"\"[]\"".to_vec()), 4)));
 }
 
 #[test]
@@ -184,4 +183,22 @@ fn a_new_session_of_a_live_agent_resnapshots_it() {
     );
     assert_eq!(out.effects, vec![Effect::Resnapshot { host: "h1".into() }]);
     assert_eq!(m.agent("h1").unwrap().session, 50);
+}
+
+#[test]
+fn a_resync_deletes_what_the_fresh_read_lacks() {
+    let (mut m, mut mirror) = (Model::new(0), Mirror::default());
+    mirror.apply(
+        &mut m,
+        vec![
+            put("domains/d", &domain("d"), 2),
+            put("domains/e", &domain("e"), 3),
+        ],
+        0,
+    );
+    let all = mirror.resync(vec![put("domains/e", &domain("e"), 3)]);
+    mirror.apply(&mut m, all, 0);
+    let names: Vec<_> = m.domains().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["e"]);
+    assert_eq!(mirror.rev(&Key::Domain("d")), 0);
 }

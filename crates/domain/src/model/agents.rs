@@ -210,7 +210,10 @@ impl Model {
     }
 }
 
-pub(super) fn apply_link_membership(groups: &mut BTreeMap<Ipv4Addr, LinkEntries>, e: LinkMembership) {
+pub(super) fn apply_link_membership(
+    groups: &mut BTreeMap<Ipv4Addr, LinkEntries>,
+    e: LinkMembership,
+) {
     match e.filter.filter(|f| !f.is_empty()) {
         Some(filter) => {
             let mut reporters = e.reporters;

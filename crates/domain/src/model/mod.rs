@@ -34,8 +34,8 @@ mod replica;
 
 use agents::unknown_agent;
 pub use delta::diff_host;
-pub use replica::StoredAgent;
 use delta::merged_members;
+pub use replica::StoredAgent;
 
 /// A domain with its configuration: what the store persists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -92,16 +92,14 @@ impl Model {
         let new = record.as_ref().map(|a| (a.session, a.live()));
         let mut effects = self.with_hosts(&[host.to_string()], |m| m.restore_agent(host, record));
         let host = host.to_string();
+        let snapshotted = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Resnapshot { host: h } if *h == host));
         match (old, new) {
             (Some((_, true)), None | Some((_, false))) => effects.push(Effect::Close { host }),
             // As a registration does: a new session starts with a fresh snapshot.
-            (_, Some((n, true))) if old.is_none_or(|(s, live)| s != n || !live) => {
-                if !effects
-                    .iter()
-                    .any(|e| matches!(e, Effect::Resnapshot { host: h } if *h == host))
-                {
-                    effects.push(Effect::Resnapshot { host });
-                }
+            (_, Some((n, true))) if !snapshotted && old.is_none_or(|(s, live)| s != n || !live) => {
+                effects.push(Effect::Resnapshot { host });
             }
             _ => {}
         }
