@@ -23,6 +23,7 @@ pub mod etcd;
 pub mod extract;
 pub mod hub;
 pub mod metrics;
+pub mod migrate;
 pub mod openapi;
 pub mod routes;
 pub mod server;
@@ -40,9 +41,16 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// `mcgate controller`: run the controller daemon.
+/// `mcgate controller`: run the controller daemon, or one of its store commands.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ControllerArgs {
+    /// A command instead of the daemon.
+    #[command(subcommand)]
+    pub command: Option<cli::ControllerCmd>,
+    /// Where the state is kept.
+    #[command(flatten)]
+    pub storage: StoreArgs,
     /// TCP address to serve the API on.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: String,
@@ -54,10 +62,6 @@ pub struct ControllerArgs {
     /// besides the listen address, 127.0.0.1 and localhost; repeat as needed.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
-    /// Directory of the persistent store, the CA (`ca.pem`, `ca.key`), the join tokens and
-    /// credentials (`tokens.json`) and the admin credential (`admin.credentials`).
-    #[arg(long, default_value = "/var/lib/mcgate")]
-    pub data_dir: std::path::PathBuf,
     /// An agent with no heartbeat or report for this many milliseconds loses its members.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub lease_ms: u64,
@@ -83,6 +87,19 @@ pub struct ControllerArgs {
     /// subnets.
     #[arg(long, value_name = "CIDR", default_value = "10.255.0.0/16")]
     pub tunnel_pool: ipnet::Ipv4Net,
+    /// This replica's name, unique among the replicas (`--store etcd`; default: the
+    /// machine's host name).
+    #[arg(long)]
+    pub replica: Option<String>,
+}
+
+/// Where a controller keeps its state (the daemon, `export` and `import`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Directory of the persistent store, the CA (`ca.pem`, `ca.key`), the join tokens and
+    /// credentials (`tokens.json`) and the admin credential (`admin.credentials`).
+    #[arg(long, default_value = "/var/lib/mcgate")]
+    pub data_dir: std::path::PathBuf,
     /// Where the state is kept: `embedded` (one controller, a file in --data-dir) or
     /// `etcd` (any number of replicas sharing an etcd cluster; see docs/ha.md).
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
@@ -108,10 +125,6 @@ pub struct ControllerArgs {
     /// File holding the etcd user's password (never on the command line).
     #[arg(long, value_name = "FILE", requires = "etcd_user")]
     pub etcd_password_file: Option<std::path::PathBuf>,
-    /// This replica's name, unique among the replicas (`--store etcd`; default: the
-    /// machine's host name).
-    #[arg(long)]
-    pub replica: Option<String>,
 }
 
 /// Where a controller keeps its state.
@@ -123,9 +136,9 @@ pub enum StoreKind {
     Etcd,
 }
 
-impl ControllerArgs {
-    /// The etcd options these arguments give.
-    pub fn etcd_options(&self) -> etcd::conn::EtcdOptions {
+impl StoreArgs {
+    /// The etcd options these arguments give, for replica `replica`.
+    pub fn etcd_options(&self, replica: Option<String>) -> etcd::conn::EtcdOptions {
         etcd::conn::EtcdOptions {
             endpoints: self.etcd_endpoints.clone(),
             prefix: self.etcd_prefix.clone(),
@@ -134,7 +147,7 @@ impl ControllerArgs {
             key: self.etcd_key.clone(),
             user: self.etcd_user.clone(),
             password_file: self.etcd_password_file.clone(),
-            replica: self.replica.clone().unwrap_or_else(|| {
+            replica: replica.unwrap_or_else(|| {
                 nix::unistd::gethostname()
                     .ok()
                     .and_then(|h| h.into_string().ok())
@@ -200,10 +213,11 @@ pub fn serve(
             None => tcp_srv.await,
         }
         let _ = streams.await;
-        flush.abort();
-        lease.abort();
-        for t in replica {
+        // Wait for the aborted tasks to be gone: they hold the controller (and so its
+        // store's file lock), which a caller may want to reopen once this returns.
+        for t in [flush, lease].into_iter().chain(replica) {
             t.abort();
+            let _ = t.await;
         }
         if let Some(rep) = ctl.etcd() {
             etcd::leader::resign(rep).await;
@@ -283,6 +297,9 @@ pub fn serve_tls(
 
 /// Runs the controller daemon.
 pub fn run_daemon(args: ControllerArgs) -> ExitCode {
+    if let Some(cmd) = args.command {
+        return cli::run_controller_cmd(cmd);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -344,12 +361,13 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
         tunnel_pool: args.tunnel_pool.trunc(),
         ..Config::default()
     };
-    let controller = match args.store {
+    let st = &args.storage;
+    let controller = match st.store {
         StoreKind::Embedded => {
-            if !args.etcd_endpoints.is_empty() {
+            if !st.etcd_endpoints.is_empty() {
                 return Err("--etcd-endpoints needs --store etcd".into());
             }
-            Controller::open(config, &args.data_dir).map_err(|e| e.to_string())?
+            Controller::open(config, &st.data_dir).map_err(|e| e.to_string())?
         }
         StoreKind::Etcd => {
             if args.lease_ms < 2_000 {
@@ -358,7 +376,8 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
                     args.lease_ms
                 ));
             }
-            Controller::open_etcd(config, args.etcd_options(), &args.data_dir).await?
+            let opts = st.etcd_options(args.replica.clone());
+            Controller::open_etcd(config, opts, &st.data_dir).await?
         }
     };
     let tcp = TcpListener::bind(&args.listen).await.map_err(|e| {
@@ -371,11 +390,11 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
         Some(path) => Some(bind_unix(path).await?),
         None => None,
     };
-    let (running, _) = serve_tls(controller, &args.data_dir, tcp, unix, &args.tls_san)?;
+    let (running, _) = serve_tls(controller, &st.data_dir, tcp, unix, &args.tls_san)?;
     tracing::info!(
         listen = %running.addr,
         unix = ?args.unix,
-        data_dir = %args.data_dir.display(),
+        data_dir = %st.data_dir.display(),
         "controller serving"
     );
     wait_for_signal().await;

@@ -16,11 +16,19 @@ use serde_json::{Value, json};
 
 const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 
-/// One etcd member on two free loopback ports; killed (by its PID) when dropped.
+/// etcd members on free loopback ports of their own; each killed (by its PID) when
+/// dropped or asked.
 struct Etcd {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+    cluster: String,
+}
+
+struct Member {
+    name: String,
+    client: String,
+    peer: String,
+    child: Option<Child>,
 }
 
 fn free_port() -> u16 {
@@ -33,42 +41,90 @@ fn free_port() -> u16 {
 
 impl Etcd {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        Self::cluster(1).await
+    }
+
+    async fn cluster(n: usize) -> Self {
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: format!("http://127.0.0.1:{}", free_port()),
+                peer: format!("http://127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut e = Self {
+            members,
+            dir: tempfile::tempdir().unwrap(),
+            cluster,
+        };
+        for i in 0..n {
+            e.run(i);
+        }
+        e.wait_leader().await;
+        e
+    }
+
+    fn run(&mut self, i: usize) {
+        let m = &self.members[i];
         let child = Command::new("etcd")
-            .args(["--name", "m1", "--data-dir"])
-            .arg(dir.path().join("m1"))
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(self.dir.path().join(&m.name))
             .args([
                 "--listen-client-urls",
-                &url,
+                &m.client,
                 "--advertise-client-urls",
-                &url,
+                &m.client,
             ])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("m1={peer_url}")])
+            .args([
+                "--listen-peer-urls",
+                &m.peer,
+                "--initial-advertise-peer-urls",
+                &m.peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &self.cluster,
+                "--initial-cluster-state",
+                "new",
+            ])
             .args(["--listen-metrics-urls", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd (Debian package etcd-server; scripts/test installs it)");
-        let e = Self {
-            child,
-            url,
-            _dir: dir,
-        };
-        // Ready when it answers a status call with a leader.
+        self.members[i].child = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    /// Until a running member answers a status call naming a leader.
+    async fn wait_leader(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(mut c) = etcd_client::Client::connect([&e.url], None).await
-                && let Ok(s) = c.status().await
-                && s.leader() != 0
-            {
-                break e;
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                if let Ok(mut c) = etcd_client::Client::connect([&m.client], None).await
+                    && let Ok(s) = c.status().await
+                    && s.leader() != 0
+                {
+                    return;
+                }
             }
-            assert!(tokio::time::Instant::now() < deadline, "etcd did not start");
+            assert!(tokio::time::Instant::now() < deadline, "etcd has no leader");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -76,8 +132,9 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
     }
 }
 
@@ -95,7 +152,7 @@ async fn replica(etcd: &Etcd, name: &str, prefix: &str) -> Replica {
         ..Config::default()
     };
     let opts = EtcdOptions {
-        endpoints: vec![etcd.url.clone()],
+        endpoints: etcd.urls(),
         prefix: prefix.into(),
         cacert: None,
         cert: None,
@@ -330,4 +387,143 @@ async fn conflicting_writes_never_both_win_and_leadership_moves() {
         .post("/v1/domains", &json!({"name": "after"}))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_writes_are_refused_reads_go_on_and_all_heals() {
+    let mut etcd = Etcd::cluster(3).await;
+    let a = replica(&etcd, "a", "/t3/").await;
+    let _: Value = a
+        .client
+        .post("/v1/domains", &json!({"name": "prod"}))
+        .await
+        .unwrap();
+
+    // One member of three gone: nothing changes for users.
+    etcd.kill(2);
+    let _: Value = a
+        .client
+        .post("/v1/domains", &json!({"name": "one-down"}))
+        .await
+        .unwrap();
+
+    // Two gone: no quorum. Once the member left knows it (status shows it), writes get
+    // a 503 that says why and that nothing changed; reads answer from the last state.
+    etcd.kill(1);
+    until(10, "status shows no quorum", || async {
+        let h = a.health().await;
+        h.writable == Some(false) && h.status == "degraded"
+    })
+    .await;
+    let refused = a
+        .client
+        .post::<_, Value>("/v1/domains", &json!({"name": "no-quorum"}))
+        .await;
+    // A try sent to a member as it lost its leader may time out and still be applied
+    // later (etcd keeps the proposal): then the answer must say so.
+    let surely_not_made = match refused {
+        Err(ClientError::Status {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 503);
+            assert!(message.contains("quorum"), "{message}");
+            let sure = message.contains("Nothing was changed");
+            assert!(
+                sure || message.contains("may still make the change"),
+                "{message}"
+            );
+            sure
+        }
+        other => panic!("a write without quorum answered {other:?}"),
+    };
+    let domains: Vec<Domain> = a.get("/v1/domains").await;
+    assert_eq!(domains.len(), 2);
+    let h = a.health().await;
+    let members = h.etcd_members.unwrap();
+    assert_eq!(
+        members.iter().filter(|m| m.reachable).count(),
+        1,
+        "{members:?}"
+    );
+
+    // Quorum back: writes work again, on the state as it was.
+    etcd.run(1);
+    etcd.run(2);
+    etcd.wait_leader().await;
+    until(20, "writes work again", || async {
+        a.client
+            .post::<_, Value>("/v1/domains", &json!({"name": "healed"}))
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut names: Vec<String> = a
+        .get::<Vec<Domain>>("/v1/domains")
+        .await
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    if !surely_not_made {
+        names.retain(|n| n != "no-quorum");
+    }
+    assert_eq!(names, ["healed", "one-down", "prod"]);
+    until(10, "status healthy", || async {
+        a.health().await.writable == Some(true)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_export_imports_into_running_replicas() {
+    use mcgate_controller::{StoreArgs, StoreKind, migrate};
+    let etcd = Etcd::start().await;
+    let a = replica(&etcd, "a", "/t4/").await;
+    let old = tempfile::tempdir().unwrap();
+    let args = |store: StoreKind, dir: &std::path::Path| StoreArgs {
+        data_dir: dir.to_path_buf(),
+        store,
+        etcd_endpoints: etcd.urls(),
+        etcd_prefix: "/t4/".into(),
+        etcd_cacert: None,
+        etcd_cert: None,
+        etcd_key: None,
+        etcd_user: None,
+        etcd_password_file: None,
+    };
+    // An embedded controller's domain, with an association.
+    {
+        let ctl = Controller::open(Config::default(), old.path()).unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (running, admin) = serve_tls(ctl, old.path(), tcp, None, &[]).unwrap();
+        let c = Client::from_credentials(&admin).unwrap();
+        let _: Value = c
+            .post("/v1/domains", &json!({"name": "moved", "vni": 77}))
+            .await
+            .unwrap();
+        let _: Value = c
+            .post(
+                "/v1/domains/moved/associations",
+                &json!({"subnet": "10.9.0.0/16"}),
+            )
+            .await
+            .unwrap();
+        running.shutdown().await.unwrap();
+    }
+    let records = migrate::read(&args(StoreKind::Embedded, old.path()))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    migrate::write(&args(StoreKind::Etcd, old.path()), &records, false)
+        .await
+        .unwrap();
+    until(5, "the imported domain on the running replica", || async {
+        let d: Result<Domain, _> = a.client.get("/v1/domains/moved").await;
+        d.is_ok_and(|d| d.vni == 77 && d.subnets.len() == 1)
+    })
+    .await;
+    // Importing again without --replace is refused.
+    let e = migrate::write(&args(StoreKind::Etcd, old.path()), &records, false)
+        .await
+        .unwrap_err();
+    assert!(e.contains("--replace"), "{e}");
 }

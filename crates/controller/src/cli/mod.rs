@@ -4,6 +4,7 @@
 //! a non-zero exit.
 
 mod args;
+mod replica;
 mod table;
 mod tokens;
 
@@ -16,6 +17,7 @@ use mcgate_domain::api::*;
 use serde::Serialize;
 
 pub use args::*;
+pub use replica::{ControllerCmd, run_controller_cmd};
 use table::Table;
 
 /// Parses a duration (`125s`, `2m`, `500ms`, `1m 30s`, as `humantime` reads them) or a

@@ -136,6 +136,40 @@ pub fn not_sent(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// How a failed call failed, for deciding whether to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It never reached etcd.
+    NotSent,
+    /// etcd has no leader now (an election, or quorum lost).
+    NoLeader,
+    /// No answer in time: it may or may not have been applied.
+    Uncertain,
+    /// Anything else.
+    Other,
+}
+
+/// Sorts a failed call.
+pub fn failure(e: &etcd_client::Error) -> Failure {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.message().contains("no leader") => Failure::NoLeader,
+        etcd_client::Error::GRpcStatus(s)
+            if matches!(
+                s.code() as i32,
+                tonic_code::DEADLINE_EXCEEDED | tonic_code::CANCELLED
+            ) =>
+        {
+            Failure::Uncertain
+        }
+        e if not_sent(e) => Failure::NotSent,
+        // A connection that broke mid-call (a member died): it may have been applied.
+        etcd_client::Error::GRpcStatus(s) if s.code() as i32 == tonic_code::UNKNOWN => {
+            Failure::Uncertain
+        }
+        _ => Failure::Other,
+    }
+}
+
 /// What a failed etcd call tells the API's caller (always a 503: try again).
 pub fn unavailable(e: &etcd_client::Error) -> OpError {
     let text = match e {
@@ -164,6 +198,7 @@ pub fn unavailable(e: &etcd_client::Error) -> OpError {
 /// not name tonic).
 mod tonic_code {
     pub const CANCELLED: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
     pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const UNAVAILABLE: i32 = 14;
 }

@@ -41,6 +41,66 @@ pub enum Commit {
     Stale(Option<i64>),
 }
 
+/// One key a write sets or deletes.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The full key.
+    pub key: String,
+    /// The value; `None` deletes.
+    pub value: Option<Vec<u8>>,
+    /// The etcd lease the key is bound to.
+    pub lease: Option<i64>,
+    /// Whether [`Replica::took`] checks it (not for keys every write rewrites alike).
+    pub checked: bool,
+}
+
+impl Write {
+    /// Sets `key` to `value`.
+    pub fn put(key: String, value: Vec<u8>) -> Self {
+        Self {
+            key,
+            value: Some(value),
+            lease: None,
+            checked: true,
+        }
+    }
+
+    /// Deletes `key`.
+    pub fn delete(key: String) -> Self {
+        Self {
+            key,
+            value: None,
+            lease: None,
+            checked: true,
+        }
+    }
+
+    /// Binds the key to `lease`.
+    pub fn leased(mut self, lease: i64) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Not checked by [`Replica::took`].
+    pub fn unchecked(mut self) -> Self {
+        self.checked = false;
+        self
+    }
+
+    /// The transaction operation.
+    pub fn op(&self) -> TxnOp {
+        match &self.value {
+            Some(v) => TxnOp::put(
+                self.key.clone(),
+                v.clone(),
+                self.lease
+                    .map(|l| etcd_client::PutOptions::new().with_lease(l)),
+            ),
+            None => TxnOp::delete(self.key.clone(), None),
+        }
+    }
+}
+
 /// A replica's etcd link.
 pub struct Replica {
     /// How it reaches etcd.
@@ -126,6 +186,26 @@ impl Replica {
         }
     }
 
+    /// The answer to a write etcd could not take for [`RIDE_OUT`](super::writes) (no
+    /// leader, members unreachable), with what this replica sees of the members.
+    /// `uncertain`: an earlier try timed out, so etcd may still apply it.
+    pub fn cannot_write(&self, uncertain: bool) -> OpError {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let up = seen.members.iter().filter(|m| m.reachable).count();
+        let of = seen.members.len().max(self.opts.endpoints.len());
+        let outcome = if uncertain {
+            "A try timed out, so etcd may still make the change when it recovers: read it \
+             back before trying again"
+        } else {
+            "Nothing was changed"
+        };
+        OpError::Unavailable(format!(
+            "etcd cannot take writes now: it has no leader ({up} of {of} members reachable; \
+             a majority is needed for quorum). {outcome}; reads and forwarding go on with the \
+             last state, and writes work again when a majority of etcd members is back"
+        ))
+    }
+
     /// Whether the last write (or the last health check) found etcd writable.
     pub fn writable(&self) -> bool {
         self.writable.load(Ordering::Acquire)
@@ -142,7 +222,7 @@ impl Replica {
         guards: &[(String, i64)],
         fence: &[Compare],
         ops: Vec<TxnOp>,
-    ) -> Result<Commit, OpError> {
+    ) -> Result<Commit, etcd_client::Error> {
         let mut when: Vec<Compare> = guards
             .iter()
             .map(|(k, r)| {
@@ -160,8 +240,7 @@ impl Replica {
                 let t = txn.clone();
                 async move { c.txn(t).await }
             })
-            .await
-            .map_err(|e| conn::unavailable(&e))?;
+            .await?;
         if r.succeeded() {
             return Ok(Commit::Done(r.header().map_or(0, |h| h.revision())));
         }
@@ -174,6 +253,29 @@ impl Replica {
             })
             .max();
         Ok(Commit::Stale(newest))
+    }
+
+    /// Whether every checked write of `writes` is in place now (a call whose outcome
+    /// was unknown took effect): the newest revision among them, if so.
+    pub async fn took(&self, writes: &[Write]) -> Result<Option<i64>, etcd_client::Error> {
+        let mut newest = 0;
+        for w in writes.iter().filter(|w| w.checked) {
+            let key = w.key.clone();
+            let r = self
+                .call(|mut c| {
+                    let k = key.clone();
+                    async move { c.get(k, None).await }
+                })
+                .await?;
+            match (r.kvs().first(), &w.value) {
+                (Some(kv), Some(v)) if kv.value() == v.as_slice() => {
+                    newest = newest.max(kv.mod_revision());
+                }
+                (None, None) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok((newest > 0).then_some(newest))
     }
 
     /// Waits until this replica's watch has applied `rev`.

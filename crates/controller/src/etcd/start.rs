@@ -31,7 +31,7 @@ impl SharedSave for EtcdTokens {
         match block(rep.commit(&[(Key::Tokens.rel(), rev)], &[], vec![op]))? {
             Ok(Commit::Done(r)) => Ok(Some(r)),
             Ok(Commit::Stale(_)) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(super::conn::unavailable(&e).to_string()),
         }
     }
 

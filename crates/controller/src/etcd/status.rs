@@ -24,33 +24,47 @@ pub(crate) async fn status_loop(rep: Arc<Replica>) {
             rep.set_writable(quorum);
         }
         let mut seen = rep.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if !members.is_empty() {
-            seen.members = members;
-        } else {
-            for m in &mut seen.members {
-                m.reachable = false;
-                m.leader = false;
-            }
-        }
+        seen.members = members;
         seen.leader = leader;
     }
 }
 
+/// The members and how each answers. Without quorum the member list may not come;
+/// then the members last listed are probed again by their URLs.
 async fn members(rep: &Replica) -> Vec<EtcdMember> {
     let mut loose = rep.loose();
-    let Ok(Ok(list)) = tokio::time::timeout(CHECK, loose.member_list()).await else {
-        return Vec::new();
+    let listed: Option<Vec<(String, u64, Vec<String>)>> =
+        match tokio::time::timeout(CHECK, loose.member_list()).await {
+            Ok(Ok(list)) => Some(
+                list.members()
+                    .iter()
+                    .map(|m| (m.name().to_string(), m.id(), m.client_urls().to_vec()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+    let known = match listed {
+        Some(l) => l,
+        None => {
+            let seen = rep.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.members
+                .iter()
+                .map(|m| {
+                    let id = u64::from_str_radix(&m.id, 16).unwrap_or(0);
+                    (m.name.clone(), id, m.client_urls.clone())
+                })
+                .collect()
+        }
     };
     let mut out = Vec::new();
-    for m in list.members() {
-        let urls = m.client_urls().to_vec();
+    for (name, id, urls) in known {
         let (reachable, leader) = match urls.first() {
-            Some(url) => member_status(rep, url, m.id()).await,
+            Some(url) => member_status(rep, url, id).await,
             None => (false, false),
         };
         out.push(EtcdMember {
-            name: m.name().to_string(),
-            id: format!("{:x}", m.id()),
+            name,
+            id: format!("{id:x}"),
             client_urls: urls,
             reachable,
             leader,

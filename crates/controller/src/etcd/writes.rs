@@ -2,26 +2,29 @@
 //! a wait for the watch (see the module doc of [`crate::etcd`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use etcd_client::{PutOptions, TxnOp};
 use mcgate_domain::api::{
     AgentRegistration, Heartbeat, MembershipAck, MembershipReport, RegistrationReply,
 };
 use mcgate_domain::model::{Effect, Model, StoredAgent};
 use mcgate_domain::validate::ModelError;
 
+use super::conn::{self, Failure};
 use super::keys::{Key, Live};
-use super::replica::{Commit, Replica};
+use super::replica::{Commit, Replica, Write};
 use crate::state::{Controller, Inner, OpError};
 
 /// Tries of a write whose guards another replica's write broke.
 const TRIES: usize = 5;
+/// How long a write keeps trying while etcd elects a leader or a member is down.
+const RIDE_OUT: Duration = Duration::from_secs(5);
 
 /// A write as a dry run found it.
 pub(crate) struct Plan<R> {
     result: R,
     guards: Vec<(String, i64)>,
-    ops: Vec<TxnOp>,
+    writes: Vec<Write>,
 }
 
 impl<R> Plan<R> {
@@ -29,7 +32,7 @@ impl<R> Plan<R> {
         Self {
             result,
             guards: Vec::new(),
-            ops: Vec::new(),
+            writes: Vec::new(),
         }
     }
 }
@@ -62,33 +65,65 @@ impl Controller {
         rep: &Replica,
         plan: impl Fn(&mut Inner, u64) -> Result<Plan<R>, ModelError>,
     ) -> Result<R, OpError> {
-        for _ in 0..TRIES {
+        let started = tokio::time::Instant::now();
+        let mut stale = 0;
+        // Whether a try timed out: etcd may still apply it once it has a leader again.
+        let mut uncertain = false;
+        loop {
             let p = {
                 let now = self.now_ms();
                 let mut g = self.lock();
                 plan(&mut g, now)?
             };
-            if p.ops.is_empty() {
+            if p.writes.is_empty() {
                 return Ok(p.result);
             }
-            match rep.commit(&p.guards, &[], p.ops).await? {
-                Commit::Done(rev) => {
+            let ops = p.writes.iter().map(Write::op).collect();
+            match rep.commit(&p.guards, &[], ops).await {
+                Ok(Commit::Done(rev)) => {
                     rep.wait_applied(rev).await?;
                     return Ok(p.result);
                 }
-                // See the other replica's change, then plan again on top of it (a
-                // deleted guard key leaves no revision to wait for: plan again now).
-                Commit::Stale(Some(rev)) => rep.wait_applied(rev).await?,
-                Commit::Stale(None) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                Ok(Commit::Stale(newest)) => {
+                    stale += 1;
+                    if stale >= TRIES {
+                        return Err(ModelError::conflict(
+                            None,
+                            "other controller replicas kept changing the same objects; try again"
+                                .to_string(),
+                        )
+                        .into());
+                    }
+                    // See the other replica's change, then plan again on top of it (a
+                    // deleted guard key leaves no revision to wait for: plan again now).
+                    match newest {
+                        Some(rev) => rep.wait_applied(rev).await?,
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                // Ride out an etcd leader election or a member that just died; a call
+                // whose outcome is unknown is read back before it is tried again.
+                Err(e) if started.elapsed() < RIDE_OUT => match conn::failure(&e) {
+                    Failure::NoLeader | Failure::NotSent => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Failure::Uncertain => {
+                        uncertain = true;
+                        if let Ok(Some(rev)) = rep.took(&p.writes).await {
+                            rep.wait_applied(rev).await?;
+                            return Ok(p.result);
+                        }
+                    }
+                    Failure::Other => return Err(conn::unavailable(&e)),
+                },
+                Err(e) => {
+                    return Err(match conn::failure(&e) {
+                        Failure::NoLeader | Failure::NotSent => rep.cannot_write(uncertain),
+                        _ => conn::unavailable(&e),
+                    });
                 }
             }
         }
-        Err(ModelError::conflict(
-            None,
-            "other controller replicas kept changing the same objects; try again".to_string(),
-        )
-        .into())
     }
 
     /// An admin verb on domain `name` (etcd mode of [`Controller::admin`]).
@@ -109,13 +144,16 @@ impl Controller {
             }
             let dk = rep.key(&Key::Domain(name));
             let write = match &after {
-                Some(rec) => TxnOp::put(dk, json(rec), None),
-                None => TxnOp::delete(dk, None),
+                Some(rec) => Write::put(dk, json(rec)),
+                None => Write::delete(dk),
             };
             Ok(Plan {
                 result: r,
                 guards: vec![guard(g, Key::Domain(name)), guard(g, Key::Config)],
-                ops: vec![write, TxnOp::put(rep.key(&Key::Config), "", None)],
+                writes: vec![
+                    write,
+                    Write::put(rep.key(&Key::Config), Vec::new()).unchecked(),
+                ],
             })
         })
         .await
@@ -147,25 +185,21 @@ impl Controller {
                 };
                 let addr = after.tunnel_address.to_string();
                 let live = Live { session, lease };
-                let mut ops = vec![
-                    TxnOp::put(rep.key(&Key::Agent(&host)), json(&after), None),
-                    TxnOp::put(rep.key(&Key::Tunnel(&addr)), host.clone(), None),
-                    TxnOp::put(
-                        rep.key(&Key::Live(&host)),
-                        json(&live),
-                        Some(PutOptions::new().with_lease(lease)),
-                    ),
+                let mut writes = vec![
+                    Write::put(rep.key(&Key::Agent(&host)), json(&after)),
+                    Write::put(rep.key(&Key::Tunnel(&addr)), host.clone().into_bytes()),
+                    Write::put(rep.key(&Key::Live(&host)), json(&live)).leased(lease),
                 ];
                 if let Some(b) = &before
                     && b.tunnel_address != after.tunnel_address
                 {
                     let old = b.tunnel_address.to_string();
-                    ops.push(TxnOp::delete(rep.key(&Key::Tunnel(&old)), None));
+                    writes.push(Write::delete(rep.key(&Key::Tunnel(&old))));
                 }
                 Ok(Plan {
                     result: reply,
                     guards: vec![guard(g, Key::Agent(&host)), guard(g, Key::Tunnel(&addr))],
-                    ops,
+                    writes,
                 })
             })
             .await;
@@ -202,7 +236,7 @@ impl Controller {
             Ok(Plan {
                 result: ack,
                 guards: vec![guard(g, Key::Agent(host)), guard(g, Key::Live(host))],
-                ops: vec![TxnOp::put(rep.key(&Key::Agent(host)), json(&after), None)],
+                writes: vec![Write::put(rep.key(&Key::Agent(host)), json(&after))],
             })
         })
         .await
@@ -252,10 +286,10 @@ impl Controller {
             Ok(Plan {
                 result: (),
                 guards: vec![guard(g, Key::Agent(host))],
-                ops: vec![
-                    TxnOp::delete(rep.key(&Key::Agent(host)), None),
-                    TxnOp::delete(rep.key(&Key::Live(host)), None),
-                    TxnOp::delete(rep.key(&Key::Tunnel(&addr)), None),
+                writes: vec![
+                    Write::delete(rep.key(&Key::Agent(host))),
+                    Write::delete(rep.key(&Key::Live(host))),
+                    Write::delete(rep.key(&Key::Tunnel(&addr))),
                 ],
             })
         })
