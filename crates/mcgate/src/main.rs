@@ -27,7 +27,7 @@ enum Command {
     #[command(subcommand)]
     Perf(mcgate_perf::PerfCommand),
     /// Run the domain controller.
-    Controller(mcgate_controller::ControllerArgs),
+    Controller(Box<mcgate_controller::ControllerArgs>),
     /// Run the host agent.
     Agent(mcgate_agent::AgentArgs),
     #[command(flatten)]
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => mcgate_lab::run_demo(args),
         Command::Lab(cmd) => mcgate_lab::run(cmd),
         Command::Perf(cmd) => mcgate_perf::run(cmd),
-        Command::Controller(args) => mcgate_controller::run_daemon(args),
+        Command::Controller(args) => mcgate_controller::run_daemon(*args),
         Command::Agent(args) => mcgate_agent::run(args),
         Command::Admin(cmd) => mcgate_controller::run_admin(cmd),
     }
