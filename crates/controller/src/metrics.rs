@@ -52,6 +52,12 @@ pub struct Snapshot {
     pub memberships: usize,
     /// The published revision.
     pub revision: u64,
+    /// Whether this controller leads (1), follows (0); standalone controllers lead.
+    pub leader: bool,
+    /// Whether writes can succeed now.
+    pub writable: bool,
+    /// Reachable etcd members (0 with the embedded store).
+    pub etcd_members_up: usize,
 }
 
 /// The registry and the handles the controller updates.
@@ -71,6 +77,9 @@ pub struct Metrics {
     domains: Gauge,
     memberships: Gauge,
     revision: Gauge,
+    leader: Gauge,
+    writable: Gauge,
+    etcd_members_up: Gauge,
 }
 
 /// Registers each `(name, help, metric)` in `registry`, the metric a clone of the shared
@@ -103,6 +112,9 @@ impl Metrics {
             domains: Gauge::default(),
             memberships: Gauge::default(),
             revision: Gauge::default(),
+            leader: Gauge::default(),
+            writable: Gauge::default(),
+            etcd_members_up: Gauge::default(),
             registry: Registry::default(),
         };
         register!(
@@ -149,6 +161,21 @@ impl Metrics {
                 "The forwarding-state revision last published to the streams",
                 m.revision
             ),
+            (
+                "leader",
+                "1 when this controller does the once-only work (the etcd leader, or standalone)",
+                m.leader
+            ),
+            (
+                "store_writable",
+                "1 when the store can take writes (0: etcd without quorum)",
+                m.writable
+            ),
+            (
+                "etcd_members_up",
+                "etcd members answering status calls (0 with the embedded store)",
+                m.etcd_members_up
+            ),
         );
         Self { registry, ..m }
     }
@@ -163,6 +190,9 @@ impl Metrics {
         self.memberships.set(gauge(s.memberships));
         self.revision
             .set(i64::try_from(s.revision).unwrap_or(i64::MAX));
+        self.leader.set(i64::from(s.leader));
+        self.writable.set(i64::from(s.writable));
+        self.etcd_members_up.set(gauge(s.etcd_members_up));
         self.agents
             .get_or_create(&AgentLabels { state: "up" })
             .set(gauge(s.agents_up));

@@ -348,6 +348,14 @@ impl Controller {
     pub fn render_metrics(&self, openmetrics: bool) -> String {
         let now = self.now_ms();
         let published = self.published();
+        let (leader, writable, etcd_members_up) = match self.etcd() {
+            None => (true, true, 0),
+            Some(rep) => {
+                let seen = rep.seen.lock().unwrap_or_else(|p| p.into_inner());
+                let up = seen.members.iter().filter(|m| m.reachable).count();
+                (seen.leading, rep.writable(), up)
+            }
+        };
         let g = self.lock();
         let infos = g.model.agent_infos(now);
         let up: Vec<_> = infos.iter().filter(|a| a.state == "up").collect();
@@ -360,6 +368,9 @@ impl Controller {
             domains: g.model.domains().len(),
             memberships: up.iter().map(|a| a.memberships).sum(),
             revision: published,
+            leader,
+            writable,
+            etcd_members_up,
         };
         self.metrics.render(&snap, openmetrics)
     }
