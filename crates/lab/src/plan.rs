@@ -52,7 +52,7 @@ fn nth(net: &ipnet::Ipv4Net, n: u32) -> Option<Ipv4Addr> {
 }
 
 /// The daemons write to log files: no terminal colour codes.
-fn quiet_env() -> BTreeMap<String, String> {
+pub(crate) fn quiet_env() -> BTreeMap<String, String> {
     BTreeMap::from([("NO_COLOR".to_string(), "1".to_string())])
 }
 
@@ -91,8 +91,17 @@ pub fn plan(
     let vpc_netns = names::netns(lab, "vpc");
     let mut namespaces = vec![vpc_netns.clone()];
 
+    let control_plane = match &topo.domain {
+        Some(_) => crate::plan_ha::control_plane(topo, &dir, exe)?,
+        None => None,
+    };
+    if let Some(cp) = &control_plane {
+        namespaces.extend(cp.etcd.iter().map(|e| e.launch.netns.clone()));
+        namespaces.extend(cp.replicas.iter().map(|r| r.launch.netns.clone()));
+    }
     let (controller, controller_netns) = match &topo.domain {
         None => (None, None),
+        Some(_) if control_plane.is_some() => (None, None),
         Some(d) => {
             let net = topo.controller_net().ok_or_else(|| {
                 LabError::Addresses(format!(
@@ -152,12 +161,22 @@ pub fn plan(
         })?;
         let netns = names::netns(lab, &h.name);
         namespaces.push(netns.clone());
-        let agent = controller.as_ref().map(|c| {
+        // The agent's controllers and the CA it trusts: the one controller's, or every
+        // replica's URL (it fails over between them) and the CA they share.
+        let controllers = match (&controller, &control_plane) {
+            (Some(c), _) => Some((c.url.clone(), dir.join("controller").join("ca.pem"))),
+            (None, Some(cp)) => Some((
+                crate::plan_ha::agent_controller_arg(cp),
+                crate::plan_ha::shared_ca(&dir),
+            )),
+            (None, None) => None,
+        };
+        let agent = controllers.as_ref().map(|(urls, ca)| {
             let mut argv = vec![
                 exe.display().to_string(),
                 "agent".into(),
                 "--controller".into(),
-                c.url.clone(),
+                urls.clone(),
                 "--host".into(),
                 h.name.clone(),
                 "--underlay".into(),
@@ -186,7 +205,7 @@ pub fn plan(
                 argv.push("--token-file".into());
                 argv.push(agent_token_file(&dir, &h.name).display().to_string());
                 argv.push("--ca".into());
-                argv.push(dir.join("controller").join("ca.pem").display().to_string());
+                argv.push(ca.display().to_string());
             }
             Launch {
                 netns: netns.clone(),
@@ -263,6 +282,8 @@ pub fn plan(
         subnets,
         controller,
         controller_netns,
+        control_plane,
+        supervisor: None,
         domain_setup: topo.domain.as_ref().map(|d| DomainSetup {
             name: d.name.clone(),
             igmp: d.igmp,
