@@ -427,4 +427,91 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn ha_plan_names_addresses_and_command_lines() {
+        let src = include_str!("../../../examples/ha.toml");
+        let t = Topology::parse("ha", src).unwrap();
+        let flags = AgentFlags {
+            admin: true,
+            dataplane: true,
+            state_dir: true,
+            token: true,
+        };
+        let st = plan(&t, &place(&t).unwrap(), Path::new("/usr/bin/mcgate"), flags).unwrap();
+        assert!(st.controller.is_none() && st.controller_netns.is_none());
+        let cp = st.control_plane.as_ref().unwrap();
+        assert_eq!(cp.net.to_string(), "10.0.255.240/28");
+        assert_eq!(cp.router_ip.to_string(), "10.0.255.241");
+        let etcd: Vec<(&str, String, &str)> = cp
+            .etcd
+            .iter()
+            .map(|e| (e.name.as_str(), e.ip.to_string(), e.launch.netns.as_str()))
+            .collect();
+        assert_eq!(
+            etcd,
+            [
+                ("etcd-1", "10.0.255.250".into(), "mcgl-ha-etcd-1"),
+                ("etcd-2", "10.0.255.251".into(), "mcgl-ha-etcd-2"),
+                ("etcd-3", "10.0.255.252".into(), "mcgl-ha-etcd-3"),
+            ]
+        );
+        let e2 = &cp.etcd[1];
+        assert_eq!(e2.vpc_port, "c-etcd-2");
+        assert_eq!(
+            e2.launch.argv.join(" "),
+            "etcd --name etcd-2 --data-dir /run/mcgate/labs/ha/etcd-2 \
+             --listen-peer-urls http://10.0.255.251:2380 \
+             --initial-advertise-peer-urls http://10.0.255.251:2380 \
+             --listen-client-urls http://10.0.255.251:2379 \
+             --advertise-client-urls http://10.0.255.251:2379 \
+             --initial-cluster etcd-1=http://10.0.255.250:2380,etcd-2=http://10.0.255.251:2380,etcd-3=http://10.0.255.252:2380 \
+             --initial-cluster-state new --initial-cluster-token ha --listen-metrics-urls "
+        );
+        assert_eq!(e2.launch.argv.last().map(String::as_str), Some(""));
+        let r = &cp.replicas[2];
+        assert_eq!(
+            (r.name.as_str(), r.ip.to_string(), r.launch.netns.as_str()),
+            ("controller-3", "10.0.255.244".into(), "mcgl-ha-ctl-3")
+        );
+        assert_eq!(r.vpc_port, "c-ctl-3");
+        assert_eq!(
+            r.launch.argv.join(" "),
+            "/usr/bin/mcgate controller --store etcd \
+             --etcd-endpoints http://10.0.255.250:2379,http://10.0.255.251:2379,http://10.0.255.252:2379 \
+             --replica controller-3 --listen 10.0.255.244:7400 \
+             --unix /run/mcgate/labs/ha/controller-3.sock --data-dir /run/mcgate/labs/ha/controller-3"
+        );
+        let agent = st.hosts[2].agent.as_ref().unwrap();
+        assert!(
+            agent.argv.windows(2).any(|w| w
+                == [
+                    "--controller",
+                    "https://10.0.255.242:7400,https://10.0.255.243:7400,https://10.0.255.244:7400"
+                ]),
+            "{:?}",
+            agent.argv
+        );
+        assert!(
+            agent
+                .argv
+                .windows(2)
+                .any(|w| w == ["--ca", "/run/mcgate/labs/ha/ca.pem"])
+        );
+        // vpc, 3 etcd, 3 replicas, 3 hosts, 4 tasks.
+        assert_eq!(
+            st.namespaces.len(),
+            1 + 3 + 3 + 3 + 4,
+            "{:?}",
+            st.namespaces
+        );
+        assert_eq!(
+            st.controller_sockets(),
+            (1..=3)
+                .map(|n| std::path::PathBuf::from(format!(
+                    "/run/mcgate/labs/ha/controller-{n}.sock"
+                )))
+                .collect::<Vec<_>>()
+        );
+    }
 }

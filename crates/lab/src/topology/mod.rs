@@ -249,7 +249,10 @@ impl Topology {
                 format!("the VPC {vpc} has no free /30 left for the controller's link; leave some of it outside the subnets"),
             ));
         }
-        if let (Some(c), None) = (&raw.controller, topo.control_plane_net()) {
+        if let Some(c) = &raw.controller
+            && topo.controller.store == Store::Etcd
+            && topo.control_plane_net().is_none()
+        {
             return Err(ctx.err(
                 c.span(),
                 format!("the VPC {vpc} has no free /28 left for the controller replicas and etcd members; leave some of it outside the subnets"),
