@@ -5,7 +5,9 @@
 //! task with its own address in its host's subnet, like awsvpc), the controller and one
 //! agent per host, then starts the services' tasks as processes in their namespaces.
 //! Unicast is routed between any two tasks; multicast crosses hosts only through mcgate.
-//! See `docs/lab.md`.
+//! With `[controller] store = "etcd"` the control plane is highly available: a real etcd
+//! cluster and several controller replicas, each in a namespace of its own, every agent
+//! knowing every replica (`plan_ha`, `ops_ha`, `etcd`). See `docs/lab.md`.
 //!
 //! It must never touch anything it did not make: every namespace it creates is
 //! `mcgl-<lab>-<node>`, no link is ever created in the root network namespace, and only
