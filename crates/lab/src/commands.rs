@@ -77,8 +77,9 @@ fn up(a: UpArgs) -> Result<ExitCode, LabError> {
         st.name,
         st.tasks
             .first()
-            .map(|t| t.name.as_str())
-            .unwrap_or("controller"),
+            .map(|t| t.name.clone())
+            .or_else(|| st.node_names().into_iter().next())
+            .unwrap_or("controller".into()),
         st.name
     );
     Ok(ExitCode::SUCCESS)

@@ -25,7 +25,8 @@ pub const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// What one member said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberHealth {
-    /// "up" (answers, knows a leader), "no-leader" (answers, none elected: no quorum),
+    /// "up" (answers, and so does the leader it names), "no-leader" (answers, but names
+    /// no leader or one that does not answer: an election or no quorum),
     /// "down" (does not answer) or "unknown" (could not be asked: not root).
     pub health: &'static str,
     /// Its member ID, in hex as etcdctl prints it.
@@ -64,6 +65,9 @@ pub fn probe(st: &LabState, cp: &ControlPlaneState) -> Vec<MemberHealth> {
     let Some(answers) = answers else {
         return vec![MemberHealth::unknown(); n];
     };
+    // A member keeps naming a killed leader until its election timeout; a leader that
+    // does not answer here counts as none.
+    let answering: Vec<u64> = answers.iter().flatten().map(|a| a.0).collect();
     answers
         .into_iter()
         .map(|a| match a {
@@ -73,7 +77,11 @@ pub fn probe(st: &LabState, cp: &ControlPlaneState) -> Vec<MemberHealth> {
                 leader: false,
             },
             Some((id, leader)) => MemberHealth {
-                health: if leader == 0 { "no-leader" } else { "up" },
+                health: if answering.contains(&leader) {
+                    "up"
+                } else {
+                    "no-leader"
+                },
                 id: Some(format!("{id:x}")),
                 leader: leader != 0 && leader == id,
             },
