@@ -75,6 +75,11 @@ pub enum LabError {
         /// What to do.
         install: String,
     },
+    /// The topology asks for replicas on etcd but this binary's controller cannot.
+    #[error(
+        "the topology asks for store = \"etcd\" but the controller of {0} has no --store etcd; build mcgate with the HA controller, or use store = \"embedded\" and replicas = 1"
+    )]
+    NoEtcdController(PathBuf),
     /// A command that builds the network failed.
     #[error("`{command}` failed: {stderr}")]
     Command {

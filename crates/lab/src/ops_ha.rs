@@ -56,12 +56,7 @@ pub fn check_controller_flags(st: &LabState, exe: &Path) -> Result<(), LabError>
     {
         return Ok(());
     }
-    Err(LabError::Missing {
-        program: format!("a controller with --store etcd (in {})", exe.display()),
-        install:
-            "build mcgate with the HA controller, or use store = \"embedded\" and replicas = 1"
-                .into(),
-    })
+    Err(LabError::NoEtcdController(exe.to_path_buf()))
 }
 
 /// Starts every etcd member at once (a new cluster elects its leader only once a
