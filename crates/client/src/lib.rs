@@ -531,11 +531,10 @@ fn default_url_in(root: &Path) -> Result<String, ClientError> {
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| {
-            let sock = e.path().join("controller.sock");
-            (e.file_name().to_string_lossy().into_owned(), sock)
+        .filter_map(|e| {
+            let sock = lab_socket(&e.path())?;
+            Some((e.file_name().to_string_lossy().into_owned(), sock))
         })
-        .filter(|(_, p)| p.exists())
         .collect();
     labs.sort();
     match labs.as_slice() {
@@ -546,6 +545,38 @@ fn default_url_in(root: &Path) -> Result<String, ClientError> {
             sockets: labs.into_iter().map(|(_, p)| p).collect(),
         }),
     }
+}
+
+/// A lab's controller socket: `controller.sock`, or in a lab of controller replicas
+/// (`controller-1.sock`, `controller-2.sock`, ...) the first that accepts a connection
+/// (one this user may not open counts: the error then says so), else the first.
+fn lab_socket(dir: &Path) -> Option<PathBuf> {
+    let single = dir.join("controller.sock");
+    if single.exists() {
+        return Some(single);
+    }
+    let mut replicas: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name
+                .strip_prefix("controller-")?
+                .strip_suffix(".sock")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    replicas.sort();
+    let live = replicas
+        .iter()
+        .find(|(_, p)| match std::os::unix::net::UnixStream::connect(p) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+        });
+    live.or(replicas.first()).map(|(_, p)| p.clone())
 }
 
 #[cfg(test)]

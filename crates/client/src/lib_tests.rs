@@ -114,6 +114,28 @@ fn default_url_prefers_a_single_running_lab_and_refuses_to_guess_among_several()
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_lab_of_replicas_is_reached_through_the_first_replica_that_listens() {
+    let dir = tempfile_dir("replicas");
+    let lab = dir.join("ha");
+    std::fs::create_dir_all(&lab).unwrap();
+    // controller-1's socket is left behind by a killed replica: nothing listens.
+    std::fs::write(lab.join("controller-1.sock"), b"").unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(lab.join("controller-2.sock")).unwrap();
+    std::fs::write(lab.join("controller-10.sock"), b"").unwrap();
+    assert_eq!(
+        default_url_in(&dir).unwrap(),
+        format!("unix:{}", lab.join("controller-2.sock").display())
+    );
+    std::fs::remove_file(lab.join("controller-2.sock")).unwrap();
+    assert_eq!(
+        default_url_in(&dir).unwrap(),
+        format!("unix:{}", lab.join("controller-1.sock").display()),
+        "none listens: the first, so the error names a real socket"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempfile_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mcgate-client-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

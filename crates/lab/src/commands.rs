@@ -12,7 +12,7 @@ use crate::state::{LabState, Running, lab_dir, list_labs, log_path, pick_lab, re
 use crate::status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
 use crate::table;
 use crate::topology::{REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY, Topology};
-use crate::{DownArgs, ExecArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
+use crate::{DownArgs, ExecArgs, KillArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
 
 /// Runs a lab command and turns its error into a message and exit code.
 pub fn run(cmd: LabCommand) -> ExitCode {
@@ -22,6 +22,7 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         LabCommand::Logs(a) => logs(a),
         LabCommand::Exec(a) => exec(a),
         LabCommand::Restart(a) => restart(a),
+        LabCommand::Kill(a) => kill(a),
         LabCommand::Down(a) => down(a),
         LabCommand::Supervise(a) => {
             return process::supervise(&a.log, &a.exit, a.private_run, &a.command);
@@ -76,8 +77,9 @@ fn up(a: UpArgs) -> Result<ExitCode, LabError> {
         st.name,
         st.tasks
             .first()
-            .map(|t| t.name.as_str())
-            .unwrap_or("controller"),
+            .map(|t| t.name.clone())
+            .or_else(|| st.node_names().into_iter().next())
+            .unwrap_or("controller".into()),
         st.name
     );
     Ok(ExitCode::SUCCESS)
@@ -175,6 +177,8 @@ pub fn status_of(st: &LabState) -> LabStatus {
     LabStatus {
         name: st.name.clone(),
         controller,
+        controllers: crate::status_ha::replicas(st),
+        etcd: crate::status_ha::etcd(st),
         hosts,
         tasks,
     }
@@ -263,7 +267,15 @@ fn status_text(st: &LabState) -> String {
                 .unwrap_or("-".into()),
             state_words(node_state(&dir, "controller", c.launch.running))
         )),
+        None if st.control_plane.is_some() => {}
         None => out.push_str("controller  none (the topology has no [domain])\n"),
+    }
+    if st.control_plane.is_some() {
+        out.push_str(&crate::status_ha::text(
+            &crate::status_ha::replicas(st),
+            &crate::status_ha::etcd(st),
+        ));
+        out.push('\n');
     }
     out.push('\n');
     let hosts: Vec<[String; 7]> = st
@@ -485,6 +497,16 @@ fn restart(a: RestartArgs) -> Result<ExitCode, LabError> {
     let lab = pick_lab(a.name.as_deref())?;
     let r = ops::restart(&lab, &a.node)?;
     println!("{}: restarted (pid {})", a.node, r.pid);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kill(a: KillArgs) -> Result<ExitCode, LabError> {
+    let lab = pick_lab(a.name.as_deref())?;
+    let pid = ops::kill_node(&lab, &a.node)?;
+    println!(
+        "{}: killed with SIGKILL (supervisor pid {pid}); `mcgate lab restart {}` starts it again",
+        a.node, a.node
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -114,10 +114,10 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         .first()
         .and_then(|t| group_of(&t.launch.argv))
         .unwrap_or(Ipv4Addr::new(233, 252, 0, 5));
-    let client = st
-        .controller
-        .as_ref()
-        .and_then(|c| ops::controller_client(&c.socket).ok());
+    // An HA lab's first replica that answers; the one controller otherwise.
+    let client = crate::ops_ha::live_socket(st)
+        .ok()
+        .and_then(|s| ops::controller_client(&s).ok());
     let rt = runtime()?;
     let fetch_groups = || -> Result<Vec<GroupEntry>, String> {
         let Some(c) = &client else {
@@ -167,9 +167,9 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
 
     heading(&format!(
         "Group table of domain {} (GET /v1/groups; `mcgate groups`)",
-        st.controller
+        st.domain_setup
             .as_ref()
-            .map(|c| c.domain.as_str())
+            .map(|d| d.name.as_str())
             .unwrap_or("-")
     ));
     let mut warnings = Vec::new();

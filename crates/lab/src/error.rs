@@ -59,6 +59,27 @@ pub enum LabError {
         /// What exists.
         known: String,
     },
+    /// The node has no process to act on.
+    #[error("{node} of lab {lab} is not running; start it with `mcgate lab restart {node}`")]
+    NotRunning {
+        /// Which node.
+        node: String,
+        /// The lab.
+        lab: String,
+    },
+    /// A program the lab needs is missing.
+    #[error("{program} is not installed (looked in PATH); {install}")]
+    Missing {
+        /// The program.
+        program: String,
+        /// What to do.
+        install: String,
+    },
+    /// The topology asks for replicas on etcd but this binary's controller cannot.
+    #[error(
+        "the topology asks for store = \"etcd\" but the controller of {0} has no --store etcd; build mcgate with the HA controller, or use store = \"embedded\" and replicas = 1"
+    )]
+    NoEtcdController(PathBuf),
     /// A command that builds the network failed.
     #[error("`{command}` failed: {stderr}")]
     Command {

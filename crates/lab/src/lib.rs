@@ -5,7 +5,9 @@
 //! task with its own address in its host's subnet, like awsvpc), the controller and one
 //! agent per host, then starts the services' tasks as processes in their namespaces.
 //! Unicast is routed between any two tasks; multicast crosses hosts only through mcgate.
-//! See `docs/lab.md`.
+//! With `[controller] store = "etcd"` the control plane is highly available: a real etcd
+//! cluster and several controller replicas, each in a namespace of its own, every agent
+//! knowing every replica (`plan_ha`, `ops_ha`, `etcd`). See `docs/lab.md`.
 //!
 //! It must never touch anything it did not make: every namespace it creates is
 //! `mcgl-<lab>-<node>`, no link is ever created in the root network namespace, and only
@@ -17,16 +19,20 @@ mod commands;
 mod container;
 mod demo;
 mod error;
+mod etcd;
 pub mod fuzzing;
 mod names;
 mod net;
 mod ops;
+mod ops_ha;
 mod placement;
 mod plan;
+mod plan_ha;
 mod process;
 mod reports;
 mod state;
 mod status;
+mod status_ha;
 mod table;
 mod teardown;
 mod timefmt;
@@ -36,8 +42,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use error::LabError;
+pub use ops::UpOptions;
 pub use reports::{Report, receiver_reports};
-pub use status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
+pub use status::{
+    ControllerStatus, EtcdMemberStatus, HostStatus, LabStatus, ReplicaStatus, TaskStatus,
+};
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 
 /// `mcgate lab ...`
@@ -53,8 +62,12 @@ pub enum LabCommand {
     /// Run a command inside a task's or host's namespace, passing its output and exit
     /// code through, e.g. `mcgate lab exec host-a -- cat /proc/net/igmp`.
     Exec(ExecArgs),
-    /// Restart the controller, a host's agent (by host name) or a task.
+    /// Restart the controller, a controller replica, an etcd member, a host's agent (by
+    /// host name) or a task.
     Restart(RestartArgs),
+    /// Kill a node's process with SIGKILL, as a crash would: a controller replica, an
+    /// etcd member, `controller`, a host's agent (by host name) or a task.
+    Kill(KillArgs),
     /// Stop every process of a lab and remove every namespace, link and file it made.
     Down(DownArgs),
     /// Internal: supervise one node's process (timestamped log, recorded exit code).
@@ -112,7 +125,18 @@ pub struct ExecArgs {
 /// `mcgate lab restart`
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
-    /// `controller`, a host name (its agent) or a task.
+    /// `controller`, `controller-N`, `etcd-N` (its data directory is kept), a host
+    /// name (its agent) or a task.
+    pub node: String,
+    /// Which lab, when more than one is up.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `mcgate lab kill`
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// `controller-N`, `etcd-N`, `controller`, a host name (its agent) or a task.
     pub node: String,
     /// Which lab, when more than one is up.
     #[arg(long)]
@@ -167,6 +191,32 @@ pub struct DemoArgs {
 /// Runs a lab command.
 pub fn run(cmd: LabCommand) -> ExitCode {
     commands::run(cmd)
+}
+
+/// Builds and starts a lab from Rust (what `mcgate lab up` does), as `opts` say;
+/// returns its name. On failure everything built is removed.
+pub fn up(topo: &Topology, opts: &UpOptions) -> Result<String, LabError> {
+    ops::up_with(topo, opts).map(|st| st.name)
+}
+
+/// What `mcgate lab status --json` prints, from Rust.
+pub fn status(lab: &str) -> Result<LabStatus, LabError> {
+    Ok(commands::status_of(&state::LabState::load(lab)?))
+}
+
+/// `mcgate lab kill NODE`, from Rust.
+pub fn kill(lab: &str, node: &str) -> Result<(), LabError> {
+    ops::kill_node(lab, node).map(drop)
+}
+
+/// `mcgate lab restart NODE`, from Rust.
+pub fn restart(lab: &str, node: &str) -> Result<(), LabError> {
+    ops::restart(lab, node).map(drop)
+}
+
+/// `mcgate lab down NAME`, from Rust.
+pub fn down(lab: &str) -> Result<(), LabError> {
+    ops::down(lab).map(drop)
 }
 
 /// Runs the demo.

@@ -9,6 +9,44 @@ pub const NS_PREFIX: &str = "mcgl-";
 /// Node names the lab uses itself.
 pub const RESERVED_NODE_NAMES: &[&str] = &["vpc", "ctl", "controller"];
 
+/// Node names the lab gives the etcd members and controller replicas of an HA lab
+/// (`etcd-1`, `controller-1`; the replicas' namespaces are `ctl-1`): a host or task may
+/// not take one.
+const RESERVED_NODE_PREFIXES: &[&str] = &["etcd-", "ctl-", "controller-"];
+
+/// Whether a host or task may not be called `name`: the lab's own node names.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_NODE_NAMES.contains(&name)
+        || RESERVED_NODE_PREFIXES.iter().any(|p| {
+            name.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// The node name of controller replica `i` (0-based) of an HA lab.
+pub fn replica_node(i: usize) -> String {
+    format!("controller-{}", i + 1)
+}
+
+/// The namespace node name of controller replica `i` (0-based): `ctl-N`, like the
+/// single controller's `ctl`.
+pub fn replica_netns_node(i: usize) -> String {
+    format!("ctl-{}", i + 1)
+}
+
+/// The node name (and etcd member name) of etcd member `i` (0-based).
+pub fn etcd_node(i: usize) -> String {
+    format!("etcd-{}", i + 1)
+}
+
+/// The VPC router's port towards a control-plane node (`c-etcd-1`, `c-ctl-1`).
+pub fn control_port(netns_node: &str) -> String {
+    format!("c-{netns_node}")
+}
+
+/// The VPC router's bridge for the control plane of an HA lab.
+pub const CONTROL_BRIDGE: &str = "cp";
+
 /// Longest lab, host, service or task name.
 pub const MAX_NAME_LEN: usize = 40;
 
@@ -81,5 +119,10 @@ mod tests {
         assert!(task_link(&"x".repeat(40), 63).len() <= 15);
         assert_eq!(vpc_port("host-a", 0), "v-host-a");
         assert_eq!(vpc_port("a-very-long-host", 3), "v3");
+        assert!(is_reserved("etcd-1") && is_reserved("controller-12") && is_reserved("ctl-3"));
+        assert!(is_reserved("vpc") && !is_reserved("etcd-a") && !is_reserved("etcd-"));
+        assert_eq!(replica_node(0), "controller-1");
+        assert_eq!(netns("lab", &etcd_node(2)), "mcgl-lab-etcd-3");
+        assert_eq!(control_port(&replica_netns_node(6)), "c-ctl-7");
     }
 }

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use crate::error::LabError;
-use crate::state::{ControllerState, HostState, LabState, TaskState};
+use crate::state::{ControlPlaneState, ControllerState, HostState, LabState, TaskState};
 
 /// MTU of the underlay links.
 pub const UNDERLAY_MTU: &str = "9001";
@@ -188,6 +188,41 @@ pub fn build_controller(st: &LabState, ctl: &ControllerState, ns: &str) -> Resul
         "eth0",
         &ctl.vpc_ip.to_string(),
     )
+}
+
+/// The HA control plane: a bridge `cp` in the VPC router holding the router's address
+/// on the /28, and each etcd member and replica in a namespace of its own whose `eth0`
+/// is a port of that bridge. The bridge, like the subnets', carries no multicast.
+pub fn build_control_plane(st: &LabState, cp: &ControlPlaneState) -> Result<(), LabError> {
+    let vpc = &st.vpc_netns;
+    add_bridge(vpc, &cp.bridge, cp.router_ip, &["mtu", UNDERLAY_MTU])?;
+    address_up(
+        vpc,
+        &format!("{}/{}", cp.router_ip, cp.net.prefix_len()),
+        &cp.bridge,
+    )?;
+    let nodes = cp
+        .etcd
+        .iter()
+        .map(|e| (&e.launch.netns, &e.vpc_port, e.ip))
+        .chain(
+            cp.replicas
+                .iter()
+                .map(|r| (&r.launch.netns, &r.vpc_port, r.ip)),
+        );
+    for (ns, port, ip) in nodes {
+        add_netns(ns)?;
+        add_underlay_veth(vpc, port, ns, "eth0")?;
+        enslave_without_flood(vpc, port, &cp.bridge)?;
+        ipn(vpc, &["link", "set", port, "up"])?;
+        address_up_via(
+            ns,
+            &format!("{ip}/{}", cp.net.prefix_len()),
+            "eth0",
+            &cp.router_ip.to_string(),
+        )?;
+    }
+    Ok(())
 }
 
 fn igmp_sysctls(v: u8) -> Vec<String> {

@@ -88,8 +88,15 @@ pub fn log_tail(dir: &Path, node: &str, lines: usize) -> String {
     }
 }
 
-fn start_node(dir: &Path, node: &str, l: &mut Launch) -> Result<Running, LabError> {
+/// Starts a node's process under `supervisor` and records it in `l`.
+pub(crate) fn start_node(
+    supervisor: &Path,
+    dir: &Path,
+    node: &str,
+    l: &mut Launch,
+) -> Result<Running, LabError> {
     let r = launch(
+        supervisor,
         &l.netns,
         l.private_run,
         &l.argv,
@@ -101,7 +108,7 @@ fn start_node(dir: &Path, node: &str, l: &mut Launch) -> Result<Running, LabErro
     Ok(r)
 }
 
-fn node_failed(dir: &Path, node: &str, why: String) -> LabError {
+pub(crate) fn node_failed(dir: &Path, node: &str, why: String) -> LabError {
     LabError::NodeFailed {
         node: node.to_string(),
         why,
@@ -109,7 +116,7 @@ fn node_failed(dir: &Path, node: &str, why: String) -> LabError {
     }
 }
 
-fn exited_why(dir: &Path, node: &str) -> String {
+pub(crate) fn exited_why(dir: &Path, node: &str) -> String {
     match read_exit(dir, node) {
         Some(e) => format!("it exited with code {}", e.exit_code),
         None if !log_path(dir, node).exists() => {
@@ -131,10 +138,40 @@ pub fn up(topo: &Topology) -> Result<LabState, LabError> {
 /// [`up`], leaving the tasks of the `hold` services built but not started (start them
 /// with [`restart`]).
 pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError> {
+    up_with(
+        topo,
+        &UpOptions {
+            hold: hold.to_vec(),
+            ..UpOptions::default()
+        },
+    )
+}
+
+/// How [`up_with`] builds a lab.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Services whose tasks are built but not started.
+    pub hold: Vec<String>,
+    /// The binary that supervises the lab's processes (`BIN lab _run ...`); `None`:
+    /// this one.
+    pub supervisor: Option<std::path::PathBuf>,
+    /// Build the network and start only the etcd cluster (no controllers, agents or
+    /// tasks): what a test of the cluster alone needs.
+    pub etcd_only: bool,
+}
+
+/// Builds and starts a lab as `opts` say (see [`up`]).
+pub fn up_with(topo: &Topology, opts: &UpOptions) -> Result<LabState, LabError> {
     require_root("mcgate lab up")?;
     let placed = place(topo)?;
     let exe = process::self_exe()?;
     let mut st = plan(topo, &placed, &exe, agent_flags(&exe))?;
+    st.supervisor = opts.supervisor.clone();
+    if !opts.etcd_only {
+        crate::ops_ha::check_controller_flags(&st, &exe)?;
+    }
+    crate::ops_ha::check_etcd_installed(&st)?;
+    let hold = &opts.hold;
     if lab_dir(&st.name).exists() {
         return Err(LabError::AlreadyUp(st.name.clone(), lab_dir(&st.name)));
     }
@@ -168,7 +205,7 @@ pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError
         st.tasks.len(),
         st.file
     );
-    match build_and_start(&mut st, hold) {
+    match build_and_start(&mut st, hold, opts.etcd_only) {
         Ok(()) => {
             st.phase = "up".into();
             st.save()?;
@@ -223,9 +260,15 @@ pub fn check_interrupt() -> Result<(), LabError> {
     }
 }
 
-fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
+fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Result<(), LabError> {
     let dir = st.dir();
-    let steps = if st.controller.is_some() { 6 } else { 4 };
+    let sup = st.supervisor()?;
+    let steps = match (&st.control_plane, st.has_controller()) {
+        (Some(_), _) if etcd_only => 4,
+        (Some(_), _) => 7,
+        (None, true) => 6,
+        (None, false) => 4,
+    };
     println!(
         "[1/{steps}] VPC router {} ({}): routes unicast between subnets, carries no multicast",
         st.vpc_netns, st.vpc
@@ -240,6 +283,24 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     if let (Some(c), Some(ns)) = (&st.controller, &st.controller_netns) {
         net::build_controller(st, c, ns)?;
         println!("        controller link: {} in {ns}", c.ip);
+    }
+    if let Some(cp) = &st.control_plane {
+        net::build_control_plane(st, cp)?;
+        println!(
+            "        control plane {} on bridge {}: etcd {}, controllers {}",
+            cp.net,
+            cp.bridge,
+            cp.etcd
+                .iter()
+                .map(|e| format!("{} {}", e.name, e.ip))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cp.replicas
+                .iter()
+                .map(|r| format!("{} {}", r.name, r.ip))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     println!("[2/{steps}] hosts");
     for h in &st.hosts {
@@ -272,7 +333,17 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
     fail_point("tasks")?;
 
     let mut step = 4;
-    if st.controller.is_some() {
+    if st.control_plane.is_some() {
+        crate::ops_ha::start_etcd(st, &sup, step, steps)?;
+        step += 1;
+        if etcd_only {
+            return Ok(());
+        }
+        crate::ops_ha::start_replicas(st, &sup, step, steps)?;
+        step += 1;
+        start_agents(st, &dir, step, steps)?;
+        step += 1;
+    } else if st.controller.is_some() {
         start_controller(st, &dir, step, steps)?;
         step += 1;
         start_agents(st, &dir, step, steps)?;
@@ -286,7 +357,7 @@ fn build_and_start(st: &mut LabState, hold: &[String]) -> Result<(), LabError> {
             println!("        {name}: held, starts later");
             continue;
         }
-        let r = start_node(&dir, &name, &mut st.tasks[i].launch)?;
+        let r = start_node(&sup, &dir, &name, &mut st.tasks[i].launch)?;
         st.save()?;
         println!(
             "        {name}: pid {} runs {}",
@@ -309,7 +380,7 @@ fn start_controller(
     let Some(c) = st.controller.as_mut() else {
         return Ok(());
     };
-    let r = start_node(dir, "controller", &mut c.launch)?;
+    let r = start_node(&process::self_exe()?, dir, "controller", &mut c.launch)?;
     let url = c.url.clone();
     let socket = c.socket.clone();
     st.save()?;
@@ -348,6 +419,15 @@ fn start_controller(
         socket.display(),
         r.pid
     );
+    setup_domain(st, &client, &rt)
+}
+
+/// Creates the topology's domain and associates its subnets, through `client`.
+pub(crate) fn setup_domain(
+    st: &LabState,
+    client: &Client,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), LabError> {
     if let Some(d) = topo_domain(st) {
         let spec = DomainSpec {
             name: d.0.clone(),
@@ -429,13 +509,10 @@ fn topo_domain(st: &LabState) -> Option<DomainPlan> {
 /// restarted agent uses the credential it keeps in its state directory).
 pub(crate) fn write_join_token(st: &LabState, host: &str) -> Result<(), LabError> {
     let path = crate::plan::agent_token_file(&st.dir(), host);
-    let Some(c) = &st.controller else {
-        return Ok(());
-    };
-    if path.exists() {
+    if !st.has_controller() || path.exists() {
         return Ok(());
     }
-    let client = controller_client(&c.socket)?;
+    let client = controller_client(&crate::ops_ha::live_socket(st)?)?;
     let spec = mcgate_domain::auth_api::JoinTokenSpec {
         host: host.to_string(),
         ttl_s: Some(600),
@@ -461,16 +538,17 @@ fn start_agents(st: &mut LabState, dir: &Path, step: usize, steps: usize) -> Res
         {
             write_join_token(st, &name)?;
         }
+        let sup = st.supervisor()?;
         if let Some(l) = st.hosts[i].agent.as_mut() {
-            let r = start_node(dir, &name, l)?;
+            let r = start_node(&sup, dir, &name, l)?;
             started.push((name, r));
         }
     }
     st.save()?;
-    let Some(c) = &st.controller else {
+    if !st.has_controller() {
         return Ok(());
-    };
-    let client = controller_client(&c.socket)?;
+    }
+    let client = controller_client(&crate::ops_ha::live_socket(st)?)?;
     let rt = runtime()?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
@@ -532,6 +610,7 @@ pub fn restart(lab: &str, node: &str) -> Result<Running, LabError> {
     let dir = lab_dir(lab);
     let _lock = StateLock::take(&dir)?;
     let mut st = LabState::load(lab)?;
+    let sup = st.supervisor()?;
     let known = st.node_names().join(", ");
     let Some(l) = st.launch_mut(node) else {
         return Err(LabError::NoSuchNode {
@@ -543,9 +622,41 @@ pub fn restart(lab: &str, node: &str) -> Result<Running, LabError> {
     if let Some(r) = l.running {
         stop(&[r], STOP_GRACE);
     }
-    let r = start_node(&dir, node, l)?;
+    let r = start_node(&sup, &dir, node, l)?;
     st.save()?;
     Ok(r)
+}
+
+/// Kills `node`'s process with SIGKILL, as a crash would (see
+/// [`process::kill_command`]); its supervisor records the death. Fails if the node is
+/// unknown or not running.
+pub fn kill_node(lab: &str, node: &str) -> Result<i32, LabError> {
+    require_root("mcgate lab kill")?;
+    let dir = lab_dir(lab);
+    let _lock = StateLock::take(&dir)?;
+    let mut st = LabState::load(lab)?;
+    let known = st.node_names().join(", ");
+    let Some(l) = st.launch_mut(node) else {
+        return Err(LabError::NoSuchNode {
+            lab: lab.to_string(),
+            node: node.to_string(),
+            known,
+        });
+    };
+    let not_running = || LabError::NotRunning {
+        node: node.to_string(),
+        lab: lab.to_string(),
+    };
+    let r = l.running.ok_or_else(not_running)?;
+    if process::kill_command(&r) == 0 {
+        return Err(not_running());
+    }
+    // Wait for the supervisor to record the death, so the next command sees it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_running(&r) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(r.pid)
 }
 
 /// Stops one node's process (SIGINT, then harder), leaving it recorded as exited.
@@ -571,6 +682,17 @@ pub fn node_netns(st: &LabState, node: &str) -> Option<String> {
         "vpc" => return Some(st.vpc_netns.clone()),
         "controller" | "ctl" => return st.controller_netns.clone(),
         _ => {}
+    }
+    if let Some(cp) = &st.control_plane {
+        let launch = cp
+            .etcd
+            .iter()
+            .map(|e| (&e.name, &e.launch))
+            .chain(cp.replicas.iter().map(|r| (&r.name, &r.launch)))
+            .find(|(n, _)| *n == node);
+        if let Some((_, l)) = launch {
+            return Some(l.netns.clone());
+        }
     }
     if let Some(h) = st.hosts.iter().find(|h| h.name == node) {
         return Some(h.netns.clone());

@@ -52,7 +52,7 @@ fn nth(net: &ipnet::Ipv4Net, n: u32) -> Option<Ipv4Addr> {
 }
 
 /// The daemons write to log files: no terminal colour codes.
-fn quiet_env() -> BTreeMap<String, String> {
+pub(crate) fn quiet_env() -> BTreeMap<String, String> {
     BTreeMap::from([("NO_COLOR".to_string(), "1".to_string())])
 }
 
@@ -91,8 +91,17 @@ pub fn plan(
     let vpc_netns = names::netns(lab, "vpc");
     let mut namespaces = vec![vpc_netns.clone()];
 
+    let control_plane = match &topo.domain {
+        Some(_) => crate::plan_ha::control_plane(topo, &dir, exe)?,
+        None => None,
+    };
+    if let Some(cp) = &control_plane {
+        namespaces.extend(cp.etcd.iter().map(|e| e.launch.netns.clone()));
+        namespaces.extend(cp.replicas.iter().map(|r| r.launch.netns.clone()));
+    }
     let (controller, controller_netns) = match &topo.domain {
         None => (None, None),
+        Some(_) if control_plane.is_some() => (None, None),
         Some(d) => {
             let net = topo.controller_net().ok_or_else(|| {
                 LabError::Addresses(format!(
@@ -152,12 +161,22 @@ pub fn plan(
         })?;
         let netns = names::netns(lab, &h.name);
         namespaces.push(netns.clone());
-        let agent = controller.as_ref().map(|c| {
+        // The agent's controllers and the CA it trusts: the one controller's, or every
+        // replica's URL (it fails over between them) and the CA they share.
+        let controllers = match (&controller, &control_plane) {
+            (Some(c), _) => Some((c.url.clone(), dir.join("controller").join("ca.pem"))),
+            (None, Some(cp)) => Some((
+                crate::plan_ha::agent_controller_arg(cp),
+                crate::plan_ha::shared_ca(&dir),
+            )),
+            (None, None) => None,
+        };
+        let agent = controllers.as_ref().map(|(urls, ca)| {
             let mut argv = vec![
                 exe.display().to_string(),
                 "agent".into(),
                 "--controller".into(),
-                c.url.clone(),
+                urls.clone(),
                 "--host".into(),
                 h.name.clone(),
                 "--underlay".into(),
@@ -186,7 +205,7 @@ pub fn plan(
                 argv.push("--token-file".into());
                 argv.push(agent_token_file(&dir, &h.name).display().to_string());
                 argv.push("--ca".into());
-                argv.push(dir.join("controller").join("ca.pem").display().to_string());
+                argv.push(ca.display().to_string());
             }
             Launch {
                 netns: netns.clone(),
@@ -263,6 +282,8 @@ pub fn plan(
         subnets,
         controller,
         controller_netns,
+        control_plane,
+        supervisor: None,
         domain_setup: topo.domain.as_ref().map(|d| DomainSetup {
             name: d.name.clone(),
             igmp: d.igmp,
@@ -404,6 +425,93 @@ mod tests {
         assert!(
             e.to_string().contains("no address left for task r-28"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn ha_plan_names_addresses_and_command_lines() {
+        let src = include_str!("../../../examples/ha.toml");
+        let t = Topology::parse("ha", src).unwrap();
+        let flags = AgentFlags {
+            admin: true,
+            dataplane: true,
+            state_dir: true,
+            token: true,
+        };
+        let st = plan(&t, &place(&t).unwrap(), Path::new("/usr/bin/mcgate"), flags).unwrap();
+        assert!(st.controller.is_none() && st.controller_netns.is_none());
+        let cp = st.control_plane.as_ref().unwrap();
+        assert_eq!(cp.net.to_string(), "10.0.255.240/28");
+        assert_eq!(cp.router_ip.to_string(), "10.0.255.241");
+        let etcd: Vec<(&str, String, &str)> = cp
+            .etcd
+            .iter()
+            .map(|e| (e.name.as_str(), e.ip.to_string(), e.launch.netns.as_str()))
+            .collect();
+        assert_eq!(
+            etcd,
+            [
+                ("etcd-1", "10.0.255.250".into(), "mcgl-ha-etcd-1"),
+                ("etcd-2", "10.0.255.251".into(), "mcgl-ha-etcd-2"),
+                ("etcd-3", "10.0.255.252".into(), "mcgl-ha-etcd-3"),
+            ]
+        );
+        let e2 = &cp.etcd[1];
+        assert_eq!(e2.vpc_port, "c-etcd-2");
+        assert_eq!(
+            e2.launch.argv.join(" "),
+            "etcd --name etcd-2 --data-dir /run/mcgate/labs/ha/etcd-2 \
+             --listen-peer-urls http://10.0.255.251:2380 \
+             --initial-advertise-peer-urls http://10.0.255.251:2380 \
+             --listen-client-urls http://10.0.255.251:2379 \
+             --advertise-client-urls http://10.0.255.251:2379 \
+             --initial-cluster etcd-1=http://10.0.255.250:2380,etcd-2=http://10.0.255.251:2380,etcd-3=http://10.0.255.252:2380 \
+             --initial-cluster-state new --initial-cluster-token ha --listen-metrics-urls "
+        );
+        assert_eq!(e2.launch.argv.last().map(String::as_str), Some(""));
+        let r = &cp.replicas[2];
+        assert_eq!(
+            (r.name.as_str(), r.ip.to_string(), r.launch.netns.as_str()),
+            ("controller-3", "10.0.255.244".into(), "mcgl-ha-ctl-3")
+        );
+        assert_eq!(r.vpc_port, "c-ctl-3");
+        assert_eq!(
+            r.launch.argv.join(" "),
+            "/usr/bin/mcgate controller --store etcd \
+             --etcd-endpoints http://10.0.255.250:2379,http://10.0.255.251:2379,http://10.0.255.252:2379 \
+             --replica controller-3 --listen 10.0.255.244:7400 \
+             --unix /run/mcgate/labs/ha/controller-3.sock --data-dir /run/mcgate/labs/ha/controller-3"
+        );
+        let agent = st.hosts[2].agent.as_ref().unwrap();
+        assert!(
+            agent.argv.windows(2).any(|w| w
+                == [
+                    "--controller",
+                    "https://10.0.255.242:7400,https://10.0.255.243:7400,https://10.0.255.244:7400"
+                ]),
+            "{:?}",
+            agent.argv
+        );
+        assert!(
+            agent
+                .argv
+                .windows(2)
+                .any(|w| w == ["--ca", "/run/mcgate/labs/ha/ca.pem"])
+        );
+        // vpc, 3 etcd, 3 replicas, 3 hosts, 4 tasks.
+        assert_eq!(
+            st.namespaces.len(),
+            1 + 3 + 3 + 3 + 4,
+            "{:?}",
+            st.namespaces
+        );
+        assert_eq!(
+            st.controller_sockets(),
+            (1..=3)
+                .map(|n| std::path::PathBuf::from(format!(
+                    "/run/mcgate/labs/ha/controller-{n}.sock"
+                )))
+                .collect::<Vec<_>>()
         );
     }
 }

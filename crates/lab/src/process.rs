@@ -49,9 +49,10 @@ pub fn self_exe() -> Result<PathBuf, LabError> {
     std::env::current_exe().map_err(|e| LabError::io(Path::new("/proc/self/exe"), e))
 }
 
-/// Starts `argv` in namespace `netns` under the supervisor, detached; returns its PID and
-/// start time. The log and exit files are `log` and `exit`.
+/// Starts `argv` in namespace `netns` under the supervisor (`supervisor lab _run ...`),
+/// detached; returns its PID and start time. The log and exit files are `log` and `exit`.
 pub fn launch(
+    supervisor: &Path,
     netns: &str,
     private_run: bool,
     argv: &[String],
@@ -63,14 +64,13 @@ pub fn launch(
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
-    let exe = self_exe()?;
     // A container task's podman joins the namespace itself (`--network ns:`), and must
     // not run under `ip netns exec`, whose private /sys hides the cgroup mounts.
     let mut cmd = if crate::container::is_container(argv) {
-        Command::new(&exe)
+        Command::new(supervisor)
     } else {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", netns]).arg(&exe);
+        c.args(["netns", "exec", netns]).arg(supervisor);
         c
     };
     cmd.args(["lab", "_run", "--log"])
@@ -145,6 +145,39 @@ pub fn stop(procs: &[Running], grace: Duration) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Sends SIGKILL to the command a supervisor runs (its children), as a crash would: the
+/// supervisor sees it die, records "killed by signal 9" and ends. Returns how many
+/// processes were signalled (0: the command had already ended).
+pub fn kill_command(r: &Running) -> usize {
+    if !is_running(r) {
+        return 0;
+    }
+    let children = children_of(r.pid);
+    for &c in &children {
+        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    }
+    children.len()
+}
+
+/// PIDs whose parent is `pid` (field 4 of `/proc/<pid>/stat`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.get(s.rfind(')')? + 1..)?.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// Sends SIGKILL to a PID found inside one of the lab's own namespaces.

@@ -89,6 +89,59 @@ pub struct ControllerState {
     pub launch: Launch,
 }
 
+/// The control plane of a lab whose controllers share an etcd cluster: a /28 on a
+/// bridge of the VPC router, the etcd members and the controller replicas, each in a
+/// namespace of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlaneState {
+    /// Its network.
+    pub net: Ipv4Net,
+    /// The VPC router's address on it (the members' and replicas' gateway).
+    pub router_ip: Ipv4Addr,
+    /// The VPC router's bridge for it.
+    pub bridge: String,
+    /// etcd members, in order.
+    pub etcd: Vec<EtcdState>,
+    /// Controller replicas, in order.
+    pub replicas: Vec<ReplicaState>,
+}
+
+/// One etcd member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdState {
+    /// Node name and etcd member name (`etcd-N`).
+    pub name: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The VPC router's port towards it.
+    pub vpc_port: String,
+    /// `http://ip:2379`.
+    pub client_url: String,
+    /// Its data directory (kept by `lab restart`).
+    pub data_dir: PathBuf,
+    /// The process.
+    pub launch: Launch,
+}
+
+/// One controller replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// Node name and `--replica` (`controller-N`).
+    pub name: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The VPC router's port towards it.
+    pub vpc_port: String,
+    /// `https://ip:7400`.
+    pub url: String,
+    /// Its Unix socket, reachable from the root namespace.
+    pub socket: PathBuf,
+    /// Its data directory (its own `admin.credentials` and `ca.pem`).
+    pub data_dir: PathBuf,
+    /// The process.
+    pub launch: Launch,
+}
+
 /// The multicast domain the lab creates in its controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainSetup {
@@ -170,6 +223,14 @@ pub struct LabState {
     pub controller: Option<ControllerState>,
     /// The controller's namespace, when the lab has a domain.
     pub controller_netns: Option<String>,
+    /// With the etcd store: the etcd cluster and the controller replicas (then
+    /// `controller` is `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneState>,
+    /// The binary that supervises the lab's processes (`BIN lab _run ...`); `None`:
+    /// this one. Set by Rust callers that are not `mcgate` (the lab crate's tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<PathBuf>,
     /// The domain, when the lab has one.
     pub domain_setup: Option<DomainSetup>,
     /// Hosts.
@@ -184,6 +245,32 @@ impl LabState {
     /// Its state directory.
     pub fn dir(&self) -> PathBuf {
         lab_dir(&self.name)
+    }
+
+    /// Whether the lab runs controllers (one, or replicas on etcd).
+    pub fn has_controller(&self) -> bool {
+        self.controller.is_some()
+            || self
+                .control_plane
+                .as_ref()
+                .is_some_and(|cp| !cp.replicas.is_empty())
+    }
+
+    /// Every controller's Unix socket, in order (the replicas', or the one controller's).
+    pub fn controller_sockets(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.controller.iter().map(|c| c.socket.clone()).collect();
+        if let Some(cp) = &self.control_plane {
+            v.extend(cp.replicas.iter().map(|r| r.socket.clone()));
+        }
+        v
+    }
+
+    /// The binary that runs `lab _run` for this lab's processes.
+    pub fn supervisor(&self) -> Result<PathBuf, LabError> {
+        match &self.supervisor {
+            Some(p) => Ok(p.clone()),
+            None => crate::process::self_exe(),
+        }
     }
 
     /// Writes `state.json` atomically (write then rename).
@@ -215,10 +302,19 @@ impl LabState {
         })
     }
 
-    /// The launch spec of a node: `controller`, a host name (its agent) or a task name.
+    /// The launch spec of a node: `controller`, a replica or etcd member, a host name
+    /// (its agent) or a task name.
     pub fn launch_mut(&mut self, node: &str) -> Option<&mut Launch> {
         if node == "controller" {
             return self.controller.as_mut().map(|c| &mut c.launch);
+        }
+        if let Some(cp) = self.control_plane.as_mut() {
+            if let Some(e) = cp.etcd.iter_mut().find(|e| e.name == node) {
+                return Some(&mut e.launch);
+            }
+            if let Some(r) = cp.replicas.iter_mut().find(|r| r.name == node) {
+                return Some(&mut r.launch);
+            }
         }
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == node) {
             return h.agent.as_mut();
@@ -234,6 +330,10 @@ impl LabState {
         let mut v = Vec::new();
         if self.controller.is_some() {
             v.push("controller".to_string());
+        }
+        if let Some(cp) = &self.control_plane {
+            v.extend(cp.etcd.iter().map(|e| e.name.clone()));
+            v.extend(cp.replicas.iter().map(|r| r.name.clone()));
         }
         v.extend(
             self.hosts

@@ -10,8 +10,16 @@ use serde::{Deserialize, Serialize};
 pub struct LabStatus {
     /// The lab's name.
     pub name: String,
-    /// The controller; `null` for a lab without a `[domain]`.
+    /// The controller; `null` for a lab without a `[domain]`, and for an HA lab (see
+    /// `controllers`).
     pub controller: Option<ControllerStatus>,
+    /// Every controller replica of an HA lab (`[controller] store = "etcd"`), in order;
+    /// empty otherwise.
+    #[serde(default)]
+    pub controllers: Vec<ReplicaStatus>,
+    /// Every etcd member of an HA lab, in order; empty otherwise.
+    #[serde(default)]
+    pub etcd: Vec<EtcdMemberStatus>,
     /// Hosts, in file order.
     pub hosts: Vec<HostStatus>,
     /// Tasks, in placement order.
@@ -32,6 +40,56 @@ pub struct ControllerStatus {
     /// When exited: its exit code, if recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+}
+
+/// A controller replica, with what its `GET /v1/healthz` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Node name and replica name (`controller-N`).
+    pub name: String,
+    /// Its URL on the VPC.
+    pub url: String,
+    /// Its Unix socket, reachable from the root namespace.
+    pub socket: PathBuf,
+    /// Its supervisor's PID.
+    pub pid: Option<i32>,
+    /// The process: "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// "up" (answers its healthz within a second), "down" or "unknown" (its socket
+    /// is root's: run as root).
+    pub health: String,
+    /// "leader", "follower" or "standalone", as it says; `null` while it does not answer.
+    pub role: Option<String>,
+    /// The replica it names as leader.
+    pub leader: Option<String>,
+    /// Whether it takes writes.
+    pub writable: Option<bool>,
+}
+
+/// An etcd member, with what its status endpoint says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMemberStatus {
+    /// Node name and member name (`etcd-N`).
+    pub name: String,
+    /// Its client URL.
+    pub client_url: String,
+    /// Its supervisor's PID.
+    pub pid: Option<i32>,
+    /// The process: "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// "up" (answers and knows a leader), "no-leader" (answers, no quorum), "down"
+    /// (does not answer within a second) or "unknown" (not asked: needs root).
+    pub health: String,
+    /// Its member ID in hex, once it answered.
+    pub id: Option<String>,
+    /// Whether it is the raft leader.
+    pub leader: bool,
 }
 
 /// A host and its agent.
@@ -85,6 +143,11 @@ impl LabStatus {
     /// Reads the output of `mcgate lab status --json`.
     pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(s)
+    }
+
+    /// An etcd member by name.
+    pub fn etcd_member(&self, name: &str) -> Option<&EtcdMemberStatus> {
+        self.etcd.iter().find(|e| e.name == name)
     }
 
     /// A task by name.

@@ -1,4 +1,4 @@
-//! Taking a lab down: every process (tasks, then agents, then the controller), then
+//! Taking a lab down: every process (tasks, agents, controllers, etcd members), then
 //! every namespace, then the state directory; also what a crashed `lab up` or killed
 //! processes left.
 
@@ -21,19 +21,30 @@ pub struct DownReport {
     pub state_dir: bool,
 }
 
-fn all_running(st: &LabState) -> (Vec<Running>, Vec<Running>, Vec<Running>) {
+/// The lab's processes in the order they stop: tasks, agents, controllers, then etcd
+/// (the controllers need it to resign cleanly).
+fn all_running(st: &LabState) -> [Vec<Running>; 4] {
     let tasks = st.tasks.iter().filter_map(|t| t.launch.running).collect();
     let agents = st
         .hosts
         .iter()
         .filter_map(|h| h.agent.as_ref().and_then(|a| a.running))
         .collect();
+    let cp = st.control_plane.as_ref();
     let ctl = st
         .controller
         .iter()
         .filter_map(|c| c.launch.running)
+        .chain(
+            cp.into_iter()
+                .flat_map(|cp| cp.replicas.iter().filter_map(|r| r.launch.running)),
+        )
         .collect();
-    (tasks, agents, ctl)
+    let etcd = cp
+        .into_iter()
+        .flat_map(|cp| cp.etcd.iter().filter_map(|e| e.launch.running))
+        .collect();
+    [tasks, agents, ctl, etcd]
 }
 
 /// Namespaces `mcgl-<lab>-*` that no other lab's state claims: what a crashed `lab up`
@@ -68,8 +79,7 @@ pub fn down(lab: &str) -> Result<DownReport, LabError> {
     let state = LabState::load(lab).ok();
     let mut namespaces: Vec<String> = Vec::new();
     if let Some(st) = &state {
-        let (tasks, agents, ctl) = all_running(st);
-        for group in [tasks, agents, ctl] {
+        for group in all_running(st) {
             report.processes += group.iter().filter(|r| is_running(r)).count();
             stop(&group, STOP_GRACE);
         }

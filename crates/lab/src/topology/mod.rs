@@ -62,6 +62,47 @@ impl Dataplane {
     }
 }
 
+/// Where the controller keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    /// One controller, a file in its data directory.
+    Embedded,
+    /// Replicas sharing an etcd cluster the lab runs.
+    Etcd,
+}
+
+impl Store {
+    /// The word used in files and on the controller's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Etcd => "etcd",
+        }
+    }
+}
+
+/// The `[controller]` section: how many replicas and where they keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlPlane {
+    /// Controller replicas (1 unless `store` is etcd).
+    pub replicas: u32,
+    /// Embedded or etcd.
+    pub store: Store,
+    /// etcd members (0 with the embedded store).
+    pub etcd_members: u32,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            store: Store::Embedded,
+            etcd_members: 0,
+        }
+    }
+}
+
 /// A subnet of the VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subnet {
@@ -142,6 +183,8 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// The domain, if any: without one the lab runs no controller and no agents.
     pub domain: Option<Domain>,
+    /// The `[controller]` section (defaults without one).
+    pub controller: ControlPlane,
     /// Services in file order.
     pub services: Vec<Service>,
 }
@@ -189,6 +232,7 @@ impl Topology {
             None => None,
         };
         let services = sections::services(&ctx, &subnets, &hosts, &raw.services)?;
+        let controller = sections::controller(&ctx, raw.domain.is_some(), raw.controller.as_ref())?;
         let topo = Topology {
             file: file.to_string(),
             name,
@@ -196,6 +240,7 @@ impl Topology {
             subnets,
             hosts,
             domain,
+            controller,
             services,
         };
         if topo.controller_net().is_none() {
@@ -204,16 +249,42 @@ impl Topology {
                 format!("the VPC {vpc} has no free /30 left for the controller's link; leave some of it outside the subnets"),
             ));
         }
+        if let Some(c) = &raw.controller
+            && topo.controller.store == Store::Etcd
+            && topo.control_plane_net().is_none()
+        {
+            return Err(ctx.err(
+                c.span(),
+                format!("the VPC {vpc} has no free /28 left for the controller replicas and etcd members; leave some of it outside the subnets"),
+            ));
+        }
         Ok(topo)
     }
 
     /// The /30 the controller's link uses: the highest one in the VPC no subnet overlaps.
     pub fn controller_net(&self) -> Option<Ipv4Net> {
+        self.free_net(30)
+    }
+
+    /// With the etcd store, the control plane's network: the highest /28 in the VPC no
+    /// subnet overlaps, a bridge in the VPC router holding its first address, the
+    /// replicas from the second, the etcd members from the tenth (see `plan`).
+    /// `None` with the embedded store, whose controller keeps its /30.
+    pub fn control_plane_net(&self) -> Option<Ipv4Net> {
+        match self.controller.store {
+            Store::Embedded => None,
+            Store::Etcd => self.free_net(28),
+        }
+    }
+
+    /// The highest network of prefix length `len` in the VPC that no subnet overlaps.
+    fn free_net(&self, len: u8) -> Option<Ipv4Net> {
+        let size = 1u32.checked_shl(32 - u32::from(len))?;
         let top = u32::from(self.vpc.broadcast());
         let bottom = u32::from(self.vpc.network());
-        let mut start = top.checked_sub(3)?;
+        let mut start = top.checked_sub(size - 1)?;
         loop {
-            let net = Ipv4Net::new(Ipv4Addr::from(start), 30).ok()?;
+            let net = Ipv4Net::new(Ipv4Addr::from(start), len).ok()?;
             if !self
                 .subnets
                 .iter()
@@ -221,7 +292,7 @@ impl Topology {
             {
                 return Some(net);
             }
-            start = start.checked_sub(4)?;
+            start = start.checked_sub(size)?;
             if start < bottom {
                 return None;
             }

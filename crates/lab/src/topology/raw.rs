@@ -10,7 +10,7 @@ use mcgate_domain::api::{IgmpMode, Tunnel};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Dataplane;
+use super::{Dataplane, Store};
 
 /// The default `max_tasks`: a t3.small's three network interfaces.
 pub const DEFAULT_MAX_TASKS: u32 = 3;
@@ -30,6 +30,8 @@ pub struct RawTopology {
     pub hosts: Vec<RawHost>,
     #[serde(default)]
     pub domain: Option<RawDomain>,
+    #[serde(default)]
+    pub controller: Option<Spanned<RawController>>,
     #[serde(default)]
     pub services: Vec<Spanned<RawService>>,
 }
@@ -74,6 +76,17 @@ pub struct RawDomain {
     pub tunnel: TunnelSetting,
     #[serde(default)]
     pub subnets: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawController {
+    #[serde(default)]
+    pub replicas: Option<Spanned<Replicas>>,
+    #[serde(default)]
+    pub store: Option<Spanned<StoreSetting>>,
+    #[serde(default)]
+    pub etcd_members: Option<Spanned<EtcdMembers>>,
 }
 
 #[derive(Deserialize)]
@@ -247,6 +260,64 @@ impl TryFrom<String> for IgmpSetting {
             "off" => Ok(Self(IgmpMode::Off)),
             _ => Err(format!(
                 "igmp = {s:?} is not known; write \"v2\", \"v3\" or \"off\""
+            )),
+        }
+    }
+}
+
+/// The most controller replicas: the control plane's /28 holds 7 of them beside the
+/// VPC router and up to 5 etcd members.
+pub const MAX_REPLICAS: u32 = 7;
+
+/// `[controller] replicas`: 1 to [`MAX_REPLICAS`].
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Replicas(pub u32);
+
+impl TryFrom<i64> for Replicas {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        u32::try_from(v)
+            .ok()
+            .filter(|n| (1..=MAX_REPLICAS).contains(n))
+            .map(Self)
+            .ok_or_else(|| {
+                format!("replicas = {v} is out of range; write a number from 1 to {MAX_REPLICAS}")
+            })
+    }
+}
+
+/// `[controller] etcd_members`: 1, 3 or 5. An even count tolerates no more failures
+/// than the odd count below it, so it is refused.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct EtcdMembers(pub u32);
+
+impl TryFrom<i64> for EtcdMembers {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            1 | 3 | 5 => Ok(Self(v as u32)),
+            _ => Err(format!(
+                "etcd_members = {v} is not allowed; write 3 (survives one failure), 5 (two) or 1 (none)"
+            )),
+        }
+    }
+}
+
+/// `[controller] store`: `embedded` (default) or `etcd`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StoreSetting(pub Store);
+
+impl TryFrom<String> for StoreSetting {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "embedded" => Ok(Self(Store::Embedded)),
+            "etcd" => Ok(Self(Store::Etcd)),
+            _ => Err(format!(
+                "store = {s:?} is not known; write \"embedded\" (one controller) or \"etcd\" (replicas sharing an etcd cluster)"
             )),
         }
     }

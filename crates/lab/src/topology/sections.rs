@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
-use super::raw::{Cidr, RawDomain, RawHost, RawService, RawSubnet};
-use super::{Domain, Host, Service, Subnet, TopologyError, line_col};
-use crate::names::{RESERVED_NODE_NAMES, check_name};
+use super::raw::{Cidr, RawController, RawDomain, RawHost, RawService, RawSubnet};
+use super::{ControlPlane, Domain, Host, Service, Store, Subnet, TopologyError, line_col};
+use crate::names::{check_name, is_reserved};
 
 /// The file being read, for locating errors.
 pub struct Ctx<'a> {
@@ -141,7 +141,7 @@ pub fn hosts(ctx: &Ctx, subnets: &[Subnet], raw: &[RawHost]) -> Result<Vec<Host>
     let mut hosts: Vec<Host> = Vec::new();
     for r in raw {
         let hname = name(ctx, &r.name, "the host name")?;
-        if RESERVED_NODE_NAMES.contains(&hname.as_str()) {
+        if is_reserved(&hname) {
             return Err(ctx.err(
                 r.name.span(),
                 format!("{hname:?} is reserved for the lab itself; name the host something else, like \"host-a\""),
@@ -249,7 +249,7 @@ pub fn services(
         for n in 1..=count {
             let tname = format!("{sname}-{n}");
             let clash = hosts.iter().any(|h| h.name == tname)
-                || RESERVED_NODE_NAMES.contains(&tname.as_str())
+                || is_reserved(&tname)
                 || !task_names.insert(tname.clone());
             if clash {
                 return Err(ctx.err(
@@ -365,3 +365,52 @@ fn service_image(
         (None, false) => Ok(None),
     }
 }
+
+/// The `[controller]` section: several replicas need the etcd store (the embedded one
+/// is a file only one controller may own); etcd members only with the etcd store; and
+/// a controller runs only for a `[domain]`.
+pub fn controller(
+    ctx: &Ctx,
+    has_domain: bool,
+    raw: Option<&Spanned<RawController>>,
+) -> Result<ControlPlane, TopologyError> {
+    let Some(c) = raw else {
+        return Ok(ControlPlane::default());
+    };
+    if !has_domain {
+        return Err(ctx.err(
+            c.span(),
+            "[controller] is set but there is no [domain], and without one the lab runs no controller; add a [domain] or remove [controller]",
+        ));
+    }
+    let r = c.get_ref();
+    let store = r.store.as_ref().map_or(Store::Embedded, |s| s.get_ref().0);
+    let replicas = r.replicas.as_ref().map_or(1, |n| n.get_ref().0);
+    if let (Store::Embedded, Some(n)) = (store, &r.replicas)
+        && replicas > 1
+    {
+        return Err(ctx.err(
+            n.span(),
+            format!("replicas = {replicas} needs store = \"etcd\": the embedded store is one controller's file; add store = \"etcd\" or write replicas = 1"),
+        ));
+    }
+    let etcd_members = match (store, &r.etcd_members) {
+        (Store::Embedded, Some(m)) => {
+            return Err(ctx.err(
+                m.span(),
+                "etcd_members is set but the store is embedded; add store = \"etcd\" or remove etcd_members",
+            ));
+        }
+        (Store::Embedded, None) => 0,
+        (Store::Etcd, m) => m.as_ref().map_or(DEFAULT_ETCD_MEMBERS, |m| m.get_ref().0),
+    };
+    Ok(ControlPlane {
+        replicas,
+        store,
+        etcd_members,
+    })
+}
+
+/// etcd members when `etcd_members` is not given: the smallest cluster that survives
+/// the loss of one member.
+pub const DEFAULT_ETCD_MEMBERS: u32 = 3;

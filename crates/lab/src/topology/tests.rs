@@ -142,6 +142,7 @@ fn every_example_parses_and_fits() {
             "ecs-multicast-containers.toml",
             include_str!("../../../../examples/ecs-multicast-containers.toml"),
         ),
+        ("ha.toml", include_str!("../../../../examples/ha.toml")),
     ] {
         let t = Topology::parse(file, src).unwrap_or_else(|e| panic!("{e}"));
         crate::placement::place(&t).unwrap_or_else(|e| panic!("{e}"));
@@ -221,4 +222,73 @@ fn container_services_name_their_image() {
         e.message.contains("builds an image but runs as a process"),
         "{e}"
     );
+}
+
+const HA: &str = "[domain]\nname = \"d\"\n[controller]\n";
+
+#[test]
+fn controller_section_defaults_and_ha() {
+    let t = Topology::parse("t.toml", BASE).unwrap();
+    assert_eq!(t.controller, ControlPlane::default());
+    assert_eq!(t.control_plane_net(), None);
+    let t = Topology::parse(
+        "t.toml",
+        &format!("{BASE}{HA}replicas = 3\nstore = \"etcd\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        t.controller,
+        ControlPlane {
+            replicas: 3,
+            store: Store::Etcd,
+            etcd_members: 3
+        }
+    );
+    assert_eq!(
+        t.control_plane_net().unwrap().to_string(),
+        "10.0.255.240/28"
+    );
+    let t = Topology::parse(
+        "t.toml",
+        &format!("{BASE}{HA}store = \"etcd\"\netcd_members = 5\n"),
+    )
+    .unwrap();
+    assert_eq!((t.controller.replicas, t.controller.etcd_members), (1, 5));
+    let t = Topology::parse("t.toml", &format!("{BASE}{HA}replicas = 1\n")).unwrap();
+    assert_eq!(t.controller, ControlPlane::default());
+}
+
+#[test]
+fn controller_section_mistakes_are_located() {
+    let e = err(&format!("{BASE}{HA}replicas = 3\n"));
+    assert_eq!(e.line, 14, "{e}");
+    assert!(e.message.contains("needs store = \"etcd\""), "{e}");
+    for bad in ["0", "8", "-1", "\"3\""] {
+        let e = err(&format!("{BASE}{HA}store = \"etcd\"\nreplicas = {bad}\n"));
+        assert_eq!(e.line, 15, "{bad}: {e}");
+    }
+    let e = err(&format!("{BASE}{HA}store = \"etcd\"\nreplicas = 8\n"));
+    assert!(e.message.contains("from 1 to 7"), "{e}");
+    let e = err(&format!("{BASE}{HA}store = \"raft\"\n"));
+    assert!(e.message.contains("\"embedded\""), "{e}");
+    let e = err(&format!("{BASE}{HA}store = \"etcd\"\netcd_members = 2\n"));
+    assert_eq!(e.line, 15, "{e}");
+    assert!(e.message.contains("write 3"), "{e}");
+    let e = err(&format!("{BASE}{HA}etcd_members = 3\n"));
+    assert!(e.message.contains("the store is embedded"), "{e}");
+    let e = err(&format!("{BASE}{HA}replica = 3\n"));
+    assert!(e.message.contains("replica"), "{e}");
+    let e = err(&format!("{BASE}[controller]\nstore = \"etcd\"\n"));
+    assert!(e.message.contains("no [domain]"), "{e}");
+    assert_eq!(e.line, 11, "{e}");
+}
+
+#[test]
+fn the_control_planes_node_names_are_reserved() {
+    let e = err(&BASE.replace("name = \"h1\"", "name = \"etcd-1\""));
+    assert!(e.message.contains("reserved"), "{e}");
+    let e = err(&format!(
+        "{BASE}[[services]]\nname = \"controller\"\ncommand = [\"x\"]\n"
+    ));
+    assert!(e.message.contains("task controller-1"), "{e}");
 }
