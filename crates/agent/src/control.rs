@@ -604,8 +604,40 @@ fn lock_status(status: &SharedStatus) -> std::sync::MutexGuard<'_, ControllerSta
 mod session_tests;
 
 #[cfg(test)]
+#[path = "control_failover_tests.rs"]
+mod failover_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reconnect that asked for `since` was resumed when its first message is not a
+    /// snapshot; the revision to resume from next time follows every message.
+    #[tokio::test]
+    async fn a_resumed_connection_is_told_by_its_first_message() {
+        async fn first_lines(text: &'static [u8], resuming: bool) -> ControllerStatus {
+            let (mut w, r) = tokio::io::duplex(4096);
+            tokio::io::AsyncWriteExt::write_all(&mut w, text)
+                .await
+                .unwrap();
+            drop(w);
+            let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(1024));
+            let (tx, _rx) = mpsc::channel(8);
+            let status: SharedStatus = Arc::default();
+            forward(&mut lines, &tx, &status, resuming).await;
+            status.lock().unwrap().clone()
+        }
+        let keepalive_then_delta = b"{\"type\":\"keepalive\",\"revision\":8}\n{\"type\":\"delta\",\"revision\":9,\"changes\":[]}\n";
+        let s = first_lines(keepalive_then_delta, true).await;
+        assert_eq!((s.stream_resumes, s.revision), (1, Some(9)));
+        let s = first_lines(keepalive_then_delta, false).await;
+        assert_eq!(s.stream_resumes, 0, "nothing was asked for");
+        let snapshot = b"{\"type\":\"snapshot\",\"revision\":3,\"domains\":[]}\n";
+        let s = first_lines(snapshot, true).await;
+        assert_eq!((s.stream_resumes, s.revision), (0, Some(3)));
+        assert_eq!(stream_path("h1", Some(9)), "/v1/agents/h1/stream?since=9");
+        assert_eq!(stream_path("h1", None), "/v1/agents/h1/stream");
+    }
 
     /// A controller that sends a line over the limit: the reader stops with a counted
     /// error after buffering at most the limit, without waiting for the line's end.
