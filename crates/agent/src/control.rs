@@ -543,8 +543,10 @@ pub async fn stream_task(
     loop {
         // Every reconnect asks to resume after the last revision received, also from
         // another replica (they share the store and its revisions). A controller that
-        // cannot resume from it (restarted, or not sharing the store) sends a
-        // snapshot, which the agent takes whatever its revision.
+        // cannot resume from it (restarted: its revisions start above every earlier
+        // run's; or the host registered there since, as on a controller that does not
+        // share the store) sends a snapshot, which the agent takes whatever its
+        // revision.
         let since = lock_status(&status).revision;
         let path = stream_path(&host, since);
         let (pick, client) = controllers.current();
