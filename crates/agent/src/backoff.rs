@@ -48,13 +48,24 @@ impl Backoff {
     /// The delay before the next attempt, from a uniformly random `random`: within the
     /// upper half of the window. Each call widens the next window.
     pub fn next_delay(&mut self, random: u64) -> Duration {
-        let window = self.window();
-        if window < self.max {
-            self.attempt += 1;
-        }
-        let half = u64::try_from(window.as_micros() / 2).unwrap_or(u64::MAX);
+        let d = self.delay(random);
+        self.widen();
+        d
+    }
+
+    /// A delay within the upper half of the current window, leaving the window as it
+    /// is (for schedules that widen less often than every attempt).
+    pub fn delay(&self, random: u64) -> Duration {
+        let half = u64::try_from(self.window().as_micros() / 2).unwrap_or(u64::MAX);
         let jitter = random % half.saturating_add(1);
         Duration::from_micros(half.saturating_add(jitter))
+    }
+
+    /// Doubles the window (up to the largest).
+    pub fn widen(&mut self) {
+        if self.window() < self.max {
+            self.attempt += 1;
+        }
     }
 
     /// Starts over after a success.

@@ -408,8 +408,9 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             wireguard_port: None,
             rotate_key: false,
         };
-        args.controller
-            .get_or_insert_with(|| "https://127.0.0.1:7400".into());
+        if args.controller.is_empty() {
+            args.controller.push("https://127.0.0.1:7400".into());
+        }
         args.host.get_or_insert_with(|| "check".into());
         match AgentConfig::resolve(&args) {
             Ok(c) => (Some(c.underlay.to_string()), c.attach, c.dataplane),

@@ -22,8 +22,9 @@ pub enum AdminAddr {
 /// The agent's resolved settings.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Controller URL.
-    pub controller: String,
+    /// Controller URLs: replicas of one control plane, tried in this order (at least
+    /// one; all `https://` or all `unix:`).
+    pub controllers: Vec<String>,
     /// The join token given on the command line, if any.
     pub join_token: Option<String>,
     /// The file holding the join token, if given (read when the agent joins).
@@ -101,7 +102,7 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    controller: Option<String>,
+    controller: Option<OneOrMany>,
     #[serde(rename = "token-file")]
     token_file: Option<PathBuf>,
     ca: Option<PathBuf>,
@@ -119,6 +120,58 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     #[serde(rename = "wireguard-port")]
     wireguard_port: Option<u16>,
+}
+
+/// `controller = "URL"` or `controller = ["URL", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// Checks the controller URLs: each usable by the client, none twice, all of one kind
+/// (replicas of one control plane are reached the same way, with one credential).
+pub fn check_controllers(urls: &[String]) -> Result<(), ConfigError> {
+    let invalid = |value: &str, why: String| ConfigError::Invalid {
+        key: "controller",
+        value: value.to_string(),
+        why,
+    };
+    if urls.is_empty() {
+        return Err(ConfigError::Missing { key: "controller" });
+    }
+    for (i, url) in urls.iter().enumerate() {
+        if url.trim().is_empty() {
+            return Err(invalid(
+                &urls.join(","),
+                format!("controller URL number {} is empty", i + 1),
+            ));
+        }
+        mcgate_client::Client::new(url).map_err(|e| invalid(url, e.to_string()))?;
+        if urls[..i].contains(url) {
+            return Err(invalid(url, "listed twice".into()));
+        }
+        if url.starts_with("unix:") != urls[0].starts_with("unix:") {
+            return Err(invalid(
+                url,
+                format!(
+                    "mixes unix: and https:// controllers (the first is {:?}): replicas are all reached the same way",
+                    urls[0]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -184,16 +237,12 @@ impl AgentConfig {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let controller = args
-            .controller
-            .clone()
-            .or(file.controller)
-            .ok_or(ConfigError::Missing { key: "controller" })?;
-        mcgate_client::Client::new(&controller).map_err(|e| ConfigError::Invalid {
-            key: "controller",
-            value: controller.clone(),
-            why: e.to_string(),
-        })?;
+        let controllers = if args.controller.is_empty() {
+            file.controller.map(OneOrMany::into_vec).unwrap_or_default()
+        } else {
+            args.controller.clone()
+        };
+        check_controllers(&controllers)?;
         let join_token = args.token.as_ref().map(|t| t.trim().to_string());
         let token_file = args.token_file.clone().or(file.token_file);
         let ca = args.ca.clone().or(file.ca);
@@ -275,7 +324,7 @@ impl AgentConfig {
                     .map(|d| crate::join::default_credential_file(d))
             });
         Ok(Self {
-            controller,
+            controllers,
             join_token,
             token_file,
             ca,
@@ -299,7 +348,7 @@ mod tests {
 
     fn args() -> AgentArgs {
         AgentArgs {
-            controller: None,
+            controller: vec![],
             token: None,
             token_file: None,
             ca: None,
@@ -357,12 +406,12 @@ mod tests {
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("agent.toml") && e.contains("hots"), "{e}");
         let mut a = args();
-        a.controller = Some("https://x:1".into());
+        a.controller = vec!["https://x:1".into()];
         a.host = Some("h".into());
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("`underlay`"), "{e}");
         // Plain HTTP is refused with the way out.
-        a.controller = Some("http://x:1".into());
+        a.controller = vec!["http://x:1".into()];
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("use https://"), "{e}");
         assert!(parse_underlay("224.0.0.1").is_err());
@@ -373,6 +422,56 @@ mod tests {
         );
         assert!(parse_admin("nope").is_err());
         assert!(parse_admin("127.0.0.1:9000").is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn several_controllers_from_flags_or_file_and_each_checked() {
+        let dir = tempfile_dir("controllers");
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            "controller = [\"https://10.0.0.1:7400\", \"https://10.0.0.2:7400\"]\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        let c = AgentConfig::resolve(&a).unwrap();
+        assert_eq!(
+            c.controllers,
+            ["https://10.0.0.1:7400", "https://10.0.0.2:7400"]
+        );
+        // A string still works, and the flags win over the file.
+        std::fs::write(
+            &path,
+            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            AgentConfig::resolve(&a).unwrap().controllers,
+            ["https://10.0.0.1:7400"]
+        );
+        a.controller = vec!["unix:/run/a.sock".into(), "unix:/run/b.sock".into()];
+        assert_eq!(AgentConfig::resolve(&a).unwrap().controllers.len(), 2);
+        // Each bad URL is named.
+        for (bad, named, why) in [
+            (
+                vec!["https://a:1", "http://b:2"],
+                "http://b:2",
+                "use https://",
+            ),
+            (vec!["https://a:1", "b:2"], "b:2", "https://HOST:PORT"),
+            (vec!["https://a:1", "https://a:1"], "https://a:1", "twice"),
+            (vec!["https://a:1", ""], "https://a:1,", "number 2 is empty"),
+            (vec!["unix:/a", "https://b:1"], "https://b:1", "mixes"),
+        ] {
+            a.controller = bad.iter().map(|s| s.to_string()).collect();
+            let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{named:?}")) && e.contains(why),
+                "{bad:?}: {e}"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

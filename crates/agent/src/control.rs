@@ -10,12 +10,17 @@
 //!   snapshot in the same session (decisions in [`crate::core::session`]). Changes made
 //!   while the controller is away are kept and sent then.
 //! - the stream: `GET /v1/agents/{host}/stream`, forwarded line by line to the agent;
-//!   reconnected from a full snapshot whenever it breaks. A line longer than
-//!   [`MAX_STREAM_LINE`] is refused (the connection is dropped and reopened), so a
-//!   broken or hostile controller cannot make the agent buffer without bound.
+//!   reopened whenever it breaks with `?since=` the last revision received, so the
+//!   controller sends only the missed deltas (or a snapshot when it cannot). A line
+//!   longer than [`MAX_STREAM_LINE`] is refused (the connection is dropped and
+//!   reopened), so a broken or hostile controller cannot make the agent buffer without
+//!   bound.
 //!
-//! Failed attempts are retried after a delay from [`crate::backoff`] (exponential, with
-//! jitter), so that agents that lost the controller together do not return together.
+//! All of them use the current controller of [`Controllers`]: with several replicas,
+//! whichever sees the current one fail moves all of them to the next, and the session
+//! carries on there (the replicas share the store). Failed attempts are retried after
+//! a delay from [`crate::core::failover::Retry`] (exponential, with jitter), so that
+//! agents that lost the controller together do not return together.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,7 +38,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
-use crate::backoff::{self, Backoff};
+use crate::controllers::Controllers;
+use crate::core::failover::Retry;
 use crate::core::session::{
     HeartbeatOutcome, HeartbeatTiming, Liveness, ReportVerdict, Verdict, after_report_failure,
 };
@@ -64,8 +70,12 @@ pub enum SessionInput {
 /// The controller connection as shown in stats.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ControllerStatus {
-    /// The controller URL.
+    /// The controller URL in use.
     pub url: String,
+    /// Every controller URL given, in the order they are tried.
+    pub urls: Vec<String>,
+    /// Moves from one controller URL to the next after a failure.
+    pub failovers: u64,
     /// "connecting", "registered" or "unreachable".
     pub state: String,
     /// The current session, if registered.
@@ -84,6 +94,9 @@ pub struct ControllerStatus {
     pub stream_connected: bool,
     /// Stream connections so far.
     pub stream_connects: u64,
+    /// Stream connections the controller resumed from the revision asked for (`since`)
+    /// rather than starting with a snapshot.
+    pub stream_resumes: u64,
     /// The last revision received.
     pub revision: Option<u64>,
     /// The last error, for people.
@@ -95,11 +108,16 @@ pub struct ControllerStatus {
 /// Shared, updated by both tasks, read by the admin endpoint.
 pub type SharedStatus = Arc<Mutex<ControllerStatus>>;
 
-fn update(status: &SharedStatus, f: impl FnOnce(&mut ControllerStatus)) {
+pub(crate) fn update(status: &SharedStatus, f: impl FnOnce(&mut ControllerStatus)) {
     match status.lock() {
         Ok(mut s) => f(&mut s),
         Err(p) => f(&mut p.into_inner()),
     }
+}
+
+/// A delay before the next attempt, from the process's random generator.
+fn delay(retry: &mut Retry) -> Duration {
+    retry.after_failure(fastrand::u64(..))
 }
 
 async fn with_timeout<T>(
@@ -162,19 +180,29 @@ async fn absorb_until(
 struct Heartbeats(tokio::task::JoinHandle<ClientError>);
 
 impl Heartbeats {
-    /// Heartbeats `session` on a connection of its own, apart from membership reports,
-    /// so a slow report never holds up the lease (see [`crate::core::session`]).
+    /// Heartbeats `session` on connections of their own (one per replica), apart from
+    /// membership reports, so a slow report never holds up the lease (see
+    /// [`crate::core::session`]). Each heartbeat goes to the current controller.
     fn spawn(
-        client: &Client,
+        controllers: &Arc<Controllers>,
         host: &str,
         session: u64,
         timing: HeartbeatTiming,
         status: SharedStatus,
     ) -> Self {
-        let client = client.clone().keep_alive();
+        let clients = controllers
+            .clients()
+            .iter()
+            .map(|c| c.clone().keep_alive())
+            .collect();
         let path = format!("/v1/agents/{host}/heartbeat");
         Self(tokio::spawn(heartbeat_task(
-            client, path, session, timing, status,
+            controllers.clone(),
+            clients,
+            path,
+            session,
+            timing,
+            status,
         )))
     }
 
@@ -197,7 +225,8 @@ impl Drop for Heartbeats {
 }
 
 async fn heartbeat_task(
-    client: Client,
+    controllers: Arc<Controllers>,
+    clients: Vec<Client>,
     path: String,
     session: u64,
     timing: HeartbeatTiming,
@@ -209,6 +238,8 @@ async fn heartbeat_task(
     tick.tick().await;
     loop {
         tick.tick().await;
+        let (pick, _) = controllers.current();
+        let client = &clients[pick.index];
         let answer = tokio::time::timeout(
             timing.timeout,
             client.post::<_, serde_json::Value>(&path, &Heartbeat { session }),
@@ -226,6 +257,11 @@ async fn heartbeat_task(
                 }),
             ),
         };
+        // A replica that does not answer loses the agent (the next heartbeat goes to
+        // the next one, well within the lease); the session stands meanwhile.
+        if let Some(e) = &error {
+            controllers.failed(pick, e);
+        }
         let verdict = live.heartbeat(std::time::Instant::now(), outcome);
         update(&status, |s| match &error {
             None => s.heartbeats += 1,
@@ -242,7 +278,7 @@ async fn heartbeat_task(
 
 /// Runs the session for ever.
 pub async fn session_task(
-    client: Client,
+    controllers: Arc<Controllers>,
     mut registration: AgentRegistration,
     mut rx: mpsc::UnboundedReceiver<SessionInput>,
     status: SharedStatus,
@@ -251,19 +287,21 @@ pub async fn session_task(
     let host = registration.host.clone();
     let path = format!("/v1/agents/{host}/membership");
     let mut mirror: Mirror = BTreeMap::new();
-    let mut retry = Backoff::default();
+    let mut retry = Retry::new(controllers.len());
     loop {
         // Register, absorbing local changes while the controller is away.
+        let (pick, client) = controllers.current();
         let reply: RegistrationReply =
             match with_timeout(&client, client.post("/v1/agents", &registration)).await {
                 Ok(r) => r,
                 Err(e) => {
+                    controllers.failed(pick, &e);
                     update(&status, |s| {
                         s.state = "unreachable".into();
                         s.session = None;
                         s.last_error = Some(e.to_string());
                     });
-                    let delay = backoff::next_delay(&mut retry);
+                    let delay = delay(&mut retry);
                     tracing::debug!(error = %e, ?delay, "registration failed; retrying");
                     let deadline = tokio::time::Instant::now() + delay;
                     if !absorb_until(deadline, &mut rx, &mut mirror, &mut registration).await {
@@ -273,7 +311,7 @@ pub async fn session_task(
                 }
             };
         let session = reply.session;
-        tracing::info!(session, domains = ?reply.domains, "registered with the controller");
+        tracing::info!(session, controller = client.url(), domains = ?reply.domains, "registered with the controller");
         // The stream is refused until the host is registered: a stream task backing off
         // from those refusals reconnects now, not after its longest back-off.
         registered.notify_one();
@@ -285,7 +323,8 @@ pub async fn session_task(
         });
         // The lease runs from now: heartbeat from now on, whatever the reports do.
         let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);
-        let mut heartbeats = Heartbeats::spawn(&client, &host, session, timing, status.clone());
+        let mut heartbeats =
+            Heartbeats::spawn(&controllers, &host, session, timing, status.clone());
         let mut seq = 0u64;
         let mut resnapshot = true;
         // The session lives until the heartbeats or a report say it is gone.
@@ -332,6 +371,9 @@ pub async fn session_task(
                 }
             };
             seq += 1;
+            // The current controller, which may have changed since the last report:
+            // the session goes on there (the replicas share the store).
+            let (pick, client) = controllers.current();
             let sent = tokio::select! {
                 e = heartbeats.ended() => break Some(e),
                 r = with_timeout(&client, client.post::<_, MembershipAck>(&path, &report)) => r,
@@ -347,14 +389,16 @@ pub async fn session_task(
                 Err(e) => match after_report_failure(session_lost(&e)) {
                     ReportVerdict::Register => break Some(e),
                     ReportVerdict::Resnapshot => {
+                        // A replica that failed loses the agent: the snapshot goes to
+                        // the next one, in the same session (the replicas share it).
+                        controllers.failed(pick, &e);
                         tracing::warn!(error = %e, "membership report failed; resending the snapshot");
                         update(&status, |s| {
                             s.report_failures += 1;
                             s.last_error = Some(e.to_string());
                         });
                         resnapshot = true;
-                        let deadline =
-                            tokio::time::Instant::now() + backoff::next_delay(&mut retry);
+                        let deadline = tokio::time::Instant::now() + delay(&mut retry);
                         if !absorb_until(deadline, &mut rx, &mut mirror, &mut registration).await {
                             return;
                         }
@@ -377,7 +421,7 @@ pub async fn session_task(
             s.session = None;
             s.last_error = Some(failure.to_string());
         });
-        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+        tokio::time::sleep(delay(&mut retry)).await;
     }
 }
 
@@ -410,11 +454,14 @@ enum StreamEnd {
     Reconnect { delivered: bool },
 }
 
-/// Forwards the messages of one connection to `tx` until it ends.
+/// Forwards the messages of one connection to `tx` until it ends. `resuming`: the
+/// connection asked for the deltas after a revision; its first message tells whether
+/// the controller resumed (deltas or a keepalive) or started over (a snapshot).
 async fn forward<R: tokio::io::AsyncRead + Unpin>(
     lines: &mut FramedRead<R, LinesCodec>,
     tx: &mpsc::Sender<StreamEvent>,
     status: &SharedStatus,
+    resuming: bool,
 ) -> StreamEnd {
     let mut delivered = false;
     loop {
@@ -448,12 +495,19 @@ async fn forward<R: tokio::io::AsyncRead + Unpin>(
         }
         match serde_json::from_str::<StreamMessage>(&line) {
             Ok(msg) => {
-                let rev = match &msg {
-                    StreamMessage::Snapshot { revision, .. }
-                    | StreamMessage::Delta { revision, .. }
-                    | StreamMessage::Keepalive { revision } => *revision,
+                // Keepalives count: the controller sends one only once every line up
+                // to its revision is in this stream, so resuming after it misses
+                // nothing.
+                let (rev, snapshot) = match &msg {
+                    StreamMessage::Snapshot { revision, .. } => (*revision, true),
+                    StreamMessage::Delta { revision, .. }
+                    | StreamMessage::Keepalive { revision } => (*revision, false),
                 };
-                update(status, |s| s.revision = Some(rev));
+                let resumed = resuming && !delivered && !snapshot;
+                update(status, |s| {
+                    s.revision = Some(rev);
+                    s.stream_resumes += u64::from(resumed);
+                });
                 if tx.send(StreamEvent::Message(msg)).await.is_err() {
                     return StreamEnd::Stop;
                 }
@@ -467,19 +521,35 @@ async fn forward<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// The stream's path, resuming after `since` (the last revision received) when there
+/// is one. The controller answers with the deltas after it, or with a snapshot when
+/// it cannot (the revision is not its own, or too old for its ring).
+pub fn stream_path(host: &str, since: Option<u64>) -> String {
+    match since {
+        Some(r) => format!("/v1/agents/{host}/stream?since={r}"),
+        None => format!("/v1/agents/{host}/stream"),
+    }
+}
+
 /// Runs the forwarding-state stream for ever, sending each message to `tx`.
 pub async fn stream_task(
-    client: Client,
+    controllers: Arc<Controllers>,
     host: String,
     tx: mpsc::Sender<StreamEvent>,
     status: SharedStatus,
     registered: Arc<Notify>,
 ) {
-    let mut retry = Backoff::default();
+    let mut retry = Retry::new(controllers.len());
     loop {
-        // Always start from a full snapshot (no `since`): a restarted controller may
-        // have restarted its revisions too, and a snapshot is small.
-        let path = format!("/v1/agents/{host}/stream");
+        // Every reconnect asks to resume after the last revision received, also from
+        // another replica (they share the store and its revisions). A controller that
+        // cannot resume from it (restarted: its revisions start above every earlier
+        // run's; or the host registered there since, as on a controller that does not
+        // share the store) sends a snapshot, which the agent takes whatever its
+        // revision.
+        let since = lock_status(&status).revision;
+        let path = stream_path(&host, since);
+        let (pick, client) = controllers.current();
         match with_timeout(&client, client.stream_body(&path)).await {
             Ok(body) => {
                 if tx.send(StreamEvent::Connected).await.is_err() {
@@ -489,18 +559,31 @@ pub async fn stream_task(
                     s.stream_connected = true;
                     s.stream_connects += 1;
                 });
-                let end = forward(&mut stream_lines(body), &tx, &status).await;
+                let mut lines = stream_lines(body);
+                let end = tokio::select! {
+                    end = forward(&mut lines, &tx, &status, since.is_some()) => Some(end),
+                    // The session or the heartbeats moved to another controller: the
+                    // stream follows (this replica may be cut off from the store).
+                    () = controllers.moved(pick) => None,
+                };
                 update(&status, |s| s.stream_connected = false);
                 match end {
-                    StreamEnd::Stop => return,
-                    // A connection that carried messages was a success: the next
-                    // failure starts the schedule over.
-                    StreamEnd::Reconnect { delivered: true } => retry.reset(),
-                    StreamEnd::Reconnect { delivered: false } => {}
+                    Some(StreamEnd::Stop) => return,
+                    Some(StreamEnd::Reconnect { delivered }) => {
+                        // A connection that carried messages was a success: the next
+                        // failure starts the schedule over.
+                        if delivered {
+                            retry.reset();
+                        }
+                        // A stream that ended is its controller failing: move on.
+                        controllers.fail(pick, "the stream ended");
+                    }
+                    None => retry.reset(),
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "stream connection failed");
+                controllers.failed(pick, &e);
                 update(&status, |s| {
                     s.stream_connected = false;
                     s.last_error = Some(e.to_string());
@@ -508,10 +591,14 @@ pub async fn stream_task(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff::next_delay(&mut retry)) => {}
+            () = tokio::time::sleep(delay(&mut retry)) => {}
             () = registered.notified() => retry.reset(),
         }
     }
+}
+
+fn lock_status(status: &SharedStatus) -> std::sync::MutexGuard<'_, ControllerStatus> {
+    status.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -519,8 +606,40 @@ pub async fn stream_task(
 mod session_tests;
 
 #[cfg(test)]
+#[path = "control_failover_tests.rs"]
+mod failover_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reconnect that asked for `since` was resumed when its first message is not a
+    /// snapshot; the revision to resume from next time follows every message.
+    #[tokio::test]
+    async fn a_resumed_connection_is_told_by_its_first_message() {
+        async fn first_lines(text: &'static [u8], resuming: bool) -> ControllerStatus {
+            let (mut w, r) = tokio::io::duplex(4096);
+            tokio::io::AsyncWriteExt::write_all(&mut w, text)
+                .await
+                .unwrap();
+            drop(w);
+            let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(1024));
+            let (tx, _rx) = mpsc::channel(8);
+            let status: SharedStatus = Arc::default();
+            forward(&mut lines, &tx, &status, resuming).await;
+            status.lock().unwrap().clone()
+        }
+        let keepalive_then_delta = b"{\"type\":\"keepalive\",\"revision\":8}\n{\"type\":\"delta\",\"revision\":9,\"changes\":[]}\n";
+        let s = first_lines(keepalive_then_delta, true).await;
+        assert_eq!((s.stream_resumes, s.revision), (1, Some(9)));
+        let s = first_lines(keepalive_then_delta, false).await;
+        assert_eq!(s.stream_resumes, 0, "nothing was asked for");
+        let snapshot = b"{\"type\":\"snapshot\",\"revision\":3,\"domains\":[]}\n";
+        let s = first_lines(snapshot, true).await;
+        assert_eq!((s.stream_resumes, s.revision), (0, Some(3)));
+        assert_eq!(stream_path("h1", Some(9)), "/v1/agents/h1/stream?since=9");
+        assert_eq!(stream_path("h1", None), "/v1/agents/h1/stream");
+    }
 
     /// A controller that sends a line over the limit: the reader stops with a counted
     /// error after buffering at most the limit, without waiting for the line's end.
@@ -542,7 +661,7 @@ mod tests {
         let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_STREAM_LINE));
         let (tx, mut rx) = mpsc::channel(4);
         let status: SharedStatus = Arc::default();
-        let end = forward(&mut lines, &tx, &status).await;
+        let end = forward(&mut lines, &tx, &status, false).await;
         assert_eq!(end, StreamEnd::Reconnect { delivered: true });
         assert!(matches!(
             rx.try_recv(),

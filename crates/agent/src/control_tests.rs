@@ -101,6 +101,11 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::new(&url).unwrap().keep_alive();
+    let status: SharedStatus = Arc::default();
+    let controllers = Arc::new(crate::controllers::Controllers::new(
+        vec![client],
+        status.clone(),
+    ));
     let registration = AgentRegistration {
         host: "h1".into(),
         underlay: "127.0.0.1:4789".parse().unwrap(),
@@ -111,9 +116,8 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         wireguard: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let status: SharedStatus = Arc::default();
     let session = tokio::spawn(session_task(
-        client,
+        controllers,
         registration,
         rx,
         status.clone(),

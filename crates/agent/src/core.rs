@@ -114,7 +114,8 @@ pub struct AgentCore {
     /// The view before the last stream reconnect, and until when it is merged in.
     stale: Option<(DomainView, Instant)>,
     connections: u64,
-    /// The next snapshot is the first of a reconnected stream.
+    /// The next message is the first of a reconnected stream: if it is a snapshot,
+    /// the hold-down starts; if it is not, the controller resumed the stream.
     reconnected: bool,
     pub(crate) igmp: IgmpPlan,
     /// When the querier starts with defaults if the controller has not said.
@@ -455,6 +456,7 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
     }
 }
 
+pub mod failover;
 mod membership;
 pub mod session;
 mod stream;

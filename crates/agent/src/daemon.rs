@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::admin::{self, AdminState, RotateRequest};
 use crate::config::AgentConfig;
 use crate::control::{self, ControllerStatus, SessionInput, SharedStatus};
+use crate::controllers::Controllers;
 use crate::core::{Action, AgentCore, HostIdentity};
 use crate::host_key;
 use crate::link::{IgmpFrame, LinkSocket};
@@ -223,9 +224,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = *cfg.underlay.ip();
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
-    // One kept-alive connection for the session's registrations and reports (the
-    // heartbeats and the stream each have their own).
-    let client = crate::join::client(&cfg)?.keep_alive();
+    // Per controller URL, one kept-alive connection for the session's registrations
+    // and reports (the heartbeats and the stream each have their own).
+    let clients: Vec<_> = crate::join::clients(&cfg)?
+        .into_iter()
+        .map(mcgate_client::Client::keep_alive)
+        .collect();
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()
@@ -272,10 +276,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     );
 
     let status: SharedStatus = Arc::new(Mutex::new(ControllerStatus {
-        url: cfg.controller.clone(),
         state: "connecting".into(),
         ..ControllerStatus::default()
     }));
+    let controllers = Arc::new(Controllers::new(clients, status.clone()));
     let shared = Arc::new(Mutex::new(AgentView::default()));
 
     let admin_listener = match &cfg.admin {
@@ -327,15 +331,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // host it does not know).
     let registered = Arc::new(tokio::sync::Notify::new());
     let session = tokio::spawn(control::session_task(
-        client.clone(),
+        controllers.clone(),
         registration,
         session_rx,
         status.clone(),
         registered.clone(),
     ));
-    let deregister_client = client.clone();
     let stream = tokio::spawn(control::stream_task(
-        client,
+        controllers.clone(),
         cfg.host.clone(),
         stream_tx,
         status.clone(),
@@ -399,7 +402,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         // than when the lease runs out. Best effort: a controller that is away just
         // lets the lease expire.
         let path = format!("/v1/agents/{}", cfg.host);
-        let goodbye = deregister_client.delete::<(), serde_json::Value>(&path, None);
+        let (_, client) = controllers.current();
+        let goodbye = client.delete::<(), serde_json::Value>(&path, None);
         match tokio::time::timeout(Duration::from_secs(1), goodbye).await {
             Ok(Ok(_)) => tracing::info!("deregistered from the controller"),
             Ok(Err(e)) => {

@@ -8,14 +8,21 @@
 //! Like everything the agent asks of the controller, the join never holds up the data
 //! plane: it runs in the background, retried with backoff, and the session's
 //! registrations are refused (401) until it succeeds.
+//!
+//! With several controller URLs (replicas sharing one store) there is one client per
+//! URL, all with the same CA and one shared bearer credential: a credential bought
+//! from one replica is good at every other, and the join tries them round robin.
 
 use std::path::{Path, PathBuf};
 
 use mcgate_client::{Client, ClientError, Credentials};
 use mcgate_domain::auth_api::IssuedToken;
 
-use crate::backoff::{self, Backoff};
 use crate::config::AgentConfig;
+use crate::core::failover::Retry;
+
+/// Bound on one join request.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The credential file in the state directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
@@ -38,22 +45,35 @@ fn read_ca(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))
 }
 
-/// The client the agent talks to the controller with: with its stored credential, or,
-/// when it has none, one that a background join gives a credential.
-pub fn client(cfg: &AgentConfig) -> Result<Client, ClientError> {
-    if cfg.controller.starts_with("unix:") {
-        return Client::new(&cfg.controller);
+/// The clients the agent talks to the controllers with, one per URL in order, sharing
+/// one credential: the stored one, or, when it has none, the one a background join
+/// gives them.
+pub fn clients(cfg: &AgentConfig) -> Result<Vec<Client>, ClientError> {
+    let first = client(cfg)?;
+    let mut all = vec![first.clone()];
+    for url in cfg.controllers.iter().skip(1) {
+        all.push(first.with_url(url)?);
+    }
+    Ok(all)
+}
+
+/// The client of the first URL; the others are made from it.
+fn client(cfg: &AgentConfig) -> Result<Client, ClientError> {
+    let url = cfg
+        .controllers
+        .first()
+        .ok_or_else(|| ClientError::BadUrl(String::new()))?;
+    if url.starts_with("unix:") {
+        return Client::new(url);
     }
     if let Some(path) = &cfg.credential_file
         && let Ok(c) = Credentials::load(path)
         && c.host.as_deref() == Some(cfg.host.as_str())
     {
         tracing::info!(file = %path.display(), "using the stored agent credential");
-        return Ok(Client::new(&cfg.controller)?
-            .with_ca(&c.ca)?
-            .with_token(&c.token));
+        return Ok(Client::new(url)?.with_ca(&c.ca)?.with_token(&c.token));
     }
-    let client = Client::new(&cfg.controller)?;
+    let client = Client::new(url)?;
     let Some(ca_path) = &cfg.ca else {
         tracing::error!(
             host = %cfg.host,
@@ -100,15 +120,19 @@ fn join_token(cfg: &AgentConfig) -> Result<String, String> {
 }
 
 /// Joins until it succeeds, then hands the credential to `client` (and every clone
-/// of it) and keeps it in the credential file.
+/// of it, and every replica's client made from it) and keeps it in the credential
+/// file. Each attempt goes to the next URL: a replica that is down does not hold up
+/// the join.
 async fn join_task(cfg: AgentConfig, ca: String, client: Client) {
-    let mut retry = Backoff::default();
-    loop {
-        match join_once(&cfg, &ca).await {
+    let urls = cfg.controllers.len();
+    let mut retry = Retry::new(urls);
+    for attempt in 0.. {
+        let url = &cfg.controllers[attempt % urls];
+        match join_once(&cfg, url, &ca).await {
             Ok(issued) => {
                 client.set_token(&issued.token);
                 let creds = Credentials {
-                    controller: cfg.controller.clone(),
+                    controller: url.clone(),
                     ca,
                     token: issued.token,
                     role: "agent".into(),
@@ -132,20 +156,22 @@ async fn join_task(cfg: AgentConfig, ca: String, client: Client) {
             }
             Err(e) => tracing::warn!(host = %cfg.host, "join failed: {e}; trying again"),
         }
-        tokio::time::sleep(backoff::next_delay(&mut retry)).await;
+        tokio::time::sleep(retry.after_failure(fastrand::u64(..))).await;
     }
 }
 
-async fn join_once(cfg: &AgentConfig, ca: &str) -> Result<IssuedToken, String> {
+async fn join_once(cfg: &AgentConfig, url: &str, ca: &str) -> Result<IssuedToken, String> {
     let token = join_token(cfg)?;
-    let joiner = Client::new(&cfg.controller)
+    let joiner = Client::new(url)
         .and_then(|c| c.with_ca(ca))
         .map_err(|e| e.to_string())?
         .with_token(&token);
-    joiner
-        .post::<_, IssuedToken>("/v1/join", &())
-        .await
-        .map_err(|e| e.to_string())
+    // Bounded, so a replica that accepts connections and never answers does not hold
+    // up the join: the next attempt goes to the next URL.
+    match tokio::time::timeout(JOIN_TIMEOUT, joiner.post::<_, IssuedToken>("/v1/join", &())).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{url} did not answer within {JOIN_TIMEOUT:?}")),
+    }
 }
 
 /// Where the credential file is when `state_dir` is given and no other.

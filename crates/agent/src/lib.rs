@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod check;
 pub mod config;
 pub mod control;
+pub mod controllers;
 pub mod core;
 pub mod daemon;
 pub mod fuzzing;
@@ -39,9 +40,12 @@ use std::process::ExitCode;
 /// `mcgate agent`: run the host agent.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// Controller URL (`https://HOST:PORT` or `unix:PATH`).
-    #[arg(long)]
-    pub controller: Option<String>,
+    /// Controller URL (`https://HOST:PORT` or `unix:PATH`). Several replicas of one
+    /// control plane (sharing a store): a comma-separated list, or the flag repeated.
+    /// The agent uses one and moves to the next, round robin, when it fails (no
+    /// connection, no answer in time, a 5xx, its stream ending), keeping its session.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub controller: Vec<String>,
     /// A join token (from `mcgate token create --host NAME`) to exchange for this host's
     /// credential on the first start. It shows in the process list: prefer --token-file.
     #[arg(long, conflicts_with = "token_file")]

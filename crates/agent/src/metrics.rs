@@ -343,6 +343,16 @@ pub fn render(
             "Heartbeats that failed or went unanswered within their timeout",
             status.heartbeat_failures,
         ),
+        (
+            "controller_failovers",
+            "Moves from one controller URL to the next after a failure",
+            status.failovers,
+        ),
+        (
+            "stream_resumes",
+            "Controller stream connections resumed from the last revision rather than a snapshot",
+            status.stream_resumes,
+        ),
     ] {
         counter(&mut reg, name, help, value);
     }

@@ -247,6 +247,18 @@ impl Client {
         Ok(self)
     }
 
+    /// Another controller (a replica serving the same API) with this client's CA and
+    /// bearer credential. The credential is shared, not copied: [`Client::set_token`]
+    /// on either reaches both. Connections are not: a keep-alive client's copy gets a
+    /// pool of its own.
+    pub fn with_url(&self, url: &str) -> Result<Self, ClientError> {
+        let mut c = Self::new(url)?;
+        c.tls.clone_from(&self.tls);
+        c.token = self.token.clone();
+        c.pool = self.pool.as_ref().map(|_| Arc::default());
+        Ok(c)
+    }
+
     /// Sends `token` as `Authorization: Bearer` on every request.
     pub fn with_token(mut self, token: &str) -> Self {
         self.token = Arc::new(Bearer(std::sync::RwLock::new(Some(Arc::from(token)))));

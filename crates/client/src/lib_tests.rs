@@ -158,3 +158,23 @@ async fn a_socket_this_user_may_not_open_is_a_permission_error() {
         .connect_err(std::io::Error::from(std::io::ErrorKind::NotFound));
     assert!(e.to_string().contains("is `mcgate controller` running"));
 }
+
+/// An agent with several controller replicas: one bearer credential for all of them,
+/// set once (after its join) for every replica's client.
+#[test]
+fn a_replica_client_shares_the_credential_but_not_the_connections() {
+    let a = Client::new("unix:/run/a.sock").unwrap().keep_alive();
+    let b = a.with_url("unix:/run/b.sock").unwrap();
+    assert_eq!(b.url(), "unix:/run/b.sock");
+    a.set_token("secret");
+    let token = |c: &Client| c.token.0.read().unwrap().as_deref().map(str::to_string);
+    assert_eq!(token(&b).as_deref(), Some("secret"));
+    assert!(!Arc::ptr_eq(
+        a.pool.as_ref().unwrap(),
+        b.pool.as_ref().unwrap()
+    ));
+    assert!(matches!(
+        a.with_url("http://x:1"),
+        Err(ClientError::PlainHttp(_))
+    ));
+}

@@ -28,10 +28,18 @@ impl AgentCore {
     }
 
     pub(super) fn on_stream(&mut self, now: Instant, msg: StreamMessage) {
-        if matches!(msg, StreamMessage::Snapshot { .. }) && std::mem::take(&mut self.reconnected) {
+        // Only the first message of a reconnected stream can start the hold-down: a
+        // stream resumed with `since` starts with deltas (or a keepalive), and a
+        // snapshot later on the same connection is the controller's news (the host's
+        // domains changed), not a restarted controller's partial view.
+        let first_after_reconnect = std::mem::take(&mut self.reconnected);
+        if matches!(msg, StreamMessage::Snapshot { .. }) && first_after_reconnect {
             // The first snapshot after a reconnect may come from a restarted controller
-            // that has not heard from every host yet: keep forwarding to the hosts it
-            // lacks for a while. The hold keeps the union of what was known.
+            // (or another replica) that has not heard from every host yet: keep
+            // forwarding to the hosts it lacks for a while. The hold keeps the union of
+            // what was known. The snapshot itself replaces the view whatever its
+            // revision: another replica's, or a restarted controller's, numbers may be
+            // lower or higher than the ones held.
             let old = match self.stale.take() {
                 Some((old, _)) => self.view.merged_with_stale(&old),
                 None => self.view.clone(),

@@ -510,3 +510,69 @@ fn only_router_links_may_hold_another_querier() {
     assert!(!other_queriers(&c, "tk1"), "a task link carries hosts only");
     assert!(other_queriers(&c, "up0"), "a router link runs the election");
 }
+
+/// A delta of domain d1: `host` joined `group`.
+fn joined(revision: u64, host: &str, group: Ipv4Addr) -> StreamEvent {
+    StreamEvent::Message(StreamMessage::Delta {
+        revision,
+        changes: vec![mcgate_domain::api::Change::Member {
+            domain: "d1".into(),
+            host: host.into(),
+            group,
+            filter: Some(SourceFilter::any_source()),
+        }],
+    })
+}
+
+/// After a failover the stream comes from another replica (or a restarted
+/// controller), whose revisions may be lower or higher than those held: its snapshot
+/// is the new truth either way, and its deltas apply from its own numbers on.
+#[test]
+fn a_snapshot_from_another_replica_replaces_the_view_whatever_its_revision() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(100, &["h2", "h3"]));
+    c.handle_stream(t0, joined(101, "h3", G2));
+    drain(&mut c);
+    // Replica B numbers far lower: its snapshot replaces the view at once.
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(5, &["h2"]));
+    assert_eq!(c.view().domains[0].peers, ["h2"]);
+    // Its next delta is above its own snapshot, not below the old 101: applied (h2
+    // in G1 and now G2; h3, held down meanwhile, is not in the view).
+    c.handle_stream(t0, joined(6, "h2", G2));
+    assert_eq!(c.view().domains[0].remote_members, 2);
+    let a = drain(&mut c);
+    assert!(remotes(&last_table(&a).unwrap(), G2).contains(&"h2".to_string()));
+    // A replica numbering far higher: replaced again, and a delta older than its
+    // snapshot is skipped as already applied.
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(1_000_000, &["h4"]));
+    c.handle_stream(t0, joined(7, "h4", G2));
+    assert_eq!(c.view().domains[0].peers, ["h4"]);
+    let after_hold = t0 + STALE_HOLD * 3;
+    c.handle_timeout(after_hold);
+    let a = drain(&mut c);
+    let t = last_table(&a).unwrap();
+    assert_eq!(remotes(&t, G1), ["h4"]);
+    assert!(remotes(&t, G2).is_empty(), "the stale delta was applied");
+}
+
+/// A stream resumed with `since` starts with deltas: a snapshot that comes later on
+/// it (the host's domains changed) is the controller's news and takes effect at once,
+/// with no hold-down of the hosts it lacks.
+#[test]
+fn a_resumed_stream_does_not_hold_down_a_later_snapshot() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(7, &["h2", "h3"]));
+    drain(&mut c);
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, joined(8, "h2", G2));
+    c.handle_stream(t0, snapshot(9, &["h2"]));
+    let a = drain(&mut c);
+    // With a hold-down, h3 would still be forwarded to.
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2"]);
+}

@@ -50,6 +50,8 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
         session: Some(1),
         heartbeats: 7,
         heartbeat_failures: 2,
+        failovers: 3,
+        stream_resumes: 4,
         ..ControllerStatus::default()
     };
     let mut dp = DataplaneStats {
@@ -170,6 +172,10 @@ fn heartbeat_counts_are_series() {
         "mcgate_agent_controller_heartbeats_total 7",
         "mcgate_agent_controller_heartbeat_failures_total 2",
         "# TYPE mcgate_agent_controller_heartbeats_total counter",
+        "mcgate_agent_controller_failovers_total 3",
+        "# TYPE mcgate_agent_controller_failovers_total counter",
+        "mcgate_agent_stream_resumes_total 4",
+        "mcgate_agent_controller_registered{controller=\"http://127.0.0.1:7400\"} 1",
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
