@@ -26,6 +26,20 @@ fn store_err(e: String) -> ApiErr {
     ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; try again"))
 }
 
+/// Runs a change of the token store on the blocking pool: it may wait for the disk or
+/// for etcd, and a runtime worker blocked on it could starve the very tasks it waits on.
+async fn tokens_do<T: Send + 'static>(
+    c: &std::sync::Arc<crate::state::Controller>,
+    f: impl FnOnce(&crate::auth::tokens::Tokens) -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiErr> {
+    let c = c.clone();
+    match tokio::task::spawn_blocking(move || f(&c.tokens)).await {
+        Ok(r) => r.map_err(store_err),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(store_err("the controller is shutting down".into())),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/tokens", tag = "credentials", request_body = JoinTokenSpec,
     responses((status = 201, description = "Issued; the secret is shown only here", body = IssuedToken)))]
 pub(crate) async fn create_token(
@@ -40,16 +54,16 @@ pub(crate) async fn create_token(
             "ttl_s must be 1 to 31536000 seconds",
         ));
     }
-    let t = c
-        .tokens
-        .issue(
+    let t = tokens_do(&c, move |t| {
+        t.issue(
             TokenKind::Join,
             Role::Agent,
             Some(spec.host),
             Some(ttl),
             unix_now(),
         )
-        .map_err(store_err)?;
+    })
+    .await?;
     tracing::info!(id = %t.id, host = ?t.host, ttl_s = ttl, "join token issued");
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -74,16 +88,11 @@ pub(crate) async fn create_credential(
             "ttl_s must be 1 to 315360000 seconds",
         ));
     }
-    let t = c
-        .tokens
-        .issue(
-            TokenKind::Credential,
-            spec.role,
-            None,
-            spec.ttl_s,
-            unix_now(),
-        )
-        .map_err(store_err)?;
+    let (role, ttl) = (spec.role, spec.ttl_s);
+    let t = tokens_do(&c, move |t| {
+        t.issue(TokenKind::Credential, role, None, ttl, unix_now())
+    })
+    .await?;
     tracing::info!(id = %t.id, role = spec.role.as_str(), "credential issued");
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -110,7 +119,8 @@ async fn drop_agent(c: &Controller, host: &str) -> Result<(), ApiErr> {
     responses((status = 204, description = "Revoked; for an agent credential, its host's agent and members are removed too"),
         (status = 404, description = "No such token", body = ApiError)))]
 pub(crate) async fn revoke_token(State(c): Ctl, ApiPath(id): ApiPath) -> ApiResult<StatusCode> {
-    match c.tokens.revoke(&id).map_err(store_err)? {
+    let i = id.clone();
+    match tokens_do(&c, move |t| t.revoke(&i)).await? {
         None => Err(ApiErr::new(
             StatusCode::NOT_FOUND,
             format!("no token {id:?}; `mcgate token list` shows them"),
@@ -129,7 +139,8 @@ pub(crate) async fn revoke_token(State(c): Ctl, ApiPath(id): ApiPath) -> ApiResu
     responses((status = 204, description = "Every join token and credential of the host revoked, its agent and members removed"),
         (status = 404, description = "The host has no token, credential or agent", body = ApiError)))]
 pub(crate) async fn revoke_host(State(c): Ctl, ApiPath(host): ApiPath) -> ApiResult<StatusCode> {
-    let n = c.tokens.revoke_host(&host).map_err(store_err)?;
+    let h = host.clone();
+    let n = tokens_do(&c, move |t| t.revoke_host(&h)).await?;
     let had_agent = c.read(|m, _| m.agent(&host).is_some());
     if n == 0 && !had_agent {
         return Err(ApiErr::new(
@@ -164,7 +175,8 @@ pub(crate) async fn join(
             ),
         ));
     }
-    match c.tokens.join(&id, unix_now()).map_err(store_err)? {
+    let i = id.clone();
+    match tokens_do(&c, move |t| t.join(&i, unix_now())).await? {
         Some(t) => {
             tracing::info!(host = %host, id = %t.id, "agent joined");
             Ok(Json(t))

@@ -43,7 +43,7 @@ use std::process::ExitCode;
 
 pub use error::LabError;
 pub use ops::UpOptions;
-pub use reports::{Report, receiver_reports};
+pub use reports::{Report, parse_reports, receiver_reports};
 pub use status::{
     ControllerStatus, EtcdMemberStatus, HostStatus, LabStatus, ReplicaStatus, TaskStatus,
 };

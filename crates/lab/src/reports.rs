@@ -78,7 +78,8 @@ pub fn receiver_reports(path: &std::path::Path) -> Vec<Report> {
     parse_reports(&body)
 }
 
-fn parse_reports(body: &str) -> Vec<Report> {
+/// [`receiver_reports`] of a log already read (or of `perf recv --json` output).
+pub fn parse_reports(body: &str) -> Vec<Report> {
     let mut summaries: BTreeMap<String, Report> = BTreeMap::new();
     let mut sums: BTreeMap<String, Report> = BTreeMap::new();
     for line in body.lines() {

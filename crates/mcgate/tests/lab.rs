@@ -968,3 +968,183 @@ echo probe-finished
     let domains = ok(&["domain", "list", "--json", "--controller", &socket]);
     assert!(!domains.contains("evil"), "{domains}");
 }
+
+const HA_LAB: &str = r#"
+name = "NAME"
+[vpc]
+cidr = "10.0.0.0/16"
+[[subnets]]
+name = "private-1"
+cidr = "10.0.2.0/24"
+zone = "a"
+[[subnets]]
+name = "private-2"
+cidr = "10.0.3.0/24"
+zone = "b"
+[[hosts]]
+name = "host-a"
+subnet = "private-1"
+[[hosts]]
+name = "host-b"
+subnet = "private-2"
+[[hosts]]
+name = "host-c"
+subnet = "private-1"
+[domain]
+name = "ha"
+igmp = "v2"
+[controller]
+replicas = 3
+store = "etcd"
+[[services]]
+name = "receiver"
+host = "host-a"
+command = ["mcgate", "perf", "recv", "--group", "233.252.0.9", "--interval", "1", "--json"]
+[[services]]
+name = "sender"
+host = "host-b"
+command = ["mcgate", "perf", "send", "--group", "233.252.0.9", "--rate", "200pps", "--len", "200", "--time", "86400"]
+[[services]]
+name = "idle"
+host = "host-c"
+command = ["sleep", "86400"]
+"#;
+
+/// An admin command through the first replica that answers.
+fn ha_admin(lab: &Lab, args: &[&str]) -> Output {
+    let s = lab.status();
+    let sock = s
+        .controllers
+        .iter()
+        .find(|c| c.health == "up")
+        .map(|c| format!("unix:{}", c.socket.display()))
+        .expect("no replica answers");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--controller", &sock]);
+    mcgate(&all)
+}
+
+/// Waits (up to `secs`) until `check` holds.
+fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn leader(lab: &Lab) -> Option<String> {
+    let s = lab.status();
+    let leaders: Vec<_> = s
+        .controllers
+        .iter()
+        .filter(|c| c.role.as_deref() == Some("leader"))
+        .collect();
+    (leaders.len() == 1).then(|| leaders[0].name.clone())
+}
+
+fn received(lab: &Lab) -> (u64, u64) {
+    reports(lab, "receiver-1")
+        .iter()
+        .fold((0, 0), |(d, l), (_, dd, ll)| (d + dd, l + ll))
+}
+
+/// The HA control plane (3 replicas on a real 3-member etcd) with traffic flowing the
+/// whole time: the leading replica SIGKILLed, a dead host, one etcd member lost, then
+/// quorum lost and back. Forwarding never stops and loses nothing; leadership moves; a
+/// new join spreads; a dead host's members go within its lease; writes without quorum
+/// get a 503 that says so; everything heals.
+#[test]
+fn ha_control_plane_rides_out_replica_and_etcd_failures() {
+    let lab = Lab::new(HA_LAB);
+    lab.up_ok();
+    let s = lab.status();
+    assert_eq!(s.controllers.len(), 3);
+    assert_eq!(s.etcd.len(), 3);
+    let rx_ip = Lab::task(&s, "receiver-1").ip.to_string();
+    wait_until(15, "the receiver's membership", || {
+        String::from_utf8_lossy(&ha_admin(&lab, &["groups"]).stdout).contains(&rx_ip)
+    });
+    // The sender again, now that the membership is known: every datagram counts.
+    ok(&["lab", "restart", "sender-1", "--name", &lab.name]);
+    wait_until(10, "traffic", || received(&lab).0 > 200);
+
+    // The leading replica dies: another leads within its election lease.
+    let first = wait_until(10, "a leader", || leader(&lab).is_some());
+    let old = leader(&lab).unwrap();
+    eprintln!("leader {old} elected within {first:?}");
+    ok(&["lab", "kill", &old, "--name", &lab.name]);
+    let took = wait_until(10, "a new leader", || {
+        leader(&lab).is_some_and(|l| l != old)
+    });
+    eprintln!("leadership moved in {took:?} after kill -9");
+
+    // A new join spreads: a receiver on host-c, which had none, gets the group.
+    let o = lab.exec(
+        "idle-1",
+        &[
+            support::mcgate(),
+            "perf",
+            "recv",
+            "--group",
+            "233.252.0.9",
+            "--time",
+            "3",
+            "--json",
+        ],
+    );
+    let got: u64 = mcgate_lab::parse_reports(&String::from_utf8_lossy(&o.stdout))
+        .iter()
+        .map(|r| r.datagrams)
+        .sum();
+    assert!(got > 0, "the new receiver got nothing:\n{}", text(&o));
+
+    // A dead host's members go within its lease (3 s) on every replica.
+    ok(&["lab", "kill", "host-c", "--name", &lab.name]);
+    let gone = wait_until(10, "host-c expired", || {
+        let o = ha_admin(&lab, &["agents", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["host"] == "host-c" && x["state"] == "expired")
+        })
+    });
+    eprintln!("a dead host expired {gone:?} after kill -9");
+    ok(&["lab", "restart", "host-c", "--name", &lab.name]);
+
+    // One etcd member of three gone: writes go on.
+    ok(&["lab", "kill", "etcd-1", "--name", &lab.name]);
+    let o = ha_admin(&lab, &["domain", "create", "one-down"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Two gone: writes get a 503 saying why; reads and forwarding go on.
+    ok(&["lab", "kill", "etcd-2", "--name", &lab.name]);
+    let o = ha_admin(&lab, &["domain", "create", "no-quorum"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("quorum"), "{}", text(&o));
+    assert!(ha_admin(&lab, &["groups"]).status.success());
+    let before = received(&lab).0;
+    wait_until(10, "forwarding without quorum", || {
+        received(&lab).0 > before + 200
+    });
+
+    // Quorum back: writes work again.
+    ok(&["lab", "restart", "etcd-1", "--name", &lab.name]);
+    ok(&["lab", "restart", "etcd-2", "--name", &lab.name]);
+    wait_until(30, "writes after quorum returned", || {
+        ha_admin(&lab, &["domain", "create", "healed"])
+            .status
+            .success()
+    });
+    let before = received(&lab).0;
+    wait_until(10, "forwarding after healing", || {
+        received(&lab).0 > before + 200
+    });
+    let (datagrams, lost) = received(&lab);
+    assert_eq!(lost, 0, "{datagrams} datagrams received, {lost} lost");
+    lab.down();
+}
