@@ -21,6 +21,7 @@ pub mod auth_routes;
 mod cli;
 pub mod etcd;
 pub mod extract;
+pub mod fuzzing;
 pub mod hub;
 pub mod metrics;
 pub mod migrate;
