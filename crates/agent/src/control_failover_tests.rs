@@ -139,6 +139,7 @@ async fn a_replica_answering_503_loses_the_session_to_the_next_one() {
         dataplane: None,
         public_key: String::new(),
         wireguard: None,
+        zone: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let session = tokio::spawn(session_task(

@@ -114,6 +114,7 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         dataplane: None,
         public_key: String::new(),
         wireguard: None,
+        zone: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let session = tokio::spawn(session_task(

@@ -186,6 +186,7 @@ impl AgentCore {
             dataplane: Some(self.host.dataplane.to_string()),
             public_key: self.host.public_key.clone(),
             wireguard: Some(self.host.wireguard),
+            zone: None,
         }
     }
 

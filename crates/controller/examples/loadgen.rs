@@ -297,6 +297,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             dataplane: Some("loadgen".into()),
             public_key: String::new(),
             wireguard: None,
+            zone: None,
         };
         let reply: RegistrationReply = client.post("/v1/agents", &reg).await?;
         sessions.push(reply.session);

@@ -389,6 +389,7 @@ mod tests {
                 dataplane: None,
                 public_key: String::new(),
                 wireguard: None,
+                zone: None,
             };
             model.register(reg, 0, 3_000, 1_000).unwrap();
         }

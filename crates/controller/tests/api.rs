@@ -75,6 +75,7 @@ impl Server {
             dataplane: Some("userspace".into()),
             public_key: String::new(),
             wireguard: None,
+            zone: None,
         };
         self.client.post("/v1/agents", &reg).await.unwrap()
     }

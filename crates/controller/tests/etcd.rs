@@ -210,6 +210,7 @@ fn registration(host: &str) -> AgentRegistration {
         dataplane: Some("userspace".into()),
         public_key: String::new(),
         wireguard: None,
+        zone: None,
     }
 }
 

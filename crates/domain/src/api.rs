@@ -172,6 +172,10 @@ pub struct AgentRegistration {
     #[serde(default)]
     #[schema(schema_with = schema::underlay_or_null)]
     pub wireguard: Option<SocketAddrV4>,
+    /// The zone (availability zone, rack, site) the host runs in, for display.
+    #[serde(default)]
+    #[schema(schema_with = schema::zone_or_null)]
+    pub zone: Option<String>,
 }
 
 impl AgentRegistration {
@@ -485,6 +489,10 @@ pub struct AgentInfo {
     #[serde(default)]
     #[schema(schema_with = schema::ipv4_or_null)]
     pub tunnel_address: Option<Ipv4Addr>,
+    /// The zone the agent said it runs in.
+    #[serde(default)]
+    #[schema(schema_with = schema::zone_or_null)]
+    pub zone: Option<String>,
 }
 
 /// The body of every 4xx/5xx answer.

@@ -45,6 +45,7 @@ fn model() -> (Model, u64) {
         dataplane: None,
         public_key: String::new(),
         wireguard: None,
+        zone: None,
     };
     let (reply, _) = m
         .register(reg, NOW_MS, LEASE_MS, 1_000)

@@ -26,4 +26,5 @@ mod model_tests;
 pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;
 pub mod fuzzing;
+pub mod traffic;
 pub mod tunnel_pool;

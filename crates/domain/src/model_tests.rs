@@ -40,6 +40,7 @@ fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
         dataplane: None,
         public_key: String::new(),
         wireguard: None,
+        zone: None,
     }
 }
 

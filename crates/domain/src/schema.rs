@@ -245,6 +245,14 @@ pub fn domain_name() -> Schema {
     named(DOMAIN_NAME_PATTERN, 1, 63, "prod").into()
 }
 
+/// A zone name (the domain name rules), or null.
+pub fn zone_or_null() -> Schema {
+    or_null(
+        named(DOMAIN_NAME_PATTERN, 1, 63, "eu-west-1a"),
+        Type::String,
+    )
+}
+
 /// A link (interface) name.
 pub fn link_name() -> Schema {
     named(LINK_NAME_PATTERN, 1, 64, "eth0").into()

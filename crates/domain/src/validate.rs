@@ -95,6 +95,18 @@ pub fn domain_name(field: &str, name: &str) -> Result<(), ModelError> {
     })
 }
 
+/// A zone name: the same rules as a domain name (1 to 63 letters, digits, `-`, `_`, `.`).
+pub fn zone(field: &str, name: &str) -> Result<(), ModelError> {
+    domain_name(field, name).map_err(|_| {
+        ModelError::invalid(
+            field,
+            format!(
+                "zone {name:?} is not valid: use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ),
+        )
+    })
+}
+
 /// A host name: 1 to 253 printable characters without spaces or `/` (it appears in URLs).
 pub fn host_name(field: &str, name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()

@@ -42,6 +42,7 @@ fn agent(host: &str, ip: u8, session: u64, joined: bool) -> StoredAgent {
             dataplane: None,
             public_key: String::new(),
             wireguard: None,
+            zone: None,
         },
         session,
         last_seq: Some(1),

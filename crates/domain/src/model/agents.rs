@@ -30,6 +30,9 @@ impl Model {
         if let Some(wg) = reg.wireguard {
             validate::unicast("wireguard", *wg.ip())?;
         }
+        if let Some(z) = &reg.zone {
+            validate::zone("zone", z)?;
+        }
         let tunnel_address = self.tunnel_address_for(&reg.host)?;
         self.next_session += 1;
         let session = self.next_session;
@@ -205,6 +208,7 @@ impl Model {
                 dataplane: a.registration.dataplane.clone(),
                 public_key: a.registration.public_key.clone(),
                 tunnel_address: Some(a.tunnel_address),
+                zone: a.registration.zone.clone(),
             })
             .collect()
     }
