@@ -67,8 +67,11 @@ pub fn controller_export(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name.
-pub const TARGETS: [(&str, fn(&[u8])); 2] = [
+pub const TARGETS: [(&str, Target); 2] = [
     ("etcd_store", etcd_store),
     ("controller_export", controller_export),
 ];
