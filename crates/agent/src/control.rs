@@ -103,6 +103,10 @@ pub struct ControllerStatus {
     pub last_error: Option<String>,
     /// Stream messages refused for being longer than the limit.
     pub oversize_messages: u64,
+    /// Traffic reports the controller accepted.
+    pub traffic_reports: u64,
+    /// Traffic reports that failed or went unanswered (figures only: never resent).
+    pub traffic_report_failures: u64,
 }
 
 /// Shared, updated by both tasks, read by the admin endpoint.

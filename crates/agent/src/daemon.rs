@@ -344,6 +344,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         status.clone(),
         registered,
     ));
+    let traffic = tokio::spawn(crate::traffic_task::run(
+        controllers.clone(),
+        cfg.host.clone(),
+        status.clone(),
+        shared.clone(),
+        dataplane.clone(),
+        Instant::now(),
+    ));
     let (rotate_tx, mut rotate_rx) = mpsc::channel::<RotateRequest>(4);
     let admin_task = admin_listener.map(|l| {
         tokio::spawn(admin::serve(
@@ -390,6 +398,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     tracing::info!("agent stopping");
     session.abort();
     stream.abort();
+    traffic.abort();
     if d.state_dir.is_some() {
         // A restart follows (an upgrade, a rolling update): the next agent resumes
         // from the state file and this host's registration, so other hosts keep

@@ -31,6 +31,8 @@ pub mod link;
 pub mod metrics;
 pub mod netdev;
 pub mod persist;
+pub mod traffic;
+pub mod traffic_task;
 pub mod view;
 
 use std::io::IsTerminal;

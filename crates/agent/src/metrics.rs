@@ -349,6 +349,16 @@ pub fn render(
             status.failovers,
         ),
         (
+            "controller_traffic_reports",
+            "Traffic reports the controller accepted",
+            status.traffic_reports,
+        ),
+        (
+            "controller_traffic_report_failures",
+            "Traffic reports that failed or went unanswered (never resent)",
+            status.traffic_report_failures,
+        ),
+        (
             "stream_resumes",
             "Controller stream connections resumed from the last revision rather than a snapshot",
             status.stream_resumes,

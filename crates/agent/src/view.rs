@@ -105,6 +105,9 @@ pub struct AgentView {
     /// The WireGuard public key and endpoint, and the tunnel address the controller
     /// gave.
     pub wireguard: WireguardView,
+    /// What the traffic report needs to name domains and hosts (not shown).
+    #[serde(skip)]
+    pub traffic: crate::traffic::TrafficInputs,
 }
 
 /// The host's WireGuard identity as shown by the admin endpoint.
@@ -206,6 +209,7 @@ impl AgentCore {
                     .map(|d| (d.domain.name.clone(), d.domain.tunnel.as_str().to_string()))
                     .collect(),
             },
+            traffic: crate::traffic::TrafficInputs::of(self.view.domains(), &self.host.name),
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use crate::{auth, auth_routes, routes};
+use crate::{auth, auth_routes, routes, traffic};
 
 /// What each parameter means, by place and name: the doc comments of [`DomainPath`],
 /// [`HostPath`], `routes::StreamQuery` and `GroupQuery`, which utoipa drops when a
@@ -107,6 +107,8 @@ pub struct TokenPath {
         routes::heartbeat,
         routes::membership,
         routes::stream,
+        traffic::report_traffic,
+        traffic::traffic,
         auth_routes::create_token,
         auth_routes::list_tokens,
         auth_routes::revoke_token,

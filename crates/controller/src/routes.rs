@@ -49,12 +49,17 @@ pub fn router(ctl: Arc<Controller>) -> Router {
             "/v1/domains/{name}/sources",
             post(add_source).delete(remove_source),
         )
+        .route("/v1/domains/{name}/traffic", get(crate::traffic::traffic))
         .route("/v1/groups", get(groups))
         .route("/v1/agents", post(register).get(agents))
         .route("/v1/agents/{host}", axum::routing::delete(deregister))
         .route("/v1/agents/{host}/heartbeat", post(heartbeat))
         .route("/v1/agents/{host}/membership", post(membership))
         .route("/v1/agents/{host}/stream", get(stream))
+        .route(
+            "/v1/agents/{host}/traffic",
+            post(crate::traffic::report_traffic),
+        )
         .route("/v1/tokens", post(a::create_token).get(a::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(a::revoke_token))
         .route("/v1/credentials", post(a::create_credential))

@@ -93,6 +93,10 @@ pub struct Controller {
     pub metrics: crate::metrics::Metrics,
     /// The join tokens and credentials.
     pub tokens: crate::auth::tokens::Tokens,
+    /// Agents' traffic reports (figures only, never stored).
+    pub(crate) traffic: std::sync::Mutex<mcgate_domain::traffic_book::TrafficBook>,
+    /// The revision after the last flush, for those who watch the state change.
+    pub(crate) revisions: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -171,6 +175,8 @@ impl Controller {
             start: Instant::now(),
             metrics: crate::metrics::Metrics::new(),
             tokens,
+            traffic: Default::default(),
+            revisions: tokio::sync::watch::Sender::new(base),
         })
     }
 
@@ -435,6 +441,9 @@ impl Controller {
             // Published after the lines are queued: a keepalive never claims a revision
             // whose line is not yet in the agent's queue.
             self.published.store(rev, Ordering::Release);
+            drop(g);
+            self.revisions
+                .send_if_modified(|r| std::mem::replace(r, rev) != rev);
         }
     }
 

@@ -810,3 +810,97 @@ async fn association_and_deletion_resnapshot_open_streams() {
         }
     }
 }
+
+/// A traffic report of `session`: `n` packets of 100 bytes sent to G and tunnelled to
+/// `peer` (when `sender`), or received from it and delivered (else).
+fn traffic_report(session: u64, uptime_ms: u64, n: u64, sender: bool, peer: &str) -> Value {
+    let c = json!({"packets": n, "bytes": n * 100});
+    let zero = json!({"packets": 0, "bytes": 0});
+    let per_peer = json!([{"host": peer, "packets": n, "bytes": n * 100}]);
+    json!({
+        "session": session, "uptime_ms": uptime_ms, "dataplane": "userspace",
+        "tunnel_tx": if sender { &c } else { &zero },
+        "tunnel_rx": if sender { &zero } else { &c },
+        "groups": [{
+            "domain": "prod", "group": G.to_string(),
+            "sent": if sender { &c } else { &zero },
+            "delivered": if sender { &zero } else { &c },
+            "tunnel_tx": if sender { per_peer.clone() } else { json!([]) },
+            "tunnel_rx": if sender { json!([]) } else { per_peer.clone() },
+        }],
+        "links": [{"name": "eth1", "querier": true, "igmp_version": 3, "groups": 1}],
+    })
+}
+
+#[tokio::test]
+async fn traffic_reports_become_rates_flows_and_watch_events() {
+    let s = Server::default().await;
+    s.reference().await;
+    let a = s.register("h1", [10, 0, 2, 10], "10.0.2.0/24").await;
+    let b = s.register("h2", [10, 0, 3, 10], "10.0.3.0/24").await;
+    s.join("h2", b.session, 1, "eth1", [10, 0, 3, 20]).await;
+    // A stale session is refused like a stale membership report.
+    let stale = s
+        .post(
+            "/v1/agents/h1/traffic",
+            traffic_report(a.session + 99, 0, 0, true, "h2"),
+        )
+        .await;
+    assert_eq!(status(stale).0, 409);
+    let mut watch = s
+        .client
+        .stream("/v1/domains/prod/traffic?watch=true")
+        .await
+        .unwrap();
+    for (uptime_ms, n) in [(1_000, 0), (2_000, 500)] {
+        s.post(
+            "/v1/agents/h1/traffic",
+            traffic_report(a.session, uptime_ms, n, true, "h2"),
+        )
+        .await
+        .unwrap();
+        s.post(
+            "/v1/agents/h2/traffic",
+            traffic_report(b.session, uptime_ms, n, false, "h1"),
+        )
+        .await
+        .unwrap();
+    }
+    let v: mcgate_domain::traffic::TrafficView =
+        serde_json::from_value(s.get("/v1/domains/prod/traffic").await.unwrap()).unwrap();
+    let h1 = v.hosts.iter().find(|h| h.host == "h1").unwrap();
+    assert_eq!(h1.sent.map(|r| r.pps), Some(500.0));
+    assert_eq!(h1.links[0].igmp_version, Some(3));
+    let g = &v.groups[0];
+    assert_eq!(g.group, G);
+    assert_eq!(g.senders[0].host, "h1");
+    assert_eq!(g.receivers[0].host, "h2");
+    assert_eq!(g.receivers[0].rate.map(|r| r.pps), Some(500.0));
+    assert_eq!(g.flows.len(), 1);
+    assert_eq!(g.flows[0].lost_pps, Some(0.0));
+    // The watch answered at once with a `traffic` event whose data is a view; later
+    // events carry the rates.
+    let mut seen_rate = false;
+    while !seen_rate {
+        let line = tokio::time::timeout(Duration::from_secs(5), watch.next_line())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the watch is open");
+        let line = String::from_utf8(line.to_vec()).unwrap();
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let v: mcgate_domain::traffic::TrafficView = serde_json::from_str(data).unwrap();
+            assert_eq!(v.domain, "prod");
+            seen_rate = v.groups.iter().any(|g| !g.flows.is_empty());
+        } else {
+            let l = line.trim_end();
+            assert!(l.is_empty() || l == "event: traffic", "{l:?}");
+        }
+    }
+    // Bad parameters and unknown domains are the usual 400 and 404.
+    assert_eq!(
+        status(s.get("/v1/domains/prod/traffic?watch=yes").await).0,
+        400
+    );
+    assert_eq!(status(s.get("/v1/domains/nope/traffic").await).0, 404);
+}

@@ -3,8 +3,12 @@
 //! The forwarding thread owns the live counters (plain integers, no atomics on the hot
 //! path) and publishes a copy a few times a second; readers take that copy.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::BTreeMap;
+
+/// The most peers one group counts separately; copies to more are counted in the
+/// group's totals only.
+pub const MAX_PEERS_PER_GROUP: usize = 256;
 
 /// Packets and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -193,8 +197,27 @@ pub struct GroupCounters {
     pub tx_local: Counter,
     /// Copies sent through the tunnel.
     pub tx_tunnel: Counter,
+    /// Copies sent through the tunnel, per destination (a peer's VXLAN or WireGuard
+    /// endpoint), first [`MAX_PEERS_PER_GROUP`] destinations.
+    pub tx_tunnel_to: Vec<(SocketAddrV4, Counter)>,
+    /// Frames received from the tunnel, per peer: its outer source address for plain
+    /// VXLAN, its tunnel address for WireGuard; first [`MAX_PEERS_PER_GROUP`] peers.
+    pub rx_tunnel_from: Vec<(Ipv4Addr, Counter)>,
     /// Drops by reason.
     pub drops: Drops,
+}
+
+/// Counts one packet of `bytes` for `key` in a short list searched in order (a group
+/// has a few peers; a linear search beats hashing there).
+#[inline]
+pub fn add_keyed<K: PartialEq + Copy>(list: &mut Vec<(K, Counter)>, key: K, bytes: usize) {
+    if let Some((_, c)) = list.iter_mut().find(|(k, _)| *k == key) {
+        c.add(bytes);
+    } else if list.len() < MAX_PEERS_PER_GROUP {
+        let mut c = Counter::default();
+        c.add(bytes);
+        list.push((key, c));
+    }
 }
 
 /// Everything a data plane counts, as published for readers.

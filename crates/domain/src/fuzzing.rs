@@ -131,6 +131,26 @@ pub fn membership(data: &[u8]) {
     }
 }
 
+/// `POST /v1/agents/{host}/traffic`: the report, twice through the book (so a rate is
+/// computed from it), then the view of its domains.
+pub fn traffic_report(data: &[u8]) {
+    if let Some(report) = body::<crate::traffic::TrafficReport>(data) {
+        if report.check_size().is_err() {
+            return;
+        }
+        let mut book = crate::traffic_book::TrafficBook::new();
+        let mut later = report.clone();
+        later.uptime_ms = later.uptime_ms.saturating_add(1000);
+        book.record("h1", report.clone(), NOW_MS);
+        book.record("h1", later, NOW_MS + 1000);
+        let (m, _) = model();
+        let hosts = m.agent_infos(NOW_MS);
+        for d in report.groups.iter().map(|g| g.domain.as_str()) {
+            let _ = book.view(d, 1, &hosts, &[], NOW_MS + 1000);
+        }
+    }
+}
+
 /// `POST /v1/tokens`: a join token's request; its host must be a valid name.
 pub fn join_token_spec(data: &[u8]) {
     if let Some(spec) = body::<crate::auth_api::JoinTokenSpec>(data) {
@@ -155,7 +175,7 @@ pub fn bearer(data: &[u8]) {
 pub type Body = fn(&[u8]);
 
 /// Every target: its name in `fuzz/` and its body.
-pub const TARGETS: [(&str, Body); 10] = [
+pub const TARGETS: [(&str, Body); 11] = [
     ("api_domain_spec", domain_spec),
     ("api_association", association),
     ("api_static_member", static_member),
@@ -166,6 +186,7 @@ pub const TARGETS: [(&str, Body); 10] = [
     ("api_join_token_spec", join_token_spec),
     ("api_credential_spec", credential_spec),
     ("api_bearer", bearer),
+    ("api_traffic_report", traffic_report),
 ];
 
 #[cfg(test)]

@@ -27,4 +27,5 @@ pub use mcgate_wire::{FilterMode, SourceFilter};
 pub mod forwarding;
 pub mod fuzzing;
 pub mod traffic;
+pub mod traffic_book;
 pub mod tunnel_pool;

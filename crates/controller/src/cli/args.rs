@@ -22,6 +22,9 @@ pub enum AdminCommand {
     Agents(AgentsArgs),
     /// Search the group table.
     Groups(GroupsArgs),
+    /// Who sends what to whom in a domain: per host its rates, per group its senders,
+    /// receivers, flows between hosts and drops (`--watch` redraws every second).
+    Traffic(TrafficArgs),
     /// Join tokens for agents: create, list, revoke (admin).
     #[command(subcommand)]
     Token(TokenCmd),
@@ -336,6 +339,22 @@ pub struct GroupsArgs {
     #[arg(long)]
     pub source: Option<Ipv4Addr>,
     /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `mcgate traffic`
+#[derive(Debug, clap::Args)]
+pub struct TrafficArgs {
+    /// The domain.
+    pub domain: String,
+    /// Redraw as the figures change (like top) until interrupted; with --json, one JSON
+    /// object per line.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

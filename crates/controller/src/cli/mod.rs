@@ -1,4 +1,4 @@
-//! The admin commands: `mcgate domain|members|sources|agents|groups`. Each reaches the
+//! The admin commands: `mcgate domain|members|sources|agents|groups|traffic`. Each reaches the
 //! controller named by `--controller` (or the running lab's, or the default), prints a
 //! table for people or JSON with `--json`, and turns every failure into one sentence and
 //! a non-zero exit.
@@ -7,6 +7,7 @@ mod args;
 mod replica;
 mod table;
 mod tokens;
+mod traffic;
 
 use std::process::ExitCode;
 
@@ -175,6 +176,11 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                 spec.address, spec.group, a.domain
             );
             change_static(&a.conn, &a.domain, "sources", register, &spec, &what).await
+        }
+        AdminCommand::Traffic(t) => {
+            let c = client(&t.conn)?;
+            let path = format!("{}/traffic", domain_path(&t.domain)?);
+            traffic::run(&c, &path, t.watch, t.json).await
         }
         AdminCommand::Token(t) => tokens::token(t).await,
         AdminCommand::Credential(c) => tokens::credential(c).await,

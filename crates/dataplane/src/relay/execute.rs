@@ -13,7 +13,7 @@ use mcgate_domain::forwarding::ForwardingTable;
 use super::decide::{self, Plan, Via};
 use super::worker::LinkSlot;
 use super::worker_wg::SealTx;
-use crate::counters::{DropReason, Drops, GroupCounters};
+use crate::counters::{DropReason, Drops, GroupCounters, add_keyed};
 use crate::inspect::McastFrame;
 
 /// Groups with their own counters; traffic to more groups is counted under 0.0.0.0.
@@ -86,17 +86,31 @@ pub(super) fn forward_tunnelled(
         q.drops.add(DropReason::Malformed, 1);
         return;
     };
-    execute(plan, q, &t.frame, Part { slot, offset, len }, false);
+    // A plain VXLAN datagram passed `from_tunnel` only from a known peer address.
+    let from = match via {
+        Via::Underlay(ip) => ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        Via::Wireguard(ip) => ip,
+    };
+    execute(plan, q, &t.frame, Part { slot, offset, len }, Some(from));
 }
 
 /// Queues the sends of `plan` for frame `m` (at `part` of the batch) and counts them;
-/// `captured`: it came from a local link (else from the tunnel).
-pub(super) fn execute(plan: &Plan, q: Queues<'_>, m: &McastFrame, part: Part, captured: bool) {
+/// `tunnel_peer`: `None` when it was captured on a local link, else the peer it came
+/// from through the tunnel (its outer source, or its tunnel address for WireGuard).
+pub(super) fn execute(
+    plan: &Plan,
+    q: Queues<'_>,
+    m: &McastFrame,
+    part: Part,
+    tunnel_peer: Option<Ipv4Addr>,
+) {
     let g = group_counters(q.groups, m.group);
-    if captured {
-        g.rx_local.add(m.len);
-    } else {
-        g.rx_tunnel.add(m.len);
+    match tunnel_peer {
+        None => g.rx_local.add(m.len),
+        Some(peer) => {
+            g.rx_tunnel.add(m.len);
+            add_keyed(&mut g.rx_tunnel_from, peer, m.len);
+        }
     }
     let mut header = [0u8; vxlan::HEADER_LEN];
     for t in &plan.tunnel {
@@ -117,6 +131,7 @@ pub(super) fn execute(plan: &Plan, q: Queues<'_>, m: &McastFrame, part: Part, ca
             }),
         }
         g.tx_tunnel.add(m.len);
+        add_keyed(&mut g.tx_tunnel_to, t.dst, m.len);
     }
     for &out in &plan.deliver {
         if let Some(slot) = q.links.get_mut(out) {

@@ -370,7 +370,7 @@ impl Worker {
                 offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
-            execute(&self.plan, queues!(self), &m, part, true);
+            execute(&self.plan, queues!(self), &m, part, None);
         }
         self.flush();
     }

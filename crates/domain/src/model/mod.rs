@@ -257,6 +257,11 @@ impl Model {
             .collect()
     }
 
+    /// Number of registered agents, live or expired.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
     /// Whether `host` is registered and its lease holds.
     pub fn is_live(&self, host: &str) -> bool {
         self.agents.get(host).is_some_and(AgentRecord::live)
