@@ -801,6 +801,62 @@ fn kernel_example_delivers_in_every_direction() {
             );
         }
     }
+    // The controller's traffic view has both feeds from the agents' reports: the
+    // userspace host counts per group and per peer, the kernel hosts only per device
+    // (their per-group figures are null, never zero).
+    let rate = |v: &serde_json::Value| v["pps"].as_f64().unwrap_or(0.0);
+    let view = wait_for_traffic(&lab, "kernel-demo", |v| {
+        let Some(g) = v["groups"]
+            .as_array()
+            .and_then(|gs| gs.iter().find(|g| g["group"] == "233.252.0.9"))
+        else {
+            return false;
+        };
+        let sends = g["senders"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["host"] == "host-c" && rate(&x["rate"]) > 0.0)
+        });
+        let flows: Vec<(&str, f64)> = g["flows"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter(|x| x["from"] == "host-c")
+                    .map(|x| (x["to"].as_str().unwrap_or(""), rate(&x["sent"])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sends && flows.len() == 2 && flows.iter().all(|(_, r)| *r > 0.0)
+    });
+    for h in view["hosts"].as_array().unwrap() {
+        let kernel = h["dataplane"] == "kernel";
+        assert_eq!(h["sent"].is_null(), kernel, "{h}");
+        assert!(h["tunnel_tx"]["pps"].as_f64().is_some(), "{h}");
+        assert_eq!(h["missing"].as_array().unwrap().is_empty(), !kernel, "{h}");
+    }
+}
+
+/// Polls `mcgate traffic DOMAIN --json` on the lab's controller until `done` holds (15 s
+/// at most); returns that view.
+fn wait_for_traffic(
+    lab: &Lab,
+    domain: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let socket = format!("unix:{}/controller.sock", state_dir(&lab.name).display());
+    loop {
+        let o = mcgate(&["traffic", domain, "--json", "--controller", &socket]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the traffic view never showed it: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// `lab restart` of a host gives its new agent the state directory of the old one: the
