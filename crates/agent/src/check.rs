@@ -397,6 +397,7 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             ca: None,
             credential_file: None,
             host: args.host.clone(),
+            zone: None,
             underlay: args.underlay.clone(),
             attach: args.attach.clone(),
             router_links: args.router_links.clone(),

@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub credential_file: Option<PathBuf>,
     /// This host's name.
     pub host: String,
+    /// The zone this host runs in, if given.
+    pub zone: Option<String>,
     /// The local VXLAN endpoint.
     pub underlay: SocketAddrV4,
     /// Interface names or glob patterns (`*`, `?`) of the links to attach.
@@ -109,6 +111,7 @@ struct FileConfig {
     #[serde(rename = "credential-file")]
     credential_file: Option<PathBuf>,
     host: Option<String>,
+    zone: Option<String>,
     underlay: Option<String>,
     #[serde(default)]
     attach: Vec<String>,
@@ -258,6 +261,16 @@ impl AgentConfig {
                 why: "a host name is non-empty, without '/' or spaces".into(),
             });
         }
+        let zone = args.zone.clone().or(file.zone);
+        if let Some(z) = &zone {
+            // Checked here too, so a bad value stops the agent at start, not at its
+            // first registration.
+            mcgate_domain::validate::zone("zone", z).map_err(|e| ConfigError::Invalid {
+                key: "zone",
+                value: z.clone(),
+                why: e.to_string(),
+            })?;
+        }
         let underlay = args
             .underlay
             .clone()
@@ -330,6 +343,7 @@ impl AgentConfig {
             ca,
             credential_file,
             host,
+            zone,
             underlay,
             attach,
             router_links,
@@ -354,6 +368,7 @@ mod tests {
             ca: None,
             credential_file: None,
             host: None,
+            zone: None,
             underlay: None,
             attach: vec![],
             router_links: vec![],
@@ -373,7 +388,7 @@ mod tests {
         let path = dir.join("agent.toml");
         std::fs::write(
             &path,
-            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\nca = \"/etc/mcgate/ca.pem\"\ntoken-file = \"/etc/mcgate/join-token\"\n",
+            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nadmin = \"unix:/run/a.sock\"\nstate-dir = \"/var/lib/mcgate\"\nca = \"/etc/mcgate/ca.pem\"\ntoken-file = \"/etc/mcgate/join-token\"\nzone = \"a\"\n",
         )
         .unwrap();
         let mut a = args();
@@ -381,6 +396,17 @@ mod tests {
         a.host = Some("h2".into());
         let c = AgentConfig::resolve(&a).unwrap();
         assert_eq!(c.host, "h2");
+        assert_eq!(c.zone.as_deref(), Some("a"));
+        a.zone = Some("eu-west-1b".into());
+        assert_eq!(
+            AgentConfig::resolve(&a).unwrap().zone.as_deref(),
+            Some("eu-west-1b")
+        );
+        a.zone = Some("no spaces".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("`zone`"), "{e}");
+        a.zone = None;
+        let c = AgentConfig::resolve(&a).unwrap();
         assert_eq!(c.underlay, "10.1.0.5:4789".parse().unwrap());
         assert_eq!(c.attach, ["tk*"]);
         assert_eq!(c.admin, Some(AdminAddr::Unix("/run/a.sock".into())));

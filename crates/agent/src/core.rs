@@ -70,6 +70,8 @@ pub enum Action {
 pub struct HostIdentity {
     /// Host name.
     pub name: String,
+    /// The zone it runs in (`--zone`), if given.
+    pub zone: Option<String>,
     /// VXLAN endpoint.
     pub underlay: SocketAddrV4,
     /// The interface holding the underlay address (never attached as a task link).
@@ -186,7 +188,7 @@ impl AgentCore {
             dataplane: Some(self.host.dataplane.to_string()),
             public_key: self.host.public_key.clone(),
             wireguard: Some(self.host.wireguard),
-            zone: None,
+            zone: self.host.zone.clone(),
         }
     }
 

@@ -300,6 +300,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 
     let host = HostIdentity {
         name: cfg.host.clone(),
+        zone: cfg.zone.clone(),
         underlay: cfg.underlay,
         underlay_if: underlay_if.clone(),
         subnet: Some(subnet.network_string()),

@@ -54,6 +54,7 @@ pub fn stream_lines(data: &[u8]) {
     let t0 = Instant::now();
     let host = HostIdentity {
         name: "h1".into(),
+        zone: None,
         underlay: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 4789),
         underlay_if: "eth0".into(),
         subnet: Some("10.1.0.0/24".into()),

@@ -66,6 +66,10 @@ pub struct AgentArgs {
     /// This host's name, unique among the controller's agents.
     #[arg(long)]
     pub host: Option<String>,
+    /// The zone (availability zone, rack, site) this host runs in, sent with its
+    /// registration for display: 1 to 63 letters, digits, `-`, `_` or `.`.
+    #[arg(long)]
+    pub zone: Option<String>,
     /// Underlay address other hosts tunnel to, `IP[:PORT]` (port 4789 by default). It
     /// must be assigned to an interface of this host; that interface's MTU bounds what
     /// is tunnelled.

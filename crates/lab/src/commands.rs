@@ -9,7 +9,7 @@ use crate::error::LabError;
 use crate::ops::{self, require_root};
 use crate::process::{self, is_running};
 use crate::state::{LabState, Running, lab_dir, list_labs, log_path, pick_lab, read_exit};
-use crate::status::{ControllerStatus, HostStatus, LabStatus, TaskStatus};
+use crate::status::{ControllerStatus, HostStatus, LabStatus, TaskStatus, UiStatus};
 use crate::table;
 use crate::topology::{REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY, Topology};
 use crate::{DownArgs, ExecArgs, KillArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
@@ -27,6 +27,7 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         LabCommand::Supervise(a) => {
             return process::supervise(&a.log, &a.exit, a.private_run, &a.command);
         }
+        LabCommand::Forward(a) => return crate::forward::run(a.port, a.ready.as_deref(), &a.to),
     };
     match result {
         Ok(code) => code,
@@ -68,7 +69,13 @@ pub fn load_topology(file: Option<&Path>, name: Option<&str>) -> Result<Topology
 
 fn up(a: UpArgs) -> Result<ExitCode, LabError> {
     let topo = load_topology(a.file.as_deref(), a.name.as_deref())?;
-    let st = ops::up(&topo)?;
+    let st = ops::up_with(
+        &topo,
+        &ops::UpOptions {
+            ui_port: a.ui_port,
+            ..ops::UpOptions::default()
+        },
+    )?;
     println!();
     println!("{}", tasks_table(&st));
     println!();
@@ -82,6 +89,9 @@ fn up(a: UpArgs) -> Result<ExitCode, LabError> {
             .unwrap_or("controller".into()),
         st.name
     );
+    if let Some(ui) = &st.ui {
+        println!("The controller's web view: {}", crate::ui::hint(ui));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,9 +184,21 @@ pub fn status_of(st: &LabState) -> LabStatus {
             }
         })
         .collect();
+    let ui = st.ui.as_ref().map(|u| {
+        let s = node_state(&dir, crate::ui::UI_NODE, u.launch.running);
+        UiStatus {
+            url: crate::ui::view_url(u.port),
+            credentials: u.credentials.clone(),
+            ca: u.ca.clone(),
+            pid: u.launch.running.map(|r| r.pid),
+            state: s.0.to_string(),
+            exit_code: exit(s),
+        }
+    });
     LabStatus {
         name: st.name.clone(),
         controller,
+        ui,
         controllers: crate::status_ha::replicas(st),
         etcd: crate::status_ha::etcd(st),
         hosts,
@@ -269,6 +291,18 @@ fn status_text(st: &LabState) -> String {
         )),
         None if st.control_plane.is_some() => {}
         None => out.push_str("controller  none (the topology has no [domain])\n"),
+    }
+    if let Some(ui) = &st.ui {
+        out.push_str(&format!(
+            "ui          {}  pid {}  {}\n            {}\n",
+            crate::ui::view_url(ui.port),
+            ui.launch
+                .running
+                .map(|r| r.pid.to_string())
+                .unwrap_or("-".into()),
+            state_words(node_state(&dir, crate::ui::UI_NODE, ui.launch.running)),
+            crate::ui::hint(ui)
+        ));
     }
     if st.control_plane.is_some() {
         out.push_str(&crate::status_ha::text(

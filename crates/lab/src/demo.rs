@@ -75,6 +75,13 @@ fn demo(args: &DemoArgs) -> Result<bool, LabError> {
     println!();
     let st = ops::up_holding(&topo, &senders)?;
     let lab = st.name.clone();
+    if let Some(ui) = &st.ui {
+        println!();
+        println!(
+            "while the lab is up, the controller's web view: {}",
+            crate::ui::hint(ui)
+        );
+    }
     let outcome = show(&st, args);
     if matches!(outcome, Err(LabError::Interrupted)) {
         println!();
@@ -87,6 +94,9 @@ fn demo(args: &DemoArgs) -> Result<bool, LabError> {
         println!(
             "the lab is kept: explore with `mcgate lab status`, `mcgate groups`, `mcgate lab logs receiver-2`; remove it with `mcgate lab down {lab}`"
         );
+        if let Some(ui) = &st.ui {
+            println!("the controller's web view: {}", crate::ui::hint(ui));
+        }
     } else {
         println!();
         println!("taking the lab down...");

@@ -42,6 +42,7 @@ pub fn topology(data: &[u8]) {
         dataplane: true,
         state_dir: true,
         token: true,
+        zone: true,
     };
     if let Ok(state) = plan(&topo, &placed, Path::new("/usr/bin/mcgate"), flags) {
         assert_eq!(state.tasks.len(), placed.len());

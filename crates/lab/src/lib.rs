@@ -20,6 +20,7 @@ mod container;
 mod demo;
 mod error;
 mod etcd;
+mod forward;
 pub mod fuzzing;
 mod names;
 mod net;
@@ -37,6 +38,7 @@ mod table;
 mod teardown;
 mod timefmt;
 mod topology;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,7 +47,7 @@ pub use error::LabError;
 pub use ops::UpOptions;
 pub use reports::{Report, parse_reports, receiver_reports};
 pub use status::{
-    ControllerStatus, EtcdMemberStatus, HostStatus, LabStatus, ReplicaStatus, TaskStatus,
+    ControllerStatus, EtcdMemberStatus, HostStatus, LabStatus, ReplicaStatus, TaskStatus, UiStatus,
 };
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 
@@ -73,6 +75,9 @@ pub enum LabCommand {
     /// Internal: supervise one node's process (timestamped log, recorded exit code).
     #[command(name = "_run", hide = true)]
     Supervise(SuperviseArgs),
+    /// Internal: forward 127.0.0.1:PORT in the root namespace to the lab's controller.
+    #[command(name = "_forward", hide = true)]
+    Forward(ForwardArgs),
 }
 
 /// `mcgate lab up`
@@ -83,9 +88,26 @@ pub struct UpArgs {
     /// Name the lab this instead of the topology's `name` (to run one file twice).
     #[arg(long)]
     pub name: Option<String>,
+    /// Port on 127.0.0.1 where the controller's API and web view are forwarded from
+    /// the root namespace (default: any free port; `lab status` shows it).
+    #[arg(long, value_name = "PORT")]
+    pub ui_port: Option<u16>,
 }
 
-/// `mcgate lab status`
+/// `mcgate lab _forward`
+#[derive(Debug, clap::Args)]
+pub struct ForwardArgs {
+    /// Port to listen on, on 127.0.0.1 only (0: any free port).
+    #[arg(long)]
+    pub port: u16,
+    /// Where to write the address listened on, once listening.
+    #[arg(long)]
+    pub ready: Option<PathBuf>,
+    /// Where to forward: `NS=IP:PORT` (connecting from inside namespace NS) or
+    /// `IP:PORT`; repeated, tried in order until one accepts.
+    #[arg(long, required = true)]
+    pub to: Vec<String>,
+}
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Which lab, when more than one is up.

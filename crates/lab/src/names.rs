@@ -6,8 +6,8 @@
 /// Prefix of every namespace a lab makes.
 pub const NS_PREFIX: &str = "mcgl-";
 
-/// Node names the lab uses itself.
-pub const RESERVED_NODE_NAMES: &[&str] = &["vpc", "ctl", "controller"];
+/// Node names the lab uses itself (`ui`: the forwarder to the controller's web view).
+pub const RESERVED_NODE_NAMES: &[&str] = &["vpc", "ctl", "controller", "ui"];
 
 /// Node names the lab gives the etcd members and controller replicas of an HA lab
 /// (`etcd-1`, `controller-1`; the replicas' namespaces are `ctl-1`): a host or task may
@@ -121,6 +121,7 @@ mod tests {
         assert_eq!(vpc_port("a-very-long-host", 3), "v3");
         assert!(is_reserved("etcd-1") && is_reserved("controller-12") && is_reserved("ctl-3"));
         assert!(is_reserved("vpc") && !is_reserved("etcd-a") && !is_reserved("etcd-"));
+        assert!(is_reserved("ui") && !is_reserved("ui-1"));
         assert_eq!(replica_node(0), "controller-1");
         assert_eq!(netns("lab", &etcd_node(2)), "mcgl-lab-etcd-3");
         assert_eq!(control_port(&replica_netns_node(6)), "c-ctl-7");

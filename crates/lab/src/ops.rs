@@ -63,6 +63,7 @@ fn agent_flags(exe: &Path) -> AgentFlags {
         dataplane: help.contains("--dataplane"),
         state_dir: help.contains("--state-dir"),
         token: help.contains("--token-file"),
+        zone: help.contains("--zone"),
     }
 }
 
@@ -129,14 +130,8 @@ pub(crate) fn exited_why(dir: &Path, node: &str) -> String {
     }
 }
 
-/// Builds and starts a lab. Prints progress as it goes. On failure, removes everything
-/// it made before returning the error.
-pub fn up(topo: &Topology) -> Result<LabState, LabError> {
-    up_holding(topo, &[])
-}
-
-/// [`up`], leaving the tasks of the `hold` services built but not started (start them
-/// with [`restart`]).
+/// [`up_with`] with the default options, leaving the tasks of the `hold` services
+/// built but not started (start them with [`restart`]).
 pub fn up_holding(topo: &Topology, hold: &[String]) -> Result<LabState, LabError> {
     up_with(
         topo,
@@ -158,9 +153,13 @@ pub struct UpOptions {
     /// Build the network and start only the etcd cluster (no controllers, agents or
     /// tasks): what a test of the cluster alone needs.
     pub etcd_only: bool,
+    /// Port on 127.0.0.1 for the forwarder to the controller (`None` or 0: any free
+    /// port).
+    pub ui_port: Option<u16>,
 }
 
-/// Builds and starts a lab as `opts` say (see [`up`]).
+/// Builds and starts a lab as `opts` say. Prints progress as it goes. On failure,
+/// removes everything it made before returning the error.
 pub fn up_with(topo: &Topology, opts: &UpOptions) -> Result<LabState, LabError> {
     require_root("mcgate lab up")?;
     let placed = place(topo)?;
@@ -169,6 +168,7 @@ pub fn up_with(topo: &Topology, opts: &UpOptions) -> Result<LabState, LabError> 
     st.supervisor = opts.supervisor.clone();
     if !opts.etcd_only {
         crate::ops_ha::check_controller_flags(&st, &exe)?;
+        st.ui = crate::ui::plan(&st, &exe, opts.ui_port.unwrap_or(0));
     }
     crate::ops_ha::check_etcd_installed(&st)?;
     let hold = &opts.hold;
@@ -265,8 +265,8 @@ fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Resul
     let sup = st.supervisor()?;
     let steps = match (&st.control_plane, st.has_controller()) {
         (Some(_), _) if etcd_only => 4,
-        (Some(_), _) => 7,
-        (None, true) => 6,
+        (Some(_), _) => 8,
+        (None, true) => 7,
         (None, false) => 4,
     };
     println!(
@@ -341,10 +341,14 @@ fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Resul
         }
         crate::ops_ha::start_replicas(st, &sup, step, steps)?;
         step += 1;
+        crate::ui::start(st, step, steps)?;
+        step += 1;
         start_agents(st, &dir, step, steps)?;
         step += 1;
     } else if st.controller.is_some() {
         start_controller(st, &dir, step, steps)?;
+        step += 1;
+        crate::ui::start(st, step, steps)?;
         step += 1;
         start_agents(st, &dir, step, steps)?;
         step += 1;

@@ -32,6 +32,8 @@ pub struct AgentFlags {
     pub state_dir: bool,
     /// `--token-file FILE --ca FILE` (an agent that joins with a token over TLS).
     pub token: bool,
+    /// `--zone NAME` (the zone the agent names in its registration).
+    pub zone: bool,
 }
 
 /// The file of a host's join token in the lab's directory (mode 0600, written by
@@ -201,6 +203,12 @@ pub fn plan(
                 argv.push("--state-dir".into());
                 argv.push(agent_state_dir(&dir, &h.name).display().to_string());
             }
+            // The host's zone is its subnet's, which always has one (the subnet's name
+            // by default).
+            if flags.zone {
+                argv.push("--zone".into());
+                argv.push(s.zone.clone());
+            }
             if flags.token {
                 argv.push("--token-file".into());
                 argv.push(agent_token_file(&dir, &h.name).display().to_string());
@@ -284,6 +292,7 @@ pub fn plan(
         controller_netns,
         control_plane,
         supervisor: None,
+        ui: None,
         domain_setup: topo.domain.as_ref().map(|d| DomainSetup {
             name: d.name.clone(),
             igmp: d.igmp,
@@ -300,6 +309,19 @@ pub fn plan(
         tasks,
         namespaces,
     })
+}
+
+/// The plan of a topology (`src`, named `name`), with an agent of no optional flags.
+#[cfg(test)]
+pub(crate) fn plan_example(name: &str, src: &str) -> LabState {
+    let t = Topology::parse(name, src).unwrap();
+    plan(
+        &t,
+        &crate::placement::place(&t).unwrap(),
+        Path::new("/x"),
+        AgentFlags::default(),
+    )
+    .unwrap()
 }
 
 #[cfg(test)]
@@ -322,6 +344,7 @@ mod tests {
                 dataplane: true,
                 state_dir: true,
                 token: true,
+                zone: true,
             },
         )
         .unwrap();
@@ -338,6 +361,14 @@ mod tests {
         assert_eq!(st.tasks[2].launch.argv[0], "/usr/bin/mcgate");
         let agent = st.hosts[0].agent.as_ref().unwrap();
         assert!(agent.argv.windows(2).any(|w| w == ["--attach", "tk*"]));
+        // Each agent names its host's zone.
+        assert!(agent.argv.windows(2).any(|w| w == ["--zone", "a"]));
+        let b = st.hosts[1].agent.as_ref().unwrap();
+        assert!(
+            b.argv.windows(2).any(|w| w == ["--zone", "b"]),
+            "{:?}",
+            b.argv
+        );
         assert!(
             agent.argv.windows(2).any(|w| w == ["--dataplane", "auto"]),
             "auto is passed too: {:?}",
@@ -373,18 +404,6 @@ mod tests {
             "vpc, ctl, 2 hosts, 3 tasks: {:?}",
             st.namespaces
         );
-    }
-
-    /// The plan of an example topology, with an agent of no optional flags.
-    fn plan_example(name: &str, src: &str) -> LabState {
-        let t = Topology::parse(name, src).unwrap();
-        plan(
-            &t,
-            &place(&t).unwrap(),
-            Path::new("/x"),
-            AgentFlags::default(),
-        )
-        .unwrap()
     }
 
     #[test]
@@ -437,6 +456,7 @@ mod tests {
             dataplane: true,
             state_dir: true,
             token: true,
+            zone: false,
         };
         let st = plan(&t, &place(&t).unwrap(), Path::new("/usr/bin/mcgate"), flags).unwrap();
         assert!(st.controller.is_none() && st.controller_netns.is_none());
@@ -497,6 +517,12 @@ mod tests {
                 .argv
                 .windows(2)
                 .any(|w| w == ["--ca", "/run/mcgate/labs/ha/ca.pem"])
+        );
+        // An agent without `--zone` is not given one.
+        assert!(
+            !agent.argv.iter().any(|a| a == "--zone"),
+            "{:?}",
+            agent.argv
         );
         // vpc, 3 etcd, 3 replicas, 3 hosts, 4 tasks.
         assert_eq!(

@@ -65,8 +65,9 @@ pub fn launch(
         std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
     // A container task's podman joins the namespace itself (`--network ns:`), and must
-    // not run under `ip netns exec`, whose private /sys hides the cgroup mounts.
-    let mut cmd = if crate::container::is_container(argv) {
+    // not run under `ip netns exec`, whose private /sys hides the cgroup mounts. A node
+    // of the root namespace (no `netns`) runs where `lab up` runs.
+    let mut cmd = if crate::container::is_container(argv) || netns.is_empty() {
         Command::new(supervisor)
     } else {
         let mut c = Command::new("ip");
@@ -87,7 +88,11 @@ pub fn launch(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = cmd.spawn().map_err(|e| LabError::Command {
-        command: format!("ip netns exec {netns} ..."),
+        command: if netns.is_empty() {
+            format!("{} lab _run ...", supervisor.display())
+        } else {
+            format!("ip netns exec {netns} ...")
+        },
         stderr: e.to_string(),
     })?;
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
@@ -100,7 +105,12 @@ pub fn launch(
         }
         if Instant::now() > deadline {
             return Err(LabError::NodeFailed {
-                node: netns.to_string(),
+                node: if netns.is_empty() {
+                    "root namespace"
+                } else {
+                    netns
+                }
+                .to_string(),
                 why: format!("process {pid} vanished at once"),
                 log: String::new(),
             });

@@ -40,7 +40,8 @@ pub struct Running {
 /// How to (re)start a node's process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launch {
-    /// Namespace it runs in.
+    /// Namespace it runs in; empty: the root namespace (the UI forwarder, which must
+    /// listen there).
     pub netns: String,
     /// Program and arguments (program resolved: `mcgate` is this binary).
     pub argv: Vec<String>,
@@ -142,6 +143,21 @@ pub struct ReplicaState {
     pub launch: Launch,
 }
 
+/// The forwarder that makes the controller's API, and its web view at `/ui/`,
+/// reachable from the root namespace on 127.0.0.1 (`forward`), and the viewer
+/// credential to use there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiState {
+    /// Its port on 127.0.0.1 (0 until the forwarder said which one it got).
+    pub port: u16,
+    /// The viewer credential file (`viewer.credentials`, 0600).
+    pub credentials: PathBuf,
+    /// The lab CA's certificate, which signed the controller's.
+    pub ca: PathBuf,
+    /// The forwarder's process, in the root namespace.
+    pub launch: Launch,
+}
+
 /// The multicast domain the lab creates in its controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainSetup {
@@ -231,6 +247,9 @@ pub struct LabState {
     /// this one. Set by Rust callers that are not `mcgate` (the lab crate's tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervisor: Option<PathBuf>,
+    /// The forwarder to the controller from 127.0.0.1, when the lab has a controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<UiState>,
     /// The domain, when the lab has one.
     pub domain_setup: Option<DomainSetup>,
     /// Hosts.
@@ -308,6 +327,9 @@ impl LabState {
         if node == "controller" {
             return self.controller.as_mut().map(|c| &mut c.launch);
         }
+        if node == crate::ui::UI_NODE {
+            return self.ui.as_mut().map(|u| &mut u.launch);
+        }
         if let Some(cp) = self.control_plane.as_mut() {
             if let Some(e) = cp.etcd.iter_mut().find(|e| e.name == node) {
                 return Some(&mut e.launch);
@@ -334,6 +356,9 @@ impl LabState {
         if let Some(cp) = &self.control_plane {
             v.extend(cp.etcd.iter().map(|e| e.name.clone()));
             v.extend(cp.replicas.iter().map(|r| r.name.clone()));
+        }
+        if self.ui.is_some() {
+            v.push(crate::ui::UI_NODE.to_string());
         }
         v.extend(
             self.hosts

@@ -20,6 +20,10 @@ pub struct LabStatus {
     /// Every etcd member of an HA lab, in order; empty otherwise.
     #[serde(default)]
     pub etcd: Vec<EtcdMemberStatus>,
+    /// The forwarder to the controller's API and web view from 127.0.0.1; `null` for a
+    /// lab without controllers.
+    #[serde(default)]
+    pub ui: Option<UiStatus>,
     /// Hosts, in file order.
     pub hosts: Vec<HostStatus>,
     /// Tasks, in placement order.
@@ -35,6 +39,25 @@ pub struct ControllerStatus {
     pub url: String,
     /// Its Unix socket, reachable from the root namespace.
     pub socket: PathBuf,
+    /// "running", "exited" or "not started".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// The forwarder to the controller from the root namespace, and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiStatus {
+    /// The controller's web view, `https://127.0.0.1:PORT/ui/` (the API is under
+    /// `/v1` at the same address).
+    pub url: String,
+    /// The viewer credential file (its `token` is the bearer secret).
+    pub credentials: PathBuf,
+    /// The lab CA's certificate, which signed the controller's.
+    pub ca: PathBuf,
+    /// The forwarder's supervisor PID.
+    pub pid: Option<i32>,
     /// "running", "exited" or "not started".
     pub state: String,
     /// When exited: its exit code, if recorded.

@@ -21,9 +21,10 @@ pub struct DownReport {
     pub state_dir: bool,
 }
 
-/// The lab's processes in the order they stop: tasks, agents, controllers, then etcd
-/// (the controllers need it to resign cleanly).
-fn all_running(st: &LabState) -> [Vec<Running>; 4] {
+/// The lab's processes in the order they stop: the UI forwarder, tasks, agents,
+/// controllers, then etcd (the controllers need it to resign cleanly).
+fn all_running(st: &LabState) -> [Vec<Running>; 5] {
+    let ui = st.ui.iter().filter_map(|u| u.launch.running).collect();
     let tasks = st.tasks.iter().filter_map(|t| t.launch.running).collect();
     let agents = st
         .hosts
@@ -44,7 +45,7 @@ fn all_running(st: &LabState) -> [Vec<Running>; 4] {
         .into_iter()
         .flat_map(|cp| cp.etcd.iter().filter_map(|e| e.launch.running))
         .collect();
-    [tasks, agents, ctl, etcd]
+    [ui, tasks, agents, ctl, etcd]
 }
 
 /// Namespaces `mcgl-<lab>-*` that no other lab's state claims: what a crashed `lab up`
@@ -65,8 +66,9 @@ fn leftover_namespaces(lab: &str) -> Vec<String> {
         .collect()
 }
 
-/// Stops every process of a lab (tasks, then agents, then the controller) and removes
-/// every namespace and file it made. Safe to run twice and after a crash.
+/// Stops every process of a lab (the UI forwarder, tasks, then agents, then the
+/// controller) and removes every namespace and file it made. Safe to run twice and
+/// after a crash.
 pub fn down(lab: &str) -> Result<DownReport, LabError> {
     require_root("mcgate lab down")?;
     let mut report = DownReport::default();

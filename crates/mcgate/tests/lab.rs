@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -111,6 +111,7 @@ impl Lab {
         let mut v: Vec<i32> = s.tasks.iter().filter_map(|t| t.pid).collect();
         v.extend(s.hosts.iter().filter_map(|h| h.agent_pid));
         v.extend(s.controller.iter().filter_map(|c| c.pid));
+        v.extend(s.ui.iter().filter_map(|u| u.pid));
         v
     }
 
@@ -1025,6 +1026,160 @@ echo probe-finished
     assert!(!domains.contains("evil"), "{domains}");
 }
 
+/// `GET url` with curl from the root namespace, trusting only `ca`, with the header
+/// lines of `headers` (a file, so no secret shows in the process list): the HTTP status
+/// (0 when no connection was made) and the body.
+fn https_get(url: &str, ca: &Path, headers: Option<&Path>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"]);
+    if let Some(h) = headers {
+        cmd.arg("-H").arg(format!("@{}", h.display()));
+    }
+    let o = cmd.arg(url).output().expect("curl runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The addresses that listen on TCP `port` in the root namespace (IPv4 and IPv6).
+fn tcp_listeners(port: u16) -> Vec<String> {
+    let mut v = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let body = std::fs::read_to_string(file).unwrap_or_default();
+        for line in body.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
+                continue;
+            };
+            let Some((addr, p)) = local.split_once(':') else {
+                continue;
+            };
+            // 0A: LISTEN.
+            if *state == "0A" && u16::from_str_radix(p, 16) == Ok(port) {
+                v.push(addr.to_string());
+            }
+        }
+    }
+    v
+}
+
+/// From the root namespace, the forwarded port serves the controller's own TLS (the
+/// lab's CA checks it) to the viewer credential: healthz and the agents, each with its
+/// zone; no credential gets 401. Only 127.0.0.1 listens, and after `lab down` the
+/// forwarder is gone and nothing listens.
+#[test]
+fn the_controller_is_reachable_from_loopback_with_the_viewer_credential() {
+    let lab = Lab::new(&format!("{PLAIN}\n[domain]\nname = \"ui\"\n"));
+    let out = lab.up_ok();
+    let s = lab.status();
+    let ui = s.ui.clone().expect("a forwarder");
+    assert_eq!(ui.state, "running");
+    assert!(
+        out.contains(&format!("open {}", ui.url)),
+        "lab up says how to open the view:\n{out}"
+    );
+    let text = ok(&["lab", "status", "--name", &lab.name]);
+    assert!(text.contains(&format!("open {}", ui.url)), "{text}");
+    let port = ui_port(&ui);
+    assert_eq!(
+        ui.credentials,
+        state_dir(&lab.name).join("viewer.credentials")
+    );
+    assert_eq!(ui.ca, state_dir(&lab.name).join("controller/ca.pem"));
+    assert_eq!(tcp_listeners(port), ["0100007F"], "127.0.0.1 only");
+
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&ui.credentials).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ui.credentials).unwrap()).unwrap();
+    assert_eq!(creds["role"], "viewer");
+    assert_eq!(creds["controller"], format!("https://127.0.0.1:{port}"));
+    let headers = viewer_headers(&lab, &ui);
+    let api = format!("https://127.0.0.1:{port}");
+    let (code, body) = https_get(&format!("{api}/v1/healthz"), &ui.ca, Some(&headers));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = https_get(&format!("{api}/v1/agents"), &ui.ca, Some(&headers));
+    assert_eq!(code, 200, "{body}");
+    // `lab up` returned once both agents had registered, with their zones.
+    let agents: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut zones: Vec<(String, String)> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["host"].as_str().unwrap_or("").to_string(),
+                a["zone"].as_str().unwrap_or("none").to_string(),
+            )
+        })
+        .collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        [
+            ("host-a".to_string(), "a".to_string()),
+            ("host-b".to_string(), "b".to_string())
+        ]
+    );
+    let (code, body) = https_get(&format!("{api}/v1/agents"), &ui.ca, None);
+    assert_eq!(code, 401, "{body}");
+    // The credential file alone is enough for the CLI too.
+    let listed = ok(&[
+        "agents",
+        "--json",
+        "--credentials",
+        ui.credentials.to_str().unwrap(),
+    ]);
+    assert!(listed.contains("host-b"), "{listed}");
+    let _ = std::fs::remove_file(&headers);
+
+    let pids = lab.pids();
+    let forwarder = ui.pid.expect("the forwarder's pid");
+    assert!(pids.contains(&forwarder));
+    lab.down();
+    lab.assert_gone(&pids);
+    assert_eq!(tcp_listeners(port), Vec::<String>::new(), "still listening");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something still accepts on 127.0.0.1:{port}"
+    );
+}
+
+/// The forwarder's port on 127.0.0.1, from its URL.
+fn ui_port(ui: &mcgate_lab::UiStatus) -> u16 {
+    ui.url
+        .strip_prefix("https://127.0.0.1:")
+        .and_then(|r| r.strip_suffix("/ui/"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("url {}", ui.url))
+}
+
+/// A curl header file (0600) carrying the lab's viewer credential.
+fn viewer_headers(lab: &Lab, ui: &mcgate_lab::UiStatus) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ui.credentials).unwrap()).unwrap();
+    let path = std::env::temp_dir().join(format!("mcgate-{}.headers", lab.name));
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    writeln!(
+        f,
+        "authorization: Bearer {}",
+        creds["token"].as_str().unwrap()
+    )
+    .unwrap();
+    path
+}
+
 const HA_LAB: &str = r#"
 name = "NAME"
 [vpc]
@@ -1138,6 +1293,16 @@ fn ha_control_plane_rides_out_replica_and_etcd_failures() {
         leader(&lab).is_some_and(|l| l != old)
     });
     eprintln!("leadership moved in {took:?} after kill -9");
+    // The forwarder skips the dead replica: the API still answers on 127.0.0.1.
+    let ui = s.ui.clone().expect("a forwarder");
+    let headers = viewer_headers(&lab, &ui);
+    let (code, body) = https_get(
+        &format!("https://127.0.0.1:{}/v1/healthz", ui_port(&ui)),
+        &ui.ca,
+        Some(&headers),
+    );
+    let _ = std::fs::remove_file(&headers);
+    assert_eq!(code, 200, "{body}");
 
     // A new join spreads: a receiver on host-c, which had none, gets the group.
     let o = lab.exec(

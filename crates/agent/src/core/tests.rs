@@ -19,6 +19,7 @@ const HOST_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
 fn identity() -> HostIdentity {
     HostIdentity {
         name: "h1".into(),
+        zone: Some("eu-west-1a".into()),
         underlay: "10.1.0.1:4789".parse().unwrap(),
         underlay_if: "eth0".into(),
         subnet: Some("10.1.0.0/24".into()),
@@ -41,6 +42,12 @@ fn dev(name: &str, ifindex: u32, address: Option<Ipv4Addr>) -> NetDev {
 
 fn core_at(t0: Instant, restore: SavedMembership) -> AgentCore {
     AgentCore::new(identity(), 1500, restore, t0)
+}
+
+#[test]
+fn the_registration_names_the_zone_given() {
+    let c = core_at(Instant::now(), SavedMembership::default());
+    assert_eq!(c.registration().zone.as_deref(), Some("eu-west-1a"));
 }
 
 fn drain(c: &mut AgentCore) -> Vec<Action> {
