@@ -193,6 +193,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                 let mut t = Table::new(&[
                     "HOST",
                     "STATE",
+                    "ZONE",
                     "UNDERLAY",
                     "SUBNET",
                     "DOMAINS",
@@ -204,6 +205,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                     t.row(vec![
                         x.host.clone(),
                         x.state.clone(),
+                        x.zone.clone().unwrap_or_else(|| "-".into()),
                         x.underlay.to_string(),
                         dash(&x.subnet),
                         list(&x.domains),
