@@ -6,7 +6,7 @@
 //! because 2^16 = 1 (mod 2^16 - 1), the one's complement sum of 32-bit words folds to the
 //! same value as the sum of 16-bit words (RFC 1071 section 2 (B) and (C)).
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// One's complement sum of `bytes` (an odd last byte is padded with a zero byte), folded
 /// to 16 bits but not complemented. Combine partial sums with [`combine`].
@@ -51,6 +51,19 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) ->
     buf[4..8].copy_from_slice(&d);
     buf[9] = protocol;
     buf[10..].copy_from_slice(&length.to_be_bytes());
+    data(&buf)
+}
+
+/// The sum of the IPv6 pseudo-header (RFC 8200 section 8.1) used by ICMPv6, UDP and
+/// TCP over IPv6: source, destination, the 32-bit upper-layer packet length (the length
+/// of the upper-layer header and data, without the extension headers before it), three
+/// zero bytes and the upper-layer protocol (Next Header) number.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u16 {
+    let mut buf = [0u8; 40];
+    buf[..16].copy_from_slice(&src.octets());
+    buf[16..32].copy_from_slice(&dst.octets());
+    buf[32..36].copy_from_slice(&length.to_be_bytes());
+    buf[39] = next_header;
     data(&buf)
 }
 
@@ -116,6 +129,25 @@ mod tests {
         z[10] = 0;
         z[11] = 0;
         assert_eq!(checksum(&z), 0xe8ae);
+    }
+
+    #[test]
+    fn kernel_mld_report_verifies_over_the_ipv6_pseudo_header() {
+        // fixtures/mldv1-report: from fe80::14a1:63ff:fe12:4cb7 to ff05::1:3, 24 bytes.
+        let src: Ipv6Addr = "fe80::14a1:63ff:fe12:4cb7".parse().unwrap();
+        let dst: Ipv6Addr = "ff05::1:3".parse().unwrap();
+        let mut msg = [0u8; 24];
+        msg[..4].copy_from_slice(&[0x83, 0x00, 0xbc, 0xad]);
+        msg[8..].copy_from_slice(&dst.octets());
+        let sum = |m: &[u8]| combine(&[pseudo_header_v6(src, dst, 58, 24), data(m)]);
+        assert_eq!(sum(&msg), 0xffff);
+        msg[2..4].fill(0);
+        assert_eq!(!sum(&msg), 0xbcad);
+        // Another destination does not verify: the pseudo-header is covered.
+        assert_ne!(
+            combine(&[pseudo_header_v6(src, src, 58, 24), data(&msg)]),
+            0xffff
+        );
     }
 
     proptest! {

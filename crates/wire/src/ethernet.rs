@@ -1,8 +1,9 @@
-//! Ethernet II frames (IEEE 802.3 with an EtherType) and the IPv4 multicast MAC mapping.
+//! Ethernet II frames (IEEE 802.3 with an EtherType) and the IPv4 (RFC 1112 section 6.4)
+//! and IPv6 (RFC 2464 section 7) multicast MAC mappings.
 //!
 //! Frames have no FCS here: Linux delivers and takes frames without it.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::Result;
 
@@ -28,6 +29,19 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
 /// 01:00:5e:7f:ff:ff).
 pub fn is_ipv4_multicast_mac(mac: &[u8; 6]) -> bool {
     mac[0] == 0x01 && mac[1] == 0x00 && mac[2] == 0x5e && mac[3] & 0x80 == 0
+}
+
+/// The MAC address an IPv6 multicast address maps to (RFC 2464 section 7): 33:33
+/// followed by the last four bytes of the address (ff02::1 gives 33:33:00:00:00:01).
+pub fn ipv6_multicast_mac(group: Ipv6Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+/// Whether `mac` lies in the range IPv6 multicast maps to (33:33:00:00:00:00 to
+/// 33:33:ff:ff:ff:ff).
+pub fn is_ipv6_multicast_mac(mac: &[u8; 6]) -> bool {
+    mac[0] == 0x33 && mac[1] == 0x33
 }
 
 fixed_header_view!(
@@ -214,6 +228,29 @@ mod tests {
         assert_eq!(f.dst(), multicast_mac(Ipv4Addr::new(224, 0, 0, 1)));
         assert!(is_ipv4_multicast_mac(&f.dst()));
         assert_eq!(f.src()[0] & 1, 0, "a source MAC is unicast");
+    }
+
+    /// Golden bytes: every MLD frame the kernel sent (fixtures/capture-mld.sh) goes to
+    /// the 33:33 MAC of its IPv6 destination (RFC 2464 section 7).
+    #[test]
+    fn golden_kernel_mld_frames_use_the_ipv6_multicast_mac() {
+        for (name, eth, ip, _) in crate::test_util::MLD_FIXTURES {
+            let frame = hex(eth);
+            let f = Frame::new_checked(&frame[..]).unwrap();
+            assert_eq!(f.ethertype(), ETHERTYPE_IPV6, "{name}");
+            let dst = <[u8; 16]>::try_from(&hex(ip)[24..40]).unwrap();
+            assert_eq!(f.dst(), ipv6_multicast_mac(Ipv6Addr::from(dst)), "{name}");
+            assert!(is_ipv6_multicast_mac(&f.dst()), "{name}");
+            assert!(!is_ipv4_multicast_mac(&f.dst()), "{name}");
+            assert_eq!(f.payload(), &hex(ip)[..], "{name}");
+        }
+        let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+        assert_eq!(ipv6_multicast_mac(all_nodes), [0x33, 0x33, 0, 0, 0, 1]);
+        let sn: Ipv6Addr = "ff02::1:ff12:4cb7".parse().unwrap();
+        assert_eq!(ipv6_multicast_mac(sn), [0x33, 0x33, 0xff, 0x12, 0x4c, 0xb7]);
+        assert!(!is_ipv6_multicast_mac(&multicast_mac(Ipv4Addr::new(
+            239, 1, 1, 1
+        ))));
     }
 
     #[test]

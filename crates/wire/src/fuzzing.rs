@@ -4,16 +4,17 @@
 //!
 //! Each function takes arbitrary bytes, parses them, and when they parse, re-emits the
 //! result and checks the round-trip invariants. Random bytes seldom carry a valid
-//! checksum, so the IPv4, UDP and IGMP bodies also parse a copy with the checksum fixed
-//! up, which lets the fuzzer reach the code behind the checksum test. A parser must never panic; the
+//! checksum, so the IPv4, UDP, IGMP, IPv6 (its ICMPv6 payload) and MLD bodies also
+//! parse a copy with the checksum fixed up, which lets the fuzzer reach the code behind
+//! the checksum test. A parser must never panic; the
 //! `assert!`s here are the invariants the fuzzer hunts for violations of, so a panic
 //! from this module is a bug in the crate, never a property of the input.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::{ethernet, igmp, ipv4, udp, vxlan};
+use crate::{ethernet, icmpv6, igmp, ipv4, ipv6, mld, udp, vxlan};
 
-/// Ethernet frames; an IPv4 payload goes on to [`ipv4()`].
+/// Ethernet frames; an IPv4 payload goes on to [`ipv4()`], an IPv6 one to [`ipv6()`].
 pub fn ethernet(data: &[u8]) {
     let Ok(frame) = ethernet::Frame::new_checked(data) else {
         return;
@@ -25,8 +26,11 @@ pub fn ethernet(data: &[u8]) {
     assert_eq!(out[..], data[..ethernet::HEADER_LEN]);
     assert_eq!(frame.payload().len(), data.len() - ethernet::HEADER_LEN);
     let _ = ethernet::is_ipv4_multicast_mac(&frame.dst());
-    if frame.ethertype() == ethernet::ETHERTYPE_IPV4 {
-        ipv4(frame.payload());
+    let _ = ethernet::is_ipv6_multicast_mac(&frame.dst());
+    match frame.ethertype() {
+        ethernet::ETHERTYPE_IPV4 => ipv4(frame.payload()),
+        ethernet::ETHERTYPE_IPV6 => ipv6(frame.payload()),
+        _ => {}
     }
 }
 
@@ -166,6 +170,99 @@ fn igmp_once(data: &[u8]) {
     assert_eq!(igmp::IgmpRepr::parse(packet.payload()), Ok(repr));
 }
 
+/// IPv6 packets: the extension header walk and the header round trip; an ICMPv6
+/// payload goes on to the MLD parser (as is, and with its checksum fixed up).
+pub fn ipv6(data: &[u8]) {
+    let Ok(packet) = ipv6::Packet::new_checked(data) else {
+        return;
+    };
+    let payload = packet.payload();
+    assert_eq!(payload.len(), usize::from(packet.payload_len()));
+    let _ = (
+        packet.traffic_class(),
+        packet.flow_label(),
+        packet.hop_limit(),
+    );
+    let walked = packet.upper_layer();
+    let Ok(repr) = ipv6::Repr::parse(&packet) else {
+        return;
+    };
+    let upper = walked.expect("Repr::parse walks the same headers");
+    assert_eq!(
+        upper.offset + upper.payload.len(),
+        ipv6::HEADER_LEN + payload.len()
+    );
+    assert_eq!(repr.payload_len, upper.payload.len());
+    assert_eq!(repr.router_alert, upper.router_alert);
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut out);
+    let hl = repr.header_len();
+    out[hl..].copy_from_slice(upper.payload);
+    let again = ipv6::Packet::new_checked(&out[..]).expect("emitted packet is well formed");
+    assert_eq!(ipv6::Repr::parse(&again), Ok(repr));
+    assert_eq!(again.upper_layer().map(|u| u.payload), Ok(upper.payload));
+    // With no extension header, or only the Hop-by-Hop header emit writes, the packet
+    // comes back byte for byte.
+    let canonical = match repr.router_alert {
+        None => upper.offset == ipv6::HEADER_LEN,
+        Some(_) => {
+            upper.offset == hl
+                && payload.get(2..4) == Some(&[5, 2])
+                && payload.get(6..8) == Some(&[1, 0])
+        }
+    };
+    if canonical {
+        assert_eq!(out[..], data[..out.len()]);
+    }
+    if repr.next_header == ipv6::NEXT_HEADER_ICMPV6 {
+        mld_both(repr.src, repr.dst, upper.payload);
+    }
+}
+
+/// The addresses of a fuzz input of [`mld()`]: its first 32 bytes.
+fn mld_addrs(data: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, &[u8])> {
+    let (src, rest) = data.split_first_chunk::<16>()?;
+    let (dst, msg) = rest.split_first_chunk::<16>()?;
+    Some((Ipv6Addr::from(*src), Ipv6Addr::from(*dst), msg))
+}
+
+/// MLD messages of both versions. The input is the IPv6 source (16 bytes), the
+/// destination (16 bytes), then the ICMPv6 message: the checksum covers the addresses.
+pub fn mld(data: &[u8]) {
+    if let Some((src, dst, msg)) = mld_addrs(data) {
+        mld_both(src, dst, msg);
+    }
+}
+
+fn mld_both(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) {
+    mld_once(src, dst, msg);
+    if let Ok(mut p) = icmpv6::Packet::new_checked(msg.to_vec()) {
+        p.fill_checksum(src, dst);
+        assert!(p.verify_checksum(src, dst));
+        mld_once(src, dst, &p.into_inner());
+    }
+}
+
+fn mld_once(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) {
+    let Ok(repr) = mld::MldRepr::parse(src, dst, msg) else {
+        return;
+    };
+    let _ = (repr.version(), repr.source_is_valid(src));
+    let mut out = vec![0u8; repr.buffer_len()];
+    repr.emit(src, dst, &mut out);
+    // Parsing drops only what the RFCs say to ignore (code, reserved fields, bytes past
+    // the last source or record), so the emitted message is never longer.
+    assert!(out.len() <= msg.len());
+    assert_eq!(mld::MldRepr::parse(src, dst, &out).as_ref(), Ok(&repr));
+    let ip = mld::emit_ip_packet(src, dst, &repr);
+    let packet = ipv6::Packet::new_checked(&ip[..]).expect("emitted packet is well formed");
+    let ip_repr = ipv6::Repr::parse(&packet).expect("emitted headers parse");
+    assert_eq!(ip_repr.hop_limit, 1);
+    assert_eq!(ip_repr.router_alert, Some(ipv6::ROUTER_ALERT_MLD));
+    let upper = packet.upper_layer().expect("emitted headers walk");
+    assert_eq!(mld::MldRepr::parse(src, dst, upper.payload), Ok(repr));
+}
+
 #[cfg(test)]
 mod tests {
     use mcgate_testbed::corpus::seeds;
@@ -180,13 +277,15 @@ mod tests {
             ("udp", super::udp),
             ("igmp", super::igmp),
             ("vxlan", super::vxlan),
+            ("ipv6", super::ipv6),
+            ("mld", super::mld),
         ]);
     }
 
     /// The seeds are real packets, so each must get past its parser, not just not panic.
     #[test]
     fn seeds_parse() {
-        use crate::{ethernet, igmp, ipv4, udp, vxlan};
+        use crate::{ethernet, igmp, ipv4, ipv6, mld, udp, vxlan};
         for (path, data) in seeds("igmp") {
             assert!(igmp::IgmpRepr::parse(&data).is_ok(), "{path:?}");
         }
@@ -196,7 +295,17 @@ mod tests {
         }
         for (path, data) in seeds("ethernet") {
             let f = ethernet::Frame::new_checked(&data[..]).unwrap();
-            assert_eq!(f.ethertype(), ethernet::ETHERTYPE_IPV4, "{path:?}");
+            let known = [ethernet::ETHERTYPE_IPV4, ethernet::ETHERTYPE_IPV6];
+            assert!(known.contains(&f.ethertype()), "{path:?}");
+        }
+        for (path, data) in seeds("ipv6") {
+            let p = ipv6::Packet::new_checked(&data[..]).unwrap();
+            let r = ipv6::Repr::parse(&p).unwrap();
+            assert_eq!(r.next_header, ipv6::NEXT_HEADER_ICMPV6, "{path:?}");
+        }
+        for (path, data) in seeds("mld") {
+            let (src, dst, msg) = super::mld_addrs(&data).unwrap();
+            assert!(mld::MldRepr::parse(src, dst, msg).is_ok(), "{path:?}");
         }
         for (path, data) in seeds("udp") {
             let p = udp::Packet::new_checked(&data[..]).unwrap();

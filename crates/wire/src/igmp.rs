@@ -7,6 +7,8 @@
 
 use core::net::Ipv4Addr;
 
+pub use crate::record::RecordType;
+use crate::record::{self, Record, addrs, be16, clamp16, write_addrs};
 use crate::{Error, Result, checksum, ipv4};
 
 /// IGMP message type numbers (RFC 3376 section 4, RFC 2236 section 2.1).
@@ -40,37 +42,8 @@ pub struct QueryV3 {
     pub sources: Vec<Ipv4Addr>,
 }
 
-/// Group record types of an IGMPv3 report (RFC 3376 section 4.2.12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordType {
-    /// MODE_IS_INCLUDE (1).
-    ModeIsInclude,
-    /// MODE_IS_EXCLUDE (2).
-    ModeIsExclude,
-    /// CHANGE_TO_INCLUDE_MODE (3).
-    ChangeToInclude,
-    /// CHANGE_TO_EXCLUDE_MODE (4).
-    ChangeToExclude,
-    /// ALLOW_NEW_SOURCES (5).
-    AllowNewSources,
-    /// BLOCK_OLD_SOURCES (6).
-    BlockOldSources,
-    /// Any other value: RFC 3376 section 4.2.12 says to ignore such records.
-    Unknown(u8),
-}
-
-/// One group record of an IGMPv3 report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
-    /// The record type.
-    pub kind: RecordType,
-    /// The multicast address the record is about.
-    pub group: Ipv4Addr,
-    /// The source list.
-    pub sources: Vec<Ipv4Addr>,
-    /// Auxiliary data, a multiple of 4 bytes long.
-    pub aux_data: Vec<u8>,
-}
+/// One group record of an IGMPv3 report (RFC 3376 section 4.2.4).
+pub type GroupRecord = Record<Ipv4Addr>;
 
 /// A parsed IGMP message of any version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +84,7 @@ pub enum IgmpRepr {
 /// Decodes an RFC 3376 section 4.1.1 Max Resp Code (or 4.1.7 QQIC): below 128 the value
 /// itself, else `(mant | 0x10) << (exp + 3)`.
 pub fn decode_code(code: u8) -> u32 {
-    if code < 128 {
-        u32::from(code)
-    } else {
-        let mant = u32::from(code & 0x0f);
-        let exp = u32::from((code >> 4) & 0x07);
-        (mant | 0x10) << (exp + 3)
-    }
+    record::decode_float(u32::from(code), 4)
 }
 
 /// Encodes a Max Resp Time (RFC 3376 section 4.1.1) or a Query Interval (4.1.7) into its
@@ -125,47 +92,8 @@ pub fn decode_code(code: u8) -> u32 {
 /// smallest code whose decoded value is at least `value` (so a querier never asks for
 /// less time than meant), saturating at 0xff (31744).
 pub fn encode_code(value: u32) -> u8 {
-    if value < 128 {
-        return value as u8;
-    }
-    // decode_code is strictly increasing over 128..=255, so the first exponent whose
-    // mantissa range reaches `value` gives the smallest code. At that exponent the
-    // rounded-up mantissa is at least 16, as the previous exponent fell short.
-    for exp in 0u32..8 {
-        let mant = value.div_ceil(1 << (exp + 3));
-        if mant <= 0x1f {
-            return 0x80 | (exp << 4) as u8 | (mant - 0x10) as u8;
-        }
-    }
-    0xff
-}
-
-impl From<u8> for RecordType {
-    fn from(v: u8) -> Self {
-        match v {
-            1 => RecordType::ModeIsInclude,
-            2 => RecordType::ModeIsExclude,
-            3 => RecordType::ChangeToInclude,
-            4 => RecordType::ChangeToExclude,
-            5 => RecordType::AllowNewSources,
-            6 => RecordType::BlockOldSources,
-            other => RecordType::Unknown(other),
-        }
-    }
-}
-
-impl From<RecordType> for u8 {
-    fn from(t: RecordType) -> u8 {
-        match t {
-            RecordType::ModeIsInclude => 1,
-            RecordType::ModeIsExclude => 2,
-            RecordType::ChangeToInclude => 3,
-            RecordType::ChangeToExclude => 4,
-            RecordType::AllowNewSources => 5,
-            RecordType::BlockOldSources => 6,
-            RecordType::Unknown(v) => v,
-        }
-    }
+    // At most 0xff: the all-ones code of 4 mantissa bits.
+    record::encode_float(value, 4) as u8
 }
 
 /// Length of the common IGMP header (type, code, checksum, group).
@@ -214,64 +142,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-fn be16(b: &[u8], i: usize) -> Result<u16> {
-    match b.get(i..i + 2) {
-        Some(&[x, y]) => Ok(u16::from_be_bytes([x, y])),
-        _ => Err(Error::Overrun),
-    }
-}
-
-fn addr(b: &[u8], i: usize) -> Result<Ipv4Addr> {
-    match b.get(i..i + 4) {
-        Some(&[a, b, c, d]) => Ok(Ipv4Addr::new(a, b, c, d)),
-        _ => Err(Error::Overrun),
-    }
-}
-
-/// Reads `n` addresses starting at `off`; [`Error::Overrun`] if they run past `b`.
-fn sources(b: &[u8], off: usize, n: usize) -> Result<Vec<Ipv4Addr>> {
-    let bytes = b.get(off..off + 4 * n).ok_or(Error::Overrun)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-        .collect())
-}
-
-/// Counts above the 16-bit fields are cut at 65535 on emit.
-fn clamp16(n: usize) -> usize {
-    n.min(usize::from(u16::MAX))
-}
-
-impl GroupRecord {
-    /// Aux data length in 32-bit words as emitted: rounded up, at most 255.
-    fn aux_words(&self) -> usize {
-        self.aux_data.len().div_ceil(4).min(usize::from(u8::MAX))
-    }
-
-    /// Bytes this record takes in a report.
-    pub fn buffer_len(&self) -> usize {
-        8 + 4 * clamp16(self.sources.len()) + 4 * self.aux_words()
-    }
-
-    fn emit(&self, buf: &mut [u8]) {
-        let nsrc = clamp16(self.sources.len());
-        let aux = self.aux_words();
-        buf[0] = u8::from(self.kind);
-        buf[1] = aux as u8;
-        buf[2..4].copy_from_slice(&(nsrc as u16).to_be_bytes());
-        buf[4..8].copy_from_slice(&self.group.octets());
-        let mut off = 8;
-        for s in self.sources.iter().take(nsrc) {
-            buf[off..off + 4].copy_from_slice(&s.octets());
-            off += 4;
-        }
-        let aux_buf = &mut buf[off..off + 4 * aux];
-        aux_buf.fill(0);
-        let n = self.aux_data.len().min(aux_buf.len());
-        aux_buf[..n].copy_from_slice(&self.aux_data[..n]);
-    }
-}
-
 impl QueryV3 {
     /// Max Resp Time in tenths of a second (RFC 3376 section 4.1.1).
     pub fn max_resp_time(&self) -> u32 {
@@ -313,7 +183,7 @@ impl IgmpRepr {
                         suppress: flags & 0x08 != 0,
                         qrv: flags & 0x07,
                         qqic,
-                        sources: sources(bytes, QUERY_V3_MIN_LEN, nsrc)?,
+                        sources: addrs(bytes, QUERY_V3_MIN_LEN, nsrc)?,
                     }))
                 }
                 _ => Err(Error::Malformed),
@@ -321,36 +191,9 @@ impl IgmpRepr {
             msg_type::REPORT_V1 => Ok(IgmpRepr::ReportV1 { group }),
             msg_type::REPORT_V2 => Ok(IgmpRepr::ReportV2 { group }),
             msg_type::LEAVE_V2 => Ok(IgmpRepr::LeaveV2 { group }),
-            msg_type::REPORT_V3 => {
-                let nrec = usize::from(be16(bytes, 6)?);
-                // Each record takes at least 8 bytes: a count the packet cannot hold is
-                // refused before anything is allocated for it.
-                if nrec > (bytes.len() - HEADER_LEN) / 8 {
-                    return Err(Error::Overrun);
-                }
-                let mut records = Vec::with_capacity(nrec);
-                let mut off = HEADER_LEN;
-                for _ in 0..nrec {
-                    let kind = RecordType::from(*bytes.get(off).ok_or(Error::Overrun)?);
-                    let aux = usize::from(*bytes.get(off + 1).ok_or(Error::Overrun)?);
-                    let nsrc = usize::from(be16(bytes, off + 2)?);
-                    let group = addr(bytes, off + 4)?;
-                    let srcs = sources(bytes, off + 8, nsrc)?;
-                    let aux_off = off + 8 + 4 * nsrc;
-                    let aux_data = bytes
-                        .get(aux_off..aux_off + 4 * aux)
-                        .ok_or(Error::Overrun)?
-                        .to_vec();
-                    records.push(GroupRecord {
-                        kind,
-                        group,
-                        sources: srcs,
-                        aux_data,
-                    });
-                    off = aux_off + 4 * aux;
-                }
-                Ok(IgmpRepr::ReportV3 { records })
-            }
+            msg_type::REPORT_V3 => Ok(IgmpRepr::ReportV3 {
+                records: record::parse_report(bytes)?,
+            }),
             other => Err(Error::UnknownType(other)),
         }
     }
@@ -359,14 +202,7 @@ impl IgmpRepr {
     pub fn buffer_len(&self) -> usize {
         match self {
             IgmpRepr::QueryV3(q) => QUERY_V3_MIN_LEN + 4 * clamp16(q.sources.len()),
-            IgmpRepr::ReportV3 { records } => {
-                HEADER_LEN
-                    + records
-                        .iter()
-                        .take(clamp16(records.len()))
-                        .map(GroupRecord::buffer_len)
-                        .sum::<usize>()
-            }
+            IgmpRepr::ReportV3 { records } => record::report_len(records),
             _ => HEADER_LEN,
         }
     }
@@ -402,21 +238,11 @@ impl IgmpRepr {
                 b[9] = q.qqic;
                 let n = clamp16(q.sources.len());
                 b[10..12].copy_from_slice(&(n as u16).to_be_bytes());
-                for (i, s) in q.sources.iter().take(n).enumerate() {
-                    let o = QUERY_V3_MIN_LEN + 4 * i;
-                    b[o..o + 4].copy_from_slice(&s.octets());
-                }
+                write_addrs(b, QUERY_V3_MIN_LEN, &q.sources[..n]);
             }
             IgmpRepr::ReportV3 { records } => {
                 b[0] = msg_type::REPORT_V3;
-                let n = clamp16(records.len());
-                b[6..8].copy_from_slice(&(n as u16).to_be_bytes());
-                let mut off = HEADER_LEN;
-                for r in records.iter().take(n) {
-                    let l = r.buffer_len();
-                    r.emit(&mut b[off..off + l]);
-                    off += l;
-                }
+                record::emit_report(records, b);
             }
         }
         let sum = checksum::checksum(b);

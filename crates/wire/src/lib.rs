@@ -1,18 +1,19 @@
 //! mcgate-wire: the packet formats mcgate reads and writes.
 //!
-//! Ethernet II, IPv4 (with options such as Router Alert), UDP, IGMP v1/v2/v3 and the
-//! VXLAN header. Each format has a checked view over a byte buffer (`Packet<T>`,
+//! Ethernet II, IPv4 (with options such as Router Alert), IPv6 (with the Hop-by-Hop
+//! Router Alert), UDP, ICMPv6, IGMP v1/v2/v3, MLD v1/v2 and the VXLAN header. Each format has a checked view over a byte buffer (`Packet<T>`,
 //! `Frame<T>`, `Header<T>`) and a high-level representation (`Repr`) with `parse` and
 //! `emit`, in the style of smoltcp. `emit` computes every checksum. [`membership`] holds
 //! the vocabulary of group membership every other crate shares (IGMP versions, filter
-//! modes, source filters, the link-local block).
+//! modes, source filters, the groups that stay on their link), and [`record`] the report
+//! records IGMPv3 and MLDv2 share.
 //!
 //! This crate must never do I/O, read a clock, allocate in the views, or panic on any
 //! input: every parser takes untrusted bytes and returns a value or an [`Error`]. The only
 //! panics are documented caller bugs in `emit` (a buffer shorter than `buffer_len()`).
 //!
 //! Tests compare against golden bytes the Linux kernel sent (`fixtures/`, captured by
-//! `fixtures/capture.sh`), and [`fuzzing`] holds the bodies of the fuzz targets.
+//! `fixtures/capture.sh` and `fixtures/capture-mld.sh`), and [`fuzzing`] holds the bodies of the fuzz targets.
 
 #![forbid(unsafe_code)]
 
@@ -23,15 +24,21 @@ pub mod checksum;
 pub mod error;
 pub mod ethernet;
 pub mod fuzzing;
+pub mod icmpv6;
 pub mod igmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod membership;
+pub mod mld;
+pub mod record;
 pub mod settings;
 pub mod udp;
 pub mod vxlan;
 
 pub use error::{Error, Result};
-pub use membership::{FilterMode, SourceFilter, Version, is_link_local_group};
+pub use membership::{
+    FilterMode, SourceFilter, Version, is_link_local_group, is_link_scope_group, multicast_scope,
+};
 pub use settings::{IgmpSettings, SettingsError};
 
 #[cfg(test)]
@@ -59,6 +66,33 @@ pub(crate) mod test_util {
             )
         };
     }
+
+    macro_rules! mld_fixture {
+        ($name:literal) => {
+            (
+                $name,
+                include_str!(concat!("../fixtures/", $name, ".eth.hex")),
+                include_str!(concat!("../fixtures/", $name, ".ipv6.hex")),
+                include_str!(concat!("../fixtures/", $name, ".icmpv6.hex")),
+            )
+        };
+    }
+
+    /// Every MLD packet captured from the kernel (`fixtures/capture-mld.sh`): (name,
+    /// frame, IPv6 packet, MLD message).
+    pub const MLD_FIXTURES: [(&str, &str, &str, &str); 11] = [
+        mld_fixture!("mldv1-report"),
+        mld_fixture!("mldv1-done"),
+        mld_fixture!("mldv1-report-after-v1-query"),
+        mld_fixture!("mldv2-join-to-ex"),
+        mld_fixture!("mldv2-leave-to-in"),
+        mld_fixture!("mldv2-ssm-join-allow"),
+        mld_fixture!("mldv2-ssm-leave-block"),
+        mld_fixture!("mldv2-report-current"),
+        mld_fixture!("bridge-mldv1-query"),
+        mld_fixture!("bridge-mldv2-query"),
+        mld_fixture!("bridge-mldv2-group-query"),
+    ];
 
     /// Every IGMP packet captured from the kernel: (name, frame, IPv4 packet, IGMP).
     pub const IGMP_FIXTURES: [(&str, &str, &str, &str); 11] = [

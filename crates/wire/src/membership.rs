@@ -1,12 +1,13 @@
 //! The vocabulary of group membership shared by the IGMP router, the domain model and
 //! the data planes: IGMP versions, filter modes and source filters (RFC 3376 section
-//! 3.2), and which groups are link-local (RFC 5771 section 4).
+//! 3.2), and which groups must stay on their link: 224.0.0.0/24 (RFC 5771 section 4)
+//! and IPv6 multicast of interface-local or link-local scope (RFC 4291 section 2.7).
 //!
 //! It lives here, below every other crate, so that naming a filter mode never requires
 //! compiling the IGMP router.
 
 use core::fmt;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeSet;
 
 /// An IGMP version: of a message, of a querier, or of a group's compatibility mode
@@ -57,6 +58,37 @@ impl fmt::Display for Version {
 pub fn is_link_local_group(group: Ipv4Addr) -> bool {
     let [a, b, c, _] = group.octets();
     a == 224 && b == 0 && c == 0
+}
+
+/// The scope of an IPv6 multicast address (RFC 4291 section 2.7): the low four bits of
+/// its second byte, 0 to 15 (1 interface-local, 2 link-local, 5 site-local, 8
+/// organization-local, 14 global). `None` if `addr` is not multicast (not in ff00::/8).
+pub fn multicast_scope(addr: Ipv6Addr) -> Option<u8> {
+    let [first, flags_scope, ..] = addr.octets();
+    (first == 0xff).then_some(flags_scope & 0x0f)
+}
+
+/// Whether `group` is an IPv6 multicast address that must never leave its link: scope
+/// 0 (reserved), 1 (interface-local) or 2 (link-local), such as ff02::/16, whatever its
+/// flags (ff12::, ff32:: ...). The IPv6 counterpart of [`is_link_local_group`]: never
+/// forwarded off the link (RFC 4291 section 2.7), and, like ff02::1, of no use to a
+/// router's forwarding state. A non-multicast address is not a group: `false`.
+pub fn is_link_scope_group(group: Ipv6Addr) -> bool {
+    multicast_scope(group).is_some_and(|scope| scope <= 2)
+}
+
+/// The solicited-node multicast address of `unicast` (RFC 4291 section 2.7.1):
+/// ff02::1:ff00:0/104 followed by the low 24 bits of the address.
+pub fn solicited_node(unicast: Ipv6Addr) -> Ipv6Addr {
+    let o = unicast.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// Whether `group` is a solicited-node multicast address (in ff02::1:ff00:0/104).
+pub fn is_solicited_node(group: Ipv6Addr) -> bool {
+    group.octets()[..13] == solicited_node(Ipv6Addr::UNSPECIFIED).octets()[..13]
 }
 
 /// INCLUDE or EXCLUDE (RFC 3376 section 3.2).
@@ -164,6 +196,47 @@ mod tests {
         assert!(is_link_local_group(Ipv4Addr::new(224, 0, 0, 255)));
         assert!(!is_link_local_group(Ipv4Addr::new(224, 0, 1, 1)));
         assert!(!is_link_local_group(Ipv4Addr::new(239, 0, 0, 1)));
+    }
+
+    #[test]
+    fn ipv6_link_scope_is_scope_2_or_below() {
+        let g = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        for link in [
+            "ff02::1",
+            "ff02::16",
+            "ff02::1:ff12:4cb7",
+            "ff01::1",
+            "ff12::5",
+            "ff32::8000:1",
+            "ff00::1",
+        ] {
+            assert!(is_link_scope_group(g(link)), "{link}");
+        }
+        for wide in [
+            "ff05::1:3",
+            "ff0e::1",
+            "ff3e::8000:1",
+            "ff08::2",
+            "fe80::1",
+            "2001:db8::1",
+            "::",
+        ] {
+            assert!(!is_link_scope_group(g(wide)), "{wide}");
+        }
+        assert_eq!(multicast_scope(g("ff3e::1")), Some(14));
+        assert_eq!(multicast_scope(g("ff15::1")), Some(5));
+        assert_eq!(multicast_scope(g("fe80::1")), None);
+    }
+
+    #[test]
+    fn solicited_node_takes_the_low_24_bits() {
+        // The host of fixtures/mldv2-report-current reports its own solicited-node group.
+        let host: Ipv6Addr = "fe80::14a1:63ff:fe12:4cb7".parse().unwrap();
+        let sn = solicited_node(host);
+        assert_eq!(sn, "ff02::1:ff12:4cb7".parse::<Ipv6Addr>().unwrap());
+        assert!(is_solicited_node(sn) && is_link_scope_group(sn));
+        assert!(!is_solicited_node("ff02::1:fe12:4cb7".parse().unwrap()));
+        assert!(!is_solicited_node("ff02::1".parse().unwrap()));
     }
 
     #[test]
