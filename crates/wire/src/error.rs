@@ -12,15 +12,19 @@ pub enum Error {
     /// The checksum does not verify.
     #[error("bad checksum: the packet was corrupted or built wrongly; it was dropped")]
     Checksum,
-    /// A length, version, flag or count field holds a value the format does not allow.
+    /// A length, version, flag or count field holds a value the format does not allow,
+    /// or an IPv6 extension header or option is malformed (an option past its header,
+    /// a Hop-by-Hop header not first, a Router Alert of the wrong length).
     #[error(
         "malformed packet: a version, length or flag field holds a value the format does not allow"
     )]
     Malformed,
-    /// A type field holds a value this crate does not know.
+    /// A type field holds a value this crate does not know: a message type, or an IPv6
+    /// option type whose action bits forbid skipping it (RFC 8200 section 4.2).
     #[error("unknown type {0:#04x}: this message type is not supported and was ignored")]
     UnknownType(u8),
-    /// A record or source count (IGMPv3) says there is more data than the packet holds.
+    /// A record or source count (IGMPv3, MLDv2) says there is more data than the packet
+    /// holds.
     #[error("record or source count runs past the end of the packet")]
     Overrun,
 }

@@ -56,25 +56,28 @@ pub(crate) mod test_util {
             .collect()
     }
 
-    macro_rules! igmp_fixture {
-        ($name:literal) => {
+    /// (name, frame, IP packet, message) of a fixture whose IP packet and message files
+    /// end in `.$ip.hex` and `.$msg.hex`.
+    macro_rules! fixture {
+        ($name:literal, $ip:literal, $msg:literal) => {
             (
                 $name,
                 include_str!(concat!("../fixtures/", $name, ".eth.hex")),
-                include_str!(concat!("../fixtures/", $name, ".ipv4.hex")),
-                include_str!(concat!("../fixtures/", $name, ".igmp.hex")),
+                include_str!(concat!("../fixtures/", $name, ".", $ip, ".hex")),
+                include_str!(concat!("../fixtures/", $name, ".", $msg, ".hex")),
             )
+        };
+    }
+
+    macro_rules! igmp_fixture {
+        ($name:literal) => {
+            fixture!($name, "ipv4", "igmp")
         };
     }
 
     macro_rules! mld_fixture {
         ($name:literal) => {
-            (
-                $name,
-                include_str!(concat!("../fixtures/", $name, ".eth.hex")),
-                include_str!(concat!("../fixtures/", $name, ".ipv6.hex")),
-                include_str!(concat!("../fixtures/", $name, ".icmpv6.hex")),
-            )
+            fixture!($name, "ipv6", "icmpv6")
         };
     }
 
