@@ -282,6 +282,33 @@ mod tests {
         ]);
     }
 
+    proptest::proptest! {
+        /// A cheap stand-in for libFuzzer on stable Rust: kernel packets with a few
+        /// bytes changed (lengths, counts, option and record types) and possibly cut,
+        /// through the IPv6, MLD and Ethernet bodies.
+        #[test]
+        fn mutated_seeds_never_panic(
+            target in 0usize..3,
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..6,
+            ),
+            keep in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let (name, body): (&str, fn(&[u8])) =
+                [("ipv6", super::ipv6 as fn(&[u8])), ("mld", super::mld), ("ethernet", super::ethernet)][target];
+            let corpus = seeds(name);
+            let mut data = corpus[pick.index(corpus.len())].1.clone();
+            for (at, byte) in flips {
+                let i = at.index(data.len());
+                data[i] = byte;
+            }
+            data.truncate(keep.index(data.len() + 1).max(data.len() / 2));
+            body(&data);
+        }
+    }
+
     /// The seeds are real packets, so each must get past its parser, not just not panic.
     #[test]
     fn seeds_parse() {
