@@ -107,7 +107,9 @@ pub(crate) async fn report_traffic(
 pub struct TrafficQuery {
     /// `true`: answer with server-sent events (`text/event-stream`), one `traffic`
     /// event with the view at once, then one per change and at least every second.
+    /// `false` or left out: one JSON answer. Anything else is a 400.
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     watch: Option<String>,
 }
 
