@@ -183,6 +183,7 @@ impl AgentCore {
                 .map(|l| LinkInfo {
                     name: l.dev.name.clone(),
                     address: l.dev.address,
+                    single_host: l.dev.single_host() && !self.is_router_link(&l.dev.name),
                 })
                 .collect(),
             dataplane: Some(self.host.dataplane.to_string()),
@@ -258,7 +259,8 @@ impl AgentCore {
                 bad_frames: 0,
                 frames_without_querier: 0,
             };
-            set_igmp(&mut link, self.link_config(&name, &config).as_ref(), now);
+            let link_config = self.link_config(&link.dev, &config);
+            set_igmp(&mut link, link_config.as_ref(), now);
             self.links.insert(name.clone(), link);
             self.restore_link(now, &name);
             self.drain_link(&name);
@@ -402,7 +404,10 @@ impl AgentCore {
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {
             let had = self.links.get(&name).is_some_and(|l| l.igmp.is_some());
-            let link_config = self.link_config(&name, &config);
+            let link_config = self
+                .links
+                .get(&name)
+                .and_then(|l| self.link_config(&l.dev, &config));
             if let Some(l) = self.links.get_mut(&name) {
                 set_igmp(l, link_config.as_ref(), now);
             }
@@ -434,11 +439,18 @@ impl AgentCore {
     }
 
     /// The querier configuration for link `name`: the domain's, with other queriers
-    /// allowed only on router links.
-    fn link_config(&self, name: &str, config: &Option<IgmpConfig>) -> Option<IgmpConfig> {
-        config.as_ref().map(|c| IgmpConfig {
-            other_queriers: self.is_router_link(name),
-            ..c.clone()
+    /// allowed only on router links, and fast leave on a link that carries a single
+    /// host when the domain allows it there (see [`mcgate_domain::groups::leave_mode`]).
+    fn link_config(&self, dev: &NetDev, config: &Option<IgmpConfig>) -> Option<IgmpConfig> {
+        let router = self.is_router_link(&dev.name);
+        let single_host = !router && dev.single_host();
+        config.as_ref().map(|c| {
+            let mut c = IgmpConfig {
+                other_queriers: router,
+                ..c.clone()
+            };
+            c.settings.fast_leave |= single_host && c.settings.single_host_fast_leave;
+            c
         })
     }
 }

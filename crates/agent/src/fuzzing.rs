@@ -72,6 +72,7 @@ pub fn stream_lines(data: &[u8]) {
             mac: [2, 0, 0, 0, 0, 4],
             mtu: 1500,
             address: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            kind: "veth".into(),
         }],
     );
     core.handle_stream(t0, StreamEvent::Connected);

@@ -19,6 +19,19 @@ pub struct NetDev {
     pub mtu: usize,
     /// First IPv4 address, if any.
     pub address: Option<Ipv4Addr>,
+    /// The device kind (`IFLA_INFO_KIND`: "veth", "bridge"...), empty for a plain
+    /// device or when the kernel could not be asked.
+    pub kind: String,
+}
+
+impl NetDev {
+    /// Whether the link carries a single host: a veth has exactly one network namespace
+    /// at its other end (a task's, or a pod's). A bridge, a physical port or a macvlan
+    /// may carry many. Fast leave is only right on such a link (RFC 3376 6.6.3 assumes
+    /// several hosts may share one).
+    pub fn single_host(&self) -> bool {
+        self.kind == "veth"
+    }
 }
 
 /// Whether `name` matches any of `patterns` (see [`glob_match`]).
@@ -94,12 +107,26 @@ pub fn usable(flags: u32, operstate: &str) -> bool {
     flags & IFF_UP != 0 && !matches!(operstate, "down" | "lowerlayerdown" | "notpresent")
 }
 
+/// Each device's kind by index, from one rtnetlink dump; empty if the dump fails (then
+/// no link counts as single-host, the safe side).
+fn link_kinds() -> BTreeMap<u32, String> {
+    let dump = mcgate_dataplane::kernel::Netlink::open().and_then(|mut nl| nl.links());
+    match dump {
+        Ok(links) => links.into_iter().map(|l| (l.ifindex, l.kind)).collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list device kinds; no link counts as single-host");
+            BTreeMap::new()
+        }
+    }
+}
+
 /// Every interface whose name matches one of `patterns` and that is [`usable`] now.
 pub fn scan(patterns: &[String]) -> Vec<NetDev> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
     };
     let addrs = ipv4_addresses();
+    let kinds = link_kinds();
     let mut out = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -122,12 +149,14 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1500);
         let address = addrs.get(&name).and_then(|v| v.first()).map(|(ip, _)| *ip);
+        let kind = kinds.get(&ifindex).cloned().unwrap_or_default();
         out.push(NetDev {
             name,
             ifindex,
             mac,
             mtu,
             address,
+            kind,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

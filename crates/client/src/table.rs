@@ -3,7 +3,7 @@
 //! trailing spaces, never wrapped (a terminal's width does not change what scripts read).
 
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table, presets};
-use mcgate_domain::api::{GroupEntry, MemberType};
+use mcgate_domain::api::{GroupEntry, LeaveMode, MemberType};
 use mcgate_domain::{FilterMode, SourceFilter};
 
 /// `rows` under `header`, one line each, without a final newline. Rows shorter than the
@@ -29,7 +29,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The rows of `GET /v1/groups` (`mcgate groups`, `mcgate demo`) as a table: ROLE is
 /// member, source or both; TYPE igmp or static; FILTER the IGMPv3 source filter, as
-/// `include(a,b)` or `exclude(-)`; `-` where a cell has no value.
+/// `include(a,b)` or `exclude(-)`; LEAVE how an IGMP member's leave is acted on (`fast`
+/// at once, `queries` after the last-member queries); `-` where a cell has no value.
 pub fn groups(rows: &[GroupEntry]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -61,6 +62,12 @@ pub fn groups(rows: &[GroupEntry]) -> String {
                     .as_ref()
                     .map(filter_text)
                     .unwrap_or_else(|| "-".into()),
+                match r.leave {
+                    Some(LeaveMode::Fast) => "fast",
+                    Some(LeaveMode::Queries) => "queries",
+                    None => "-",
+                }
+                .into(),
             ]
         })
         .collect();
@@ -75,6 +82,7 @@ pub fn groups(rows: &[GroupEntry]) -> String {
             "ROLE",
             "TYPE",
             "FILTER",
+            "LEAVE",
         ],
         &cells,
     )
@@ -146,6 +154,7 @@ mod tests {
             member_type: Some(MemberType::Igmp),
             source_type: None,
             source_filter: Some(mcgate_domain::SourceFilter::any_source()),
+            leave: Some(mcgate_domain::api::LeaveMode::Fast),
         };
         let t = groups(&[row]);
         let mut lines = t.lines();
@@ -162,7 +171,8 @@ mod tests {
                 "10.0.0.2",
                 "member+source",
                 "igmp",
-                "exclude(-)"
+                "exclude(-)",
+                "fast"
             ]
         );
     }

@@ -293,6 +293,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             links: vec![LinkInfo {
                 name: "veth0".into(),
                 address: None,
+                single_host: true,
             }],
             dataplane: Some("loadgen".into()),
             public_key: String::new(),

@@ -140,6 +140,10 @@ pub struct LinkInfo {
     #[serde(default)]
     #[schema(schema_with = schema::ipv4_or_null)]
     pub address: Option<Ipv4Addr>,
+    /// The link carries a single host (a task's veth: one network namespace at its
+    /// other end), so a leave there can be acted on at once. Absent: false.
+    #[serde(default)]
+    pub single_host: bool,
 }
 
 /// Body of `POST /v1/agents`: an agent (re)registers.
@@ -425,6 +429,17 @@ pub enum MemberType {
     Static,
 }
 
+/// How a member's leave is acted on, in the group table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaveMode {
+    /// At once, with no last-member query: the link carries a single host, or the
+    /// domain asks for fast leave everywhere.
+    Fast,
+    /// After the last-member queries go unanswered (RFC 3376 6.6.3, RFC 2236 3).
+    Queries,
+}
+
 /// One row of `GET /v1/groups` (the reference gateway's SearchTransitGatewayMulticastGroups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GroupEntry {
@@ -454,6 +469,9 @@ pub struct GroupEntry {
     /// IGMPv3 filter of the member, if not plain any-source.
     #[schema(schema_with = schema::source_filter_or_null)]
     pub source_filter: Option<SourceFilter>,
+    /// How a leave is acted on, for an IGMP member; null otherwise.
+    #[serde(default)]
+    pub leave: Option<LeaveMode>,
 }
 
 /// One row of `GET /v1/agents`.

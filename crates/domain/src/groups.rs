@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 
 use crate::SourceFilter;
-use crate::api::{GroupEntry, GroupQuery, MemberType};
+use crate::api::{GroupEntry, GroupQuery, LeaveMode, LinkInfo, MemberType};
 use crate::model::{DomainRecord, Model};
 use crate::validate;
+use mcgate_wire::settings::IgmpSettings;
 
 pub use mcgate_wire::igmp::ALL_SYSTEMS;
 
@@ -60,6 +61,8 @@ impl Model {
                     .subnet
                     .or_else(|| addr.and_then(|a| domain_subnet(rec, a)))
             };
+            let settings = &rec.domain.igmp_settings;
+            let links = &agent.registration.links;
             let row =
                 |group, link: &str, address: Option<Ipv4Addr>, filter: Option<SourceFilter>| {
                     GroupEntry {
@@ -74,6 +77,7 @@ impl Model {
                         member_type: Some(MemberType::Igmp),
                         source_type: None,
                         source_filter: filter,
+                        leave: Some(leave_mode(settings, links, link)),
                     }
                 };
             // link → every reporter of any group on it, for the 224.0.0.1 rows.
@@ -129,6 +133,7 @@ fn static_rows(model: &Model, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
             member_type: Some(MemberType::Static),
             source_type: None,
             source_filter: None,
+            leave: None,
         });
     }
     for s in &rec.static_sources {
@@ -160,7 +165,19 @@ fn static_rows(model: &Model, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
             member_type: None,
             source_type: Some(MemberType::Static),
             source_filter: None,
+            leave: None,
         });
+    }
+}
+
+/// How the querier on `link` acts on a leave: at once where the domain asks for it on
+/// every link, or where the link carries a single host and the domain allows it there.
+pub fn leave_mode(settings: &IgmpSettings, links: &[LinkInfo], link: &str) -> LeaveMode {
+    let single_host = links.iter().any(|l| l.name == link && l.single_host);
+    if settings.fast_leave || (settings.single_host_fast_leave && single_host) {
+        LeaveMode::Fast
+    } else {
+        LeaveMode::Queries
     }
 }
 
@@ -194,4 +211,33 @@ pub fn check_query(q: &GroupQuery) -> Result<(), validate::ModelError> {
         validate::unicast("source", s)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_is_fast_on_single_host_links_unless_the_domain_says_otherwise() {
+        let links = [
+            LinkInfo {
+                name: "tk1".into(),
+                address: None,
+                single_host: true,
+            },
+            LinkInfo {
+                name: "br1".into(),
+                address: None,
+                single_host: false,
+            },
+        ];
+        let mut s = IgmpSettings::default();
+        assert_eq!(leave_mode(&s, &links, "tk1"), LeaveMode::Fast);
+        assert_eq!(leave_mode(&s, &links, "br1"), LeaveMode::Queries);
+        assert_eq!(leave_mode(&s, &links, "gone"), LeaveMode::Queries);
+        s.single_host_fast_leave = false;
+        assert_eq!(leave_mode(&s, &links, "tk1"), LeaveMode::Queries);
+        s.fast_leave = true;
+        assert_eq!(leave_mode(&s, &links, "br1"), LeaveMode::Fast);
+    }
 }

@@ -36,6 +36,7 @@ fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
         links: vec![LinkInfo {
             name: "veth0".into(),
             address: None,
+            single_host: false,
         }],
         dataplane: None,
         public_key: String::new(),

@@ -377,7 +377,16 @@ pub fn igmp_settings() -> Schema {
                 .schema_type(Type::Boolean)
                 .default(Some(false.into()))
                 .description(Some(
-                    "Act on a leave at once; only right on links that carry a single host",
+                    "Act on a leave at once on every link; only right on links that carry a single host",
+                )),
+        )
+        .property(
+            "single_host_fast_leave",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .default(Some(true.into()))
+                .description(Some(
+                    "Act on a leave at once on links known to carry a single host (a task's veth); last-member queries (RFC 3376 6.6.3) elsewhere",
                 )),
         )
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))

@@ -635,7 +635,7 @@ fn a_leave_stops_delivery_to_that_host(dp: &str) {
     );
     let gone = t.received(leave, Duration::from_secs(10));
     assert!(gone.unique > 50, "{gone:?}\n{}", t.logs());
-    // IGMPv2 leave, two last-member queries 300 ms apart, then the controller: the
+    // IGMPv2 leave, acted on at once on the task's veth (fast leave), then the controller: the
     // sender's host forgets h2's membership (and, on the kernel data plane, its VXLAN
     // entry towards h2) while the flow still runs.
     let forgotten = t.wait_until(Duration::from_secs(5), || {

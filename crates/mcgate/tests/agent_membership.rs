@@ -313,7 +313,8 @@ fn restart_under_a_stream_in(dp: &str, tunnel: &str) -> u64 {
 fn queries_come_from_an_address_the_link_got_after_attach() {
     let mut t = Topo::with_dataplanes(1, &["userspace"]);
     t.start_controller();
-    t.create_domain("d1", 4100, "v2", false);
+    // Last-member queries on the task's veth too: they are what this test watches.
+    t.create_domain_with("d1", 4100, "v2", r#""single_host_fast_leave":false"#);
     t.start_agents();
     let ok = t.wait_until(Duration::from_secs(10), || {
         t.stats(0)
@@ -350,4 +351,56 @@ fn queries_come_from_an_address_the_link_got_after_attach() {
     let out = t.wait_proc(dump, Duration::from_millis(100));
     assert!(ok, "no query from {addr}:\n{out}\n{}", t.logs());
     assert!(!out.contains("IP 0.0.0.0 > "), "{out}");
+}
+
+/// A task's veth carries one host: its leave is acted on at once, with no group-specific
+/// query (RFC 3376 6.6.3 asks them only to find other members, and there are none), and
+/// the group table says so.
+#[test]
+fn a_leave_on_a_task_veth_is_acted_on_without_queries() {
+    let mut t = Topo::with_dataplanes(1, &["userspace"]);
+    t.start_controller();
+    t.create_domain("d1", 4100, "v2", false);
+    t.start_agents();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats(0)
+            .is_some_and(|s| s.contains("\"tk1\"") && s.contains("\"igmp_mode\":\"v2\""))
+    });
+    assert!(
+        ok,
+        "the agent did not run the querier on tk1:\n{}",
+        t.logs()
+    );
+    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "igmp"]);
+    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
+    });
+    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+    let group = "233.252.0.6";
+    let rows = |t: &Topo| t.api("GET", &format!("/v1/groups?group={group}"), None);
+    let r = t.receiver(0, 0, group, 1.5, "any", &[]);
+    let listed = t.wait_until(Duration::from_secs(5), || {
+        rows(&t).contains("\"leave\":\"fast\"")
+    });
+    assert!(
+        listed,
+        "the member is not listed with fast leave: {}",
+        rows(&t)
+    );
+    t.received(r, Duration::from_secs(5));
+    // The receiver's socket closed: the kernel sent its leave.
+    let gone = t.wait_until(Duration::from_secs(5), || rows(&t) == "[]");
+    assert!(gone, "the member stayed: {}\n{}", rows(&t), t.logs());
+    let leave = format!("> 224.0.0.2: igmp leave {group}");
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains(&leave))
+    });
+    let out = t.wait_proc(dump, Duration::from_millis(100));
+    assert!(ok, "no leave on the wire:\n{out}");
+    let query = format!("> {group}: igmp query");
+    assert!(
+        !out.contains(&query),
+        "a group-specific query was sent:\n{out}"
+    );
 }

@@ -31,8 +31,11 @@ pub struct IgmpSettings {
     /// Last Member Query Count (8.9), 1 to 7. Default: the robustness.
     pub last_member_count: Option<u8>,
     /// Act on a leave at once, without last-member queries, when no other member of the
-    /// group is known. Only right on links that carry a single host.
+    /// group is known, on every link. Only right on links that carry a single host.
     pub fast_leave: bool,
+    /// Act on a leave at once on the links the agent knows carry a single host (a task's
+    /// veth), with the RFC's last-member queries (6.6.3) everywhere else. Default true.
+    pub single_host_fast_leave: bool,
 }
 
 impl Default for IgmpSettings {
@@ -44,6 +47,7 @@ impl Default for IgmpSettings {
             last_member_interval_ms: 1_000,
             last_member_count: None,
             fast_leave: false,
+            single_host_fast_leave: true,
         }
     }
 }

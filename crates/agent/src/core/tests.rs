@@ -37,6 +37,7 @@ fn dev(name: &str, ifindex: u32, address: Option<Ipv4Addr>) -> NetDev {
         mac: [2, 0, 0, 0, 0, ifindex as u8],
         mtu: 1500,
         address,
+        kind: String::new(),
     }
 }
 
@@ -582,4 +583,52 @@ fn a_resumed_stream_does_not_hold_down_a_later_snapshot() {
     let a = drain(&mut c);
     // With a hold-down, h3 would still be forwarded to.
     assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2"]);
+}
+
+/// A task's veth (one host at its other end) acts on a leave at once unless the domain
+/// says otherwise; a bridge or a router link keeps the last-member queries.
+#[test]
+fn fast_leave_only_on_single_host_links() {
+    let t0 = Instant::now();
+    let veth = |name: &str, ifindex| NetDev {
+        kind: "veth".into(),
+        ..dev(name, ifindex, None)
+    };
+    let mut c = core_at(t0, SavedMembership::default()).with_router_links(vec!["up*".into()]);
+    c.handle_links(
+        t0,
+        vec![veth("tk1", 4), dev("br1", 5, None), veth("up0", 6)],
+    );
+    c.handle_timeout(t0 + SETTINGS_GRACE);
+    drain(&mut c);
+    let fast = |c: &AgentCore, name: &str| {
+        c.links[name]
+            .igmp
+            .as_ref()
+            .expect("querier running")
+            .config()
+            .settings
+            .fast_leave
+    };
+    assert!(fast(&c, "tk1"), "a task veth carries one host");
+    assert!(!fast(&c, "br1"), "a bridge may carry many");
+    assert!(!fast(&c, "up0"), "a router link carries another router");
+    let links = c.registration().links;
+    let single: Vec<(String, bool)> = links
+        .iter()
+        .map(|l| (l.name.clone(), l.single_host))
+        .collect();
+    assert_eq!(
+        single,
+        [
+            ("br1".to_string(), false),
+            ("tk1".to_string(), true),
+            ("up0".to_string(), false)
+        ]
+    );
+    let mut off = default_config();
+    off.settings.single_host_fast_leave = false;
+    let tk1 = c.links["tk1"].dev.clone();
+    let config = c.link_config(&tk1, &Some(off)).expect("a config");
+    assert!(!config.settings.fast_leave, "the domain turned it off");
 }

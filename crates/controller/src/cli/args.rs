@@ -213,9 +213,13 @@ pub struct CreateArgs {
     /// IGMP robustness variable, 1 to 7 (default 2; the Transit Gateway behaves like 3).
     #[arg(long)]
     pub robustness: Option<u8>,
-    /// Act on a leave at once (only right where each link has one host).
+    /// Act on a leave at once on every link (only right where each link has one host).
     #[arg(long)]
     pub fast_leave: bool,
+    /// Act on a leave at once on links the agent knows carry a single host (a task's
+    /// veth); `false`: last-member queries there too.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub single_host_fast_leave: bool,
     /// How traffic crosses between hosts.
     #[arg(long, value_enum, default_value = "wireguard")]
     pub tunnel: TunnelArg,

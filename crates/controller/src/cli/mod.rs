@@ -278,6 +278,7 @@ async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
             }
             s.last_member_count = a.last_member_count;
             s.fast_leave = a.fast_leave;
+            s.single_host_fast_leave = a.single_host_fast_leave;
             let spec = DomainSpec {
                 name: a.name,
                 vni: a.vni,
@@ -358,7 +359,13 @@ async fn domain(cmd: DomainCmd) -> Result<(), ClientError> {
                     s.last_member_interval_ms,
                     s.last_member_count.unwrap_or(s.robustness),
                     s.robustness,
-                    if s.fast_leave { ", fast leave" } else { "" }
+                    if s.fast_leave {
+                        ", fast leave on every link"
+                    } else if s.single_host_fast_leave {
+                        ", fast leave on single-host links"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

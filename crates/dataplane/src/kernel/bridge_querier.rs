@@ -50,6 +50,7 @@ mod tests {
             last_member_interval_ms: 300,
             last_member_count: Some(2),
             fast_leave: false,
+            single_host_fast_leave: true,
         };
         let b = bridge_settings(Version::V2, &s);
         assert_eq!(b.igmp_version, Some(2));

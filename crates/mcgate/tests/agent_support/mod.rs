@@ -244,6 +244,9 @@ pub struct Topo {
 
 /// The controller's address.
 pub const CONTROLLER: &str = "10.200.1.254:7400";
+/// The tests' IGMP timers (JSON members of `igmp_settings`): short, so the protocol's
+/// waits fit in a test.
+pub const TEST_TIMERS: &str = r#""robustness":2,"query_interval_ms":20000,"query_response_interval_ms":2000,"last_member_interval_ms":300"#;
 
 impl Topo {
     /// Builds `hosts` hosts with `tasks` tasks each, every agent on the data plane of
@@ -568,9 +571,25 @@ impl Topo {
         tunnel: &str,
     ) {
         let body = format!(
-            r#"{{"name":"{name}","vni":{vni},"igmp":"{igmp}","static_sources":{static_sources},"tunnel":"{tunnel}","igmp_settings":{{"robustness":2,"query_interval_ms":20000,"query_response_interval_ms":2000,"last_member_interval_ms":300}}}}"#
+            r#"{{"name":"{name}","vni":{vni},"igmp":"{igmp}","static_sources":{static_sources},"tunnel":"{tunnel}","igmp_settings":{{{}}}}}"#,
+            TEST_TIMERS
         );
         self.api("POST", "/v1/domains", Some(&body));
+        self.associate_all(name);
+    }
+
+    /// [`Topo::create_domain`] with more IGMP settings (`extra`: JSON members, such as
+    /// `"fast_leave":true`) beside the tests' short timers.
+    pub fn create_domain_with(&self, name: &str, vni: u32, igmp: &str, extra: &str) {
+        let body = format!(
+            r#"{{"name":"{name}","vni":{vni},"igmp":"{igmp}","igmp_settings":{{{TEST_TIMERS},{extra}}}}}"#
+        );
+        self.api("POST", "/v1/domains", Some(&body));
+        self.associate_all(name);
+    }
+
+    /// Associates every host of the topology with domain `name`.
+    fn associate_all(&self, name: &str) {
         for h in &self.hosts {
             self.api(
                 "POST",
