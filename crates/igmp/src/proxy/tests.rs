@@ -92,7 +92,7 @@ fn rfc3376_5_1_join_and_leave_are_reported_at_once_and_repeated() {
     let mut u = upstream(t0);
     u.set_membership(t0, members(&[(g(1), SourceFilter::any_source())]));
     let join = v3_report(vec![rec(RecordType::ChangeToExclude, g(1), &[])]);
-    assert_eq!(drain(&mut u), [join.clone()]);
+    assert_eq!(drain(&mut u), std::slice::from_ref(&join));
     // Robustness Variable 2: one repeat within the Unsolicited Report Interval.
     let sent = run_until(&mut u, t0 + Duration::from_secs(10));
     assert_eq!(sent.len(), 1);
@@ -103,7 +103,7 @@ fn rfc3376_5_1_join_and_leave_are_reported_at_once_and_repeated() {
     let t1 = t0 + Duration::from_secs(20);
     u.set_membership(t1, BTreeMap::new());
     let leave = v3_report(vec![rec(RecordType::ChangeToInclude, g(1), &[])]);
-    assert_eq!(drain(&mut u), [leave.clone()]);
+    assert_eq!(drain(&mut u), std::slice::from_ref(&leave));
     let sent = run_until(&mut u, t1 + Duration::from_secs(10));
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].1, sent[0].2.clone()), leave);
