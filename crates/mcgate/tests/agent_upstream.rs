@@ -21,8 +21,9 @@ const FEED: &str = "233.252.0.7";
 const EXCHANGE_IP: &str = "192.0.2.1";
 const GATEWAY_IP: &str = "192.0.2.2";
 
-/// FRR's configuration: IGMPv3 querier on `eth0` with short timers, so the test sees
-/// queries and leaves within seconds (intervals in deciseconds where FRR takes them).
+/// FRR's configuration: IGMP querier on `eth0` with short timers, so the test sees
+/// queries and leaves within seconds (intervals in deciseconds where FRR takes them);
+/// the version line follows.
 const FRR_CONF: &str = "hostname exchange
 interface eth0
  ip pim
@@ -88,19 +89,31 @@ impl Frr {
             .collect()
     }
 
+    /// The groups in FRR's IGMP table on `eth0` with the version FRR heard them in.
+    fn group_versions(&self) -> Vec<(String, u64)> {
+        let doc = self.vtysh("show ip igmp groups json");
+        doc["eth0"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| Some((g["group"].as_str()?.to_string(), g["version"].as_u64()?)))
+            .collect()
+    }
+
     /// Whether FRR is the querier on `eth0`.
     fn querier(&self) -> bool {
         self.vtysh("show ip igmp interface json")["eth0"]["querier"] == Value::Bool(true)
     }
 }
 
-fn start_frr(ns: &mut Netns, dir: &Path) -> Frr {
+fn start_frr(ns: &mut Netns, dir: &Path, version: u8) -> Frr {
     assert!(
         Path::new("/usr/lib/frr/pimd").exists(),
         "this test needs FRR (Debian package frr; scripts/test installs it)"
     );
     std::fs::create_dir_all(dir).expect("FRR dir");
-    std::fs::write(dir.join("frr.conf"), FRR_CONF).expect("FRR config");
+    let conf = format!("{FRR_CONF} ip igmp version {version}\n");
+    std::fs::write(dir.join("frr.conf"), conf).expect("FRR config");
     // The daemons drop to the frr user, which must write its pid files and sockets.
     support::sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf-8 path")]);
     let d = dir.to_str().expect("utf-8 path").to_string();
@@ -139,11 +152,11 @@ fn start_frr(ns: &mut Netns, dir: &Path) -> Frr {
     }
 }
 
-#[test]
-fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
+/// The deployment: h1 the gateway (its `up0` on the exchange's link), h2 with two
+/// tasks, the exchange namespace with FRR as querier of IGMP `version`, heard by the
+/// gateway before this returns.
+fn deployment(version: u8) -> (Topo, Netns, Frr) {
     support::require_root();
-    // h1 is the gateway; h2's first task receives the feed, its second sends inside
-    // the domain (for the egress check); h1's task is a local member then.
     let mut t = Topo::with_dataplanes(2, &["userspace", "userspace"]);
     let mut exchange = Netns::new("agent");
     veth(
@@ -156,23 +169,32 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     );
     exchange.run(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     let frr_dir = t.dir.join("frr");
-    let exchange_name = exchange.name.clone();
     t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", "233.252.0.0/24"]
         .map(String::from)
         .to_vec();
     t.start_controller();
     t.create_domain("feeds", 100, "v3", false);
     t.start_agents();
-    let frr = start_frr(&mut exchange, &frr_dir);
+    let frr = start_frr(&mut exchange, &frr_dir, version);
     let ok = t.wait_until(Duration::from_secs(15), || frr.querier());
-    assert!(ok, "FRR never became querier on {exchange_name}");
-    // The gateway hears the upstream querier and answers it; it never queries there.
+    assert!(ok, "FRR never became querier on {}", exchange.name);
+    // The gateway hears the upstream querier (in its version) and answers it; it never
+    // queries there.
     let ok = t.wait_until(Duration::from_secs(15), || {
-        t.stats_doc(0)
-            .is_some_and(|d| d["upstream"]["querier"] == EXCHANGE_IP)
+        t.stats_doc(0).is_some_and(|d| {
+            d["upstream"]["querier"] == EXCHANGE_IP && d["upstream"]["igmp_version"] == version
+        })
     });
     assert!(ok, "the gateway never heard FRR's queries\n{}", t.logs());
     assert!(frr.groups().iter().all(|g| g != FEED));
+    (t, exchange, frr)
+}
+
+#[test]
+fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
+    // h1 is the gateway; h2's first task receives the feed, its second sends inside
+    // the domain (for the egress check); h1's task is a local member then.
+    let (mut t, exchange, frr) = deployment(3);
 
     // A task on h2 joins the feed: the gateway reports it upstream.
     let bin = agent_support::binary();
@@ -338,4 +360,38 @@ fn exchange_iperf(t: &mut Topo, ns: &Netns) -> usize {
             EXCHANGE_IP,
         ],
     )
+}
+
+/// RFC 4605 4.1 and RFC 3376 7.2.1: behind an IGMPv2 querier the gateway reports in
+/// IGMPv2 (FRR's table says which version it heard) and leaves with a Leave Group.
+#[test]
+fn gateway_speaks_igmpv2_to_an_igmpv2_querier() {
+    let (mut t, _exchange, frr) = deployment(2);
+    let bin = agent_support::binary();
+    let recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.group_versions()
+            .iter()
+            .any(|(g, v)| g == FEED && *v == 2)
+    });
+    assert!(ok, "FRR never saw an IGMPv2 join of {FEED}\n{}", t.logs());
+    let left = Instant::now();
+    t.interrupt_proc(recv);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().all(|g| g != FEED)
+    });
+    assert!(
+        ok,
+        "FRR kept {FEED} after the last member left\n{}",
+        t.logs()
+    );
+    eprintln!(
+        "IGMPv2: leave on h2 to FRR dropping the group: {:?}",
+        left.elapsed()
+    );
+    let doc = t.stats_doc(0).expect("h1 stats");
+    let igmp = &doc["upstream"]["igmp"];
+    assert!(igmp["reports_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
+    assert!(igmp["leaves_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
+    assert_eq!(igmp["reports_v3"], 0, "{igmp}");
 }
