@@ -67,6 +67,12 @@ pub enum AgentError {
     /// The WireGuard key cannot be loaded or stored.
     #[error(transparent)]
     Key(#[from] host_key::KeyError),
+    /// The upstream interface is the one holding the underlay address.
+    #[error(
+        "the upstream interface {0} holds the underlay address: give the interface on the \
+         upstream multicast network, not the one other hosts reach this one through"
+    )]
+    UpstreamIsUnderlay(String),
     /// The kernel data plane was asked for with an upstream interface.
     #[error(
         "--upstream needs the userspace data plane (the relay takes the upstream traffic \
@@ -284,6 +290,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = *cfg.underlay.ip();
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
+    if cfg.upstream.as_deref() == Some(underlay_if.as_str()) {
+        return Err(AgentError::UpstreamIsUnderlay(underlay_if));
+    }
     // Per controller URL, one kept-alive connection for the session's registrations
     // and reports (the heartbeats and the stream each have their own).
     let clients: Vec<_> = crate::join::clients(&cfg)?

@@ -334,6 +334,12 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     assert!(up["igmp"]["reports_v3"].as_u64().unwrap_or(0) >= 2, "{up}");
     assert!(up["igmp"]["queries_v3"].as_u64().unwrap_or(0) >= 1, "{up}");
     assert_eq!(up["membership"], Value::Array(vec![]));
+    let reports = t.metric(
+        0,
+        "mcgate_agent_upstream_igmp",
+        &[("interface", "up0"), ("kind", "reports_v3")],
+    );
+    assert!(reports >= 2, "reports_v3 in /metrics: {reports}");
     drop(exchange);
 }
 
