@@ -160,6 +160,17 @@ pub fn stats_json(
             })
         })
         .collect();
+    // The upstream interface with the traffic the data plane took in there.
+    let upstream = view.upstream.as_ref().map(|u| {
+        let c = dp.links.get(&u.interface).cloned().unwrap_or_default();
+        let mut v = json!(u);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("rx".into(), counter_json(&c.rx));
+            o.insert("tx".into(), counter_json(&c.tx));
+            o.insert("drops".into(), drops_json(&c.drops));
+        }
+        v
+    });
     json!({
         "host": view.host,
         "underlay": view.underlay,
@@ -169,6 +180,7 @@ pub fn stats_json(
         "controller": status,
         "domains": view.domains,
         "links": links,
+        "upstream": upstream,
         "groups": groups,
         "dataplane": {
             "name": dp.name,

@@ -408,6 +408,8 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             check: true,
             wireguard_port: None,
             rotate_key: false,
+            upstream: None,
+            upstream_groups: None,
         };
         if args.controller.is_empty() {
             args.controller.push("https://127.0.0.1:7400".into());

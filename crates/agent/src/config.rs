@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mcgate_dataplane::choose::Requested;
 use mcgate_domain::api::{VXLAN_PORT, WIREGUARD_PORT};
+use mcgate_igmp::proxy::GroupRange;
 use serde::Deserialize;
 
 use crate::AgentArgs;
@@ -54,6 +55,10 @@ pub struct AgentConfig {
     pub wireguard_port: u16,
     /// Generate a new WireGuard key pair at start.
     pub rotate_key: bool,
+    /// The upstream interface (IGMP proxy, RFC 4605), if any.
+    pub upstream: Option<String>,
+    /// The group ranges reported on the upstream interface; none by default.
+    pub upstream_groups: Vec<GroupRange>,
 }
 
 impl AgentConfig {
@@ -123,6 +128,9 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     #[serde(rename = "wireguard-port")]
     wireguard_port: Option<u16>,
+    upstream: Option<String>,
+    #[serde(rename = "upstream-groups")]
+    upstream_groups: Option<OneOrMany>,
 }
 
 /// `controller = "URL"` or `controller = ["URL", ...]`.
@@ -233,6 +241,49 @@ pub fn parse_admin(value: &str) -> Result<AdminAddr, ConfigError> {
     Ok(AdminAddr::Tcp(value.to_string()))
 }
 
+/// `--upstream` and `--upstream-groups`, flags over the file: one interface name (not a
+/// pattern), and ranges only together with it.
+fn resolve_upstream(
+    args: &AgentArgs,
+    file_upstream: Option<String>,
+    file_groups: Option<OneOrMany>,
+) -> Result<(Option<String>, Vec<GroupRange>), ConfigError> {
+    let upstream = args.upstream.clone().or(file_upstream);
+    if let Some(u) = &upstream
+        && (u.is_empty()
+            || u.len() > 15
+            || u.contains(['/', '*', '?'])
+            || u.chars().any(char::is_whitespace))
+    {
+        return Err(ConfigError::Invalid {
+            key: "upstream",
+            value: u.clone(),
+            why: "give one interface name (1 to 15 characters, no '/', spaces or globs)".into(),
+        });
+    }
+    let groups: Vec<String> = match (&args.upstream_groups, file_groups) {
+        (Some(g), _) => g.split(',').map(str::to_string).collect(),
+        (None, Some(g)) => g.into_vec(),
+        (None, None) => Vec::new(),
+    };
+    let mut ranges = Vec::with_capacity(groups.len());
+    for g in &groups {
+        ranges.push(g.parse::<GroupRange>().map_err(|e| ConfigError::Invalid {
+            key: "upstream-groups",
+            value: g.clone(),
+            why: e.to_string(),
+        })?);
+    }
+    if upstream.is_none() && !ranges.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "upstream-groups",
+            value: groups.join(","),
+            why: "needs --upstream IFACE, the interface to report them on".into(),
+        });
+    }
+    Ok((upstream, ranges))
+}
+
 impl AgentConfig {
     /// Flags first, then the file for what the flags leave out.
     pub fn resolve(args: &AgentArgs) -> Result<Self, ConfigError> {
@@ -336,6 +387,8 @@ impl AgentConfig {
                     .as_ref()
                     .map(|d| crate::join::default_credential_file(d))
             });
+        let (upstream, upstream_groups) =
+            resolve_upstream(args, file.upstream, file.upstream_groups)?;
         Ok(Self {
             controllers,
             join_token,
@@ -352,6 +405,8 @@ impl AgentConfig {
             state_dir,
             wireguard_port,
             rotate_key: args.rotate_key,
+            upstream,
+            upstream_groups,
         })
     }
 }
@@ -379,6 +434,8 @@ mod tests {
             check: false,
             wireguard_port: None,
             rotate_key: false,
+            upstream: None,
+            upstream_groups: None,
         }
     }
 
@@ -498,6 +555,45 @@ mod tests {
                 "{bad:?}: {e}"
             );
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn upstream_and_its_ranges_from_flags_or_file() {
+        let dir = tempfile_dir("upstream");
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            "controller = \"https://10.0.0.1:7400\"\nhost = \"h1\"\nunderlay = \"10.1.0.5\"\nattach = [\"tk*\"]\nupstream = \"ex0\"\nupstream-groups = [\"233.252.0.0/24\"]\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        let c = AgentConfig::resolve(&a).unwrap();
+        assert_eq!(c.upstream.as_deref(), Some("ex0"));
+        assert_eq!(c.upstream_groups, ["233.252.0.0/24".parse().unwrap()]);
+        a.upstream_groups = Some("233.252.0.0/24,239.1.0.0/16".into());
+        assert_eq!(AgentConfig::resolve(&a).unwrap().upstream_groups.len(), 2);
+        a.upstream_groups = Some("233.252.0.1/24".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("`upstream-groups`") && e.contains("233.252.0.0"),
+            "{e}"
+        );
+        a.upstream = Some("ex*".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("`upstream`"), "{e}");
+        // Ranges without an interface are a mistake, said so.
+        let mut a = args();
+        a.controller = vec!["https://x:1".into()];
+        a.host = Some("h".into());
+        a.underlay = Some("10.0.0.1".into());
+        a.attach = vec!["tk*".into()];
+        let c = AgentConfig::resolve(&a).unwrap();
+        assert!(c.upstream.is_none() && c.upstream_groups.is_empty());
+        a.upstream_groups = Some("233.252.0.0/24".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("needs --upstream"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

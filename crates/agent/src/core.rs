@@ -132,6 +132,8 @@ pub struct AgentCore {
     /// Glob patterns of the attached links that may hold another multicast router
     /// (`--router-links`); every other link carries hosts only.
     router_links: Vec<String>,
+    /// The upstream interface (`--upstream`), if any.
+    pub(crate) upstream: Option<upstream::UpstreamLink>,
 }
 
 impl AgentCore {
@@ -164,6 +166,7 @@ impl AgentCore {
             last_now: now,
             actions: VecDeque::new(),
             router_links: Vec::new(),
+            upstream: None,
         }
     }
 
@@ -221,7 +224,7 @@ impl AgentCore {
         let now = self.advance(now);
         let found: BTreeMap<String, NetDev> = found
             .into_iter()
-            .filter(|d| d.name != self.host.underlay_if)
+            .filter(|d| d.name != self.host.underlay_if && !self.is_upstream(&d.name))
             .map(|d| (d.name.clone(), d))
             .collect();
         let mut changed = false;
@@ -267,22 +270,38 @@ impl AgentCore {
             changed = true;
         }
         if changed {
-            self.actions.push_back(Action::SetLinks(
-                self.links
-                    .values()
-                    .map(|l| LinkSpec {
-                        name: l.dev.name.clone(),
-                        ifindex: l.dev.ifindex,
-                        routers: self.is_router_link(&l.dev.name),
-                    })
-                    .collect(),
-            ));
+            self.push_links();
             self.actions
                 .push_back(Action::Session(SessionInput::Registration(
                     self.registration(),
                 )));
             self.table_dirty = true;
         }
+    }
+
+    /// Hands the data plane the attached links and the upstream interface (a link
+    /// where routers are, whose traffic enters the domain like a local source's).
+    fn push_links(&mut self) {
+        let upstream = self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.dev.as_ref())
+            .map(|d| LinkSpec {
+                name: d.name.clone(),
+                ifindex: d.ifindex,
+                routers: true,
+            });
+        self.actions.push_back(Action::SetLinks(
+            self.links
+                .values()
+                .map(|l| LinkSpec {
+                    name: l.dev.name.clone(),
+                    ifindex: l.dev.ifindex,
+                    routers: self.is_router_link(&l.dev.name),
+                })
+                .chain(upstream)
+                .collect(),
+        ));
     }
 
     /// The underlay interface's MTU as last read.
@@ -297,6 +316,10 @@ impl AgentCore {
     /// One Ethernet frame received on `link` by its IGMP socket.
     pub fn handle_frame(&mut self, now: Instant, link: &str, ifindex: u32, frame: &[u8]) {
         let now = self.advance(now);
+        if self.is_upstream(link) {
+            self.upstream_packet(now, ifindex, frame);
+            return;
+        }
         let Some(l) = self.links.get_mut(link) else {
             return;
         };
@@ -338,6 +361,7 @@ impl AgentCore {
             .chain(self.stale.as_ref().map(|(_, t)| *t))
             .chain(self.restored.values().copied())
             .chain(self.save_at)
+            .chain(self.upstream_timeout())
             .min()
     }
 
@@ -377,6 +401,7 @@ impl AgentCore {
             tracing::info!(link, %group, "restored membership not confirmed by any host; dropped");
             self.set_member(&link, group, None, Vec::new());
         }
+        self.upstream_handle_timeout(now);
         if self.save_at.is_some_and(|t| t <= now) {
             self.save_at = None;
             self.actions
@@ -389,6 +414,7 @@ impl AgentCore {
     pub fn poll_action(&mut self) -> Option<Action> {
         if self.actions.is_empty() && self.table_dirty {
             self.compute_table();
+            self.refresh_upstream();
         }
         self.actions.pop_front()
     }
@@ -477,3 +503,4 @@ pub mod session;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod upstream;

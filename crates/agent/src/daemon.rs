@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use mcgate_dataplane::DataplaneKind;
+use mcgate_dataplane::choose::Requested;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec, WireguardConfig};
 use tokio::sync::mpsc;
 
@@ -65,6 +67,18 @@ pub enum AgentError {
     /// The WireGuard key cannot be loaded or stored.
     #[error(transparent)]
     Key(#[from] host_key::KeyError),
+    /// The upstream interface is the one holding the underlay address.
+    #[error(
+        "the upstream interface {0} holds the underlay address: give the interface on the \
+         upstream multicast network, not the one other hosts reach this one through"
+    )]
+    UpstreamIsUnderlay(String),
+    /// The kernel data plane was asked for with an upstream interface.
+    #[error(
+        "--upstream needs the userspace data plane (the relay takes the upstream traffic \
+         into the domain): give --dataplane userspace or auto"
+    )]
+    UpstreamNeedsRelay,
     /// The state directory cannot be used.
     #[error("cannot use the state directory {path}: {source}")]
     StateDir {
@@ -79,6 +93,9 @@ pub enum AgentError {
 struct Driver {
     core: AgentCore,
     sockets: BTreeMap<String, LinkSocket>,
+    /// The upstream interface's IGMP socket, while it exists.
+    upstream_socket: Option<LinkSocket>,
+    upstream: Option<String>,
     attach: Vec<String>,
     underlay_ip: Ipv4Addr,
     underlay_if: String,
@@ -96,7 +113,7 @@ impl Driver {
     fn rescan(&mut self) {
         let found: Vec<NetDev> = netdev::scan(&self.attach)
             .into_iter()
-            .filter(|d| d.name != self.underlay_if)
+            .filter(|d| d.name != self.underlay_if && Some(&d.name) != self.upstream.as_ref())
             .collect();
         self.sockets.retain(|name, s| {
             found
@@ -119,9 +136,49 @@ impl Driver {
             attached.push(dev);
         }
         self.core.handle_links(Instant::now(), attached);
+        self.rescan_upstream();
         if let Some((_, mtu, _)) = netdev::underlay_interface(self.underlay_ip) {
             self.core.handle_underlay_mtu(mtu);
         }
+    }
+
+    /// Opens (or re-opens, for a re-created interface) the upstream interface's IGMP
+    /// socket and tells the core what is there.
+    fn rescan_upstream(&mut self) {
+        let Some(name) = self.upstream.clone() else {
+            return;
+        };
+        let dev = netdev::scan(std::slice::from_ref(&name))
+            .into_iter()
+            .find(|d| d.name == name);
+        if self.upstream_socket.as_ref().map(|s| s.ifindex) != dev.as_ref().map(|d| d.ifindex) {
+            self.upstream_socket = None;
+        }
+        let dev = match dev {
+            Some(d) if self.upstream_socket.is_none() => {
+                match LinkSocket::open(&d.name, d.ifindex, self.igmp_tx.clone()) {
+                    Ok(s) => {
+                        self.upstream_socket = Some(s);
+                        Some(d)
+                    }
+                    Err(e) => {
+                        tracing::warn!(link = %name, error = %e, "cannot open the upstream interface; will retry");
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
+        self.core.handle_upstream_link(Instant::now(), dev);
+    }
+
+    /// The socket frames for `link` go out of.
+    fn socket(&self, link: &str, ifindex: u32) -> Option<&LinkSocket> {
+        match self.upstream.as_deref() {
+            Some(u) if u == link => self.upstream_socket.as_ref(),
+            _ => self.sockets.get(link),
+        }
+        .filter(|s| s.ifindex == ifindex)
     }
 
     /// Does what the core asks, then publishes the state for the admin endpoint.
@@ -133,8 +190,7 @@ impl Driver {
                     ifindex,
                     frame,
                 } => {
-                    let Some(sock) = self.sockets.get(&link).filter(|s| s.ifindex == ifindex)
-                    else {
+                    let Some(sock) = self.socket(&link, ifindex) else {
                         continue;
                     };
                     if let Err(e) = sock.send(&frame) {
@@ -184,6 +240,9 @@ impl Driver {
                 l.igmp_frames = s.counters();
             }
         }
+        if let (Some(u), Some(s)) = (view.upstream.as_mut(), &self.upstream_socket) {
+            u.igmp_frames = s.counters();
+        }
         match self.shared.lock() {
             Ok(mut v) => *v = view,
             Err(p) => *p.into_inner() = view,
@@ -217,6 +276,13 @@ fn restore(cfg: &AgentConfig) -> Result<SavedMembership, AgentError> {
     }
 }
 
+fn with_upstream(core: AgentCore, cfg: &AgentConfig) -> AgentCore {
+    match &cfg.upstream {
+        Some(u) => core.with_upstream(u.clone(), cfg.upstream_groups.clone(), fastrand::u64(..)),
+        None => core,
+    }
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -224,6 +290,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = *cfg.underlay.ip();
     let (underlay_if, underlay_mtu, subnet) =
         netdev::underlay_interface(ip).ok_or(AgentError::NoUnderlay(ip))?;
+    if cfg.upstream.as_deref() == Some(underlay_if.as_str()) {
+        return Err(AgentError::UpstreamIsUnderlay(underlay_if));
+    }
     // Per controller URL, one kept-alive connection for the session's registrations
     // and reports (the heartbeats and the stream each have their own).
     let clients: Vec<_> = crate::join::clients(&cfg)?
@@ -233,14 +302,34 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let saved = restore(&cfg)?;
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()
-        .filter(|d| d.name != underlay_if)
+        .filter(|d| d.name != underlay_if && Some(&d.name) != cfg.upstream.as_ref())
         .map(|d| LinkSpec {
             routers: netdev::matches_any(&cfg.router_links, &d.name),
             name: d.name,
             ifindex: d.ifindex,
         })
         .collect();
-    let choice = mcgate_dataplane::choose::choose(cfg.dataplane, &links_now)?;
+    let requested = match (&cfg.upstream, cfg.dataplane) {
+        (None, r) => r,
+        // The relay takes the upstream traffic into the domain; the kernel plane
+        // bridges task links only.
+        (Some(_), Requested::Auto) => Requested::Kind(DataplaneKind::Userspace),
+        (Some(_), Requested::Kind(DataplaneKind::Kernel)) => {
+            return Err(AgentError::UpstreamNeedsRelay);
+        }
+        (Some(_), r) => r,
+    };
+    if let Some(u) = &cfg.upstream {
+        if cfg.upstream_groups.is_empty() {
+            tracing::warn!(
+                upstream = %u,
+                "no --upstream-groups given: nothing is reported on the upstream interface and no upstream traffic is joined"
+            );
+        } else {
+            tracing::info!(upstream = %u, groups = ?cfg.upstream_groups.iter().map(ToString::to_string).collect::<Vec<_>>(), "IGMP proxy towards the upstream interface (RFC 4605)");
+        }
+    }
+    let choice = mcgate_dataplane::choose::choose(requested, &links_now)?;
     tracing::info!(
         asked = cfg.dataplane.as_str(),
         dataplane = choice.kind.as_str(),
@@ -310,9 +399,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         wireguard: cfg.wireguard(),
     };
     let mut d = Driver {
-        core: AgentCore::new(host, underlay_mtu, saved, Instant::now())
-            .with_router_links(cfg.router_links.clone()),
+        core: with_upstream(
+            AgentCore::new(host, underlay_mtu, saved, Instant::now())
+                .with_router_links(cfg.router_links.clone()),
+            &cfg,
+        ),
         sockets: BTreeMap::new(),
+        upstream_socket: None,
+        upstream: cfg.upstream.clone(),
         attach: cfg.attach.clone(),
         underlay_ip: ip,
         underlay_if,

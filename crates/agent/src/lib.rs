@@ -85,6 +85,16 @@ pub struct AgentArgs {
     /// querier never yields to them, and the kernel plane never makes them router ports.
     #[arg(long = "router-links", value_name = "PATTERN", num_args = 1..)]
     pub router_links: Vec<String>,
+    /// Upstream interface towards a multicast network outside the domain: the agent is
+    /// an IGMP proxy there (RFC 4605), reporting the whole domain's membership within
+    /// --upstream-groups to the upstream querier, and takes the traffic of those groups
+    /// arriving on it into the domain. Never attached as a task link.
+    #[arg(long, value_name = "IFACE")]
+    pub upstream: Option<String>,
+    /// Group ranges reported upstream, `CIDR[,CIDR...]` (e.g. `233.252.0.0/24`).
+    /// None by default: without it the upstream interface reports nothing.
+    #[arg(long = "upstream-groups", value_name = "CIDR,...")]
+    pub upstream_groups: Option<String>,
     /// Admin endpoint for `/metrics` and `/v1/stats`: `IP:PORT` or `unix:PATH`.
     #[arg(long)]
     pub admin: Option<String>,

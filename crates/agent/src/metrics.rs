@@ -301,6 +301,29 @@ fn register_kernel(reg: &mut Registry, k: &KernelStatus) {
     );
 }
 
+/// The upstream interface's series: its IGMP proxy's counters by kind (queries heard,
+/// reports and leaves sent, messages ignored or bad) and the groups it reports.
+fn register_upstream(reg: &mut Registry, u: &crate::view::UpstreamView) {
+    let igmp = counters(
+        reg,
+        "upstream_igmp",
+        "IGMP messages of the upstream interface (RFC 4605 proxy) per kind",
+    );
+    let v = serde_json::to_value(&u.igmp).unwrap_or(Value::Null);
+    for (kind, n) in fields(&v) {
+        igmp.get_or_create(&labels(&[("interface", &u.interface), ("kind", &kind)]))
+            .inc_by(n);
+    }
+    let groups = gauges(
+        reg,
+        "upstream_groups",
+        "Groups reported on the upstream interface",
+    );
+    groups
+        .get_or_create(&labels(&[("interface", &u.interface)]))
+        .set(u.membership.len() as i64);
+}
+
 /// The whole `/metrics` document in `format`.
 pub fn render(
     format: Format,
@@ -318,6 +341,9 @@ pub fn render(
             .get_or_create(&labels(&[("link", &l.name)]))
             .set(l.groups.len() as i64);
         igmp.add(l);
+    }
+    if let Some(u) = &view.upstream {
+        register_upstream(&mut reg, u);
     }
     let registered = gauges(
         &mut reg,

@@ -105,9 +105,34 @@ pub struct AgentView {
     /// The WireGuard public key and endpoint, and the tunnel address the controller
     /// gave.
     pub wireguard: WireguardView,
+    /// The upstream interface (IGMP proxy, RFC 4605), when `--upstream` is given.
+    pub upstream: Option<UpstreamView>,
     /// What the traffic report needs to name domains and hosts (not shown).
     #[serde(skip)]
     pub traffic: crate::traffic::TrafficInputs,
+}
+
+/// The upstream interface as shown by the admin endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamView {
+    /// Interface name.
+    pub interface: String,
+    /// Whether the interface exists now (the proxy runs only then).
+    pub present: bool,
+    /// Its IPv4 address, the reports' source (0.0.0.0 without one).
+    pub address: Option<Ipv4Addr>,
+    /// The group ranges reported upstream (none: nothing is).
+    pub groups: Vec<String>,
+    /// The Host Compatibility Mode reports are sent in (1, 2 or 3).
+    pub igmp_version: Option<u8>,
+    /// The upstream querier last heard.
+    pub querier: Option<Ipv4Addr>,
+    /// The membership reported upstream: the domain-wide membership within the ranges.
+    pub membership: Vec<LinkGroupView>,
+    /// Queries heard, reports and leaves sent, messages ignored.
+    pub igmp: Option<mcgate_igmp::proxy::ProxyStats>,
+    /// IGMP frames at the interface's socket and their drops.
+    pub igmp_frames: FrameCounters,
 }
 
 /// The host's WireGuard identity as shown by the admin endpoint.
@@ -209,7 +234,37 @@ impl AgentCore {
                     .map(|d| (d.domain.name.clone(), d.domain.tunnel.as_str().to_string()))
                     .collect(),
             },
+            upstream: self.upstream_view(),
             traffic: crate::traffic::TrafficInputs::of(self.view.domains(), &self.host.name),
         }
+    }
+}
+
+impl AgentCore {
+    fn upstream_view(&self) -> Option<UpstreamView> {
+        let up = self.upstream.as_ref()?;
+        let proxy = up.proxy.as_ref();
+        Some(UpstreamView {
+            interface: up.name.clone(),
+            present: up.dev.is_some(),
+            address: up.dev.as_ref().and_then(|d| d.address),
+            groups: up.ranges.iter().map(ToString::to_string).collect(),
+            igmp_version: proxy.map(|p| p.mode().number()),
+            querier: proxy.and_then(|p| p.querier()).map(|(q, _)| q),
+            membership: proxy
+                .map(|p| {
+                    p.membership()
+                        .iter()
+                        .map(|(g, f)| LinkGroupView {
+                            group: *g,
+                            filter: f.clone(),
+                            reporters: Vec::new(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            igmp: proxy.map(|p| p.stats().clone()),
+            igmp_frames: FrameCounters::default(),
+        })
     }
 }

@@ -29,3 +29,4 @@ pub mod fuzzing;
 pub mod traffic;
 pub mod traffic_book;
 pub mod tunnel_pool;
+pub mod upstream;

@@ -41,11 +41,8 @@ fn session(data: &[u8]) -> Option<Interface> {
     let mut igmp = Interface::new(config, Ipv4Addr::new(10, 99, 0, 10), now);
     let mut published = BTreeMap::new();
     drain(&mut igmp, &mut published);
-    while let [delay, hi, lo, tail @ ..] = rest {
-        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
-        let (packet, next) = tail.split_at(len);
-        rest = next;
-        let end = now + Duration::from_millis(u64::from(*delay) * 100);
+    while let Some((delay, packet)) = next_record(&mut rest) {
+        let end = now + delay;
         while let Some(t) = igmp.poll_timeout().filter(|t| *t <= end) {
             assert!(t >= now, "a deadline in the past");
             now = t;
@@ -63,6 +60,87 @@ fn session(data: &[u8]) -> Option<Interface> {
         );
     }
     Some(igmp)
+}
+
+/// Body of the `igmp_proxy` fuzz target: an upstream interface ([`crate::proxy::Upstream`])
+/// through a session in the framing of [`router`], the first byte choosing the
+/// membership (bit i: 233.252.0.i any-source; bit 7 also INCLUDE {10.99.0.1} for
+/// 233.252.0.9). Each packet is fed as it is and with its checksums fixed; after it the
+/// membership flips between the chosen one and none, so state changes interleave with
+/// queries. Invariants: no timer left due, nothing sent is a query, and everything sent
+/// passes the checks a router makes.
+pub fn proxy(data: &[u8]) {
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut chosen = BTreeMap::new();
+    for i in 0..7u8 {
+        if flags & (1 << i) != 0 {
+            chosen.insert(Ipv4Addr::new(233, 252, 0, i), SourceFilter::any_source());
+        }
+    }
+    if flags & 0x80 != 0 {
+        chosen.insert(
+            Ipv4Addr::new(233, 252, 0, 9),
+            SourceFilter::include([Ipv4Addr::new(10, 99, 0, 1)]),
+        );
+    }
+    let t0 = Instant::now();
+    let mut now = t0;
+    let me = Ipv4Addr::new(10, 99, 0, 10);
+    let mut up = crate::proxy::Upstream::new(crate::proxy::ProxyConfig::default(), me, now, 1);
+    up.set_membership(now, chosen.clone());
+    drain_proxy(&mut up);
+    let mut on = true;
+    while let Some((delay, packet)) = next_record(&mut rest) {
+        let end = now + delay;
+        while let Some(t) = up.poll_timeout().filter(|t| *t <= end) {
+            assert!(t >= now, "a deadline in the past");
+            now = t;
+            up.handle_timeout(now);
+            drain_proxy(&mut up);
+        }
+        now = end;
+        up.handle_packet(now, packet);
+        up.handle_packet(now, &fixed(packet));
+        on = !on;
+        up.set_membership(now, if on { chosen.clone() } else { BTreeMap::new() });
+        drain_proxy(&mut up);
+        assert!(
+            up.poll_timeout().is_none_or(|t| t > now),
+            "a timer left due"
+        );
+    }
+}
+
+fn drain_proxy(up: &mut crate::proxy::Upstream) {
+    while let Some(t) = up.poll_transmit() {
+        assert!(
+            !matches!(
+                t.message,
+                mcgate_wire::igmp::IgmpRepr::QueryV1
+                    | mcgate_wire::igmp::IgmpRepr::QueryV2 { .. }
+                    | mcgate_wire::igmp::IgmpRepr::QueryV3(_)
+            ),
+            "a proxy never queries upstream"
+        );
+        assert!(
+            crate::packet::check(&t.packet).is_ok(),
+            "a report a router refuses"
+        );
+    }
+}
+
+/// The next `[delay in tenths of a second] [length: 2 bytes] [packet]` record of a
+/// session, the packet cut to what is left.
+fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(Duration, &'a [u8])> {
+    let [delay, hi, lo, tail @ ..] = *rest else {
+        return None;
+    };
+    let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+    let (packet, next) = tail.split_at(len);
+    *rest = next;
+    Some((Duration::from_millis(u64::from(*delay) * 100), packet))
 }
 
 /// Takes what the interface queued and checks that the events replay to its table.
@@ -115,6 +193,16 @@ mod tests {
         for (_, data) in seeds("igmp_router") {
             for end in 0..=data.len() {
                 super::router(&data[..end]);
+            }
+        }
+    }
+
+    /// The proxy's body over its seeds and every prefix of each.
+    #[test]
+    fn igmp_proxy_passes_its_seed_corpus() {
+        for (_, data) in seeds("igmp_proxy") {
+            for end in 0..=data.len() {
+                super::proxy(&data[..end]);
             }
         }
     }

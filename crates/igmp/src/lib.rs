@@ -85,6 +85,7 @@ mod group;
 mod group_table;
 mod interface;
 mod packet;
+pub mod proxy;
 mod queries;
 mod reports;
 mod stats;

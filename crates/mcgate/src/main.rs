@@ -29,7 +29,7 @@ enum Command {
     /// Run the domain controller.
     Controller(Box<mcgate_controller::ControllerArgs>),
     /// Run the host agent.
-    Agent(mcgate_agent::AgentArgs),
+    Agent(Box<mcgate_agent::AgentArgs>),
     #[command(flatten)]
     Admin(mcgate_controller::AdminCommand),
 }
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Command::Lab(cmd) => mcgate_lab::run(cmd),
         Command::Perf(cmd) => mcgate_perf::run(cmd),
         Command::Controller(args) => mcgate_controller::run_daemon(*args),
-        Command::Agent(args) => mcgate_agent::run(args),
+        Command::Agent(args) => mcgate_agent::run(*args),
         Command::Admin(cmd) => mcgate_controller::run_admin(cmd),
     }
 }

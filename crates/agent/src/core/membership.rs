@@ -15,6 +15,16 @@ use crate::control::SessionInput;
 use crate::igmp_plan::IgmpPlan;
 use crate::persist::{SavedGroup, SavedLink, SavedMembership};
 
+/// The Ethernet frame carrying an IGMP packet from a link with MAC address `mac`.
+pub(super) fn igmp_frame(t: &mcgate_igmp::Transmit, mac: [u8; 6]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + t.packet.len());
+    frame.extend_from_slice(&ethernet::multicast_mac(t.dst));
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    frame.extend_from_slice(&t.packet);
+    frame
+}
+
 impl AgentCore {
     /// Applies the state file's membership of a link that just attached with the index
     /// it had then.
@@ -97,15 +107,10 @@ impl AgentCore {
             return;
         };
         while let Some(t) = igmp.poll_transmit() {
-            let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + t.packet.len());
-            frame.extend_from_slice(&ethernet::multicast_mac(t.dst));
-            frame.extend_from_slice(&link.dev.mac);
-            frame.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-            frame.extend_from_slice(&t.packet);
             self.actions.push_back(Action::Transmit {
                 link: name.to_string(),
                 ifindex: link.dev.ifindex,
-                frame,
+                frame: igmp_frame(&t, link.dev.mac),
             });
         }
         let mut events = Vec::new();

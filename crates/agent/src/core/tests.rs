@@ -632,3 +632,92 @@ fn fast_leave_only_on_single_host_links() {
     let config = c.link_config(&tk1, &Some(off)).expect("a config");
     assert!(!config.settings.fast_leave, "the domain turned it off");
 }
+
+/// The IGMP messages sent on `link`.
+fn sent_on(actions: &[Action], link: &str) -> Vec<IgmpRepr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Transmit { link: l, frame, .. } if l == link => {
+                let ip = mcgate_wire::ipv4::Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?)
+                    .ok()?;
+                IgmpRepr::parse(ip.payload()).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn upstream_reports_the_domains_membership_within_its_ranges_and_is_never_a_task_link() {
+    use mcgate_wire::igmp::{GroupRecord, QueryV3, RecordType};
+    let t0 = Instant::now();
+    let ranges = vec!["233.252.0.0/24".parse().unwrap()];
+    let mut c = core_at(t0, SavedMembership::default()).with_upstream("up0".into(), ranges, 1);
+    // The attach pattern may match it: it is still not a task link.
+    c.handle_links(t0, vec![dev("tk1", 3, None), dev("up0", 9, None)]);
+    c.handle_upstream_link(t0, Some(dev("up0", 9, Some(Ipv4Addr::new(192, 0, 2, 2)))));
+    let a = drain(&mut c);
+    assert!(c.links.contains_key("tk1") && !c.links.contains_key("up0"));
+    let links = a.iter().rev().find_map(|a| match a {
+        Action::SetLinks(l) => Some(l.clone()),
+        _ => None,
+    });
+    let links = links.expect("links handed to the data plane");
+    assert!(
+        links.iter().any(|l| l.name == "up0" && l.routers),
+        "{links:?}"
+    );
+    assert!(sent_on(&a, "up0").is_empty());
+
+    // Another host of the domain joins a group in the range: reported upstream at once.
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(1, &["h2"]));
+    let a = drain(&mut c);
+    let join = IgmpRepr::ReportV3 {
+        records: vec![GroupRecord {
+            kind: RecordType::ChangeToExclude,
+            group: G1,
+            sources: vec![],
+            aux_data: vec![],
+        }],
+    };
+    assert_eq!(sent_on(&a, "up0"), [join]);
+
+    // The upstream querier's query reaches the proxy, not a task link's querier.
+    let q = IgmpRepr::QueryV3(QueryV3 {
+        group: Ipv4Addr::UNSPECIFIED,
+        max_resp_code: 10,
+        suppress: false,
+        qrv: 2,
+        qqic: 125,
+        sources: vec![],
+    });
+    c.handle_frame(
+        t0,
+        "up0",
+        9,
+        &frame(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(224, 0, 0, 1), &q),
+    );
+    let up = c.view().upstream.expect("an upstream view");
+    assert_eq!(up.querier, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    assert_eq!(up.igmp.map(|s| s.queries_v3), Some(1));
+    assert_eq!(up.membership.len(), 1);
+
+    // The last member leaves: the proxy leaves upstream.
+    c.handle_stream(t0, snapshot(2, &[]));
+    let a = drain(&mut c);
+    let leave = IgmpRepr::ReportV3 {
+        records: vec![GroupRecord {
+            kind: RecordType::ChangeToInclude,
+            group: G1,
+            sources: vec![],
+            aux_data: vec![],
+        }],
+    };
+    assert!(
+        sent_on(&a, "up0").contains(&leave),
+        "{:?}",
+        sent_on(&a, "up0")
+    );
+}

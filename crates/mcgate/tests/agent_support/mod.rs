@@ -216,6 +216,8 @@ pub struct Host {
     pub tasks: Vec<Task>,
     /// The data plane its agent runs (`--dataplane`).
     pub dataplane: String,
+    /// More arguments for its agent (`--upstream ...`).
+    pub agent_args: Vec<String>,
     agent: Option<Child>,
     agent_runs: usize,
 }
@@ -348,6 +350,7 @@ impl Topo {
                 net,
                 tasks: Vec::new(),
                 dataplane: dataplanes[i - 1].to_string(),
+                agent_args: Vec::new(),
                 agent: None,
                 agent_runs: 0,
             };
@@ -447,6 +450,7 @@ impl Topo {
         let join = self.join_args(h);
         let host = &mut self.hosts[h];
         let dataplane = host.dataplane.clone();
+        let extra = host.agent_args.clone();
         assert!(
             host.agent.is_none(),
             "agent of {} already running",
@@ -475,6 +479,7 @@ impl Topo {
             dataplane,
         ];
         argv.extend(join);
+        argv.extend(extra);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let child = spawn_logged(&host.ns, &argv, &log);
         host.agent = Some(child);
@@ -796,6 +801,17 @@ impl Topo {
         self.procs.len() - 1
     }
 
+    /// Starts any long-running command in another namespace of the test (one it made
+    /// beside the topology), its output in a log file.
+    pub fn spawn_in_ns(&mut self, ns: &Netns, args: &[&str]) -> usize {
+        let log = self
+            .dir
+            .join(format!("proc-{}-{}.log", ns.name, self.procs.len()));
+        let child = spawn_logged(ns, args, &log);
+        self.procs.push(Proc { child, log });
+        self.procs.len() - 1
+    }
+
     /// Starts any long-running command in the router namespace.
     pub fn spawn_in_router(&mut self, args: &[&str]) -> usize {
         let log = self
@@ -810,6 +826,13 @@ impl Topo {
     /// [`Topo::spawn_in_router`].
     pub fn proc_log(&self, idx: usize) -> String {
         read(&self.procs[idx].log)
+    }
+
+    /// Sends SIGINT to a process this topology started (by PID): a receiver's leave.
+    pub fn interrupt_proc(&self, idx: usize) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.procs[idx].child.id().to_string()])
+            .status();
     }
 
     /// Waits for a process to end, up to `timeout` (then SIGINT, then SIGKILL, by PID);

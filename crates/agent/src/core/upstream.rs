@@ -1,0 +1,170 @@
+//! The upstream interface in the core (`--upstream IFACE`): the IGMP proxy's host side
+//! towards an upstream multicast network (RFC 4605), fed with the domain-wide
+//! membership within `--upstream-groups`.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use mcgate_domain::upstream::upstream_membership;
+use mcgate_igmp::proxy::{GroupRange, ProxyConfig, Upstream};
+use mcgate_wire::ethernet;
+
+use super::{Action, AgentCore};
+use crate::netdev::NetDev;
+
+/// The upstream interface: its name, the ranges reported on it, and, while the
+/// interface exists, its device and the proxy's state.
+#[derive(Debug)]
+pub(crate) struct UpstreamLink {
+    pub(crate) name: String,
+    pub(crate) ranges: Vec<GroupRange>,
+    pub(crate) dev: Option<NetDev>,
+    pub(crate) proxy: Option<Upstream>,
+    seed: u64,
+}
+
+impl AgentCore {
+    /// Makes `name` the upstream interface, reporting the groups inside `ranges` (none
+    /// reports nothing). `seed` feeds the random report delays.
+    pub fn with_upstream(mut self, name: String, ranges: Vec<GroupRange>, seed: u64) -> Self {
+        self.upstream = Some(UpstreamLink {
+            name,
+            ranges,
+            dev: None,
+            proxy: None,
+            seed,
+        });
+        self
+    }
+
+    /// The upstream interface's name, if there is one.
+    pub fn upstream_name(&self) -> Option<&str> {
+        self.upstream.as_ref().map(|u| u.name.as_str())
+    }
+
+    pub(super) fn is_upstream(&self, name: &str) -> bool {
+        self.upstream_name() == Some(name)
+    }
+
+    /// The upstream interface as found by a rescan (with an open IGMP socket), or
+    /// `None` when it is missing. A new or re-created interface starts a new proxy,
+    /// which reports the whole membership at once.
+    pub fn handle_upstream_link(&mut self, now: Instant, found: Option<NetDev>) {
+        let now = self.advance(now);
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        match (found, &up.dev) {
+            (None, None) => return,
+            (None, Some(_)) => {
+                tracing::warn!(link = %up.name, "upstream interface gone");
+                up.dev = None;
+                up.proxy = None;
+            }
+            (Some(d), Some(old)) if d.ifindex == old.ifindex => {
+                if d.address != old.address {
+                    tracing::info!(link = %up.name, address = ?d.address, "upstream address changed");
+                    if let Some(p) = up.proxy.as_mut() {
+                        p.set_address(d.address.unwrap_or(Ipv4Addr::UNSPECIFIED));
+                    }
+                }
+                up.dev = Some(d);
+                return;
+            }
+            (Some(d), _) => {
+                tracing::info!(link = %up.name, ifindex = d.ifindex, ranges = ?up.ranges.iter().map(ToString::to_string).collect::<Vec<_>>(), "upstream interface attached (IGMP proxy, RFC 4605)");
+                let address = d.address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                up.seed = up.seed.wrapping_add(1);
+                up.proxy = Some(Upstream::new(ProxyConfig::default(), address, now, up.seed));
+                up.dev = Some(d);
+            }
+        }
+        // The data plane takes traffic arriving on it into the domain.
+        self.push_links();
+        self.refresh_upstream();
+    }
+
+    /// Hands the proxy the domain-wide membership within the ranges, and queues what
+    /// it sends.
+    pub(super) fn refresh_upstream(&mut self) {
+        let now = self.last_now;
+        let Some(up) = self.upstream.as_ref() else {
+            return;
+        };
+        if up.proxy.is_none() {
+            return;
+        }
+        let ranges = up.ranges.clone();
+        let wanted = |g: Ipv4Addr| ranges.iter().any(|r| r.contains(g));
+        let membership = match &self.stale {
+            Some((old, _)) => upstream_membership(
+                &self.view.merged_with_stale(old),
+                &self.host.name,
+                &self.membership,
+                &wanted,
+            ),
+            None => upstream_membership(&self.view, &self.host.name, &self.membership, &wanted),
+        };
+        if let Some(p) = self.upstream.as_mut().and_then(|u| u.proxy.as_mut())
+            && p.membership() != &membership
+        {
+            tracing::info!(groups = membership.len(), "upstream membership changed");
+            p.set_membership(now, membership);
+        }
+        self.drain_upstream();
+    }
+
+    /// An IPv4 packet from the upstream interface's IGMP socket.
+    pub(super) fn upstream_packet(&mut self, now: Instant, ifindex: u32, frame: &[u8]) {
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        if up.dev.as_ref().is_none_or(|d| d.ifindex != ifindex) {
+            return;
+        }
+        let Some(p) = up.proxy.as_mut() else {
+            return;
+        };
+        match ethernet::Frame::new_checked(frame) {
+            Ok(eth) if eth.ethertype() == ethernet::ETHERTYPE_IPV4 => {
+                p.handle_packet(now, eth.payload())
+            }
+            // Counted by the proxy as a bad packet.
+            _ => p.handle_packet(now, &[]),
+        }
+        self.drain_upstream();
+    }
+
+    pub(super) fn upstream_timeout(&self) -> Option<Instant> {
+        self.upstream
+            .as_ref()
+            .and_then(|u| u.proxy.as_ref())
+            .and_then(Upstream::poll_timeout)
+    }
+
+    pub(super) fn upstream_handle_timeout(&mut self, now: Instant) {
+        if let Some(p) = self.upstream.as_mut().and_then(|u| u.proxy.as_mut())
+            && p.poll_timeout().is_some_and(|t| t <= now)
+        {
+            p.handle_timeout(now);
+        }
+        self.drain_upstream();
+    }
+
+    fn drain_upstream(&mut self) {
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        let (Some(dev), Some(p)) = (up.dev.as_ref(), up.proxy.as_mut()) else {
+            return;
+        };
+        while let Some(t) = p.poll_transmit() {
+            tracing::debug!(link = %up.name, message = ?t.message, "upstream report");
+            self.actions.push_back(Action::Transmit {
+                link: up.name.clone(),
+                ifindex: dev.ifindex,
+                frame: super::membership::igmp_frame(&t, dev.mac),
+            });
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! End-to-end test of the upstream interface (`mcgate agent --upstream`, an IGMP proxy
+//! after RFC 4605): an "exchange" namespace reachable only from the gateway host h1,
+//! with a real upstream querier (FRR's zebra and pimd, `ip igmp` on its interface) and a
+//! real sender (iperf 2). A task on h2 joins a feed group with `mcgate perf recv`; the
+//! gateway reports the domain's membership upstream (seen in FRR's own group table),
+//! the feed enters the domain at h1 and reaches h2; the task's leave makes the gateway
+//! leave upstream. Nothing of the domain's goes out upstream (egress is off).
+
+mod agent_support;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agent_support::{Flow, Topo};
+use serde_json::Value;
+use support::{Netns, veth};
+
+const FEED: &str = "233.252.0.7";
+const EXCHANGE_IP: &str = "192.0.2.1";
+const GATEWAY_IP: &str = "192.0.2.2";
+
+/// FRR's configuration: IGMP querier on `eth0` with short timers, so the test sees
+/// queries and leaves within seconds (intervals in deciseconds where FRR takes them);
+/// the version line follows.
+const FRR_CONF: &str = "hostname exchange
+interface eth0
+ ip pim
+ ip igmp
+ ip igmp query-max-response-time 20
+ ip igmp query-interval 5
+ ip igmp last-member-query-interval 5
+ ip igmp last-member-query-count 2
+";
+
+/// Counts, for `secs` seconds, the IPv4 frames on `eth0` whose source is `argv[1]`
+/// (a capture: it joins nothing, so FRR's table is not touched), or until SIGINT, then
+/// prints the count.
+const COUNT_PY: &str = r#"
+import signal, socket, sys, time
+src, secs = socket.inet_aton(sys.argv[1]), float(sys.argv[2])
+stop = [False]
+def on_int(*_):
+    stop[0] = True
+signal.signal(signal.SIGINT, on_int)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+s.settimeout(0.1)
+print("capturing", flush=True)
+n = 0
+end = time.time() + secs
+while not stop[0] and time.time() < end:
+    try:
+        f = s.recv(65535)
+    except (socket.timeout, InterruptedError):
+        continue
+    if len(f) >= 30 and f[26:30] == src:
+        n += 1
+print("frames=%d" % n, flush=True)
+"#;
+
+/// FRR in the exchange namespace: zebra and pimd in the foreground (their processes
+/// are the namespace's children, killed by PID when it is dropped), every path in `dir`.
+struct Frr {
+    ns: String,
+    dir: PathBuf,
+}
+
+impl Frr {
+    fn vtysh(&self, command: &str) -> Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "vtysh", "--vty_socket"])
+            .arg(&self.dir)
+            .args(["-c", command])
+            .output()
+            .expect("run vtysh");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// The groups in FRR's IGMP table on `eth0`.
+    fn groups(&self) -> Vec<String> {
+        let doc = self.vtysh("show ip igmp groups json");
+        doc["eth0"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["group"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The groups in FRR's IGMP table on `eth0` with the version FRR heard them in.
+    fn group_versions(&self) -> Vec<(String, u64)> {
+        let doc = self.vtysh("show ip igmp groups json");
+        doc["eth0"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| Some((g["group"].as_str()?.to_string(), g["version"].as_u64()?)))
+            .collect()
+    }
+
+    /// Whether FRR is the querier on `eth0`.
+    fn querier(&self) -> bool {
+        self.vtysh("show ip igmp interface json")["eth0"]["querier"] == Value::Bool(true)
+    }
+}
+
+fn start_frr(ns: &mut Netns, dir: &Path, version: u8) -> Frr {
+    assert!(
+        Path::new("/usr/lib/frr/pimd").exists(),
+        "this test needs FRR (Debian package frr; scripts/test installs it)"
+    );
+    std::fs::create_dir_all(dir).expect("FRR dir");
+    let conf = format!("{FRR_CONF} ip igmp version {version}\n");
+    std::fs::write(dir.join("frr.conf"), conf).expect("FRR config");
+    // The daemons drop to the frr user, which must write its pid files and sockets.
+    support::sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf-8 path")]);
+    let d = dir.to_str().expect("utf-8 path").to_string();
+    let name = ns.name.clone();
+    for daemon in ["zebra", "pimd"] {
+        ns.spawn(&[
+            &format!("/usr/lib/frr/{daemon}"),
+            "-N",
+            &name,
+            "-f",
+            &format!("{d}/frr.conf"),
+            "-i",
+            &format!("{d}/{daemon}.pid"),
+            "-z",
+            &format!("{d}/zserv.api"),
+            "--vty_socket",
+            &d,
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+            "--log",
+            &format!("file:{d}/{daemon}.log"),
+        ]);
+        // pimd connects to zebra's socket: start it once zebra listens.
+        let zserv = dir.join("zserv.api");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zserv.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(zserv.exists(), "zebra did not start");
+    }
+    Frr {
+        ns: name,
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// The deployment: h1 the gateway (its `up0` on the exchange's link), h2 with two
+/// tasks, the exchange namespace with FRR as querier of IGMP `version`, heard by the
+/// gateway before this returns.
+fn deployment(version: u8) -> (Topo, Netns, Frr) {
+    support::require_root();
+    let mut t = Topo::with_dataplanes(2, &["userspace", "userspace"]);
+    let mut exchange = Netns::new("agent");
+    veth(
+        &exchange,
+        "eth0",
+        &format!("{EXCHANGE_IP}/24"),
+        &t.hosts[0].ns,
+        "up0",
+        &format!("{GATEWAY_IP}/24"),
+    );
+    exchange.run(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+    let frr_dir = t.dir.join("frr");
+    t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", "233.252.0.0/24"]
+        .map(String::from)
+        .to_vec();
+    t.start_controller();
+    t.create_domain("feeds", 100, "v3", false);
+    t.start_agents();
+    let frr = start_frr(&mut exchange, &frr_dir, version);
+    let ok = t.wait_until(Duration::from_secs(15), || frr.querier());
+    assert!(ok, "FRR never became querier on {}", exchange.name);
+    // The gateway hears the upstream querier (in its version) and answers it; it never
+    // queries there.
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        t.stats_doc(0).is_some_and(|d| {
+            d["upstream"]["querier"] == EXCHANGE_IP && d["upstream"]["igmp_version"] == version
+        })
+    });
+    assert!(ok, "the gateway never heard FRR's queries\n{}", t.logs());
+    assert!(frr.groups().iter().all(|g| g != FEED));
+    (t, exchange, frr)
+}
+
+#[test]
+fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
+    // h1 is the gateway; h2's first task receives the feed, its second sends inside
+    // the domain (for the egress check); h1's task is a local member then.
+    let (mut t, exchange, frr) = deployment(3);
+
+    // A task on h2 joins the feed: the gateway reports it upstream.
+    let bin = agent_support::binary();
+    let joined = Instant::now();
+    let recv = t.spawn_in_task(
+        1,
+        0,
+        &[
+            &bin,
+            "perf",
+            "recv",
+            "--group",
+            FEED,
+            "--interval",
+            "1",
+            "--json",
+        ],
+    );
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().any(|g| g == FEED)
+    });
+    assert!(ok, "FRR never saw the gateway join {FEED}\n{}", t.logs());
+    eprintln!("join on h2 to FRR's table: {:?}", joined.elapsed());
+
+    // A real sender upstream: the feed enters the domain at h1 and reaches h2.
+    let iperf = exchange_iperf(&mut t, &exchange);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        t.proc_log(recv).lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v["datagrams"].as_u64().unwrap_or(0) > 0)
+        })
+    });
+    assert!(ok, "the feed never reached h2\n{}", t.logs());
+    let rx = t.metric(
+        0,
+        "mcgate_agent_link_packets",
+        &[("link", "up0"), ("direction", "rx")],
+    );
+    assert!(rx > 0, "no upstream packets counted on h1");
+    let tx = t.metric(
+        0,
+        "mcgate_agent_link_packets",
+        &[("link", "up0"), ("direction", "tx")],
+    );
+    assert_eq!(tx, 0, "nothing may leave on the upstream interface");
+    t.wait_proc(iperf, Duration::from_secs(20));
+
+    // Egress is off: traffic of the domain's own sources never goes upstream, even to
+    // a group in the ranges that h1 has a local member of.
+    let src = t.hosts[1].tasks[1].ip.clone();
+    let count_py = t.dir.join("count.py");
+    std::fs::write(&count_py, COUNT_PY).expect("write capture script");
+    let watch = t.spawn_in_ns(
+        &exchange,
+        &[
+            "python3",
+            count_py.to_str().expect("utf-8 path"),
+            &src,
+            "30",
+        ],
+    );
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.proc_log(watch).contains("capturing")
+    });
+    assert!(ok, "capture did not start");
+    let local = t.receiver(0, 0, FEED, 30.0, "any", &[]);
+    let s = t.sender(
+        1,
+        1,
+        Flow {
+            group: FEED,
+            count: 50,
+            interval: 0.02,
+            ttl: 5,
+            size: 100,
+        },
+    );
+    t.wait_proc(s, Duration::from_secs(15));
+    // The local member of h1 gets all 50 copies over the tunnel; the exchange none.
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.metric(
+            0,
+            "mcgate_agent_link_packets",
+            &[("link", "tk1"), ("direction", "tx")],
+        ) >= 50
+    });
+    assert!(
+        ok,
+        "h1's local member did not get the domain's traffic\n{}",
+        t.logs()
+    );
+    let got = t.received(local, Duration::ZERO);
+    assert_eq!(got.from(&src), 50, "{got:?}");
+    t.interrupt_proc(watch);
+    let text = t.wait_proc(watch, Duration::from_secs(5));
+    assert!(
+        text.contains("frames=0"),
+        "domain traffic left upstream: {text}"
+    );
+    assert_eq!(
+        t.metric(
+            0,
+            "mcgate_agent_link_packets",
+            &[("link", "up0"), ("direction", "tx")]
+        ),
+        0
+    );
+    // h1's own member left; wait until the gateway no longer counts it.
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats_doc(0).is_some_and(|d| {
+            d["links"].as_array().is_some_and(|l| {
+                l.iter()
+                    .all(|l| l["groups"].as_array().is_none_or(Vec::is_empty))
+            })
+        })
+    });
+    assert!(ok, "h1's local membership did not end\n{}", t.logs());
+
+    // The last member leaves: the gateway leaves upstream and FRR drops the group.
+    assert!(frr.groups().iter().any(|g| g == FEED));
+    let left = Instant::now();
+    t.interrupt_proc(recv);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().all(|g| g != FEED)
+    });
+    assert!(
+        ok,
+        "FRR kept {FEED} after the last member left\n{}",
+        t.logs()
+    );
+    eprintln!(
+        "leave on h2 to FRR dropping the group: {:?}",
+        left.elapsed()
+    );
+    let doc = t.stats_doc(0).expect("h1 stats");
+    let up = &doc["upstream"];
+    assert_eq!(up["igmp_version"], 3);
+    assert!(up["igmp"]["reports_v3"].as_u64().unwrap_or(0) >= 2, "{up}");
+    assert!(up["igmp"]["queries_v3"].as_u64().unwrap_or(0) >= 1, "{up}");
+    assert_eq!(up["membership"], Value::Array(vec![]));
+    let reports = t.metric(
+        0,
+        "mcgate_agent_upstream_igmp",
+        &[("interface", "up0"), ("kind", "reports_v3")],
+    );
+    assert!(reports >= 2, "reports_v3 in /metrics: {reports}");
+    drop(exchange);
+}
+
+/// Starts iperf 2 in the exchange namespace sending the feed (TTL 5, 8 s, 1000-byte
+/// datagrams: a 1470-byte one and the tunnel's overhead would pass the 1500-byte
+/// underlay, and be dropped as `too_big`).
+fn exchange_iperf(t: &mut Topo, ns: &Netns) -> usize {
+    t.spawn_in_ns(
+        ns,
+        &[
+            "iperf",
+            "-c",
+            FEED,
+            "-u",
+            "-T",
+            "5",
+            "-t",
+            "8",
+            "-b",
+            "200k",
+            "-l",
+            "1000",
+            "-B",
+            EXCHANGE_IP,
+        ],
+    )
+}
+
+/// RFC 4605 4.1 and RFC 3376 7.2.1: behind an IGMPv2 querier the gateway reports in
+/// IGMPv2 (FRR's table says which version it heard) and leaves with a Leave Group.
+#[test]
+fn gateway_speaks_igmpv2_to_an_igmpv2_querier() {
+    let (mut t, _exchange, frr) = deployment(2);
+    let bin = agent_support::binary();
+    let recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.group_versions()
+            .iter()
+            .any(|(g, v)| g == FEED && *v == 2)
+    });
+    assert!(ok, "FRR never saw an IGMPv2 join of {FEED}\n{}", t.logs());
+    let left = Instant::now();
+    t.interrupt_proc(recv);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().all(|g| g != FEED)
+    });
+    assert!(
+        ok,
+        "FRR kept {FEED} after the last member left\n{}",
+        t.logs()
+    );
+    eprintln!(
+        "IGMPv2: leave on h2 to FRR dropping the group: {:?}",
+        left.elapsed()
+    );
+    let doc = t.stats_doc(0).expect("h1 stats");
+    let igmp = &doc["upstream"]["igmp"];
+    assert!(igmp["reports_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
+    assert!(igmp["leaves_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
+    assert_eq!(igmp["reports_v3"], 0, "{igmp}");
+}
