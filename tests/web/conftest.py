@@ -1,0 +1,88 @@
+"""Shared pieces of the web view's browser tests: the mcgate binary, Debian's
+chromium driven by Playwright (no browser download), a page that records console
+errors, and the artifacts directory for screenshots and figures."""
+
+import json
+import os
+import pathlib
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ARTIFACTS = pathlib.Path(os.environ.get("WEB_ARTIFACTS", ROOT / "target" / "web-artifacts"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def mcgate():
+    exe = pathlib.Path(os.environ.get("MCGATE", ROOT / "target" / "debug" / "mcgate"))
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: run cargo build -p mcgate first (or set MCGATE)")
+    return exe.resolve()
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as p:
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser page on the web view that keeps every console error and page error."""
+
+    def __init__(self, browser, base):
+        self.context = browser.new_context(
+            ignore_https_errors=True, viewport={"width": 1600, "height": 1000}
+        )
+        self.page = self.context.new_page()
+        self.base = base
+        self.errors = []
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def sign_in(self, text):
+        """Opens /ui/ and pastes `text` (a token or a credential file) in the form."""
+        self.page.goto(f"{self.base}/ui/")
+        self.page.fill("#token", text)
+        self.page.click("#login-form button[type=submit]")
+
+    def measures(self, name):
+        return self.page.evaluate(
+            "(n) => performance.getEntriesByName(n).map(e => e.duration)", name
+        )
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def page_factory(browser):
+    pages = []
+
+    def make(base):
+        p = Page(browser, base)
+        pages.append(p)
+        return p
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def record(artifacts, name, figures):
+    """Writes a test's figures as JSON next to its screenshots, and prints them."""
+    (artifacts / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"{name}: {json.dumps(figures)}")

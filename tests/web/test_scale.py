@@ -1,0 +1,234 @@
+"""The web view at scale, without a lab: a controller on loopback fed 200 synthetic
+agents and 1,000 groups through the API (registrations, membership and traffic
+reports, as agents send them), measured in the page with performance.mark/measure.
+
+First render (from the page's start, its navigation, to the first view drawn) must
+take under 1 s, and an update (an event's view parsed and drawn) under 100 ms."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from api import Api
+from conftest import record
+
+HOSTS = 200
+GROUPS = 1000
+DOMAIN = "scale"
+NEW_GROUP = "239.9.9.9"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout):
+    """Polls `check` until it returns something true; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = check()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def host(i):
+    s = i % 8
+    return {
+        "name": f"h{i:03d}",
+        "subnet": f"10.0.{s}.0/24",
+        "ip": f"10.0.{s}.{10 + i // 8}",
+        "zone": "abc"[s % 3],
+    }
+
+
+def plan():
+    """Each group: one sender host and two receiver hosts, spread over all hosts."""
+    groups = []
+    for i in range(GROUPS):
+        g = f"239.1.{i // 250}.{i % 250 + 1}"
+        sender = i % HOSTS
+        receivers = []
+        for k in (7, 13, 29):
+            r = (i * k + k) % HOSTS
+            if r != sender and r not in receivers and len(receivers) < 2:
+                receivers.append(r)
+        groups.append((g, sender, receivers))
+    return groups
+
+
+def traffic(session, uptime_ms, i, groups, scale):
+    """Host i's cumulative counters after `scale` seconds of 100 packets/s per group."""
+    counts = []
+    for g, sender, receivers in groups:
+        mine = sender == i
+        if not mine and i not in receivers:
+            continue
+        n = 100 * scale
+        c = {"domain": DOMAIN, "group": g}
+        if mine:
+            c["sent"] = {"packets": n, "bytes": n * 1400}
+            c["tunnel_tx"] = [
+                {"host": host(r)["name"], "packets": n, "bytes": n * 1400} for r in receivers
+            ]
+        else:
+            c["delivered"] = {"packets": n, "bytes": n * 1400}
+            c["tunnel_rx"] = [{"host": host(sender)["name"], "packets": n, "bytes": n * 1400}]
+        counts.append(c)
+    return {
+        "session": session,
+        "uptime_ms": uptime_ms,
+        "dataplane": "userspace",
+        "tunnel_tx": {"packets": 0, "bytes": 0},
+        "tunnel_rx": {"packets": 0, "bytes": 0},
+        "groups": counts,
+        "links": [
+            {"name": "tk0", "address": None, "querier": True, "igmp_version": 2, "groups": len(counts)}
+        ],
+    }
+
+
+def membership(session, seq, i, groups, extra=()):
+    entries = [
+        {"link": "tk0", "group": g, "reporters": [host(i)["ip"]]}
+        for g, _, receivers in groups
+        if i in receivers
+    ]
+    entries += [{"link": "tk0", "group": g, "reporters": [host(i)["ip"]]} for g in extra]
+    return {"session": session, "seq": seq, "snapshot": True, "entries": entries}
+
+
+@pytest.fixture
+def controller(mcgate):
+    data = pathlib.Path(tempfile.mkdtemp(prefix="mcgate-web-scale-"))
+    port = free_port()
+    log = open(data / "controller.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(mcgate), "controller", "--data-dir", str(data),
+            "--listen", f"127.0.0.1:{port}",
+            # Synthetic agents send no heartbeats: a long lease keeps them up.
+            "--lease-ms", "600000",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        cred_file = data / "admin.credentials"
+
+        def ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the controller exited: {(data / 'controller.log').read_text()}")
+            if not cred_file.exists():
+                return None
+            try:
+                cred = json.loads(cred_file.read_text())
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return cred
+            except (ValueError, OSError):
+                return None
+
+        cred = wait_for("the controller answers", ready, 30)
+        yield port, cred
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        subprocess.run(["rm", "-rf", str(data)], check=False)
+
+
+def test_200_agents_1000_groups(controller, page_factory, artifacts):
+    port, cred = controller
+    admin = Api(port, cred["ca"], cred["token"])
+    admin.post("/v1/domains", {"name": DOMAIN, "tunnel": "vxlan"})
+    admin.post(f"/v1/domains/{DOMAIN}/associations", {"subnet": "10.0.0.0/16"})
+    groups = plan()
+    sessions = {}
+    t = time.monotonic()
+    for i in range(HOSTS):
+        h = host(i)
+        reply = admin.post(
+            "/v1/agents",
+            {
+                "host": h["name"], "underlay": f"{h['ip']}:4789", "subnet": h["subnet"],
+                "links": [{"name": "tk0", "address": None}], "dataplane": "userspace",
+                "public_key": "", "wireguard": None, "zone": h["zone"],
+            },
+        )
+        sessions[i] = reply["session"]
+        admin.post(f"/v1/agents/{h['name']}/membership", membership(sessions[i], 1, i, groups))
+    for scale, uptime in ((1, 1000), (2, 2000)):
+        for i in range(HOSTS):
+            admin.post(
+                f"/v1/agents/{host(i)['name']}/traffic",
+                traffic(sessions[i], uptime, i, groups, scale),
+            )
+    feed_s = time.monotonic() - t
+    viewer = admin.post("/v1/credentials", {"role": "viewer"})["token"]
+    view = admin.get(f"/v1/domains/{DOMAIN}/traffic")
+    assert len(view["hosts"]) == HOSTS
+    assert len(view["groups"]) == GROUPS
+
+    p = page_factory(f"https://127.0.0.1:{port}")
+    # The token is in the tab before the page starts, so the first render is timed
+    # from the navigation itself (loading the page and Cytoscape included).
+    p.context.add_init_script(f"sessionStorage.setItem('mcgate.token', {json.dumps(viewer)})")
+    p.page.goto(f"https://127.0.0.1:{port}/ui/")
+    p.page.wait_for_selector(f"#groups tr[data-group='239.3.249.250']", state="attached")
+    p.page.wait_for_function("performance.getEntriesByName('mcgate:first-paint').length > 0")
+    first = p.page.evaluate(
+        """() => ({
+            measure: performance.getEntriesByName('mcgate:first-render')[0].duration,
+            drawn: performance.getEntriesByName('mcgate:update-end')[0].startTime,
+            painted: performance.getEntriesByName('mcgate:first-paint')[0].startTime,
+            hosts: document.querySelectorAll('#hosts tbody tr').length,
+            nodes: window.mcgate.graph.cy.nodes('.host').length,
+            edges: window.mcgate.graph.cy.edges().length,
+        })"""
+    )
+    assert first["hosts"] == HOSTS
+    assert first["nodes"] == HOSTS
+    assert first["edges"] == sum(len(r) for _, _, r in groups)
+    p.page.screenshot(path=str(artifacts / "scale-first.png"))
+
+    # One host joins one more group: the controller sends the new view at once.
+    admin.post(
+        f"/v1/agents/{host(0)['name']}/membership",
+        membership(sessions[0], 2, 0, groups, extra=[NEW_GROUP]),
+    )
+    t = time.monotonic()
+    p.page.wait_for_selector(f"#groups tr[data-group='{NEW_GROUP}']", state="attached")
+    join_s = time.monotonic() - t
+    updates = p.page.evaluate("window.mcgate.state.updates")
+    join_update = next(u for u in updates if u["groups"] == GROUPS + 1)
+    all_ms = sorted(u["ms"] for u in updates)
+    figures = {
+        "hosts": HOSTS,
+        "groups": GROUPS,
+        "edges": first["edges"],
+        "feed_s": round(feed_s, 2),
+        "first_render_from_navigation_ms": round(first["drawn"], 1),
+        "first_render_from_data_start_ms": round(first["measure"], 1),
+        "first_paint_from_navigation_ms": round(first["painted"], 1),
+        "join_update_ms": round(join_update["ms"], 1),
+        "join_seen_after_s": round(join_s, 3),
+        "updates": len(all_ms),
+        "update_median_ms": round(all_ms[len(all_ms) // 2], 1),
+        "update_max_ms": round(all_ms[-1], 1),
+    }
+    record(artifacts, "scale", figures)
+    p.page.screenshot(path=str(artifacts / "scale-update.png"))
+    assert first["drawn"] < 1000, figures
+    assert join_update["ms"] < 100, figures
+    assert figures["update_median_ms"] < 100, figures
+    assert p.errors == [], p.errors
+    admin.close()
