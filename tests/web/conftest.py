@@ -69,7 +69,7 @@ class Page:
 
 
 @pytest.fixture
-def page_factory(browser):
+def page_factory(browser, artifacts, request):
     pages = []
 
     def make(base):
@@ -78,7 +78,11 @@ def page_factory(browser):
         return p
 
     yield make
-    for p in pages:
+    for i, p in enumerate(pages):
+        # The page as the test left it, and what its console said: for a failure.
+        p.page.screenshot(path=str(artifacts / f"{request.node.name}-end-{i}.png"))
+        if p.errors:
+            print(f"{request.node.name}: page errors: {p.errors}")
         p.close()
 
 

@@ -118,6 +118,7 @@ function onEvent(domain, name, data) {
   if (domain !== state.domain) return;
   const first = state.rendered === 0;
   performance.mark("mcgate:update-start");
+  if (first) performance.mark("mcgate:first-event");
   if (name === "error") {
     let text = "the domain is gone";
     try {
@@ -141,7 +142,10 @@ function onEvent(domain, name, data) {
   render(view);
   performance.mark("mcgate:update-end");
   if (first) {
-    performance.measure("mcgate:first-render", "mcgate:data-start", "mcgate:update-end");
+    // The page's own work: from the first view received to drawn. From the start, the
+    // wait for the controller's answers is included too.
+    performance.measure("mcgate:first-render", "mcgate:first-event", "mcgate:update-end");
+    performance.measure("mcgate:first-render-from-start", "mcgate:data-start", "mcgate:update-end");
     // Drawn on screen: the frame after the one that took the update.
     requestAnimationFrame(() => requestAnimationFrame(() => performance.mark("mcgate:first-paint")));
   } else {
@@ -159,7 +163,9 @@ function onEvent(domain, name, data) {
 
 function render(view) {
   state.view = view;
+  const t0 = performance.now();
   graph.update(view);
+  performance.measure("mcgate:graph", { start: t0 });
   $("host-count").textContent = `(${panels.hosts($("hosts").tBodies[0], view, state.selectedHost)})`;
   $("group-count").textContent = `(${panels.groups($("groups").tBodies[0], view, state.selectedGroup)})`;
   $("no-drops").hidden = panels.drops($("drops").tBodies[0], view) > 0;

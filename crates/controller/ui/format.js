@@ -61,3 +61,12 @@ export function ipOrder(a, b) {
   const n = (s) => s.split(".").reduce((acc, p) => acc * 256 + (Number(p) || 0), 0);
   return n(a) - n(b);
 }
+
+/** `list` sorted by the IPv4 address key(item) (numerically), as a new array. */
+export function sortByIp(list, key) {
+  const n = (s) => s.split(".").reduce((acc, p) => acc * 256 + (Number(p) || 0), 0);
+  return list
+    .map((item) => [n(key(item)), item])
+    .sort((a, b) => a[0] - b[0])
+    .map((x) => x[1]);
+}

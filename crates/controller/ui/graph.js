@@ -82,6 +82,14 @@ const STYLE = [
     },
   },
   {
+    selector: "edge.many",
+    style: { "curve-style": "haystack", "haystack-radius": 0, width: 1, label: "", opacity: 0.5 },
+  },
+  {
+    selector: "edge.many.hot",
+    style: { label: "data(label)", opacity: 1 },
+  },
+  {
     selector: "edge.hot",
     style: { width: 4, "line-color": "#e76f51", "target-arrow-color": "#e76f51", "z-index": 10 },
   },
@@ -122,6 +130,9 @@ function layout(hosts) {
   return pos;
 }
 
+/** Past this many edges they are drawn straight, labelled only when their group is selected. */
+const MANY_EDGES = 300;
+
 const zoneId = (z) => `zone:${z ?? ""}`;
 const subnetId = (z, s) => `subnet:${z ?? ""}:${s ?? ""}`;
 const hostId = (h) => `host:${h}`;
@@ -155,80 +166,132 @@ export class Graph {
     const cy = this.cy;
     const hostKey = view.hosts.map((h) => `${h.host}|${h.zone}|${h.subnet}`).sort().join(",");
     const relayout = hostKey !== this.hostKey;
+    const pos = relayout ? layout(view.hosts) : null;
+    // New elements are added in one call, with their positions: adding one at a time
+    // costs a style pass each.
+    const added = [];
+    const want = new Set();
+    // Many edges: straight lines, and labels only on the selected group's.
+    const many = view.groups.reduce((n, g) => n + g.flows.length, 0) > MANY_EDGES;
     cy.batch(() => {
-      const want = new Set();
+      if (many !== this.many) {
+        this.many = many;
+        cy.edges().toggleClass("many", many);
+      }
       for (const h of view.hosts) {
         const z = h.zone ?? null;
         const zid = zoneId(z);
         const sid = subnetId(z, h.subnet);
-        want.add(zid).add(sid);
-        if (cy.getElementById(zid).empty()) {
-          cy.add({ group: "nodes", data: { id: zid, label: z ? `zone ${z}` : "no zone" }, classes: "zone" });
+        if (!want.has(zid)) {
+          want.add(zid);
+          if (cy.getElementById(zid).empty()) {
+            added.push({ group: "nodes", data: { id: zid, label: z ? `zone ${z}` : "no zone" }, classes: "zone" });
+          }
         }
-        if (cy.getElementById(sid).empty()) {
-          cy.add({
-            group: "nodes",
-            data: { id: sid, parent: zid, label: h.subnet ?? "no subnet" },
-            classes: "subnet",
-          });
+        if (!want.has(sid)) {
+          want.add(sid);
+          if (cy.getElementById(sid).empty()) {
+            added.push({ group: "nodes", data: { id: sid, parent: zid, label: h.subnet ?? "no subnet" }, classes: "subnet" });
+          }
         }
         const id = hostId(h.host);
         want.add(id);
-        let n = cy.getElementById(id);
+        const dead = h.state !== "up";
+        const n = cy.getElementById(id);
         if (n.empty()) {
-          n = cy.add({ group: "nodes", data: { id, parent: sid, host: h.host, label: h.host }, classes: "host" });
-        } else if (n.data("parent") !== sid) {
-          n.move({ parent: sid });
+          added.push({
+            group: "nodes",
+            data: { id, parent: sid, host: h.host, label: h.host, state: h.state },
+            classes: dead ? "host dead" : "host",
+            position: pos?.get(h.host) ?? { x: 0, y: 0 },
+          });
+          continue;
         }
-        n.toggleClass("dead", h.state !== "up");
-        n.data("state", h.state);
+        if (n.data("parent") !== sid) n.move({ parent: sid });
+        if (n.data("state") !== h.state) {
+          n.data("state", h.state);
+          n.toggleClass("dead", dead);
+        }
       }
       for (const g of view.groups) {
         for (const f of g.flows) {
           const id = edgeId(g.group, f);
           want.add(id);
-          const label = `${g.group} ${shortRate(flowRate(f))}`.trim();
+          const r = flowRate(f);
+          const label = `${g.group} ${shortRate(r)}`.trim();
           const e = cy.getElementById(id);
           if (e.empty()) {
-            if (cy.getElementById(hostId(f.from)).empty() || cy.getElementById(hostId(f.to)).empty()) continue;
-            cy.add({
+            added.push({
               group: "edges",
-              data: { id, source: hostId(f.from), target: hostId(f.to), group: g.group, label, bps: flowRate(f)?.bits_per_s ?? null },
+              data: { id, source: hostId(f.from), target: hostId(f.to), group: g.group, label, bps: r?.bits_per_s ?? null },
+              classes: many ? "many" : "",
             });
           } else if (e.data("label") !== label) {
-            e.data({ label, bps: flowRate(f)?.bits_per_s ?? null });
+            e.data({ label, bps: r?.bits_per_s ?? null });
           }
         }
       }
-      cy.elements().forEach((el) => {
-        if (!want.has(el.id())) el.remove();
-      });
-      if (relayout) {
-        const pos = layout(view.hosts);
+
+      const gone = cy.elements().filter((el) => !want.has(el.id()));
+      if (gone.nonempty()) cy.remove(gone);
+      // Edges whose hosts the view does not list are left out.
+      const ok = added.filter((el) => el.group === "nodes" || (want.has(el.data.source) && want.has(el.data.target)));
+      if (ok.length) cy.add(ok);
+      // Hosts added just now already have their positions.
+      if (relayout && this.hostKey !== "") {
         cy.nodes(".host").forEach((n) => {
           const p = pos.get(n.data("host"));
           if (p) n.position(p);
         });
       }
+      
       this.view = view;
-      this.paintSelection();
+      this.paintSelection(false);
     });
     if (relayout) {
       this.hostKey = hostKey;
-      cy.fit(undefined, 30);
+      this.fit(pos);
     }
+  }
+
+  /**
+   * Shows every host: the viewport from the computed positions (Cytoscape's fit()
+   * measures every element, thousands of labelled edges included, which costs more
+   * than the rest of a first render).
+   */
+  fit(pos) {
+    let [x1, y1, x2, y2] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const p of pos.values()) {
+      x1 = Math.min(x1, p.x);
+      y1 = Math.min(y1, p.y);
+      x2 = Math.max(x2, p.x);
+      y2 = Math.max(y2, p.y);
+    }
+    if (x1 === Infinity) return;
+    // Room for the subnet and zone boxes and their labels around the hosts.
+    x1 -= 90;
+    x2 += 90;
+    y1 -= 110;
+    y2 += 80;
+    const w = this.cy.width();
+    const h = this.cy.height();
+    const zoom = Math.min(w / (x2 - x1), h / (y2 - y1), 1.5);
+    this.cy.viewport({ zoom, pan: { x: (w - zoom * (x1 + x2)) / 2, y: (h - zoom * (y1 + y2)) / 2 } });
   }
 
   /** Highlights `group`'s tree (its senders, receivers and flows), or none for null. */
   selectGroup(group) {
+    const changed = group !== this.selectedGroup;
     this.selectedGroup = group;
-    this.cy.batch(() => this.paintSelection());
+    this.cy.batch(() => this.paintSelection(changed));
   }
 
-  paintSelection() {
+  /** Paints the selected group's tree; `changed`: the selection itself changed. */
+  paintSelection(changed) {
     const cy = this.cy;
+    if (!this.selectedGroup && !changed) return;
     const g = this.selectedGroup && this.view?.groups.find((x) => x.group === this.selectedGroup);
-    cy.elements().removeClass("hot faded sender receiver");
+    cy.elements(".hot, .faded, .sender, .receiver").removeClass("hot faded sender receiver");
     if (!this.selectedGroup) return;
     const senders = new Set((g?.senders ?? []).map((s) => s.host));
     const receivers = new Set((g?.receivers ?? []).map((r) => r.host));

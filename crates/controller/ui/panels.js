@@ -3,34 +3,38 @@
 
 import * as fmt from "./format.js";
 
-/** The most rows a table draws (the rest is counted, not drawn). */
+/** The most rows the group table draws (the rest is counted, not drawn). */
 export const MAX_ROWS = 500;
+/** The most rows of the hosts and groups tables (a domain's hosts, its groups). */
+const MAX_LIST = 5000;
 
 /**
  * Makes `tbody` show `items` in order: one row per key(item), cells(item) its texts;
  * rows are reused by key and a cell is written only when its text changed.
  * `decorate(tr, item)` may set attributes. Returns how many items were left out.
  */
-export function syncRows(tbody, items, key, cells, decorate) {
+export function syncRows(tbody, items, key, cells, decorate, limit = MAX_ROWS) {
+  // Each row remembers its texts (rowTexts): an unchanged row costs no DOM access.
   const old = new Map();
   for (const tr of tbody.rows) old.set(tr.dataset.key, tr);
-  const shown = items.slice(0, MAX_ROWS);
+  const shown = items.length > limit ? items.slice(0, limit) : items;
   let at = tbody.firstElementChild;
   for (const item of shown) {
     const k = key(item);
     let tr = old.get(k);
-    const texts = cells(item);
+    const texts = cells(item).map(String);
     if (!tr) {
       tr = document.createElement("tr");
       tr.dataset.key = k;
       for (let i = 0; i < texts.length; i += 1) tr.appendChild(document.createElement("td"));
+      rowTexts.set(tr, []);
     }
     old.delete(k);
+    const before = rowTexts.get(tr);
     for (let i = 0; i < texts.length; i += 1) {
-      const td = tr.cells[i];
-      const t = String(texts[i]);
-      if (td.textContent !== t) td.textContent = t;
+      if (before[i] !== texts[i]) tr.cells[i].textContent = texts[i];
     }
+    rowTexts.set(tr, texts);
     if (decorate) decorate(tr, item);
     if (tr !== at) tbody.insertBefore(tr, at);
     else at = at.nextElementSibling;
@@ -39,8 +43,15 @@ export function syncRows(tbody, items, key, cells, decorate) {
   return items.length - shown.length;
 }
 
+/** The texts each row shows, by row. */
+const rowTexts = new WeakMap();
+
 function setAttr(el, name, value) {
   if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
+function setClass(el, name, on) {
+  if (el.classList.contains(name) !== on) el.classList.toggle(name, on);
 }
 
 /** The hosts table. */
@@ -54,16 +65,17 @@ export function hosts(tbody, view, selectedHost) {
     (tr, h) => {
       setAttr(tr, "data-host", h.host);
       setAttr(tr, "data-state", h.state);
-      tr.classList.toggle("dead", h.state !== "up");
-      tr.classList.toggle("selected", h.host === selectedHost);
+      setClass(tr, "dead", h.state !== "up");
+      setClass(tr, "selected", h.host === selectedHost);
     },
+    MAX_LIST,
   );
   return list.length;
 }
 
 /** The groups list. */
 export function groups(tbody, view, selectedGroup) {
-  const list = [...view.groups].sort((a, b) => fmt.ipOrder(a.group, b.group));
+  const list = fmt.sortByIp(view.groups, (g) => g.group);
   syncRows(
     tbody,
     list,
@@ -78,8 +90,9 @@ export function groups(tbody, view, selectedGroup) {
     ],
     (tr, g) => {
       setAttr(tr, "data-group", g.group);
-      tr.classList.toggle("selected", g.group === selectedGroup);
+      setClass(tr, "selected", g.group === selectedGroup);
     },
+    MAX_LIST,
   );
   return list.length;
 }
