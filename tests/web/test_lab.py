@@ -87,7 +87,7 @@ def test_the_page_follows_the_lab(running_lab, mcgate, page_factory, artifacts):
     # A join in the lab: a receiver on host-b.
     mc = str(mcgate)
     t = time.monotonic()
-    in_lab("spare-b", mc, "perf", "recv", "--group", JOINED, "--interval", "1")
+    in_lab("spare-b-1", mc, "perf", "recv", "--group", JOINED, "--interval", "1")
     page.wait_for_function(
         """([g, h]) => {
             const tr = document.querySelector(`#groups tr[data-group='${g}']`);
@@ -100,7 +100,7 @@ def test_the_page_follows_the_lab(running_lab, mcgate, page_factory, artifacts):
 
     # A sender on host-a: its rate on the edge host-a -> host-b of the group.
     t = time.monotonic()
-    in_lab("spare-a", mc, "perf", "send", "--group", JOINED, "--rate", "1m", "--time", "120")
+    in_lab("spare-a-1", mc, "perf", "send", "--group", JOINED, "--rate", "1m", "--time", "120")
     page.wait_for_function(
         "([g, f, to]) => /[0-9.]+ [kMG]?bit\\/s/.test(window.mcgate.graph.edgeLabel(g, f, to) ?? '')",
         arg=[JOINED, "host-a", "host-b"],
@@ -143,7 +143,8 @@ def test_the_page_follows_the_lab(running_lab, mcgate, page_factory, artifacts):
     )
     dead_s = time.monotonic() - t
     assert page.evaluate("window.mcgate.graph.cy.getElementById('host:host-b').hasClass('dead')")
-    page.click("#groups tr[data-group='233.252.0.5']")
+    page.click("#hosts tr[data-host='host-b']")
+    page.wait_for_selector("#details dd:text-is('lease expired')")
     page.screenshot(path=str(artifacts / "lab-dead.png"))
 
     figures = {
