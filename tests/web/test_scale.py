@@ -238,7 +238,7 @@ def run_page(admin, port, sessions, groups, feed_s, page_factory, artifacts):
             data_start: performance.getEntriesByName('mcgate:data-start')[0].startTime,
             graph_ms: performance.getEntriesByName('mcgate:graph').map(e => e.duration),
             fetches: performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/'))
-                .map(e => [e.name.replace(/^.*\/v1\//, ''), Math.round(e.startTime), Math.round(e.responseStart), Math.round(e.responseEnd)]),
+                .map(e => [e.name.split('/v1/')[1], Math.round(e.startTime), Math.round(e.responseStart), Math.round(e.responseEnd)]),
             edges: window.mcgate.graph.cy.edges().length,
         })"""
     )

@@ -94,6 +94,7 @@ function openDomain(domain) {
   state.revision = null;
   state.selectedHost = null;
   state.selectedGroup = null;
+  graph.selectGroup(null);
   $("subnets").textContent = domain.subnets?.length ? `subnets ${domain.subnets.join(", ")}` : "";
   const filters = $("filters");
   if (!filters.elements.domain.value || filters.elements.domain.dataset.auto === "1") {

@@ -59,7 +59,8 @@ fn need(method: &Method, route: Option<&str>) -> Need {
         return Need::Anyone;
     };
     match (method, route) {
-        (&Method::GET, r) if PUBLIC_ROUTES.contains(&r) || UI_ROUTES.contains(&r) => Need::Public,
+        (&Method::GET, r) if PUBLIC_ROUTES.contains(&r) => Need::Public,
+        (&Method::GET | &Method::HEAD, r) if UI_ROUTES.contains(&r) => Need::Public,
         (&Method::POST, "/v1/join") => Need::Join,
         (&Method::POST, "/v1/agents") => Need::AnyAgent,
         (_, r) if r.starts_with("/v1/agents/{host}") => Need::OwnHost,
@@ -204,6 +205,7 @@ mod tests {
         assert_eq!(need(&p, Some("/v1/join")), Need::Join);
         assert_eq!(need(&g, Some("/ui/{*path}")), Need::Public);
         assert_eq!(need(&p, Some("/ui/{*path}")), Need::Admin);
+        assert_eq!(need(&Method::HEAD, Some("/ui/")), Need::Public);
         assert_eq!(need(&g, Some("/v1/domains")), Need::Read);
         assert_eq!(need(&p, Some("/v1/domains")), Need::Admin);
         assert_eq!(need(&g, Some("/v1/tokens")), Need::Admin);
