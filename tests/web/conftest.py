@@ -5,6 +5,10 @@ errors, and the artifacts directory for screenshots and figures."""
 import json
 import os
 import pathlib
+import socket
+import subprocess
+import tempfile
+import time
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -90,3 +94,59 @@ def record(artifacts, name, figures):
     """Writes a test's figures as JSON next to its screenshots, and prints them."""
     (artifacts / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"{name}: {json.dumps(figures)}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout):
+    """Polls `check` until it returns something true; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = check()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def controller(mcgate):
+    data = pathlib.Path(tempfile.mkdtemp(prefix="mcgate-web-scale-"))
+    port = free_port()
+    log = open(data / "controller.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(mcgate), "controller", "--data-dir", str(data),
+            "--listen", f"127.0.0.1:{port}",
+            # Synthetic agents send no heartbeats: a long lease keeps them up.
+            "--lease-ms", "600000",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        cred_file = data / "admin.credentials"
+
+        def ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the controller exited: {(data / 'controller.log').read_text()}")
+            if not cred_file.exists():
+                return None
+            try:
+                cred = json.loads(cred_file.read_text())
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return cred
+            except (ValueError, OSError):
+                return None
+
+        cred = wait_for("the controller answers", ready, 30)
+        yield port, cred
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        subprocess.run(["rm", "-rf", str(data)], check=False)

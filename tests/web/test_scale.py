@@ -9,15 +9,9 @@ page's start (these include the controller's time to compute the view, which for
 debug build on a loaded machine is half a second), and the first paint."""
 
 import json
-import os
-import pathlib
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 
-import pytest
 
 from api import Api
 from conftest import record
@@ -28,24 +22,6 @@ DOMAIN = "scale"
 NEW_GROUP = "239.9.9.9"
 # A join of any source (IGMPv2's): no filter would be a leave.
 ANY_SOURCE = {"mode": "exclude", "sources": []}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, timeout):
-    """Polls `check` until it returns something true; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = check()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def host(i):
@@ -112,44 +88,6 @@ def membership(session, seq, i, groups, extra=()):
     ]
     entries += [{"link": "tk0", "group": g, "filter": ANY_SOURCE, "reporters": [host(i)["ip"]]} for g in extra]
     return {"session": session, "seq": seq, "snapshot": True, "entries": entries}
-
-
-@pytest.fixture
-def controller(mcgate):
-    data = pathlib.Path(tempfile.mkdtemp(prefix="mcgate-web-scale-"))
-    port = free_port()
-    log = open(data / "controller.log", "wb")
-    proc = subprocess.Popen(
-        [
-            str(mcgate), "controller", "--data-dir", str(data),
-            "--listen", f"127.0.0.1:{port}",
-            # Synthetic agents send no heartbeats: a long lease keeps them up.
-            "--lease-ms", "600000",
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        cred_file = data / "admin.credentials"
-
-        def ready():
-            if proc.poll() is not None:
-                pytest.fail(f"the controller exited: {(data / 'controller.log').read_text()}")
-            if not cred_file.exists():
-                return None
-            try:
-                cred = json.loads(cred_file.read_text())
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return cred
-            except (ValueError, OSError):
-                return None
-
-        cred = wait_for("the controller answers", ready, 30)
-        yield port, cred
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-        subprocess.run(["rm", "-rf", str(data)], check=False)
 
 
 def test_200_agents_1000_groups(controller, page_factory, artifacts):
