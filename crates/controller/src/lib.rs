@@ -31,6 +31,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod traffic;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -69,6 +69,9 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         )
         .route("/v1/join", post(a::join))
         .route("/metrics", get(metrics))
+        .route("/ui", get(crate::ui::root))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{*path}", get(crate::ui::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

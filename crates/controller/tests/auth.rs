@@ -344,3 +344,29 @@ async fn plain_http_is_refused_with_a_sentence() {
     let e = wrong.get::<Value>("/v1/domains").await.unwrap_err();
     assert!(matches!(e, ClientError::Tls { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn the_web_view_files_are_public_its_data_is_not() {
+    let s = Server::start().await;
+    let anon = s.with(None);
+    let none = Value::Null;
+    for p in ["/ui/", "/ui/app.js", "/ui/vendor/cytoscape.min.js"] {
+        assert_eq!(status(&anon, &Method::GET, p, &none).await.0, 0, "{p}");
+    }
+    assert_eq!(status(&anon, &Method::GET, "/ui/x.js", &none).await.0, 404);
+    for (m, p) in [
+        (Method::GET, "/v1/domains/d1/traffic"),
+        (Method::GET, "/v1/groups"),
+        (Method::POST, "/ui/"),
+    ] {
+        assert_eq!(status(&anon, &m, p, &none).await.0, 401, "{m} {p}");
+    }
+    let viewer = s.issue("/v1/credentials", json!({"role": "viewer"})).await;
+    let v = s.with(viewer["token"].as_str());
+    assert_eq!(
+        status(&v, &Method::GET, "/v1/domains/d1/traffic", &none)
+            .await
+            .0,
+        0
+    );
+}

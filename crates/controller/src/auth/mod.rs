@@ -7,6 +7,7 @@
 //! | route | who |
 //! |---|---|
 //! | `GET /v1/healthz`, `GET /v1/openapi.json` | anyone |
+//! | `GET /ui` and below (the web view's files; its data comes from the API) | anyone |
 //! | `POST /v1/join` | a join token |
 //! | other reads (`GET`) | admin, viewer |
 //! | `POST /v1/agents` | admin, the agent of the host in the body |
@@ -59,6 +60,7 @@ fn need(method: &Method, route: Option<&str>) -> Need {
     };
     match (method, route) {
         (&Method::GET, r) if PUBLIC_ROUTES.contains(&r) => Need::Public,
+        (&Method::GET | &Method::HEAD, r) if UI_ROUTES.contains(&r) => Need::Public,
         (&Method::POST, "/v1/join") => Need::Join,
         (&Method::POST, "/v1/agents") => Need::AnyAgent,
         (_, r) if r.starts_with("/v1/agents/{host}") => Need::OwnHost,
@@ -70,6 +72,9 @@ fn need(method: &Method, route: Option<&str>) -> Need {
 
 /// The routes anyone may call (no `security` in the OpenAPI document).
 pub const PUBLIC_ROUTES: [&str; 2] = ["/v1/healthz", "/v1/openapi.json"];
+
+/// The web view's files, public too (they hold no data; see [`crate::ui`]).
+pub const UI_ROUTES: [&str; 3] = ["/ui", "/ui/", "/ui/{*path}"];
 
 fn unauthorized(text: &str) -> Response {
     let mut r = ApiErr::new(StatusCode::UNAUTHORIZED, text).into_response();
@@ -198,6 +203,9 @@ mod tests {
         let p = Method::POST;
         assert_eq!(need(&g, Some("/v1/healthz")), Need::Public);
         assert_eq!(need(&p, Some("/v1/join")), Need::Join);
+        assert_eq!(need(&g, Some("/ui/{*path}")), Need::Public);
+        assert_eq!(need(&p, Some("/ui/{*path}")), Need::Admin);
+        assert_eq!(need(&Method::HEAD, Some("/ui/")), Need::Public);
         assert_eq!(need(&g, Some("/v1/domains")), Need::Read);
         assert_eq!(need(&p, Some("/v1/domains")), Need::Admin);
         assert_eq!(need(&g, Some("/v1/tokens")), Need::Admin);
