@@ -95,7 +95,8 @@ pub struct Controller {
     pub tokens: crate::auth::tokens::Tokens,
     /// Agents' traffic reports (figures only, never stored).
     pub(crate) traffic: std::sync::Mutex<mcgate_domain::traffic_book::TrafficBook>,
-    /// The revision after the last flush, for those who watch the state change.
+    /// The revision after the last flush, for those who watch the state change; also
+    /// signalled, unchanged, when a lease expires.
     pub(crate) revisions: tokio::sync::watch::Sender<u64>,
 }
 
@@ -471,11 +472,19 @@ impl Controller {
             let mut g = self.lock();
             let effects = g.model.expire(now, self.config.lease_ms);
             g.model.forget_expired(now, FORGET_EXPIRED_MS);
+            let mut closed = false;
             for e in &effects {
                 if let Effect::Close { host } = e {
                     tracing::info!(host = %host, "lease expired");
                     self.metrics.lease_expiries.inc();
+                    closed = true;
                 }
+            }
+            if closed {
+                // Watchers of the domain's view (GET .../traffic?watch=true, the web
+                // view) learn at once that a host is dead, even one with no members
+                // whose expiry changes no stream.
+                self.revisions.send_modify(|_| {});
             }
             if g.hub.push(effects) {
                 self.flush.notify_one();
