@@ -217,7 +217,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub fast_leave: bool,
     /// Act on a leave at once on links the agent knows carry a single host (a task's
-    /// veth); `false`: last-member queries there too.
+    /// veth); default true; `false`: last-member queries there too.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub single_host_fast_leave: bool,
     /// How traffic crosses between hosts.
