@@ -79,6 +79,7 @@
 mod config;
 mod election;
 mod event;
+mod family;
 mod flood;
 pub mod fuzzing;
 mod group;
@@ -92,7 +93,11 @@ mod timers;
 
 pub use config::{Config, ConfigError};
 pub use event::{Event, GroupState, Ignored, Transmit};
-pub use interface::{Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP};
+pub use family::{Accepted, Family, Igmp, Message, Mld, Query};
+pub use interface::{
+    Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP, MldInterface, Router,
+};
 pub use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS};
+pub use mcgate_wire::mld::{ALL_MLDV2_ROUTERS, ALL_NODES};
 pub use mcgate_wire::{FilterMode, IgmpSettings, SourceFilter, Version};
 pub use stats::{Dropped, Received, Sent, Stats};
