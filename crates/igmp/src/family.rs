@@ -73,9 +73,16 @@ pub struct Accepted<A> {
     pub message: Message<A>,
 }
 
-/// What differs between IGMP and MLD. Implemented by [`Igmp`] and [`Mld`] only.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Igmp {}
+    impl Sealed for super::Mld {}
+}
+
+/// What differs between IGMP and MLD. Sealed: implemented by [`Igmp`] and [`Mld`] only.
 pub trait Family:
-    Copy
+    sealed::Sealed
+    + Copy
     + Clone
     + fmt::Debug
     + Default

@@ -1,7 +1,11 @@
-//! mcgate-igmp: the router side of IGMP, as a pure state machine.
+//! mcgate-igmp: the router side of IGMP and MLD, as a pure state machine.
 //!
 //! One [`Interface`] per attached link implements RFC 3376 section 6 (multicast router
 //! behaviour) with section 7 compatibility for IGMPv1/v2 hosts, and RFC 2236 in `v2` mode.
+//! The same state machine, [`Router`], runs MLD over IPv6 as [`MldInterface`]: RFC 3810
+//! sections 6 to 8 with MLDv1 (RFC 2710) compatibility, `Version::V2` standing for MLDv1
+//! and `Version::V3` for MLDv2 there. A [`Family`] ([`Igmp`], [`Mld`]) supplies only
+//! what differs: addresses, the acceptance checks of a packet, and the query encoding.
 //! It is driven in the shape of quinn-proto: feed it received packets
 //! ([`Interface::handle_packet`]) and timeouts ([`Interface::handle_timeout`]) with the
 //! current time; take what it wants sent ([`Interface::poll_transmit`]), the membership
