@@ -162,7 +162,7 @@ fn qrv(robustness: u8) -> u8 {
 /// A checked packet in neutral form, or its drop counted.
 fn neutral<A, M>(
     checked: Result<crate::packet::Accepted<A, M>, crate::packet::Reject<A>>,
-    convert: fn(&M) -> Message<A>,
+    convert: fn(M) -> Message<A>,
     dropped: &mut Dropped,
     other_queriers: bool,
 ) -> Result<Accepted<A>, Option<A>> {
@@ -170,7 +170,7 @@ fn neutral<A, M>(
         Ok(p) => Ok(Accepted {
             src: p.src,
             dst: p.dst,
-            message: convert(&p.message),
+            message: convert(p.message),
         }),
         Err(reason) => Err(reason.count(dropped, other_queriers)),
     }
@@ -229,7 +229,7 @@ impl Family for Igmp {
 }
 
 /// The neutral form of an IGMP message.
-pub(crate) fn igmp_message(msg: &IgmpRepr) -> Message<Ipv4Addr> {
+pub(crate) fn igmp_message(msg: IgmpRepr) -> Message<Ipv4Addr> {
     match msg {
         IgmpRepr::QueryV1 => Message::Query(Query {
             version: Version::V1,
@@ -245,8 +245,8 @@ pub(crate) fn igmp_message(msg: &IgmpRepr) -> Message<Ipv4Addr> {
             max_resp_time,
         } => Message::Query(Query {
             version: Version::V2,
-            group: *group,
-            max_resp: Duration::from_millis(u64::from(*max_resp_time) * 100),
+            group,
+            max_resp: Duration::from_millis(u64::from(max_resp_time) * 100),
             suppress: false,
             qrv: 0,
             qqi: Duration::ZERO,
@@ -259,18 +259,18 @@ pub(crate) fn igmp_message(msg: &IgmpRepr) -> Message<Ipv4Addr> {
             suppress: q.suppress,
             qrv: q.qrv,
             qqi: Duration::from_secs(u64::from(igmp::decode_code(q.qqic))),
-            sources: q.sources.clone(),
+            sources: q.sources,
         }),
         IgmpRepr::ReportV1 { group } => Message::OldReport {
             version: Version::V1,
-            group: *group,
+            group,
         },
         IgmpRepr::ReportV2 { group } => Message::OldReport {
             version: Version::V2,
-            group: *group,
+            group,
         },
-        IgmpRepr::LeaveV2 { group } => Message::Leave { group: *group },
-        IgmpRepr::ReportV3 { records } => Message::Report(records.clone()),
+        IgmpRepr::LeaveV2 { group } => Message::Leave { group },
+        IgmpRepr::ReportV3 { records } => Message::Report(records),
     }
 }
 
@@ -328,15 +328,15 @@ impl Family for Mld {
 }
 
 /// The neutral form of an MLD message: MLDv1 as IGMPv2, MLDv2 as IGMPv3.
-pub(crate) fn mld_message(msg: &MldRepr) -> Message<Ipv6Addr> {
+pub(crate) fn mld_message(msg: MldRepr) -> Message<Ipv6Addr> {
     match msg {
         MldRepr::QueryV1 {
             group,
             max_resp_delay,
         } => Message::Query(Query {
             version: Version::V2,
-            group: *group,
-            max_resp: Duration::from_millis(u64::from(*max_resp_delay)),
+            group,
+            max_resp: Duration::from_millis(u64::from(max_resp_delay)),
             suppress: false,
             qrv: 0,
             qqi: Duration::ZERO,
@@ -349,13 +349,13 @@ pub(crate) fn mld_message(msg: &MldRepr) -> Message<Ipv6Addr> {
             suppress: q.suppress,
             qrv: q.qrv,
             qqi: Duration::from_secs(u64::from(q.query_interval())),
-            sources: q.sources.clone(),
+            sources: q.sources,
         }),
         MldRepr::ReportV1 { group } => Message::OldReport {
             version: Version::V2,
-            group: *group,
+            group,
         },
-        MldRepr::DoneV1 { group } => Message::Leave { group: *group },
-        MldRepr::ReportV2 { records } => Message::Report(records.clone()),
+        MldRepr::DoneV1 { group } => Message::Leave { group },
+        MldRepr::ReportV2 { records } => Message::Report(records),
     }
 }

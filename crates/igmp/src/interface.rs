@@ -446,7 +446,7 @@ impl Router<Igmp> {
     /// destination is checked here, router messages are dropped on a link without other
     /// queriers, reports are rate limited per host, and the state updated.
     pub fn handle_igmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, msg: &IgmpRepr) {
-        self.handle_message(now, src, dst, &igmp_message(msg));
+        self.handle_message(now, src, dst, &igmp_message(msg.clone()));
     }
 }
 
@@ -454,6 +454,6 @@ impl Router<Mld> {
     /// Feeds one received MLD message whose IPv6 header was already checked (Hop Limit
     /// 1, Router Alert 0, link-local source), as [`Router::handle_igmp`] does for IGMP.
     pub fn handle_mld(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, msg: &MldRepr) {
-        self.handle_message(now, src, dst, &mld_message(msg));
+        self.handle_message(now, src, dst, &mld_message(msg.clone()));
     }
 }
