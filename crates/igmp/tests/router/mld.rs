@@ -451,3 +451,53 @@ fn linux_mld_hosts_and_bridge_are_understood() {
     );
     assert_eq!(shared_link.mld.stats().older_version_queries, 1);
 }
+
+#[test]
+fn rfc3810_7_6_1_non_querier_lowers_timers_on_address_specific_queries() {
+    let mut l = MldLink::with_address(shared(), a("fe80::ffff:ffff:ffff:ffff"));
+    let querier = a("fe80::5");
+    let query = |group: Ipv6Addr, suppress: bool| {
+        MldRepr::QueryV2(QueryV2 {
+            group,
+            max_resp_code: 1000,
+            suppress,
+            qrv: 2,
+            qqic: 125,
+            sources: vec![],
+        })
+    };
+    l.send(querier, ALL_NODES, &query(Ipv6Addr::UNSPECIFIED, false));
+    assert_eq!(l.mld.querier(), Some(querier));
+    l.report(h(1), TO_EX, &[]);
+    let timer = |l: &MldLink| l.mld.group_state(g()).and_then(|st| st.group_timer);
+    assert_eq!(timer(&l), Some(l.now + gmi()));
+    // With the S flag set the timers are left alone.
+    l.send(querier, g(), &query(g(), true));
+    assert_eq!(timer(&l), Some(l.now + gmi()));
+    // Without it: Last Listener Query Count (2) times the query's 1 s delay.
+    l.send(querier, g(), &query(g(), false));
+    assert_eq!(timer(&l), Some(l.now + secs(2.0)));
+    // An MLDv1 address-specific query (Maximum Response Delay in ms) does the same.
+    l.report(h(1), IS_EX, &[]);
+    let v1 = MldRepr::QueryV1 {
+        group: g(),
+        max_resp_delay: 500,
+    };
+    l.send(querier, g(), &v1);
+    assert_eq!(timer(&l), Some(l.now + secs(1.0)));
+    assert_eq!(l.mld.stats().dropped, Dropped::default());
+}
+
+#[test]
+fn rfc4286_router_messages_on_a_hosts_only_link_are_counted() {
+    let mut l = MldLink::new(Config::default());
+    let mut advert = emit_ip_packet(h(1), ALL_NODES, &MldRepr::ReportV1 { group: g() });
+    advert[ipv6::HEADER_LEN + ipv6::HOP_BY_HOP_RA_LEN] = 151;
+    l.deliver(&advert);
+    assert_eq!(l.mld.stats().dropped.router_message, 1);
+    assert!(
+        l.events
+            .iter()
+            .any(|e| matches!(e, Event::RouterIgnored { from, .. } if *from == h(1)))
+    );
+}
