@@ -73,6 +73,36 @@ pub struct Accepted<A> {
     pub message: Message<A>,
 }
 
+/// The MLD version a router speaks: the user-facing name of what [`Version`] stands for
+/// on an MLD interface (`Config::version` and the group compatibility modes), since
+/// MLDv1 behaves as IGMPv2 and MLDv2 as IGMPv3 (RFC 3810 section 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MldVersion {
+    /// MLDv1 (RFC 2710).
+    V1,
+    /// MLDv2 (RFC 3810).
+    V2,
+}
+
+impl MldVersion {
+    /// The [`Version`] the state machine runs for this MLD version.
+    pub fn version(self) -> Version {
+        match self {
+            MldVersion::V1 => Version::V2,
+            MldVersion::V2 => Version::V3,
+        }
+    }
+
+    /// The MLD version a [`Version`] stands for; `None` for IGMPv1, which has none.
+    pub fn from_version(v: Version) -> Option<Self> {
+        match v {
+            Version::V1 => None,
+            Version::V2 => Some(MldVersion::V1),
+            Version::V3 => Some(MldVersion::V2),
+        }
+    }
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Igmp {}

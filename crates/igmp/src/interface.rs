@@ -11,7 +11,7 @@ use mcgate_wire::igmp::IgmpRepr;
 use mcgate_wire::mld::MldRepr;
 
 use crate::election::{OtherQuerier, election_key};
-use crate::family::{Message, igmp_message, mld_message};
+use crate::family::{Message, MldVersion, igmp_message, mld_message};
 use crate::flood::ReportLimiter;
 use crate::group::Group;
 use crate::group_table::GroupTable;
@@ -451,6 +451,13 @@ impl Router<Igmp> {
 }
 
 impl Router<Mld> {
+    /// The MLD version the router speaks on the link: the configured one (RFC 3810
+    /// 8.3.1), as [`Router::version`] gives it in IGMP's terms.
+    pub fn mld_version(&self) -> MldVersion {
+        // `Config` never keeps V1 (it is raised to V2), which is MLDv1.
+        MldVersion::from_version(self.version()).unwrap_or(MldVersion::V1)
+    }
+
     /// Feeds one received MLD message whose IPv6 header was already checked (Hop Limit
     /// 1, Router Alert 0, link-local source), as [`Router::handle_igmp`] does for IGMP.
     pub fn handle_mld(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, msg: &MldRepr) {

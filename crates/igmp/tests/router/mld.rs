@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use mcgate_igmp::{
-    Config, Dropped, Event, FilterMode, MldInterface, SourceFilter, Transmit, Version,
+    Config, Dropped, Event, FilterMode, MldInterface, MldVersion, SourceFilter, Transmit, Version,
 };
 use mcgate_wire::icmpv6::msg_type;
 use mcgate_wire::ipv6;
@@ -164,6 +164,9 @@ fn fixture(name: &str) -> Vec<u8> {
 #[test]
 fn rfc3810_5_1_startup_query_is_mldv2_from_the_link_local_address() {
     let l = MldLink::new(Config::default());
+    assert_eq!(l.mld.mld_version(), MldVersion::V2);
+    assert_eq!(MldVersion::from_version(Version::V1), None);
+    assert_eq!(MldVersion::V2.version(), Version::V3);
     assert_eq!(l.sent.len(), 1);
     let t = &l.sent[0];
     assert_eq!(t.dst, ALL_NODES);
@@ -200,6 +203,7 @@ fn rfc3810_8_mldv1_router_sends_mldv1_queries() {
         version: Version::V2,
         ..Config::default()
     });
+    assert_eq!(l.mld.mld_version(), MldVersion::V1);
     assert_eq!(
         l.sent[0].message,
         MldRepr::QueryV1 {
