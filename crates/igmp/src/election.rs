@@ -2,82 +2,50 @@
 //! adopting the querier's robustness and interval (4.1.6, 4.1.7) and lowering timers on
 //! its group-specific queries (6.6.1).
 
-use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::time::Instant;
 
 use mcgate_wire::Version;
-use mcgate_wire::igmp::{QueryV3, decode_code};
+use mcgate_wire::record::Address;
 
+use crate::family::Query;
 use crate::timers::Timer;
-use crate::{Config, Event, FilterMode, Interface};
+use crate::{Config, Event, Family, FilterMode, Router};
 
 /// The other router currently elected querier (RFC 3376 6.6.2). Its version is not
 /// kept: the link runs the configured version whatever other queriers speak (7.3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OtherQuerier {
-    pub(crate) address: Ipv4Addr,
+pub(crate) struct OtherQuerier<A> {
+    pub(crate) address: A,
     /// Robustness and query interval it announced (4.1.6, 4.1.7), adopted while it is
     /// querier.
     robustness: Option<u8>,
     query_interval: Option<Duration>,
 }
 
-/// The parts of a received query the router acts on.
-pub(crate) struct HeardQuery<'a> {
-    max_resp_tenths: u32,
-    suppress: bool,
-    sources: &'a [Ipv4Addr],
-    qrv: u8,
-    qqic: u8,
-}
-
-impl HeardQuery<'_> {
-    pub(crate) fn v2(max_resp_time: u8) -> Self {
-        HeardQuery {
-            max_resp_tenths: u32::from(max_resp_time),
-            suppress: false,
-            sources: &[],
-            qrv: 0,
-            qqic: 0,
-        }
-    }
-}
-
-impl<'a> HeardQuery<'a> {
-    pub(crate) fn v3(q: &'a QueryV3) -> Self {
-        HeardQuery {
-            max_resp_tenths: decode_code(q.max_resp_code),
-            suppress: q.suppress,
-            sources: &q.sources,
-            qrv: q.qrv,
-            qqic: q.qqic,
-        }
-    }
-}
-
-/// Lower wins the election (6.6.2). 0.0.0.0, the address of a router with no address of
-/// its own on the link (a proxy querier, RFC 4541 2.1.1), loses to any real address.
-pub(crate) fn election_key(a: Ipv4Addr) -> u64 {
-    if a.is_unspecified() {
-        u64::MAX
+/// Lower wins the election (RFC 3376 6.6.2, RFC 3810 7.6.2: the lowest link-local
+/// address, compared as a number). The unspecified address, the address of a router with
+/// none of its own on the link (a proxy querier, RFC 4541 2.1.1), loses to any real
+/// address.
+pub(crate) fn election_key<F: Family>(a: F::Addr) -> u128 {
+    if F::is_unspecified(a) {
+        u128::MAX
     } else {
-        u64::from(u32::from(a))
+        let mut bytes = [0u8; 16];
+        a.write(&mut bytes[16 - F::Addr::LEN..]);
+        u128::from_be_bytes(bytes)
     }
 }
 
-impl Interface {
+impl<F: Family> Router<F> {
     /// A query from another router, on a link where other queriers may exist.
-    pub(crate) fn on_query(
-        &mut self,
-        now: Instant,
-        src: Ipv4Addr,
-        version: Version,
-        group: Ipv4Addr,
-        heard: Option<HeardQuery<'_>>,
-    ) {
+    pub(crate) fn on_query(&mut self, now: Instant, src: F::Addr, query: &Query<F::Addr>) {
+        let version = query.version;
+        let group = query.group;
+        // An IGMPv1 query carries no response time to act on.
+        let heard = (version > Version::V1).then_some(query);
         // Our own query looped back is not another router.
-        if !self.address.is_unspecified() && src == self.address {
+        if !F::is_unspecified(self.address) && src == self.address {
             return;
         }
         if version < self.config.version {
@@ -88,23 +56,22 @@ impl Interface {
         }
         // 6.6.2: a query from a lower address than ours (and not higher than the
         // querier we already know) makes its sender the querier.
-        let wins = election_key(src) < election_key(self.address)
+        let wins = election_key::<F>(src) < election_key::<F>(self.address)
             && self
                 .other_querier
                 .as_ref()
-                .is_none_or(|q| election_key(src) <= election_key(q.address));
+                .is_none_or(|q| election_key::<F>(src) <= election_key::<F>(q.address));
         if wins {
-            self.elect(now, src, version, heard.as_ref());
+            self.elect(now, src, version, heard);
         }
         // 6.6.1: a non-querier lowers its timers on a group(-and-source)-specific query
         // without the S flag; RFC 2236 section 3: to Last Member Query Count times the
         // query's Max Response Time.
         let Some(h) = heard else { return };
-        if self.is_querier() || h.suppress || group.is_unspecified() {
+        if self.is_querier() || h.suppress || F::is_unspecified(group) {
             return;
         }
-        let lmqt = Duration::from_millis(u64::from(h.max_resp_tenths) * 100)
-            * u32::from(self.config.settings.last_member_count());
+        let lmqt = h.max_resp * u32::from(self.config.settings.last_member_count());
         let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
             return;
         };
@@ -114,7 +81,7 @@ impl Interface {
                 state.timer = state.timer.map(|t| t.min(lowered));
             }
         } else {
-            for s in h.sources {
+            for s in &h.sources {
                 if let Some(src) = state.sources.get_mut(s) {
                     src.timer = src.timer.map(|t| t.min(lowered));
                 }
@@ -123,13 +90,19 @@ impl Interface {
     }
 
     /// `src` becomes the querier: we stop querying and follow its parameters.
-    fn elect(&mut self, now: Instant, src: Ipv4Addr, version: Version, heard: Option<&HeardQuery>) {
+    fn elect(
+        &mut self,
+        now: Instant,
+        src: F::Addr,
+        version: Version,
+        heard: Option<&Query<F::Addr>>,
+    ) {
         let was_querier = self.is_querier();
         let previous = self.querier();
         let (robustness, query_interval) = match heard {
             Some(h) if version == Version::V3 => (
                 (h.qrv != 0).then_some(h.qrv),
-                (h.qqic != 0).then(|| Duration::from_secs(u64::from(decode_code(h.qqic)))),
+                (!h.qqi.is_zero()).then_some(h.qqi),
             ),
             _ => (None, None),
         };
@@ -190,7 +163,7 @@ impl Interface {
     }
 }
 
-impl OtherQuerier {
+impl<A> OtherQuerier<A> {
     fn adopt(&self, c: &mut Config) {
         if let Some(r) = self.robustness {
             c.settings.robustness = r;

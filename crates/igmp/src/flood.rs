@@ -1,10 +1,11 @@
 //! Flood protection: a token bucket per reporting host, so one host that floods reports
 //! cannot starve the others, while a host's legitimate join burst passes whole.
 
-use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+use crate::Family;
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
@@ -75,15 +76,15 @@ impl TokenBucket {
 /// One bucket per reporting host (the IP source of its reports), plus one shared by the
 /// hosts beyond [`MAX_LIMITED_HOSTS`].
 #[derive(Debug, Clone)]
-pub(crate) struct ReportLimiter {
+pub(crate) struct ReportLimiter<F: Family> {
     rate: u32,
     burst: u32,
-    hosts: BTreeMap<Ipv4Addr, TokenBucket>,
+    hosts: BTreeMap<F::Addr, TokenBucket>,
     overflow: TokenBucket,
     last_sweep: Instant,
 }
 
-impl ReportLimiter {
+impl<F: Family> ReportLimiter<F> {
     pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
         Self {
             rate,
@@ -102,7 +103,7 @@ impl ReportLimiter {
     }
 
     /// Whether a report from `host` at `now` is within its limit (and counts it).
-    pub(crate) fn admit(&mut self, host: Ipv4Addr, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, host: F::Addr, now: Instant) -> bool {
         if self.rate == 0 {
             return true;
         }
@@ -140,6 +141,8 @@ impl ReportLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Igmp;
+    use core::net::Ipv4Addr;
 
     fn host(n: u32) -> Ipv4Addr {
         Ipv4Addr::from(0x0a00_0000 + n)
@@ -163,14 +166,14 @@ mod tests {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(0, 0, t0);
         assert!((0..1000).all(|_| b.take(t0)));
-        let mut l = ReportLimiter::new(0, 0, t0);
+        let mut l = ReportLimiter::<Igmp>::new(0, 0, t0);
         assert!((0..1000).all(|_| l.admit(host(1), t0)));
     }
 
     #[test]
     fn limits_are_per_host() {
         let t0 = Instant::now();
-        let mut l = ReportLimiter::new(10, 100, t0);
+        let mut l = ReportLimiter::<Igmp>::new(10, 100, t0);
         assert_eq!((0..150).filter(|_| l.admit(host(1), t0)).count(), 100);
         // Another host is not held back by the first one's flood.
         assert_eq!((0..100).filter(|_| l.admit(host(2), t0)).count(), 100);
@@ -179,7 +182,7 @@ mod tests {
     #[test]
     fn table_is_bounded_and_idle_hosts_are_forgotten() {
         let t0 = Instant::now();
-        let mut l = ReportLimiter::new(10, 2, t0);
+        let mut l = ReportLimiter::<Igmp>::new(10, 2, t0);
         let n = u32::try_from(MAX_LIMITED_HOSTS).unwrap();
         for i in 0..n {
             assert!(l.admit(host(i), t0));

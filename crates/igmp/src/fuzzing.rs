@@ -1,29 +1,44 @@
-//! Body of the `igmp_router` fuzz target in `fuzz/`, kept here so it builds and runs on
-//! stable Rust: a unit test runs it over its seed corpus (`fuzz/corpus/igmp_router`).
+//! Bodies of the `igmp_router` and `mld_router` fuzz targets in `fuzz/`, kept here so
+//! they build and run on stable Rust: unit tests run them over their seed corpora
+//! (`fuzz/corpus/igmp_router`, `fuzz/corpus/mld_router`).
 //!
-//! The input drives one [`Interface`] through a session: the first byte picks the
-//! configuration, then each record is `[delay in ms] [length: 2 bytes, big endian]
-//! [IPv4 packet]`. Every packet is fed as it is and again with its IPv4 and IGMP
-//! checksums fixed up, so the fuzzer reaches the state machine behind the checks. The
+//! The input drives one [`crate::Interface`] (or [`crate::MldInterface`]) through a session: the first
+//! byte picks the configuration, then each record is `[delay in tenths of a second]
+//! [length: 2 bytes, big endian] [IP packet]`. Every packet is fed as it is and again
+//! with its checksums (IPv4 header and IGMP; for MLD the IPv6 payload length and the
+//! ICMPv6 checksum) fixed up, so the fuzzer reaches the state machine behind the checks. The
 //! `assert!`s are the invariants it hunts for violations of: no timer is left due, and
 //! the events replay to exactly the group table.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use mcgate_wire::{Version, checksum, ipv4};
+use mcgate_wire::{Version, checksum, icmpv6, ipv4, ipv6};
 
-use crate::{Config, Event, Interface, SourceFilter};
+use crate::{Config, Event, Family, Igmp, Mld, Router, SourceFilter};
 
-/// Runs one session; see the module documentation.
+/// Runs one IGMP session; see the module documentation.
 pub fn router(data: &[u8]) {
-    let _ = session(data);
+    let _ = session::<Igmp>(data, Ipv4Addr::new(10, 99, 0, 10), fixed);
 }
 
+/// Runs one MLD session; see the module documentation. The router's link-local address
+/// is above the Linux bridge's of the fixtures, so the bridge's queries win the election.
+pub fn mld_router(data: &[u8]) {
+    let _ = session::<Mld>(data, MLD_ROUTER, fixed_mld);
+}
+
+/// The MLD router's link-local address.
+const MLD_ROUTER: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xffff, 0, 0, 0x10);
+
 /// Runs one session and gives the interface back (none for an empty input).
-fn session(data: &[u8]) -> Option<Interface> {
+fn session<F: Family>(
+    data: &[u8],
+    address: F::Addr,
+    fix: fn(&[u8]) -> Vec<u8>,
+) -> Option<Router<F>> {
     let (&flags, mut rest) = data.split_first()?;
     let config = Config {
         version: if flags & 1 != 0 {
@@ -38,7 +53,7 @@ fn session(data: &[u8]) -> Option<Interface> {
     };
     let t0 = Instant::now();
     let mut now = t0;
-    let mut igmp = Interface::new(config, Ipv4Addr::new(10, 99, 0, 10), now);
+    let mut igmp = Router::<F>::new(config, address, now);
     let mut published = BTreeMap::new();
     drain(&mut igmp, &mut published);
     while let Some((delay, packet)) = next_record(&mut rest) {
@@ -52,7 +67,7 @@ fn session(data: &[u8]) -> Option<Interface> {
         now = end;
         igmp.handle_packet(now, packet);
         drain(&mut igmp, &mut published);
-        igmp.handle_packet(now, &fixed(packet));
+        igmp.handle_packet(now, &fix(packet));
         drain(&mut igmp, &mut published);
         assert!(
             igmp.poll_timeout().is_none_or(|t| t > now),
@@ -144,7 +159,10 @@ fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(Duration, &'a [u8])> {
 }
 
 /// Takes what the interface queued and checks that the events replay to its table.
-fn drain(igmp: &mut Interface, published: &mut BTreeMap<Ipv4Addr, (SourceFilter, Vec<Ipv4Addr>)>) {
+/// What the events said about each group.
+type Published<A> = BTreeMap<A, (SourceFilter<A>, Vec<A>)>;
+
+fn drain<F: Family>(igmp: &mut Router<F>, published: &mut Published<F::Addr>) {
     while igmp.poll_transmit().is_some() {}
     while let Some(e) = igmp.poll_event() {
         if let Event::GroupChanged {
@@ -182,8 +200,31 @@ fn fixed(packet: &[u8]) -> Vec<u8> {
     p.into_inner()
 }
 
+/// `packet` with its IPv6 payload length and ICMPv6 checksum recomputed, when it is an
+/// IPv6 packet whose extension headers walk to ICMPv6.
+fn fixed_mld(packet: &[u8]) -> Vec<u8> {
+    let mut out = packet.to_vec();
+    if let Some(len) = out.len().checked_sub(ipv6::HEADER_LEN) {
+        let len = u16::try_from(len).unwrap_or(u16::MAX);
+        out[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    let Ok(p) = ipv6::Packet::new_checked(&out[..]) else {
+        return out;
+    };
+    let (src, dst) = (p.src_addr(), p.dst_addr());
+    let at = match p.upper_layer() {
+        Ok(u) if u.protocol == ipv6::NEXT_HEADER_ICMPV6 && u.payload.len() >= 4 => u.offset,
+        _ => return out,
+    };
+    out[at + 2..at + 4].fill(0);
+    let sum = icmpv6::checksum(src, dst, &out[at..]);
+    out[at + 2..at + 4].copy_from_slice(&sum.to_be_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
     use mcgate_testbed::corpus::seeds;
 
     /// Runs the body over every seed, and over every prefix of each, so the fuzz target
@@ -207,14 +248,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn mld_router_passes_its_seed_corpus() {
+        for (_, data) in seeds("mld_router") {
+            for end in 0..=data.len() {
+                super::mld_router(&data[..end]);
+            }
+        }
+    }
+
+    /// Every seed with one byte flipped at each position in turn: headers, lengths,
+    /// checksums and records of the kernel's packets go wrong one at a time, which must
+    /// end in counted drops or state, never a panic or a broken invariant.
+    #[test]
+    fn one_byte_mutations_of_the_seeds() {
+        for (target, body) in [
+            ("igmp_router", super::router as fn(&[u8])),
+            ("mld_router", super::mld_router),
+        ] {
+            for (_, data) in seeds(target) {
+                for i in 1..data.len() {
+                    let mut mutated = data.clone();
+                    mutated[i] ^= 0xff;
+                    body(&mutated);
+                }
+            }
+        }
+    }
+
     /// The seeds are sessions of packets the Linux kernel sent: each must get past the
     /// checks into the state machine, not just not panic.
     #[test]
     fn seeds_reach_the_state_machine() {
         for (path, data) in seeds("igmp_router") {
-            let igmp = super::session(&data).expect("a seed is not empty");
+            let igmp = session::<Igmp>(&data, Ipv4Addr::new(10, 99, 0, 10), fixed)
+                .expect("a seed is not empty");
             let r = &igmp.stats().received;
             assert!(r.report_v2 > 0 && r.report_v3 > 0, "{path:?}: {r:?}");
+        }
+        for (path, data) in seeds("mld_router") {
+            let mld = session::<Mld>(&data, MLD_ROUTER, fixed_mld).expect("a seed is not empty");
+            let r = &mld.stats().received;
+            // MLDv1 reports count as report_v2, MLDv2 ones as report_v3.
+            assert!(r.report_v2 > 0 && r.report_v3 > 0, "{path:?}: {r:?}");
+            assert_eq!(mld.stats().dropped.bad_source, 0, "{path:?}");
         }
     }
 }

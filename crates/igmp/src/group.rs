@@ -5,14 +5,13 @@
 //! interface processes every deadline that is due before it looks at a group, so a
 //! `Some` deadline is always in the future when a transition runs.
 
-use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use mcgate_wire::Version;
 
-use crate::{FilterMode, SourceFilter};
+use crate::{Family, FilterMode, SourceFilter};
 
 /// The six group record types of RFC 3376 4.2.12, as the transition tables name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +40,8 @@ pub(crate) struct Source {
 
 /// A host that reported the group, with the filter it last stated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reporter {
-    pub(crate) filter: SourceFilter,
+pub(crate) struct Reporter<F: Family> {
+    pub(crate) filter: SourceFilter<F::Addr>,
     /// IGMPv3 hosts never suppress their reports, so one silent for a whole Group
     /// Membership Interval is gone. IGMPv1/v2 hosts suppress reports when another member
     /// answers first, so they carry no expiry and leave with a Leave or with the group.
@@ -50,22 +49,22 @@ pub(crate) struct Reporter {
 }
 
 /// What a transition asks the querier to send: "Send Q(G)" and "Send Q(G,X)".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Actions {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Actions<F: Family> {
     pub(crate) query_group: bool,
-    pub(crate) query_sources: BTreeSet<Ipv4Addr>,
+    pub(crate) query_sources: BTreeSet<F::Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Group {
+pub(crate) struct Group<F: Family> {
     pub(crate) mode: FilterMode,
     /// Group timer (6.2.2); only runs in EXCLUDE mode.
     pub(crate) timer: Option<Instant>,
-    pub(crate) sources: BTreeMap<Ipv4Addr, Source>,
+    pub(crate) sources: BTreeMap<F::Addr, Source>,
     /// Older Version Host Present timers (7.3.2).
     pub(crate) v1_host: Option<Instant>,
     pub(crate) v2_host: Option<Instant>,
-    pub(crate) reporters: BTreeMap<Ipv4Addr, Reporter>,
+    pub(crate) reporters: BTreeMap<F::Addr, Reporter<F>>,
     /// Group-specific query retransmissions still owed (6.6.3.1) and when the next is due.
     pub(crate) group_query_left: u8,
     pub(crate) group_query_next: Option<Instant>,
@@ -73,7 +72,16 @@ pub(crate) struct Group {
     pub(crate) source_query_next: Option<Instant>,
 }
 
-impl Group {
+impl<F: Family> Default for Actions<F> {
+    fn default() -> Self {
+        Self {
+            query_group: false,
+            query_sources: BTreeSet::new(),
+        }
+    }
+}
+
+impl<F: Family> Group<F> {
     /// A group with no state is INCLUDE {} (RFC 3376 6.2.1: "no record" is the same).
     pub(crate) fn new() -> Self {
         Self {
@@ -107,7 +115,7 @@ impl Group {
 
     /// The forwarding state (6.3). `version` is the lowest version in use for the
     /// group; below 3 an EXCLUDE group means any source (7.3.2).
-    pub(crate) fn filter(&self, version: Version) -> Option<SourceFilter> {
+    pub(crate) fn filter(&self, version: Version) -> Option<SourceFilter<F::Addr>> {
         match self.mode {
             FilterMode::Include if self.sources.is_empty() => None,
             FilterMode::Include => Some(SourceFilter::include(self.sources.keys().copied())),
@@ -118,21 +126,21 @@ impl Group {
         }
     }
 
-    pub(crate) fn reporter_list(&self) -> Vec<Ipv4Addr> {
+    pub(crate) fn reporter_list(&self) -> Vec<F::Addr> {
         self.reporters.keys().copied().collect()
     }
 
     /// X in EXCLUDE mode: sources with a running timer (still forwarded).
-    pub(crate) fn requested(&self) -> BTreeSet<Ipv4Addr> {
+    pub(crate) fn requested(&self) -> BTreeSet<F::Addr> {
         self.sources_with_timer(true)
     }
 
     /// Y in EXCLUDE mode: sources whose timer is 0 (blocked).
-    pub(crate) fn blocked(&self) -> BTreeSet<Ipv4Addr> {
+    pub(crate) fn blocked(&self) -> BTreeSet<F::Addr> {
         self.sources_with_timer(false)
     }
 
-    fn sources_with_timer(&self, running: bool) -> BTreeSet<Ipv4Addr> {
+    fn sources_with_timer(&self, running: bool) -> BTreeSet<F::Addr> {
         self.sources
             .iter()
             .filter(|(_, s)| s.timer.is_some() == running)
@@ -140,11 +148,11 @@ impl Group {
             .collect()
     }
 
-    fn all(&self) -> BTreeSet<Ipv4Addr> {
+    fn all(&self) -> BTreeSet<F::Addr> {
         self.sources.keys().copied().collect()
     }
 
-    fn set_timer(&mut self, source: Ipv4Addr, timer: Option<Instant>) {
+    fn set_timer(&mut self, source: F::Addr, timer: Option<Instant>) {
         self.sources.entry(source).or_default().timer = timer;
     }
 
@@ -153,10 +161,10 @@ impl Group {
     pub(crate) fn apply(
         &mut self,
         record: Record,
-        b: &BTreeSet<Ipv4Addr>,
+        b: &BTreeSet<F::Addr>,
         now: Instant,
         gmi: Duration,
-    ) -> Actions {
+    ) -> Actions<F> {
         use FilterMode::{Exclude, Include};
         use Record::*;
         let gmi_at = Some(now + gmi);
@@ -247,13 +255,13 @@ impl Group {
     /// tracking); a host whose filter becomes INCLUDE {} is no longer a member.
     pub(crate) fn track_reporter(
         &mut self,
-        host: Ipv4Addr,
+        host: F::Addr,
         record: Record,
-        sources: &BTreeSet<Ipv4Addr>,
+        sources: &BTreeSet<F::Addr>,
         expires: Option<Instant>,
     ) {
         // Reports from 0.0.0.0 are valid (RFC 3376 4.2.13) but name no host.
-        if host.is_unspecified() {
+        if F::is_unspecified(host) {
             return;
         }
         let old = self

@@ -4,46 +4,46 @@
 //! A group is changed only through [`GroupMut`], whose `Drop` re-arms the group's timer
 //! and marks it for events, so no mutation can forget either.
 
-use core::net::Ipv4Addr;
 use core::ops::{Deref, DerefMut};
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::Family;
 use crate::group::Group;
 use crate::timers::{Timer, TimerTable};
 
 /// Every group with state, the number of their sources, and the groups changed since
 /// events were last published.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct GroupTable {
-    map: BTreeMap<Ipv4Addr, Group>,
+#[derive(Debug, Clone)]
+pub(crate) struct GroupTable<F: Family> {
+    map: BTreeMap<F::Addr, Group<F>>,
     sources: usize,
-    changed: BTreeSet<Ipv4Addr>,
+    changed: BTreeSet<F::Addr>,
 }
 
 /// A group borrowed for change; see the module documentation.
-pub(crate) struct GroupMut<'a> {
-    addr: Ipv4Addr,
-    group: &'a mut Group,
+pub(crate) struct GroupMut<'a, F: Family> {
+    addr: F::Addr,
+    group: &'a mut Group<F>,
     sources_before: usize,
     total_sources: &'a mut usize,
-    changed: &'a mut BTreeSet<Ipv4Addr>,
-    timers: &'a mut TimerTable,
+    changed: &'a mut BTreeSet<F::Addr>,
+    timers: &'a mut TimerTable<F>,
 }
 
-impl Deref for GroupMut<'_> {
-    type Target = Group;
-    fn deref(&self) -> &Group {
+impl<F: Family> Deref for GroupMut<'_, F> {
+    type Target = Group<F>;
+    fn deref(&self) -> &Group<F> {
         self.group
     }
 }
 
-impl DerefMut for GroupMut<'_> {
-    fn deref_mut(&mut self) -> &mut Group {
+impl<F: Family> DerefMut for GroupMut<'_, F> {
+    fn deref_mut(&mut self) -> &mut Group<F> {
         self.group
     }
 }
 
-impl Drop for GroupMut<'_> {
+impl<F: Family> Drop for GroupMut<'_, F> {
     fn drop(&mut self) {
         self.timers
             .set_or_stop(Timer::Group(self.addr), self.group.next_deadline());
@@ -53,12 +53,22 @@ impl Drop for GroupMut<'_> {
     }
 }
 
-impl GroupTable {
-    pub(crate) fn get(&self, g: Ipv4Addr) -> Option<&Group> {
+impl<F: Family> Default for GroupTable<F> {
+    fn default() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            sources: 0,
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<F: Family> GroupTable<F> {
+    pub(crate) fn get(&self, g: F::Addr) -> Option<&Group<F>> {
         self.map.get(&g)
     }
 
-    pub(crate) fn contains(&self, g: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, g: F::Addr) -> bool {
         self.map.contains_key(&g)
     }
 
@@ -71,22 +81,26 @@ impl GroupTable {
         self.sources
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, &Group)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (F::Addr, &Group<F>)> {
         self.map.iter().map(|(g, s)| (*g, s))
     }
 
     /// `g` for change, if it has state.
     pub(crate) fn get_mut<'a>(
         &'a mut self,
-        g: Ipv4Addr,
-        timers: &'a mut TimerTable,
-    ) -> Option<GroupMut<'a>> {
+        g: F::Addr,
+        timers: &'a mut TimerTable<F>,
+    ) -> Option<GroupMut<'a, F>> {
         // Present, so `entry` creates nothing.
         self.contains(g).then(|| self.entry(g, timers))
     }
 
     /// `g` for change, created as INCLUDE {} when absent (the caller checks the bound).
-    pub(crate) fn entry<'a>(&'a mut self, g: Ipv4Addr, timers: &'a mut TimerTable) -> GroupMut<'a> {
+    pub(crate) fn entry<'a>(
+        &'a mut self,
+        g: F::Addr,
+        timers: &'a mut TimerTable<F>,
+    ) -> GroupMut<'a, F> {
         let group = self.map.entry(g).or_insert_with(Group::new);
         GroupMut {
             addr: g,
@@ -101,10 +115,10 @@ impl GroupTable {
     /// Runs `f` on every group, each through a [`GroupMut`].
     pub(crate) fn for_each_mut(
         &mut self,
-        timers: &mut TimerTable,
-        mut f: impl FnMut(Ipv4Addr, &mut Group),
+        timers: &mut TimerTable<F>,
+        mut f: impl FnMut(F::Addr, &mut Group<F>),
     ) {
-        let all: Vec<Ipv4Addr> = self.map.keys().copied().collect();
+        let all: Vec<F::Addr> = self.map.keys().copied().collect();
         for g in all {
             if let Some(mut state) = self.get_mut(g, timers) {
                 f(g, &mut state);
@@ -113,7 +127,7 @@ impl GroupTable {
     }
 
     /// Deletes `g` if the router no longer keeps any state for it (INCLUDE {}).
-    pub(crate) fn reap(&mut self, g: Ipv4Addr, timers: &mut TimerTable) {
+    pub(crate) fn reap(&mut self, g: F::Addr, timers: &mut TimerTable<F>) {
         if self.map.get(&g).is_some_and(Group::is_dead)
             && let Some(old) = self.map.remove(&g)
         {
@@ -129,7 +143,7 @@ impl GroupTable {
     }
 
     /// The groups changed since the last call.
-    pub(crate) fn take_changed(&mut self) -> BTreeSet<Ipv4Addr> {
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<F::Addr> {
         std::mem::take(&mut self.changed)
     }
 }
@@ -140,15 +154,17 @@ mod tests {
     use core::time::Duration;
     use std::time::Instant;
 
+    use crate::Igmp;
     use crate::group::Source;
+    use core::net::Ipv4Addr;
 
     #[test]
     fn every_change_rearms_the_timer_and_counts_sources() {
         let t0 = Instant::now();
         let g = Ipv4Addr::new(239, 1, 1, 1);
         let s = |n: u8| Ipv4Addr::new(192, 0, 2, n);
-        let mut timers = TimerTable::default();
-        let mut table = GroupTable::default();
+        let mut timers = TimerTable::<Igmp>::default();
+        let mut table = GroupTable::<Igmp>::default();
         {
             let mut state = table.entry(g, &mut timers);
             for n in 1..=3 {

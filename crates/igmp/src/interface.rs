@@ -1,20 +1,22 @@
-//! One interface's IGMP router: its state, the driver-facing API, and the dispatch of
-//! received messages and expired timers to the files that handle them (`election.rs`,
-//! `reports.rs`, `queries.rs`).
+//! One interface's IGMP or MLD router: its state, the driver-facing API, and the
+//! dispatch of received messages and expired timers to the files that handle them
+//! (`election.rs`, `reports.rs`, `queries.rs`).
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use mcgate_wire::Version;
-use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS, IgmpRepr, QueryV3};
+use mcgate_wire::igmp::IgmpRepr;
+use mcgate_wire::mld::MldRepr;
 
-use crate::election::{HeardQuery, OtherQuerier, election_key};
+use crate::election::{OtherQuerier, election_key};
+use crate::family::{Message, MldVersion, igmp_message, mld_message};
 use crate::flood::ReportLimiter;
 use crate::group::Group;
 use crate::group_table::GroupTable;
 use crate::timers::{Timer, TimerTable};
-use crate::{Config, Event, GroupState, Ignored, SourceFilter, Stats, Transmit};
+use crate::{Config, Event, Family, GroupState, Igmp, Ignored, Mld, SourceFilter, Stats, Transmit};
 
 /// Most groups one interface tracks; records for more are dropped and counted, so a
 /// host cannot grow the table without bound.
@@ -25,37 +27,50 @@ pub const MAX_SOURCES_PER_GROUP: usize = 512;
 /// bounds both the memory of an interface and the work of one timer scan.
 pub const MAX_SOURCES: usize = 16_384;
 
-/// The router side of IGMP on one interface. See the crate documentation.
+/// The router side of IGMP on one interface: [`Router`] over [`Igmp`]. See the crate
+/// documentation.
+pub type Interface = Router<Igmp>;
+
+/// The router side of MLD on one interface: [`Router`] over [`Mld`].
+pub type MldInterface = Router<Mld>;
+
+/// The router of one interface for the address family `F` ([`Interface`] for IGMP,
+/// [`MldInterface`] for MLD). One state machine for both families: RFC 3810 sections
+/// 6 to 8 are RFC 3376 sections 5 to 7 with other names.
 #[derive(Debug, Clone)]
-pub struct Interface {
+pub struct Router<F: Family> {
     pub(crate) config: Config,
-    pub(crate) address: Ipv4Addr,
-    pub(crate) groups: GroupTable,
-    pub(crate) timers: TimerTable,
-    pub(crate) other_querier: Option<OtherQuerier>,
+    pub(crate) address: F::Addr,
+    pub(crate) groups: GroupTable<F>,
+    pub(crate) timers: TimerTable<F>,
+    pub(crate) other_querier: Option<OtherQuerier<F::Addr>>,
     /// Startup queries still to send (RFC 3376 8.7).
     pub(crate) startup_left: u8,
-    pub(crate) limiter: ReportLimiter,
+    pub(crate) limiter: ReportLimiter<F>,
     /// When the first report of the current flood was dropped, while a recovery query is
     /// pending.
     pub(crate) flood_since: Option<Instant>,
     pub(crate) stats: Stats,
-    pub(crate) transmits: VecDeque<Transmit>,
-    pub(crate) events: VecDeque<Event>,
+    pub(crate) transmits: VecDeque<Transmit<F>>,
+    pub(crate) events: VecDeque<Event<F::Addr>>,
     /// What the last events said about each group, to emit only real changes.
-    published: BTreeMap<Ipv4Addr, (SourceFilter, Vec<Ipv4Addr>)>,
+    published: BTreeMap<F::Addr, Published<F::Addr>>,
     /// When each kind of ignored router message was last reported in an event.
     warned: BTreeMap<Ignored, Instant>,
     /// The latest time handed in; earlier times are treated as this one.
     last_now: Instant,
 }
 
-impl Interface {
+/// A group's filter and reporters as the last event gave them.
+type Published<A> = (SourceFilter<A>, Vec<A>);
+
+impl<F: Family> Router<F> {
     /// Starts the router on an interface with `address` (0.0.0.0 when it has none: its
-    /// queries then come from 0.0.0.0). It assumes it is querier and sends the first
+    /// queries then come from 0.0.0.0; for MLD, the interface's link-local address, from
+    /// which every query is sent, RFC 3810 section 5.1.14). It assumes it is querier and sends the first
     /// startup query at once (RFC 3376 6.6.2, 8.7). The config is used with every value
     /// forced into range; see [`Config::validate`] to reject bad values instead.
-    pub fn new(config: Config, address: Ipv4Addr, now: Instant) -> Self {
+    pub fn new(config: Config, address: F::Addr, now: Instant) -> Self {
         let config = config.sanitized();
         let mut timers = TimerTable::default();
         timers.set(Timer::GeneralQuery, now);
@@ -85,7 +100,7 @@ impl Interface {
     }
 
     /// This interface's address.
-    pub fn address(&self) -> Ipv4Addr {
+    pub fn address(&self) -> F::Addr {
         self.address
     }
 
@@ -94,13 +109,13 @@ impl Interface {
     /// election is held again with it (RFC 3376 6.6.2): if the new address is lower than
     /// the present querier's, this router resumes the querier role at once, as it would
     /// on hearing that querier's next query.
-    pub fn set_address(&mut self, now: Instant, address: Ipv4Addr) {
+    pub fn set_address(&mut self, now: Instant, address: F::Addr) {
         let now = self.advance(now);
         self.address = address;
         let wins = self
             .other_querier
             .as_ref()
-            .is_some_and(|q| election_key(address) < election_key(q.address));
+            .is_some_and(|q| election_key::<F>(address) < election_key::<F>(q.address));
         if wins {
             self.on_other_querier_expired(now);
             self.run_timers(now);
@@ -144,18 +159,21 @@ impl Interface {
         self.flush_events();
     }
 
-    /// Feeds one received IGMP message whose IP header was already checked (TTL 1,
-    /// Router Alert where needed). `src` and `dst` are the IP addresses. The message's
-    /// destination is checked here, router messages are dropped on a link without other
-    /// queriers, reports are rate limited per host, and the state updated.
-    pub fn handle_igmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, msg: &IgmpRepr) {
+    /// Feeds one received message, in family-neutral form, whose IP header was already
+    /// checked (TTL 1, Router Alert where needed). `src` and `dst` are the IP addresses.
+    /// The message's destination is checked here, router messages are dropped on a link
+    /// without other queriers, reports are rate limited per host, and the state updated.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        src: F::Addr,
+        dst: F::Addr,
+        msg: &Message<F::Addr>,
+    ) {
         let now = self.advance(now);
-        let is_query = matches!(
-            msg,
-            IgmpRepr::QueryV1 | IgmpRepr::QueryV2 { .. } | IgmpRepr::QueryV3(_)
-        );
+        let is_query = matches!(msg, Message::Query(_));
         // Our own query looped back is no other router's.
-        let own = !self.address.is_unspecified() && src == self.address;
+        let own = !F::is_unspecified(self.address) && src == self.address;
         if is_query && !own && !self.config.other_queriers {
             // Containers are hosts, not routers: nobody on this link may query.
             self.stats.dropped.router_message += 1;
@@ -165,32 +183,14 @@ impl Interface {
         } else {
             self.count_received(msg);
             match msg {
-                IgmpRepr::QueryV1 => {
-                    self.on_query(now, src, Version::V1, Ipv4Addr::UNSPECIFIED, None)
-                }
-                IgmpRepr::QueryV2 {
-                    group,
-                    max_resp_time,
-                } => self.on_query(
-                    now,
-                    src,
-                    Version::V2,
-                    *group,
-                    Some(HeardQuery::v2(*max_resp_time)),
-                ),
-                IgmpRepr::QueryV3(q) => {
-                    self.on_query(now, src, Version::V3, q.group, Some(HeardQuery::v3(q)))
-                }
-                IgmpRepr::ReportV1 { group } => self.on_report(now, src, |this| {
-                    this.on_old_report(now, src, *group, Version::V1)
+                Message::Query(q) => self.on_query(now, src, q),
+                Message::OldReport { version, group } => self.on_report(now, src, |this| {
+                    this.on_old_report(now, src, *group, *version)
                 }),
-                IgmpRepr::ReportV2 { group } => self.on_report(now, src, |this| {
-                    this.on_old_report(now, src, *group, Version::V2)
-                }),
-                IgmpRepr::LeaveV2 { group } => {
+                Message::Leave { group } => {
                     self.on_report(now, src, |this| this.on_leave(now, src, *group))
                 }
-                IgmpRepr::ReportV3 { records } => self.on_report(now, src, |this| {
+                Message::Report(records) => self.on_report(now, src, |this| {
                     for r in records {
                         this.on_record(now, src, r);
                     }
@@ -208,14 +208,19 @@ impl Interface {
         self.flush_events();
     }
 
-    /// Feeds one received IPv4 packet (header included). It is checked (IP header, TTL
-    /// 1, IGMP checksum and format, Router Alert on IGMPv2/v3 reports and leaves,
-    /// destination) and dropped with a counted reason when bad; see [`Stats`].
+    /// Feeds one received IP packet (header included). It is checked and dropped with a
+    /// counted reason when bad (see [`Stats`]): for IGMP the IPv4 header, TTL 1, the
+    /// IGMP checksum and format, Router Alert on IGMPv2/v3 reports and leaves; for MLD
+    /// the IPv6 extension headers, Hop Limit 1, Router Alert 0, the ICMPv6 checksum
+    /// and format and a link-local source; then the destination for both.
     pub fn handle_packet(&mut self, now: Instant, ip_packet: &[u8]) {
-        match crate::packet::check(ip_packet) {
-            Ok(p) => self.handle_igmp(now, p.src, p.dst, &p.message),
-            Err(reason) => {
-                let router = reason.count(&mut self.stats.dropped, self.config.other_queriers);
+        match F::accept(
+            ip_packet,
+            &mut self.stats.dropped,
+            self.config.other_queriers,
+        ) {
+            Ok(p) => self.handle_message(now, p.src, p.dst, &p.message),
+            Err(router) => {
                 if let Some(from) = router {
                     let now = self.advance(now);
                     self.warn(now, from, Ignored::HostsOnlyLink);
@@ -226,12 +231,12 @@ impl Interface {
     }
 
     /// The next packet to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit<F>> {
         self.transmits.pop_front()
     }
 
     /// The next membership or querier change, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<Event<F::Addr>> {
         self.events.pop_front()
     }
 
@@ -241,7 +246,7 @@ impl Interface {
     }
 
     /// The forwarding state of every group with members (RFC 3376 6.3).
-    pub fn groups(&self) -> impl Iterator<Item = (Ipv4Addr, SourceFilter)> + '_ {
+    pub fn groups(&self) -> impl Iterator<Item = (F::Addr, SourceFilter<F::Addr>)> + '_ {
         let version = self.version();
         self.groups
             .iter()
@@ -249,7 +254,7 @@ impl Interface {
     }
 
     /// The hosts known to be members of `group` (the IP sources of their reports), sorted.
-    pub fn reporters(&self, group: Ipv4Addr) -> Vec<Ipv4Addr> {
+    pub fn reporters(&self, group: F::Addr) -> Vec<F::Addr> {
         self.groups
             .get(group)
             .map(Group::reporter_list)
@@ -257,7 +262,7 @@ impl Interface {
     }
 
     /// The full state of `group` with its timers, if the router keeps any.
-    pub fn group_state(&self, group: Ipv4Addr) -> Option<GroupState> {
+    pub fn group_state(&self, group: F::Addr) -> Option<GroupState<F::Addr>> {
         let g = self.groups.get(group)?;
         Some(GroupState {
             mode: g.mode,
@@ -275,7 +280,7 @@ impl Interface {
     }
 
     /// The other router that is querier, if one is.
-    pub fn querier(&self) -> Option<Ipv4Addr> {
+    pub fn querier(&self) -> Option<F::Addr> {
         self.other_querier.as_ref().map(|q| q.address)
     }
 
@@ -317,7 +322,7 @@ impl Interface {
         }
     }
 
-    fn on_group_timer(&mut self, g: Ipv4Addr, t: Instant) {
+    fn on_group_timer(&mut self, g: F::Addr, t: Instant) {
         let due = self.groups.get_mut(g, &mut self.timers).map(|mut state| {
             state.expire(t);
             (
@@ -340,48 +345,54 @@ impl Interface {
     }
 
     /// Deletes a group the router no longer keeps any state for.
-    pub(crate) fn reap(&mut self, g: Ipv4Addr) {
+    pub(crate) fn reap(&mut self, g: F::Addr) {
         self.groups.reap(g, &mut self.timers);
     }
 
     // ---- received messages ----
 
-    fn count_received(&mut self, msg: &IgmpRepr) {
+    fn count_received(&mut self, msg: &Message<F::Addr>) {
         let r = &mut self.stats.received;
-        match msg {
-            IgmpRepr::QueryV1 => r.query_v1 += 1,
-            IgmpRepr::QueryV2 { .. } => r.query_v2 += 1,
-            IgmpRepr::QueryV3(_) => r.query_v3 += 1,
-            IgmpRepr::ReportV1 { .. } => r.report_v1 += 1,
-            IgmpRepr::ReportV2 { .. } => r.report_v2 += 1,
-            IgmpRepr::LeaveV2 { .. } => r.leave_v2 += 1,
-            IgmpRepr::ReportV3 { .. } => r.report_v3 += 1,
-        }
+        let counter = match msg {
+            Message::Query(q) => match q.version {
+                Version::V1 => &mut r.query_v1,
+                Version::V2 => &mut r.query_v2,
+                Version::V3 => &mut r.query_v3,
+            },
+            Message::OldReport {
+                version: Version::V1,
+                ..
+            } => &mut r.report_v1,
+            Message::OldReport { .. } => &mut r.report_v2,
+            Message::Leave { .. } => &mut r.leave_v2,
+            Message::Report(_) => &mut r.report_v3,
+        };
+        *counter += 1;
     }
 
-    /// Where each message may be sent (RFC 3376 4.1.12 and 4.2.14, RFC 2236 section 3);
-    /// a unicast to this interface is accepted for every type.
-    fn destination_ok(&self, dst: Ipv4Addr, msg: &IgmpRepr) -> bool {
-        if !self.address.is_unspecified() && dst == self.address {
+    /// Where each message may be sent (RFC 3376 4.1.12 and 4.2.14, RFC 2236 section 3,
+    /// RFC 3810 5.1.15 and 5.2.14, RFC 2710 section 5); a unicast to this interface is
+    /// accepted for every type.
+    fn destination_ok(&self, dst: F::Addr, msg: &Message<F::Addr>) -> bool {
+        if !F::is_unspecified(self.address) && dst == self.address {
             return true;
         }
         match msg {
-            IgmpRepr::QueryV1 => dst == ALL_SYSTEMS,
-            IgmpRepr::QueryV2 { group, .. } | IgmpRepr::QueryV3(QueryV3 { group, .. }) => {
-                dst == ALL_SYSTEMS || (!group.is_unspecified() && dst == *group)
+            Message::Query(q) => {
+                dst == F::ALL_NODES || (!F::is_unspecified(q.group) && dst == q.group)
             }
-            IgmpRepr::ReportV1 { group } | IgmpRepr::ReportV2 { group } => dst == *group,
+            Message::OldReport { group, .. } => dst == *group,
             // RFC 2236 asks routers to also accept a leave sent to the group itself, as
             // some older hosts do.
-            IgmpRepr::LeaveV2 { group } => dst == ALL_ROUTERS || dst == *group,
-            IgmpRepr::ReportV3 { .. } => dst == ALL_V3_ROUTERS,
+            Message::Leave { group } => dst == F::ALL_ROUTERS || dst == *group,
+            Message::Report(_) => dst == F::REPORT_DESTINATION,
         }
     }
 
     // ---- events ----
 
     /// Reports an ignored router message, at most once per Query Interval per kind.
-    pub(crate) fn warn(&mut self, now: Instant, from: Ipv4Addr, reason: Ignored) {
+    pub(crate) fn warn(&mut self, now: Instant, from: F::Addr, reason: Ignored) {
         let quiet = self.config.query_interval();
         if self
             .warned
@@ -426,5 +437,30 @@ impl Interface {
                 }
             }
         }
+    }
+}
+
+impl Router<Igmp> {
+    /// Feeds one received IGMP message whose IP header was already checked (TTL 1,
+    /// Router Alert where needed). `src` and `dst` are the IP addresses. The message's
+    /// destination is checked here, router messages are dropped on a link without other
+    /// queriers, reports are rate limited per host, and the state updated.
+    pub fn handle_igmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, msg: &IgmpRepr) {
+        self.handle_message(now, src, dst, &igmp_message(msg.clone()));
+    }
+}
+
+impl Router<Mld> {
+    /// The MLD version the router speaks on the link: the configured one (RFC 3810
+    /// 8.3.1), as [`Router::version`] gives it in IGMP's terms.
+    pub fn mld_version(&self) -> MldVersion {
+        // `Config` never keeps V1 (it is raised to V2), which is MLDv1.
+        MldVersion::from_version(self.version()).unwrap_or(MldVersion::V1)
+    }
+
+    /// Feeds one received MLD message whose IPv6 header was already checked (Hop Limit
+    /// 1, Router Alert 0, link-local source), as [`Router::handle_igmp`] does for IGMP.
+    pub fn handle_mld(&mut self, now: Instant, src: Ipv6Addr, dst: Ipv6Addr, msg: &MldRepr) {
+        self.handle_message(now, src, dst, &mld_message(msg.clone()));
     }
 }

@@ -1,7 +1,11 @@
-//! mcgate-igmp: the router side of IGMP, as a pure state machine.
+//! mcgate-igmp: the router side of IGMP and MLD, as a pure state machine.
 //!
 //! One [`Interface`] per attached link implements RFC 3376 section 6 (multicast router
 //! behaviour) with section 7 compatibility for IGMPv1/v2 hosts, and RFC 2236 in `v2` mode.
+//! The same state machine, [`Router`], runs MLD over IPv6 as [`MldInterface`]: RFC 3810
+//! sections 6 to 8 with MLDv1 (RFC 2710) compatibility, `Version::V2` standing for MLDv1
+//! and `Version::V3` for MLDv2 there. A [`Family`] ([`Igmp`], [`Mld`]) supplies only
+//! what differs: addresses, the acceptance checks of a packet, and the query encoding.
 //! It is driven in the shape of quinn-proto: feed it received packets
 //! ([`Interface::handle_packet`]) and timeouts ([`Interface::handle_timeout`]) with the
 //! current time; take what it wants sent ([`Interface::poll_transmit`]), the membership
@@ -79,6 +83,7 @@
 mod config;
 mod election;
 mod event;
+mod family;
 mod flood;
 pub mod fuzzing;
 mod group;
@@ -93,7 +98,11 @@ mod timers;
 
 pub use config::{Config, ConfigError};
 pub use event::{Event, GroupState, Ignored, Transmit};
-pub use interface::{Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP};
+pub use family::{Accepted, Family, Igmp, Message, Mld, MldVersion, Query};
+pub use interface::{
+    Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP, MldInterface, Router,
+};
 pub use mcgate_wire::igmp::{ALL_ROUTERS, ALL_SYSTEMS, ALL_V3_ROUTERS};
+pub use mcgate_wire::mld::{ALL_MLDV2_ROUTERS, ALL_NODES};
 pub use mcgate_wire::{FilterMode, IgmpSettings, SourceFilter, Version};
 pub use stats::{Dropped, Received, Sent, Stats};

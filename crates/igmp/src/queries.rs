@@ -1,18 +1,18 @@
 //! The queries this router sends as querier: general queries (startup, periodic and
 //! flood recovery; RFC 3376 6.6.2, 8.6, 8.7), group-specific Q(G) (6.6.3.1) and
-//! group-and-source-specific Q(G,X) (6.6.3.2), in IGMPv3 or IGMPv2 form.
+//! group-and-source-specific Q(G,X) (6.6.3.2), in IGMPv3 or IGMPv2 form, and their MLD
+//! counterparts (RFC 3810 sections 6 and 7), encoded by the family.
 
-use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use mcgate_wire::Version;
-use mcgate_wire::igmp::{ALL_SYSTEMS, IgmpRepr, QueryV3, encode_code};
 
+use crate::family::Query;
 use crate::group::Actions;
 use crate::timers::Timer;
-use crate::{FilterMode, Interface, Transmit};
+use crate::{Family, FilterMode, Router, Transmit};
 
 /// A flood is over once no report has been dropped for this long; the recovery query
 /// goes out then.
@@ -31,11 +31,7 @@ struct LastMember {
 /// host that keeps flooding cannot hold back the recovery of the others.
 pub(crate) const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(5);
 
-fn tenths(d: Duration) -> u32 {
-    u32::try_from(d.as_millis() / 100).unwrap_or(u32::MAX)
-}
-
-impl Interface {
+impl<F: Family> Router<F> {
     pub(crate) fn on_general_query_timer(&mut self, t: Instant, now: Instant) {
         // 6.6.2 / 8.6 / 8.7: Startup Query Count queries at the Startup Query Interval,
         // then one every Query Interval.
@@ -78,7 +74,7 @@ impl Interface {
         self.send_general_query(self.config.query_response_interval());
     }
 
-    pub(crate) fn send_queries(&mut self, group: Ipv4Addr, now: Instant, actions: Actions) {
+    pub(crate) fn send_queries(&mut self, group: F::Addr, now: Instant, actions: Actions<F>) {
         if !actions.query_sources.is_empty() {
             self.send_source_query(group, now, Some(&actions.query_sources));
         }
@@ -94,7 +90,7 @@ impl Interface {
         if new < Version::V3 && old >= Version::V3 {
             self.groups
                 .for_each_mut(&mut self.timers, |_, state| state.downgrade());
-            let all: Vec<Ipv4Addr> = self.groups.iter().map(|(g, _)| g).collect();
+            let all: Vec<F::Addr> = self.groups.iter().map(|(g, _)| g).collect();
             for g in all {
                 self.reap(g);
             }
@@ -104,9 +100,8 @@ impl Interface {
         }
     }
 
-    fn queue(&mut self, dst: Ipv4Addr, message: IgmpRepr) {
-        // From our address, 0.0.0.0 included (a querier without an address).
-        let packet = mcgate_wire::igmp::emit_ip_packet(self.address, dst, &message);
+    fn queue(&mut self, dst: F::Addr, query: &Query<F::Addr>) {
+        let (message, packet) = F::emit_query(self.address, dst, query);
         self.transmits.push_back(Transmit {
             dst,
             packet,
@@ -114,31 +109,23 @@ impl Interface {
         });
     }
 
-    fn v3_query(
+    /// A query of `group` in the link's version; a version below 3 (IGMPv2, MLDv1) has
+    /// no S flag, QRV, QQIC or sources, and the family leaves them out.
+    fn query(
         &self,
-        group: Ipv4Addr,
+        group: F::Addr,
         resp: Duration,
         suppress: bool,
-        sources: Vec<Ipv4Addr>,
-    ) -> IgmpRepr {
-        // 4.1.6: a robustness above 7 is sent as 0.
-        let robustness = self.config.settings.robustness;
-        let qrv = if robustness > 7 { 0 } else { robustness };
-        let qqi = u32::try_from(self.config.query_interval().as_secs()).unwrap_or(u32::MAX);
-        IgmpRepr::QueryV3(QueryV3 {
+        sources: Vec<F::Addr>,
+    ) -> Query<F::Addr> {
+        Query {
+            version: self.version(),
             group,
-            max_resp_code: encode_code(tenths(resp)),
+            max_resp: resp,
             suppress,
-            qrv,
-            qqic: encode_code(qqi),
+            qrv: self.config.settings.robustness,
+            qqi: self.config.query_interval(),
             sources,
-        })
-    }
-
-    fn v2_query(group: Ipv4Addr, resp: Duration) -> IgmpRepr {
-        IgmpRepr::QueryV2 {
-            group,
-            max_resp_time: u8::try_from(tenths(resp)).unwrap_or(u8::MAX).max(1),
         }
     }
 
@@ -151,28 +138,18 @@ impl Interface {
         }
     }
 
-    /// A query of `group` (0.0.0.0: general) without sources in the link's version:
-    /// IGMPv3 with the S flag as `suppress` says, else IGMPv2 (which has no S flag).
-    fn query(&self, group: Ipv4Addr, resp: Duration, suppress: bool) -> IgmpRepr {
-        if self.version() >= Version::V3 {
-            self.v3_query(group, resp, suppress, Vec::new())
-        } else {
-            Self::v2_query(group, resp)
-        }
-    }
-
     /// 6.6.2 / RFC 2236 section 3: a general query to 224.0.0.1 with Max Resp Time
     /// `resp`.
     fn send_general_query(&mut self, resp: Duration) {
-        let msg = self.query(Ipv4Addr::UNSPECIFIED, resp, false);
+        let msg = self.query(F::UNSPECIFIED, resp, false, Vec::new());
         self.stats.sent.general_queries += 1;
-        self.queue(ALL_SYSTEMS, msg);
+        self.queue(F::ALL_NODES, &msg);
     }
 
     /// 6.6.3.1: Q(G). The first lowers the group timer to LMQT and owes Last Member
     /// Query Count - 1 retransmissions every LMQI; each carries the S flag when the
     /// group timer is above LMQT (a report raised it since).
-    pub(crate) fn send_group_query(&mut self, group: Ipv4Addr, now: Instant, first: bool) {
+    pub(crate) fn send_group_query(&mut self, group: F::Addr, now: Instant, first: bool) {
         let LastMember { lmqt, lmqi, count } = self.last_member();
         let Some(mut state) = self.groups.get_mut(group, &mut self.timers) else {
             return;
@@ -191,9 +168,9 @@ impl Interface {
         state.group_query_left -= 1;
         state.group_query_next = (state.group_query_left > 0).then(|| now + lmqi);
         drop(state);
-        let msg = self.query(group, lmqi, suppress);
+        let msg = self.query(group, lmqi, suppress, Vec::new());
         self.stats.sent.group_queries += 1;
-        self.queue(group, msg);
+        self.queue(group, &msg);
     }
 
     /// 6.6.3.2: Q(G,X). Sources of X with a timer above LMQT get their timer lowered to
@@ -201,9 +178,9 @@ impl Interface {
     /// queries: S set for sources whose timer is above LMQT again, S clear for the rest.
     pub(crate) fn send_source_query(
         &mut self,
-        group: Ipv4Addr,
+        group: F::Addr,
         now: Instant,
-        x: Option<&BTreeSet<Ipv4Addr>>,
+        x: Option<&BTreeSet<F::Addr>>,
     ) {
         let LastMember { lmqt, lmqi, count } = self.last_member();
         let version = self.version();
@@ -239,16 +216,16 @@ impl Interface {
             .any(|s| s.retransmit > 0)
             .then(|| now + lmqi);
         drop(state);
-        // IGMPv1/v2 queries cannot carry sources; the group then falls back to its
+        // IGMPv1/v2 and MLDv1 queries cannot carry sources; the group then falls back to its
         // timers alone.
         if version < Version::V3 {
             return;
         }
         for (suppress, sources) in [(true, with_s), (false, without_s)] {
             if !sources.is_empty() {
-                let msg = self.v3_query(group, lmqi, suppress, sources);
+                let msg = self.query(group, lmqi, suppress, sources);
                 self.stats.sent.group_source_queries += 1;
-                self.queue(group, msg);
+                self.queue(group, &msg);
             }
         }
     }

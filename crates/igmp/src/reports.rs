@@ -2,16 +2,15 @@
 //! translation of RFC 3376 7.3.2, and the transitions of 6.4 with the queries they ask
 //! for (6.6.3).
 
-use core::net::Ipv4Addr;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use mcgate_wire::igmp::{GroupRecord, RecordType};
-use mcgate_wire::{Version, is_link_local_group};
+use mcgate_wire::Version;
+use mcgate_wire::record::{Record as WireRecord, RecordType};
 
 use crate::group::{Group, Record};
 use crate::interface::{MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP};
-use crate::{FilterMode, Interface};
+use crate::{Family, FilterMode, Router};
 
 fn record_kind(kind: RecordType) -> Option<Record> {
     Some(match kind {
@@ -25,15 +24,10 @@ fn record_kind(kind: RecordType) -> Option<Record> {
     })
 }
 
-impl Interface {
+impl<F: Family> Router<F> {
     /// Runs `handle` on a report (or leave) from `src` if the host is within its flood
     /// limit; otherwise counts the drop and schedules the recovery query.
-    pub(crate) fn on_report(
-        &mut self,
-        now: Instant,
-        src: Ipv4Addr,
-        handle: impl FnOnce(&mut Self),
-    ) {
+    pub(crate) fn on_report(&mut self, now: Instant, src: F::Addr, handle: impl FnOnce(&mut Self)) {
         if self.limiter.admit(src, now) {
             handle(self);
         } else {
@@ -43,12 +37,13 @@ impl Interface {
     }
 
     /// Checks a report's group; false (and counted) when it carries no membership.
-    fn group_ok(&mut self, group: Ipv4Addr) -> bool {
-        if !group.is_multicast() {
+    fn group_ok(&mut self, group: F::Addr) -> bool {
+        if !F::is_multicast(group) {
             self.stats.dropped.invalid_group += 1;
             false
-        } else if is_link_local_group(group) {
-            // RFC 3376 section 5: hosts never report 224.0.0.0/24.
+        } else if F::is_link_scope(group) {
+            // RFC 3376 section 5: hosts never report 224.0.0.0/24. RFC 3810 section 6:
+            // link-scope addresses (ff02::1:ffXX:XXXX too) carry no router state.
             self.stats.ignored_link_local += 1;
             false
         } else {
@@ -61,8 +56,8 @@ impl Interface {
     pub(crate) fn on_old_report(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        group: Ipv4Addr,
+        src: F::Addr,
+        group: F::Addr,
         version: Version,
     ) {
         if !self.group_ok(group) {
@@ -85,7 +80,7 @@ impl Interface {
 
     /// An IGMPv2 leave: TO_IN({}) (7.3.2), ignored while an IGMPv1 host is present
     /// (7.3.2; RFC 2236 section 4).
-    pub(crate) fn on_leave(&mut self, now: Instant, src: Ipv4Addr, group: Ipv4Addr) {
+    pub(crate) fn on_leave(&mut self, now: Instant, src: F::Addr, group: F::Addr) {
         if !self.group_ok(group) {
             return;
         }
@@ -102,7 +97,7 @@ impl Interface {
         self.apply(now, src, group, Record::ToIn, &BTreeSet::new());
     }
 
-    pub(crate) fn on_record(&mut self, now: Instant, src: Ipv4Addr, r: &GroupRecord) {
+    pub(crate) fn on_record(&mut self, now: Instant, src: F::Addr, r: &WireRecord<F::Addr>) {
         let Some(kind) = record_kind(r.kind) else {
             // 4.2.12: records of unknown types are ignored.
             self.stats.ignored_records += 1;
@@ -111,7 +106,7 @@ impl Interface {
         if !self.group_ok(r.group) {
             return;
         }
-        let sources: BTreeSet<Ipv4Addr> = r.sources.iter().copied().collect();
+        let sources: BTreeSet<F::Addr> = r.sources.iter().copied().collect();
         let version = self.version();
         let compat = self
             .groups
@@ -168,7 +163,7 @@ impl Interface {
     }
 
     /// The state of `group`, created (INCLUDE {}) when absent and the table has room.
-    fn group_entry(&mut self, group: Ipv4Addr) -> Option<crate::group_table::GroupMut<'_>> {
+    fn group_entry(&mut self, group: F::Addr) -> Option<crate::group_table::GroupMut<'_, F>> {
         if !self.groups.contains(group) && self.groups.len() >= MAX_GROUPS {
             self.stats.dropped.state_limit += 1;
             return None;
@@ -180,10 +175,10 @@ impl Interface {
     fn apply(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        group: Ipv4Addr,
+        src: F::Addr,
+        group: F::Addr,
         record: Record,
-        sources: &BTreeSet<Ipv4Addr>,
+        sources: &BTreeSet<F::Addr>,
     ) {
         let gmi = self.gmi();
         let fast_leave = self.config.settings.fast_leave;

@@ -1,6 +1,8 @@
 //! Counters of one interface: messages received and sent, and drops by reason.
 
-/// Messages received that passed every check but the rate limit, by type.
+/// Messages received that passed every check but the rate limit, by type. On an MLD
+/// interface MLDv1 counts as IGMPv2 (`query_v2`, `report_v2`, `leave_v2` for its
+/// dones) and MLDv2 as IGMPv3.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Received {
     /// IGMPv1 queries.
@@ -36,17 +38,19 @@ pub struct Sent {
 /// Messages (or records) dropped, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dropped {
-    /// Not a valid IPv4 packet.
+    /// Not a valid IPv4 packet (for MLD: not a valid IPv6 packet or extension header chain).
     pub bad_ip: u64,
-    /// IPv4 but not protocol 2 (IGMP).
+    /// IPv4 but not protocol 2 (IGMP); for MLD, not an ICMPv6 MLD message.
     pub not_igmp: u64,
     /// IGMP message shorter than its type or a length field needs.
     pub truncated: u64,
     /// IGMP checksum does not verify.
     pub checksum: u64,
-    /// IP TTL is not 1 (RFC 3376 section 4, RFC 2236 section 2).
+    /// IP TTL (IPv6 Hop Limit) is not 1 (RFC 3376 section 4, RFC 2236 section 2, RFC 3810
+    /// section 5).
     pub bad_ttl: u64,
-    /// IGMPv2/v3 report or leave without the IP Router Alert option (RFC 3376 9.1).
+    /// IGMPv2/v3 report or leave without the IP Router Alert option (RFC 3376 9.1); any
+    /// MLD message without a Hop-by-Hop Router Alert of value 0 (RFC 3810 section 5).
     pub no_router_alert: u64,
     /// Unknown IGMP message type.
     pub unknown_type: u64,
@@ -64,6 +68,10 @@ pub struct Dropped {
     pub invalid_group: u64,
     /// Record dropped because the group or source table is full.
     pub state_limit: u64,
+    /// MLD message whose IPv6 source is not link-local, `::` included (RFC 3810 section
+    /// 7.4); never counted for IGMP.
+    #[serde(default)]
+    pub bad_source: u64,
 }
 
 /// All counters of one interface.
@@ -75,7 +83,8 @@ pub struct Stats {
     pub sent: Sent,
     /// Drops by reason.
     pub dropped: Dropped,
-    /// Records about link-local groups (224.0.0.0/24), which carry no membership.
+    /// Records about link-local groups (224.0.0.0/24) or link-scope IPv6 groups (scope 0
+    /// to 2, ff02::/16 among them), which carry no membership.
     pub ignored_link_local: u64,
     /// Group records of an unknown type (ignored, RFC 3376 4.2.12).
     pub ignored_records: u64,

@@ -102,15 +102,18 @@ pub enum FilterMode {
 }
 
 /// A filter mode and its source list. `EXCLUDE {}` is plain any-source membership (*,G).
+/// The sources are IPv4 addresses by default, or IPv6 ones (MLDv2, RFC 3810 section 2):
+/// the filter logic is the same for both families.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct SourceFilter {
+#[serde(bound(deserialize = "A: Ord + serde::Deserialize<'de>"))]
+pub struct SourceFilter<A = Ipv4Addr> {
     /// The filter mode.
     pub mode: FilterMode,
     /// The source list, sorted and without duplicates.
-    pub sources: BTreeSet<Ipv4Addr>,
+    pub sources: BTreeSet<A>,
 }
 
-impl SourceFilter {
+impl<A: Ord + Copy> SourceFilter<A> {
     /// Any-source membership: EXCLUDE {}.
     pub fn any_source() -> Self {
         Self {
@@ -120,7 +123,7 @@ impl SourceFilter {
     }
 
     /// INCLUDE with the given sources.
-    pub fn include(sources: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+    pub fn include(sources: impl IntoIterator<Item = A>) -> Self {
         Self {
             mode: FilterMode::Include,
             sources: sources.into_iter().collect(),
@@ -128,7 +131,7 @@ impl SourceFilter {
     }
 
     /// EXCLUDE with the given sources.
-    pub fn exclude(sources: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+    pub fn exclude(sources: impl IntoIterator<Item = A>) -> Self {
         Self {
             mode: FilterMode::Exclude,
             sources: sources.into_iter().collect(),
@@ -136,7 +139,7 @@ impl SourceFilter {
     }
 
     /// Whether traffic from `source` passes this filter.
-    pub fn allows(&self, source: Ipv4Addr) -> bool {
+    pub fn allows(&self, source: A) -> bool {
         match self.mode {
             FilterMode::Include => self.sources.contains(&source),
             FilterMode::Exclude => !self.sources.contains(&source),
@@ -151,21 +154,13 @@ impl SourceFilter {
     /// The union of two memberships on one host or link, as RFC 3376 section 3.2 merges
     /// socket states into an interface state: any EXCLUDE makes the result EXCLUDE of the
     /// sources excluded by every EXCLUDE and included by none.
-    pub fn merge(&self, other: &SourceFilter) -> SourceFilter {
+    pub fn merge(&self, other: &Self) -> Self {
         use FilterMode::*;
         match (self.mode, other.mode) {
-            (Include, Include) => {
-                SourceFilter::include(self.sources.union(&other.sources).copied())
-            }
-            (Exclude, Exclude) => {
-                SourceFilter::exclude(self.sources.intersection(&other.sources).copied())
-            }
-            (Exclude, Include) => {
-                SourceFilter::exclude(self.sources.difference(&other.sources).copied())
-            }
-            (Include, Exclude) => {
-                SourceFilter::exclude(other.sources.difference(&self.sources).copied())
-            }
+            (Include, Include) => Self::include(self.sources.union(&other.sources).copied()),
+            (Exclude, Exclude) => Self::exclude(self.sources.intersection(&other.sources).copied()),
+            (Exclude, Include) => Self::exclude(self.sources.difference(&other.sources).copied()),
+            (Include, Exclude) => Self::exclude(other.sources.difference(&self.sources).copied()),
         }
     }
 }

@@ -281,3 +281,18 @@ pub fn gs_query(group: Ipv4Addr, suppress: bool, sources: &[u8]) -> IgmpRepr {
         sources: sources.iter().map(|n| s(*n)).collect(),
     })
 }
+
+/// The bytes of a golden fixture of mcgate-wire (`crates/wire/fixtures/<file>`, hex).
+pub fn wire_fixture(file: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../wire/fixtures")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("fixture exists");
+    let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    hex.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).expect("ascii");
+            u8::from_str_radix(s, 16).expect("hex")
+        })
+        .collect()
+}

@@ -3,7 +3,6 @@
 //! queries. Nothing a real kernel sends may be dropped.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use mcgate_igmp::{Config, Dropped, SourceFilter};
 use mcgate_wire::igmp::IgmpRepr;
@@ -14,17 +13,7 @@ const HOST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const BRIDGE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../wire/fixtures")
-        .join(format!("{name}.ipv4.hex"));
-    let text = std::fs::read_to_string(&path).expect("fixture exists");
-    let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-    hex.chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).expect("ascii");
-            u8::from_str_radix(s, 16).expect("hex")
-        })
-        .collect()
+    wire_fixture(&format!("{name}.ipv4.hex"))
 }
 
 fn router() -> Link {
