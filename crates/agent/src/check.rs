@@ -349,6 +349,7 @@ pub fn gather(underlay: Option<&str>, attach: &[String], requested: Requested) -
             name: d.name.clone(),
             ifindex: d.ifindex,
             routers: false,
+            single_host: d.single_host(),
         })
         .collect();
     let masters = choose::link_masters(&specs).map_err(|e| e.to_string());

@@ -290,6 +290,7 @@ impl AgentCore {
                 name: d.name.clone(),
                 ifindex: d.ifindex,
                 routers: true,
+                single_host: false,
             });
         self.actions.push_back(Action::SetLinks(
             self.links
@@ -298,6 +299,7 @@ impl AgentCore {
                     name: l.dev.name.clone(),
                     ifindex: l.dev.ifindex,
                     routers: self.is_router_link(&l.dev.name),
+                    single_host: l.dev.single_host() && !self.is_router_link(&l.dev.name),
                 })
                 .chain(upstream)
                 .collect(),

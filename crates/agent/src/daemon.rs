@@ -303,10 +303,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let links_now: Vec<LinkSpec> = netdev::scan(&cfg.attach)
         .into_iter()
         .filter(|d| d.name != underlay_if && Some(&d.name) != cfg.upstream.as_ref())
-        .map(|d| LinkSpec {
-            routers: netdev::matches_any(&cfg.router_links, &d.name),
-            name: d.name,
-            ifindex: d.ifindex,
+        .map(|d| {
+            let routers = netdev::matches_any(&cfg.router_links, &d.name);
+            LinkSpec {
+                single_host: d.single_host() && !routers,
+                routers,
+                name: d.name,
+                ifindex: d.ifindex,
+            }
         })
         .collect();
     let requested = match (&cfg.upstream, cfg.dataplane) {

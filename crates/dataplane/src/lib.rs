@@ -78,6 +78,10 @@ pub struct LinkSpec {
     /// makes such a bridge port a host port (never a router port, router messages
     /// dropped).
     pub routers: bool,
+    /// The link carries a single host (a task's veth), so the domain's
+    /// `single_host_fast_leave` applies to it: the kernel plane sets the bridge port's
+    /// `fast_leave` flag.
+    pub single_host: bool,
 }
 
 /// What a data plane needs to start.

@@ -17,6 +17,7 @@ use mcgate_dataplane::kernel::{Netlink, VxlanDevice, device_name, inspect};
 use mcgate_dataplane::{Dataplane, DropReason, LinkSpec};
 use mcgate_testbed::lab::{PORT, SENDER};
 use mcgate_testbed::{Lab, in_netns, wait_until};
+use mcgate_wire::{IgmpSettings, Version};
 
 mod kernel_support;
 use kernel_support::*;
@@ -259,23 +260,52 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
             name: "tk1".into(),
             ifindex: tk1,
             routers: true,
+            single_host: false,
         },
         LinkSpec {
             name: "tk2".into(),
             ifindex: tk2,
             routers: false,
+            single_host: true,
         },
     ]);
+    let fast_leave = |port: &str| {
+        let out = lab.exec(&hosts[0].ns, &["bridge", "-d", "link", "show", "dev", port]);
+        String::from_utf8_lossy(&out.stdout).contains("fastleave on")
+    };
     assert!(
         wait_until(Duration::from_secs(5), || {
-            !nl.host_port_guarded(tk1).expect("filters")
+            !nl.host_port_guarded(tk1).expect("filters") && fast_leave("tk2")
         }),
-        "a router link kept its host-port filter"
+        "a router link kept its host-port filter, or the task's veth has no fast leave"
     );
     assert!(nl.host_port_guarded(tk2).expect("filters"));
+    assert!(!fast_leave("tk1"), "a router link has fast leave");
+    // A domain that turns single-host fast leave off takes the flag away.
+    plane.set_querier(
+        Version::V3,
+        IgmpSettings {
+            query_response_interval_ms: 2_000,
+            single_host_fast_leave: false,
+            ..IgmpSettings::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !fast_leave("tk2")),
+        "fast leave stayed on tk2"
+    );
+    plane.set_querier(
+        Version::V3,
+        IgmpSettings {
+            query_response_interval_ms: 2_000,
+            ..IgmpSettings::default()
+        },
+    );
+    assert!(wait_until(Duration::from_secs(5), || fast_leave("tk2")));
     // Shutdown takes the filter away and gives the port the kernel's default back.
     plane.shutdown();
     assert!(!nl.host_port_guarded(tk1).expect("filters"));
+    assert!(!fast_leave("tk2"), "shutdown left fast leave on");
 }
 
 #[test]

@@ -40,6 +40,7 @@ const RTM_NEWTFILTER: u16 = 44;
 const RTM_DELTFILTER: u16 = 45;
 const RTM_GETTFILTER: u16 = 46;
 const IFLA_BRPORT_MULTICAST_ROUTER: u16 = 25;
+const IFLA_BRPORT_FAST_LEAVE: u16 = 7;
 const TCA_BPF_OPS_LEN: u16 = 4;
 const TCA_BPF_OPS: u16 = 5;
 const ETH_P_IP: u16 = 0x0800;
@@ -130,6 +131,17 @@ fn filter_info() -> u32 {
 /// RTM_SETLINK (AF_BRIDGE) setting port `port`'s `multicast_router` to `mode` (0:
 /// never a router port; 1: the kernel's default, learnt from queries).
 pub(crate) fn set_multicast_router(port: u32, mode: u8) -> MsgBuilder {
+    set_port_byte(port, IFLA_BRPORT_MULTICAST_ROUTER, mode)
+}
+
+/// RTM_SETLINK (AF_BRIDGE) setting port `port`'s `fast_leave` (snooping acts on a leave
+/// at once, with no group-specific query: right only where the port has one host).
+pub(crate) fn set_fast_leave(port: u32, on: bool) -> MsgBuilder {
+    set_port_byte(port, IFLA_BRPORT_FAST_LEAVE, on.into())
+}
+
+/// RTM_SETLINK (AF_BRIDGE) setting one single-byte port attribute.
+fn set_port_byte(port: u32, attr: u16, value: u8) -> MsgBuilder {
     let header = LinkHeader {
         interface_family: AddressFamily::Bridge,
         index: port,
@@ -138,7 +150,7 @@ pub(crate) fn set_multicast_router(port: u32, mode: u8) -> MsgBuilder {
     let mut msg = LinkMessage::default();
     msg.header = header;
     msg.attributes = vec![LinkAttribute::ProtoInfoBridge(vec![
-        LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_MULTICAST_ROUTER, vec![mode])),
+        LinkProtoInfoBridge::Other(DefaultNla::new(attr, vec![value])),
     ])];
     request(RTM_SETLINK, 0, &emit(&msg))
 }
@@ -286,6 +298,14 @@ impl Netlink {
         self.request(
             &set_multicast_router(port, 1),
             &format!("set bridge port #{port} multicast_router back to 1"),
+        )
+    }
+
+    /// Sets bridge port `port`'s `fast_leave` flag (see [`set_fast_leave`]).
+    pub fn set_port_fast_leave(&mut self, port: u32, on: bool) -> Result<(), Error> {
+        self.request(
+            &set_fast_leave(port, on),
+            &format!("set bridge port #{port} fast_leave {}", u8::from(on)),
         )
     }
 

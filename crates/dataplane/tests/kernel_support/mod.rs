@@ -226,6 +226,7 @@ pub fn start_plane_with(h: &Host, wireguard: Option<WireguardHost>) -> (KernelPl
                 name: n.to_string(),
                 ifindex: nl.link_by_name(n).expect("task port").ifindex,
                 routers: false,
+                single_host: true,
             })
             .collect();
         plane.set_links(links);

@@ -1,8 +1,9 @@
 //! The plane's task ports as host ports (see [`kernel::host_port`](super::super::host_port)):
-//! which ports are guarded, and their drop counts, kept so totals never go back when a
-//! port goes away.
+//! which ports are guarded, which have the bridge's `fast_leave` flag (single-host
+//! ports, when the domain allows it), and their drop counts, kept so totals never go
+//! back when a port goes away.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::error::Error;
 use super::super::socket::Netlink;
@@ -12,18 +13,22 @@ use crate::LinkSpec;
 #[derive(Debug, Default)]
 pub(super) struct HostPorts {
     guarded: BTreeMap<u32, (String, u64)>,
+    /// Guarded ports whose `fast_leave` flag mcgate turned on.
+    fast_leave: BTreeSet<u32>,
     /// Drops counted on ports no longer guarded.
     retired: u64,
 }
 
 impl HostPorts {
     /// Guards every attached link that is a port of `bridge` and not guarded yet, and
-    /// forgets (unguarding when it still exists) every port no longer attached.
+    /// forgets (unguarding when it still exists) every port no longer attached; sets
+    /// each guarded port's `fast_leave` flag to what `fast_leave` says of its link.
     pub(super) fn sync(
         &mut self,
         nl: &mut Netlink,
         bridge: u32,
         links: &[LinkSpec],
+        fast_leave: &dyn Fn(&LinkSpec) -> bool,
     ) -> Result<(), Error> {
         // A link that may hold another router is no host port: unguarded like one gone.
         let links: Vec<&LinkSpec> = links.iter().filter(|l| !l.routers).collect();
@@ -36,6 +41,7 @@ impl HostPorts {
         for port in gone {
             if let Some((name, n)) = self.guarded.remove(&port) {
                 self.retired += n;
+                self.leave_fast_leave(nl, port, &name);
                 match nl.unguard_host_port(port) {
                     Ok(()) => tracing::debug!(link = %name, "host-port filter removed"),
                     Err(e) if e.is_not_found() => {}
@@ -67,7 +73,42 @@ impl HostPorts {
                 }
             }
         }
+        for l in &links {
+            let want = fast_leave(l);
+            if !self.guarded.contains_key(&l.ifindex)
+                || want == self.fast_leave.contains(&l.ifindex)
+            {
+                continue;
+            }
+            match nl.set_port_fast_leave(l.ifindex, want) {
+                Ok(()) => {
+                    tracing::info!(link = %l.name, fast_leave = want, "bridge port fast_leave set");
+                    if want {
+                        self.fast_leave.insert(l.ifindex);
+                    } else {
+                        self.fast_leave.remove(&l.ifindex);
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Turns `port`'s `fast_leave` back off if mcgate turned it on (the kernel's
+    /// default), as the port stops being a task port of ours.
+    fn leave_fast_leave(&mut self, nl: &mut Netlink, port: u32, name: &str) {
+        if !self.fast_leave.remove(&port) {
+            return;
+        }
+        match nl.set_port_fast_leave(port, false) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(link = %name, error = %e, "cannot turn fast_leave off"),
+        }
     }
 
     /// Reads the drop counters back from the kernel (one qdisc dump): the total and per
@@ -98,6 +139,7 @@ impl HostPorts {
     pub(super) fn release(&mut self, nl: &mut Netlink) {
         for (port, (name, n)) in std::mem::take(&mut self.guarded) {
             self.retired += n;
+            self.leave_fast_leave(nl, port, &name);
             match nl.unguard_host_port(port) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}

@@ -338,9 +338,10 @@ impl Worker {
         }
         if self.holding {
             // Graceful restart: the kernel forwards by the previous agent's tables.
+            let fast = fast_leave_rule(&self.querier.1);
             let guarded = self
                 .host_ports
-                .sync(&mut self.nl, found.ifindex, &self.links);
+                .sync(&mut self.nl, found.ifindex, &self.links, &fast);
             self.publish();
             return guarded;
         }
@@ -421,9 +422,10 @@ impl Worker {
         if let Err(e) = self.sync_filter(spec) {
             first_error.get_or_insert(e);
         }
+        let fast = fast_leave_rule(&self.querier.1);
         if let Err(e) = self
             .host_ports
-            .sync(&mut self.nl, found.ifindex, &self.links)
+            .sync(&mut self.nl, found.ifindex, &self.links, &fast)
         {
             first_error.get_or_insert(e);
         }
@@ -634,4 +636,11 @@ impl Worker {
         }
         self.publish();
     }
+}
+
+/// Which task ports get the bridge's `fast_leave` flag under the domain's settings: all
+/// with `fast_leave`, single-host ones (a task's veth) with `single_host_fast_leave`.
+fn fast_leave_rule(s: &IgmpSettings) -> impl Fn(&LinkSpec) -> bool + use<> {
+    let (all, single) = (s.fast_leave, s.single_host_fast_leave);
+    move |l: &LinkSpec| all || (single && l.single_host)
 }
