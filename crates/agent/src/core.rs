@@ -477,7 +477,7 @@ impl AgentCore {
                 other_queriers: router,
                 ..c.clone()
             };
-            c.settings.fast_leave |= single_host && c.settings.single_host_fast_leave;
+            c.settings.fast_leave = c.settings.fast_leave_on(single_host);
             c
         })
     }

@@ -174,7 +174,7 @@ fn static_rows(model: &Model, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
 /// every link, or where the link carries a single host and the domain allows it there.
 pub fn leave_mode(settings: &IgmpSettings, links: &[LinkInfo], link: &str) -> LeaveMode {
     let single_host = links.iter().any(|l| l.name == link && l.single_host);
-    if settings.fast_leave || (settings.single_host_fast_leave && single_host) {
+    if settings.fast_leave_on(single_host) {
         LeaveMode::Fast
     } else {
         LeaveMode::Queries

@@ -334,12 +334,7 @@ fn queries_come_from_an_address_the_link_got_after_attach() {
             .is_some_and(|s| s.contains(&format!("\"address\":\"{addr}\"")))
     });
     assert!(seen, "the rescan did not see the address:\n{}", t.logs());
-    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "igmp"]);
-    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
-    let ok = t.wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
-    });
-    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+    let (dump, listening) = igmp_dump(&mut t);
     // A member that leaves makes the querier send group-specific queries at once.
     let group = "233.252.0.5";
     let r = t.receiver(0, 0, group, 1.0, "any", &[]);
@@ -371,12 +366,7 @@ fn a_leave_on_a_task_veth_is_acted_on_without_queries() {
         "the agent did not run the querier on tk1:\n{}",
         t.logs()
     );
-    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "igmp"]);
-    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
-    let ok = t.wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
-    });
-    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+    let (dump, listening) = igmp_dump(&mut t);
     let group = "233.252.0.6";
     let rows = |t: &Topo| t.api("GET", &format!("/v1/groups?group={group}"), None);
     let r = t.receiver(0, 0, group, 1.5, "any", &[]);
@@ -403,4 +393,16 @@ fn a_leave_on_a_task_veth_is_acted_on_without_queries() {
         !out.contains(&query),
         "a group-specific query was sent:\n{out}"
     );
+}
+
+/// Starts tcpdump on the first task's eth0 (IGMP only) and waits until it listens:
+/// its process index and the log it writes.
+fn igmp_dump(t: &mut Topo) -> (usize, std::path::PathBuf) {
+    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "igmp"]);
+    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
+    });
+    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+    (dump, listening)
 }

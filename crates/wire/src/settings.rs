@@ -77,6 +77,12 @@ const MAX_RESP_MS_V2: u64 = 25_500;
 const QUERY_INTERVAL_MS: core::ops::RangeInclusive<u64> = 1_000..=31_744_000;
 
 impl IgmpSettings {
+    /// Whether a leave is acted on at once on a link: on every link with `fast_leave`,
+    /// on one that carries a single host with `single_host_fast_leave`.
+    pub fn fast_leave_on(&self, single_host: bool) -> bool {
+        self.fast_leave || (self.single_host_fast_leave && single_host)
+    }
+
     /// Checks every value against what the protocol of `version` can encode (RFC 3376
     /// sections 4.1.1, 4.1.6, 4.1.7, 8; RFC 2236 section 2.2). The first value out of
     /// range is named.

@@ -638,9 +638,9 @@ impl Worker {
     }
 }
 
-/// Which task ports get the bridge's `fast_leave` flag under the domain's settings: all
-/// with `fast_leave`, single-host ones (a task's veth) with `single_host_fast_leave`.
+/// Which task ports get the bridge's `fast_leave` flag under the domain's settings
+/// ([`IgmpSettings::fast_leave_on`]).
 fn fast_leave_rule(s: &IgmpSettings) -> impl Fn(&LinkSpec) -> bool + use<> {
-    let (all, single) = (s.fast_leave, s.single_host_fast_leave);
-    move |l: &LinkSpec| all || (single && l.single_host)
+    let s = s.clone();
+    move |l: &LinkSpec| s.fast_leave_on(l.single_host)
 }
