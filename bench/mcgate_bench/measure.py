@@ -414,18 +414,41 @@ def run_loadgen(cfg, tmpdir):
         if r.returncode != 0:
             note = f"building the load generator failed: {r.stderr.strip()[-300:]}"
     if exe.exists() and note is None:
-        log("case 5: controller load generator, 1000 agents x 100 groups")
-        r = subprocess.run([str(exe), "--agents", "1000", "--groups", "100", "--mcgate",
-                            cfg.mcgate, "--port", str(free_port()), "--out", str(out)],
+        agents = 1000 if cfg.quick else 5000
+        log(f"case 5: controller load generator, {agents} agents x 100 groups")
+        r = subprocess.run([str(exe), "--agents", str(agents), "--groups", "100", "--light",
+                            "--probes", "0", "--mcgate", cfg.mcgate,
+                            "--port", str(free_port()), "--out", str(out)],
                            cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
+                           text=True, timeout=900)
         if r.returncode != 0:
             note = f"loadgen failed ({r.returncode}): {r.stderr.strip()[-300:]}"
             log("  " + note)
         else:
-            note = "ran in this run: loadgen --agents 1000 --groups 100"
+            note = f"ran in this run: loadgen --agents {agents} --groups 100 --light"
             for ln in r.stdout.strip().splitlines()[-4:]:
                 log("  " + ln)
+            # One change fanned out to 1000 agents of one domain, timed 50 times.
+            log("case 5: one change to 1000 agents of one domain")
+            fan = tmpdir / "controller-fanout.json"
+            r = subprocess.run([str(exe), "--agents", "1000", "--domains", "1", "--groups", "10",
+                                "--light", "--probes", "50", "--mcgate", cfg.mcgate,
+                                "--port", str(free_port()), "--out", str(fan)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=900)
+            if r.returncode == 0:
+                try:
+                    f = json.loads(fan.read_text())
+                    d = json.loads(out.read_text())
+                    d["fanout"] = {k: f.get(k) for k in (
+                        "command", "agents", "probes", "probe_audience", "probe_p50_ms",
+                        "probe_p99_ms", "target")}
+                    out.write_text(json.dumps(d, indent=2) + "\n")
+                except ValueError as e:
+                    note += f"; fan-out figures unreadable: {e}"
+                for ln in r.stdout.strip().splitlines()[-6:-5]:
+                    log("  " + ln)
+            else:
+                note += f"; fan-out run failed ({r.returncode}): {r.stderr.strip()[-300:]}"
     elif note is None:
         note = "no load generator binary"
     for f, why in ((out, None), (committed, "figures from the committed "

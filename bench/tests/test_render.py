@@ -104,3 +104,23 @@ class Encryption(unittest.TestCase):
         out = []
         section_encryption(out.append, rows[:1])
         self.assertEqual(out, [])
+
+
+class ControlPlaneScale(unittest.TestCase):
+    def test_fanout_probe_figures_make_their_own_row(self):
+        res = copy.deepcopy(RESULTS)
+        scale = case(res, "control-plane scale")
+        scale["baseline"] = {"target_converge_ms": 3000, "target_peak_rss_mb": 500}
+        scale["mcgate"]["converge_ms"] = 6000.0
+        res["cases"].append({
+            "name": "one change to every agent", "case": 5,
+            "mcgate": {"agents": 1000, "probes": 50, "probe_audience": 1000,
+                       "probe_p50_ms": 7.25, "probe_p99_ms": 31.5, "command": "loadgen x"},
+            "baseline": {"target_p99_ms": 20}, "source": "this run",
+            "note": "ran in this run", "target": "p99 < 20 ms to all 1000 agents",
+            "target_met": False})
+        text = markdown(res)
+        self.assertIn("every one of the 1000 agents of its domain applied it, 50 times: "
+                      "p50 7.2 ms, p99 31.5 ms", text)
+        self.assertIn("p50 7.2 ms, p99 31.5 ms | **not met**", text)
+        self.assertIn("(2.0x the 3 s target)", text)

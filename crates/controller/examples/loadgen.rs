@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures_util::{StreamExt, TryStreamExt};
 use mcgate_client::Client;
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::*;
@@ -56,6 +57,19 @@ struct Args {
     /// CPU. Exact for the burst, where every (host, group) is joined once.
     #[arg(long)]
     light: bool,
+    /// Single membership changes sent one at a time after convergence, each timed until
+    /// every agent of its domain holds it (0: none).
+    #[arg(long, default_value_t = 50)]
+    probes: usize,
+    /// Target: every agent converged within this many milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    target_converge_ms: u64,
+    /// Target: controller peak RSS below this many MB.
+    #[arg(long, default_value_t = 500)]
+    target_rss_mb: u64,
+    /// Target: a single change reaches every agent of its domain within this p99 (ms).
+    #[arg(long, default_value_t = 20)]
+    target_probe_p99_ms: u64,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/controller-scale.json")]
     out: PathBuf,
@@ -150,7 +164,25 @@ struct LightChange<'a> {
     #[serde(default)]
     group: Option<Ipv4Addr>,
     #[serde(default)]
+    groups: Vec<Ipv4Addr>,
+    #[serde(default)]
     filter: Option<IgnoredAny>,
+}
+
+impl LightChange<'_> {
+    /// The (host, group) pairs a member or members change sets.
+    fn pairs(&self) -> impl Iterator<Item = (&str, Ipv4Addr)> {
+        let host = match self.kind {
+            "member" | "members" => self.host,
+            _ => None,
+        };
+        host.into_iter().flat_map(move |h| {
+            self.group
+                .into_iter()
+                .chain(self.groups.iter().copied())
+                .map(move |g| (h, g))
+        })
+    }
 }
 
 struct AgentState {
@@ -180,6 +212,10 @@ struct Shared {
     bytes: AtomicU64,
     reconnects: AtomicU64,
     expected: Vec<(usize, u64)>,
+    /// The key of the single change being timed (u64::MAX: none).
+    probe_key: AtomicU64,
+    /// When each agent applied it, in µs since `start`.
+    probe_us: Vec<AtomicU64>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -271,39 +307,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes: AtomicU64::new(0),
         reconnects: AtomicU64::new(0),
         expected,
+        probe_key: AtomicU64::new(u64::MAX),
+        probe_us: (0..args.agents).map(|_| AtomicU64::new(u64::MAX)).collect(),
     });
 
     // Register and open every stream.
     let t_reg = Instant::now();
-    let mut sessions = Vec::with_capacity(args.agents);
-    for i in 0..args.agents {
-        let d = domain_of(i);
-        let reg = AgentRegistration {
-            host: host_name(i),
-            underlay: SocketAddrV4::new(
-                Ipv4Addr::new(
-                    10,
-                    (d + 1) as u8,
-                    (i / 250 % 256) as u8,
-                    (i % 250 + 1) as u8,
-                ),
-                VXLAN_PORT,
-            ),
-            subnet: Some(format!("10.{}.{}.0/24", d + 1, i / 250 % 256).parse()?),
-            links: vec![LinkInfo {
-                name: "veth0".into(),
-                address: None,
-                single_host: true,
-            }],
-            dataplane: Some("loadgen".into()),
-            public_key: String::new(),
-            wireguard: None,
-            zone: None,
-        };
-        let reply: RegistrationReply = client.post("/v1/agents", &reg).await?;
-        sessions.push(reply.session);
-        tokio::spawn(run_stream(client.clone(), i, d, shared.clone(), args.light));
-    }
+    // Concurrently, as agents starting together do; each stream opens once registered.
+    let sessions: Vec<u64> = futures_util::stream::iter(0..args.agents)
+        .map(|i| {
+            let (client, shared) = (client.clone(), shared.clone());
+            let light = args.light;
+            async move {
+                let d = domain_of(i);
+                let reg = registration(i, d)?;
+                let reply: RegistrationReply = client.post("/v1/agents", &reg).await?;
+                tokio::spawn(run_stream(client.clone(), i, d, shared, light));
+                Ok::<u64, Box<dyn std::error::Error>>(reply.session)
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await?;
     let reg_ms = t_reg.elapsed().as_millis();
     // Heartbeats keep the leases.
     for (i, &session) in sessions.iter().enumerate() {
@@ -422,6 +447,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agents: Vec<AgentInfo> = client.get("/v1/agents").await?;
     let held: usize = agents.iter().map(|a| a.memberships).sum();
     let want: usize = shared.expected.iter().map(|e| e.0).sum();
+    // Single changes: one agent joins one more group; timed from the report until every
+    // agent of its domain holds it.
+    let mut probe_ms: Vec<f64> = Vec::new();
+    for p in 0..args.probes {
+        let i = (p * args.agents / args.probes) % args.agents;
+        let d = domain_of(i);
+        let group = group_addr(args.groups + p);
+        for t in &shared.probe_us {
+            t.store(u64::MAX, Ordering::Relaxed);
+        }
+        shared
+            .probe_key
+            .store(key(&host_name(i), group), Ordering::SeqCst);
+        let sent_us = shared.start.elapsed().as_micros() as u64;
+        let report = MembershipReport {
+            session: sessions[i],
+            seq: 2 + p as u64,
+            snapshot: false,
+            entries: vec![LinkMembership {
+                link: "veth0".into(),
+                group,
+                filter: Some(SourceFilter::any_source()),
+                reporters: vec![],
+            }],
+        };
+        let _: MembershipAck = client
+            .post(&format!("/v1/agents/{}/membership", host_name(i)), &report)
+            .await?;
+        let audience: Vec<usize> = (0..args.agents).filter(|&j| domain_of(j) == d).collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let last = loop {
+            let seen: Vec<u64> = audience
+                .iter()
+                .map(|&j| shared.probe_us[j].load(Ordering::Relaxed))
+                .collect();
+            if seen.iter().all(|&t| t != u64::MAX) {
+                break seen.into_iter().max().unwrap_or(sent_us);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("single change {p} did not reach every agent in 10 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        probe_ms.push(last.saturating_sub(sent_us) as f64 / 1e3);
+    }
+    probe_ms.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> Option<f64> {
+        (!probe_ms.is_empty()).then(|| {
+            probe_ms[((probe_ms.len() as f64 * q).ceil() as usize).clamp(1, probe_ms.len()) - 1]
+        })
+    };
+    let (probe_p50, probe_p99) = (pct(0.5), pct(0.99));
+    let audience_size = args.agents.div_ceil(args.domains);
+    if let (Some(a), Some(b)) = (probe_p50, probe_p99) {
+        println!(
+            "single change to all {audience_size} agents of its domain: p50 {a:.1} ms, p99 {b:.1} ms over {} changes",
+            probe_ms.len()
+        );
+    }
     let peak_kb = proc_status_kb(pid, "VmHWM:");
     let rss_after_kb = proc_status_kb(pid, "VmRSS:");
     let per_agent = shared.expected.first().map(|e| e.0).unwrap_or(0);
@@ -444,7 +528,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_kb / 1024,
         rss_after_kb / 1024
     );
-    let target_ok = converge_ms <= 2000.0 && peak_kb < 200 * 1024 && held == want;
+    let target_ok = converge_ms <= args.target_converge_ms as f64
+        && peak_kb < args.target_rss_mb * 1024
+        && held == want
+        && probe_p99.is_none_or(|p| p <= args.target_probe_p99_ms as f64);
     let json = serde_json::json!({
         "benchmark": "controller-scale",
         "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -468,7 +555,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "stream_reconnects": shared.reconnects.load(Ordering::Relaxed),
         "controller_rss_before_burst_mb": rss_before_kb as f64 / 1024.0,
         "controller_peak_rss_mb": peak_kb as f64 / 1024.0,
-        "target": { "converge_ms": 2000, "peak_rss_mb": 200 },
+        "probes": probe_ms.len(),
+        "probe_audience": audience_size,
+        "probe_p50_ms": probe_p50,
+        "probe_p99_ms": probe_p99,
+        "target": {
+            "converge_ms": args.target_converge_ms,
+            "peak_rss_mb": args.target_rss_mb,
+            "probe_p99_ms": args.target_probe_p99_ms,
+        },
         "met": target_ok,
     });
     if let Some(dir) = args.out.parent()
@@ -481,6 +576,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(ctl);
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// Agent `i`'s registration, in domain `d`'s subnet.
+fn registration(i: usize, d: usize) -> Result<AgentRegistration, Box<dyn std::error::Error>> {
+    Ok(AgentRegistration {
+        host: host_name(i),
+        underlay: SocketAddrV4::new(
+            Ipv4Addr::new(
+                10,
+                (d + 1) as u8,
+                (i / 250 % 256) as u8,
+                (i % 250 + 1) as u8,
+            ),
+            VXLAN_PORT,
+        ),
+        subnet: Some(format!("10.{}.{}.0/24", d + 1, i / 250 % 256).parse()?),
+        links: vec![LinkInfo {
+            name: "veth0".into(),
+            address: None,
+            single_host: true,
+        }],
+        dataplane: Some("loadgen".into()),
+        public_key: String::new(),
+        wireguard: None,
+        zone: None,
+    })
 }
 
 /// One simulated agent's stream: applies snapshots and deltas, reconnecting (with
@@ -508,7 +629,15 @@ async fn run_stream(client: Client, i: usize, d: usize, shared: Arc<Shared>, lig
             shared.lines.fetch_add(1, Ordering::Relaxed);
             shared.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
             if light && line.starts_with(b"{\"type\":\"delta\"") {
-                joins += count(&line, b"\"filter\":{");
+                let Ok(parsed) = serde_json::from_slice::<LightLine>(&line) else {
+                    continue;
+                };
+                for c in parsed.changes.iter().filter(|c| c.filter.is_some()) {
+                    for (h, g) in c.pairs() {
+                        joins += 1;
+                        shared.saw(i, key(h, g));
+                    }
+                }
                 since = None; // light mode never resumes; it only counts
                 if shared.t0_us.load(Ordering::Relaxed) != u64::MAX
                     && state.members.len() + joins == want_n
@@ -545,16 +674,14 @@ async fn run_stream(client: Client, i: usize, d: usize, shared: Arc<Shared>, lig
                 }
                 "delta" => {
                     for c in &parsed.changes {
-                        if c.kind != "member" {
-                            continue;
-                        }
-                        let (Some(h), Some(g)) = (c.host, c.group) else {
-                            continue;
-                        };
-                        if c.filter.is_some() {
-                            state.insert(key(h, g));
-                        } else {
-                            state.remove(key(h, g));
+                        for (h, g) in c.pairs() {
+                            let k = key(h, g);
+                            if c.filter.is_some() {
+                                state.insert(k);
+                                shared.saw(i, k);
+                            } else {
+                                state.remove(k);
+                            }
                         }
                     }
                     since = parsed.revision.or(since);
@@ -577,21 +704,16 @@ async fn run_stream(client: Client, i: usize, d: usize, shared: Arc<Shared>, lig
     }
 }
 
-/// Occurrences of `pat` in `hay`.
-fn count(hay: &[u8], pat: &[u8]) -> usize {
-    let mut n = 0;
-    let mut i = 0;
-    while let Some(p) = hay
-        .get(i..)
-        .and_then(|h| h.iter().position(|&b| b == pat[0]))
-    {
-        let at = i + p;
-        if hay.get(at..at + pat.len()) == Some(pat) {
-            n += 1;
-            i = at + pat.len();
-        } else {
-            i = at + 1;
+impl Shared {
+    /// Records when agent `i` applied the timed change, if `k` is it.
+    fn saw(&self, i: usize, k: u64) {
+        if k == self.probe_key.load(Ordering::Relaxed) {
+            let _ = self.probe_us[i].compare_exchange(
+                u64::MAX,
+                self.start.elapsed().as_micros() as u64,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
-    n
 }

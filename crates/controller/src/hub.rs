@@ -7,8 +7,10 @@
 //! closed: it reconnects, resuming from the ring or taking a snapshot).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
 
 use bytes::Bytes;
+use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{Change, Revision, StreamMessage};
 use mcgate_domain::model::{Effect, Model};
 use tokio::sync::mpsc;
@@ -200,7 +202,7 @@ impl Hub {
             }
         }
         for (domain, changes) in per_domain {
-            let changes = coalesce(changes);
+            let changes = group_member_runs(coalesce(changes));
             self.revision += 1;
             let line = encode(&StreamMessage::Delta {
                 revision: self.revision,
@@ -281,6 +283,68 @@ fn coalesce(changes: Vec<Change>) -> Vec<Change> {
         .collect()
 }
 
+/// Folds each run of consecutive `member` changes of one host with one filter into one
+/// `members` change. Only consecutive runs: a change between two members (a peer down,
+/// say) keeps its place, so applying the result in order gives the same state.
+fn group_member_runs(changes: Vec<Change>) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
+    for c in changes {
+        if let (
+            Some(last),
+            Change::Member {
+                domain,
+                host,
+                group,
+                filter,
+            },
+        ) = (out.last_mut(), &c)
+            && extend_run(last, domain, host, *group, filter)
+        {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Adds `group` to `last` when `last` is a member or members change of the same domain,
+/// host and filter; returns whether it did.
+fn extend_run(
+    last: &mut Change,
+    domain: &str,
+    host: &str,
+    group: Ipv4Addr,
+    filter: &Option<SourceFilter>,
+) -> bool {
+    match last {
+        Change::Members {
+            domain: d,
+            host: h,
+            groups,
+            filter: f,
+        } if d == domain && h == host && f == filter => {
+            groups.push(group);
+            true
+        }
+        Change::Member {
+            domain: d,
+            host: h,
+            group: first,
+            filter: f,
+        } if d == domain && h == host && f == filter => {
+            let first = *first;
+            *last = Change::Members {
+                domain: domain.to_string(),
+                host: host.to_string(),
+                groups: vec![first, group],
+                filter: filter.clone(),
+            };
+            true
+        }
+        _ => false,
+    }
+}
+
 fn key(c: &Change) -> String {
     match c {
         Change::Domain { domain } => format!("d/{}", domain.name),
@@ -288,6 +352,8 @@ fn key(c: &Change) -> String {
         Change::PeerUp { peer, .. } => format!("p/{}", peer.host),
         Change::PeerDown { host, .. } => format!("p/{host}"),
         Change::Member { host, group, .. } => format!("m/{host}/{group}"),
+        // The model emits single member changes; runs are folded after coalescing.
+        Change::Members { host, groups, .. } => format!("ms/{host}/{groups:?}"),
         Change::StaticMember { member, .. } => format!(
             "sm/{}/{}/{}",
             member.group,
@@ -356,6 +422,71 @@ mod tests {
         };
         let out = coalesce(vec![m("a", true), m("b", true), m("a", false)]);
         assert_eq!(out, vec![m("b", true), m("a", false)]);
+    }
+
+    #[test]
+    fn runs_of_one_hosts_member_changes_become_one_members_change() {
+        let any = Some(mcgate_domain::SourceFilter::any_source());
+        let m = |host: &str, g: u8, filter: &Option<SourceFilter>| Change::Member {
+            domain: "d".into(),
+            host: host.into(),
+            group: [239, 1, 1, g].into(),
+            filter: filter.clone(),
+        };
+        let down = Change::PeerDown {
+            domain: "d".into(),
+            host: "a".into(),
+        };
+        let out = group_member_runs(vec![
+            m("a", 1, &any),
+            m("a", 2, &any),
+            m("a", 3, &any),
+            m("a", 4, &None),
+            m("b", 5, &None),
+            down.clone(),
+            m("a", 6, &any),
+            m("a", 7, &any),
+        ]);
+        let ms = |groups: &[u8], filter: &Option<SourceFilter>| Change::Members {
+            domain: "d".into(),
+            host: "a".into(),
+            groups: groups.iter().map(|&g| [239, 1, 1, g].into()).collect(),
+            filter: filter.clone(),
+        };
+        assert_eq!(
+            out,
+            vec![
+                ms(&[1, 2, 3], &any),
+                m("a", 4, &None),
+                m("b", 5, &None),
+                down,
+                ms(&[6, 7], &any),
+            ]
+        );
+        // Applying either form gives the same view.
+        let line = |changes| StreamMessage::Delta {
+            revision: 1,
+            changes,
+        };
+        let snapshot = StreamMessage::Snapshot {
+            revision: 0,
+            domains: vec![
+                one_domain_model(AssociationSpec {
+                    subnet: None,
+                    host: Some("a".into()),
+                })
+                .domain_state("d")
+                .unwrap(),
+            ],
+        };
+        let mut plain = mcgate_domain::forwarding::DomainView::new();
+        plain.apply(&snapshot);
+        let mut grouped = plain.clone();
+        let input: Vec<Change> = (1..=7u8).map(|g| m("a", g, &any)).collect();
+        plain.apply(&line(input.clone()));
+        grouped.apply(&line(group_member_runs(input)));
+        assert_eq!(plain, grouped);
+        assert_eq!(plain.domains().next().unwrap().members.len(), 7);
     }
 
     /// A model with IGMPv2 domain "d" and one association.

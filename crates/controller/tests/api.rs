@@ -725,25 +725,39 @@ async fn a_burst_of_joins_is_coalesced_and_shared() {
     .unwrap();
     let mut members = 0;
     let mut lines = 0;
+    let mut bytes = 0;
     while members < 200 {
-        if let StreamMessage::Delta { changes, .. } = next_change(&mut stream).await {
+        let line = tokio::time::timeout(Duration::from_secs(5), stream.next_line())
+            .await
+            .expect("a stream line within 5 s")
+            .unwrap()
+            .expect("the stream is open");
+        if let StreamMessage::Delta { changes, .. } = serde_json::from_slice(&line).unwrap() {
             lines += 1;
-            members += changes
-                .iter()
-                .filter(|c| {
-                    matches!(
-                        c,
-                        Change::Member {
-                            filter: Some(_),
-                            ..
-                        }
-                    )
-                })
-                .count();
+            bytes += line.len();
+            for c in &changes {
+                members += match c {
+                    Change::Member {
+                        filter: Some(_), ..
+                    } => 1,
+                    // One host's joins with one filter travel as one list of groups.
+                    Change::Members {
+                        host,
+                        groups,
+                        filter: Some(_),
+                        ..
+                    } if host == "host-a" => groups.len(),
+                    _ => 0,
+                };
+            }
         }
     }
     assert_eq!(members, 200);
     assert!(lines <= 2, "200 joins in one report took {lines} lines");
+    assert!(
+        bytes < 200 * 20,
+        "200 joins took {bytes} bytes: not sent as one list of groups"
+    );
 }
 
 #[tokio::test]

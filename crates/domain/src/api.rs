@@ -371,6 +371,23 @@ pub enum Change {
         #[schema(schema_with = schema::source_filter_or_null)]
         filter: Option<SourceFilter>,
     },
+    /// The same change as `member` for several groups of one host: each listed group's
+    /// merged filter is now `filter` (`None`: no more members there). The controller
+    /// sends it for consecutive member changes of one host with one filter (a report of
+    /// many joins), so a stream carries each group address once instead of a whole
+    /// `member` object per group.
+    Members {
+        /// The domain.
+        domain: String,
+        /// The host.
+        host: String,
+        /// The groups, at least two.
+        #[schema(schema_with = schema::groups)]
+        groups: Vec<Ipv4Addr>,
+        /// The merged filter of every listed group, or `None`.
+        #[schema(schema_with = schema::source_filter_or_null)]
+        filter: Option<SourceFilter>,
+    },
     /// A static member was registered (`present`) or deregistered.
     StaticMember {
         /// The domain.

@@ -203,30 +203,22 @@ impl DomainView {
                 let Some(d) = self.domain_mut(domain) else {
                     return false;
                 };
-                let pos = d
-                    .members
-                    .iter()
-                    .position(|m| &m.host == host && m.group == *group);
-                match (pos, filter) {
-                    (Some(i), None) => {
-                        d.members.remove(i);
-                        true
-                    }
-                    (None, None) => false,
-                    (Some(i), Some(f)) => {
-                        let changed = d.members[i].filter != *f;
-                        d.members[i].filter = f.clone();
-                        changed
-                    }
-                    (None, Some(f)) => {
-                        d.members.push(crate::api::HostMember {
-                            host: host.clone(),
-                            group: *group,
-                            filter: f.clone(),
-                        });
-                        true
-                    }
+                set_member(d, host, *group, filter.as_ref())
+            }
+            Change::Members {
+                domain,
+                host,
+                groups,
+                filter,
+            } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                let mut changed = false;
+                for g in groups {
+                    changed |= set_member(d, host, *g, filter.as_ref());
                 }
+                changed
             }
             Change::StaticMember {
                 domain,
@@ -248,6 +240,39 @@ impl DomainView {
                 };
                 set_presence(&mut d.static_sources, source, *present)
             }
+        }
+    }
+}
+
+/// Sets `host`'s merged filter for `group` (`None`: no members); returns whether it changed.
+fn set_member(
+    d: &mut DomainState,
+    host: &str,
+    group: Ipv4Addr,
+    filter: Option<&SourceFilter>,
+) -> bool {
+    let pos = d
+        .members
+        .iter()
+        .position(|m| m.host == host && m.group == group);
+    match (pos, filter) {
+        (Some(i), None) => {
+            d.members.remove(i);
+            true
+        }
+        (None, None) => false,
+        (Some(i), Some(f)) => {
+            let changed = d.members[i].filter != *f;
+            d.members[i].filter = f.clone();
+            changed
+        }
+        (None, Some(f)) => {
+            d.members.push(crate::api::HostMember {
+                host: host.to_string(),
+                group,
+                filter: f.clone(),
+            });
+            true
         }
     }
 }

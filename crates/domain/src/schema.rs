@@ -150,6 +150,15 @@ pub fn group() -> Schema {
     string(group_pattern(), Some(KnownFormat::Ipv4), "233.252.0.5").into()
 }
 
+/// A list of groups in 224.0.0.0/4.
+pub fn groups() -> Schema {
+    array(string(
+        group_pattern(),
+        Some(KnownFormat::Ipv4),
+        "233.252.0.5",
+    ))
+}
+
 /// A group in 224.0.0.0/4 but not in 224.0.0.0/24.
 pub fn routable_group() -> Schema {
     string(
