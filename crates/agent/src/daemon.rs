@@ -38,6 +38,11 @@ const IGMP_QUEUE: usize = 8192;
 /// Frames handled per loop turn before the state is published again.
 const IGMP_BATCH: usize = 256;
 
+/// How long a stopping agent waits to repeat its upstream leave (RFC 3376 5.1: the
+/// Robustness Variable - 1 repeats fall within the 1 s Unsolicited Report Interval each;
+/// beyond this they are given up, the first copy having gone out at once).
+const UPSTREAM_LEAVE_WAIT: Duration = Duration::from_millis(1500);
+
 /// Why the agent cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -170,6 +175,20 @@ impl Driver {
             other => other,
         };
         self.core.handle_upstream_link(Instant::now(), dev);
+    }
+
+    /// While stopping: sends the repeats of the upstream leave as they fall due, until
+    /// none is left or `until`.
+    async fn finish_upstream_leave(&mut self, until: Instant) {
+        while let Some(at) = self.core.upstream_leave_timeout() {
+            if at > until {
+                tracing::info!("stopping without the last repeats of the upstream leave");
+                return;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            self.core.handle_upstream_leave_timeout(Instant::now());
+            self.execute();
+        }
     }
 
     /// The socket frames for `link` go out of.
@@ -495,6 +514,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         d.execute();
     }
     tracing::info!("agent stopping");
+    // Leave upstream first (the leave goes out now; its repeats below), so the upstream
+    // router stops forwarding within its last-member queries.
+    let stopping = Instant::now();
+    d.core.leave_upstream(stopping);
+    d.execute();
     session.abort();
     stream.abort();
     traffic.abort();
@@ -520,6 +544,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             Err(_) => tracing::info!("the controller did not answer; the lease will expire"),
         }
     }
+    d.finish_upstream_leave(stopping + UPSTREAM_LEAVE_WAIT)
+        .await;
     if let Some(t) = admin_task {
         t.abort();
     }

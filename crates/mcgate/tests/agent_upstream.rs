@@ -343,6 +343,56 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     drop(exchange);
 }
 
+/// FRR's Group Membership Interval in these tests (RFC 3376 8.4: Robustness Variable 2
+/// x Query Interval 5 s + Query Response Interval 2 s): how long FRR would keep a group
+/// whose member went silent.
+const FRR_GMI: Duration = Duration::from_secs(12);
+
+/// Stops the gateway's agent (SIGTERM) while a task still wants the feed, and measures
+/// how long FRR keeps the group: the agent's leave makes FRR run its last-member
+/// queries (2 x 500 ms) instead of waiting for its Group Membership Interval.
+fn stop_gateway_and_time_the_drop(t: &mut Topo, frr: &Frr) -> Duration {
+    assert!(frr.groups().iter().any(|g| g == FEED));
+    let stopped = Instant::now();
+    t.stop_agent(0);
+    let exit = stopped.elapsed();
+    let ok = t.wait_until(FRR_GMI, || frr.groups().iter().all(|g| g != FEED));
+    let dropped = stopped.elapsed();
+    assert!(
+        ok,
+        "FRR kept {FEED} for its whole membership interval after the gateway stopped\n{}",
+        t.logs()
+    );
+    eprintln!("gateway stop (exited after {exit:?}) to FRR dropping the group: {dropped:?}");
+    assert!(
+        dropped < FRR_GMI / 2,
+        "FRR dropped {FEED} {dropped:?} after the stop: a timeout, not a leave"
+    );
+    let log = agent_support::read(&t.dir.join(format!("agent-{}-1.log", t.hosts[0].name)));
+    assert!(
+        log.contains("left every upstream group"),
+        "the gateway did not leave\n{log}"
+    );
+    dropped
+}
+
+/// RFC 4605 4.1, RFC 3376 5.1: a gateway that stops gracefully leaves upstream every
+/// group it reported (IGMPv3: a state change to INCLUDE {}), though a task still wants
+/// it: FRR drops the group within its last-member queries.
+#[test]
+fn gateway_leaves_upstream_when_it_stops() {
+    let (mut t, _exchange, frr) = deployment(3);
+    let bin = agent_support::binary();
+    let _recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().any(|g| g == FEED)
+    });
+    assert!(ok, "FRR never saw the gateway join {FEED}\n{}", t.logs());
+    // The join's repeats are done, so the leave is the last word.
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gateway_and_time_the_drop(&mut t, &frr);
+}
+
 /// Starts iperf 2 in the exchange namespace sending the feed (TTL 5, 8 s, 1000-byte
 /// datagrams: a 1470-byte one and the tunnel's overhead would pass the 1500-byte
 /// underlay, and be dropped as `too_big`).
@@ -400,4 +450,13 @@ fn gateway_speaks_igmpv2_to_an_igmpv2_querier() {
     assert!(igmp["reports_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
     assert!(igmp["leaves_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
     assert_eq!(igmp["reports_v3"], 0, "{igmp}");
+
+    // A task joins again, and the gateway stops: its leave is an IGMPv2 Leave Group.
+    let _recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().any(|g| g == FEED)
+    });
+    assert!(ok, "FRR never saw the second join of {FEED}\n{}", t.logs());
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gateway_and_time_the_drop(&mut t, &frr);
 }
