@@ -184,6 +184,30 @@ pub struct LinkCounters {
     pub tx: Counter,
     /// Drops of frames captured on or meant for the link.
     pub drops: Drops,
+    /// On a link where routers are (the upstream interface): frames captured per
+    /// (group, source), the first [`MAX_SOURCES_PER_LINK`] pairs. Empty on task links.
+    pub sources: Vec<((Ipv4Addr, Ipv4Addr), Counter)>,
+}
+
+/// The most (group, source) pairs a router link counts separately.
+pub const MAX_SOURCES_PER_LINK: usize = 1024;
+
+/// Counts one packet of `bytes` from `source` to `group` on a router link.
+#[inline]
+pub fn add_source(
+    list: &mut Vec<((Ipv4Addr, Ipv4Addr), Counter)>,
+    group: Ipv4Addr,
+    source: Ipv4Addr,
+    bytes: usize,
+) {
+    let key = (group, source);
+    if let Some((_, c)) = list.iter_mut().find(|(k, _)| *k == key) {
+        c.add(bytes);
+    } else if list.len() < MAX_SOURCES_PER_LINK {
+        let mut c = Counter::default();
+        c.add(bytes);
+        list.push((key, c));
+    }
 }
 
 /// Counters of one group.

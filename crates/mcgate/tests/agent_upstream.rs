@@ -219,6 +219,18 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     assert!(ok, "FRR never saw the gateway join {FEED}\n{}", t.logs());
     eprintln!("join on h2 to FRR's table: {:?}", joined.elapsed());
 
+    // The group table names h1 as the feed's gateway (no source seen yet).
+    let gateway = t.hosts[0].name.clone();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        upstream_rows(&t).iter().any(|r| {
+            r["group"] == FEED
+                && r["host"] == gateway.as_str()
+                && r["interface"] == "up0"
+                && r["address"].is_null()
+        })
+    });
+    assert!(ok, "no gateway row for {FEED}: {:?}", upstream_rows(&t));
+
     // A real sender upstream: the feed enters the domain at h1 and reaches h2.
     let iperf = exchange_iperf(&mut t, &exchange);
     let ok = t.wait_until(Duration::from_secs(15), || {
@@ -227,6 +239,17 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
         })
     });
     assert!(ok, "the feed never reached h2\n{}", t.logs());
+    // The source the gateway's relay sees arriving is in the group table, in place of
+    // the gateway's row without an address.
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        let rows = upstream_rows(&t);
+        rows.len() == 1
+            && rows[0]["group"] == FEED
+            && rows[0]["host"] == gateway.as_str()
+            && rows[0]["address"] == EXCHANGE_IP
+            && rows[0]["source"] == true
+    });
+    assert!(ok, "no upstream source row: {:?}", upstream_rows(&t));
     let rx = t.metric(
         0,
         "mcgate_agent_link_packets",
@@ -341,6 +364,17 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     );
     assert!(reports >= 2, "reports_v3 in /metrics: {reports}");
     drop(exchange);
+}
+
+/// The rows of type `upstream` in the controller's group table.
+fn upstream_rows(t: &Topo) -> Vec<Value> {
+    let body = t.api("GET", "/v1/groups?type=upstream", None);
+    let rows: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+    assert!(
+        rows.iter().all(|r| r["source_type"] == "upstream"),
+        "{rows:?}"
+    );
+    rows
 }
 
 /// FRR's Group Membership Interval in these tests (RFC 3376 8.4: Robustness Variable 2

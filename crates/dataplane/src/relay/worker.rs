@@ -24,7 +24,9 @@ use super::decide::{self, Plan};
 use super::execute::{execute, forward_tunnelled, queues};
 use super::worker_wg::{SealTx, WgPlane};
 use crate::LinkSpec;
-use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
+use crate::counters::{
+    Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters, add_source,
+};
 
 /// Receive slot size: room for a 9000-byte jumbo frame plus the VXLAN header.
 pub(super) const SLOT: usize = 9216 + 64;
@@ -348,6 +350,11 @@ impl Worker {
                     continue;
                 }
             };
+            // Where routers are (the upstream interface), which sources send: the
+            // group table's upstream rows.
+            if in_link.spec.routers {
+                add_source(&mut in_link.counters.sources, m.group, m.source, m.len);
+            }
             // The sender's kernel left the UDP checksum to the (virtual) hardware: finish
             // it now, or every receiver would drop the copy.
             if vnet.flags & VnetHdr::NEEDS_CSUM != 0
