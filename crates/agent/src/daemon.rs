@@ -297,7 +297,9 @@ fn restore(cfg: &AgentConfig) -> Result<SavedMembership, AgentError> {
 
 fn with_upstream(core: AgentCore, cfg: &AgentConfig) -> AgentCore {
     match &cfg.upstream {
-        Some(u) => core.with_upstream(u.clone(), cfg.upstream_groups.clone(), fastrand::u64(..)),
+        Some(u) => core
+            .with_upstream(u.clone(), cfg.upstream_groups.clone(), fastrand::u64(..))
+            .with_upstream_egress(cfg.upstream_egress.clone()),
         None => core,
     }
 }
@@ -326,6 +328,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             let routers = netdev::matches_any(&cfg.router_links, &d.name);
             LinkSpec {
                 single_host: d.single_host() && !routers,
+                egress: Vec::new(),
                 routers,
                 name: d.name,
                 ifindex: d.ifindex,
@@ -350,6 +353,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             );
         } else {
             tracing::info!(upstream = %u, groups = ?cfg.upstream_groups.iter().map(ToString::to_string).collect::<Vec<_>>(), "IGMP proxy towards the upstream interface (RFC 4605)");
+        }
+        if !cfg.upstream_egress.is_empty() {
+            tracing::info!(upstream = %u, egress = ?cfg.upstream_egress.iter().map(ToString::to_string).collect::<Vec<_>>(), "the domain's traffic to these groups leaves on the upstream interface (TTL decremented)");
         }
     }
     let choice = mcgate_dataplane::choose::choose(requested, &links_now)?;

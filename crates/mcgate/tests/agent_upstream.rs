@@ -152,10 +152,43 @@ fn start_frr(ns: &mut Netns, dir: &Path, version: u8) -> Frr {
     }
 }
 
+/// Counts, for `argv[1]` seconds or until SIGINT, the UDP frames to multicast groups on
+/// `eth0` by (source, group, TTL), then prints them as JSON (a capture: it joins
+/// nothing).
+const TTL_PY: &str = r#"
+import json, signal, socket, sys, time
+secs = float(sys.argv[1])
+stop = [False]
+def on_int(*_):
+    stop[0] = True
+signal.signal(signal.SIGINT, on_int)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+s.settimeout(0.1)
+print("capturing", flush=True)
+seen = {}
+end = time.time() + secs
+while not stop[0] and time.time() < end:
+    try:
+        f = s.recv(65535)
+    except (socket.timeout, InterruptedError):
+        continue
+    if len(f) < 34 or f[23] != 17 or f[30] < 224 or f[30] > 239:
+        continue
+    key = "%s %s %d" % (socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34]), f[22])
+    seen[key] = seen.get(key, 0) + 1
+print(json.dumps(seen), flush=True)
+"#;
+
 /// The deployment: h1 the gateway (its `up0` on the exchange's link), h2 with two
 /// tasks, the exchange namespace with FRR as querier of IGMP `version`, heard by the
 /// gateway before this returns.
 fn deployment(version: u8) -> (Topo, Netns, Frr) {
+    deployment_with(version, &[])
+}
+
+/// [`deployment`] with more flags for the gateway's agent.
+fn deployment_with(version: u8, extra: &[&str]) -> (Topo, Netns, Frr) {
     support::require_root();
     let mut t = Topo::with_dataplanes(2, &["userspace", "userspace"]);
     let mut exchange = Netns::new("agent");
@@ -170,8 +203,10 @@ fn deployment(version: u8) -> (Topo, Netns, Frr) {
     exchange.run(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     let frr_dir = t.dir.join("frr");
     t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", "233.252.0.0/24"]
-        .map(String::from)
-        .to_vec();
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
     t.start_controller();
     t.create_domain("feeds", 100, "v3", false);
     t.start_agents();
@@ -425,6 +460,89 @@ fn gateway_leaves_upstream_when_it_stops() {
     // The join's repeats are done, so the leave is the last word.
     std::thread::sleep(Duration::from_secs(2));
     stop_gateway_and_time_the_drop(&mut t, &frr);
+}
+
+/// Egress (`--upstream-egress`): the domain's traffic leaves on the upstream interface
+/// only for the allowed ranges, as a routed hop (TTL decremented; TTL 1 dropped and
+/// counted), from a sender on the gateway host and, through the tunnel, from a sender
+/// on another host while the gateway has a member. (Off by default: the first test.)
+#[test]
+fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
+    const ALLOWED: &str = "239.20.0.1";
+    const OTHER: &str = "239.30.0.1";
+    let (mut t, exchange, _frr) = deployment_with(3, &["--upstream-egress", "239.20.0.0/16"]);
+    let script = t.dir.join("ttl.py");
+    std::fs::write(&script, TTL_PY).expect("write capture script");
+    let watch = t.spawn_in_ns(
+        &exchange,
+        &["python3", script.to_str().expect("utf-8 path"), "60"],
+    );
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.proc_log(watch).contains("capturing")
+    });
+    assert!(ok, "capture did not start");
+    let local = t.hosts[0].tasks[0].ip.clone();
+    let remote = t.hosts[1].tasks[0].ip.clone();
+    let flow = |group, count, ttl| Flow {
+        group,
+        count,
+        interval: 0.01,
+        ttl,
+        size: 100,
+    };
+    // A sender on the gateway host: allowed with TTL 5, allowed with TTL 1, and a group
+    // outside the egress ranges.
+    for (group, count, ttl) in [(ALLOWED, 30, 5), (ALLOWED, 20, 1), (OTHER, 20, 5)] {
+        let s = t.sender(0, 0, flow(group, count, ttl));
+        t.wait_proc(s, Duration::from_secs(15));
+    }
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.metric(
+            0,
+            "mcgate_agent_link_drops",
+            &[("link", "up0"), ("reason", "ttl_expired")],
+        ) >= 20
+    });
+    assert!(ok, "TTL-1 copies not counted as ttl_expired\n{}", t.logs());
+    // A sender on h2 reaches the gateway (and so the exchange) while h1 has a member.
+    let member = t.receiver(0, 1, ALLOWED, 30.0, "any", &[]);
+    let gateway = t.hosts[0].name.clone();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.api("GET", &format!("/v1/groups?group={ALLOWED}"), None)
+            .contains(&format!("\"host\":\"{gateway}\""))
+    });
+    assert!(ok, "h1's member of {ALLOWED} never showed\n{}", t.logs());
+    // The controller's stream takes it to h2 within milliseconds.
+    std::thread::sleep(Duration::from_secs(1));
+    let s = t.sender(1, 0, flow(ALLOWED, 20, 5));
+    t.wait_proc(s, Duration::from_secs(15));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.metric(
+            0,
+            "mcgate_agent_link_packets",
+            &[("link", "up0"), ("direction", "tx")],
+        ) >= 50
+    });
+    assert!(ok, "egress copies not counted\n{}", t.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    t.interrupt_proc(watch);
+    let text = t.wait_proc(watch, Duration::from_secs(5));
+    let seen: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    let n = |src: &str, group: &str, ttl: u8| seen[format!("{src} {group} {ttl}")].as_u64();
+    assert_eq!(n(&local, ALLOWED, 4), Some(30), "{seen}");
+    assert_eq!(n(&remote, ALLOWED, 4), Some(20), "{seen}");
+    // Nothing else of the domain's: no TTL-1 copy, no group outside the ranges.
+    let domain_keys: Vec<&String> = seen
+        .as_object()
+        .map(|o| o.keys().filter(|k| k.starts_with("10.")).collect())
+        .unwrap_or_default();
+    assert_eq!(domain_keys.len(), 2, "{seen}");
+    let got = t.received(member, Duration::ZERO);
+    assert_eq!(got.from(&remote), 20, "{got:?}");
 }
 
 /// Starts iperf 2 in the exchange namespace sending the feed (TTL 5, 8 s, 1000-byte

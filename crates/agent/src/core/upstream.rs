@@ -18,6 +18,8 @@ use crate::netdev::NetDev;
 pub(crate) struct UpstreamLink {
     pub(crate) name: String,
     pub(crate) ranges: Vec<GroupRange>,
+    /// The group ranges the domain's traffic may leave on it (none: no egress).
+    pub(crate) egress: Vec<GroupRange>,
     pub(crate) dev: Option<NetDev>,
     pub(crate) proxy: Option<Upstream>,
     seed: u64,
@@ -32,11 +34,21 @@ impl AgentCore {
         self.upstream = Some(UpstreamLink {
             name,
             ranges,
+            egress: Vec::new(),
             dev: None,
             proxy: None,
             seed,
             leaving: false,
         });
+        self
+    }
+
+    /// Lets the domain's traffic to groups inside `ranges` leave on the upstream
+    /// interface (a routed hop, in the data plane); none by default.
+    pub fn with_upstream_egress(mut self, ranges: Vec<GroupRange>) -> Self {
+        if let Some(u) = self.upstream.as_mut() {
+            u.egress = ranges;
+        }
         self
     }
 

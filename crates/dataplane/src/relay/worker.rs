@@ -21,7 +21,7 @@ use mcgate_wire::vxlan;
 use super::Command;
 use super::checksum::{complete_checksum, complete_partial_udp};
 use super::decide::{self, Plan};
-use super::execute::{execute, forward_tunnelled, queues};
+use super::execute::{egress, execute, forward_tunnelled, queues};
 use super::worker_wg::{SealTx, WgPlane};
 use crate::LinkSpec;
 use crate::counters::{
@@ -49,11 +49,18 @@ pub(super) struct LinkSlot {
     sock: PacketSocket,
     /// Delivers frames on the link.
     tx: PacketSocket,
-    counters: LinkCounters,
+    pub(super) counters: LinkCounters,
     /// Frames of the current batch to deliver on this link.
     pub(super) pending: Vec<Part>,
     /// Not polled until then, after a capture error.
     paused_until: Option<Instant>,
+}
+
+impl LinkSlot {
+    /// Sends one frame on the link now (egress copies, which are not part of a batch).
+    pub(super) fn send_now(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.tx.send(frame)
+    }
 }
 
 pub(super) struct Worker {
@@ -377,7 +384,14 @@ impl Worker {
                 offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
-            execute(&self.plan, queues!(self), &m, part, None);
+            let frame = self
+                .rx
+                .frame(i)
+                .and_then(|(b, _)| b.get(VNET_HDR_LEN..))
+                .unwrap_or(&[]);
+            let mut q = queues!(self);
+            egress(&mut q, &mut self.plan, Some(ingress), frame, &m);
+            execute(&self.plan, q, &m, part, None);
         }
         self.flush();
     }
