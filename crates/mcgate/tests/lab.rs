@@ -701,6 +701,17 @@ fn upstream_feed_example_brings_the_exchange_feed_to_a_task() {
     let started = Instant::now();
     let out = lab.up_ok();
     assert!(out.contains("external network exchange"), "{out}");
+    let s = lab.status();
+    assert_eq!(s.externals.len(), 1, "{s:?}");
+    let e = &s.externals[0];
+    assert_eq!(
+        (e.name.as_str(), e.host.as_str(), e.host_link.as_str()),
+        ("exchange", "gateway", "ext-exchange")
+    );
+    assert_eq!(e.state, "running", "{e:?}");
+    let sender_pid = e.pid.expect("the sender's pid");
+    let text_status = ok(&["lab", "status", "--name", &lab.name]);
+    assert!(text_status.contains("EXTERNAL"), "{text_status}");
     let exchange_ip = "192.0.2.1";
     let heard = || -> u64 {
         reports(&lab, "receiver-1")
@@ -751,7 +762,7 @@ fn upstream_feed_example_brings_the_exchange_feed_to_a_task() {
     assert!(got.iter().map(|x| x.1).sum::<u64>() > 25, "{got:?}");
     // `lab down` stops the sender and removes the exchange too.
     lab.down();
-    lab.assert_gone(&[]);
+    lab.assert_gone(&[sender_pid]);
 }
 
 /// IGMPv3: the source-specific receiver hears only its source, across hosts; the
