@@ -350,6 +350,7 @@ pub fn gather(underlay: Option<&str>, attach: &[String], requested: Requested) -
             ifindex: d.ifindex,
             routers: false,
             single_host: d.single_host(),
+            egress: Vec::new(),
         })
         .collect();
     let masters = choose::link_masters(&specs).map_err(|e| e.to_string());
@@ -411,6 +412,7 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             rotate_key: false,
             upstream: None,
             upstream_groups: None,
+            upstream_egress: None,
         };
         if args.controller.is_empty() {
             args.controller.push("https://127.0.0.1:7400".into());

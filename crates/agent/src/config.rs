@@ -59,6 +59,9 @@ pub struct AgentConfig {
     pub upstream: Option<String>,
     /// The group ranges reported on the upstream interface; none by default.
     pub upstream_groups: Vec<GroupRange>,
+    /// The group ranges the domain's senders may send out on the upstream interface;
+    /// none by default (no egress).
+    pub upstream_egress: Vec<GroupRange>,
 }
 
 impl AgentConfig {
@@ -131,6 +134,8 @@ struct FileConfig {
     upstream: Option<String>,
     #[serde(rename = "upstream-groups")]
     upstream_groups: Option<OneOrMany>,
+    #[serde(rename = "upstream-egress")]
+    upstream_egress: Option<OneOrMany>,
 }
 
 /// `controller = "URL"` or `controller = ["URL", ...]`.
@@ -261,7 +266,26 @@ fn resolve_upstream(
             why: "give one interface name (1 to 15 characters, no '/', spaces or globs)".into(),
         });
     }
-    let groups: Vec<String> = match (&args.upstream_groups, file_groups) {
+    let ranges = group_ranges(
+        "upstream-groups",
+        args.upstream_groups.as_deref(),
+        file_groups,
+        upstream.is_some(),
+        "needs --upstream IFACE, the interface to report them on",
+    )?;
+    Ok((upstream, ranges))
+}
+
+/// Group ranges of `key`, the flag's (comma-separated) over the file's; refused
+/// (`why_not`) without an upstream interface.
+fn group_ranges(
+    key: &'static str,
+    flag: Option<&str>,
+    file: Option<OneOrMany>,
+    has_upstream: bool,
+    why_not: &str,
+) -> Result<Vec<GroupRange>, ConfigError> {
+    let groups: Vec<String> = match (flag, file) {
         (Some(g), _) => g.split(',').map(str::to_string).collect(),
         (None, Some(g)) => g.into_vec(),
         (None, None) => Vec::new(),
@@ -269,19 +293,19 @@ fn resolve_upstream(
     let mut ranges = Vec::with_capacity(groups.len());
     for g in &groups {
         ranges.push(g.parse::<GroupRange>().map_err(|e| ConfigError::Invalid {
-            key: "upstream-groups",
+            key,
             value: g.clone(),
             why: e.to_string(),
         })?);
     }
-    if upstream.is_none() && !ranges.is_empty() {
+    if !has_upstream && !ranges.is_empty() {
         return Err(ConfigError::Invalid {
-            key: "upstream-groups",
+            key,
             value: groups.join(","),
-            why: "needs --upstream IFACE, the interface to report them on".into(),
+            why: why_not.into(),
         });
     }
-    Ok((upstream, ranges))
+    Ok(ranges)
 }
 
 impl AgentConfig {
@@ -389,6 +413,13 @@ impl AgentConfig {
             });
         let (upstream, upstream_groups) =
             resolve_upstream(args, file.upstream, file.upstream_groups)?;
+        let upstream_egress = group_ranges(
+            "upstream-egress",
+            args.upstream_egress.as_deref(),
+            file.upstream_egress,
+            upstream.is_some(),
+            "needs --upstream IFACE, the interface the domain's traffic would leave on",
+        )?;
         Ok(Self {
             controllers,
             join_token,
@@ -407,6 +438,7 @@ impl AgentConfig {
             rotate_key: args.rotate_key,
             upstream,
             upstream_groups,
+            upstream_egress,
         })
     }
 }
@@ -436,6 +468,7 @@ mod tests {
             rotate_key: false,
             upstream: None,
             upstream_groups: None,
+            upstream_egress: None,
         }
     }
 
@@ -594,6 +627,19 @@ mod tests {
         a.upstream_groups = Some("233.252.0.0/24".into());
         let e = AgentConfig::resolve(&a).unwrap_err().to_string();
         assert!(e.contains("needs --upstream"), "{e}");
+        // Egress: off by default, ranges only with an interface.
+        a.upstream_groups = None;
+        a.upstream_egress = Some("239.20.0.0/16".into());
+        let e = AgentConfig::resolve(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("`upstream-egress`") && e.contains("needs --upstream"),
+            "{e}"
+        );
+        a.upstream = Some("ex0".into());
+        let c = AgentConfig::resolve(&a).unwrap();
+        assert_eq!(c.upstream_egress, ["239.20.0.0/16".parse().unwrap()]);
+        a.upstream_egress = None;
+        assert!(AgentConfig::resolve(&a).unwrap().upstream_egress.is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

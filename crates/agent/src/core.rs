@@ -285,12 +285,17 @@ impl AgentCore {
         let upstream = self
             .upstream
             .as_ref()
-            .and_then(|u| u.dev.as_ref())
-            .map(|d| LinkSpec {
+            .and_then(|u| u.dev.as_ref().map(|d| (u, d)))
+            .map(|(u, d)| LinkSpec {
                 name: d.name.clone(),
                 ifindex: d.ifindex,
                 routers: true,
                 single_host: false,
+                egress: u
+                    .egress
+                    .iter()
+                    .map(|r| (r.network(), r.prefix_len()))
+                    .collect(),
             });
         self.actions.push_back(Action::SetLinks(
             self.links
@@ -300,6 +305,7 @@ impl AgentCore {
                     ifindex: l.dev.ifindex,
                     routers: self.is_router_link(&l.dev.name),
                     single_host: l.dev.single_host() && !self.is_router_link(&l.dev.name),
+                    egress: Vec::new(),
                 })
                 .chain(upstream)
                 .collect(),

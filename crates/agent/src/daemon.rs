@@ -38,6 +38,11 @@ const IGMP_QUEUE: usize = 8192;
 /// Frames handled per loop turn before the state is published again.
 const IGMP_BATCH: usize = 256;
 
+/// How long a stopping agent waits to repeat its upstream leave (RFC 3376 5.1: the
+/// Robustness Variable - 1 repeats fall within the 1 s Unsolicited Report Interval each;
+/// beyond this they are given up, the first copy having gone out at once).
+const UPSTREAM_LEAVE_WAIT: Duration = Duration::from_millis(1500);
+
 /// Why the agent cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -172,6 +177,20 @@ impl Driver {
         self.core.handle_upstream_link(Instant::now(), dev);
     }
 
+    /// While stopping: sends the repeats of the upstream leave as they fall due, until
+    /// none is left or `until`.
+    async fn finish_upstream_leave(&mut self, until: Instant) {
+        while let Some(at) = self.core.upstream_leave_timeout() {
+            if at > until {
+                tracing::info!("stopping without the last repeats of the upstream leave");
+                return;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            self.core.handle_upstream_leave_timeout(Instant::now());
+            self.execute();
+        }
+    }
+
     /// The socket frames for `link` go out of.
     fn socket(&self, link: &str, ifindex: u32) -> Option<&LinkSocket> {
         match self.upstream.as_deref() {
@@ -278,7 +297,9 @@ fn restore(cfg: &AgentConfig) -> Result<SavedMembership, AgentError> {
 
 fn with_upstream(core: AgentCore, cfg: &AgentConfig) -> AgentCore {
     match &cfg.upstream {
-        Some(u) => core.with_upstream(u.clone(), cfg.upstream_groups.clone(), fastrand::u64(..)),
+        Some(u) => core
+            .with_upstream(u.clone(), cfg.upstream_groups.clone(), fastrand::u64(..))
+            .with_upstream_egress(cfg.upstream_egress.clone()),
         None => core,
     }
 }
@@ -307,6 +328,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             let routers = netdev::matches_any(&cfg.router_links, &d.name);
             LinkSpec {
                 single_host: d.single_host() && !routers,
+                egress: Vec::new(),
                 routers,
                 name: d.name,
                 ifindex: d.ifindex,
@@ -331,6 +353,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             );
         } else {
             tracing::info!(upstream = %u, groups = ?cfg.upstream_groups.iter().map(ToString::to_string).collect::<Vec<_>>(), "IGMP proxy towards the upstream interface (RFC 4605)");
+        }
+        if !cfg.upstream_egress.is_empty() {
+            tracing::info!(upstream = %u, egress = ?cfg.upstream_egress.iter().map(ToString::to_string).collect::<Vec<_>>(), "the domain's traffic to these groups leaves on the upstream interface (TTL decremented)");
         }
     }
     let choice = mcgate_dataplane::choose::choose(requested, &links_now)?;
@@ -495,6 +520,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         d.execute();
     }
     tracing::info!("agent stopping");
+    // Leave upstream first (the leave goes out now; its repeats below), so the upstream
+    // router stops forwarding within its last-member queries.
+    let stopping = Instant::now();
+    d.core.leave_upstream(stopping);
+    d.execute();
     session.abort();
     stream.abort();
     traffic.abort();
@@ -520,6 +550,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             Err(_) => tracing::info!("the controller did not answer; the lease will expire"),
         }
     }
+    d.finish_upstream_leave(stopping + UPSTREAM_LEAVE_WAIT)
+        .await;
     if let Some(t) = admin_task {
         t.abort();
     }

@@ -95,6 +95,11 @@ pub struct AgentArgs {
     /// None by default: without it the upstream interface reports nothing.
     #[arg(long = "upstream-groups", value_name = "CIDR,...")]
     pub upstream_groups: Option<String>,
+    /// Group ranges the domain's own senders may send out on the upstream interface,
+    /// `CIDR[,CIDR...]`, as a routed hop (TTL decremented; TTL 1 or less is dropped and
+    /// counted). None by default: nothing of the domain's leaves.
+    #[arg(long = "upstream-egress", value_name = "CIDR,...")]
+    pub upstream_egress: Option<String>,
     /// Admin endpoint for `/metrics` and `/v1/stats`: `IP:PORT` or `unix:PATH`.
     #[arg(long)]
     pub admin: Option<String>,

@@ -16,9 +16,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use mcgate_dataplane::counters::{Counter, DataplaneStats, Drops, GroupCounters};
 use mcgate_domain::api::DomainState;
-use mcgate_domain::traffic::{Count, GroupCounts, LinkState, PeerCount, TrafficReport};
+use mcgate_domain::traffic::{
+    Count, GroupCounts, LinkState, MAX_UPSTREAM_SOURCES, PeerCount, TrafficReport, UpstreamReport,
+    UpstreamSource,
+};
 
-use crate::view::LinkView;
+use crate::view::{LinkView, UpstreamView};
 
 /// One other host of a domain, by the addresses its traffic comes from and goes to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,11 +153,37 @@ fn link_state(l: &LinkView) -> LinkState {
     }
 }
 
+/// The upstream interface's part of the report: its ranges and the (group, source)
+/// pairs the data plane counted arriving on it.
+fn upstream_report(u: &UpstreamView, stats: &DataplaneStats) -> UpstreamReport {
+    let sources = stats
+        .links
+        .get(&u.interface)
+        .map(|l| l.sources.as_slice())
+        .unwrap_or_default();
+    UpstreamReport {
+        interface: u.interface.clone(),
+        groups: u.groups.iter().filter_map(|g| g.parse().ok()).collect(),
+        present: u.present,
+        sources: sources
+            .iter()
+            .take(MAX_UPSTREAM_SOURCES)
+            .map(|((group, source), c)| UpstreamSource {
+                group: *group,
+                source: *source,
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect(),
+    }
+}
+
 /// The report of `session` from the data plane's `stats`, read at `uptime_ms` on the
-/// agent's monotonic clock.
+/// agent's monotonic clock; `upstream`: the gateway's upstream interface, if any.
 pub fn report(
     inputs: &TrafficInputs,
     links: &[LinkView],
+    upstream: Option<&UpstreamView>,
     stats: &DataplaneStats,
     session: u64,
     uptime_ms: u64,
@@ -189,6 +218,7 @@ pub fn report(
         drops: drops(&stats.drops),
         groups,
         links: links.iter().map(link_state).collect(),
+        upstream: upstream.map(|u| upstream_report(u, stats)),
     }
 }
 
@@ -275,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_group_is_counted_in_the_domains_that_know_it_with_per_host_splits() {
-        let r = report(&inputs(), &[], &stats(), 7, 1500);
+        let r = report(&inputs(), &[], None, &stats(), 7, 1500);
         assert_eq!(
             (r.session, r.uptime_ms, r.dataplane.as_str()),
             (7, 1500, "userspace")
@@ -305,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_group_no_domain_knows_is_counted_in_every_domain() {
-        let r = report(&inputs(), &[], &stats(), 1, 0);
+        let r = report(&inputs(), &[], None, &stats(), 1, 0);
         let lonely: Vec<_> = r
             .groups
             .iter()
@@ -322,7 +352,7 @@ mod tests {
             tunnel_tx: counter(9),
             ..DataplaneStats::default()
         };
-        let r = report(&inputs(), &[], &s, 1, 0);
+        let r = report(&inputs(), &[], None, &s, 1, 0);
         assert_eq!(r.missing, KERNEL_MISSING);
         assert_eq!(r.tunnel_tx.packets, 9);
         assert!(r.groups.is_empty());

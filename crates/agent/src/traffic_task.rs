@@ -62,7 +62,14 @@ pub async fn run(
                 Ok(v) => v,
                 Err(p) => p.into_inner(),
             };
-            traffic::report(&v.traffic, &v.links, &stats, session, uptime_ms)
+            traffic::report(
+                &v.traffic,
+                &v.links,
+                v.upstream.as_ref(),
+                &stats,
+                session,
+                uptime_ms,
+            )
         };
         let (pick, _) = controllers.current();
         let client = &clients[pick.index];

@@ -28,7 +28,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The rows of `GET /v1/groups` (`mcgate groups`, `mcgate demo`) as a table: ROLE is
-/// member, source or both; TYPE igmp or static; FILTER the IGMPv3 source filter, as
+/// member, source or both; TYPE igmp, static or upstream; FILTER the IGMPv3 source filter, as
 /// `include(a,b)` or `exclude(-)`; LEAVE how an IGMP member's leave is acted on (`fast`
 /// at once, `queries` after the last-member queries); `-` where a cell has no value.
 pub fn groups(rows: &[GroupEntry]) -> String {
@@ -44,6 +44,7 @@ pub fn groups(rows: &[GroupEntry]) -> String {
             let kind = r.member_type.or(r.source_type).map(|k| match k {
                 MemberType::Igmp => "igmp",
                 MemberType::Static => "static",
+                MemberType::Upstream => "upstream",
             });
             vec![
                 r.domain.clone(),
@@ -173,6 +174,41 @@ mod tests {
                 "igmp",
                 "exclude(-)",
                 "fast"
+            ]
+        );
+    }
+
+    #[test]
+    fn upstream_rows_show_the_gateway_and_the_source() {
+        let row = GroupEntry {
+            domain: "d".into(),
+            group: [233, 252, 0, 7].into(),
+            host: "gw".into(),
+            subnet: None,
+            interface: Some("up0".into()),
+            address: Some([192, 0, 2, 1].into()),
+            member: false,
+            source: true,
+            member_type: None,
+            source_type: Some(MemberType::Upstream),
+            source_filter: None,
+            leave: None,
+        };
+        let t = groups(&[row]);
+        let cells: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "d",
+                "233.252.0.7",
+                "gw",
+                "-",
+                "up0",
+                "192.0.2.1",
+                "source",
+                "upstream",
+                "-",
+                "-"
             ]
         );
     }

@@ -303,7 +303,7 @@ pub(crate) async fn groups(
     if let Some(d) = &q.domain {
         c.read(|m, _| m.domain(d).map(|_| ()))?;
     }
-    Ok(Json(c.read(|m, _| m.groups(&q))))
+    Ok(Json(c.group_rows(&q)))
 }
 
 /// Associates or disassociates; answers the domain after.

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use mcgate_domain::api::{GroupEntry, GroupQuery};
 use mcgate_domain::traffic::{TrafficReport, TrafficView};
 use mcgate_domain::validate::ModelError;
 use tokio::sync::watch;
@@ -80,6 +81,20 @@ impl Controller {
         };
         let book = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
         Ok(book.view(name, revision, &hosts, &members, now))
+    }
+
+    /// The group table's rows for `q`, with the rows of the gateway hosts whose traffic
+    /// reports are fresh (their upstream ranges and the upstream sources seen).
+    pub(crate) fn group_rows(&self, q: &GroupQuery) -> Vec<GroupEntry> {
+        let now = self.now_ms();
+        let g = self.lock();
+        // Lock order: the state, then the book (never the other way).
+        let gateways = self
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upstream_gateways(now);
+        g.model.groups_with_upstream(q, &gateways)
     }
 
     /// A receiver that sees every new revision (a membership or agent change).

@@ -77,6 +77,9 @@ pub enum DropReason {
     WrongInnerSource,
     /// Plain VXLAN for a domain whose traffic travels inside WireGuard.
     Unencrypted,
+    /// A copy for the upstream interface (egress, a routed hop) whose TTL was 1 or
+    /// less (RFC 1812 section 5.3.1).
+    TtlExpired,
     /// WireGuard traffic for a domain with `tunnel = "vxlan"`, or a copy for a
     /// WireGuard domain's peer that has no key or tunnel address yet (never sent in the
     /// clear).
@@ -85,7 +88,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
@@ -107,6 +110,7 @@ impl DropReason {
         DropReason::Replay,
         DropReason::WrongInnerSource,
         DropReason::Unencrypted,
+        DropReason::TtlExpired,
         DropReason::TunnelMismatch,
     ];
 
@@ -134,6 +138,7 @@ impl DropReason {
             DropReason::Replay => "replay",
             DropReason::WrongInnerSource => "wrong_inner_source",
             DropReason::Unencrypted => "unencrypted",
+            DropReason::TtlExpired => "ttl_expired",
             DropReason::TunnelMismatch => "tunnel_mismatch",
         }
     }
@@ -184,6 +189,30 @@ pub struct LinkCounters {
     pub tx: Counter,
     /// Drops of frames captured on or meant for the link.
     pub drops: Drops,
+    /// On a link where routers are (the upstream interface): frames captured per
+    /// (group, source), the first [`MAX_SOURCES_PER_LINK`] pairs. Empty on task links.
+    pub sources: Vec<((Ipv4Addr, Ipv4Addr), Counter)>,
+}
+
+/// The most (group, source) pairs a router link counts separately.
+pub const MAX_SOURCES_PER_LINK: usize = 1024;
+
+/// Counts one packet of `bytes` from `source` to `group` on a router link.
+#[inline]
+pub fn add_source(
+    list: &mut Vec<((Ipv4Addr, Ipv4Addr), Counter)>,
+    group: Ipv4Addr,
+    source: Ipv4Addr,
+    bytes: usize,
+) {
+    let key = (group, source);
+    if let Some((_, c)) = list.iter_mut().find(|(k, _)| *k == key) {
+        c.add(bytes);
+    } else if list.len() < MAX_SOURCES_PER_LINK {
+        let mut c = Counter::default();
+        c.add(bytes);
+        list.push((key, c));
+    }
 }
 
 /// Counters of one group.

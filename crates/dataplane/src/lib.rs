@@ -82,6 +82,22 @@ pub struct LinkSpec {
     /// `single_host_fast_leave` applies to it: the kernel plane sets the bridge port's
     /// `fast_leave` flag.
     pub single_host: bool,
+    /// Group ranges (network, prefix length) the domain's traffic may leave on this
+    /// link as a routed hop: the upstream interface's `--upstream-egress`. Empty for
+    /// every other link, and by default.
+    pub egress: Vec<(core::net::Ipv4Addr, u8)>,
+}
+
+impl LinkSpec {
+    /// Whether traffic to `group` may leave on this link ([`LinkSpec::egress`]; never a
+    /// link-local group).
+    pub fn egress_allows(&self, group: core::net::Ipv4Addr) -> bool {
+        !mcgate_wire::is_link_local_group(group)
+            && self.egress.iter().any(|(net, len)| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                u32::from(group) & mask == u32::from(*net) & mask
+            })
+    }
 }
 
 /// What a data plane needs to start.

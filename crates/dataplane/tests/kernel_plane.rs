@@ -261,12 +261,14 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
             ifindex: tk1,
             routers: true,
             single_host: false,
+            egress: Vec::new(),
         },
         LinkSpec {
             name: "tk2".into(),
             ifindex: tk2,
             routers: false,
             single_host: true,
+            egress: Vec::new(),
         },
     ]);
     let fast_leave = |port: &str| {

@@ -444,6 +444,10 @@ pub enum MemberType {
     Igmp,
     /// Registered through the API.
     Static,
+    /// From the upstream multicast network, brought in by a gateway host (`mcgate agent
+    /// --upstream`): a source seen arriving on its upstream interface, or (with no
+    /// address) the gateway of a group inside its upstream ranges that has members.
+    Upstream,
 }
 
 /// How a member's leave is acted on, in the group table.

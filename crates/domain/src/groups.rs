@@ -16,17 +16,50 @@ use mcgate_wire::settings::IgmpSettings;
 
 pub use mcgate_wire::igmp::ALL_SYSTEMS;
 
+/// A gateway host (`mcgate agent --upstream`) as its traffic reports describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamGateway {
+    /// The host.
+    pub host: String,
+    /// Its upstream interface.
+    pub interface: String,
+    /// The group ranges it brings in.
+    pub ranges: Vec<Ipv4Net>,
+    /// (group, source) pairs seen arriving on the interface lately.
+    pub sources: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
 impl Model {
     /// The rows matching every filter of `q`, sorted by domain, group, host, interface,
     /// address.
     pub fn groups(&self, q: &GroupQuery) -> Vec<GroupEntry> {
+        self.groups_with_upstream(q, &[])
+    }
+
+    /// As [`Model::groups`], with the rows of upstream `gateways` too (type `upstream`,
+    /// in every domain the gateway belongs to): per gateway, one source row per
+    /// (group, source) seen arriving on its upstream interface inside its ranges, and
+    /// one row without an address for each group of its ranges that has members in
+    /// the domain and no source seen yet (the host the group comes in at).
+    pub fn groups_with_upstream(
+        &self,
+        q: &GroupQuery,
+        gateways: &[UpstreamGateway],
+    ) -> Vec<GroupEntry> {
         let mut rows = Vec::new();
         for rec in self.domain_records() {
             if q.domain.as_ref().is_some_and(|d| *d != rec.domain.name) {
                 continue;
             }
+            let first = rows.len();
             self.igmp_rows(rec, &mut rows);
             static_rows(self, rec, &mut rows);
+            let wanted: BTreeSet<Ipv4Addr> = rows[first..]
+                .iter()
+                .filter(|r| r.member && r.group != ALL_SYSTEMS)
+                .map(|r| r.group)
+                .collect();
+            self.upstream_rows(rec, gateways, &wanted, &mut rows);
         }
         rows.retain(|r| matches(r, q));
         rows.sort_by(|a, b| {
@@ -109,6 +142,50 @@ impl Model {
                 for r in reporters {
                     rows.push(row(ALL_SYSTEMS, link, Some(r), None));
                 }
+            }
+        }
+    }
+}
+
+impl Model {
+    fn upstream_rows(
+        &self,
+        rec: &DomainRecord,
+        gateways: &[UpstreamGateway],
+        wanted: &BTreeSet<Ipv4Addr>,
+        rows: &mut Vec<GroupEntry>,
+    ) {
+        for gw in gateways {
+            let Some(agent) = self.agent(&gw.host) else {
+                continue;
+            };
+            if agent.expired || !rec.has_host(&gw.host, Some(&agent.registration)) {
+                continue;
+            }
+            let inside = |g: Ipv4Addr| {
+                !mcgate_wire::is_link_local_group(g) && gw.ranges.iter().any(|r| r.contains(&g))
+            };
+            let row = |group, address| GroupEntry {
+                domain: rec.domain.name.clone(),
+                group,
+                host: gw.host.clone(),
+                subnet: None,
+                interface: Some(gw.interface.clone()),
+                address,
+                member: false,
+                source: true,
+                member_type: None,
+                source_type: Some(MemberType::Upstream),
+                source_filter: None,
+                leave: None,
+            };
+            let mut seen = BTreeSet::new();
+            for (group, source) in gw.sources.iter().filter(|(g, _)| inside(*g)) {
+                seen.insert(*group);
+                rows.push(row(*group, Some(*source)));
+            }
+            for group in wanted.iter().filter(|g| inside(**g) && !seen.contains(*g)) {
+                rows.push(row(*group, None));
             }
         }
     }

@@ -567,3 +567,58 @@ fn agents_get_unique_tunnel_addresses_and_peers_see_keys() {
         .unwrap();
     assert!(rc.tunnel_address.is_some());
 }
+
+#[test]
+fn group_table_names_the_upstream_gateway_and_the_sources_it_sees() {
+    use crate::groups::UpstreamGateway;
+    let (mut m, sa, _) = reference();
+    m.report(
+        "host-a",
+        report(sa, 1, true, vec![join("veth-r1", G, [10, 0, 2, 4].into())]),
+        0,
+    )
+    .unwrap();
+    let other = Ipv4Addr::new(239, 1, 1, 1);
+    let mut gw = UpstreamGateway {
+        host: "host-b".into(),
+        interface: "up0".into(),
+        ranges: vec!["233.252.0.0/24".parse().unwrap()],
+        sources: Vec::new(),
+    };
+    let upstream = |m: &Model, gw: &UpstreamGateway| -> Vec<GroupEntry> {
+        m.groups_with_upstream(&GroupQuery::default(), std::slice::from_ref(gw))
+            .into_iter()
+            .filter(|r| r.source_type == Some(MemberType::Upstream))
+            .collect()
+    };
+    // Members of a group in the range, no source seen yet: the gateway's row.
+    let rows = upstream(&m, &gw);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (
+            rows[0].group,
+            rows[0].host.as_str(),
+            rows[0].interface.as_deref()
+        ),
+        (G, "host-b", Some("up0"))
+    );
+    assert!(rows[0].source && !rows[0].member && rows[0].address.is_none());
+    // Sources seen arriving: one row each; outside the ranges: none.
+    let s1 = Ipv4Addr::new(192, 0, 2, 1);
+    gw.sources = vec![(G, s1), (other, s1)];
+    let rows = upstream(&m, &gw);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!((rows[0].group, rows[0].address), (G, Some(s1)));
+    // The kind filter, and a gateway the model does not know shows nothing.
+    let q = GroupQuery {
+        kind: Some(MemberType::Upstream),
+        ..Default::default()
+    };
+    assert_eq!(
+        m.groups_with_upstream(&q, std::slice::from_ref(&gw)).len(),
+        1
+    );
+    assert!(m.groups(&q).is_empty());
+    gw.host = "host-z".into();
+    assert!(upstream(&m, &gw).is_empty());
+}

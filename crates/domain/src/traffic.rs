@@ -129,6 +129,53 @@ pub struct TrafficReport {
     /// The host's links.
     #[serde(default)]
     pub links: Vec<LinkState>,
+    /// The host's upstream interface, on a gateway host (`mcgate agent --upstream`);
+    /// absent on other hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamReport>,
+}
+
+/// The most group ranges and (group, source) pairs an upstream report may carry.
+pub const MAX_UPSTREAM_RANGES: usize = 256;
+/// See [`MAX_UPSTREAM_RANGES`].
+pub const MAX_UPSTREAM_SOURCES: usize = 1024;
+
+/// A gateway host's upstream interface in its traffic report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamReport {
+    /// The interface (`--upstream`).
+    #[schema(schema_with = schema::link_name)]
+    pub interface: String,
+    /// The group ranges the gateway brings in (`--upstream-groups`).
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_list)]
+    pub groups: Vec<Ipv4Net>,
+    /// Whether the interface exists now.
+    #[serde(default)]
+    pub present: bool,
+    /// Multicast arriving on the interface per (group, source), cumulative since the
+    /// data plane started.
+    #[serde(default)]
+    pub sources: Vec<UpstreamSource>,
+}
+
+/// One (group, source) pair arriving on an upstream interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSource {
+    /// The group.
+    #[schema(schema_with = schema::ipv4)]
+    pub group: Ipv4Addr,
+    /// The source (a host of the upstream network).
+    #[schema(schema_with = schema::ipv4)]
+    pub source: Ipv4Addr,
+    /// Packets.
+    #[schema(schema_with = schema::u64_schema)]
+    pub packets: u64,
+    /// Bytes of the frames.
+    #[schema(schema_with = schema::u64_schema)]
+    pub bytes: u64,
 }
 
 impl TrafficReport {
@@ -150,6 +197,20 @@ impl TrafficReport {
                 "groups",
                 format!("at most {MAX_REPORT_PEERS} hosts per group"),
             ));
+        }
+        if let Some(u) = &self.upstream {
+            if u.groups.len() > MAX_UPSTREAM_RANGES {
+                return Err((
+                    "upstream",
+                    format!("at most {MAX_UPSTREAM_RANGES} group ranges"),
+                ));
+            }
+            if u.sources.len() > MAX_UPSTREAM_SOURCES {
+                return Err((
+                    "upstream",
+                    format!("at most {MAX_UPSTREAM_SOURCES} upstream sources"),
+                ));
+            }
         }
         Ok(())
     }

@@ -27,6 +27,10 @@ struct GroupRates {
     drops: BTreeMap<String, f64>,
 }
 
+/// An upstream source is listed in the group table this long after its counters last
+/// grew.
+pub const UPSTREAM_SOURCE_HOLD_MS: u64 = 10_000;
+
 /// What one host's last two reports say.
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
@@ -34,6 +38,9 @@ struct Sample {
     received_ms: u64,
     /// `None` until two reports of one session arrived.
     rates: Option<HostRates>,
+    /// On a gateway: per upstream (group, source), its packet count and when it last
+    /// grew.
+    upstream_seen: BTreeMap<(Ipv4Addr, Ipv4Addr), (u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,17 +163,29 @@ impl TrafficBook {
 
     /// Takes `host`'s report, received at `now_ms`.
     pub fn record(&mut self, host: &str, report: TrafficReport, now_ms: u64) {
-        let rates = self
-            .hosts
-            .get(host)
+        let prev = self.hosts.get(host);
+        let rates = prev
             .filter(|s| s.last.session == report.session)
             .and_then(|s| host_rates(&s.last, &report));
+        let mut upstream_seen = BTreeMap::new();
+        for src in report.upstream.iter().flat_map(|u| &u.sources) {
+            let key = (src.group, src.source);
+            let seen = match prev.and_then(|p| p.upstream_seen.get(&key)) {
+                Some((packets, at)) if *packets == src.packets => *at,
+                _ if src.packets > 0 => now_ms,
+                _ => continue,
+            };
+            if now_ms.saturating_sub(seen) <= UPSTREAM_SOURCE_HOLD_MS {
+                upstream_seen.insert(key, (src.packets, seen));
+            }
+        }
         self.hosts.insert(
             host.to_string(),
             Sample {
                 last: report,
                 received_ms: now_ms,
                 rates,
+                upstream_seen,
             },
         );
     }
@@ -189,6 +208,32 @@ impl TrafficBook {
     /// Whether no host reported.
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
+    }
+
+    /// The gateway hosts whose last report is fresh (within [`STALE_MS`]) and names an
+    /// upstream interface, with the upstream sources whose counters grew within
+    /// [`UPSTREAM_SOURCE_HOLD_MS`].
+    pub fn upstream_gateways(&self, now_ms: u64) -> Vec<crate::groups::UpstreamGateway> {
+        self.hosts
+            .iter()
+            .filter(|(_, s)| now_ms.saturating_sub(s.received_ms) <= STALE_MS)
+            .filter_map(|(host, s)| {
+                let u = s.last.upstream.as_ref()?;
+                Some(crate::groups::UpstreamGateway {
+                    host: host.clone(),
+                    interface: u.interface.clone(),
+                    ranges: u.groups.clone(),
+                    sources: s
+                        .upstream_seen
+                        .iter()
+                        .filter(|(_, (_, at))| {
+                            now_ms.saturating_sub(*at) <= UPSTREAM_SOURCE_HOLD_MS
+                        })
+                        .map(|(k, _)| *k)
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     fn fresh_rates(&self, host: &str, now_ms: u64) -> Option<&HostRates> {

@@ -69,6 +69,7 @@ fn sender(session: u64, uptime_ms: u64, n: u64) -> TrafficReport {
             drops: BTreeMap::new(),
         }],
         links: Vec::new(),
+        upstream: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn receiver(uptime_ms: u64, n: u64) -> TrafficReport {
             drops: BTreeMap::new(),
         }],
         links: Vec::new(),
+        upstream: None,
     }
 }
 
@@ -217,4 +219,46 @@ fn forgotten_hosts_leave_the_book() {
     assert_eq!(b.len(), 1);
     b.retain(|h| h != "h2");
     assert!(b.is_empty());
+}
+
+fn gateway_report(uptime_ms: u64, packets: u64) -> TrafficReport {
+    TrafficReport {
+        upstream: Some(UpstreamReport {
+            interface: "up0".into(),
+            groups: vec!["233.252.0.0/24".parse().expect("net")],
+            present: true,
+            sources: vec![UpstreamSource {
+                group: Ipv4Addr::new(233, 252, 0, 7),
+                source: Ipv4Addr::new(192, 0, 2, 1),
+                packets,
+                bytes: packets * 1000,
+            }],
+        }),
+        ..receiver(uptime_ms, 0)
+    }
+}
+
+#[test]
+fn upstream_sources_are_listed_while_their_counters_grow_and_a_while_after() {
+    let mut b = TrafficBook::new();
+    b.record("h1", receiver(0, 0), 0);
+    assert!(b.upstream_gateways(0).is_empty());
+    b.record("gw", gateway_report(0, 0), 0);
+    let gw = b.upstream_gateways(0);
+    assert_eq!(gw.len(), 1);
+    assert_eq!(gw[0].host, "gw");
+    assert_eq!(gw[0].interface, "up0");
+    assert!(gw[0].sources.is_empty(), "nothing arrived yet");
+    b.record("gw", gateway_report(1_000, 50), 1_000);
+    let src = (Ipv4Addr::new(233, 252, 0, 7), Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(b.upstream_gateways(1_000)[0].sources, [src]);
+    // The source stops: still listed for the hold, then gone; the gateway stays.
+    for t in 2..=11 {
+        b.record("gw", gateway_report(t * 1_000, 50), t * 1_000);
+    }
+    assert_eq!(b.upstream_gateways(11_000)[0].sources, [src]);
+    b.record("gw", gateway_report(12_000, 50), 12_000);
+    assert!(b.upstream_gateways(12_000)[0].sources.is_empty());
+    // A gateway that stops reporting is no gateway.
+    assert!(b.upstream_gateways(12_000 + STALE_MS + 1).is_empty());
 }

@@ -9,7 +9,9 @@ use crate::error::LabError;
 use crate::ops::{self, require_root};
 use crate::process::{self, is_running};
 use crate::state::{LabState, Running, lab_dir, list_labs, log_path, pick_lab, read_exit};
-use crate::status::{ControllerStatus, HostStatus, LabStatus, TaskStatus, UiStatus};
+use crate::status::{
+    ControllerStatus, ExternalStatus, HostStatus, LabStatus, TaskStatus, UiStatus,
+};
 use crate::table;
 use crate::topology::{REFERENCE_FILE_NAME, REFERENCE_TOPOLOGY, Topology};
 use crate::{DownArgs, ExecArgs, KillArgs, LabCommand, LogsArgs, RestartArgs, StatusArgs, UpArgs};
@@ -203,6 +205,28 @@ pub fn status_of(st: &LabState) -> LabStatus {
         etcd: crate::status_ha::etcd(st),
         hosts,
         tasks,
+        externals: st
+            .externals
+            .iter()
+            .map(|e| {
+                let running = e.sender.as_ref().and_then(|l| l.running);
+                let s = node_state(&dir, &e.name, running);
+                ExternalStatus {
+                    name: e.name.clone(),
+                    cidr: e.cidr.to_string(),
+                    address: e.address,
+                    host: e.host.clone(),
+                    host_link: e.host_link.clone(),
+                    groups: e.groups.iter().map(ToString::to_string).collect(),
+                    pid: running.map(|r| r.pid),
+                    state: match &e.sender {
+                        Some(_) => s.0.to_string(),
+                        None => "no sender".into(),
+                    },
+                    exit_code: e.sender.as_ref().and_then(|_| exit(s)),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -370,6 +394,44 @@ fn status_text(st: &LabState) -> String {
         ["TASK", "SERVICE", "HOST", "ZONE", "IP", "PID", "STATE"],
         &tasks,
     ));
+    if !st.externals.is_empty() {
+        let externals: Vec<[String; 7]> = st
+            .externals
+            .iter()
+            .map(|e| {
+                let running = e.sender.as_ref().and_then(|l| l.running);
+                [
+                    e.name.clone(),
+                    e.cidr.to_string(),
+                    e.address.to_string(),
+                    format!("{} ({})", e.host, e.host_link),
+                    e.groups
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    running.map(|r| r.pid.to_string()).unwrap_or("-".into()),
+                    match &e.sender {
+                        Some(_) => state_words(node_state(&dir, &e.name, running)),
+                        None => "no sender".into(),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str("\n\n");
+        out.push_str(&table::render(
+            [
+                "EXTERNAL",
+                "NETWORK",
+                "QUERIER",
+                "GATEWAY",
+                "GROUPS",
+                "SENDER PID",
+                "SENDER",
+            ],
+            &externals,
+        ));
+    }
     if let Some(why) = &chosen.unknown_because {
         out.push_str(&format!(
             "\n\nDATAPLANE ? (requested in parentheses): {why}"

@@ -47,7 +47,8 @@ pub use error::LabError;
 pub use ops::UpOptions;
 pub use reports::{Report, parse_reports, receiver_reports};
 pub use status::{
-    ControllerStatus, EtcdMemberStatus, HostStatus, LabStatus, ReplicaStatus, TaskStatus, UiStatus,
+    ControllerStatus, EtcdMemberStatus, ExternalStatus, HostStatus, LabStatus, ReplicaStatus,
+    TaskStatus, UiStatus,
 };
 pub use topology::{REFERENCE_TOPOLOGY, Topology, TopologyError};
 

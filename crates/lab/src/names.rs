@@ -102,6 +102,15 @@ pub fn subnet_bridge(index: usize) -> String {
     format!("s{index}")
 }
 
+/// The gateway host's link to an external network (its agent's `--upstream`): `ext-`
+/// and the network's name, cut to 15 bytes. One external network per host, so it is
+/// unique in the host's namespace; it never matches the agent's `tk*`.
+pub fn external_link(name: &str) -> String {
+    let mut s = format!("ext-{name}");
+    s.truncate(15);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use crate::error::LabError;
-use crate::state::{ControlPlaneState, ControllerState, HostState, LabState, TaskState};
+use crate::state::{
+    ControlPlaneState, ControllerState, ExternalState, HostState, LabState, TaskState,
+};
 
 /// MTU of the underlay links.
 pub const UNDERLAY_MTU: &str = "9001";
@@ -282,4 +284,76 @@ pub fn build_task(h: &HostState, t: &TaskState) -> Result<(), LabError> {
         &h.gateway.to_string(),
     )?;
     ipn(ns, &["route", "add", "224.0.0.0/4", "dev", "eth0"])
+}
+
+/// An external multicast network: its namespace with a bridge `br0` holding the
+/// network's first address and running the IGMP querier (snooping on, `mcast_querier`,
+/// queries from its address, every 10 s), a route for 224.0.0.0/4 there (the sender's),
+/// and one port `gw0` whose peer is the gateway host's link (`ext-<name>`, with the
+/// host's address in the network). The port gets no flooded multicast: only the groups
+/// the gateway joined reach it, as from a real IGMP router.
+pub fn build_external(st: &LabState, e: &ExternalState) -> Result<(), LabError> {
+    let ns = &e.netns;
+    let Some(host) = st.hosts.iter().find(|h| h.name == e.host) else {
+        return Err(LabError::Addresses(format!(
+            "external network {} names gateway host {}, which the lab does not have",
+            e.name, e.host
+        )));
+    };
+    add_netns(ns)?;
+    let mac = bridge_mac(e.address);
+    let version = e.igmp_version.to_string();
+    ipn(
+        ns,
+        &[
+            "link",
+            "add",
+            "br0",
+            "address",
+            &mac,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "mcast_snooping",
+            "1",
+            "mcast_querier",
+            "1",
+            "mcast_query_use_ifaddr",
+            "1",
+            "mcast_igmp_version",
+            &version,
+            "mcast_query_interval",
+            "1000",
+            "mcast_query_response_interval",
+            "200",
+            "mcast_last_member_interval",
+            "50",
+        ],
+    )?;
+    run(&[
+        "ip",
+        "link",
+        "add",
+        &e.host_link,
+        "netns",
+        &host.netns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "gw0",
+        "netns",
+        ns,
+    ])?;
+    enslave_without_flood(ns, "gw0", "br0")?;
+    ipn(ns, &["link", "set", "gw0", "up"])?;
+    let prefix = e.cidr.prefix_len();
+    address_up(ns, &format!("{}/{prefix}", e.address), "br0")?;
+    ipn(ns, &["route", "add", "224.0.0.0/4", "dev", "br0"])?;
+    address_up(
+        &host.netns,
+        &format!("{}/{prefix}", e.host_address),
+        &e.host_link,
+    )
 }

@@ -316,6 +316,26 @@ fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Resul
             h.name, h.underlay_ip, h.subnet, h.zone, h.netns
         );
     }
+    for e in &st.externals {
+        check_interrupt()?;
+        net::build_external(st, e)?;
+        println!(
+            "        external network {} {} (namespace {}): IGMPv{} querier {}, reached only from {} ({} {}, --upstream-groups {})",
+            e.name,
+            e.cidr,
+            e.netns,
+            e.igmp_version,
+            e.address,
+            e.host,
+            e.host_link,
+            e.host_address,
+            e.groups
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
     fail_point("hosts")?;
     println!("[3/{steps}] task networks (one namespace and address per task, like awsvpc)");
     for t in &st.tasks {
@@ -367,6 +387,20 @@ fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Resul
             "        {name}: pid {} runs {}",
             r.pid,
             process::shell_words(&st.tasks[i].launch.argv)
+        );
+    }
+    for i in 0..st.externals.len() {
+        check_interrupt()?;
+        let name = st.externals[i].name.clone();
+        let Some(launch) = st.externals[i].sender.as_mut() else {
+            continue;
+        };
+        let r = start_node(&sup, &dir, &name, launch)?;
+        let argv = process::shell_words(&launch.argv);
+        st.save()?;
+        println!(
+            "        {name} (external sender): pid {} runs {argv}",
+            r.pid
         );
     }
     // A task that cannot start at all (no such program) shows as exited in the table.
@@ -680,7 +714,8 @@ pub fn stop_node(lab: &str, node: &str) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The namespace of a node for `lab exec`: a task, a host, `controller`/`ctl` or `vpc`.
+/// The namespace of a node for `lab exec`: a task, a host, an external network,
+/// `controller`/`ctl` or `vpc`.
 pub fn node_netns(st: &LabState, node: &str) -> Option<String> {
     match node {
         "vpc" => return Some(st.vpc_netns.clone()),
@@ -700,6 +735,9 @@ pub fn node_netns(st: &LabState, node: &str) -> Option<String> {
     }
     if let Some(h) = st.hosts.iter().find(|h| h.name == node) {
         return Some(h.netns.clone());
+    }
+    if let Some(e) = st.externals.iter().find(|e| e.name == node) {
+        return Some(e.netns.clone());
     }
     st.tasks
         .iter()

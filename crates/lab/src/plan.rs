@@ -14,7 +14,8 @@ use crate::error::LabError;
 use crate::names;
 use crate::placement::Placed;
 use crate::state::{
-    ControllerState, DomainSetup, HostState, LabState, Launch, SubnetState, TaskState, lab_dir,
+    ControllerState, DomainSetup, ExternalState, HostState, LabState, Launch, SubnetState,
+    TaskState, lab_dir,
 };
 use crate::topology::Topology;
 
@@ -209,6 +210,19 @@ pub fn plan(
                 argv.push("--zone".into());
                 argv.push(s.zone.clone());
             }
+            // The gateway of an external network: its IGMP proxy and relay towards it.
+            if let Some(e) = topo.externals.iter().find(|e| e.host == i) {
+                argv.push("--upstream".into());
+                argv.push(names::external_link(&e.name));
+                argv.push("--upstream-groups".into());
+                argv.push(
+                    e.groups
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
             if flags.token {
                 argv.push("--token-file".into());
                 argv.push(agent_token_file(&dir, &h.name).display().to_string());
@@ -281,6 +295,36 @@ pub fn plan(
         });
     }
 
+    let mut externals = Vec::new();
+    for e in &topo.externals {
+        let netns = names::netns(lab, &e.name);
+        namespaces.push(netns.clone());
+        let no_room = || {
+            LabError::Addresses(format!(
+                "external network {} ({}) has no room for its addresses",
+                e.name, e.cidr
+            ))
+        };
+        externals.push(ExternalState {
+            name: e.name.clone(),
+            cidr: e.cidr,
+            address: nth(&e.cidr, 1).ok_or_else(no_room)?,
+            igmp_version: e.igmp_version,
+            host: topo.hosts[e.host].name.clone(),
+            host_link: names::external_link(&e.name),
+            host_address: nth(&e.cidr, 2).ok_or_else(no_room)?,
+            groups: e.groups.clone(),
+            sender: e.sender.as_ref().map(|cmd| Launch {
+                netns: netns.clone(),
+                argv: resolve_argv(cmd, exe),
+                env: e.env.clone(),
+                running: None,
+                private_run: true,
+            }),
+            netns,
+        });
+    }
+
     Ok(LabState {
         name: lab.clone(),
         file: topo.file.clone(),
@@ -308,6 +352,7 @@ pub fn plan(
         hosts,
         tasks,
         namespaces,
+        externals,
     })
 }
 
@@ -429,6 +474,44 @@ mod tests {
                 .count();
             assert_eq!(n, 2, "{}", h.name);
         }
+    }
+
+    #[test]
+    fn upstream_feed_plan_connects_the_exchange_to_the_gateway_only() {
+        let src = include_str!("../../../examples/upstream-feed.toml");
+        let st = plan_example("upstream-feed", src);
+        assert_eq!(st.externals.len(), 1);
+        let e = &st.externals[0];
+        assert_eq!(e.netns, "mcgl-upstream-feed-exchange");
+        assert!(st.namespaces.contains(&e.netns));
+        assert_eq!(
+            (e.address.to_string(), e.host_address.to_string()),
+            ("192.0.2.1".into(), "192.0.2.2".into())
+        );
+        assert_eq!(
+            (e.host.as_str(), e.host_link.as_str()),
+            ("gateway", "ext-exchange")
+        );
+        let sender = e.sender.as_ref().expect("a sender");
+        assert_eq!(sender.netns, e.netns);
+        assert_eq!(sender.argv[1..3], ["perf", "send"]);
+        assert!(st.node_names().contains(&"exchange".to_string()));
+        let mut st2 = st.clone();
+        assert!(st2.launch_mut("exchange").is_some());
+        let argv = |h: &str| {
+            st.hosts
+                .iter()
+                .find(|x| x.name == h)
+                .and_then(|x| x.agent.as_ref())
+                .map(|a| a.argv.join(" "))
+                .unwrap_or_default()
+        };
+        assert!(
+            argv("gateway").contains("--upstream ext-exchange --upstream-groups 233.252.0.0/24"),
+            "{}",
+            argv("gateway")
+        );
+        assert!(!argv("host-b").contains("--upstream"), "{}", argv("host-b"));
     }
 
     #[test]

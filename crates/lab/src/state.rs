@@ -220,6 +220,31 @@ pub struct TaskState {
     pub launch: Launch,
 }
 
+/// An external multicast network as built (`[[externals]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalState {
+    /// Name (the node name of its sender).
+    pub name: String,
+    /// Its namespace: a bridge `br0` with the network's first address, the IGMP querier.
+    pub netns: String,
+    /// Its network.
+    pub cidr: Ipv4Net,
+    /// The bridge's address (the querier's, and the sender's source).
+    pub address: Ipv4Addr,
+    /// The querier's IGMP version.
+    pub igmp_version: u8,
+    /// The gateway host's name.
+    pub host: String,
+    /// The gateway host's link to it (its agent's `--upstream`).
+    pub host_link: String,
+    /// The gateway host's address on it.
+    pub host_address: Ipv4Addr,
+    /// The group ranges the gateway brings in.
+    pub groups: Vec<Ipv4Net>,
+    /// The sender, if any.
+    pub sender: Option<Launch>,
+}
+
 /// Everything `lab status`, `lab down` and friends need, from any later invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
@@ -258,6 +283,9 @@ pub struct LabState {
     pub tasks: Vec<TaskState>,
     /// Every namespace of the lab, in creation order.
     pub namespaces: Vec<String>,
+    /// External multicast networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub externals: Vec<ExternalState>,
 }
 
 impl LabState {
@@ -341,6 +369,9 @@ impl LabState {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == node) {
             return h.agent.as_mut();
         }
+        if let Some(e) = self.externals.iter_mut().find(|e| e.name == node) {
+            return e.sender.as_mut();
+        }
         self.tasks
             .iter_mut()
             .find(|t| t.name == node)
@@ -367,6 +398,12 @@ impl LabState {
                 .map(|h| h.name.clone()),
         );
         v.extend(self.tasks.iter().map(|t| t.name.clone()));
+        v.extend(
+            self.externals
+                .iter()
+                .filter(|e| e.sender.is_some())
+                .map(|e| e.name.clone()),
+        );
         v
     }
 }

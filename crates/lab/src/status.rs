@@ -28,6 +28,33 @@ pub struct LabStatus {
     pub hosts: Vec<HostStatus>,
     /// Tasks, in placement order.
     pub tasks: Vec<TaskStatus>,
+    /// External multicast networks (`[[externals]]`), in file order; empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub externals: Vec<ExternalStatus>,
+}
+
+/// An external multicast network and its sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalStatus {
+    /// Its name (the node name of its sender).
+    pub name: String,
+    /// Its network.
+    pub cidr: String,
+    /// Its bridge's address: the IGMP querier's and the sender's.
+    pub address: Ipv4Addr,
+    /// The gateway host.
+    pub host: String,
+    /// The gateway host's link to it (its agent's `--upstream`).
+    pub host_link: String,
+    /// The group ranges the gateway brings in.
+    pub groups: Vec<String>,
+    /// The sender's supervisor's PID, if it has a sender that started.
+    pub pid: Option<i32>,
+    /// The sender's state: "running", "exited", "not started", or "no sender".
+    pub state: String,
+    /// When exited: its exit code, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// The controller.

@@ -25,7 +25,17 @@ pub struct DownReport {
 /// controllers, then etcd (the controllers need it to resign cleanly).
 fn all_running(st: &LabState) -> [Vec<Running>; 5] {
     let ui = st.ui.iter().filter_map(|u| u.launch.running).collect();
-    let tasks = st.tasks.iter().filter_map(|t| t.launch.running).collect();
+    // External networks' senders stop with the tasks.
+    let tasks = st
+        .tasks
+        .iter()
+        .filter_map(|t| t.launch.running)
+        .chain(
+            st.externals
+                .iter()
+                .filter_map(|e| e.sender.as_ref().and_then(|l| l.running)),
+        )
+        .collect();
     let agents = st
         .hosts
         .iter()

@@ -152,10 +152,43 @@ fn start_frr(ns: &mut Netns, dir: &Path, version: u8) -> Frr {
     }
 }
 
+/// Counts, for `argv[1]` seconds or until SIGINT, the UDP frames to multicast groups on
+/// `eth0` by (source, group, TTL), then prints them as JSON (a capture: it joins
+/// nothing).
+const TTL_PY: &str = r#"
+import json, signal, socket, sys, time
+secs = float(sys.argv[1])
+stop = [False]
+def on_int(*_):
+    stop[0] = True
+signal.signal(signal.SIGINT, on_int)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+s.settimeout(0.1)
+print("capturing", flush=True)
+seen = {}
+end = time.time() + secs
+while not stop[0] and time.time() < end:
+    try:
+        f = s.recv(65535)
+    except (socket.timeout, InterruptedError):
+        continue
+    if len(f) < 34 or f[23] != 17 or f[30] < 224 or f[30] > 239:
+        continue
+    key = "%s %s %d" % (socket.inet_ntoa(f[26:30]), socket.inet_ntoa(f[30:34]), f[22])
+    seen[key] = seen.get(key, 0) + 1
+print(json.dumps(seen), flush=True)
+"#;
+
 /// The deployment: h1 the gateway (its `up0` on the exchange's link), h2 with two
 /// tasks, the exchange namespace with FRR as querier of IGMP `version`, heard by the
 /// gateway before this returns.
 fn deployment(version: u8) -> (Topo, Netns, Frr) {
+    deployment_with(version, &[])
+}
+
+/// [`deployment`] with more flags for the gateway's agent.
+fn deployment_with(version: u8, extra: &[&str]) -> (Topo, Netns, Frr) {
     support::require_root();
     let mut t = Topo::with_dataplanes(2, &["userspace", "userspace"]);
     let mut exchange = Netns::new("agent");
@@ -170,8 +203,10 @@ fn deployment(version: u8) -> (Topo, Netns, Frr) {
     exchange.run(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     let frr_dir = t.dir.join("frr");
     t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", "233.252.0.0/24"]
-        .map(String::from)
-        .to_vec();
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
     t.start_controller();
     t.create_domain("feeds", 100, "v3", false);
     t.start_agents();
@@ -219,6 +254,18 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     assert!(ok, "FRR never saw the gateway join {FEED}\n{}", t.logs());
     eprintln!("join on h2 to FRR's table: {:?}", joined.elapsed());
 
+    // The group table names h1 as the feed's gateway (no source seen yet).
+    let gateway = t.hosts[0].name.clone();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        upstream_rows(&t).iter().any(|r| {
+            r["group"] == FEED
+                && r["host"] == gateway.as_str()
+                && r["interface"] == "up0"
+                && r["address"].is_null()
+        })
+    });
+    assert!(ok, "no gateway row for {FEED}: {:?}", upstream_rows(&t));
+
     // A real sender upstream: the feed enters the domain at h1 and reaches h2.
     let iperf = exchange_iperf(&mut t, &exchange);
     let ok = t.wait_until(Duration::from_secs(15), || {
@@ -227,6 +274,17 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
         })
     });
     assert!(ok, "the feed never reached h2\n{}", t.logs());
+    // The source the gateway's relay sees arriving is in the group table, in place of
+    // the gateway's row without an address.
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        let rows = upstream_rows(&t);
+        rows.len() == 1
+            && rows[0]["group"] == FEED
+            && rows[0]["host"] == gateway.as_str()
+            && rows[0]["address"] == EXCHANGE_IP
+            && rows[0]["source"] == true
+    });
+    assert!(ok, "no upstream source row: {:?}", upstream_rows(&t));
     let rx = t.metric(
         0,
         "mcgate_agent_link_packets",
@@ -343,6 +401,150 @@ fn gateway_proxies_membership_to_frr_and_brings_the_feed_into_the_domain() {
     drop(exchange);
 }
 
+/// The rows of type `upstream` in the controller's group table.
+fn upstream_rows(t: &Topo) -> Vec<Value> {
+    let body = t.api("GET", "/v1/groups?type=upstream", None);
+    let rows: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+    assert!(
+        rows.iter().all(|r| r["source_type"] == "upstream"),
+        "{rows:?}"
+    );
+    rows
+}
+
+/// FRR's Group Membership Interval in these tests (RFC 3376 8.4: Robustness Variable 2
+/// x Query Interval 5 s + Query Response Interval 2 s): how long FRR would keep a group
+/// whose member went silent.
+const FRR_GMI: Duration = Duration::from_secs(12);
+
+/// Stops the gateway's agent (SIGTERM) while a task still wants the feed, and measures
+/// how long FRR keeps the group: the agent's leave makes FRR run its last-member
+/// queries (2 x 500 ms) instead of waiting for its Group Membership Interval.
+fn stop_gateway_and_time_the_drop(t: &mut Topo, frr: &Frr) -> Duration {
+    assert!(frr.groups().iter().any(|g| g == FEED));
+    let stopped = Instant::now();
+    t.stop_agent(0);
+    let exit = stopped.elapsed();
+    let ok = t.wait_until(FRR_GMI, || frr.groups().iter().all(|g| g != FEED));
+    let dropped = stopped.elapsed();
+    assert!(
+        ok,
+        "FRR kept {FEED} for its whole membership interval after the gateway stopped\n{}",
+        t.logs()
+    );
+    eprintln!("gateway stop (exited after {exit:?}) to FRR dropping the group: {dropped:?}");
+    assert!(
+        dropped < FRR_GMI / 2,
+        "FRR dropped {FEED} {dropped:?} after the stop: a timeout, not a leave"
+    );
+    let log = agent_support::read(&t.dir.join(format!("agent-{}-1.log", t.hosts[0].name)));
+    assert!(
+        log.contains("left every upstream group"),
+        "the gateway did not leave\n{log}"
+    );
+    dropped
+}
+
+/// RFC 4605 4.1, RFC 3376 5.1: a gateway that stops gracefully leaves upstream every
+/// group it reported (IGMPv3: a state change to INCLUDE {}), though a task still wants
+/// it: FRR drops the group within its last-member queries.
+#[test]
+fn gateway_leaves_upstream_when_it_stops() {
+    let (mut t, _exchange, frr) = deployment(3);
+    let bin = agent_support::binary();
+    let _recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().any(|g| g == FEED)
+    });
+    assert!(ok, "FRR never saw the gateway join {FEED}\n{}", t.logs());
+    // The join's repeats are done, so the leave is the last word.
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gateway_and_time_the_drop(&mut t, &frr);
+}
+
+/// Egress (`--upstream-egress`): the domain's traffic leaves on the upstream interface
+/// only for the allowed ranges, as a routed hop (TTL decremented; TTL 1 dropped and
+/// counted), from a sender on the gateway host and, through the tunnel, from a sender
+/// on another host while the gateway has a member. (Off by default: the first test.)
+#[test]
+fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
+    const ALLOWED: &str = "239.20.0.1";
+    const OTHER: &str = "239.30.0.1";
+    let (mut t, exchange, _frr) = deployment_with(3, &["--upstream-egress", "239.20.0.0/16"]);
+    let script = t.dir.join("ttl.py");
+    std::fs::write(&script, TTL_PY).expect("write capture script");
+    let watch = t.spawn_in_ns(
+        &exchange,
+        &["python3", script.to_str().expect("utf-8 path"), "60"],
+    );
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.proc_log(watch).contains("capturing")
+    });
+    assert!(ok, "capture did not start");
+    let local = t.hosts[0].tasks[0].ip.clone();
+    let remote = t.hosts[1].tasks[0].ip.clone();
+    let flow = |group, count, ttl| Flow {
+        group,
+        count,
+        interval: 0.01,
+        ttl,
+        size: 100,
+    };
+    // A sender on the gateway host: allowed with TTL 5, allowed with TTL 1, and a group
+    // outside the egress ranges.
+    for (group, count, ttl) in [(ALLOWED, 30, 5), (ALLOWED, 20, 1), (OTHER, 20, 5)] {
+        let s = t.sender(0, 0, flow(group, count, ttl));
+        t.wait_proc(s, Duration::from_secs(15));
+    }
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.metric(
+            0,
+            "mcgate_agent_link_drops",
+            &[("link", "up0"), ("reason", "ttl_expired")],
+        ) >= 20
+    });
+    assert!(ok, "TTL-1 copies not counted as ttl_expired\n{}", t.logs());
+    // A sender on h2 reaches the gateway (and so the exchange) while h1 has a member.
+    let member = t.receiver(0, 1, ALLOWED, 30.0, "any", &[]);
+    let gateway = t.hosts[0].name.clone();
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.api("GET", &format!("/v1/groups?group={ALLOWED}"), None)
+            .contains(&format!("\"host\":\"{gateway}\""))
+    });
+    assert!(ok, "h1's member of {ALLOWED} never showed\n{}", t.logs());
+    // The controller's stream takes it to h2 within milliseconds.
+    std::thread::sleep(Duration::from_secs(1));
+    let s = t.sender(1, 0, flow(ALLOWED, 20, 5));
+    t.wait_proc(s, Duration::from_secs(15));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        t.metric(
+            0,
+            "mcgate_agent_link_packets",
+            &[("link", "up0"), ("direction", "tx")],
+        ) >= 50
+    });
+    assert!(ok, "egress copies not counted\n{}", t.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    t.interrupt_proc(watch);
+    let text = t.wait_proc(watch, Duration::from_secs(5));
+    let seen: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    let n = |src: &str, group: &str, ttl: u8| seen[format!("{src} {group} {ttl}")].as_u64();
+    assert_eq!(n(&local, ALLOWED, 4), Some(30), "{seen}");
+    assert_eq!(n(&remote, ALLOWED, 4), Some(20), "{seen}");
+    // Nothing else of the domain's: no TTL-1 copy, no group outside the ranges.
+    let domain_keys: Vec<&String> = seen
+        .as_object()
+        .map(|o| o.keys().filter(|k| k.starts_with("10.")).collect())
+        .unwrap_or_default();
+    assert_eq!(domain_keys.len(), 2, "{seen}");
+    let got = t.received(member, Duration::ZERO);
+    assert_eq!(got.from(&remote), 20, "{got:?}");
+}
+
 /// Starts iperf 2 in the exchange namespace sending the feed (TTL 5, 8 s, 1000-byte
 /// datagrams: a 1470-byte one and the tunnel's overhead would pass the 1500-byte
 /// underlay, and be dropped as `too_big`).
@@ -400,4 +602,13 @@ fn gateway_speaks_igmpv2_to_an_igmpv2_querier() {
     assert!(igmp["reports_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
     assert!(igmp["leaves_v2"].as_u64().unwrap_or(0) >= 1, "{igmp}");
     assert_eq!(igmp["reports_v3"], 0, "{igmp}");
+
+    // A task joins again, and the gateway stops: its leave is an IGMPv2 Leave Group.
+    let _recv = t.spawn_in_task(1, 0, &[&bin, "perf", "recv", "--group", FEED]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.groups().iter().any(|g| g == FEED)
+    });
+    assert!(ok, "FRR never saw the second join of {FEED}\n{}", t.logs());
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gateway_and_time_the_drop(&mut t, &frr);
 }

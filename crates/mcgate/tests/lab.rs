@@ -691,6 +691,80 @@ fn fanout_example_reaches_every_receiver() {
     }
 }
 
+/// An external network: the exchange's sender (outside the VPC, behind the gateway
+/// host) reaches the receiver task on another host, through the gateway's IGMP proxy
+/// and relay; the exchange's querier saw the gateway join; the group table names the
+/// gateway and the exchange's source.
+#[test]
+fn upstream_feed_example_brings_the_exchange_feed_to_a_task() {
+    let lab = Lab::new(&example("upstream-feed.toml", "upstream-feed"));
+    let started = Instant::now();
+    let out = lab.up_ok();
+    assert!(out.contains("external network exchange"), "{out}");
+    let s = lab.status();
+    assert_eq!(s.externals.len(), 1, "{s:?}");
+    let e = &s.externals[0];
+    assert_eq!(
+        (e.name.as_str(), e.host.as_str(), e.host_link.as_str()),
+        ("exchange", "gateway", "ext-exchange")
+    );
+    assert_eq!(e.state, "running", "{e:?}");
+    let sender_pid = e.pid.expect("the sender's pid");
+    let text_status = ok(&["lab", "status", "--name", &lab.name]);
+    assert!(text_status.contains("EXTERNAL"), "{text_status}");
+    let exchange_ip = "192.0.2.1";
+    let heard = || -> u64 {
+        reports(&lab, "receiver-1")
+            .into_iter()
+            .filter(|x| x.0 == exchange_ip)
+            .map(|x| x.1)
+            .sum()
+    };
+    let took = wait_until(30, "the exchange's feed at receiver-1", || heard() > 0);
+    eprintln!(
+        "upstream feed at receiver-1 {took:?} after lab up returned ({:?} after it started)",
+        started.elapsed()
+    );
+    // The exchange's bridge learned the gateway's membership (its own snooping table).
+    let mdb = lab.exec("exchange", &["bridge", "mdb", "show"]);
+    assert!(
+        text(&mdb).contains("233.252.0.7") && text(&mdb).contains("gw0"),
+        "the exchange's bridge never saw the gateway join: {}",
+        text(&mdb)
+    );
+    // The group table: the exchange's source, at the gateway.
+    let socket = format!("unix:{}/controller.sock", state_dir(&lab.name).display());
+    let groups = ok(&[
+        "groups",
+        "--controller",
+        &socket,
+        "--type",
+        "upstream",
+        "--json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(&groups).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["host"] == "gateway"
+                && r["group"] == "233.252.0.7"
+                && r["address"] == exchange_ip
+                && r["interface"] == "ext-exchange"),
+        "{groups}"
+    );
+    // Nothing lost once flowing.
+    std::thread::sleep(Duration::from_secs(2));
+    let got: Vec<_> = reports(&lab, "receiver-1")
+        .into_iter()
+        .filter(|x| x.0 == exchange_ip)
+        .collect();
+    assert!(got.iter().map(|x| x.1).sum::<u64>() > 25, "{got:?}");
+    // `lab down` stops the sender and removes the exchange too.
+    lab.down();
+    lab.assert_gone(&[sender_pid]);
+}
+
 /// IGMPv3: the source-specific receiver hears only its source, across hosts; the
 /// any-source one hears both senders.
 #[test]

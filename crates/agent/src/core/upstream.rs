@@ -18,9 +18,13 @@ use crate::netdev::NetDev;
 pub(crate) struct UpstreamLink {
     pub(crate) name: String,
     pub(crate) ranges: Vec<GroupRange>,
+    /// The group ranges the domain's traffic may leave on it (none: no egress).
+    pub(crate) egress: Vec<GroupRange>,
     pub(crate) dev: Option<NetDev>,
     pub(crate) proxy: Option<Upstream>,
     seed: u64,
+    /// The agent is stopping and left every group: nothing is reported any more.
+    leaving: bool,
 }
 
 impl AgentCore {
@@ -30,10 +34,21 @@ impl AgentCore {
         self.upstream = Some(UpstreamLink {
             name,
             ranges,
+            egress: Vec::new(),
             dev: None,
             proxy: None,
             seed,
+            leaving: false,
         });
+        self
+    }
+
+    /// Lets the domain's traffic to groups inside `ranges` leave on the upstream
+    /// interface (a routed hop, in the data plane); none by default.
+    pub fn with_upstream_egress(mut self, ranges: Vec<GroupRange>) -> Self {
+        if let Some(u) = self.upstream.as_mut() {
+            u.egress = ranges;
+        }
         self
     }
 
@@ -91,7 +106,7 @@ impl AgentCore {
         let Some(up) = self.upstream.as_ref() else {
             return;
         };
-        if up.proxy.is_none() {
+        if up.proxy.is_none() || up.leaving {
             return;
         }
         let ranges = up.ranges.clone();
@@ -112,6 +127,43 @@ impl AgentCore {
             p.set_membership(now, membership);
         }
         self.drain_upstream();
+    }
+
+    /// The agent stops: every group reported upstream is left at once (IGMPv3
+    /// state-change records to INCLUDE {}, IGMPv2 Leave Group; see
+    /// [`Upstream::leave_all`]), so the upstream router stops forwarding after its
+    /// last-member queries rather than its Group Membership Interval. Nothing is
+    /// reported afterwards. Returns how many groups were left.
+    pub fn leave_upstream(&mut self, now: Instant) -> usize {
+        let now = self.advance(now);
+        let Some(up) = self.upstream.as_mut() else {
+            return 0;
+        };
+        up.leaving = true;
+        let (Some(p), Some(_)) = (up.proxy.as_mut(), up.dev.as_ref()) else {
+            return 0;
+        };
+        let left = p.leave_all(now);
+        if left > 0 {
+            tracing::info!(link = %up.name, groups = left, "agent stopping: left every upstream group");
+        }
+        self.drain_upstream();
+        left
+    }
+
+    /// While stopping: when the next repeat of the upstream leave is due, if any.
+    pub fn upstream_leave_timeout(&self) -> Option<Instant> {
+        self.upstream
+            .as_ref()
+            .filter(|u| u.leaving && u.dev.is_some())
+            .and_then(|u| u.proxy.as_ref())
+            .and_then(Upstream::next_repeat)
+    }
+
+    /// While stopping: sends the upstream leave's repeats due by `now`.
+    pub fn handle_upstream_leave_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.upstream_handle_timeout(now);
     }
 
     /// An IPv4 packet from the upstream interface's IGMP socket.

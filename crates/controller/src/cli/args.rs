@@ -372,4 +372,6 @@ pub enum TypeArg {
     Igmp,
     /// Registered through the API.
     Static,
+    /// From the upstream network, at a gateway host (`mcgate agent --upstream`).
+    Upstream,
 }

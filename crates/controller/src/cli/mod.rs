@@ -235,6 +235,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                 g.kind.map(|k| match k {
                     TypeArg::Igmp => "igmp".to_string(),
                     TypeArg::Static => "static".to_string(),
+                    TypeArg::Upstream => "upstream".to_string(),
                 }),
             );
             add("member", g.member.map(|x| x.to_string()));

@@ -265,6 +265,36 @@ pub fn from_tunnel(
     Ok(done)
 }
 
+/// Offset of the IPv4 header in the Ethernet frames the relay forwards (inspected as
+/// Ethernet II without a VLAN tag).
+const IP_AT: usize = 14;
+
+/// The copy of `frame` (an inspected multicast frame, `len` bytes) that leaves on the
+/// upstream interface: a routed hop (RFC 1812 section 5.3.1), so its TTL is decremented
+/// and its header checksum updated incrementally (RFC 1624 eqn. 3); a packet whose TTL
+/// is 1 or less is not forwarded ([`DropReason::TtlExpired`]).
+pub fn egress_copy(frame: &[u8], len: usize) -> Result<Vec<u8>, DropReason> {
+    let frame = frame.get(..len).ok_or(DropReason::Malformed)?;
+    let ttl = *frame.get(IP_AT + 8).ok_or(DropReason::Malformed)?;
+    if ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    let mut out = frame.to_vec();
+    let word = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let old = word(&out, IP_AT + 8);
+    out[IP_AT + 8] = ttl - 1;
+    let new = word(&out, IP_AT + 8);
+    let check = word(&out, IP_AT + 10);
+    // HC' = ~(~HC + ~m + m'), in one's complement arithmetic.
+    let mut sum = u32::from(!check) + u32::from(!old) + u32::from(new);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let check = !(sum as u16);
+    out[IP_AT + 10..IP_AT + 12].copy_from_slice(&check.to_be_bytes());
+    Ok(out)
+}
+
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;

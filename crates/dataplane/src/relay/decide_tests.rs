@@ -459,3 +459,64 @@ fn wireguard_domains_accept_only_authenticated_peers() {
     assert_eq!(via(Via::Wireguard(h2), 43), Err(DropReason::TunnelMismatch));
     assert_eq!(via(Via::Wireguard(h2), 44), Err(DropReason::NoDomain));
 }
+
+/// A frame to `group` from `src` with this TTL and a correct header checksum.
+fn frame_with_ttl(src: Ipv4Addr, group: Ipv4Addr, ttl: u8) -> Vec<u8> {
+    let mut f = frame(src, group, 32, 0);
+    f[14 + 8] = ttl;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = mcgate_wire::checksum::checksum(&f[14..34]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// RFC 1812 5.3.1: egress is a routed hop, TTL decremented with the header checksum
+/// still right (RFC 1624); TTL 1 or 0 is not forwarded.
+#[test]
+fn egress_copies_decrement_the_ttl_and_keep_the_checksum_right() {
+    for ttl in [2u8, 5, 64, 128, 255] {
+        let f = frame_with_ttl(S1, G, ttl);
+        let m = inspect(&f).unwrap();
+        let out = egress_copy(&f, m.len).unwrap();
+        assert_eq!(out.len(), m.len);
+        assert_eq!(out[14 + 8], ttl - 1);
+        assert!(mcgate_wire::checksum::verifies(&out[14..34]), "ttl {ttl}");
+        // Only the TTL and the checksum changed.
+        let differ: Vec<usize> = (0..out.len()).filter(|i| out[*i] != f[*i]).collect();
+        assert!(
+            differ.iter().all(|i| [22, 24, 25].contains(i)),
+            "{differ:?}"
+        );
+    }
+    for ttl in [0u8, 1] {
+        let f = frame_with_ttl(S1, G, ttl);
+        let m = inspect(&f).unwrap();
+        assert_eq!(egress_copy(&f, m.len), Err(DropReason::TtlExpired));
+    }
+}
+
+#[test]
+fn egress_ranges_of_a_link() {
+    let spec = crate::LinkSpec {
+        name: "up0".into(),
+        ifindex: 9,
+        routers: true,
+        single_host: false,
+        egress: vec![(Ipv4Addr::new(239, 20, 0, 0), 16), (G, 32)],
+    };
+    assert!(spec.egress_allows(Ipv4Addr::new(239, 20, 7, 1)));
+    assert!(spec.egress_allows(G));
+    assert!(!spec.egress_allows(Ipv4Addr::new(239, 21, 0, 1)));
+    assert!(!spec.egress_allows(Ipv4Addr::new(233, 252, 0, 6)));
+    let all = crate::LinkSpec {
+        egress: vec![(Ipv4Addr::new(224, 0, 0, 0), 4)],
+        ..spec.clone()
+    };
+    assert!(all.egress_allows(Ipv4Addr::new(239, 1, 1, 1)));
+    assert!(!all.egress_allows(LL), "link-local groups never leave");
+    let none = crate::LinkSpec {
+        egress: Vec::new(),
+        ..spec
+    };
+    assert!(!none.egress_allows(G));
+}

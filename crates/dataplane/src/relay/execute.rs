@@ -91,7 +91,62 @@ pub(super) fn forward_tunnelled(
         Via::Underlay(ip) => ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
         Via::Wireguard(ip) => ip,
     };
+    let mut q = q;
+    let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or(&[]);
+    egress(&mut q, plan, None, inner, &t.frame);
     execute(plan, q, &t.frame, Part { slot, offset, len }, Some(from));
+}
+
+/// Egress: when an attached link other than `ingress` lets `m`'s group leave (the
+/// upstream interface's `--upstream-egress`), sends it a copy with its TTL decremented
+/// at once (a routed hop: TTL 1 or less is dropped and counted). `frame` holds the
+/// Ethernet frame. Returns whether a copy went out. Nothing leaves for a frame the
+/// domain refused (`plan.dropped` is `SourceNotAllowed`).
+pub(super) fn egress(
+    q: &mut Queues<'_>,
+    plan: &mut Plan,
+    ingress: Option<usize>,
+    frame: &[u8],
+    m: &McastFrame,
+) -> bool {
+    let Some(out) = q
+        .links
+        .iter()
+        .position(|l| !l.spec.egress.is_empty() && l.spec.egress_allows(m.group))
+    else {
+        return false;
+    };
+    if Some(out) == ingress || plan.dropped == Some(DropReason::SourceNotAllowed) {
+        return false;
+    }
+    let g = group_counters(q.groups, m.group);
+    let Some(slot) = q.links.get_mut(out) else {
+        return false;
+    };
+    match decide::egress_copy(frame, m.len) {
+        Ok(copy) => match slot.send_now(&copy) {
+            Ok(()) => {
+                slot.counters.tx.add(copy.len());
+                g.tx_local.add(copy.len());
+                // It reached someone: not a frame nobody wanted.
+                if plan.dropped == Some(DropReason::NoMembers) {
+                    plan.dropped = None;
+                }
+                true
+            }
+            Err(_) => {
+                slot.counters.drops.add(DropReason::SendError, 1);
+                q.drops.add(DropReason::SendError, 1);
+                false
+            }
+        },
+        Err(reason) => {
+            slot.counters.drops.add(reason, 1);
+            g.drops.add(reason, 1);
+            q.drops.add(reason, 1);
+            false
+        }
+    }
 }
 
 /// Queues the sends of `plan` for frame `m` (at `part` of the batch) and counts them;

@@ -21,10 +21,12 @@ use mcgate_wire::vxlan;
 use super::Command;
 use super::checksum::{complete_checksum, complete_partial_udp};
 use super::decide::{self, Plan};
-use super::execute::{execute, forward_tunnelled, queues};
+use super::execute::{egress, execute, forward_tunnelled, queues};
 use super::worker_wg::{SealTx, WgPlane};
 use crate::LinkSpec;
-use crate::counters::{Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters};
+use crate::counters::{
+    Counter, DataplaneStats, DropReason, Drops, GroupCounters, LinkCounters, add_source,
+};
 
 /// Receive slot size: room for a 9000-byte jumbo frame plus the VXLAN header.
 pub(super) const SLOT: usize = 9216 + 64;
@@ -47,11 +49,18 @@ pub(super) struct LinkSlot {
     sock: PacketSocket,
     /// Delivers frames on the link.
     tx: PacketSocket,
-    counters: LinkCounters,
+    pub(super) counters: LinkCounters,
     /// Frames of the current batch to deliver on this link.
     pub(super) pending: Vec<Part>,
     /// Not polled until then, after a capture error.
     paused_until: Option<Instant>,
+}
+
+impl LinkSlot {
+    /// Sends one frame on the link now (egress copies, which are not part of a batch).
+    pub(super) fn send_now(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.tx.send(frame)
+    }
 }
 
 pub(super) struct Worker {
@@ -348,6 +357,11 @@ impl Worker {
                     continue;
                 }
             };
+            // Where routers are (the upstream interface), which sources send: the
+            // group table's upstream rows.
+            if in_link.spec.routers {
+                add_source(&mut in_link.counters.sources, m.group, m.source, m.len);
+            }
             // The sender's kernel left the UDP checksum to the (virtual) hardware: finish
             // it now, or every receiver would drop the copy.
             if vnet.flags & VnetHdr::NEEDS_CSUM != 0
@@ -370,7 +384,14 @@ impl Worker {
                 offset: VNET_HDR_LEN as u16,
                 len: m.len as u16,
             };
-            execute(&self.plan, queues!(self), &m, part, None);
+            let frame = self
+                .rx
+                .frame(i)
+                .and_then(|(b, _)| b.get(VNET_HDR_LEN..))
+                .unwrap_or(&[]);
+            let mut q = queues!(self);
+            egress(&mut q, &mut self.plan, Some(ingress), frame, &m);
+            execute(&self.plan, q, &m, part, None);
         }
         self.flush();
     }

@@ -227,6 +227,7 @@ pub fn start_plane_with(h: &Host, wireguard: Option<WireguardHost>) -> (KernelPl
                 ifindex: nl.link_by_name(n).expect("task port").ifindex,
                 routers: false,
                 single_host: true,
+                egress: Vec::new(),
             })
             .collect();
         plane.set_links(links);

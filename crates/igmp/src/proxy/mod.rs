@@ -178,6 +178,26 @@ impl Upstream {
         self.send_v3(v3_records);
     }
 
+    /// The proxy goes away (the agent stops): every group reported is left at once, as
+    /// a state change to no membership (RFC 3376 5.1; RFC 4605 4.1 has the upstream
+    /// interface behave as a host): in IGMPv3 TO_IN({}) from EXCLUDE and BLOCK(A) from
+    /// INCLUDE(A), in IGMPv2 a Leave Group to 224.0.0.2, in IGMPv1 nothing (there is no
+    /// leave). The change is repeated as any other ([`Upstream::next_repeat`]); pending
+    /// query answers are dropped. Returns how many groups were left.
+    pub fn leave_all(&mut self, now: Instant) -> usize {
+        let left = self.membership.len();
+        self.set_membership(now, BTreeMap::new());
+        self.general_answer = None;
+        self.group_answers.clear();
+        left
+    }
+
+    /// When the next repeat of a state change is due, if any is pending (what a
+    /// stopping driver waits for after [`Upstream::leave_all`]).
+    pub fn next_repeat(&self) -> Option<Instant> {
+        self.repeats.values().map(|r| r.at).min()
+    }
+
     /// One IPv4 packet received on the interface (with its IGMP payload). Untrusted:
     /// anything that fails a check is counted in [`ProxyStats::bad_packets`].
     pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) {

@@ -55,6 +55,16 @@ impl GroupRange {
         Ok(Self { network, prefix })
     }
 
+    /// The range's network address.
+    pub fn network(&self) -> Ipv4Addr {
+        self.network
+    }
+
+    /// The range's prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `group` is inside the range (link-local groups never are).
     pub fn contains(&self, group: Ipv4Addr) -> bool {
         !mcgate_wire::is_link_local_group(group)

@@ -317,3 +317,82 @@ fn many_groups_are_packed_into_reports_that_fit_the_link() {
     }
     assert_eq!(n, 256);
 }
+
+/// RFC 4605 4.1, RFC 3376 5.1: a proxy that goes away leaves every group it reported,
+/// in one report of state changes to INCLUDE {}, repeated; pending answers are dropped.
+#[test]
+fn rfc4605_leave_all_reports_every_group_left_and_repeats_it() {
+    let t0 = Instant::now();
+    let mut u = upstream(t0);
+    u.set_membership(
+        t0,
+        members(&[
+            (g(1), SourceFilter::any_source()),
+            (g(2), SourceFilter::include([s(1), s(2)])),
+            (g(3), SourceFilter::exclude([s(3)])),
+        ]),
+    );
+    drain(&mut u);
+    run_until(&mut u, t0 + Duration::from_secs(10));
+    // A general query is pending when the agent stops.
+    let t1 = t0 + Duration::from_secs(10);
+    u.handle_packet(t1, &v3_query(Ipv4Addr::UNSPECIFIED, &[], 100));
+    assert_eq!(u.next_repeat(), None);
+    assert_eq!(u.leave_all(t1), 3);
+    let leave = v3_report(vec![
+        rec(RecordType::ChangeToInclude, g(1), &[]),
+        rec(RecordType::BlockOldSources, g(2), &[s(1), s(2)]),
+        rec(RecordType::ChangeToInclude, g(3), &[]),
+    ]);
+    assert_eq!(drain(&mut u), std::slice::from_ref(&leave));
+    assert!(u.membership().is_empty());
+    // One repeat (Robustness Variable 2) within the Unsolicited Report Interval, and
+    // nothing else: the general query's answer is not sent.
+    let due = u.next_repeat().expect("a repeat");
+    assert!(due < t1 + Duration::from_secs(1));
+    let sent = run_until(&mut u, t1 + Duration::from_secs(30));
+    let mut repeated: Vec<GroupRecord> = sent
+        .iter()
+        .flat_map(|(_, _, m)| match m {
+            IgmpRepr::ReportV3 { records } => records.clone(),
+            other => panic!("not a v3 report: {other:?}"),
+        })
+        .collect();
+    repeated.sort_by_key(|r| r.group);
+    assert_eq!(v3_report(repeated), leave, "{sent:?}");
+    assert_eq!(u.next_repeat(), None);
+    assert_eq!(u.leave_all(t1 + Duration::from_secs(30)), 0);
+    assert!(drain(&mut u).is_empty());
+}
+
+/// Behind an IGMPv2 querier the leave is one Leave Group per group, to 224.0.0.2.
+#[test]
+fn rfc4605_leave_all_in_igmpv2_sends_leave_group_messages() {
+    let t0 = Instant::now();
+    let mut u = upstream(t0);
+    u.handle_packet(
+        t0,
+        &query_packet(&IgmpRepr::QueryV2 {
+            group: Ipv4Addr::UNSPECIFIED,
+            max_resp_time: 100,
+        }),
+    );
+    u.set_membership(
+        t0,
+        members(&[
+            (g(1), SourceFilter::any_source()),
+            (g(2), SourceFilter::any_source()),
+        ]),
+    );
+    drain(&mut u);
+    assert_eq!(u.leave_all(t0 + Duration::from_secs(1)), 2);
+    assert_eq!(
+        drain(&mut u),
+        [
+            (igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group: g(1) }),
+            (igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group: g(2) }),
+        ]
+    );
+    assert_eq!(u.next_repeat(), None);
+    assert_eq!(u.stats().leaves_v2, 2);
+}

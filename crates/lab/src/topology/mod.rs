@@ -168,6 +168,28 @@ pub struct Service {
     pub line: usize,
 }
 
+/// An external multicast network (`[[externals]]`): a namespace of its own with its own
+/// subnet, reachable only from one gateway host, with an IGMP querier (its bridge's) and
+/// an optional sender; the gateway host's agent runs `--upstream` towards it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    /// Its name: namespace `mcgl-<lab>-<name>`, and the node name of its sender.
+    pub name: String,
+    /// Its network, outside the VPC: its bridge takes the first address, the gateway
+    /// host the second.
+    pub cidr: Ipv4Net,
+    /// The gateway host (index into [`Topology::hosts`]).
+    pub host: usize,
+    /// The group ranges the gateway brings in (`--upstream-groups`).
+    pub groups: Vec<Ipv4Net>,
+    /// The version of the bridge's IGMP querier (2 or 3).
+    pub igmp_version: u8,
+    /// The sender's command, run in the external namespace; `mcgate` means this binary.
+    pub sender: Option<Vec<String>>,
+    /// The sender's extra environment.
+    pub env: BTreeMap<String, String>,
+}
+
 /// A validated topology.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -187,6 +209,8 @@ pub struct Topology {
     pub controller: ControlPlane,
     /// Services in file order.
     pub services: Vec<Service>,
+    /// External multicast networks in file order.
+    pub externals: Vec<External>,
 }
 
 /// 1-based line and column of a byte offset.
@@ -233,6 +257,14 @@ impl Topology {
         };
         let services = sections::services(&ctx, &subnets, &hosts, &raw.services)?;
         let controller = sections::controller(&ctx, raw.domain.is_some(), raw.controller.as_ref())?;
+        let externals = sections::externals(
+            &ctx,
+            vpc,
+            &hosts,
+            &services,
+            raw.domain.is_some(),
+            &raw.externals,
+        )?;
         let topo = Topology {
             file: file.to_string(),
             name,
@@ -242,6 +274,7 @@ impl Topology {
             domain,
             controller,
             services,
+            externals,
         };
         if topo.controller_net().is_none() {
             return Err(ctx.err(

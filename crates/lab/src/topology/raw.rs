@@ -34,6 +34,23 @@ pub struct RawTopology {
     pub controller: Option<Spanned<RawController>>,
     #[serde(default)]
     pub services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    pub externals: Vec<Spanned<RawExternal>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExternal {
+    pub name: Spanned<String>,
+    pub cidr: Spanned<Cidr>,
+    pub host: Spanned<String>,
+    pub groups: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub igmp_version: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sender: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]

@@ -8,8 +8,11 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
-use super::raw::{Cidr, RawController, RawDomain, RawHost, RawService, RawSubnet};
-use super::{ControlPlane, Domain, Host, Service, Store, Subnet, TopologyError, line_col};
+use super::raw::{Cidr, RawController, RawDomain, RawExternal, RawHost, RawService, RawSubnet};
+use super::{
+    ControlPlane, Dataplane, Domain, External, Host, Service, Store, Subnet, TopologyError,
+    line_col,
+};
 use crate::names::{check_name, is_reserved};
 
 /// The file being read, for locating errors.
@@ -414,3 +417,138 @@ pub fn controller(
 /// etcd members when `etcd_members` is not given: the smallest cluster that survives
 /// the loss of one member.
 pub const DEFAULT_ETCD_MEMBERS: u32 = 3;
+
+/// External networks: unique, unreserved names no host or task has; a network outside
+/// the VPC and the other external networks, /29 or larger; a defined gateway host with
+/// the userspace data plane (or auto), one external network per host; multicast group
+/// ranges; IGMP version 2 or 3; a domain (the gateway's agent is what brings the
+/// traffic in).
+pub fn externals(
+    ctx: &Ctx,
+    vpc: Ipv4Net,
+    hosts: &[Host],
+    services: &[Service],
+    has_domain: bool,
+    raw: &[Spanned<RawExternal>],
+) -> Result<Vec<External>, TopologyError> {
+    let mut out: Vec<External> = Vec::new();
+    for s in raw {
+        let r = s.get_ref();
+        if !has_domain {
+            return Err(ctx.err(
+                s.span(),
+                "an external network needs a [domain]: its gateway host's agent brings its traffic in; add one",
+            ));
+        }
+        let ename = name(ctx, &r.name, "the external network name")?;
+        let task_clash = services
+            .iter()
+            .any(|sv| (1..=sv.count).any(|n| format!("{}-{n}", sv.name) == ename));
+        if is_reserved(&ename)
+            || hosts.iter().any(|h| h.name == ename)
+            || task_clash
+            || out.iter().any(|x| x.name == ename)
+        {
+            return Err(ctx.err(
+                r.name.span(),
+                format!("{ename:?} is already the name of a host, task or external network, or reserved; name it something else, like \"exchange\""),
+            ));
+        }
+        let cidr = r.cidr.get_ref().0;
+        if cidr.prefix_len() > 29 {
+            return Err(ctx.err(
+                r.cidr.span(),
+                format!("external network {ename} ({cidr}) is too small; use a /29 or larger, like a /24"),
+            ));
+        }
+        if vpc.contains(&cidr) || cidr.contains(&vpc) || vpc.contains(&cidr.network()) {
+            return Err(ctx.err(
+                r.cidr.span(),
+                format!("external network {ename} ({cidr}) overlaps the VPC {vpc}; pick a network outside it, like \"192.0.2.0/24\""),
+            ));
+        }
+        if let Some(o) = out
+            .iter()
+            .find(|o| o.cidr.contains(&cidr) || cidr.contains(&o.cidr))
+        {
+            return Err(ctx.err(
+                r.cidr.span(),
+                format!("external network {ename} ({cidr}) overlaps external network {} ({}); give each its own network", o.name, o.cidr),
+            ));
+        }
+        let host = hosts
+            .iter()
+            .position(|h| h.name == *r.host.get_ref())
+            .ok_or_else(|| {
+                ctx.err(
+                    r.host.span(),
+                    format!(
+                        "external network {ename} has gateway host {:?}, which is not defined; write one of: {}",
+                        r.host.get_ref(),
+                        hosts.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+        if hosts[host].dataplane == Dataplane::Kernel {
+            return Err(ctx.err(
+                r.host.span(),
+                format!("host {} is a gateway (its agent runs --upstream), which needs the userspace data plane; set its dataplane to \"userspace\" or \"auto\"", hosts[host].name),
+            ));
+        }
+        if let Some(o) = out.iter().find(|o| o.host == host) {
+            return Err(ctx.err(
+                r.host.span(),
+                format!("host {} is already the gateway of external network {}: an agent has one upstream interface; pick another host", hosts[host].name, o.name),
+            ));
+        }
+        let mut groups = Vec::new();
+        for g in r.groups.get_ref() {
+            let net: Option<Ipv4Net> = g.get_ref().parse().ok();
+            match net {
+                Some(n) if n.trunc() == n && n.network().is_multicast() && n.prefix_len() >= 4 => {
+                    groups.push(n)
+                }
+                _ => {
+                    return Err(ctx.err(
+                        g.span(),
+                        format!("{:?} is not a multicast group range; write a prefix inside 224.0.0.0/4 with no host bits, like \"233.252.0.0/24\"", g.get_ref()),
+                    ));
+                }
+            }
+        }
+        if groups.is_empty() {
+            return Err(ctx.err(
+                r.groups.span(),
+                "list the group ranges the gateway brings in, like [\"233.252.0.0/24\"]",
+            ));
+        }
+        let igmp_version = match &r.igmp_version {
+            None => 3,
+            Some(v) if matches!(*v.get_ref(), 2 | 3) => *v.get_ref() as u8,
+            Some(v) => {
+                return Err(ctx.err(
+                    v.span(),
+                    "the external network's querier runs IGMP version 2 or 3; write 2 or 3",
+                ));
+            }
+        };
+        if let Some(c) = &r.sender
+            && c.get_ref().is_empty()
+        {
+            return Err(ctx.err(
+                c.span(),
+                "the sender's command is empty; write a program and its arguments, or leave sender out",
+            ));
+        }
+        out.push(External {
+            name: ename,
+            cidr,
+            host,
+            groups,
+            igmp_version,
+            sender: r.sender.as_ref().map(|c| c.get_ref().clone()),
+            env: r.env.clone(),
+        });
+    }
+    Ok(out)
+}

@@ -292,3 +292,61 @@ fn the_control_planes_node_names_are_reserved() {
     ));
     assert!(e.message.contains("task controller-1"), "{e}");
 }
+
+const EXTERNAL: &str = r#"[domain]
+name = "d"
+[[externals]]
+name = "exchange"
+cidr = "192.0.2.0/24"
+host = "h1"
+groups = ["233.252.0.0/24", "239.10.0.0/16"]
+sender = ["mcgate", "perf", "send", "--group", "233.252.0.7"]
+"#;
+
+#[test]
+fn upstream_feed_example_and_an_external_network_parse() {
+    let src = include_str!("../../../../examples/upstream-feed.toml");
+    let t = Topology::parse("upstream-feed.toml", src).unwrap();
+    assert_eq!(t.externals.len(), 1);
+    assert_eq!(t.externals[0].host, 0);
+    let t = Topology::parse("t.toml", &format!("{BASE}{EXTERNAL}")).unwrap();
+    let e = &t.externals[0];
+    assert_eq!(
+        (e.name.as_str(), e.cidr.to_string(), e.igmp_version),
+        ("exchange", "192.0.2.0/24".to_string(), 3)
+    );
+    assert_eq!(e.groups.len(), 2);
+    assert_eq!(e.sender.as_ref().map(Vec::len), Some(5));
+}
+
+#[test]
+fn external_network_mistakes_are_located() {
+    let with = |from: &str, to: &str| err(&format!("{BASE}{}", EXTERNAL.replace(from, to)));
+    let e = with("192.0.2.0/24", "10.0.9.0/24");
+    assert!(e.message.contains("overlaps the VPC"), "{e}");
+    assert_eq!(e.line, 15, "{e}");
+    let e = with("host = \"h1\"", "host = \"h9\"");
+    assert!(e.message.contains("not defined"), "{e}");
+    let e = with("\"233.252.0.0/24\", ", "\"10.0.0.0/8\", ");
+    assert!(e.message.contains("not a multicast group range"), "{e}");
+    let e = with(
+        "groups = [\"233.252.0.0/24\", \"239.10.0.0/16\"]",
+        "groups = []",
+    );
+    assert!(e.message.contains("list the group ranges"), "{e}");
+    let e = with("name = \"exchange\"", "name = \"h1\"");
+    assert!(e.message.contains("already the name"), "{e}");
+    let e = with("sender =", "igmp_version = 1\nsender =");
+    assert!(e.message.contains("version 2 or 3"), "{e}");
+    let e = err(&format!(
+        "{}{}",
+        BASE.replace("subnet = \"s1\"", "subnet = \"s1\"\ndataplane = \"kernel\""),
+        EXTERNAL
+    ));
+    assert!(e.message.contains("userspace data plane"), "{e}");
+    let e = err(&format!(
+        "{BASE}{}",
+        EXTERNAL.replace("[domain]\nname = \"d\"\n", "")
+    ));
+    assert!(e.message.contains("needs a [domain]"), "{e}");
+}
