@@ -3,8 +3,10 @@
 //! controller and agents on the userspace data plane.
 //!
 //! - An agent killed with SIGKILL (its host namespace stays): the other hosts stop
-//!   sending to it as soon as its keepalives stop, and the controller, told by them
-//!   and seeing the host's heartbeats stop, removes its members well before the lease.
+//!   sending to it as soon as its keepalives stop (an nftables counter in its host
+//!   counts what still arrives), and the controller, told by them and seeing the host's
+//!   heartbeats stop, removes its members well before the lease.
+//!   On the kernel data plane, the other hosts' VXLAN entries towards it go.
 //! - An agent stopped for a moment (SIGSTOP, then SIGCONT) is reported by its peers but
 //!   keeps its members and its session: one report without the controller's own
 //!   confirmation removes nothing.
@@ -16,7 +18,7 @@ mod agent_support;
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agent_support::{Flow, Topo, metric_in};
 use serde_json::Value;
@@ -24,24 +26,10 @@ use serde_json::Value;
 const G1: &str = "233.252.0.5";
 const VNI: u32 = 4100;
 
-/// Counts WireGuard transport messages carrying data (type 4, longer than an empty
-/// keepalive's 32 bytes) that reach the given address, one wall-clock time per line.
-const LISTENER_PY: &str = r#"
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-print("bound", flush=True)
-while True:
-    data, _ = s.recvfrom(65536)
-    if data and data[0] == 4 and len(data) > 32:
-        print("data %.6f" % time.time(), flush=True)
-"#;
-
-/// Three userspace hosts with one task each, the controller started with `ctl_args`,
-/// the domain, and every agent seeing every peer up by its keepalives.
-fn deployment(ctl_args: &[&str]) -> Topo {
-    let mut t = Topo::with_dataplanes(1, &["userspace"; 3]);
+/// Three hosts on data plane `dp` with one task each, the controller started with
+/// `ctl_args`, the domain, and every agent seeing every peer up by its keepalives.
+fn deployment(dp: &str, ctl_args: &[&str]) -> Topo {
+    let mut t = Topo::with_dataplanes(1, &[dp; 3]);
     t.controller_args = ctl_args.iter().map(|s| s.to_string()).collect();
     t.start_controller();
     t.create_domain("d1", VNI, "v3", false);
@@ -89,6 +77,29 @@ fn controller_metric(t: &Topo, name: &str) -> u64 {
     metric_in(&t.api("GET", "/metrics", None), name, &[])
 }
 
+/// Waits until the controller no longer lists h3's member of [`G1`], which must happen
+/// well before the 3 s lease would run out from `killed` (the kill); returns how long
+/// after the kill it happened.
+fn wait_removed(t: &Topo, killed: Instant) -> Duration {
+    let removed = t.wait_until(Duration::from_secs(10), || !controller_lists(t, G1, "h3"));
+    let removal = killed.elapsed();
+    assert!(
+        removed,
+        "the controller never removed h3's member:\n{}",
+        t.logs()
+    );
+    eprintln!(
+        "h3's member removed {:.0} ms after the kill",
+        removal.as_secs_f64() * 1e3
+    );
+    assert!(
+        removal < Duration::from_millis(1_500),
+        "h3's member was removed only after {removal:?} (lease 3 s):\n{}",
+        t.logs()
+    );
+    removal
+}
+
 /// h1 sends 100 packets a second to [`G1`] for 25 s.
 fn send_from_h1(t: &mut Topo) {
     t.sender(
@@ -112,9 +123,58 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid} failed");
 }
 
-#[test]
-fn a_killed_agent_is_cut_off_at_once_and_removed_well_before_its_lease() {
-    let mut t = deployment(&[]);
+/// Counts, in host `h`'s namespace, the WireGuard datagrams that carry one of h1's
+/// copies (UDP to 51820 longer than 200 bytes: handshakes and WireGuard's own
+/// keepalives are shorter); [`wg_copies`] reads it.
+fn count_wg_copies(t: &Topo, h: usize) {
+    let ns = &t.hosts[h].ns;
+    ns.run(&["nft", "add", "table", "inet", "mcgt_live"]);
+    ns.run(&["nft", "add", "counter", "inet", "mcgt_live", "copies"]);
+    ns.run(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "mcgt_live",
+        "in",
+        "{ type filter hook input priority 0; }",
+    ]);
+    ns.run(&[
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "mcgt_live",
+        "in",
+        "udp",
+        "dport",
+        "51820",
+        "udp",
+        "length",
+        "gt",
+        "200",
+        "counter",
+        "name",
+        "copies",
+    ]);
+}
+
+/// The count of [`count_wg_copies`].
+fn wg_copies(t: &Topo, h: usize) -> u64 {
+    let out = t.hosts[h]
+        .ns
+        .run(&["nft", "list", "counter", "inet", "mcgt_live", "copies"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {text:?}"))
+}
+
+/// Three userspace hosts, receivers on h2 and h3, h1 sending to both.
+fn flowing_to_h2_and_h3(ctl_args: &[&str]) -> Topo {
+    let mut t = deployment("userspace", ctl_args);
     let _r2 = t.receiver(1, 0, G1, 30.0, "any", &[]);
     let _r3 = t.receiver(2, 0, G1, 30.0, "any", &[]);
     let listed = t.wait_until(Duration::from_secs(10), || {
@@ -125,52 +185,20 @@ fn a_killed_agent_is_cut_off_at_once_and_removed_well_before_its_lease() {
         "the receivers' joins never reached the controller:\n{}",
         t.logs()
     );
-    // h1 sends 100 packets a second to h2 and h3 all along.
     send_from_h1(&mut t);
     let flowing = t.wait_until(Duration::from_secs(10), || {
         t.metric(2, "mcgate_agent_tunnel_packets", &[("direction", "rx")]) > 20
     });
     assert!(flowing, "h3 never got h1's traffic:\n{}", t.logs());
+    t
+}
 
-    let killed = SystemTime::now();
+#[test]
+fn a_killed_agent_is_removed_well_before_its_lease() {
+    let mut t = flowing_to_h2_and_h3(&[]);
     let t0 = Instant::now();
     t.kill_agent(2);
-    // What still reaches h3's WireGuard port once nothing listens there any more.
-    let script = t.dir.join("listen.py");
-    std::fs::write(&script, LISTENER_PY).expect("write listener");
-    let listener = t.spawn_in_host(
-        2,
-        &[
-            "python3",
-            script.to_str().expect("utf-8"),
-            "10.200.3.1",
-            "51820",
-        ],
-    );
-    assert!(
-        t.wait_until(Duration::from_secs(5), || t
-            .proc_log(listener)
-            .contains("bound")),
-        "listener did not start: {}",
-        t.proc_log(listener)
-    );
-
-    let removed = t.wait_until(Duration::from_secs(10), || !controller_lists(&t, G1, "h3"));
-    let removal = t0.elapsed();
-    assert!(
-        removed,
-        "the controller never removed h3's member:\n{}",
-        t.logs()
-    );
-    eprintln!(
-        "h3's member removed {:.0} ms after the kill",
-        removal.as_secs_f64() * 1e3
-    );
-    assert!(
-        removal < Duration::from_millis(1_500),
-        "h3's member was removed only after {removal:?} (lease 3 s):\n{}",
-        t.logs()
-    );
+    wait_removed(&t, t0);
     // Removed by its peers' word and its silence, not by the lease.
     assert_eq!(
         controller_metric(&t, "mcgate_controller_peer_confirmed_removals_total"),
@@ -188,42 +216,54 @@ fn a_killed_agent_is_cut_off_at_once_and_removed_well_before_its_lease() {
             h + 1
         );
     }
-    // h1 stopped sending to h3 at the detection, before the controller said anything:
-    // no copy reached h3 later than the detection time (3 x 100 ms) and some slack,
-    // while h1 kept sending to h2.
-    let h2_before = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
-    let quiet = Duration::from_secs(1);
-    std::thread::sleep(quiet);
-    let h2_after = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
-    assert!(h2_after >= h2_before + 50, "h1 stopped sending to h2 too");
-    let log = t.proc_log(listener);
-    let last = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("data "))
-        .filter_map(|s| s.trim().parse::<f64>().ok())
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-    let killed_s = killed
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
-    if let Some(last) = last {
-        eprintln!(
-            "last copy reached h3 {:.0} ms after the kill",
-            (last - killed_s) * 1e3
-        );
-        assert!(
-            last - killed_s < 0.6,
-            "copies reached h3 {:.3} s after its agent died:\n{log}",
-            last - killed_s
-        );
-    }
+}
+
+#[test]
+fn a_killed_agent_gets_no_copies_once_its_keepalives_stop() {
+    // The controller waits 1.5 s of silence here, so what stops the copies within the
+    // keepalives' detection time (3 x 100 ms) can only be the peers themselves.
+    let mut t = flowing_to_h2_and_h3(&["--peer-confirm-ms", "1500"]);
+    count_wg_copies(&t, 2);
+    // The counter sees h1's copies while h3 is alive.
+    let counting = t.wait_until(Duration::from_secs(5), || wg_copies(&t, 2) > 10);
+    assert!(counting, "the counter never saw a copy for h3");
+    let t0 = Instant::now();
+    t.kill_agent(2);
+    let down = t.wait_until(Duration::from_secs(5), || peer_state(&t, 0, "h3") == "down");
+    let detected = t0.elapsed();
+    assert!(down, "h1 never found h3 down:\n{}", t.logs());
+    assert!(
+        controller_lists(&t, G1, "h3"),
+        "the controller removed h3 already"
+    );
+    eprintln!(
+        "h1 found h3 down {:.0} ms after the kill",
+        detected.as_secs_f64() * 1e3
+    );
+    // While h1 goes on sending to h2 (30 more copies there), none reaches h3.
+    let before = wg_copies(&t, 2);
+    let h2 = t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]);
+    let more = t.wait_until(Duration::from_secs(5), || {
+        t.metric(1, "mcgate_agent_tunnel_packets", &[("direction", "rx")]) >= h2 + 30
+    });
+    assert!(more, "h1 stopped sending to h2 too:\n{}", t.logs());
+    let after = wg_copies(&t, 2);
+    assert!(
+        controller_lists(&t, G1, "h3"),
+        "the controller removed h3 meanwhile"
+    );
+    assert!(
+        after <= before + 1,
+        "{} copies reached h3 after h1 found it down",
+        after - before
+    );
 }
 
 #[test]
 fn a_briefly_stalled_agent_is_reported_but_keeps_its_members() {
     // Early removal needs 2 s of silence here, so a stall of well under a second,
     // long enough for the peers to report it (3 x 100 ms), removes nothing.
-    let mut t = deployment(&["--peer-confirm-ms", "2000"]);
+    let mut t = deployment("userspace", &["--peer-confirm-ms", "2000"]);
     let _r3 = t.receiver(2, 0, G1, 30.0, "any", &[]);
     let listed = t.wait_until(Duration::from_secs(10), || controller_lists(&t, G1, "h3"));
     assert!(
@@ -274,4 +314,69 @@ fn a_briefly_stalled_agent_is_reported_but_keeps_its_members() {
         0
     );
     assert!(t.metric(0, "mcgate_agent_peer_down_detections_total", &[]) >= 1);
+}
+
+/// Host `h`'s kernel VXLAN entries for `group`, by destination.
+fn kernel_destinations(t: &Topo, h: usize, group: &str) -> Vec<String> {
+    t.kernel_tables(h, VNI)
+        .map(|k| {
+            k.vxlan_entries
+                .iter()
+                .filter(|e| e.group.to_string() == group)
+                .map(|e| e.dst.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_agent_is_cut_off_and_removed_on_the_kernel_data_plane() {
+    let mut t = deployment("kernel", &[]);
+    let _r2 = t.receiver(1, 0, G1, 30.0, "any", &[]);
+    let _r3 = t.receiver(2, 0, G1, 30.0, "any", &[]);
+    // Copies for h3 go to its tunnel address (the domain tunnels through WireGuard).
+    let h3 = t.stats_doc(2).expect("h3 answers")["wireguard"]["tunnel_address"]
+        .as_str()
+        .expect("h3 has a tunnel address")
+        .to_string();
+    let h2 = t.stats_doc(1).expect("h2 answers")["wireguard"]["tunnel_address"]
+        .as_str()
+        .expect("h2 has a tunnel address")
+        .to_string();
+    let programmed = t.wait_until(Duration::from_secs(10), || {
+        let d = kernel_destinations(&t, 0, G1);
+        d.contains(&h3) && d.contains(&h2)
+    });
+    assert!(
+        programmed,
+        "h1's kernel never sent G1 to h2 and h3:\n{}",
+        t.logs()
+    );
+
+    let t0 = Instant::now();
+    t.kill_agent(2);
+    let cut = t.wait_until(Duration::from_secs(10), || {
+        !kernel_destinations(&t, 0, G1).contains(&h3)
+    });
+    let cut_after = t0.elapsed();
+    assert!(cut, "h1's kernel kept sending to h3:\n{}", t.logs());
+    eprintln!(
+        "h1's VXLAN entry towards h3 gone {:.0} ms after the kill",
+        cut_after.as_secs_f64() * 1e3
+    );
+    wait_removed(&t, t0);
+    // h2 still gets copies; h1 and h2 found h3 dead; the controller confirmed it.
+    assert!(kernel_destinations(&t, 0, G1).contains(&h2));
+    assert_eq!(
+        t.metric(0, "mcgate_agent_peer_down_detections_total", &[]),
+        1
+    );
+    assert_eq!(
+        controller_metric(&t, "mcgate_controller_peer_confirmed_removals_total"),
+        1
+    );
+    assert_eq!(
+        controller_metric(&t, "mcgate_controller_lease_expiries_total"),
+        0
+    );
 }
