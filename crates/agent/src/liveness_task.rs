@@ -439,3 +439,102 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    fn state_of(l: &Liveness, host: &str) -> &'static str {
+        l.view()
+            .peers
+            .iter()
+            .find(|p| p.host == host)
+            .map_or("", |p| p.state)
+    }
+
+    /// Two hosts on loopback addresses, keepalives every 20 ms: they see each other,
+    /// refuse a forgery, take a goodbye as no death, and find a silent one down.
+    #[test]
+    fn two_hosts_judge_each_other_over_loopback() {
+        let port = UdpSocket::bind("127.0.0.2:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let (ip_a, ip_b) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+        let (ka, kb) = (HostKey::generate(), HostKey::generate());
+        // 100 ms detection: short, yet a loaded machine's scheduling does not flap it.
+        let settings = LivenessSettings {
+            tx_interval: Duration::from_millis(20),
+            detect_mult: 5,
+        };
+        let peer = |host: &str, address, key: &HostKey| PeerKey {
+            host: host.into(),
+            address,
+            public_key: key.public_base64(),
+        };
+        let start_a = || {
+            let a = Liveness::start(
+                SocketAddrV4::new(ip_a, port),
+                settings,
+                ka.clone(),
+                watch::channel(BTreeSet::new()).0,
+            )
+            .expect("bind a");
+            a.set_peers(vec![peer("b", ip_b, &kb)]);
+            a
+        };
+        let (down_b, down) = watch::channel(BTreeSet::new());
+        let b = Liveness::start(SocketAddrV4::new(ip_b, port), settings, kb.clone(), down_b)
+            .expect("bind b");
+        b.set_peers(vec![peer("a", ip_a, &ka)]);
+        let a = start_a();
+        assert!(wait(
+            || state_of(&b, "a") == "up" && state_of(&a, "b") == "up"
+        ));
+
+        // A keepalive from a's address tagged under another key is refused.
+        let forger = UdpSocket::bind(SocketAddrV4::new(ip_a, 0)).expect("bind forger");
+        let wrong = PairKey::derive(&HostKey::generate(), kb.public().as_bytes()).unwrap();
+        let repr = keepalive::Repr {
+            detect_mult: 5,
+            tx_interval_us: 20_000,
+            admin_down: true,
+            sequence: u64::MAX,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        repr.emit(&mut header);
+        let forged = repr.to_packet(&wrong.tag(ka.public().as_bytes(), &header));
+        forger
+            .send_to(&forged, SocketAddrV4::new(ip_b, port))
+            .expect("send");
+        assert!(wait(|| b.view().refused.not_authenticated >= 1));
+        assert_eq!(state_of(&b, "a"), "up");
+
+        // A goodbye: a is no longer judged, nothing is reported.
+        a.goodbye();
+        assert!(wait(|| state_of(&b, "a") == "unknown"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(b.view().detections, 0);
+        assert!(down.borrow().is_empty());
+
+        // Back, then gone without a word: found down, and published.
+        let a = start_a();
+        assert!(wait(|| state_of(&b, "a") == "up"));
+        drop(a);
+        assert!(wait(|| down.borrow().contains("a")));
+        assert_eq!(state_of(&b, "a"), "down");
+        assert_eq!(b.view().detections, 1);
+        b.goodbye();
+    }
+}
