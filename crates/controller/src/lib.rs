@@ -393,6 +393,11 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
                     args.lease_ms
                 ));
             }
+            if args.peer_confirm_ms > 0 {
+                tracing::info!(
+                    "with --store etcd the lease alone expires agents: --peer-confirm-ms is not used (agents still stop sending to a peer whose keepalives stop)"
+                );
+            }
             let opts = st.etcd_options(args.replica.clone());
             Controller::open_etcd(config, opts, &st.data_dir).await?
         }
