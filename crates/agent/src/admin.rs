@@ -29,6 +29,19 @@ pub struct AdminState {
     pub dataplane: Arc<dyn Dataplane>,
     /// Asks the agent for a new WireGuard key; the answer is the new public key.
     pub rotate: tokio::sync::mpsc::Sender<RotateRequest>,
+    /// The peer keepalives, when they run.
+    pub liveness: Option<Arc<crate::liveness_task::Liveness>>,
+}
+
+impl AdminState {
+    /// The agent's state with the keepalives' as of now.
+    fn view(&self) -> AgentView {
+        let mut view = lock(&self.view);
+        if let Some(l) = &self.liveness {
+            view.peer_liveness = l.view();
+        }
+        view
+    }
 }
 
 /// A key rotation asked for on the admin endpoint, with where to answer.
@@ -181,6 +194,7 @@ pub fn stats_json(
         "domains": view.domains,
         "links": links,
         "upstream": upstream,
+        "peer_liveness": view.peer_liveness,
         "groups": groups,
         "dataplane": {
             "name": dp.name,
@@ -197,7 +211,7 @@ pub fn stats_json(
 }
 
 async fn stats(State(s): State<AdminState>) -> Response {
-    let view = lock(&s.view);
+    let view = s.view();
     let status = lock(&s.status);
     let dp = s.dataplane.stats();
     let mut doc = stats_json(&view, &status, &dp);
@@ -214,7 +228,7 @@ async fn stats(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let view = lock(&s.view);
+    let view = s.view();
     let status = lock(&s.status);
     let dp = s.dataplane.stats();
     let kernel = s.dataplane.kernel_status();

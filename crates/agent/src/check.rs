@@ -413,6 +413,9 @@ pub fn run(args: &AgentArgs) -> ExitCode {
             upstream: None,
             upstream_groups: None,
             upstream_egress: None,
+            liveness_port: None,
+            liveness_interval_ms: None,
+            liveness_multiplier: None,
         };
         if args.controller.is_empty() {
             args.controller.push("https://127.0.0.1:7400".into());

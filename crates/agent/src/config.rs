@@ -10,6 +10,10 @@ use mcgate_igmp::proxy::GroupRange;
 use serde::Deserialize;
 
 use crate::AgentArgs;
+use crate::core::peer_liveness::LivenessSettings;
+
+/// The default UDP port of the peer keepalives: next to WireGuard's.
+pub const LIVENESS_PORT: u16 = 51821;
 
 /// Where the admin endpoint listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,10 @@ pub struct AgentConfig {
     /// The group ranges the domain's senders may send out on the upstream interface;
     /// none by default (no egress).
     pub upstream_egress: Vec<GroupRange>,
+    /// The peer keepalives' UDP port; `None`: keepalives off.
+    pub liveness_port: Option<u16>,
+    /// How keepalives are sent.
+    pub liveness: crate::core::peer_liveness::LivenessSettings,
 }
 
 impl AgentConfig {
@@ -136,6 +144,12 @@ struct FileConfig {
     upstream_groups: Option<OneOrMany>,
     #[serde(rename = "upstream-egress")]
     upstream_egress: Option<OneOrMany>,
+    #[serde(rename = "liveness-port")]
+    liveness_port: Option<u16>,
+    #[serde(rename = "liveness-interval-ms")]
+    liveness_interval_ms: Option<u64>,
+    #[serde(rename = "liveness-multiplier")]
+    liveness_multiplier: Option<u8>,
 }
 
 /// `controller = "URL"` or `controller = ["URL", ...]`.
@@ -402,6 +416,16 @@ impl AgentConfig {
                 why: "give a UDP port other than 0 and the underlay's VXLAN port".into(),
             });
         }
+        let (liveness_port, liveness) = resolve_liveness(
+            args,
+            (
+                file.liveness_port,
+                file.liveness_interval_ms,
+                file.liveness_multiplier,
+            ),
+            underlay,
+            wireguard_port,
+        )?;
         let credential_file = args
             .credential_file
             .clone()
@@ -439,8 +463,55 @@ impl AgentConfig {
             upstream,
             upstream_groups,
             upstream_egress,
+            liveness_port,
+            liveness,
         })
     }
+}
+
+/// The peer keepalive port (`None` when 0: off) and timers, from flags, file, defaults.
+fn resolve_liveness(
+    args: &AgentArgs,
+    (file_port, file_interval_ms, file_mult): (Option<u16>, Option<u64>, Option<u8>),
+    underlay: SocketAddrV4,
+    wireguard_port: u16,
+) -> Result<(Option<u16>, LivenessSettings), ConfigError> {
+    let port = args.liveness_port.or(file_port).unwrap_or(LIVENESS_PORT);
+    if port != 0 && (port == underlay.port() || port == wireguard_port) {
+        return Err(ConfigError::Invalid {
+            key: "liveness-port",
+            value: port.to_string(),
+            why: "give a UDP port other than the VXLAN and WireGuard ports (or 0: off)".into(),
+        });
+    }
+    let defaults = LivenessSettings::default();
+    let interval_ms = args
+        .liveness_interval_ms
+        .or(file_interval_ms)
+        .unwrap_or(defaults.tx_interval.as_millis() as u64);
+    if !(10..=10_000).contains(&interval_ms) {
+        return Err(ConfigError::Invalid {
+            key: "liveness-interval-ms",
+            value: interval_ms.to_string(),
+            why: "give milliseconds from 10 to 10000".into(),
+        });
+    }
+    let mult = args
+        .liveness_multiplier
+        .or(file_mult)
+        .unwrap_or(defaults.detect_mult);
+    if !(1..=50).contains(&mult) {
+        return Err(ConfigError::Invalid {
+            key: "liveness-multiplier",
+            value: mult.to_string(),
+            why: "give a count from 1 to 50".into(),
+        });
+    }
+    let settings = LivenessSettings {
+        tx_interval: std::time::Duration::from_millis(interval_ms),
+        detect_mult: mult,
+    };
+    Ok(((port != 0).then_some(port), settings))
 }
 
 #[cfg(test)]
@@ -469,6 +540,9 @@ mod tests {
             upstream: None,
             upstream_groups: None,
             upstream_egress: None,
+            liveness_port: None,
+            liveness_interval_ms: None,
+            liveness_multiplier: None,
         }
     }
 

@@ -180,6 +180,9 @@ async fn absorb_until(
     }
 }
 
+/// The peers this host's keepalives find dead, as the heartbeats tell the controller.
+pub type PeersDown = tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>;
+
 /// The heartbeat task of one session; aborted when the session ends.
 struct Heartbeats(tokio::task::JoinHandle<ClientError>);
 
@@ -193,6 +196,7 @@ impl Heartbeats {
         session: u64,
         timing: HeartbeatTiming,
         status: SharedStatus,
+        peers_down: PeersDown,
     ) -> Self {
         let clients = controllers
             .clients()
@@ -207,6 +211,7 @@ impl Heartbeats {
             session,
             timing,
             status,
+            peers_down,
         )))
     }
 
@@ -235,18 +240,28 @@ async fn heartbeat_task(
     session: u64,
     timing: HeartbeatTiming,
     status: SharedStatus,
+    mut peers_down: PeersDown,
 ) -> ClientError {
     let mut live = Liveness::new(timing, std::time::Instant::now());
     let mut tick = tokio::time::interval(timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        // A change in the peers found dead goes out at once: the controller removes a
+        // dead host's members only on such a report (or when the lease runs out).
+        tokio::select! {
+            _ = tick.tick() => {}
+            Ok(()) = peers_down.changed() => {}
+        }
+        let hb = Heartbeat {
+            session,
+            peers_down: peers_down.borrow_and_update().clone(),
+        };
         let (pick, _) = controllers.current();
         let client = &clients[pick.index];
         let answer = tokio::time::timeout(
             timing.timeout,
-            client.post::<_, serde_json::Value>(&path, &Heartbeat { session }),
+            client.post::<_, serde_json::Value>(&path, &hb),
         )
         .await;
         let (outcome, error) = match answer {
@@ -287,6 +302,7 @@ pub async fn session_task(
     mut rx: mpsc::UnboundedReceiver<SessionInput>,
     status: SharedStatus,
     registered: Arc<Notify>,
+    peers_down: PeersDown,
 ) {
     let host = registration.host.clone();
     let path = format!("/v1/agents/{host}/membership");
@@ -327,8 +343,14 @@ pub async fn session_task(
         });
         // The lease runs from now: heartbeat from now on, whatever the reports do.
         let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);
-        let mut heartbeats =
-            Heartbeats::spawn(&controllers, &host, session, timing, status.clone());
+        let mut heartbeats = Heartbeats::spawn(
+            &controllers,
+            &host,
+            session,
+            timing,
+            status.clone(),
+            peers_down.clone(),
+        );
         let mut seq = 0u64;
         let mut resnapshot = true;
         // The session lives until the heartbeats or a report say it is gone.

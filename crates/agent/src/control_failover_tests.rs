@@ -148,6 +148,7 @@ async fn a_replica_answering_503_loses_the_session_to_the_next_one() {
         rx,
         status.clone(),
         Arc::default(),
+        tokio::sync::watch::channel(Default::default()).1,
     ));
     wait_for("the snapshot at A", || {
         let s = store.lock().unwrap();

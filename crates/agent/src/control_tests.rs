@@ -123,6 +123,7 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         rx,
         status.clone(),
         Arc::default(),
+        tokio::sync::watch::channel(Default::default()).1,
     ));
     // A change while the (slow) snapshot is in flight: sent as a second slow report.
     tx.send(SessionInput::Membership(

@@ -134,6 +134,8 @@ pub struct AgentCore {
     router_links: Vec<String>,
     /// The upstream interface (`--upstream`), if any.
     pub(crate) upstream: Option<upstream::UpstreamLink>,
+    /// Peers whose keepalives stopped: the table sends them nothing until they are back.
+    pub(crate) peers_down: BTreeSet<String>,
 }
 
 impl AgentCore {
@@ -167,7 +169,19 @@ impl AgentCore {
             actions: VecDeque::new(),
             router_links: Vec::new(),
             upstream: None,
+            peers_down: BTreeSet::new(),
         }
+    }
+
+    /// The peers whose keepalives stopped (see [`peer_liveness`]), all of them: the
+    /// data plane stops replicating to them at once, with a new table, and starts again
+    /// as soon as they are off the set.
+    pub fn handle_peers_down(&mut self, down: BTreeSet<String>) {
+        if down == self.peers_down {
+            return;
+        }
+        self.peers_down = down;
+        self.compute_table();
     }
 
     /// What to register with the controller.
@@ -507,6 +521,7 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
 
 pub mod failover;
 mod membership;
+pub mod peer_liveness;
 pub mod session;
 mod stream;
 #[cfg(test)]

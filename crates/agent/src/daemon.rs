@@ -7,8 +7,8 @@
 //! channels. The data plane runs on its own threads and only ever receives whole new
 //! tables, so nothing here can stall forwarding.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mcgate_dataplane::DataplaneKind;
 use mcgate_dataplane::choose::Requested;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec, WireguardConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState, RotateRequest};
 use crate::config::AgentConfig;
@@ -25,6 +25,7 @@ use crate::controllers::Controllers;
 use crate::core::{Action, AgentCore, HostIdentity};
 use crate::host_key;
 use crate::link::{IgmpFrame, LinkSocket};
+use crate::liveness_task::{Liveness, PeerKey};
 use crate::netdev::{self, NetDev};
 use crate::persist::{self, SavedMembership};
 use crate::view::AgentView;
@@ -84,6 +85,17 @@ pub enum AgentError {
          into the domain): give --dataplane userspace or auto"
     )]
     UpstreamNeedsRelay,
+    /// The peer keepalive socket could not be bound.
+    #[error(
+        "cannot bind the peer keepalive socket on {addr}: {source} (is the port free? choose \
+         another with --liveness-port, the same on every host, or 0 to turn keepalives off)"
+    )]
+    Liveness {
+        /// The address.
+        addr: SocketAddrV4,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The state directory cannot be used.
     #[error("cannot use the state directory {path}: {source}")]
     StateDir {
@@ -109,6 +121,9 @@ struct Driver {
     session: mpsc::UnboundedSender<SessionInput>,
     shared: Arc<Mutex<AgentView>>,
     state_dir: Option<PathBuf>,
+    /// The peer keepalives, when they run, and the peers last handed to them.
+    liveness: Option<Arc<Liveness>>,
+    liveness_peers: Vec<PeerKey>,
 }
 
 impl Driver {
@@ -220,7 +235,10 @@ impl Driver {
                 Action::Session(input) => {
                     let _ = self.session.send(input);
                 }
-                Action::SetTable(t) => self.dataplane.set_table(t),
+                Action::SetTable(t) => {
+                    self.follow_peers(&t);
+                    self.dataplane.set_table(t);
+                }
                 Action::SetLinks(l) => self.dataplane.set_links(l),
                 Action::SetStaticMembers(m) => self.dataplane.set_static_members(m),
                 Action::SetQuerier(v, s) => self.dataplane.set_querier(v, s),
@@ -231,6 +249,26 @@ impl Driver {
         self.publish();
     }
 
+    /// Hands the keepalives the table's peers when they changed.
+    fn follow_peers(&mut self, table: &mcgate_domain::forwarding::ForwardingTable) {
+        let Some(l) = &self.liveness else {
+            return;
+        };
+        let peers: Vec<PeerKey> = table
+            .tunnel_peers()
+            .into_values()
+            .map(|p| PeerKey {
+                host: p.host.clone(),
+                address: *p.underlay.ip(),
+                public_key: p.public_key.clone(),
+            })
+            .collect();
+        if peers != self.liveness_peers {
+            l.set_peers(peers.clone());
+            self.liveness_peers = peers;
+        }
+    }
+
     /// A new WireGuard key pair: stored (with a state directory), handed to the data
     /// plane, then registered. Returns the new public key.
     fn rotate_key(&mut self) -> Result<String, String> {
@@ -238,6 +276,9 @@ impl Driver {
             host_key::load_or_create(self.state_dir.as_deref(), true).map_err(|e| e.to_string())?;
         let public = key.public_base64();
         tracing::info!(public_key = %public, "WireGuard key rotated");
+        if let Some(l) = &self.liveness {
+            l.set_key(key.clone());
+        }
         self.dataplane.set_key(key);
         self.core.set_public_key(public.clone());
         Ok(public)
@@ -373,6 +414,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         "WireGuard key pair"
     );
     let public_key = key.public_base64();
+    // Peers found dead by their keepalives: the loop takes them out of the table, the
+    // heartbeats tell the controller.
+    let (down_tx, mut down_rx) = watch::channel(BTreeSet::new());
+    let liveness = match cfg.liveness_port {
+        Some(port) => {
+            let addr = SocketAddrV4::new(ip, port);
+            let l = Liveness::start(addr, cfg.liveness, key.clone(), down_tx.clone())
+                .map_err(|source| AgentError::Liveness { addr, source })?;
+            tracing::info!(%addr, interval = ?cfg.liveness.tx_interval, multiplier = cfg.liveness.detect_mult, "peer keepalives");
+            Some(Arc::new(l))
+        }
+        None => {
+            tracing::info!(
+                "peer keepalives off: peers judge this host by the controller's lease alone"
+            );
+            None
+        }
+    };
     let dataplane: Arc<dyn Dataplane> = Arc::from(mcgate_dataplane::start(
         choice.kind,
         DataplaneConfig {
@@ -444,6 +503,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         session: session_tx,
         shared: shared.clone(),
         state_dir: cfg.state_dir.clone(),
+        liveness: liveness.clone(),
+        liveness_peers: Vec::new(),
     };
     d.rescan();
     // The first registration already carries the links (and the restored membership
@@ -460,6 +521,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         session_rx,
         status.clone(),
         registered.clone(),
+        down_rx.clone(),
     ));
     let stream = tokio::spawn(control::stream_task(
         controllers.clone(),
@@ -485,6 +547,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 status,
                 dataplane: dataplane.clone(),
                 rotate: rotate_tx,
+                liveness: liveness.clone(),
             },
         ))
     });
@@ -507,6 +570,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 }
             }
             Some(ev) = stream_rx.recv() => d.core.handle_stream(Instant::now(), ev),
+            Ok(()) = down_rx.changed() => {
+                let down = down_rx.borrow_and_update().clone();
+                d.core.handle_peers_down(down);
+            }
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
                 d.core.handle_timeout(Instant::now());
             }
@@ -525,6 +592,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let stopping = Instant::now();
     d.core.leave_upstream(stopping);
     d.execute();
+    if let Some(l) = &liveness {
+        // Peers stop judging this host (no report, no false alarm): a successor, or
+        // the deregistration below, or the lease, settles it.
+        l.goodbye();
+    }
     session.abort();
     stream.abort();
     traffic.abort();

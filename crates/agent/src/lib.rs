@@ -27,7 +27,9 @@ pub mod fuzzing;
 pub mod host_key;
 pub mod igmp_plan;
 pub mod join;
+pub mod keepalive_auth;
 pub mod link;
+pub mod liveness_task;
 pub mod metrics;
 pub mod netdev;
 pub mod persist;
@@ -127,6 +129,20 @@ pub struct AgentArgs {
     /// completes.
     #[arg(long = "rotate-key")]
     pub rotate_key: bool,
+    /// UDP port of the peer keepalives, at the underlay address (51821 by default; the
+    /// same on every host of a domain). Each agent sends each peer an authenticated
+    /// keepalive every --liveness-interval-ms and stops sending traffic to a peer it has
+    /// not heard for --liveness-multiplier intervals (see docs/agent.md). 0 turns
+    /// keepalives off: peers then judge this host by the controller's lease alone.
+    #[arg(long = "liveness-port", value_name = "PORT")]
+    pub liveness_port: Option<u16>,
+    /// Milliseconds between keepalives to each peer (10..=10000; 100 by default).
+    #[arg(long = "liveness-interval-ms", value_name = "MS")]
+    pub liveness_interval_ms: Option<u64>,
+    /// Keepalive intervals missed before peers declare this host down (1..=50; 3 by
+    /// default).
+    #[arg(long = "liveness-multiplier", value_name = "N")]
+    pub liveness_multiplier: Option<u8>,
     /// Check this host instead of running: capabilities, packet sockets, the kernel's
     /// VXLAN multicast tables, the underlay, the links matching --attach and the bridge
     /// they sit on, and which data plane `auto` would choose and why. Changes nothing;

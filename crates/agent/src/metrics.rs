@@ -324,6 +324,69 @@ fn register_upstream(reg: &mut Registry, u: &crate::view::UpstreamView) {
         .set(u.membership.len() as i64);
 }
 
+/// The peer keepalives' series: each peer's state (1 for the state it is in), its
+/// detections, and the keepalives sent, taken and dropped by reason.
+fn register_liveness(reg: &mut Registry, l: &crate::liveness_task::LivenessView) {
+    if !l.enabled {
+        return;
+    }
+    let state = gauges(
+        reg,
+        "peer_state",
+        "Peer liveness by keepalives: 1 for the state each peer is in (unknown, up, down)",
+    );
+    let detections = counters(
+        reg,
+        "peer_detections",
+        "Times each peer was declared down by its keepalives stopping",
+    );
+    for p in &l.peers {
+        for s in ["unknown", "up", "down"] {
+            state
+                .get_or_create(&labels(&[("peer", &p.host), ("state", s)]))
+                .set(i64::from(p.state == s));
+        }
+        detections
+            .get_or_create(&labels(&[("peer", &p.host)]))
+            .inc_by(p.detections);
+    }
+    let refused = counters(
+        reg,
+        "keepalives_refused",
+        "Peer keepalives dropped, by reason",
+    );
+    for (reason, n) in [
+        ("malformed", l.refused.malformed),
+        ("unknown_peer", l.refused.unknown_peer),
+        ("not_authenticated", l.refused.not_authenticated),
+        ("replay", l.refused.replay),
+    ] {
+        refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(n);
+    }
+    for (name, help, value) in [
+        ("keepalives_sent", "Peer keepalives sent", l.sent),
+        (
+            "keepalive_send_errors",
+            "Peer keepalives the socket refused to send",
+            l.send_errors,
+        ),
+        (
+            "keepalives_received",
+            "Peer keepalives received and taken",
+            l.received,
+        ),
+        (
+            "peer_down_detections",
+            "Peers declared down by their keepalives stopping, in total",
+            l.detections,
+        ),
+    ] {
+        counter(reg, name, help, value);
+    }
+}
+
 /// The whole `/metrics` document in `format`.
 pub fn render(
     format: Format,
@@ -345,6 +408,7 @@ pub fn render(
     if let Some(u) = &view.upstream {
         register_upstream(&mut reg, u);
     }
+    register_liveness(&mut reg, &view.peer_liveness);
     let registered = gauges(
         &mut reg,
         "controller_registered",

@@ -110,6 +110,9 @@ pub struct AgentView {
     /// What the traffic report needs to name domains and hosts (not shown).
     #[serde(skip)]
     pub traffic: crate::traffic::TrafficInputs,
+    /// The peer keepalives: each peer's state and the counters (filled in by the admin
+    /// endpoint from the keepalive thread, which keeps it).
+    pub peer_liveness: crate::liveness_task::LivenessView,
 }
 
 /// The upstream interface as shown by the admin endpoint.
@@ -236,6 +239,7 @@ impl AgentCore {
             },
             upstream: self.upstream_view(),
             traffic: crate::traffic::TrafficInputs::of(self.view.domains(), &self.host.name),
+            peer_liveness: Default::default(),
         }
     }
 }

@@ -337,7 +337,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let path = format!("/v1/agents/{}/heartbeat", host_name(i));
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let _: Result<serde_json::Value, _> = c.post(&path, &Heartbeat { session }).await;
+                let _: Result<serde_json::Value, _> = c.post(&path, &Heartbeat::new(session)).await;
             }
         });
     }

@@ -68,9 +68,16 @@ pub struct ControllerArgs {
     /// An agent with no heartbeat or report for this many milliseconds loses its members.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub lease_ms: u64,
-    /// How often agents are told to heartbeat, in milliseconds (keep it well under the lease).
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    /// How often agents are told to heartbeat, in milliseconds (keep it well under the
+    /// lease, and under --peer-confirm-ms).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..))]
     pub heartbeat_ms: u64,
+    /// An agent that peers report dead (their keepalives from it stopped) loses its
+    /// members once it has also sent no heartbeat for this many milliseconds, before its
+    /// lease runs out. Keep it above two heartbeat intervals. 0: only the lease removes
+    /// members. Embedded store only (with etcd the lease alone decides).
+    #[arg(long, default_value_t = 600)]
+    pub peer_confirm_ms: u64,
     /// How long changes are gathered before they are streamed, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub coalesce_ms: u64,
@@ -349,9 +356,16 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
             args.heartbeat_ms, args.lease_ms
         ));
     }
+    if args.peer_confirm_ms != 0 && args.peer_confirm_ms <= args.heartbeat_ms {
+        return Err(format!(
+            "--peer-confirm-ms {} must be longer than --heartbeat-ms {} (twice as long or more), or a live agent between two heartbeats could be removed; give 0 to turn early removal off",
+            args.peer_confirm_ms, args.heartbeat_ms
+        ));
+    }
     let config = Config {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,
+        peer_confirm_ms: args.peer_confirm_ms,
         coalesce_ms: args.coalesce_ms,
         stream_queue: usize::try_from(args.stream_queue).unwrap_or(1_024),
         connections: server::ConnLimits {
@@ -378,6 +392,11 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
                     "--lease-ms {} is shorter than etcd's shortest lease (2 s): give --lease-ms 2000 or more",
                     args.lease_ms
                 ));
+            }
+            if args.peer_confirm_ms > 0 {
+                tracing::info!(
+                    "with --store etcd the lease alone expires agents: --peer-confirm-ms is not used (agents still stop sending to a peer whose keepalives stop)"
+                );
             }
             let opts = st.etcd_options(args.replica.clone());
             Controller::open_etcd(config, opts, &st.data_dir).await?

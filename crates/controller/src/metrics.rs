@@ -2,7 +2,7 @@
 //!
 //! Families (all prefixed `mcgate_controller_`): `http_requests_total{method,route,status}`,
 //! `streams`, `lagging_streams`, `stream_overflows_total`, `agents{state}`, `domains`,
-//! `memberships`, `lease_expiries_total`, `revision`, `store_commit_seconds` (histogram).
+//! `memberships`, `lease_expiries_total`, `peer_confirmed_removals_total`, `revision`, `store_commit_seconds` (histogram).
 //!
 //! `prometheus-client` writes OpenMetrics; a scraper that asks for it in `Accept` gets
 //! it, any other gets the Prometheus text format 0.0.4, where a counter family is named
@@ -68,6 +68,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Agents whose lease ran out.
     pub lease_expiries: Counter,
+    /// Agents removed before their lease ran out: peers reported them dead and their
+    /// heartbeats had stopped.
+    pub peer_confirmed_removals: Counter,
     /// Time of each store commit, in seconds.
     pub store_commit: Histogram,
     overflows: Counter,
@@ -103,6 +106,7 @@ impl Metrics {
         let m = Self {
             requests: Family::default(),
             lease_expiries: Counter::default(),
+            peer_confirmed_removals: Counter::default(),
             // 100 us to ~3 s: a commit is an fsync.
             store_commit: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             overflows: Counter::default(),
@@ -128,6 +132,11 @@ impl Metrics {
                 "lease_expiries",
                 "Agents whose lease ran out (their members were removed)",
                 m.lease_expiries
+            ),
+            (
+                "peer_confirmed_removals",
+                "Agents removed before their lease ran out: peers reported their keepalives stopped and their heartbeats had stopped too",
+                m.peer_confirmed_removals
             ),
             (
                 "store_commit_seconds",

@@ -30,6 +30,9 @@ pub struct Config {
     pub lease_ms: u64,
     /// How often agents are told to heartbeat.
     pub heartbeat_ms: u64,
+    /// An agent that peers report dead (its keepalives stopped) loses its members once
+    /// it has also been silent this long, before its lease runs out; 0: only the lease.
+    pub peer_confirm_ms: u64,
     /// How long changes are gathered before they are sent (a burst becomes few lines).
     pub coalesce_ms: u64,
     /// A stream idle this long gets a keepalive line.
@@ -50,7 +53,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             lease_ms: 3_000,
-            heartbeat_ms: 1_000,
+            heartbeat_ms: 250,
+            peer_confirm_ms: 600,
             coalesce_ms: 5,
             keepalive_ms: 1_000,
             stream_queue: 1_024,
@@ -98,6 +102,8 @@ pub struct Controller {
     /// The revision after the last flush, for those who watch the state change; also
     /// signalled, unchanged, when a lease expires.
     pub(crate) revisions: tokio::sync::watch::Sender<u64>,
+    /// Wakes the lease timer when an agent's report of dead peers changed.
+    lease_wake: Notify,
 }
 
 impl std::fmt::Debug for Controller {
@@ -178,6 +184,7 @@ impl Controller {
             tokens,
             traffic: Default::default(),
             revisions: tokio::sync::watch::Sender::new(base),
+            lease_wake: Notify::new(),
         })
     }
 
@@ -314,7 +321,11 @@ impl Controller {
         if let Some(rep) = self.etcd() {
             return self.etcd_heartbeat(rep, host, hb).await;
         }
-        self.apply(|m, now| Ok((m.heartbeat(host, hb, now)?, Vec::new())))
+        let reports_changed = self.apply(|m, now| Ok((m.heartbeat(host, hb, now)?, Vec::new())))?;
+        if reports_changed {
+            self.lease_wake.notify_one();
+        }
+        Ok(())
     }
 
     /// `POST /v1/agents/{host}/membership`.
@@ -455,22 +466,50 @@ impl Controller {
             return;
         }
         let lease = self.config.lease_ms;
+        let confirm = self.config.peer_confirm_ms;
         // Wake at the earliest expiry, but at least this often: heartbeats only push
-        // expiries later, and a new agent's expiry is a whole lease away.
+        // expiries later, and a new agent's expiry is a whole lease away. A report of
+        // dead peers wakes it at once.
         let cap = (lease / 10).max(10);
         loop {
             let wait = {
                 let now = self.now_ms();
                 let g = self.lock();
+                let early = (confirm > 0)
+                    .then(|| g.model.next_confirmation(now, confirm))
+                    .flatten();
                 g.model
                     .next_expiry(lease)
+                    .into_iter()
+                    .chain(early)
+                    .min()
                     .map_or(cap, |t| t.saturating_sub(now))
                     .min(cap)
             };
-            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
+                _ = self.lease_wake.notified() => {}
+            }
             let now = self.now_ms();
             let mut g = self.lock();
             let effects = g.model.expire(now, self.config.lease_ms);
+            if confirm > 0 {
+                // Peers' word that a host is dead, confirmed by its own silence: its
+                // members go now rather than when the lease runs out.
+                let losses = g.model.confirmed_losses(now, confirm);
+                let hosts: Vec<String> = losses.iter().map(|(h, _)| h.clone()).collect();
+                for (host, witnesses) in &losses {
+                    tracing::info!(host = %host, witnesses = ?witnesses, silent_ms = confirm, "peers report the host dead and it is silent: its members are removed before its lease runs out");
+                    self.metrics.peer_confirmed_removals.inc();
+                }
+                let early = g.model.expire_hosts(&hosts);
+                if !early.is_empty() {
+                    self.revisions.send_modify(|_| {});
+                }
+                if g.hub.push(early) {
+                    self.flush.notify_one();
+                }
+            }
             g.model.forget_expired(now, FORGET_EXPIRED_MS);
             let mut closed = false;
             for e in &effects {

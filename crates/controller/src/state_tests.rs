@@ -70,7 +70,7 @@ fn agents_are_answered_while_an_admin_commit_waits_for_the_disk() {
         let c = c.clone();
         let session = reply.session;
         std::thread::spawn(move || {
-            let hb = Heartbeat { session };
+            let hb = Heartbeat::new(session);
             tx.send(
                 c.apply(|m, now| Ok((m.heartbeat("h1", &hb, now)?, Vec::new())))
                     .is_ok(),

@@ -61,11 +61,29 @@ impl HostKey {
     pub fn secret(&self) -> &StaticSecret {
         &self.secret
     }
+
+    /// The X25519 shared secret with the holder of `peer_public` (RFC 7748 section 6.1):
+    /// the same on both hosts, known to no one else. `None` for a low-order public key,
+    /// whose shared secret anyone could compute.
+    pub fn shared_secret(&self, peer_public: &[u8; KEY_LEN]) -> Option<[u8; KEY_LEN]> {
+        let shared = self.secret.diffie_hellman(&PublicKey::from(*peer_public));
+        shared.was_contributory().then(|| shared.to_bytes())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_ends_derive_the_same_shared_secret() {
+        let (a, b) = (HostKey::generate(), HostKey::generate());
+        let ab = a.shared_secret(b.public().as_bytes());
+        assert!(ab.is_some());
+        assert_eq!(ab, b.shared_secret(a.public().as_bytes()));
+        // A low-order point (here zero) gives no secret.
+        assert_eq!(a.shared_secret(&[0; KEY_LEN]), None);
+    }
 
     #[test]
     fn keys_round_trip_and_differ() {

@@ -5,6 +5,7 @@
 //! neighbouring versions keep talking.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::BTreeSet;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -218,11 +219,28 @@ pub struct RegistrationReply {
 }
 
 /// Body of `POST /v1/agents/{host}/heartbeat`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     /// The session from the registration.
     #[schema(schema_with = schema::u64_schema)]
     pub session: u64,
+    /// Peers whose keepalives this host no longer receives (host names; at most
+    /// [`crate::validate::MAX_PEERS_DOWN`]), all of them each time. The controller
+    /// removes such a host's members early when its own heartbeats have stopped too
+    /// (`--peer-confirm-ms`); one host's word alone never removes another.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    #[schema(schema_with = schema::host_name_list)]
+    pub peers_down: BTreeSet<String>,
+}
+
+impl Heartbeat {
+    /// A heartbeat of `session` with no peer found dead.
+    pub fn new(session: u64) -> Self {
+        Self {
+            session,
+            peers_down: BTreeSet::new(),
+        }
+    }
 }
 
 /// The membership of one link of an agent for one group.
@@ -532,6 +550,14 @@ pub struct AgentInfo {
     #[serde(default)]
     #[schema(schema_with = schema::zone_or_null)]
     pub zone: Option<String>,
+    /// The peers this agent's last heartbeat reported dead (their keepalives stopped).
+    #[serde(default)]
+    #[schema(schema_with = schema::host_name_list)]
+    pub peers_down: Vec<String>,
+    /// The live agents whose last heartbeat reports this host dead.
+    #[serde(default)]
+    #[schema(schema_with = schema::host_name_list)]
+    pub reported_down_by: Vec<String>,
 }
 
 /// The body of every 4xx/5xx answer.

@@ -452,6 +452,34 @@ impl ForwardingTable {
     pub fn is_empty(&self) -> bool {
         self.domains.iter().all(|d| d.groups.is_empty())
     }
+
+    /// The table without copies to `hosts` (peers found dead in the data plane): no
+    /// group replicates to them any more. They stay peers, so what they send is still
+    /// accepted (a peer that was only slow is not cut off) and their tunnel sessions
+    /// stay up for when they are back.
+    pub fn without_remotes(mut self, hosts: &BTreeSet<String>) -> Self {
+        if hosts.is_empty() {
+            return self;
+        }
+        for d in &mut self.domains {
+            for route in d.groups.values_mut() {
+                route.remotes.retain(|r| !hosts.contains(&r.host));
+            }
+            d.groups
+                .retain(|_, r| !r.remotes.is_empty() || !r.locals.is_empty());
+        }
+        self
+    }
+
+    /// Every other host of the host's domains, once each: the peers whose liveness
+    /// the agent follows.
+    pub fn tunnel_peers(&self) -> BTreeMap<&str, &TunnelPeer> {
+        self.domains
+            .iter()
+            .flat_map(|d| d.tunnel_peers.iter())
+            .map(|p| (p.host.as_str(), p))
+            .collect()
+    }
 }
 
 fn domain_table(

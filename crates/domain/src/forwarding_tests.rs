@@ -80,6 +80,35 @@ fn remote_routes_exclude_self_and_link_local_groups() {
 }
 
 #[test]
+fn peers_found_dead_get_no_copies_but_stay_peers() {
+    let mut v = DomainView::new();
+    v.apply(&snapshot());
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    assert_eq!(
+        t.tunnel_peers().keys().copied().collect::<Vec<_>>(),
+        ["h2", "h3"]
+    );
+    let same = t.clone().without_remotes(&BTreeSet::new());
+    assert_eq!(same, t);
+    let cut = t.without_remotes(&["h2".to_string()].into());
+    let d = cut.by_vni(100).unwrap();
+    let hosts: Vec<&str> = d
+        .route(G)
+        .unwrap()
+        .remotes
+        .iter()
+        .map(|r| r.host.as_str())
+        .collect();
+    assert_eq!(hosts, ["h3"]);
+    // Still a peer: what it sends is accepted, its tunnel stays.
+    assert!(d.peers.contains(&ip(10, 0, 0, 2)));
+    assert!(d.tunnel_peers.iter().any(|p| p.host == "h2"));
+    // A group whose only copies went to dead peers is gone from the table.
+    let none = cut.without_remotes(&["h3".to_string()].into());
+    assert!(none.by_vni(100).unwrap().route(G).is_none());
+}
+
+#[test]
 fn tunnel_fields_follow_the_peers() {
     let mut v = DomainView::new();
     v.apply(&snapshot());

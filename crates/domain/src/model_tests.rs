@@ -195,9 +195,7 @@ fn joins_spread_as_member_deltas_and_leaves_remove_them() {
         .report("host-a", report(sa + 100, 3, false, vec![]), 13)
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Stale);
-    let e = m
-        .heartbeat("nope", &Heartbeat { session: 1 }, 13)
-        .unwrap_err();
+    let e = m.heartbeat("nope", &Heartbeat::new(1), 13).unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     let bad = LinkMembership {
         group: Ipv4Addr::new(10, 0, 0, 1),
@@ -256,8 +254,7 @@ fn lease_expiry_removes_members_and_peer() {
         0,
     )
     .unwrap();
-    m.heartbeat("host-b", &Heartbeat { session: sb }, 2_000)
-        .unwrap();
+    m.heartbeat("host-b", &Heartbeat::new(sb), 2_000).unwrap();
     assert_eq!(m.next_expiry(LEASE), Some(LEASE));
     assert!(m.expire(LEASE - 1, LEASE).is_empty());
     let fx = m.expire(LEASE, LEASE);
@@ -283,7 +280,7 @@ fn lease_expiry_removes_members_and_peer() {
     assert_eq!(infos[0].state, "expired");
     assert_eq!(infos[1].state, "up");
     let e = m
-        .heartbeat("host-a", &Heartbeat { session: sa }, LEASE)
+        .heartbeat("host-a", &Heartbeat::new(sa), LEASE)
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Stale);
     assert_eq!(m.forget_expired(LEASE + 1, 600_000), 0);
@@ -305,6 +302,95 @@ fn lease_expiry_removes_members_and_peer() {
     assert_eq!(m.agent_infos(LEASE * 10).len(), 2);
     assert_eq!(m.forget_expired(LEASE * 10 + 600_000, 600_000), 2);
     assert!(m.agent_infos(0).is_empty());
+}
+
+fn down(session: u64, peers: &[&str]) -> Heartbeat {
+    Heartbeat {
+        session,
+        peers_down: peers.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_host_reported_dead_goes_early_only_once_its_heartbeats_stop_too() {
+    const CONFIRM: u64 = 600;
+    let (mut m, sa, sb) = reference();
+    m.report(
+        "host-a",
+        report(sa, 1, true, vec![join("eth1", G, [10, 0, 2, 4].into())]),
+        1_000,
+    )
+    .unwrap();
+    // Nobody reports: silence alone waits for the lease.
+    m.heartbeat("host-b", &Heartbeat::new(sb), 1_100).unwrap();
+    assert!(m.confirmed_losses(1_700, CONFIRM).is_empty());
+    assert_eq!(m.next_confirmation(1_100, CONFIRM), None);
+    // host-b reports host-a dead at 1 200 ms, but host-a heartbeats: nothing yet.
+    assert!(
+        m.heartbeat("host-b", &down(sb, &["host-a"]), 1_200)
+            .unwrap()
+    );
+    assert!(
+        !m.heartbeat("host-b", &down(sb, &["host-a"]), 1_250)
+            .unwrap()
+    );
+    assert!(m.confirmed_losses(1_250, CONFIRM).is_empty());
+    assert_eq!(m.next_confirmation(1_250, CONFIRM), Some(1_000 + CONFIRM));
+    // A heartbeat of host-a moves the confirmation later: it is alive.
+    m.heartbeat("host-a", &Heartbeat::new(sa), 1_500).unwrap();
+    assert!(m.confirmed_losses(1_600, CONFIRM).is_empty());
+    assert_eq!(m.next_confirmation(1_600, CONFIRM), Some(1_500 + CONFIRM));
+    // A silent witness proves nothing.
+    assert!(m.confirmed_losses(2_100, CONFIRM).is_empty());
+    // Witness heard, host-a silent for the whole confirmation time: removed.
+    m.heartbeat("host-b", &down(sb, &["host-a"]), 2_000)
+        .unwrap();
+    let infos = m.agent_infos(2_000);
+    assert_eq!(infos[0].reported_down_by, ["host-b"]);
+    assert_eq!(infos[1].peers_down, ["host-a"]);
+    assert!(m.confirmed_losses(2_099, CONFIRM).is_empty());
+    assert_eq!(
+        m.confirmed_losses(2_100, CONFIRM),
+        vec![("host-a".to_string(), vec!["host-b".to_string()])]
+    );
+    let fx = m.expire_hosts(&["host-a".to_string()]);
+    assert!(
+        deltas(&fx)
+            .iter()
+            .any(|c| matches!(c, Change::Member { filter: None, .. }))
+    );
+    assert!(fx.contains(&Effect::Close {
+        host: "host-a".into()
+    }));
+    // Gone: no longer reported, and expiring again changes nothing.
+    assert!(m.confirmed_losses(2_200, CONFIRM).is_empty());
+    assert!(m.expire_hosts(&["host-a".to_string()]).is_empty());
+    // The witness's report clears; a report naming itself or nobody known is ignored.
+    assert!(
+        m.heartbeat("host-b", &down(sb, &["host-b", "ghost"]), 2_300)
+            .unwrap()
+    );
+    assert!(m.confirmed_losses(9_000, CONFIRM).is_empty());
+}
+
+#[test]
+fn a_heartbeat_reporting_nonsense_is_refused() {
+    let (mut m, _, sb) = reference();
+    let e = m
+        .heartbeat("host-b", &down(sb, &["no/slash"]), 10)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    let many: Vec<String> = (0..=crate::validate::MAX_PEERS_DOWN)
+        .map(|i| format!("h{i}"))
+        .collect();
+    let hb = Heartbeat {
+        session: sb,
+        peers_down: many.into_iter().collect(),
+    };
+    assert_eq!(
+        m.heartbeat("host-b", &hb, 10).unwrap_err().kind,
+        ErrorKind::Invalid
+    );
 }
 
 #[test]

@@ -23,6 +23,8 @@ fn agent(host: &str, state: &str, dataplane: &str) -> AgentInfo {
         public_key: String::new(),
         tunnel_address: None,
         zone: Some("a".into()),
+        peers_down: Vec::new(),
+        reported_down_by: Vec::new(),
     }
 }
 

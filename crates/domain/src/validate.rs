@@ -67,6 +67,9 @@ impl ModelError {
     }
 }
 
+/// The most peers one heartbeat may report dead.
+pub const MAX_PEERS_DOWN: usize = 4_096;
+
 /// The largest VXLAN network identifier (24 bits, RFC 7348 section 5).
 pub const MAX_VNI: u32 = 0x00FF_FFFF;
 

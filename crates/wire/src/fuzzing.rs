@@ -12,7 +12,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::{ethernet, icmpv6, igmp, ipv4, ipv6, mld, udp, vxlan};
+use crate::{ethernet, icmpv6, igmp, ipv4, ipv6, keepalive, mld, udp, vxlan};
 
 /// Ethernet frames; an IPv4 payload goes on to [`ipv4()`], an IPv6 one to [`ipv6()`].
 pub fn ethernet(data: &[u8]) {
@@ -263,6 +263,18 @@ fn mld_once(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) {
     assert_eq!(mld::MldRepr::parse(src, dst, upper.payload), Ok(repr));
 }
 
+/// The agents' peer keepalives ([`keepalive`]): what parses re-emits to the same bytes.
+pub fn keepalive(data: &[u8]) {
+    let Ok((repr, tag)) = keepalive::Repr::parse(data) else {
+        return;
+    };
+    assert!(repr.detect_mult > 0 && repr.tx_interval_us > 0);
+    // Only the reserved byte may differ: it is written as zero.
+    let mut again = repr.to_packet(&tag);
+    again[7] = data[7];
+    assert_eq!(again[..], data[..]);
+}
+
 #[cfg(test)]
 mod tests {
     use mcgate_testbed::corpus::seeds;
@@ -279,6 +291,7 @@ mod tests {
             ("vxlan", super::vxlan),
             ("ipv6", super::ipv6),
             ("mld", super::mld),
+            ("keepalive", super::keepalive),
         ]);
     }
 

@@ -28,6 +28,7 @@ pub mod icmpv6;
 pub mod igmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod keepalive;
 pub mod membership;
 pub mod mld;
 pub mod record;

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest heartbeat interval accepted from the controller.
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest time a heartbeat is given to be answered (within half the lease): a
+/// short interval must not make a loaded controller's answers count as failures.
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// When to heartbeat and how long each heartbeat may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +22,8 @@ pub struct HeartbeatTiming {
     /// 100 ms..=60 s.
     pub interval: Duration,
     /// How long one heartbeat may go unanswered before it is given up (and the next one
-    /// sent on a fresh connection): at most the interval and at most half the lease, so
-    /// an unanswered heartbeat never delays the next one past the lease.
+    /// sent on a fresh connection): the interval, but at least 1 s, and at most half the
+    /// lease, so an unanswered heartbeat never delays the next one past the lease.
     pub timeout: Duration,
     /// The lease: the controller drops the session when no heartbeat reached it for
     /// this long.
@@ -32,7 +35,10 @@ impl HeartbeatTiming {
     pub fn new(lease_ms: u64, heartbeat_ms: u64) -> Self {
         let lease = Duration::from_millis(lease_ms.max(1));
         let interval = Duration::from_millis(heartbeat_ms).clamp(MIN_INTERVAL, MAX_INTERVAL);
-        let timeout = interval.min(lease / 2).max(Duration::from_millis(1));
+        let timeout = interval
+            .max(MIN_TIMEOUT)
+            .min(lease / 2)
+            .max(Duration::from_millis(1));
         Self {
             interval,
             timeout,
@@ -139,6 +145,9 @@ mod tests {
             (t.interval, t.timeout, t.lease),
             (ms(1_000), ms(1_000), ms(3_000))
         );
+        // A short interval still gives each heartbeat a second to be answered.
+        let t = HeartbeatTiming::new(3_000, 250);
+        assert_eq!((t.interval, t.timeout), (ms(250), ms(1_000)));
         // A heartbeat interval as long as the lease still times out within half of it.
         let t = HeartbeatTiming::new(3_000, 5_000);
         assert_eq!((t.interval, t.timeout), (ms(5_000), ms(1_500)));

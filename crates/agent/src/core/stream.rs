@@ -84,7 +84,8 @@ impl AgentCore {
                 &self.membership,
             ),
             None => ForwardingTable::compute(&self.view, &self.host.name, &names, &self.membership),
-        };
+        }
+        .without_remotes(&self.peers_down);
         self.actions.push_back(Action::SetTable(Arc::new(table)));
         self.tables += 1;
         let statics = self.static_members(&names);

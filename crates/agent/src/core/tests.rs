@@ -383,6 +383,28 @@ fn controller_loss_and_return_holds_missing_hosts_down() {
 }
 
 #[test]
+fn a_peer_found_dead_gets_no_copies_at_once_and_gets_them_again_when_back() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(7, &["h2", "h3"]));
+    drain(&mut c);
+    c.handle_peers_down(["h3".to_string()].into());
+    let a = drain(&mut c);
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2"]);
+    // The same set again changes nothing.
+    c.handle_peers_down(["h3".to_string()].into());
+    assert!(last_table(&drain(&mut c)).is_none());
+    // A stream change meanwhile keeps it out.
+    c.handle_stream(t0, snapshot(8, &["h2", "h3", "h4"]));
+    let a = drain(&mut c);
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2", "h4"]);
+    c.handle_peers_down(Default::default());
+    let a = drain(&mut c);
+    assert_eq!(remotes(&last_table(&a).unwrap(), G1), ["h2", "h3", "h4"]);
+}
+
+#[test]
 fn link_churn_withdraws_members_and_a_recreated_link_starts_afresh() {
     let t0 = Instant::now();
     let mut c = core_at(t0, SavedMembership::default());

@@ -43,6 +43,30 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
             query_send_errors: 0,
             groups: vec![],
         }],
+        peer_liveness: crate::liveness_task::LivenessView {
+            enabled: true,
+            port: 51821,
+            tx_interval_ms: 100,
+            detect_mult: 3,
+            sent: 30,
+            received: 20,
+            detections: 1,
+            refused: crate::liveness_task::Refusals {
+                not_authenticated: 2,
+                ..Default::default()
+            },
+            peers: vec![crate::liveness_task::PeerLivenessView {
+                host: "h2".into(),
+                address: "10.0.0.2".parse().unwrap(),
+                state: "down",
+                since_ms: 5,
+                last_heard_ms: Some(305),
+                detection_time_ms: 300,
+                received: 20,
+                detections: 1,
+            }],
+            ..Default::default()
+        },
         ..AgentView::default()
     };
     let status = ControllerStatus {
@@ -179,6 +203,28 @@ fn heartbeat_counts_are_series() {
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
+}
+
+/// The peer keepalives' state and counters are series; none while keepalives are off.
+#[test]
+fn peer_liveness_is_series() {
+    let text = all(Format::PrometheusText);
+    for series in [
+        r#"mcgate_agent_peer_state{peer="h2",state="down"} 1"#,
+        r#"mcgate_agent_peer_state{peer="h2",state="up"} 0"#,
+        r#"mcgate_agent_peer_detections_total{peer="h2"} 1"#,
+        r#"mcgate_agent_keepalives_refused_total{reason="not_authenticated"} 2"#,
+        "mcgate_agent_keepalives_sent_total 30",
+        "mcgate_agent_keepalives_received_total 20",
+        "mcgate_agent_peer_down_detections_total 1",
+        "# TYPE mcgate_agent_peer_down_detections_total counter",
+    ] {
+        assert!(text.contains(series), "missing {series}:\n{text}");
+    }
+    let (mut view, status, dp, _) = sample();
+    view.peer_liveness.enabled = false;
+    let off = render(Format::PrometheusText, &view, &status, &dp, None);
+    assert!(!off.contains("keepalive"), "{off}");
 }
 
 #[test]

@@ -200,6 +200,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                     "MEMBERSHIPS",
                     "LAST SEEN",
                     "DATAPLANE",
+                    "REPORTED DOWN BY",
                 ]);
                 for x in &agents {
                     t.row(vec![
@@ -212,6 +213,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                         x.memberships.to_string(),
                         format!("{:.1}s ago", x.last_seen_ms as f64 / 1000.0),
                         x.dataplane.clone().unwrap_or_else(|| "-".into()),
+                        list(&x.reported_down_by),
                     ]);
                 }
                 t.print();

@@ -46,6 +46,7 @@ impl Model {
                 last_seq: None,
                 groups: BTreeMap::new(),
                 tunnel_address,
+                peers_down: BTreeSet::new(),
             });
             rec.registration = reg;
             rec.tunnel_address = tunnel_address;
@@ -53,6 +54,7 @@ impl Model {
             rec.last_seen_ms = now_ms;
             rec.expired = false;
             rec.last_seq = None;
+            rec.peers_down.clear();
         });
         // A new session always starts with a fresh snapshot, whatever changed.
         if !effects
@@ -95,11 +97,34 @@ impl Model {
         })
     }
 
-    /// `POST /v1/agents/{host}/heartbeat`.
-    pub fn heartbeat(&mut self, host: &str, hb: &Heartbeat, now_ms: u64) -> Result<(), ModelError> {
+    /// `POST /v1/agents/{host}/heartbeat`. Returns whether the peers it reports dead
+    /// changed (then an early removal may be due: see [`Self::confirmed_losses`]).
+    pub fn heartbeat(
+        &mut self,
+        host: &str,
+        hb: &Heartbeat,
+        now_ms: u64,
+    ) -> Result<bool, ModelError> {
+        if hb.peers_down.len() > validate::MAX_PEERS_DOWN {
+            return Err(ModelError::invalid(
+                "peers_down",
+                format!(
+                    "{} peers reported down: at most {} are accepted",
+                    hb.peers_down.len(),
+                    validate::MAX_PEERS_DOWN
+                ),
+            ));
+        }
+        for p in &hb.peers_down {
+            validate::host_name("peers_down", p)?;
+        }
         let rec = self.current_agent(host, hb.session)?;
         rec.last_seen_ms = now_ms;
-        Ok(())
+        let changed = rec.peers_down != hb.peers_down;
+        if changed {
+            rec.peers_down = hb.peers_down.clone();
+        }
+        Ok(changed)
     }
 
     /// `POST /v1/agents/{host}/membership`.
@@ -158,6 +183,16 @@ impl Model {
             .filter(|(_, a)| a.live() && now_ms.saturating_sub(a.last_seen_ms) >= lease_ms)
             .map(|(h, _)| h.clone())
             .collect();
+        self.expire_hosts(&due)
+    }
+
+    /// Expires the live agents among `hosts` now, as a lease expiry does.
+    pub fn expire_hosts(&mut self, hosts: &[String]) -> Vec<Effect> {
+        let due: Vec<String> = hosts
+            .iter()
+            .filter(|h| self.agents.get(h.as_str()).is_some_and(AgentRecord::live))
+            .cloned()
+            .collect();
         if due.is_empty() {
             return Vec::new();
         }
@@ -166,11 +201,59 @@ impl Model {
                 if let Some(a) = m.agents.get_mut(h) {
                     a.expired = true;
                     a.groups.clear();
+                    a.peers_down.clear();
                 }
             }
         });
         effects.extend(due.into_iter().map(|host| Effect::Close { host }));
         effects
+    }
+
+    /// The live hosts that peers report dead, each with its witnesses: the live
+    /// agents heard within `confirm_ms` whose last heartbeat reports it dead.
+    fn reported(&self, now_ms: u64, confirm_ms: u64) -> BTreeMap<&str, Vec<&str>> {
+        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (reporter, r) in &self.agents {
+            if !r.live() || now_ms.saturating_sub(r.last_seen_ms) >= confirm_ms {
+                // A witness that is itself silent proves nothing.
+                continue;
+            }
+            for suspect in &r.peers_down {
+                if suspect != reporter
+                    && let Some((h, _)) = self.agents.get_key_value(suspect.as_str())
+                    && self.agents.get(h).is_some_and(AgentRecord::live)
+                {
+                    out.entry(h.as_str()).or_default().push(reporter.as_str());
+                }
+            }
+        }
+        out
+    }
+
+    /// The hosts to remove before their lease runs out: reported dead by at least one
+    /// live peer (its keepalives stopped) AND silent towards the controller for
+    /// `confirm_ms` (no heartbeat or report). A peer's report alone never removes a
+    /// host that still heartbeats (a fault between two hosts is not a dead host), and
+    /// silence alone waits for the lease. Each with its witnesses, by host name.
+    pub fn confirmed_losses(&self, now_ms: u64, confirm_ms: u64) -> Vec<(String, Vec<String>)> {
+        self.reported(now_ms, confirm_ms)
+            .into_iter()
+            .filter(|(h, _)| {
+                self.agents
+                    .get(*h)
+                    .is_some_and(|a| now_ms.saturating_sub(a.last_seen_ms) >= confirm_ms)
+            })
+            .map(|(h, w)| (h.to_string(), w.into_iter().map(str::to_string).collect()))
+            .collect()
+    }
+
+    /// When the next reported host's silence reaches `confirm_ms`, if one is reported.
+    pub fn next_confirmation(&self, now_ms: u64, confirm_ms: u64) -> Option<u64> {
+        self.reported(now_ms, confirm_ms)
+            .keys()
+            .filter_map(|h| self.agents.get(*h))
+            .map(|a| a.last_seen_ms.saturating_add(confirm_ms))
+            .min()
     }
 
     /// Forgets agents whose lease expired more than `after_ms` ago, so hosts that are
@@ -194,6 +277,15 @@ impl Model {
 
     /// `GET /v1/agents`.
     pub fn agent_infos(&self, now_ms: u64) -> Vec<AgentInfo> {
+        let mut reported: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (reporter, r) in self.agents.iter().filter(|(_, r)| r.live()) {
+            for suspect in &r.peers_down {
+                reported
+                    .entry(suspect.as_str())
+                    .or_default()
+                    .push(reporter.clone());
+            }
+        }
         self.agents
             .iter()
             .map(|(h, a)| AgentInfo {
@@ -209,6 +301,8 @@ impl Model {
                 public_key: a.registration.public_key.clone(),
                 tunnel_address: Some(a.tunnel_address),
                 zone: a.registration.zone.clone(),
+                peers_down: a.peers_down.iter().cloned().collect(),
+                reported_down_by: reported.get(h.as_str()).cloned().unwrap_or_default(),
             })
             .collect()
     }

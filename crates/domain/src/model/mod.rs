@@ -14,7 +14,7 @@
 //! the RFC 3376 merge of memberships); this file holds the types and the read views.
 
 use core::net::Ipv4Addr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,8 @@ pub struct AgentRecord {
     pub groups: BTreeMap<Ipv4Addr, LinkEntries>,
     /// Its address inside the tunnel, kept across re-registrations.
     pub tunnel_address: Ipv4Addr,
+    /// The peers its last heartbeat reported dead (its keepalives from them stopped).
+    pub peers_down: BTreeSet<String>,
 }
 
 impl AgentRecord {

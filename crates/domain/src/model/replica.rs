@@ -75,6 +75,7 @@ impl StoredAgent {
             last_seq: self.last_seq,
             groups,
             tunnel_address: self.tunnel_address,
+            peers_down: std::collections::BTreeSet::new(),
         }
     }
 }

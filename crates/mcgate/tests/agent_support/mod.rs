@@ -239,6 +239,8 @@ pub struct Topo {
     pub router: Netns,
     /// Scratch directory (logs, sockets, scripts, the controller's store).
     pub dir: PathBuf,
+    /// More arguments for the controller (`--peer-confirm-ms ...`).
+    pub controller_args: Vec<String>,
     controller: Option<Child>,
     controller_runs: usize,
     procs: Vec<Proc>,
@@ -279,6 +281,7 @@ impl Topo {
             hosts: Vec::new(),
             router,
             dir,
+            controller_args: Vec::new(),
             controller: None,
             controller_runs: 0,
             procs: Vec::new(),
@@ -406,20 +409,20 @@ impl Topo {
         let log = self
             .dir
             .join(format!("controller-{}.log", self.controller_runs));
-        let child = spawn_logged(
-            &self.router,
-            &[
-                &binary(),
-                "controller",
-                "--listen",
-                CONTROLLER,
-                "--unix",
-                self.controller_socket().to_str().expect("utf-8 path"),
-                "--data-dir",
-                data.to_str().expect("utf-8 path"),
-            ],
-            &log,
-        );
+        let socket = self.controller_socket();
+        let mut argv = vec![
+            binary(),
+            "controller".into(),
+            "--listen".into(),
+            CONTROLLER.into(),
+            "--unix".into(),
+            socket.to_str().expect("utf-8 path").into(),
+            "--data-dir".into(),
+            data.to_str().expect("utf-8 path").into(),
+        ];
+        argv.extend(self.controller_args.iter().cloned());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let child = spawn_logged(&self.router, &argv, &log);
         self.controller = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -509,6 +512,11 @@ impl Topo {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process ID of host `h`'s agent, while it runs.
+    pub fn agent_pid(&self, h: usize) -> Option<u32> {
+        self.hosts[h].agent.as_ref().map(Child::id)
     }
 
     /// Kills the agent of host `h` with SIGKILL (by PID): a crash, no goodbye.
@@ -818,6 +826,16 @@ impl Topo {
             .dir
             .join(format!("proc-router-{}.log", self.procs.len()));
         let child = spawn_logged(&self.router, args, &log);
+        self.procs.push(Proc { child, log });
+        self.procs.len() - 1
+    }
+
+    /// Starts any long-running command in host `h`'s namespace (beside its agent).
+    pub fn spawn_in_host(&mut self, h: usize, args: &[&str]) -> usize {
+        let log = self
+            .dir
+            .join(format!("proc-host-{h}-{}.log", self.procs.len()));
+        let child = spawn_logged(&self.hosts[h].ns, args, &log);
         self.procs.push(Proc { child, log });
         self.procs.len() - 1
     }
