@@ -443,19 +443,25 @@ fn a_vanished_peer_stops_getting_copies(dp: &str) {
         },
     );
     std::thread::sleep(Duration::from_secs(1));
-    // h3's agent dies without a word; its lease (3 s) runs out and the controller tells
-    // h1, which stops replicating to h3.
+    // h3's agent dies without a word; h1's keepalives (or at worst the 3 s lease) find
+    // it gone, and h1 stops replicating to h3.
     t.kill_agent(2);
     let stopped = t.wait_until(Duration::from_secs(8), || peers(&t, 0) == ["h2"]);
     assert!(stopped, "h1 still has h3 as a peer:\n{}", t.logs());
-    let a = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
+    // From now on one copy per packet (to h2), not two: over the same window h1 sends
+    // about as many copies as h2 receives, whatever rate the sender manages on a loaded
+    // machine. (Counters are published every 200 ms, so the two hosts' figures are
+    // apart by a fraction of the window; two copies per packet would be twice as many.)
+    let tunnel =
+        |h: usize, dir: &str| t.metric(h, "mcgate_agent_tunnel_packets", &[("direction", dir)]);
+    let (tx0, rx0) = (tunnel(0, "tx"), tunnel(1, "rx"));
     std::thread::sleep(Duration::from_secs(2));
-    let b = t.metric(0, "mcgate_agent_tunnel_packets", &[("direction", "tx")]);
-    // About 200 packets in 2 s, one copy each (to h2), not two.
+    let (tx1, rx1) = (tunnel(0, "tx"), tunnel(1, "rx"));
+    let (sent, got) = (tx1 - tx0, rx1 - rx0);
+    assert!(got >= 50, "the flow stalled: h2 got {got} copies in 2 s");
     assert!(
-        (150..=250).contains(&(b - a)),
-        "h1 sent {} copies in 2 s",
-        b - a
+        2 * sent < 3 * got,
+        "h1 sent {sent} copies while h2 got {got}: still sending to h3?"
     );
     t.wait_proc(s, Duration::from_secs(20));
     let got = t.received(r2, Duration::from_secs(15));
