@@ -144,7 +144,8 @@ def build_results(cfg, meta, rep, same, lat, lat_low, memb, kills, loadgen, perf
             cases.append({"name": "one change to every agent", "case": 5,
                           "mcgate": {k: fan.get(k) for k in (
                               "agents", "probes", "probe_audience", "probe_p50_ms",
-                              "probe_p99_ms", "command")},
+                              "probe_p99_ms", "command", "heartbeat_ms",
+                              "idle_controller_cpu_pct")},
                           "baseline": {"target_p99_ms": limit},
                           "source": source, "note": lg_note,
                           "target": f"p99 < {limit} ms to all {fan.get('probe_audience')} agents",

@@ -184,6 +184,10 @@ def body_rest(a, c, res):
               f"until every one of the {m['probe_audience']} agents of its domain applied "
               f"it, {m['probes']} times: p50 {rnd(m['probe_p50_ms'], 1)} ms, p99 "
               f"{rnd(m['probe_p99_ms'], 1)} ms (`{m['command']}`).")
+            if m.get("idle_controller_cpu_pct") is not None:
+                a(f"With those {m['agents']} agents heartbeating every {m['heartbeat_ms']} ms "
+                  f"and nothing else happening, the controller used "
+                  f"{rnd(m['idle_controller_cpu_pct'], 1)}% of one CPU.")
             a("")
         elif x["case"] == 5:
             m = x["mcgate"]

@@ -115,7 +115,8 @@ class ControlPlaneScale(unittest.TestCase):
         res["cases"].append({
             "name": "one change to every agent", "case": 5,
             "mcgate": {"agents": 1000, "probes": 50, "probe_audience": 1000,
-                       "probe_p50_ms": 7.25, "probe_p99_ms": 31.5, "command": "loadgen x"},
+                       "probe_p50_ms": 7.25, "probe_p99_ms": 31.5, "command": "loadgen x",
+                       "heartbeat_ms": 1000, "idle_controller_cpu_pct": 25.84},
             "baseline": {"target_p99_ms": 20}, "source": "this run",
             "note": "ran in this run", "target": "p99 < 20 ms to all 1000 agents",
             "target_met": False})
@@ -124,3 +125,5 @@ class ControlPlaneScale(unittest.TestCase):
                       "p50 7.2 ms, p99 31.5 ms", text)
         self.assertIn("p50 7.2 ms, p99 31.5 ms | **not met**", text)
         self.assertIn("(2.0x the 3 s target)", text)
+        self.assertIn("heartbeating every 1000 ms and nothing else happening, the "
+                      "controller used 25.8% of one CPU.", text)

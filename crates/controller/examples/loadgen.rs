@@ -70,6 +70,14 @@ struct Args {
     /// Target: a single change reaches every agent of its domain within this p99 (ms).
     #[arg(long, default_value_t = 20)]
     target_probe_p99_ms: u64,
+    /// How often each simulated agent heartbeats (the controller is told the same);
+    /// the default is the controller's own default.
+    #[arg(long, default_value_t = 250)]
+    heartbeat_ms: u64,
+    /// Seconds of the quiet window (streams open, heartbeats only) whose controller CPU
+    /// is reported as the cost of keeping the leases.
+    #[arg(long, default_value_t = 5)]
+    idle_s: u64,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/controller-scale.json")]
     out: PathBuf,
@@ -241,11 +249,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &listen,
                 "--lease-ms",
                 "60000",
-                "--heartbeat-ms",
-                "10000",
                 "--data-dir",
             ])
             .arg(&data)
+            .arg("--heartbeat-ms")
+            .arg(args.heartbeat_ms.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -331,12 +339,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let reg_ms = t_reg.elapsed().as_millis();
     // Heartbeats keep the leases.
+    let every = Duration::from_millis(args.heartbeat_ms);
     for (i, &session) in sessions.iter().enumerate() {
         let c = client.clone();
         tokio::spawn(async move {
             let path = format!("/v1/agents/{}/heartbeat", host_name(i));
+            // Spread over the interval, as agents started at different times are.
+            let offset = every.mul_f64((i % 1000) as f64 / 1000.0);
+            tokio::time::sleep(offset).await;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                tick.tick().await;
                 let _: Result<serde_json::Value, _> = c.post(&path, &Heartbeat::new(session)).await;
             }
         });
@@ -346,6 +360,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Let the registrations' own deltas settle.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The cost of keeping the leases: the controller's CPU over a quiet window.
+    let idle_cpu0 = cpu_ms(&pid.to_string());
+    tokio::time::sleep(Duration::from_secs(args.idle_s)).await;
+    let idle_cpu_pct = (cpu_ms(&pid.to_string()) - idle_cpu0) / (args.idle_s.max(1) as f64 * 10.0);
+    println!(
+        "heartbeats every {} ms from {} agents: controller CPU {idle_cpu_pct:.1}% of one core while quiet",
+        args.heartbeat_ms, args.agents
+    );
     let rss_before_kb = proc_status_kb(pid, "VmRSS:");
     println!(
         "{} agents registered in {reg_ms} ms with streams open; controller RSS {} MB; burst of {} joins each",
@@ -555,6 +577,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "stream_reconnects": shared.reconnects.load(Ordering::Relaxed),
         "controller_rss_before_burst_mb": rss_before_kb as f64 / 1024.0,
         "controller_peak_rss_mb": peak_kb as f64 / 1024.0,
+        "heartbeat_ms": args.heartbeat_ms,
+        "idle_controller_cpu_pct": idle_cpu_pct,
         "probes": probe_ms.len(),
         "probe_audience": audience_size,
         "probe_p50_ms": probe_p50,

@@ -74,10 +74,11 @@ pub struct ControllerArgs {
     pub heartbeat_ms: u64,
     /// An agent that peers report dead (their keepalives from it stopped) loses its
     /// members once it has also sent no heartbeat for this many milliseconds, before its
-    /// lease runs out. Keep it above two heartbeat intervals. 0: only the lease removes
-    /// members. Embedded store only (with etcd the lease alone decides).
-    #[arg(long, default_value_t = 600)]
-    pub peer_confirm_ms: u64,
+    /// lease runs out. Keep it above two heartbeat intervals (default: 2.4 heartbeat
+    /// intervals, 600 ms with the default heartbeat). 0: only the lease removes members.
+    /// Embedded store only (with etcd the lease alone decides).
+    #[arg(long)]
+    pub peer_confirm_ms: Option<u64>,
     /// How long changes are gathered before they are streamed, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub coalesce_ms: u64,
@@ -349,6 +350,12 @@ pub(crate) fn block_on<E>(
     }
 }
 
+/// The silence that confirms peers' reports of a dead host, when not given: 2.4
+/// heartbeat intervals, so one late heartbeat never removes a live host.
+fn default_peer_confirm_ms(heartbeat_ms: u64) -> u64 {
+    heartbeat_ms.saturating_mul(12) / 5
+}
+
 async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
     if args.heartbeat_ms >= args.lease_ms {
         return Err(format!(
@@ -356,16 +363,19 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
             args.heartbeat_ms, args.lease_ms
         ));
     }
-    if args.peer_confirm_ms != 0 && args.peer_confirm_ms <= args.heartbeat_ms {
+    let peer_confirm_ms = args
+        .peer_confirm_ms
+        .unwrap_or_else(|| default_peer_confirm_ms(args.heartbeat_ms));
+    if peer_confirm_ms != 0 && peer_confirm_ms <= args.heartbeat_ms {
         return Err(format!(
             "--peer-confirm-ms {} must be longer than --heartbeat-ms {} (twice as long or more), or a live agent between two heartbeats could be removed; give 0 to turn early removal off",
-            args.peer_confirm_ms, args.heartbeat_ms
+            peer_confirm_ms, args.heartbeat_ms
         ));
     }
     let config = Config {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,
-        peer_confirm_ms: args.peer_confirm_ms,
+        peer_confirm_ms,
         coalesce_ms: args.coalesce_ms,
         stream_queue: usize::try_from(args.stream_queue).unwrap_or(1_024),
         connections: server::ConnLimits {
@@ -393,7 +403,7 @@ async fn daemon(args: ControllerArgs, nofile: u64) -> Result<(), String> {
                     args.lease_ms
                 ));
             }
-            if args.peer_confirm_ms > 0 {
+            if peer_confirm_ms > 0 {
                 tracing::info!(
                     "with --store etcd the lease alone expires agents: --peer-confirm-ms is not used (agents still stop sending to a peer whose keepalives stop)"
                 );
@@ -493,4 +503,14 @@ pub fn raise_fd_limit() -> u64 {
 /// Runs an admin command.
 pub fn run_admin(cmd: AdminCommand) -> ExitCode {
     cli::run(cmd)
+}
+
+#[cfg(test)]
+mod peer_confirm_tests {
+    #[test]
+    fn the_default_confirmation_follows_the_heartbeat() {
+        assert_eq!(super::default_peer_confirm_ms(250), 600);
+        assert_eq!(super::default_peer_confirm_ms(1_000), 2_400);
+        assert!(super::default_peer_confirm_ms(u64::MAX) > 0);
+    }
 }
