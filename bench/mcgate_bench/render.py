@@ -186,8 +186,9 @@ def body_rest(a, c, res):
               f"{rnd(m['probe_p99_ms'], 1)} ms (`{m['command']}`).")
             if m.get("idle_controller_cpu_pct") is not None:
                 a(f"With those {m['agents']} agents heartbeating every {m['heartbeat_ms']} ms "
-                  f"and nothing else happening, the controller used "
-                  f"{rnd(m['idle_controller_cpu_pct'], 1)}% of one CPU.")
+                  f"and nothing else happening (a keepalive line on each stream every "
+                  f"second), the controller used {rnd(m['idle_controller_cpu_pct'], 1)}% of "
+                  f"one CPU.")
             a("")
         elif x["case"] == 5:
             m = x["mcgate"]

@@ -360,12 +360,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Let the registrations' own deltas settle.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The cost of keeping the leases: the controller's CPU over a quiet window.
+    // The cost of keeping agents: heartbeats and the streams' keepalive lines, over a
+    // quiet window.
     let idle_cpu0 = cpu_ms(&pid.to_string());
     tokio::time::sleep(Duration::from_secs(args.idle_s)).await;
     let idle_cpu_pct = (cpu_ms(&pid.to_string()) - idle_cpu0) / (args.idle_s.max(1) as f64 * 10.0);
     println!(
-        "heartbeats every {} ms from {} agents: controller CPU {idle_cpu_pct:.1}% of one core while quiet",
+        "heartbeats every {} ms from {} agents, a keepalive line per stream each second: controller CPU {idle_cpu_pct:.1}% of one core while quiet",
         args.heartbeat_ms, args.agents
     );
     let rss_before_kb = proc_status_kb(pid, "VmRSS:");
