@@ -1,4 +1,4 @@
-//! `--iface`: an interface name resolved to its index and IPv4 address.
+//! `--iface`: an interface name resolved to its index (what IPv6 needs) and IPv4 address.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 
