@@ -22,9 +22,11 @@ pub struct SendArgs {
     /// second (50kpps). A rate above what the machine can do means "as fast as possible".
     #[arg(long, short = 'b', default_value = "1m")]
     pub rate: String,
-    /// UDP payload bytes per datagram (at least 20, for the iperf 2 header).
-    #[arg(long, short = 'l', default_value = "1470")]
-    pub len: String,
+    /// UDP payload bytes per datagram (at least 20, for the iperf 2 header). Default
+    /// 1470, or 1450 for an IPv6 group, as iperf 2: with the IP and UDP headers (28 or
+    /// 48 bytes) a datagram then fits a 1500-byte MTU unfragmented.
+    #[arg(long, short = 'l')]
+    pub len: Option<String>,
     /// IPv4 time to live, or IPv6 hop limit, of the datagrams (1 keeps them on the local
     /// link).
     #[arg(long, default_value_t = 1)]
@@ -152,6 +154,13 @@ pub fn is_link_scope(group: Ipv6Addr) -> bool {
     mcgate_wire::membership::is_link_scope_group(group)
 }
 
+/// iperf 2's default datagram length for the group's family: the largest that fits a
+/// 1500-byte MTU after the IPv4 and UDP headers (20 + 8), and 20 less for IPv6's fixed
+/// header (40 + 8), since a fragmented datagram costs two packets.
+fn default_len(group: IpAddr) -> usize {
+    if group.is_ipv4() { 1470 } else { 1450 }
+}
+
 /// Parses and checks a datagram length.
 pub fn len(text: &str) -> Result<usize, PerfError> {
     let n: usize = text
@@ -195,7 +204,10 @@ impl SendArgs {
             group,
             port: self.port,
             rate: rate::parse(&self.rate).ok_or_else(|| PerfError::BadRate(self.rate.clone()))?,
-            len: len(&self.len)?,
+            len: match &self.len {
+                Some(text) => len(text)?,
+                None => default_len(group),
+            },
             ttl: self.ttl,
             time: seconds("--time", self.time)?,
             interval: seconds("--interval", self.interval)?,
@@ -342,6 +354,15 @@ mod tests {
         let c = a.check().unwrap();
         assert_eq!(c.group, "ff3e::8000:1".parse::<IpAddr>().unwrap());
         assert_eq!(c.ttl, 3);
+        assert_eq!(c.len, 1450, "fits a 1500-byte MTU after 48 header bytes");
+        let Cli::Send(a) = parse(&["x", "send", "--group", "233.252.0.5"]) else {
+            unreachable!()
+        };
+        assert_eq!(a.check().unwrap().len, 1470);
+        let Cli::Send(a) = parse(&["x", "send", "--group", "ff3e::1", "--len", "1470"]) else {
+            unreachable!()
+        };
+        assert_eq!(a.check().unwrap().len, 1470);
         let Cli::Recv(a) = parse(&[
             "x",
             "recv",
