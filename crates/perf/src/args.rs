@@ -55,9 +55,9 @@ pub struct RecvArgs {
     /// UDP port to listen on.
     #[arg(long, short = 'p', default_value_t = 5001)]
     pub port: u16,
-    /// Accept only this sender (source-specific join: IGMPv3, or MLDv2 for an IPv6 group;
-    /// the source-specific ranges are 232.0.0.0/8 and ff3x::/32); repeat for several. Of
-    /// the group's family.
+    /// Accept only this sender, an address of the group's family (source-specific join:
+    /// IGMPv3, or MLDv2 for an IPv6 group; the source-specific ranges are 232.0.0.0/8 and
+    /// ff3x::/32); repeat for several.
     #[arg(long, short = 's')]
     pub source: Vec<String>,
     /// Interface to join on (default: the route to the group). Required for IPv6
