@@ -1,6 +1,7 @@
 //! `mcgate perf send` / `mcgate perf recv` end to end, in network namespaces: interop with
-//! iperf 2 in both directions, source-specific joins, late joins, and loss, duplicates and
-//! reordering injected on the way and counted exactly.
+//! iperf 2 in both directions (IPv4 and IPv6), source-specific joins (IGMPv3 and MLDv2),
+//! late joins, and loss, duplicates and reordering injected on the way and counted
+//! exactly.
 
 mod support;
 
@@ -8,9 +9,11 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use support::{Netns, mcgate, veth};
+use support::{Netns, mcgate, veth, wait_until};
 
 const GROUP: &str = "233.252.0.5";
+/// An IPv6 source-specific group (ff3x::/32, global scope).
+const GROUP6: &str = "ff3e::8000:1";
 
 /// The value of `"key":` in a flat JSON line (strings keep their quotes).
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -78,8 +81,96 @@ fn lan(n: usize) -> (Netns, Vec<Netns>) {
     (br, hosts)
 }
 
+/// Waits until `group` has at least `users` sockets joined on `ifname` in `ns` (as `ip
+/// maddr` lists them: "users N" when more than one), so a sender started next is heard.
+fn wait_joined(ns: &Netns, ifname: &str, group: &str, users: usize) {
+    let joined = || {
+        let out = ns.run(&["ip", "maddr", "show", "dev", ifname]);
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let mut w = l.split_whitespace();
+            matches!(w.next(), Some("inet" | "inet6"))
+                && w.next() == Some(group)
+                && match (w.next(), w.next()) {
+                    (Some("users"), Some(n)) => n.parse::<usize>().is_ok_and(|n| n >= users),
+                    _ => users <= 1,
+                }
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), joined),
+        "{group} never had {users} member socket(s) on {ifname} in {}",
+        ns.name
+    );
+}
+
+/// A bridge namespace with one veth per host namespace, for IPv6: host `i` has
+/// fd00:72::`i+1`/64 (added with `nodad`) beside its link-local address, and every
+/// address has left DAD (no `tentative`) when this returns, so the kernel sources from it.
+fn lan6(n: usize) -> (Netns, Vec<Netns>) {
+    let (br, hosts) = lan(n);
+    for (i, h) in hosts.iter().enumerate() {
+        let addr = format!("fd00:72::{}/64", i + 1);
+        h.run(&["ip", "-6", "addr", "add", &addr, "dev", "eth0", "nodad"]);
+    }
+    for h in hosts.iter().chain([&br]) {
+        let settled = || {
+            let out = h.run(&["ip", "-6", "addr", "show", "tentative"]);
+            out.stdout.is_empty()
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), settled),
+            "IPv6 addresses still tentative in {}",
+            h.name
+        );
+    }
+    (br, hosts)
+}
+
+/// Waits for a `mcgate perf recv --json` started with `spawn` to end, checks it
+/// succeeded and measured exactly one sender, and returns that sender's summary line.
+fn one_summary(ns: &mut Netns, idx: usize) -> String {
+    one_summary_and_output(ns, idx).0
+}
+
+/// [`one_summary`], and all the receiver printed.
+fn one_summary_and_output(ns: &mut Netns, idx: usize) -> (String, String) {
+    let out = ns.wait(idx, Duration::from_secs(8));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sums = summaries(&out.stdout);
+    assert_eq!(sums.len(), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    (
+        sums[0].clone(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `mcgate perf recv --json` in `ns` for `secs` seconds with extra `args`.
+fn recv6(ns: &mut Netns, group: &str, secs: &str, args: &[&str]) -> usize {
+    let mut cmd = vec![
+        mcgate(),
+        "perf",
+        "recv",
+        "--group",
+        group,
+        "--time",
+        secs,
+        "--json",
+    ];
+    cmd.extend_from_slice(args);
+    ns.spawn(&cmd)
+}
+
 fn send_json(ns: &Netns, args: &[&str]) -> String {
-    let mut cmd = vec![mcgate(), "perf", "send", "--group", GROUP, "--json"];
+    send_json_to(ns, GROUP, args)
+}
+
+/// Runs `mcgate perf send --group GROUP --json ARGS` and returns its summary line.
+fn send_json_to(ns: &Netns, group: &str, args: &[&str]) -> String {
+    let mut cmd = vec![mcgate(), "perf", "send", "--group", group, "--json"];
     cmd.extend_from_slice(args);
     let out = ns.run(&cmd);
     let s = summaries(&out.stdout);
@@ -95,21 +186,31 @@ fn send_json(ns: &Netns, args: &[&str]) -> String {
 #[test]
 fn iperf2_sender_is_measured_by_mcgate_recv() {
     ensure_iperf();
-    let (s, mut r) = pair();
+    let (mut s, mut r) = pair();
+    iperf2_sender_measured(&mut s, &mut r, GROUP, "rcv0", "\"10.71.0.1:");
+}
+
+/// `iperf -c GROUP -u` (with -V for IPv6) in `s`, measured by `mcgate perf recv` in `r`
+/// (joined on `r_if`): every data datagram counted, none lost, and the sender's address
+/// reported starting with `sender`.
+fn iperf2_sender_measured(s: &mut Netns, r: &mut Netns, group: &str, r_if: &str, sender: &str) {
     let rx = r.spawn(&[
         mcgate(),
         "perf",
         "recv",
         "--group",
-        GROUP,
+        group,
         "--time",
         "4",
         "--json",
     ]);
-    sleep(Duration::from_millis(500));
-    let out = s.run(&[
-        "iperf", "-c", GROUP, "-u", "-b", "1m", "-l", "1470", "-t", "2", "-T", "1",
-    ]);
+    wait_joined(r, r_if, group, 1);
+    let mut iperf = vec!["iperf", "-c", group, "-u"];
+    if group.contains(':') {
+        iperf.push("-V");
+    }
+    iperf.extend_from_slice(&["-b", "1m", "-l", "1470", "-t", "2", "-T", "1"]);
+    let out = s.run(&iperf);
     let text = String::from_utf8_lossy(&out.stdout);
     // iperf 2.1.8 prints "Sent N datagrams" where N counts data datagrams (sequence
     // numbers 1..N-2 on the wire), its end-of-stream datagram and one more.
@@ -125,28 +226,17 @@ fn iperf2_sender_is_measured_by_mcgate_recv() {
         })
         .unwrap_or_else(|| panic!("no datagram count from iperf: {text}"));
     let data_sent = sent - 2;
-    let rout = r.wait(rx, Duration::from_secs(8));
-    assert!(
-        rout.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rout.stderr)
-    );
-    let sums = summaries(&rout.stdout);
-    assert_eq!(sums.len(), 1, "{}", String::from_utf8_lossy(&rout.stdout));
-    let sum = &sums[0];
+    let (sum, stdout) = one_summary_and_output(r, rx);
+    let sum = &sum;
     assert_eq!(num(sum, "datagrams"), data_sent, "{sum}");
     assert_eq!(num(sum, "bytes"), data_sent * 1470, "{sum}");
     assert_eq!(num(sum, "lost"), 0, "{sum}");
     assert_eq!(num(sum, "duplicates"), 0, "{sum}");
     assert_eq!(num(sum, "out_of_order"), 0, "{sum}");
-    assert!(
-        field(sum, "sender").unwrap().starts_with("\"10.71.0.1:"),
-        "{sum}"
-    );
+    assert!(field(sum, "sender").unwrap().starts_with(sender), "{sum}");
     let lat = field(sum, "latency_us").unwrap();
     assert!(lat.contains("\"p99\":"), "no latency: {sum}");
     // Interval lines too, and they add up to the summary.
-    let stdout = String::from_utf8_lossy(&rout.stdout);
     let intervals: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("\"summary\":false"))
@@ -159,14 +249,24 @@ fn iperf2_sender_is_measured_by_mcgate_recv() {
 #[test]
 fn mcgate_sender_is_measured_by_iperf2_with_no_loss() {
     ensure_iperf();
-    let (s, mut r) = pair();
-    let rx = r.spawn(&["iperf", "-s", "-u", "-B", GROUP, "-i", "1"]);
-    sleep(Duration::from_millis(500));
-    let sum = send_json(&s, &["--rate", "2m", "--time", "2"]);
+    let (mut s, mut r) = pair();
+    mcgate_sender_measured_by_iperf2(&mut s, &mut r, GROUP, "rcv0");
+}
+
+/// `mcgate perf send` in `s`, measured by `iperf -s -u -B GROUP` (with -V for IPv6) in
+/// `r`, joined on `r_if`: nothing lost, every datagram counted.
+fn mcgate_sender_measured_by_iperf2(s: &mut Netns, r: &mut Netns, group: &str, r_if: &str) {
+    let mut iperf = vec!["iperf", "-s", "-u", "-B", group, "-i", "1"];
+    if group.contains(':') {
+        iperf.push("-V");
+    }
+    let rx = r.spawn(&iperf);
+    wait_joined(r, r_if, group, 1);
+    let sum = send_json_to(s, group, &["--rate", "2m", "--time", "2"]);
     let sent = num(&sum, "datagrams");
     assert!(
         (300..=400).contains(&sent),
-        "2 Mbit/s of 1470 B for 2 s: {sum}"
+        "2 Mbit/s of 1450 or 1470 B for 2 s: {sum}"
     );
     sleep(Duration::from_millis(500));
     r.interrupt(rx);
@@ -221,7 +321,7 @@ fn ssm_receiver_sees_only_its_source() {
         "4",
         "--json",
     ]);
-    sleep(Duration::from_millis(500));
+    wait_joined(&rcv, "eth0", GROUP, 2);
     let a = std::thread::scope(|sc| {
         let t1 = sc.spawn(|| {
             send_json(
@@ -259,6 +359,105 @@ fn ssm_receiver_sees_only_its_source() {
 }
 
 #[test]
+fn ipv6_any_source_mcgate_to_mcgate_counts_every_datagram() {
+    let (_br, mut hosts) = lan6(2);
+    let mut rcv = hosts.pop().unwrap();
+    let rx = recv6(&mut rcv, GROUP6, "4", &[]);
+    wait_joined(&rcv, "eth0", GROUP6, 1);
+    let sum = send_json_to(&hosts[0], GROUP6, &["--rate", "500pps", "--time", "2"]);
+    let sent = num(&sum, "datagrams");
+    assert_eq!(sent, 1000, "{sum}");
+    assert_eq!(field(&sum, "group"), Some("\"[ff3e::8000:1]:5001\""));
+    let got = one_summary(&mut rcv, rx);
+    assert_eq!(num(&got, "datagrams"), sent, "{got}");
+    assert_eq!(num(&got, "lost"), 0, "{got}");
+    // The global address, not the link-local one, sources a global-scope group.
+    assert!(
+        field(&got, "sender")
+            .unwrap()
+            .starts_with("\"[fd00:72::1]:"),
+        "{got}"
+    );
+}
+
+#[test]
+fn ipv6_source_filter_includes_its_source_and_excludes_others() {
+    let (_br, mut hosts) = lan6(3);
+    let mut rcv = hosts.pop().unwrap();
+    let only = |source| ["--source", source, "--iface", "eth0"];
+    let include = recv6(&mut rcv, GROUP6, "4", &only("fd00:72::1"));
+    let exclude = recv6(&mut rcv, GROUP6, "4", &only("fd00:72::2"));
+    let any = recv6(&mut rcv, GROUP6, "4", &[]);
+    wait_joined(&rcv, "eth0", GROUP6, 3);
+    let args = ["--rate", "100pps", "--time", "2", "--iface", "eth0"];
+    let sent = num(&send_json_to(&hosts[0], GROUP6, &args), "datagrams");
+    assert_eq!(sent, 200);
+    let inc = one_summary(&mut rcv, include);
+    assert_eq!(num(&inc, "datagrams"), sent, "{inc}");
+    assert_eq!(num(&inc, "lost"), 0, "{inc}");
+    // The datagrams reached this namespace (the any-source receiver has them all), and
+    // the receiver that accepts only fd00:72::2 measured nothing at all.
+    let all = one_summary(&mut rcv, any);
+    assert_eq!(num(&all, "datagrams"), sent, "{all}");
+    let exc = rcv.wait(exclude, Duration::from_secs(8));
+    assert!(
+        exc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exc.stderr)
+    );
+    assert!(
+        exc.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&exc.stdout)
+    );
+}
+
+#[test]
+fn ipv6_link_scope_group_needs_the_interface_and_works_with_it() {
+    const LINK: &str = "ff02::8000:1";
+    let (_br, mut hosts) = lan6(2);
+    let mut rcv = hosts.pop().unwrap();
+    for cmd in ["send", "recv"] {
+        let out = hosts[0].output(&[mcgate(), "perf", cmd, "--group", LINK]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("link-scope") && err.contains("--iface eth0"),
+            "{err}"
+        );
+    }
+    let rx = recv6(&mut rcv, LINK, "3", &["--interface", "eth0"]);
+    wait_joined(&rcv, "eth0", LINK, 1);
+    let args = ["--rate", "100pps", "--time", "1", "--iface", "eth0"];
+    let sent = num(&send_json_to(&hosts[0], LINK, &args), "datagrams");
+    let got = one_summary(&mut rcv, rx);
+    assert_eq!(num(&got, "datagrams"), sent, "{got}");
+    // Link scope: the sender's link-local address.
+    assert!(
+        field(&got, "sender").unwrap().starts_with("\"[fe80::"),
+        "{got}"
+    );
+}
+
+#[test]
+fn ipv6_iperf2_sender_is_measured_by_mcgate_recv() {
+    ensure_iperf();
+    let (_br, mut hosts) = lan6(2);
+    let mut r = hosts.pop().unwrap();
+    let mut s = hosts.pop().unwrap();
+    iperf2_sender_measured(&mut s, &mut r, GROUP6, "eth0", "\"[fd00:72::1]:");
+}
+
+#[test]
+fn ipv6_mcgate_sender_is_measured_by_iperf2_with_no_loss() {
+    ensure_iperf();
+    let (_br, mut hosts) = lan6(2);
+    let mut r = hosts.pop().unwrap();
+    let mut s = hosts.pop().unwrap();
+    mcgate_sender_measured_by_iperf2(&mut s, &mut r, GROUP6, "eth0");
+}
+
+#[test]
 fn ten_kilobit_is_one_datagram_every_1_176_s() {
     let (s, mut r) = pair();
     let rx = r.spawn(&[
@@ -271,7 +470,7 @@ fn ten_kilobit_is_one_datagram_every_1_176_s() {
         "4",
         "--json",
     ]);
-    sleep(Duration::from_millis(500));
+    wait_joined(&r, "rcv0", GROUP, 1);
     // Due at 0, 1.176 and 2.352 s: three datagrams in 2.4 s (two if the gap were even
     // 2% longer, four if it were 15% shorter).
     let sum = send_json(&s, &["--rate", "10k", "--time", "2.4"]);
@@ -361,7 +560,8 @@ fn through_relay(kind: &str) -> (i64, i64, String) {
         "--ignored",
         "--nocapture",
     ]);
-    sleep(Duration::from_millis(700));
+    wait_joined(&r, "rcv0", GROUP, 1);
+    wait_joined(&s, "snd0", RELAY_GROUP, 1);
     let port = RELAY_PORT.to_string();
     let txo = s.run(&[
         mcgate(),
@@ -513,6 +713,12 @@ fn bad_input_is_one_sentence_and_exit_2() {
         &["recv", "--group", GROUP, "--source", "233.252.0.9"],
         &["send", "--group", GROUP, "--time", "0"],
         &["recv", "--group", GROUP, "--buffer", "lots"],
+        &["recv", "--group", "ff02::1:3"],
+        &["send", "--group", "ff12::8000:1"],
+        &["recv", "--group", GROUP6, "--source", "10.0.0.1"],
+        &["recv", "--group", GROUP, "--source", "fd00::1"],
+        &["recv", "--group", GROUP6, "--source", "ff3e::9"],
+        &["send", "--group", "fd00::1"],
     ];
     for args in cases {
         let out = Command::new(mcgate())

@@ -1,20 +1,38 @@
 //! Every way `mcgate perf` can fail, each with one sentence saying what to do.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::process::ExitCode;
 
 /// A `mcgate perf` failure.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
-    /// `--group` is not an IPv4 multicast address.
+    /// `--group` is not a multicast address.
     #[error(
-        "'{0}' is not an IPv4 multicast group: give an address in 224.0.0.0/4, for example --group 233.252.0.5"
+        "'{0}' is not a multicast group: give an IPv4 address in 224.0.0.0/4 or an IPv6 one in ff00::/8, for example --group 233.252.0.5 or --group ff3e::8000:1"
     )]
     NotMulticast(String),
-    /// `--source` is not a unicast IPv4 address.
+    /// `--source` is not a unicast address.
     #[error(
-        "'{0}' is not a unicast IPv4 source address: give the sender's address, for example --source 10.0.1.5"
+        "'{0}' is not a unicast source address: give the sender's address, for example --source 10.0.1.5 or --source fd00::5"
     )]
     BadSource(String),
+    /// `--source` is not of the group's address family.
+    #[error(
+        "--source {sender} and --group {group} are of different address families: a source-specific join takes sources of the group's family, for example {example}"
+    )]
+    SourceFamily {
+        /// The source given.
+        sender: IpAddr,
+        /// The group given.
+        group: IpAddr,
+        /// A matching pair.
+        example: &'static str,
+    },
+    /// An IPv6 link-scope group without `--iface`.
+    #[error(
+        "--group {0} is an IPv6 link-scope group (scope 0 to 2, such as ff02::/16), which exists only on one link: name it, for example --iface eth0"
+    )]
+    LinkScopeNeedsIface(Ipv6Addr),
     /// `--rate` does not parse.
     #[error(
         "'{0}' is not a rate: give bits per second with an optional k, m or g suffix, or datagrams per second ending in pps, for example --rate 10k, --rate 2.5g or --rate 50kpps"

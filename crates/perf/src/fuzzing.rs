@@ -11,7 +11,7 @@
 //! - a header written back by the sender's code ([`header::write`]) reads the same;
 //! - every data datagram is counted once, and no report fails to render.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::header;
 use crate::stats::SenderStats;
@@ -21,7 +21,10 @@ const ARRIVAL_US: i64 = 1_767_225_600_000_000;
 
 /// Runs the datagrams of `data` through the receiver's accounting.
 pub fn datagrams(data: &[u8]) {
-    let mut stats = SenderStats::new(SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 101), 5001), 0.0);
+    let mut stats = SenderStats::new(
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 101), 5001)),
+        0.0,
+    );
     let mut rest = data;
     let mut fed = 0u64;
     let mut t_s = 0.0;

@@ -1,6 +1,6 @@
-//! `--iface`: an interface name resolved to its index and IPv4 address.
+//! `--iface`: an interface name resolved to its index (what IPv6 needs) and IPv4 address.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 
 use crate::error::PerfError;
 
@@ -44,6 +44,22 @@ impl Iface {
     }
 }
 
+/// `group:port` as a socket address to bind or send to. An IPv6 link-scope group gets
+/// the interface's index as its scope: the kernel refuses such an address without one
+/// (RFC 4007 section 6).
+pub fn scoped(group: IpAddr, port: u16, iface: Option<&Iface>) -> SocketAddr {
+    match group {
+        IpAddr::V6(g) => {
+            let scope = match iface {
+                Some(i) if crate::args::is_link_scope(g) => i.index,
+                _ => 0,
+            };
+            SocketAddr::V6(SocketAddrV6::new(g, port, 0, scope))
+        }
+        v4 => SocketAddr::new(v4, port),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +73,16 @@ mod tests {
             Err(PerfError::NoSuchInterface(_))
         ));
         assert!(Iface::lookup("").is_err());
+    }
+
+    #[test]
+    fn only_link_scope_groups_get_a_scope() {
+        let lo = Iface::lookup("lo").unwrap();
+        let at = |g: &str| scoped(g.parse().unwrap(), 5001, Some(&lo)).to_string();
+        assert_eq!(at("ff02::1:3"), format!("[ff02::1:3%{}]:5001", lo.index));
+        assert_eq!(at("ff3e::8000:1"), "[ff3e::8000:1]:5001");
+        assert_eq!(at("233.252.0.5"), "233.252.0.5:5001");
+        let none = scoped("ff02::1".parse().unwrap(), 7, None).to_string();
+        assert_eq!(none, "[ff02::1]:7");
     }
 }

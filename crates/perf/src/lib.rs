@@ -1,6 +1,6 @@
-//! mcgate-perf: `mcgate perf send` and `mcgate perf recv`, a multicast sender and
-//! receiver that speak iperf 2's UDP datagram format and measure loss, duplicates,
-//! reordering, jitter and one-way latency per sender.
+//! mcgate-perf: `mcgate perf send` and `mcgate perf recv`, an IPv4 and IPv6 multicast
+//! sender and receiver that speak iperf 2's UDP datagram format and measure loss,
+//! duplicates, reordering, jitter and one-way latency per sender.
 //!
 //! Each command is one thread around one socket with batched system calls
 //! (`sendmmsg`/`recvmmsg`, in `mcgate-sys`) and no allocation per datagram, so the tool is
@@ -32,12 +32,13 @@ pub use stats::RecvReport;
 /// `mcgate perf ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum PerfCommand {
-    /// Send multicast datagrams at a paced rate, with iperf 2's header (sequence number
-    /// and send time), so `mcgate perf recv` or `iperf -s -u -B GROUP` can measure them.
+    /// Send multicast datagrams (IPv4 or IPv6) at a paced rate, with iperf 2's header
+    /// (sequence number and send time), so `mcgate perf recv` or `iperf -s -u -B GROUP`
+    /// (add -V for IPv6) can measure them.
     Send(SendArgs),
-    /// Join a group (any source, or only --source ones) and measure what arrives per
-    /// sender: rate, loss, duplicates, reordering, jitter, one-way latency. Works with
-    /// iperf 2 senders (`iperf -c GROUP -u`).
+    /// Join a group, IPv4 or IPv6 (any source, or only --source ones) and measure what
+    /// arrives per sender: rate, loss, duplicates, reordering, jitter, one-way latency.
+    /// Works with iperf 2 senders (`iperf -c GROUP -u`, add -V for IPv6).
     Recv(RecvArgs),
 }
 

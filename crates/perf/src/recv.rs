@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,8 +39,12 @@ const COALESCE: Duration = Duration::from_micros(200);
 
 /// Opens the receiving socket: bound to group:port, joined, only this group delivered.
 pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(ioerr("open a UDP socket"))?;
+    let sock = Socket::new(
+        Domain::for_address(bind_addr(cfg)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(ioerr("open a UDP socket"))?;
     sock.set_reuse_address(true)
         .map_err(ioerr("set SO_REUSEADDR"))?;
     // SO_RCVBUFFORCE passes rmem_max when we are root; otherwise SO_RCVBUF gets what the
@@ -56,34 +60,67 @@ pub fn open(cfg: &RecvConfig) -> Result<Socket, PerfError> {
             what: "turn on receive timestamps",
             source: e.into(),
         })?;
-    sock.bind(&SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port)))
+    sock.bind(&SockAddr::from(bind_addr(cfg)))
         .map_err(ioerr("bind the group address and port"))?;
-    // Without this Linux delivers every group any socket of the host joined on this port.
-    sock.set_multicast_all_v4(false)
-        .map_err(ioerr("turn off IP_MULTICAST_ALL"))?;
-    if cfg.sources.is_empty() {
-        let on = match &cfg.iface {
-            Some(i) => InterfaceIndexOrAddress::Index(i.index),
-            None => InterfaceIndexOrAddress::Index(0),
-        };
-        sock.join_multicast_v4_n(&cfg.group, &on).map_err(ioerr(
-            "join the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
-        ))?;
-    } else {
-        let on = match &cfg.iface {
-            Some(i) => i.ipv4()?,
-            None => Ipv4Addr::UNSPECIFIED,
-        };
-        for s in &cfg.sources {
-            sock.join_ssm_v4(s, &cfg.group, &on)
-                .map_err(ioerr(
-                    "join the group for a source (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
-                ))?;
-        }
+    match cfg.group {
+        IpAddr::V4(g) => join_v4(&sock, cfg, g)?,
+        IpAddr::V6(g) => join_v6(&sock, cfg, g)?,
     }
     sock.set_read_timeout(Some(POLL))
         .map_err(ioerr("set the receive timeout"))?;
     Ok(sock)
+}
+
+fn bind_addr(cfg: &RecvConfig) -> SocketAddr {
+    crate::iface::scoped(cfg.group, cfg.port, cfg.iface.as_ref())
+}
+
+/// IGMP: any-source join, or one IGMPv3 source-specific join per source.
+fn join_v4(sock: &Socket, cfg: &RecvConfig, group: Ipv4Addr) -> Result<(), PerfError> {
+    // Without this Linux delivers every group any socket of the host joined on this port.
+    sock.set_multicast_all_v4(false)
+        .map_err(ioerr("turn off IP_MULTICAST_ALL"))?;
+    if cfg.sources.is_empty() {
+        let on = InterfaceIndexOrAddress::Index(cfg.iface.as_ref().map_or(0, |i| i.index));
+        return sock.join_multicast_v4_n(&group, &on).map_err(ioerr(
+            "join the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
+        ));
+    }
+    let on = match &cfg.iface {
+        Some(i) => i.ipv4()?,
+        None => Ipv4Addr::UNSPECIFIED,
+    };
+    for s in &cfg.sources {
+        let IpAddr::V4(s) = s else { continue };
+        sock.join_ssm_v4(s, &group, &on).map_err(ioerr(
+            "join the group for a source (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
+        ))?;
+    }
+    Ok(())
+}
+
+/// MLD: any-source join (IPV6_ADD_MEMBERSHIP), or one MLDv2 source-specific join per
+/// source (MCAST_JOIN_SOURCE_GROUP, RFC 3678 section 5.2). Index 0 lets the kernel pick
+/// the interface by route.
+fn join_v6(sock: &Socket, cfg: &RecvConfig, group: Ipv6Addr) -> Result<(), PerfError> {
+    sock.set_multicast_all_v6(false)
+        .map_err(ioerr("turn off IPV6_MULTICAST_ALL"))?;
+    let index = cfg.iface.as_ref().map_or(0, |i| i.index);
+    if cfg.sources.is_empty() {
+        return sock
+            .join_multicast_v6(&group, index)
+            .map_err(ioerr(
+                "join the group (give --iface, or add a route: ip -6 route add multicast ff00::/8 dev IF table local)",
+            ));
+    }
+    for s in &cfg.sources {
+        let IpAddr::V6(s) = *s else { continue };
+        mcgate_sys::mcast::join_source_group_v6(sock, group, s, index)
+            .map_err(ioerr(
+                "join the group for a source (give --iface, or add a route: ip -6 route add multicast ff00::/8 dev IF table local)",
+            ))?;
+    }
+    Ok(())
 }
 
 fn wall_us() -> i64 {
@@ -96,16 +133,16 @@ fn wall_us() -> i64 {
 /// All senders seen, looked up by address with a one-entry cache (a batch usually comes
 /// from one sender).
 struct Senders {
-    index: HashMap<SocketAddrV4, usize>,
+    index: HashMap<SocketAddr, usize>,
     list: Vec<SenderStats>,
-    last: Option<(SocketAddrV4, usize)>,
+    last: Option<(SocketAddr, usize)>,
     untracked: u64,
 }
 
 impl Senders {
     /// The sender's record; a new one is made only if `create` (an end-of-stream marker
     /// from a sender never seen says nothing worth a report).
-    fn get(&mut self, addr: SocketAddrV4, t_s: f64, create: bool) -> Option<&mut SenderStats> {
+    fn get(&mut self, addr: SocketAddr, t_s: f64, create: bool) -> Option<&mut SenderStats> {
         let i = match self.last {
             Some((a, i)) if a == addr => i,
             _ => match self.index.get(&addr) {

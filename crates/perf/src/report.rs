@@ -60,7 +60,8 @@ pub fn recv_banner(out: &mut impl Write, cfg: &RecvConfig) -> io::Result<()> {
         .as_ref()
         .map(|i| format!(" on {}", i.name))
         .unwrap_or_default();
-    writeln!(out, "receiving {}:{} ({sources}){on}", cfg.group, cfg.port)?;
+    let at = std::net::SocketAddr::new(cfg.group, cfg.port);
+    writeln!(out, "receiving {at} ({sources}){on}")?;
     writeln!(
         out,
         "{:>15}  {:<21} {:>11} {:>14} {:>9} {:>17} {:>5} {:>5} {:>10}  latency p50/p90/p99/max",
@@ -137,11 +138,17 @@ pub fn send_banner(out: &mut impl Write, cfg: &SendConfig) -> io::Result<()> {
         .as_ref()
         .map(|i| format!(" on {}", i.name))
         .unwrap_or_default();
+    let (at, ttl) = (
+        std::net::SocketAddr::new(cfg.group, cfg.port),
+        if cfg.group.is_ipv4() {
+            "TTL"
+        } else {
+            "hop limit"
+        },
+    );
     writeln!(
         out,
-        "sending to {}:{}{on}: {}-byte datagrams at {rate} ({:.1} datagrams/s), TTL {}, for {:.1} s",
-        cfg.group,
-        cfg.port,
+        "sending to {at}{on}: {}-byte datagrams at {rate} ({:.1} datagrams/s), {ttl} {}, for {:.1} s",
         cfg.len,
         cfg.rate.packets_per_second(cfg.len),
         cfg.ttl,

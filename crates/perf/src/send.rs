@@ -6,7 +6,7 @@
 //! rate above what the machine can do every call is a full batch.
 
 use std::io::{self, Write};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,24 +59,52 @@ pub struct SendReport {
 
 /// Opens the sending socket, connected to group:port.
 pub fn open(cfg: &SendConfig) -> Result<Socket, PerfError> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(ioerr("open a UDP socket"))?;
-    sock.set_multicast_ttl_v4(u32::from(cfg.ttl))
-        .map_err(ioerr("set the multicast TTL"))?;
-    // Receivers on this same host (or namespace) get a copy too.
-    sock.set_multicast_loop_v4(true)
-        .map_err(ioerr("turn on multicast loopback"))?;
+    let sock = Socket::new(
+        Domain::for_address(dest(cfg)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(ioerr("open a UDP socket"))?;
+    match cfg.group {
+        IpAddr::V4(_) => {
+            sock.set_multicast_ttl_v4(u32::from(cfg.ttl))
+                .map_err(ioerr("set the multicast TTL"))?;
+            // Receivers on this same host (or namespace) get a copy too.
+            sock.set_multicast_loop_v4(true)
+                .map_err(ioerr("turn on multicast loopback"))?;
+            if let Some(i) = &cfg.iface {
+                sock.set_multicast_if_v4(&i.ipv4()?)
+                    .map_err(ioerr("pick the outgoing interface"))?;
+            }
+        }
+        IpAddr::V6(_) => {
+            sock.set_multicast_hops_v6(u32::from(cfg.ttl))
+                .map_err(ioerr("set the multicast hop limit"))?;
+            sock.set_multicast_loop_v6(true)
+                .map_err(ioerr("turn on multicast loopback"))?;
+            if let Some(i) = &cfg.iface {
+                sock.set_multicast_if_v6(i.index)
+                    .map_err(ioerr("pick the outgoing interface"))?;
+            }
+        }
+    }
     if let Some(i) = &cfg.iface {
-        sock.set_multicast_if_v4(&i.ipv4()?)
-            .map_err(ioerr("pick the outgoing interface"))?;
         sock.bind_device(Some(i.name.as_bytes()))
             .map_err(ioerr("bind to the outgoing interface"))?;
     }
-    sock.connect(&SockAddr::from(SocketAddrV4::new(cfg.group, cfg.port)))
-        .map_err(ioerr(
-            "send to the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)",
-        ))?;
+    sock.connect(&SockAddr::from(dest(cfg))).map_err(ioerr(match cfg.group {
+        IpAddr::V4(_) => {
+            "send to the group (give --iface, or add a route: ip route add 224.0.0.0/4 dev IF)"
+        }
+        IpAddr::V6(_) => {
+            "send to the group (give --iface, or add a route: ip -6 route add multicast ff00::/8 dev IF table local)"
+        }
+    }))?;
     Ok(sock)
+}
+
+fn dest(cfg: &SendConfig) -> SocketAddr {
+    crate::iface::scoped(cfg.group, cfg.port, cfg.iface.as_ref())
 }
 
 fn wall() -> (u32, u32) {
@@ -104,7 +132,7 @@ pub fn run(cfg: &SendConfig, stop: &AtomicBool, out: &mut impl Write) -> Result<
         header::init_payload(chunk);
     }
     let mut batch = SendBatch::new(BATCH);
-    let group = SocketAddrV4::new(cfg.group, cfg.port).to_string();
+    let group = SocketAddr::new(cfg.group, cfg.port).to_string();
     if !cfg.json {
         report::send_banner(out, cfg).map_err(ioerr("write the report"))?;
     }

@@ -1,7 +1,7 @@
 //! Per-sender measurements: counts, loss, jitter and one-way latency, for the current
 //! interval and for the whole run.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -120,7 +120,7 @@ const MAX_PLAUSIBLE_LATENCY_US: i64 = 3_600 * 1_000_000;
 #[derive(Debug)]
 pub struct SenderStats {
     /// The sender's address.
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     seq: SeqTracker,
     jitter: Jitter,
     now: Counters,
@@ -134,7 +134,7 @@ pub struct SenderStats {
 
 impl SenderStats {
     /// A sender first seen at `t_s` seconds since the receiver started.
-    pub fn new(addr: SocketAddrV4, t_s: f64) -> Self {
+    pub fn new(addr: SocketAddr, t_s: f64) -> Self {
         Self {
             addr,
             seq: SeqTracker::new(),
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn intervals_add_up_to_the_summary() {
-        let a: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let mut s = SenderStats::new(a, 0.5);
         for seq in [1, 2, 4] {
             s.on_data(seq, 100, 50, 0.6);
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn implausible_latency_is_not_recorded() {
-        let a: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let mut s = SenderStats::new(a, 0.0);
         s.on_data(1, 10, -40, 0.0);
         assert_eq!(s.summary().latency_us, None);

@@ -7,7 +7,7 @@
 //! between calls can never leave a stale pointer behind.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
@@ -22,18 +22,18 @@ pub struct Datagram<'a> {
     pub data: &'a [u8],
     /// The datagram's real length on the wire (UDP payload), even when `data` is shorter.
     pub len: usize,
-    /// The sender's address, when it was IPv4.
-    pub source: Option<SocketAddrV4>,
+    /// The sender's address (IPv4 or IPv6; `None` if the kernel gave another family).
+    pub source: Option<SocketAddr>,
     /// When the kernel received it (CLOCK_REALTIME, since the Unix epoch), if the socket
     /// has `SO_TIMESTAMPNS` enabled.
     pub timestamp: Option<Duration>,
 }
 
-/// Preallocated state for `recvmmsg(2)` on an IPv4 UDP socket.
+/// Preallocated state for `recvmmsg(2)` on an IPv4 or IPv6 UDP socket.
 pub struct RecvBatch {
     slot: usize,
     bufs: Vec<u8>,
-    names: Vec<libc::sockaddr_in>,
+    names: Vec<libc::sockaddr_storage>,
     ctrl: Vec<[u64; CTRL_WORDS]>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -50,12 +50,36 @@ impl std::fmt::Debug for RecvBatch {
     }
 }
 
-fn zeroed_sockaddr_in() -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: 0,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: 0 },
-        sin_zero: [0; 8],
+fn zeroed_sockaddr_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is a plain C struct of integers (with private padding, so
+    // it cannot be built field by field); all-zero is a valid value (family AF_UNSPEC).
+    unsafe { std::mem::zeroed() }
+}
+
+/// The address the kernel wrote into `name` (`len` bytes of it), if IPv4 or IPv6.
+fn socket_addr(name: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
+    let ptr: *const libc::sockaddr_storage = name;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET, length checked);
+            // sockaddr_storage is at least as large and as aligned as sockaddr_in.
+            let a = unsafe { &*ptr.cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6 (family AF_INET6, length checked).
+            let a = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -93,7 +117,7 @@ impl RecvBatch {
         Self {
             slot,
             bufs: vec![0; count * slot],
-            names: vec![zeroed_sockaddr_in(); count],
+            names: vec![zeroed_sockaddr_storage(); count],
             ctrl: vec![[0; CTRL_WORDS]; count],
             iovs: empty_iovecs(count),
             hdrs: empty_mmsghdrs(count),
@@ -116,7 +140,7 @@ impl RecvBatch {
             };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&raw mut self.names[i]).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &raw mut self.iovs[i];
             h.msg_iovlen = 1;
             h.msg_control = self.ctrl[i].as_mut_ptr().cast();
@@ -164,15 +188,7 @@ impl RecvBatch {
         let len = hdr.msg_len as usize;
         let start = i * self.slot;
         let data = self.bufs.get(start..start + len.min(self.slot))?;
-        let name = &self.names[i];
-        let source = (hdr.msg_hdr.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>()
-            && name.sin_family == libc::AF_INET as libc::sa_family_t)
-            .then(|| {
-                SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
-                    u16::from_be(name.sin_port),
-                )
-            });
+        let source = socket_addr(&self.names[i], hdr.msg_hdr.msg_namelen as usize);
         Some(Datagram {
             data,
             len,
@@ -325,9 +341,18 @@ mod tests {
 
     #[test]
     fn batch_round_trip_on_loopback() {
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        round_trip("127.0.0.1:0");
+    }
+
+    #[test]
+    fn batch_round_trip_on_ipv6_loopback() {
+        round_trip("[::1]:0");
+    }
+
+    fn round_trip(local: &str) {
+        let rx = UdpSocket::bind(local).unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind(local).unwrap();
         tx.connect(rx.local_addr().unwrap()).unwrap();
         let mut send = SendBatch::new(8);
         let data: Vec<u8> = (0..5 * 100).map(|i| (i / 100) as u8).collect();
@@ -344,13 +369,7 @@ mod tests {
                 let d = batch.get(i).unwrap();
                 assert_eq!(d.len, 100);
                 assert_eq!(d.data.len(), 16);
-                assert_eq!(
-                    d.source.unwrap(),
-                    match tx.local_addr().unwrap() {
-                        std::net::SocketAddr::V4(a) => a,
-                        other => panic!("not v4: {other}"),
-                    }
-                );
+                assert_eq!(d.source.unwrap(), tx.local_addr().unwrap());
                 seen.push(d.data[0]);
             }
             assert!(batch.get(n).is_none());

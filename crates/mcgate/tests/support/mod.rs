@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
-pub use mcgate_testbed::{Netns, require_root, sh, veth};
+pub use mcgate_testbed::{Netns, require_root, sh, veth, wait_until};
 
 /// The `mcgate` binary built for this test run.
 pub fn mcgate() -> &'static str {
