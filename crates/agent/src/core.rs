@@ -207,6 +207,7 @@ impl AgentCore {
             public_key: self.host.public_key.clone(),
             wireguard: Some(self.host.wireguard),
             zone: self.host.zone.clone(),
+            upstream: None,
         }
     }
 

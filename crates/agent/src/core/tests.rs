@@ -157,6 +157,7 @@ fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
                 .collect(),
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }],
     })
 }

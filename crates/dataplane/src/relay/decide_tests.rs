@@ -50,6 +50,7 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
         members: vec![],
         static_members: vec![],
         static_sources: vec![],
+        gateways: Vec::new(),
     }
 }
 

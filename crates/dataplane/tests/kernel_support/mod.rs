@@ -190,6 +190,7 @@ pub fn table_with(
             .collect(),
         static_members: vec![],
         static_sources: vec![],
+        gateways: Vec::new(),
     };
     let mut v = DomainView::new();
     v.apply(&StreamMessage::Snapshot {
