@@ -601,6 +601,14 @@ pub struct AgentInfo {
     #[serde(default)]
     #[schema(schema_with = schema::host_name_list)]
     pub reported_down_by: Vec<String>,
+    /// Its upstream interface and ranges, when it is a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
+    /// The upstream ranges it is the elected gateway for (in any of its domains); a
+    /// gateway elected for none is standby.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_list)]
+    pub elected_for: Vec<Ipv4Net>,
 }
 
 /// The body of every 4xx/5xx answer.

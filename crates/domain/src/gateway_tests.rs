@@ -89,6 +89,13 @@ fn the_next_gateway_takes_over_when_the_lease_expires_and_the_old_one_does_not_s
         Effect::Delta { domain, change: Change::Gateway { .. } } if domain == "feeds"
     )));
     assert_eq!(elected(&m), one("gw-a"));
+    let infos = m.agent_infos(LEASE);
+    let of = |h: &str| {
+        let i = infos.iter().find(|i| i.host == h).unwrap();
+        (i.upstream.is_some(), i.elected_for.clone())
+    };
+    assert_eq!(of("gw-a"), (true, vec![range()]));
+    assert_eq!(of("gw-b"), (true, vec![]));
     // gw-b comes back: a new candidacy, younger than gw-a's.
     let (_, fx) = m
         .register(gateway("gw-b", 2), LEASE + 10, LEASE, 1000)
@@ -194,4 +201,48 @@ fn the_stream_carries_the_election_to_the_agents_view() {
         changes: deltas(&fx).into_iter().cloned().collect(),
     });
     assert_eq!(view.gateways().count(), 0);
+}
+
+#[test]
+fn the_group_table_names_only_the_elected_gateway() {
+    use crate::groups::UpstreamGateway;
+    let mut m = model();
+    m.register(gateway("gw-a", 1), 0, LEASE, 1000).unwrap();
+    m.register(gateway("gw-b", 2), 0, LEASE, 1000).unwrap();
+    let (r, _) = m
+        .register(reg("host-c", [10, 0, 2, 3], "10.0.2.0/24"), 0, LEASE, 1000)
+        .unwrap();
+    let g = core::net::Ipv4Addr::new(233, 252, 0, 7);
+    let join = LinkMembership {
+        link: "tk1".into(),
+        group: g,
+        filter: Some(crate::SourceFilter::any_source()),
+        reporters: vec![],
+    };
+    let report = MembershipReport {
+        session: r.session,
+        seq: 1,
+        snapshot: true,
+        entries: vec![join],
+    };
+    m.report("host-c", report, 0).unwrap();
+    let gw = |host: &str| UpstreamGateway {
+        host: host.into(),
+        interface: "up0".into(),
+        ranges: vec![range()],
+        sources: Vec::new(),
+    };
+    let q = GroupQuery {
+        kind: Some(MemberType::Upstream),
+        ..Default::default()
+    };
+    let named = |m: &Model| -> Vec<String> {
+        m.groups_with_upstream(&q, &[gw("gw-a"), gw("gw-b")])
+            .into_iter()
+            .map(|r| r.host)
+            .collect()
+    };
+    assert_eq!(named(&m), vec!["gw-a".to_string()]);
+    m.expire_hosts(&["gw-a".to_string()]);
+    assert_eq!(named(&m), vec!["gw-b".to_string()]);
 }

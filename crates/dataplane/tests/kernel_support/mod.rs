@@ -229,6 +229,7 @@ pub fn start_plane_with(h: &Host, wireguard: Option<WireguardHost>) -> (KernelPl
                 routers: false,
                 single_host: true,
                 egress: Vec::new(),
+                standby: Vec::new(),
             })
             .collect();
         plane.set_links(links);

@@ -296,6 +296,11 @@ impl Model {
 
     /// `GET /v1/agents`.
     pub fn agent_infos(&self, now_ms: u64) -> Vec<AgentInfo> {
+        let mut elected: BTreeMap<&str, BTreeSet<ipnet::Ipv4Net>> = BTreeMap::new();
+        let elections = self.elections();
+        for (r, h) in elections.values().flatten() {
+            elected.entry(h.as_str()).or_default().insert(*r);
+        }
         let mut reported: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (reporter, r) in self.agents.iter().filter(|(_, r)| r.live()) {
             for suspect in &r.peers_down {
@@ -322,6 +327,11 @@ impl Model {
                 zone: a.registration.zone.clone(),
                 peers_down: a.peers_down.iter().cloned().collect(),
                 reported_down_by: reported.get(h.as_str()).cloned().unwrap_or_default(),
+                upstream: a.registration.upstream.clone(),
+                elected_for: elected
+                    .get(h.as_str())
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default(),
             })
             .collect()
     }
