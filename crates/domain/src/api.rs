@@ -194,8 +194,9 @@ pub struct UpstreamSpec {
     /// The upstream interface's name.
     #[schema(schema_with = schema::link_name)]
     pub interface: String,
-    /// The group ranges (CIDR, at most [`crate::validate::MAX_UPSTREAM_RANGES`]).
-    #[schema(schema_with = schema::ipv4_net_list)]
+    /// The group ranges (CIDR inside 224.0.0.0/4, at most
+    /// [`crate::validate::MAX_UPSTREAM_RANGES`]).
+    #[schema(schema_with = schema::upstream_ranges)]
     pub groups: Vec<Ipv4Net>,
 }
 
