@@ -108,11 +108,18 @@ pub struct ControllerStatus {
     /// Traffic reports that failed or went unanswered (figures only: never resent).
     pub traffic_report_failures: u64,
     /// Until when the lease surely holds: the send time of the last request the
-    /// controller answered in this session (registration or heartbeat) plus the lease.
-    /// The controller saw that request no earlier than it was sent, so it cannot expire
-    /// the session before then.
+    /// controller answered in this session (registration or heartbeat) plus the lease,
+    /// less a tenth of it (see [`fence_at`]). The controller saw that request no
+    /// earlier than it was sent, so it cannot expire the session before then.
     #[serde(skip)]
     pub lease_until: Option<std::time::Instant>,
+}
+
+/// When a gateway whose lease was renewed by a request sent at `sent` must stop
+/// forwarding: a tenth of the lease before the controller can expire it at the
+/// earliest, so the gateway it elects next starts after this one stopped.
+pub(crate) fn fence_at(sent: std::time::Instant, lease: std::time::Duration) -> std::time::Instant {
+    sent + lease - lease / 10
 }
 
 /// Until when the lease surely holds, as the session last saw it.
@@ -300,7 +307,7 @@ async fn heartbeat_task(
         update(&status, |s| match &error {
             None => {
                 s.heartbeats += 1;
-                s.lease_until = Some(sent + timing.lease);
+                s.lease_until = Some(fence_at(sent, timing.lease));
             }
             Some(e) => {
                 s.heartbeat_failures += 1;
@@ -359,7 +366,10 @@ pub async fn session_task(
             s.session = Some(session);
             s.registrations += 1;
             s.last_error = None;
-            s.lease_until = Some(sent + std::time::Duration::from_millis(reply.lease_ms));
+            s.lease_until = Some(fence_at(
+                sent,
+                std::time::Duration::from_millis(reply.lease_ms),
+            ));
         });
         // The lease runs from now: heartbeat from now on, whatever the reports do.
         let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);

@@ -3,8 +3,9 @@
 //! send` of the feed), both registered for the feed's range. The controller elects one;
 //! only it reports the membership upstream and takes the feed in, so a task on h3
 //! receives each datagram once. The elected gateway's agent is killed (SIGKILL): the
-//! controller elects the other when its lease runs out, and the feed resumes through it,
-//! still without duplicates.
+//! controller elects the other (early through peer liveness, or when its lease runs
+//! out), and the feed resumes through it, still without duplicates. Cut off from the
+//! controller instead, the elected gateway fences itself before the other is elected.
 
 mod agent_support;
 mod support;
@@ -80,9 +81,19 @@ fn role(t: &Topo, h: usize) -> Option<String> {
 /// The peer-liveness path (the default): the dead gateway's peers report it and the
 /// controller removes it once its heartbeats stopped for --peer-confirm-ms, well
 /// before its lease runs out.
+/// How the elected gateway fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Its agent is killed (SIGKILL).
+    Killed,
+    /// Its agent lives on, but nothing of it reaches the controller any more (an
+    /// nftables rule in its namespace drops its packets to the controller).
+    CutOff,
+}
+
 #[test]
 fn two_gateways_forward_one_at_a_time_and_a_dead_one_is_replaced_early() {
-    let gap = two_gateways(&[]);
+    let gap = two_gateways(&[], Failure::Killed);
     assert!(gap < LEASE_MS as f64 / 1000.0, "took {gap:.2} s");
 }
 
@@ -90,16 +101,25 @@ fn two_gateways_forward_one_at_a_time_and_a_dead_one_is_replaced_early() {
 /// lease.
 #[test]
 fn two_gateways_forward_one_at_a_time_and_the_second_takes_over_within_a_lease() {
-    let gap = two_gateways(&["--peer-confirm-ms", "0"]);
+    let gap = two_gateways(&["--peer-confirm-ms", "0"], Failure::Killed);
     assert!(
         gap >= 1.0,
         "took {gap:.2} s: the lease alone cannot be that quick"
     );
 }
 
-/// Runs the deployment with `ctl_extra` controller flags, kills the elected gateway and
+/// Fencing: an elected gateway that still runs but lost the controller stops
+/// forwarding when its lease may have run out, before the controller elects the other,
+/// so the two never both bring the feed in (no duplicate).
+#[test]
+fn an_elected_gateway_cut_off_from_the_controller_stops_before_the_other_starts() {
+    let gap = two_gateways(&[], Failure::CutOff);
+    assert!(gap < 2.0, "took {gap:.2} s from the fence");
+}
+
+/// Runs the deployment with `ctl_extra` controller flags, fails the elected gateway and
 /// checks delivery; returns the seconds from the kill to the feed's resumption.
-fn two_gateways(ctl_extra: &[&str]) -> f64 {
+fn two_gateways(ctl_extra: &[&str], failure: Failure) -> f64 {
     support::require_root();
     let mut t = Topo::with_dataplanes(1, &["userspace", "userspace", "userspace"]);
     let exchange = Netns::new("agent");
@@ -257,10 +277,46 @@ fn two_gateways(ctl_extra: &[&str]) -> f64 {
         standby["upstream"]
     );
 
-    // The elected gateway's agent dies: the other one takes over within the lease.
+    // The elected gateway fails: the other one takes over within the lease.
     let killed = Instant::now();
-    t.kill_agent(e);
-    let kill_at = (killed - recv_started).as_secs_f64();
+    match failure {
+        Failure::Killed => t.kill_agent(e),
+        Failure::CutOff => {
+            let (ip, port) = agent_support::CONTROLLER
+                .split_once(':')
+                .expect("controller address");
+            let ns = &t.hosts[e].ns;
+            ns.run(&["nft", "add", "table", "inet", "mcgt_gw"]);
+            ns.run(&[
+                "nft",
+                "add chain inet mcgt_gw out { type filter hook output priority 0 ; }",
+            ]);
+            ns.run(&[
+                "nft",
+                &format!("add rule inet mcgt_gw out ip daddr {ip} tcp dport {port} drop"),
+            ]);
+        }
+    }
+    // A cut-off gateway forwards until it fences itself: the feed stops then.
+    let stopped = match failure {
+        Failure::Killed => killed,
+        Failure::CutOff => {
+            let ok = t.wait_until(
+                Duration::from_millis(LEASE_MS) + Duration::from_secs(2),
+                || role(&t, e).as_deref() == Some("standby"),
+            );
+            assert!(ok, "the cut-off gateway never fenced itself\n{}", t.logs());
+            let fenced = Instant::now();
+            // The controller had not elected the other yet (it waits for the lease).
+            eprintln!(
+                "cut off to fenced: {:.2} s; elected then: {:?}",
+                (fenced - killed).as_secs_f64(),
+                elected(&t)
+            );
+            fenced
+        }
+    };
+    let kill_at = (stopped - recv_started).as_secs_f64();
     let resumed = |t: &Topo| {
         recv_lines(t, recv)
             .iter()
@@ -279,13 +335,32 @@ fn two_gateways(ctl_extra: &[&str]) -> f64 {
         t.logs()
     );
     let gap = resumed(&t).expect("resumed") - kill_at;
-    eprintln!("feed resumed through the other gateway {gap:.2} s after the kill (interval 0.2 s)");
+    eprintln!(
+        "feed resumed through the other gateway {gap:.2} s after the elected one stopped (interval 0.2 s)"
+    );
     assert_eq!(elected(&t), vec![t.hosts[o].name.clone()]);
     assert_eq!(role(&t, o).as_deref(), Some("active"));
     let ok = t.wait_until(Duration::from_secs(5), || {
         joined_ports(&exchange).contains(&port(o))
     });
     assert!(ok, "{:?}", joined_ports(&exchange));
+    if failure == Failure::CutOff {
+        // The cut-off gateway fenced itself: standby for want of a lease, and it left
+        // the feed upstream.
+        let fenced = t.stats_doc(e).expect("the cut-off agent still answers");
+        assert_eq!(fenced["upstream"]["gateway"]["role"], "standby");
+        assert!(
+            fenced["upstream"]["gateway"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("no lease")),
+            "{}",
+            fenced["upstream"]["gateway"]
+        );
+        let ok = t.wait_until(Duration::from_secs(5), || {
+            joined_ports(&exchange) == vec![port(o)]
+        });
+        assert!(ok, "{:?}", joined_ports(&exchange));
+    }
 
     // The rest of the feed arrives once: no duplicate in any interval or in total.
     t.wait_proc(send, Duration::from_secs(40));
