@@ -224,6 +224,24 @@ fn two_gateways(ctl_extra: &[&str], failure: Failure) -> f64 {
         t.logs()
     );
 
+    // `mcgate agents` names the role of each gateway.
+    let out = std::process::Command::new(agent_support::binary())
+        .args(["agents", "--controller"])
+        .arg(format!("unix:{}", t.controller_socket().display()))
+        .output()
+        .expect("run mcgate agents");
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = |h: usize| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(t.hosts[h].name.as_str()))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(row(e).ends_with(&format!("elected {RANGE}")), "{table}");
+    assert!(row(o).ends_with("standby"), "{table}");
+    assert!(row(2).ends_with('-'), "{table}");
+
     // A task on h3 joins the feed; only the elected gateway joins upstream.
     let bin = agent_support::binary();
     let recv = t.spawn_in_task(
