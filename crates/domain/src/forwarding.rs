@@ -256,8 +256,8 @@ impl DomainView {
         }
     }
 
-    /// The gateway elected for each upstream range, over every domain (a range elected
-    /// in several domains lists each distinct host once).
+    /// The gateway elected for each upstream range, one entry per domain and range (a
+    /// range of several domains is listed once per domain).
     pub fn gateways(&self) -> impl Iterator<Item = &GatewayElection> {
         self.domains.values().flat_map(|d| d.gateways.iter())
     }
