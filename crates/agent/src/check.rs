@@ -351,6 +351,7 @@ pub fn gather(underlay: Option<&str>, attach: &[String], requested: Requested) -
             routers: false,
             single_host: d.single_host(),
             egress: Vec::new(),
+            standby: Vec::new(),
         })
         .collect();
     let masters = choose::link_masters(&specs).map_err(|e| e.to_string());

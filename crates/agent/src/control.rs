@@ -107,6 +107,27 @@ pub struct ControllerStatus {
     pub traffic_reports: u64,
     /// Traffic reports that failed or went unanswered (figures only: never resent).
     pub traffic_report_failures: u64,
+    /// Until when the lease surely holds: the send time of the last request the
+    /// controller answered in this session (registration or heartbeat) plus the lease,
+    /// less a tenth of it (see [`fence_at`]). The controller saw that request no
+    /// earlier than it was sent, so it cannot expire the session before then.
+    #[serde(skip)]
+    pub lease_until: Option<std::time::Instant>,
+}
+
+/// When a gateway whose lease was renewed by a request sent at `sent` must stop
+/// forwarding: a tenth of the lease before the controller can expire it at the
+/// earliest, so the gateway it elects next starts after this one stopped.
+pub(crate) fn fence_at(sent: std::time::Instant, lease: std::time::Duration) -> std::time::Instant {
+    sent + lease - lease / 10
+}
+
+/// Until when the lease surely holds, as the session last saw it.
+pub(crate) fn lease_until(status: &SharedStatus) -> Option<std::time::Instant> {
+    match status.lock() {
+        Ok(s) => s.lease_until,
+        Err(p) => p.into_inner().lease_until,
+    }
 }
 
 /// Shared, updated by both tasks, read by the admin endpoint.
@@ -259,6 +280,7 @@ async fn heartbeat_task(
         };
         let (pick, _) = controllers.current();
         let client = &clients[pick.index];
+        let sent = std::time::Instant::now();
         let answer = tokio::time::timeout(
             timing.timeout,
             client.post::<_, serde_json::Value>(&path, &hb),
@@ -283,7 +305,10 @@ async fn heartbeat_task(
         }
         let verdict = live.heartbeat(std::time::Instant::now(), outcome);
         update(&status, |s| match &error {
-            None => s.heartbeats += 1,
+            None => {
+                s.heartbeats += 1;
+                s.lease_until = Some(fence_at(sent, timing.lease));
+            }
             Some(e) => {
                 s.heartbeat_failures += 1;
                 s.last_error = Some(e.to_string());
@@ -311,6 +336,7 @@ pub async fn session_task(
     loop {
         // Register, absorbing local changes while the controller is away.
         let (pick, client) = controllers.current();
+        let sent = std::time::Instant::now();
         let reply: RegistrationReply =
             match with_timeout(&client, client.post("/v1/agents", &registration)).await {
                 Ok(r) => r,
@@ -340,6 +366,10 @@ pub async fn session_task(
             s.session = Some(session);
             s.registrations += 1;
             s.last_error = None;
+            s.lease_until = Some(fence_at(
+                sent,
+                std::time::Duration::from_millis(reply.lease_ms),
+            ));
         });
         // The lease runs from now: heartbeat from now on, whatever the reports do.
         let timing = HeartbeatTiming::new(reply.lease_ms, reply.heartbeat_ms);

@@ -140,6 +140,7 @@ async fn a_replica_answering_503_loses_the_session_to_the_next_one() {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let session = tokio::spawn(session_task(

@@ -115,6 +115,7 @@ async fn a_membership_report_slower_than_the_lease_does_not_expire_it() {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let session = tokio::spawn(session_task(

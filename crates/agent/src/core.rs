@@ -207,6 +207,7 @@ impl AgentCore {
             public_key: self.host.public_key.clone(),
             wireguard: Some(self.host.wireguard),
             zone: self.host.zone.clone(),
+            upstream: self.upstream_spec(),
         }
     }
 
@@ -310,6 +311,12 @@ impl AgentCore {
                     .iter()
                     .map(|r| (r.network(), r.prefix_len()))
                     .collect(),
+                standby: u
+                    .role
+                    .standby
+                    .iter()
+                    .map(|r| (r.network(), r.prefix_len()))
+                    .collect(),
             });
         self.actions.push_back(Action::SetLinks(
             self.links
@@ -320,6 +327,7 @@ impl AgentCore {
                     routers: self.is_router_link(&l.dev.name),
                     single_host: l.dev.single_host() && !self.is_router_link(&l.dev.name),
                     egress: Vec::new(),
+                    standby: Vec::new(),
                 })
                 .chain(upstream)
                 .collect(),
@@ -384,6 +392,7 @@ impl AgentCore {
             .chain(self.restored.values().copied())
             .chain(self.save_at)
             .chain(self.upstream_timeout())
+            .chain(self.fence_timeout())
             .min()
     }
 
@@ -424,6 +433,9 @@ impl AgentCore {
             self.set_member(&link, group, None, Vec::new());
         }
         self.upstream_handle_timeout(now);
+        if self.fence_timeout().is_some_and(|t| t <= now) {
+            self.refresh_upstream();
+        }
         if self.save_at.is_some_and(|t| t <= now) {
             self.save_at = None;
             self.actions
@@ -520,6 +532,7 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
 }
 
 pub mod failover;
+pub mod gateway_role;
 mod membership;
 pub mod peer_liveness;
 pub mod session;

@@ -373,6 +373,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 routers,
                 name: d.name,
                 ifindex: d.ifindex,
+                standby: Vec::new(),
             }
         })
         .collect();
@@ -538,6 +539,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         dataplane.clone(),
         Instant::now(),
     ));
+    let lease_status = status.clone();
     let (rotate_tx, mut rotate_rx) = mpsc::channel::<RotateRequest>(4);
     let admin_task = admin_listener.map(|l| {
         tokio::spawn(admin::serve(
@@ -575,6 +577,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 d.core.handle_peers_down(down);
             }
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                // A renewal since the last turn moves the fence's deadline first.
+                d.core.handle_lease(Instant::now(), control::lease_until(&lease_status));
                 d.core.handle_timeout(Instant::now());
             }
             _ = rescan.tick() => d.rescan(),
@@ -584,6 +588,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
+        // A gateway forwards only while its lease surely holds (fencing).
+        d.core
+            .handle_lease(Instant::now(), control::lease_until(&lease_status));
         d.execute();
     }
     tracing::info!("agent stopping");

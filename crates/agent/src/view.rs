@@ -136,6 +136,9 @@ pub struct UpstreamView {
     pub igmp: Option<mcgate_igmp::proxy::ProxyStats>,
     /// IGMP frames at the interface's socket and their drops.
     pub igmp_frames: FrameCounters,
+    /// Whether this gateway forwards ("active") or not ("standby"), why, and which
+    /// gateway the controller elected for each range.
+    pub gateway: crate::core::gateway_role::GatewayRole,
 }
 
 /// The host's WireGuard identity as shown by the admin endpoint.
@@ -269,6 +272,7 @@ impl AgentCore {
                 .unwrap_or_default(),
             igmp: proxy.map(|p| p.stats().clone()),
             igmp_frames: FrameCounters::default(),
+            gateway: up.role.clone(),
         })
     }
 }

@@ -626,6 +626,7 @@ fn registration(i: usize, d: usize) -> Result<AgentRegistration, Box<dyn std::er
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     })
 }
 

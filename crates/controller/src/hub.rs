@@ -361,6 +361,7 @@ fn key(c: &Change) -> String {
             member.interface.as_deref().unwrap_or("")
         ),
         Change::StaticSource { source, .. } => format!("ss/{}/{}", source.group, source.address),
+        Change::Gateway { range, .. } => format!("g/{range}"),
     }
 }
 
@@ -521,6 +522,7 @@ mod tests {
                 public_key: String::new(),
                 wireguard: None,
                 zone: None,
+                upstream: None,
             };
             model.register(reg, 0, 3_000, 1_000).unwrap();
         }

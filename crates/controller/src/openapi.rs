@@ -116,7 +116,7 @@ pub struct TokenPath {
         auth_routes::create_credential,
         auth_routes::join,
     ),
-    components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode)),
+    components(schemas(Change, LinkInfo, DomainState, Peer, HostMember, MemberType, IgmpMode, UpstreamSpec, GatewayElection)),
     modifiers(&CommonAnswers)
 )]
 struct ApiDoc;

@@ -23,6 +23,7 @@ fn agents_are_answered_while_an_admin_commit_waits_for_the_disk() {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     };
     let reply = c
         .apply(|m, now| m.register(reg, now, 3_000, 1_000))

@@ -76,6 +76,7 @@ impl Server {
             public_key: String::new(),
             wireguard: None,
             zone: None,
+            upstream: None,
         };
         self.client.post("/v1/agents", &reg).await.unwrap()
     }

@@ -211,6 +211,7 @@ fn registration(host: &str) -> AgentRegistration {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     }
 }
 

@@ -84,11 +84,14 @@ pub enum DropReason {
     /// WireGuard domain's peer that has no key or tunnel address yet (never sent in the
     /// clear).
     TunnelMismatch,
+    /// Traffic arriving on an upstream interface for a range this gateway is standby
+    /// for: another gateway, elected through the controller, brings it in.
+    Standby,
 }
 
 impl DropReason {
     /// Every reason, for exporting zeroes too.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::NotMulticast,
@@ -112,6 +115,7 @@ impl DropReason {
         DropReason::Unencrypted,
         DropReason::TtlExpired,
         DropReason::TunnelMismatch,
+        DropReason::Standby,
     ];
 
     /// The reason's name in metrics and JSON.
@@ -139,6 +143,7 @@ impl DropReason {
             DropReason::WrongInnerSource => "wrong_inner_source",
             DropReason::Unencrypted => "unencrypted",
             DropReason::TtlExpired => "ttl_expired",
+            DropReason::Standby => "standby",
             DropReason::TunnelMismatch => "tunnel_mismatch",
         }
     }

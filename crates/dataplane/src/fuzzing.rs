@@ -183,6 +183,7 @@ pub fn wireguard(data: &[u8]) {
             members: vec![],
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }],
     });
     let table = ForwardingTable::compute(&view, "h1", &[], &LocalMembership::new());

@@ -86,18 +86,31 @@ pub struct LinkSpec {
     /// link as a routed hop: the upstream interface's `--upstream-egress`. Empty for
     /// every other link, and by default.
     pub egress: Vec<(core::net::Ipv4Addr, u8)>,
+    /// Group ranges (network, prefix length) whose traffic arriving on this link is
+    /// not taken in, counted as `standby` drops: the upstream ranges this gateway is
+    /// standby for (another gateway, elected through the controller, brings them in).
+    /// Empty for every other link.
+    pub standby: Vec<(core::net::Ipv4Addr, u8)>,
 }
 
 impl LinkSpec {
     /// Whether traffic to `group` may leave on this link ([`LinkSpec::egress`]; never a
     /// link-local group).
     pub fn egress_allows(&self, group: core::net::Ipv4Addr) -> bool {
-        !mcgate_wire::is_link_local_group(group)
-            && self.egress.iter().any(|(net, len)| {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
-                u32::from(group) & mask == u32::from(*net) & mask
-            })
+        !mcgate_wire::is_link_local_group(group) && in_ranges(&self.egress, group)
     }
+
+    /// Whether traffic to `group` arriving on this link is dropped ([`LinkSpec::standby`]).
+    pub fn standby_for(&self, group: core::net::Ipv4Addr) -> bool {
+        in_ranges(&self.standby, group)
+    }
+}
+
+fn in_ranges(ranges: &[(core::net::Ipv4Addr, u8)], group: core::net::Ipv4Addr) -> bool {
+    ranges.iter().any(|(net, len)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+        u32::from(group) & mask == u32::from(*net) & mask
+    })
 }
 
 /// What a data plane needs to start.

@@ -262,6 +262,7 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
             routers: true,
             single_host: false,
             egress: Vec::new(),
+            standby: Vec::new(),
         },
         LinkSpec {
             name: "tk2".into(),
@@ -269,6 +270,7 @@ fn a_task_sending_queries_never_becomes_a_router_port_or_the_querier() {
             routers: false,
             single_host: true,
             egress: Vec::new(),
+            standby: Vec::new(),
         },
     ]);
     let fast_leave = |port: &str| {

@@ -181,6 +181,35 @@ pub struct AgentRegistration {
     #[serde(default)]
     #[schema(schema_with = schema::zone_or_null)]
     pub zone: Option<String>,
+    /// The host's upstream interface when it is a gateway to an external multicast
+    /// network (RFC 4605 IGMP proxy), with the ranges it can bring in; the controller
+    /// elects one forwarding gateway per range among the live ones. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
+}
+
+/// A gateway's upstream interface and the group ranges it can bring in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamSpec {
+    /// The upstream interface's name.
+    #[schema(schema_with = schema::link_name)]
+    pub interface: String,
+    /// The group ranges (CIDR inside 224.0.0.0/4, at most
+    /// [`crate::validate::MAX_UPSTREAM_RANGES`]).
+    #[schema(schema_with = schema::upstream_ranges)]
+    pub groups: Vec<Ipv4Net>,
+}
+
+/// The gateway elected to bring one range in for a domain (the only one that reports
+/// membership upstream and takes traffic in from its upstream interface).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct GatewayElection {
+    /// The range, as the gateways registered it.
+    #[schema(schema_with = schema::ipv4_net)]
+    pub range: Ipv4Net,
+    /// The elected gateway host.
+    #[schema(schema_with = schema::host_name)]
+    pub host: String,
 }
 
 impl AgentRegistration {
@@ -346,6 +375,10 @@ pub struct DomainState {
     pub static_members: Vec<StaticMemberSpec>,
     /// Static sources, the domain's send policy when `static_sources` is on.
     pub static_sources: Vec<StaticSourceSpec>,
+    /// The elected gateway of each upstream range some live host of the domain
+    /// registered, by range.
+    #[serde(default)]
+    pub gateways: Vec<GatewayElection>,
 }
 
 /// One change in a forwarding-state stream.
@@ -423,6 +456,17 @@ pub enum Change {
         source: StaticSourceSpec,
         /// Registered or not.
         present: bool,
+    },
+    /// The elected gateway of an upstream range changed; `None`: no live gateway left.
+    Gateway {
+        /// The domain.
+        domain: String,
+        /// The range.
+        #[schema(schema_with = schema::ipv4_net)]
+        range: Ipv4Net,
+        /// The elected gateway host, or `None`.
+        #[schema(schema_with = schema::host_name_or_null)]
+        host: Option<String>,
     },
 }
 
@@ -558,6 +602,14 @@ pub struct AgentInfo {
     #[serde(default)]
     #[schema(schema_with = schema::host_name_list)]
     pub reported_down_by: Vec<String>,
+    /// Its upstream interface and ranges, when it is a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
+    /// The upstream ranges it is the elected gateway for (in any of its domains); a
+    /// gateway elected for none is standby.
+    #[serde(default)]
+    #[schema(schema_with = schema::ipv4_net_list)]
+    pub elected_for: Vec<Ipv4Net>,
 }
 
 /// The body of every 4xx/5xx answer.

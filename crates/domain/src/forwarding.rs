@@ -13,9 +13,11 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use ipnet::Ipv4Net;
+
 use crate::SourceFilter;
 use crate::api::{
-    Change, DomainState, IgmpMode, IgmpSettings, Peer, Revision, StaticMemberSpec,
+    Change, DomainState, GatewayElection, IgmpMode, IgmpSettings, Peer, Revision, StaticMemberSpec,
     StaticSourceSpec, StreamMessage, Tunnel,
 };
 
@@ -162,6 +164,7 @@ impl DomainView {
                             members: Vec::new(),
                             static_members: Vec::new(),
                             static_sources: Vec::new(),
+                            gateways: Vec::new(),
                         },
                     );
                     true
@@ -240,7 +243,48 @@ impl DomainView {
                 };
                 set_presence(&mut d.static_sources, source, *present)
             }
+            Change::Gateway {
+                domain,
+                range,
+                host,
+            } => {
+                let Some(d) = self.domain_mut(domain) else {
+                    return false;
+                };
+                set_gateway(&mut d.gateways, *range, host.as_deref())
+            }
         }
+    }
+
+    /// The gateway elected for each upstream range, one entry per domain and range (a
+    /// range of several domains is listed once per domain).
+    pub fn gateways(&self) -> impl Iterator<Item = &GatewayElection> {
+        self.domains.values().flat_map(|d| d.gateways.iter())
+    }
+}
+
+/// Sets the elected gateway of `range` (`None`: none); returns whether it changed.
+fn set_gateway(gateways: &mut Vec<GatewayElection>, range: Ipv4Net, host: Option<&str>) -> bool {
+    let pos = gateways.iter().position(|g| g.range == range);
+    match (pos, host) {
+        (Some(i), None) => {
+            gateways.remove(i);
+            true
+        }
+        (Some(i), Some(h)) if gateways[i].host == h => false,
+        (Some(i), Some(h)) => {
+            gateways[i].host = h.to_string();
+            true
+        }
+        (None, Some(h)) => {
+            gateways.push(GatewayElection {
+                range,
+                host: h.to_string(),
+            });
+            gateways.sort();
+            true
+        }
+        (None, None) => false,
     }
 }
 

@@ -52,6 +52,7 @@ fn snapshot() -> StreamMessage {
             ],
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }],
     }
 }
@@ -248,6 +249,7 @@ fn static_sources_policy() {
                 host: None,
                 interface: None,
             }],
+            gateways: Vec::new(),
         }],
     });
     let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
@@ -289,6 +291,7 @@ fn stale_hosts_are_kept_until_they_reappear() {
             members: vec![],
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }],
     });
     let merged = new.merged_with_stale(&old);

@@ -46,6 +46,7 @@ fn model() -> (Model, u64) {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     };
     let (reply, _) = m
         .register(reg, NOW_MS, LEASE_MS, 1_000)

@@ -155,6 +155,7 @@ impl Model {
         wanted: &BTreeSet<Ipv4Addr>,
         rows: &mut Vec<GroupEntry>,
     ) {
+        let elected = self.gateways_of(&rec.domain.name);
         for gw in gateways {
             let Some(agent) = self.agent(&gw.host) else {
                 continue;
@@ -164,6 +165,14 @@ impl Model {
             }
             let inside = |g: Ipv4Addr| {
                 !mcgate_wire::is_link_local_group(g) && gw.ranges.iter().any(|r| r.contains(&g))
+            };
+            // A gateway that registered its ranges brings in only those it is elected
+            // for; a standby one is named for none.
+            let brings = |g: Ipv4Addr| {
+                agent.registration.upstream.is_none()
+                    || elected
+                        .iter()
+                        .any(|e| e.host == gw.host && e.range.contains(&g))
             };
             let row = |group, address| GroupEntry {
                 domain: rec.domain.name.clone(),
@@ -184,7 +193,10 @@ impl Model {
                 seen.insert(*group);
                 rows.push(row(*group, Some(*source)));
             }
-            for group in wanted.iter().filter(|g| inside(**g) && !seen.contains(*g)) {
+            for group in wanted
+                .iter()
+                .filter(|g| inside(**g) && brings(**g) && !seen.contains(*g))
+            {
                 rows.push(row(*group, None));
             }
         }

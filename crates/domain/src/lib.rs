@@ -21,6 +21,8 @@ pub mod schema;
 pub mod validate;
 
 #[cfg(test)]
+mod gateway_tests;
+#[cfg(test)]
 mod model_tests;
 
 pub use mcgate_wire::{FilterMode, SourceFilter};

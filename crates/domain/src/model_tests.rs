@@ -7,10 +7,10 @@ use crate::api::*;
 use crate::model::{Effect, Model};
 use crate::validate::ErrorKind;
 
-const LEASE: u64 = 3_000;
+pub(crate) const LEASE: u64 = 3_000;
 const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 
-fn spec(name: &str) -> DomainSpec {
+pub(crate) fn spec(name: &str) -> DomainSpec {
     DomainSpec {
         name: name.to_string(),
         vni: None,
@@ -21,14 +21,14 @@ fn spec(name: &str) -> DomainSpec {
     }
 }
 
-fn subnet(s: &str) -> AssociationSpec {
+pub(crate) fn subnet(s: &str) -> AssociationSpec {
     AssociationSpec {
         subnet: Some(s.parse().unwrap()),
         host: None,
     }
 }
 
-fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
+pub(crate) fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
     AgentRegistration {
         host: host.to_string(),
         underlay: SocketAddrV4::new(ip.into(), VXLAN_PORT),
@@ -42,6 +42,7 @@ fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
         public_key: String::new(),
         wireguard: None,
         zone: None,
+        upstream: None,
     }
 }
 
@@ -84,7 +85,7 @@ fn reference() -> (Model, u64, u64) {
     (m, a.session, b.session)
 }
 
-fn deltas(effects: &[Effect]) -> Vec<&Change> {
+pub(crate) fn deltas(effects: &[Effect]) -> Vec<&Change> {
     effects
         .iter()
         .filter_map(|e| match e {

@@ -78,6 +78,15 @@ pub fn ipv4_net_pattern() -> String {
     format!("^{}/{PREFIX_LEN}$", quad(OCTET))
 }
 
+/// An upstream range: a prefix inside 224.0.0.0/4, `A.B.C.D/LEN` with LEN 4 to 32
+/// (see [`crate::validate::upstream_range`]).
+pub fn upstream_range_pattern() -> String {
+    format!(
+        "^{}/(?:3[0-2]|[12][0-9]|[4-9])$",
+        quad("(?:22[4-9]|23[0-9])")
+    )
+}
+
 /// An IPv4 network, `A.B.C.D/LEN` with no host bits set (as `10.0.2.0/24`, never
 /// `10.0.2.5/24`): one alternative per prefix length, whose partial octet lists the
 /// multiples of its block size.
@@ -229,6 +238,14 @@ pub fn ipv4_net_or_null() -> Schema {
 /// A list of IPv4 prefixes.
 pub fn ipv4_net_list() -> Schema {
     array(string(ipv4_net_pattern(), None, "10.0.2.0/24"))
+}
+
+/// A gateway's upstream ranges, at most [`crate::validate::MAX_UPSTREAM_RANGES`].
+pub fn upstream_ranges() -> Schema {
+    ArrayBuilder::new()
+        .items(string(upstream_range_pattern(), None, "233.252.0.0/24"))
+        .max_items(Some(crate::validate::MAX_UPSTREAM_RANGES))
+        .into()
 }
 
 /// A host name.
@@ -478,6 +495,21 @@ mod tests {
         }
         for bad in ["01.2.3.4", "1.2.3", "256.1.1.1", "1.2.3.4 ", ""] {
             assert!(!any.is_match(bad), "{bad}");
+        }
+        let up = re(&upstream_range_pattern());
+        for (s, ok) in [
+            ("233.252.0.0/24", true),
+            ("224.0.0.0/4", true),
+            ("239.255.255.255/32", true),
+            ("239.1.1.1/4", true),
+            ("224.0.0.0/3", false),
+            ("10.0.0.0/8", false),
+            ("0.0.0.0/0", false),
+            ("240.0.0.0/4", false),
+        ] {
+            let net: ipnet::Ipv4Net = s.parse().unwrap();
+            assert_eq!(up.is_match(s), ok, "{s}");
+            assert_eq!(validate::upstream_range("r", net).is_ok(), ok, "{s}");
         }
         let under = re(&underlay_pattern());
         assert!(under.is_match("10.0.2.10:4789") && under.is_match("10.0.2.10:65535"));

@@ -25,6 +25,8 @@ fn agent(host: &str, state: &str, dataplane: &str) -> AgentInfo {
         zone: Some("a".into()),
         peers_down: Vec::new(),
         reported_down_by: Vec::new(),
+        upstream: None,
+        elected_for: Vec::new(),
     }
 }
 

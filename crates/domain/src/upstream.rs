@@ -78,6 +78,7 @@ mod tests {
                 .collect(),
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }
     }
 

@@ -70,6 +70,9 @@ impl ModelError {
 /// The most peers one heartbeat may report dead.
 pub const MAX_PEERS_DOWN: usize = 4_096;
 
+/// The most upstream ranges one gateway may register.
+pub const MAX_UPSTREAM_RANGES: usize = 256;
+
 /// The largest VXLAN network identifier (24 bits, RFC 7348 section 5).
 pub const MAX_VNI: u32 = 0x00FF_FFFF;
 
@@ -150,6 +153,15 @@ pub fn routable_group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
 }
 
 pub use mcgate_wire::is_link_local_group;
+
+/// A gateway's upstream range: a prefix inside 224.0.0.0/4.
+pub fn upstream_range(field: &str, r: ipnet::Ipv4Net) -> Result<(), ModelError> {
+    require(
+        r.prefix_len() >= 4 && r.network().is_multicast(),
+        field,
+        || format!("{r} is not a range of multicast groups: it must lie inside 224.0.0.0/4"),
+    )
+}
 
 /// A unicast address: not unspecified, loopback, multicast, broadcast or 240.0.0.0/4.
 pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {

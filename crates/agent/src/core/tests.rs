@@ -124,6 +124,11 @@ fn memberships(actions: &[Action]) -> Vec<(String, Ipv4Addr, bool)> {
 /// A snapshot of one IGMPv2 domain with hosts h1 (this one) and `others`, each of them
 /// a member of `G1`.
 fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
+    snapshot_with(revision, others, None)
+}
+
+/// A snapshot whose domain elects `gateway` for 233.252.0.0/24.
+fn snapshot_with(revision: u64, others: &[&str], gateway: Option<&str>) -> StreamEvent {
     let peer = |h: &str, i: u8| Peer {
         host: h.into(),
         underlay: SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 4789),
@@ -157,6 +162,13 @@ fn snapshot(revision: u64, others: &[&str]) -> StreamEvent {
                 .collect(),
             static_members: vec![],
             static_sources: vec![],
+            gateways: gateway
+                .map(|h| mcgate_domain::api::GatewayElection {
+                    range: "233.252.0.0/24".parse().unwrap(),
+                    host: h.into(),
+                })
+                .into_iter()
+                .collect(),
         }],
     })
 }
@@ -692,9 +704,11 @@ fn upstream_reports_the_domains_membership_within_its_ranges_and_is_never_a_task
     );
     assert!(sent_on(&a, "up0").is_empty());
 
-    // Another host of the domain joins a group in the range: reported upstream at once.
+    // Another host of the domain joins a group in the range: reported upstream at once
+    // by the elected gateway (this one), while its lease holds.
+    c.handle_lease(t0, Some(t0 + Duration::from_secs(60)));
     c.handle_stream(t0, StreamEvent::Connected);
-    c.handle_stream(t0, snapshot(1, &["h2"]));
+    c.handle_stream(t0, snapshot_with(1, &["h2"], Some("h1")));
     let a = drain(&mut c);
     let join = IgmpRepr::ReportV3 {
         records: vec![GroupRecord {
@@ -727,7 +741,7 @@ fn upstream_reports_the_domains_membership_within_its_ranges_and_is_never_a_task
     assert_eq!(up.membership.len(), 1);
 
     // The last member leaves: the proxy leaves upstream.
-    c.handle_stream(t0, snapshot(2, &[]));
+    c.handle_stream(t0, snapshot_with(2, &[], Some("h1")));
     let a = drain(&mut c);
     let leave = IgmpRepr::ReportV3 {
         records: vec![GroupRecord {
@@ -741,5 +755,74 @@ fn upstream_reports_the_domains_membership_within_its_ranges_and_is_never_a_task
         sent_on(&a, "up0").contains(&leave),
         "{:?}",
         sent_on(&a, "up0")
+    );
+}
+
+#[test]
+fn a_standby_gateway_stays_silent_takes_nothing_in_and_takes_over_when_elected() {
+    let t0 = Instant::now();
+    let ranges = vec!["233.252.0.0/24".parse().unwrap()];
+    let mut c = core_at(t0, SavedMembership::default()).with_upstream("up0".into(), ranges, 1);
+    let reg = c
+        .registration()
+        .upstream
+        .expect("the registration names the upstream");
+    assert_eq!(reg.interface, "up0");
+    assert_eq!(reg.groups, vec!["233.252.0.0/24".parse().unwrap()]);
+    let standby = |a: &[Action]| {
+        a.iter().rev().find_map(|a| match a {
+            Action::SetLinks(l) => l
+                .iter()
+                .find(|l| l.name == "up0")
+                .map(|l| l.standby.clone()),
+            _ => None,
+        })
+    };
+    let range = vec![(Ipv4Addr::new(233, 252, 0, 0), 24)];
+    c.handle_links(t0, vec![dev("tk1", 3, None)]);
+    c.handle_upstream_link(t0, Some(dev("up0", 9, Some(Ipv4Addr::new(192, 0, 2, 2)))));
+    // Until the controller elects it, it takes nothing in.
+    assert_eq!(standby(&drain(&mut c)), Some(range.clone()));
+    c.handle_lease(t0, Some(t0 + Duration::from_secs(3)));
+    c.handle_stream(t0, StreamEvent::Connected);
+    // h2 is elected: this gateway reports nothing and its relay drops the range.
+    c.handle_stream(t0, snapshot_with(1, &["h2"], Some("h2")));
+    let a = drain(&mut c);
+    assert!(sent_on(&a, "up0").is_empty());
+    let up = c.view().upstream.expect("an upstream view");
+    assert_eq!(up.gateway.role, "standby");
+    assert!(
+        up.gateway.reason.contains("h2 is elected"),
+        "{}",
+        up.gateway.reason
+    );
+    assert!(up.membership.is_empty());
+    // h2 is gone: this one is elected, reports at once and takes the range in.
+    let t1 = t0 + Duration::from_millis(500);
+    c.handle_stream(t1, snapshot_with(2, &["h2"], Some("h1")));
+    let a = drain(&mut c);
+    assert_eq!(sent_on(&a, "up0").len(), 1, "{:?}", sent_on(&a, "up0"));
+    assert_eq!(standby(&a), Some(vec![]));
+    assert_eq!(c.view().upstream.unwrap().gateway.role, "active");
+    // The lease is not renewed: at its end the gateway fences itself, leaving upstream
+    // and dropping the range again.
+    let end = c.poll_timeout().expect("a deadline");
+    assert!(end <= t0 + Duration::from_secs(3));
+    c.handle_timeout(t0 + Duration::from_secs(3));
+    let a = drain(&mut c);
+    assert!(
+        sent_on(&a, "up0")
+            .iter()
+            .any(|m| matches!(m, IgmpRepr::ReportV3 { records } if records.iter().all(|r| r.kind == mcgate_wire::igmp::RecordType::ChangeToInclude))),
+        "{:?}",
+        sent_on(&a, "up0")
+    );
+    assert_eq!(standby(&a), Some(range));
+    let up = c.view().upstream.unwrap();
+    assert_eq!(up.gateway.role, "standby");
+    assert!(
+        up.gateway.reason.starts_with("no lease"),
+        "{}",
+        up.gateway.reason
     );
 }

@@ -5,10 +5,12 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use mcgate_domain::api::UpstreamSpec;
 use mcgate_domain::upstream::upstream_membership;
 use mcgate_igmp::proxy::{GroupRange, ProxyConfig, Upstream};
 use mcgate_wire::ethernet;
 
+use super::gateway_role::{self, GatewayRole};
 use super::{Action, AgentCore};
 use crate::netdev::NetDev;
 
@@ -25,12 +27,23 @@ pub(crate) struct UpstreamLink {
     seed: u64,
     /// The agent is stopping and left every group: nothing is reported any more.
     leaving: bool,
+    /// Until when the controller's lease surely holds (a heartbeat's send time plus the
+    /// lease); `None` before the first registration.
+    lease_until: Option<Instant>,
+    /// Which ranges it forwards, from the controller's election and the lease.
+    pub(crate) role: GatewayRole,
 }
 
 impl AgentCore {
     /// Makes `name` the upstream interface, reporting the groups inside `ranges` (none
     /// reports nothing). `seed` feeds the random report delays.
     pub fn with_upstream(mut self, name: String, ranges: Vec<GroupRange>, seed: u64) -> Self {
+        let role = GatewayRole {
+            role: "standby",
+            reason: "waiting for the controller's election".into(),
+            standby: ranges.clone(),
+            ..GatewayRole::default()
+        };
         self.upstream = Some(UpstreamLink {
             name,
             ranges,
@@ -39,6 +52,8 @@ impl AgentCore {
             proxy: None,
             seed,
             leaving: false,
+            lease_until: None,
+            role,
         });
         self
     }
@@ -99,9 +114,71 @@ impl AgentCore {
         self.refresh_upstream();
     }
 
-    /// Hands the proxy the domain-wide membership within the ranges, and queues what
-    /// it sends.
+    /// What the registration says of the upstream interface: its name and ranges, so
+    /// the controller elects one gateway per range.
+    pub(super) fn upstream_spec(&self) -> Option<UpstreamSpec> {
+        let up = self.upstream.as_ref()?;
+        Some(UpstreamSpec {
+            interface: up.name.clone(),
+            groups: up
+                .ranges
+                .iter()
+                .filter_map(|r| {
+                    serde_json::from_value(serde_json::Value::String(r.to_string())).ok()
+                })
+                .collect(),
+        })
+    }
+
+    /// The lease as the heartbeats see it: it surely holds until `until` (`None`: no
+    /// session). A gateway forwards only while it does.
+    pub fn handle_lease(&mut self, now: Instant, until: Option<Instant>) {
+        self.advance(now);
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        if up.lease_until != until {
+            up.lease_until = until;
+            self.refresh_upstream();
+        }
+    }
+
+    /// When an active gateway's lease stops surely holding (it must then stop).
+    pub(super) fn fence_timeout(&self) -> Option<Instant> {
+        let up = self.upstream.as_ref()?;
+        up.lease_until.filter(|_| !up.role.active.is_empty())
+    }
+
+    /// Decides the role from the controller's election and the lease; a new role
+    /// changes what the data plane takes in from the upstream interface.
+    fn update_role(&mut self) {
+        let now = self.last_now;
+        let Some(up) = self.upstream.as_ref() else {
+            return;
+        };
+        let elections: Vec<_> = self.view.gateways().collect();
+        let role =
+            gateway_role::decide(&self.host.name, &up.ranges, &elections, up.lease_until, now);
+        if role == up.role {
+            return;
+        }
+        let moved = role.active != up.role.active;
+        if moved {
+            tracing::info!(link = %up.name, role = role.role, reason = %role.reason, "upstream gateway role changed");
+        }
+        if let Some(up) = self.upstream.as_mut() {
+            up.role = role;
+        }
+        if moved {
+            self.push_links();
+        }
+    }
+
+    /// Hands the proxy the domain-wide membership within the ranges this gateway
+    /// forwards (none while standby: it reports nothing, and leaves what it had
+    /// reported), and queues what it sends.
     pub(super) fn refresh_upstream(&mut self) {
+        self.update_role();
         let now = self.last_now;
         let Some(up) = self.upstream.as_ref() else {
             return;
@@ -109,7 +186,7 @@ impl AgentCore {
         if up.proxy.is_none() || up.leaving {
             return;
         }
-        let ranges = up.ranges.clone();
+        let ranges = up.role.active.clone();
         let wanted = |g: Ipv4Addr| ranges.iter().any(|r| r.contains(g));
         let membership = match &self.stale {
             Some((old, _)) => upstream_membership(

@@ -185,6 +185,21 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
         AdminCommand::Token(t) => tokens::token(t).await,
         AdminCommand::Credential(c) => tokens::credential(c).await,
         AdminCommand::Agents(a) => {
+            // A gateway's role: the ranges it is elected for, or standby.
+            fn gateway_cell(x: &AgentInfo) -> String {
+                match (&x.upstream, x.elected_for.is_empty()) {
+                    (None, _) => "-".into(),
+                    (Some(_), true) => "standby".into(),
+                    (Some(_), false) => format!(
+                        "elected {}",
+                        x.elected_for
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                }
+            }
             let c = client(&a.conn)?;
             let agents: Vec<AgentInfo> = c.get("/v1/agents").await?;
             if a.json {
@@ -201,6 +216,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                     "LAST SEEN",
                     "DATAPLANE",
                     "REPORTED DOWN BY",
+                    "GATEWAY",
                 ]);
                 for x in &agents {
                     t.row(vec![
@@ -214,6 +230,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                         format!("{:.1}s ago", x.last_seen_ms as f64 / 1000.0),
                         x.dataplane.clone().unwrap_or_else(|| "-".into()),
                         list(&x.reported_down_by),
+                        gateway_cell(x),
                     ]);
                 }
                 t.print();

@@ -43,6 +43,7 @@ fn agent(host: &str, ip: u8, session: u64, joined: bool) -> StoredAgent {
             public_key: String::new(),
             wireguard: None,
             zone: None,
+            upstream: None,
         },
         session,
         last_seq: Some(1),
@@ -57,6 +58,7 @@ fn agent(host: &str, ip: u8, session: u64, joined: bool) -> StoredAgent {
         } else {
             vec![]
         },
+        gateway_since: None,
         expired_unix: None,
     }
 }

@@ -141,6 +141,7 @@ mod tests {
             members,
             static_members: vec![],
             static_sources: vec![],
+            gateways: Vec::new(),
         }
     }
 

@@ -50,6 +50,7 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
         members: vec![],
         static_members: vec![],
         static_sources: vec![],
+        gateways: Vec::new(),
     }
 }
 
@@ -503,7 +504,11 @@ fn egress_ranges_of_a_link() {
         routers: true,
         single_host: false,
         egress: vec![(Ipv4Addr::new(239, 20, 0, 0), 16), (G, 32)],
+        standby: vec![(Ipv4Addr::new(233, 252, 0, 0), 24)],
     };
+    // A standby gateway's range is not taken in; others are.
+    assert!(spec.standby_for(Ipv4Addr::new(233, 252, 0, 6)));
+    assert!(!spec.standby_for(Ipv4Addr::new(233, 252, 1, 6)));
     assert!(spec.egress_allows(Ipv4Addr::new(239, 20, 7, 1)));
     assert!(spec.egress_allows(G));
     assert!(!spec.egress_allows(Ipv4Addr::new(239, 21, 0, 1)));

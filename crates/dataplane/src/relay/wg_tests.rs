@@ -51,6 +51,7 @@ fn table_of(me: u8, hosts: &[(u8, &HostKey)]) -> ForwardingTable {
         members: vec![],
         static_members: vec![],
         static_sources: vec![],
+        gateways: Vec::new(),
     };
     let mut v = DomainView::new();
     v.apply(&StreamMessage::Snapshot {

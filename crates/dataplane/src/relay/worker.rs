@@ -359,6 +359,12 @@ impl Worker {
             };
             // Where routers are (the upstream interface), which sources send: the
             // group table's upstream rows.
+            // A standby gateway's ranges come in through the elected one.
+            if in_link.spec.standby_for(m.group) {
+                in_link.counters.drops.add(DropReason::Standby, 1);
+                self.drops.add(DropReason::Standby, 1);
+                continue;
+            }
             if in_link.spec.routers {
                 add_source(&mut in_link.counters.sources, m.group, m.source, m.len);
             }

@@ -190,6 +190,7 @@ pub fn table_with(
             .collect(),
         static_members: vec![],
         static_sources: vec![],
+        gateways: Vec::new(),
     };
     let mut v = DomainView::new();
     v.apply(&StreamMessage::Snapshot {
@@ -228,6 +229,7 @@ pub fn start_plane_with(h: &Host, wireguard: Option<WireguardHost>) -> (KernelPl
                 routers: false,
                 single_host: true,
                 egress: Vec::new(),
+                standby: Vec::new(),
             })
             .collect();
         plane.set_links(links);

@@ -33,9 +33,26 @@ impl Model {
         if let Some(z) = &reg.zone {
             validate::zone("zone", z)?;
         }
+        if let Some(up) = &reg.upstream {
+            validate::link_name("upstream.interface", &up.interface)?;
+            if up.groups.len() > validate::MAX_UPSTREAM_RANGES {
+                return Err(ModelError::invalid(
+                    "upstream.groups",
+                    format!(
+                        "{} upstream ranges: at most {} are accepted",
+                        up.groups.len(),
+                        validate::MAX_UPSTREAM_RANGES
+                    ),
+                ));
+            }
+            for (i, r) in up.groups.iter().enumerate() {
+                validate::upstream_range(&format!("upstream.groups[{i}]"), *r)?;
+            }
+        }
         let tunnel_address = self.tunnel_address_for(&reg.host)?;
         self.next_session += 1;
         let session = self.next_session;
+        let gateway_since = self.candidacy(&reg.host, session);
         let host = reg.host.clone();
         let mut effects = self.with_hosts(std::slice::from_ref(&host), |m| {
             let rec = m.agents.entry(host.clone()).or_insert_with(|| AgentRecord {
@@ -47,6 +64,7 @@ impl Model {
                 groups: BTreeMap::new(),
                 tunnel_address,
                 peers_down: BTreeSet::new(),
+                gateway_since,
             });
             rec.registration = reg;
             rec.tunnel_address = tunnel_address;
@@ -55,6 +73,7 @@ impl Model {
             rec.expired = false;
             rec.last_seq = None;
             rec.peers_down.clear();
+            rec.gateway_since = gateway_since;
         });
         // A new session always starts with a fresh snapshot, whatever changed.
         if !effects
@@ -277,6 +296,11 @@ impl Model {
 
     /// `GET /v1/agents`.
     pub fn agent_infos(&self, now_ms: u64) -> Vec<AgentInfo> {
+        let mut elected: BTreeMap<&str, BTreeSet<ipnet::Ipv4Net>> = BTreeMap::new();
+        let elections = self.elections();
+        for (r, h) in elections.values().flatten() {
+            elected.entry(h.as_str()).or_default().insert(*r);
+        }
         let mut reported: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (reporter, r) in self.agents.iter().filter(|(_, r)| r.live()) {
             for suspect in &r.peers_down {
@@ -303,6 +327,11 @@ impl Model {
                 zone: a.registration.zone.clone(),
                 peers_down: a.peers_down.iter().cloned().collect(),
                 reported_down_by: reported.get(h.as_str()).cloned().unwrap_or_default(),
+                upstream: a.registration.upstream.clone(),
+                elected_for: elected
+                    .get(h.as_str())
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default(),
             })
             .collect()
     }

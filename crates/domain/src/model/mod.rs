@@ -30,6 +30,7 @@ use ipnet::Ipv4Net;
 mod agents;
 mod delta;
 mod domains;
+mod gateways;
 mod replica;
 
 use agents::unknown_agent;
@@ -103,6 +104,9 @@ pub struct AgentRecord {
     pub tunnel_address: Ipv4Addr,
     /// The peers its last heartbeat reported dead (its keepalives from them stopped).
     pub peers_down: BTreeSet<String>,
+    /// When its candidacy as an upstream gateway began (a session number; the oldest
+    /// live candidate of a range is elected). Meaningless without `registration.upstream`.
+    pub gateway_since: u64,
 }
 
 impl AgentRecord {
@@ -308,6 +312,7 @@ impl Model {
             members,
             static_members: rec.static_members.clone(),
             static_sources: rec.static_sources.clone(),
+            gateways: self.gateways_of(domain),
         })
     }
 
@@ -345,12 +350,14 @@ impl Model {
     /// Runs `op`, returning the effects on the given hosts.
     fn with_hosts(&mut self, hosts: &[String], op: impl FnOnce(&mut Self)) -> Vec<Effect> {
         let before: Vec<Option<HostView>> = hosts.iter().map(|h| self.host_view(h)).collect();
+        let elected_before = self.elections();
         op(self);
         let mut effects = Vec::new();
         for (h, b) in hosts.iter().zip(before) {
             let a = self.host_view(h);
             diff_host(h, b.as_ref(), a.as_ref(), &mut effects);
         }
+        gateways::diff_elections(self, &elected_before, &self.elections(), &mut effects);
         effects
     }
 

@@ -31,6 +31,10 @@ pub struct StoredAgent {
     /// When its lease was seen gone (seconds since the Unix epoch), if it was.
     #[serde(default)]
     pub expired_unix: Option<u64>,
+    /// When its candidacy as an upstream gateway began (see [`AgentRecord`]); the
+    /// session when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_since: Option<u64>,
 }
 
 impl StoredAgent {
@@ -55,6 +59,7 @@ impl StoredAgent {
             tunnel_address: rec.tunnel_address,
             memberships,
             expired_unix: None,
+            gateway_since: Some(rec.gateway_since),
         }
     }
 
@@ -76,6 +81,7 @@ impl StoredAgent {
             groups,
             tunnel_address: self.tunnel_address,
             peers_down: std::collections::BTreeSet::new(),
+            gateway_since: self.gateway_since.unwrap_or(self.session),
         }
     }
 }
