@@ -147,7 +147,9 @@ def build_results(cfg, meta, rep, same, lat, lat_low, memb, kills, loadgen, perf
                               "probe_p99_ms", "command", "heartbeat_ms",
                               "idle_controller_cpu_pct")},
                           "baseline": {"target_p99_ms": limit},
-                          "source": source, "note": lg_note,
+                          "source": source,
+                          "note": (f"ran in this run: {fan.get('command')}"
+                                   if source == "this run" else lg_note),
                           "target": f"p99 < {limit} ms to all {fan.get('probe_audience')} agents",
                           "target_met": fan["probe_p99_ms"] < limit})
     pj, pj_note = perfjs

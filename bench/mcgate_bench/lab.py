@@ -283,6 +283,19 @@ def stop_agents(lab):
                 left.append(f"{h}/{name}")
     if left:
         log(f"  VXLAN devices left by the stopped agents, set down for the baseline: {left}")
+    # ... and its VXLAN source filter (nftables tables `inet mcgate` and `bridge mcgate`),
+    # kept for a restarting agent: it would drop the baseline's VXLAN, which comes from no
+    # peer of any domain. The agents' restart writes the filter again.
+    filters = []
+    for h in lab.hosts():
+        for family in ("inet", "bridge"):
+            r = sh(["ip", "netns", "exec", lab.ns(h), "nft", "delete", "table", family,
+                    "mcgate"], check=False)
+            if r.returncode == 0:
+                filters.append(f"{h}/{family}")
+    if filters:
+        log(f"  VXLAN source filters left by the stopped agents, removed for the baseline: "
+            f"{filters}")
     return left
 
 

@@ -443,14 +443,17 @@ def run_loadgen(cfg, tmpdir):
                 try:
                     f = json.loads(fan.read_text())
                     d = json.loads(out.read_text())
+                    f["command"] = ("loadgen --agents 1000 --domains 1 --groups 10 --light "
+                                    "--probes 50 --heartbeat-ms 1000")
                     d["fanout"] = {k: f.get(k) for k in (
                         "command", "agents", "probes", "probe_audience", "probe_p50_ms",
                         "probe_p99_ms", "target", "heartbeat_ms", "idle_controller_cpu_pct")}
                     out.write_text(json.dumps(d, indent=2) + "\n")
                 except ValueError as e:
                     note += f"; fan-out figures unreadable: {e}"
-                for ln in r.stdout.strip().splitlines()[-6:-5]:
-                    log("  " + ln)
+                for ln in r.stdout.strip().splitlines():
+                    if ln.startswith(("single change", "heartbeats every")):
+                        log("  " + ln)
             else:
                 note += f"; fan-out run failed ({r.returncode}): {r.stderr.strip()[-300:]}"
     elif note is None:
