@@ -4,6 +4,9 @@ target verdicts, as the `cases` list of bench-results.json. Pure: no I/O.
 
 import statistics
 
+# The case-5 row of single changes fanned out to every agent of a domain.
+FANOUT = "one change to every agent"
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -141,7 +144,7 @@ def build_results(cfg, meta, rep, same, lat, lat_low, memb, kills, loadgen, perf
         fan = (lg or {}).get("fanout")
         if fan and fan.get("probe_p99_ms") is not None:
             limit = (fan.get("target") or {}).get("probe_p99_ms", 20)
-            cases.append({"name": "one change to every agent", "case": 5,
+            cases.append({"name": FANOUT, "case": 5,
                           "mcgate": {k: fan.get(k) for k in (
                               "agents", "probes", "probe_audience", "probe_p50_ms",
                               "probe_p99_ms", "command", "heartbeat_ms",

@@ -2,7 +2,7 @@
 sentence it writes is built from the document's own figures.
 """
 
-from .fold import rnd
+from .fold import FANOUT, rnd
 
 def yes(b):
     return "**met**" if b else "**not met**"
@@ -178,7 +178,7 @@ def body_rest(a, c, res):
                   f"{'under' if max(runs) < limit else 'over'} the {limit:g} s target.")
                 a("")
     for x in c:
-        if x["case"] == 5 and x["name"] == "one change to every agent":
+        if x["name"] == FANOUT:
             m = x["mcgate"]
             a(f"One membership change (a join) reported by one agent, timed from the report "
               f"until every one of the {m['probe_audience']} agents of its domain applied "
@@ -301,7 +301,7 @@ def why_missed(x, res):
     if x["name"] == "join to first packet":
         return (f"p99 {m['p99_ms']} ms against < 50 ms; "
                 f"{m.get('joins_without_first_packet', 0)} join(s) got no first packet.")
-    if x["case"] == 5 and x["name"] == "one change to every agent":
+    if x["name"] == FANOUT:
         return f"{short(x)}. Source: {source_of(x)}."
     if x["case"] == 5:
         cm = m.get("converge_ms")
@@ -350,7 +350,7 @@ def short(x):
         return f"median {m['median_s']} s, max {m['max_s']} s"
     if x["case"] == 4:
         return f"p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms"
-    if x["case"] == 5 and x["name"] == "one change to every agent":
+    if x["name"] == FANOUT:
         return f"p50 {rnd(m.get('probe_p50_ms'), 1)} ms, p99 {rnd(m.get('probe_p99_ms'), 1)} ms"
     if x["case"] == 5:
         if not m:

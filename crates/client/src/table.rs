@@ -180,20 +180,13 @@ mod tests {
 
     #[test]
     fn upstream_rows_show_the_gateway_and_the_source() {
-        let row = GroupEntry {
-            domain: "d".into(),
-            group: [233, 252, 0, 7].into(),
-            host: "gw".into(),
-            subnet: None,
-            interface: Some("up0".into()),
-            address: Some([192, 0, 2, 1].into()),
-            member: false,
-            source: true,
-            member_type: None,
-            source_type: Some(MemberType::Upstream),
-            source_filter: None,
-            leave: None,
-        };
+        let row = GroupEntry::upstream(
+            "d",
+            [233, 252, 0, 7].into(),
+            "gw",
+            "up0",
+            Some([192, 0, 2, 1].into()),
+        );
         let t = groups(&[row]);
         let cells: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(

@@ -557,6 +557,33 @@ pub struct GroupEntry {
     pub leave: Option<LeaveMode>,
 }
 
+impl GroupEntry {
+    /// A row of an upstream gateway: `address` is a source seen arriving on its
+    /// upstream `interface`, or `None` for a group with members and no source seen yet.
+    pub fn upstream(
+        domain: &str,
+        group: Ipv4Addr,
+        host: &str,
+        interface: &str,
+        address: Option<Ipv4Addr>,
+    ) -> Self {
+        Self {
+            domain: domain.to_string(),
+            group,
+            host: host.to_string(),
+            subnet: None,
+            interface: Some(interface.to_string()),
+            address,
+            member: false,
+            source: true,
+            member_type: None,
+            source_type: Some(MemberType::Upstream),
+            source_filter: None,
+            leave: None,
+        }
+    }
+}
+
 /// One row of `GET /v1/agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AgentInfo {

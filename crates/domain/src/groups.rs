@@ -174,19 +174,8 @@ impl Model {
                         .iter()
                         .any(|e| e.host == gw.host && e.range.contains(&g))
             };
-            let row = |group, address| GroupEntry {
-                domain: rec.domain.name.clone(),
-                group,
-                host: gw.host.clone(),
-                subnet: None,
-                interface: Some(gw.interface.clone()),
-                address,
-                member: false,
-                source: true,
-                member_type: None,
-                source_type: Some(MemberType::Upstream),
-                source_filter: None,
-                leave: None,
+            let row = |group, address| {
+                GroupEntry::upstream(&rec.domain.name, group, &gw.host, &gw.interface, address)
             };
             let mut seen = BTreeSet::new();
             for (group, source) in gw.sources.iter().filter(|(g, _)| inside(*g)) {
