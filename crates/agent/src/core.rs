@@ -306,17 +306,8 @@ impl AgentCore {
                 ifindex: d.ifindex,
                 routers: true,
                 single_host: false,
-                egress: u
-                    .egress
-                    .iter()
-                    .map(|r| (r.network(), r.prefix_len()))
-                    .collect(),
-                standby: u
-                    .role
-                    .standby
-                    .iter()
-                    .map(|r| (r.network(), r.prefix_len()))
-                    .collect(),
+                egress: upstream::as_pairs(&u.egress),
+                standby: upstream::as_pairs(&u.role.standby),
             });
         self.actions.push_back(Action::SetLinks(
             self.links

@@ -81,6 +81,9 @@ pub struct DomainSummary {
     /// Memberships (host, group) of other hosts in this host's view: what its data
     /// plane forwards to.
     pub remote_members: usize,
+    /// Where the domain's traffic leaves for an upstream network: each other host's
+    /// egress range, as `RANGE via HOST` (`--upstream-egress` on that host).
+    pub egress: Vec<String>,
 }
 
 /// The agent's state as shown by the admin endpoint.
@@ -213,6 +216,12 @@ impl AgentCore {
                     .iter()
                     .filter(|m| m.host != self.host.name)
                     .count(),
+                egress: d
+                    .peers
+                    .iter()
+                    .filter(|p| p.host != self.host.name)
+                    .flat_map(|p| p.egress.iter().map(move |r| format!("{r} via {}", p.host)))
+                    .collect(),
             })
             .collect();
         AgentView {

@@ -164,6 +164,7 @@ pub fn wireguard(data: &[u8]) {
         public_key: key.public_base64(),
         wireguard: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 51820),
         tunnel_address: Ipv4Addr::new(10, 255, 0, n),
+        egress: Vec::new(),
     };
     let mut view = DomainView::new();
     view.apply(&StreamMessage::Snapshot {

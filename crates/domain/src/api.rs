@@ -198,6 +198,13 @@ pub struct UpstreamSpec {
     /// [`crate::validate::MAX_UPSTREAM_RANGES`]).
     #[schema(schema_with = schema::upstream_ranges)]
     pub groups: Vec<Ipv4Net>,
+    /// The group ranges the domain's traffic may leave on the upstream interface
+    /// (`--upstream-egress`; same form and limit as `groups`). Every other host of its
+    /// domains then tunnels its senders' traffic to these groups to this gateway, members
+    /// or not. Empty (and absent from JSON): no egress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::upstream_ranges)]
+    pub egress: Vec<Ipv4Net>,
 }
 
 /// The gateway elected to bring one range in for a domain (the only one that reports
@@ -338,6 +345,12 @@ pub struct Peer {
     #[serde(default = "unspecified_address")]
     #[schema(schema_with = schema::ipv4)]
     pub tunnel_address: Ipv4Addr,
+    /// The group ranges whose traffic leaves the domain at this host (its upstream
+    /// interface's egress ranges): senders tunnel traffic to these groups here whether
+    /// or not the host has members. Empty (and absent from JSON) for most hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::upstream_ranges)]
+    pub egress: Vec<Ipv4Net>,
 }
 
 fn unspecified_endpoint() -> SocketAddrV4 {

@@ -430,6 +430,10 @@ pub struct DomainTable {
     pub peers: HashSet<Ipv4Addr>,
     /// Routes by group.
     pub groups: HashMap<Ipv4Addr, GroupRoute>,
+    /// The route of a group no one is a member of but that lies in a gateway's egress
+    /// range ([`Peer::egress`]): a copy to that gateway, which sends it upstream. Groups
+    /// of these ranges that have members carry the gateway in `groups` already.
+    pub egress: Vec<(Ipv4Net, GroupRoute)>,
 }
 
 impl DomainTable {
@@ -442,9 +446,18 @@ impl DomainTable {
         }
     }
 
-    /// The route of `group`, if it has members anywhere.
+    /// The route of `group`, if it has members anywhere or leaves the domain at a
+    /// gateway (the egress ranges are looked at only for a group without members).
     pub fn route(&self, group: Ipv4Addr) -> Option<&GroupRoute> {
-        self.groups.get(&group)
+        self.groups.get(&group).or_else(|| {
+            if is_link_local_group(group) {
+                return None;
+            }
+            self.egress
+                .iter()
+                .find(|(range, _)| range.contains(&group))
+                .map(|(_, route)| route)
+        })
     }
 }
 
@@ -511,6 +524,8 @@ impl ForwardingTable {
             }
             d.groups
                 .retain(|_, r| !r.remotes.is_empty() || !r.locals.is_empty());
+            d.egress
+                .retain(|(_, r)| r.remotes.iter().all(|r| !hosts.contains(&r.host)));
         }
         self
     }
@@ -547,14 +562,7 @@ fn domain_table(
             .entry(m.group)
             .or_default()
             .remotes
-            .push(RemoteRoute {
-                host: m.host.clone(),
-                underlay: peer.underlay,
-                public_key: peer.public_key.clone(),
-                wireguard: peer.wireguard,
-                tunnel_address: peer.tunnel_address,
-                filter: m.filter.clone(),
-            });
+            .push(remote_route(peer, m.filter.clone()));
     }
 
     let mut locals: BTreeMap<(Ipv4Addr, &str), SourceFilter> = BTreeMap::new();
@@ -599,6 +607,12 @@ fn domain_table(
             filter,
         });
     }
+    let egress = egress_routes(state, self_host);
+    for (group, route) in &mut groups {
+        for (_, gateway) in egress.iter().filter(|(r, _)| r.contains(group)) {
+            add_egress_remote(route, gateway, *group);
+        }
+    }
     for route in groups.values_mut() {
         route.remotes.sort_by(|a, b| a.host.cmp(&b.host));
     }
@@ -638,9 +652,60 @@ fn domain_table(
         allowed_sources,
         peers,
         groups,
+        egress: egress
+            .into_iter()
+            .map(|(range, gateway)| {
+                let route = GroupRoute {
+                    remotes: vec![gateway],
+                    locals: Vec::new(),
+                };
+                (range, route)
+            })
+            .collect(),
     }
 }
 
 #[cfg(test)]
 #[path = "forwarding_tests.rs"]
 mod tests;
+
+/// The copy of a group's traffic for `peer`, which wants the sources `filter` allows.
+fn remote_route(peer: &Peer, filter: SourceFilter) -> RemoteRoute {
+    RemoteRoute {
+        host: peer.host.clone(),
+        underlay: peer.underlay,
+        public_key: peer.public_key.clone(),
+        wireguard: peer.wireguard,
+        tunnel_address: peer.tunnel_address,
+        filter,
+    }
+}
+
+/// Every egress range of the domain's other hosts with the copy its gateway gets: any
+/// source, since what leaves is decided at the gateway (its TTL check, the domain's
+/// source policy), not by a member's filter.
+fn egress_routes(state: &DomainState, self_host: &str) -> Vec<(Ipv4Net, RemoteRoute)> {
+    state
+        .peers
+        .iter()
+        .filter(|p| p.host != self_host)
+        .flat_map(|p| {
+            p.egress
+                .iter()
+                .map(|range| (*range, remote_route(p, SourceFilter::any_source())))
+        })
+        .collect()
+}
+
+/// Adds the egress `gateway` to a member group's route (or widens its member filter to
+/// any source): egress wants every source the domain lets through. Link-local groups
+/// never leave.
+fn add_egress_remote(route: &mut GroupRoute, gateway: &RemoteRoute, group: Ipv4Addr) {
+    if is_link_local_group(group) {
+        return;
+    }
+    match route.remotes.iter_mut().find(|r| r.host == gateway.host) {
+        Some(r) => r.filter = gateway.filter.clone(),
+        None => route.remotes.push(gateway.clone()),
+    }
+}

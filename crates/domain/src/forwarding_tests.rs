@@ -27,6 +27,7 @@ fn peer(host: &str, n: u8) -> Peer {
         public_key: crate::keys::encode_key(&[n; 32]),
         wireguard: SocketAddrV4::new(ip(10, 0, 0, n), 51820),
         tunnel_address: ip(10, 255, 0, n),
+        egress: Vec::new(),
     }
 }
 
@@ -107,6 +108,52 @@ fn peers_found_dead_get_no_copies_but_stay_peers() {
     // A group whose only copies went to dead peers is gone from the table.
     let none = cut.without_remotes(&["h3".to_string()].into());
     assert!(none.by_vni(100).unwrap().route(G).is_none());
+}
+
+/// A gateway with egress ranges (h3 here) gets every group of them, members or not,
+/// with any source; nothing else changes, and a link-local group never leaves.
+#[test]
+fn egress_ranges_steer_their_groups_to_the_gateway() {
+    let mut msg = snapshot();
+    let StreamMessage::Snapshot { domains, .. } = &mut msg else {
+        unreachable!()
+    };
+    let range: Ipv4Net = "233.252.0.0/24".parse().unwrap();
+    let all: Ipv4Net = "224.0.0.0/4".parse().unwrap();
+    domains[0].peers[2].egress = vec![range, all];
+    let mut v = DomainView::new();
+    v.apply(&msg);
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(100).unwrap();
+    // A member group inside the range: h3's EXCLUDE {10.1.0.9} widens to any source.
+    let r = d.route(G).unwrap();
+    let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["h2", "h3"]);
+    assert!(r.remotes[1].filter.allows(ip(10, 1, 0, 9)));
+    // A group without members inside the range: only the gateway.
+    let other = d.route(ip(233, 252, 0, 77)).unwrap();
+    assert_eq!(other.remotes.len(), 1);
+    assert_eq!(other.remotes[0].host, "h3");
+    assert!(other.locals.is_empty());
+    assert!(other.remotes[0].filter.allows(ip(10, 9, 9, 9)));
+    // Link-local groups are not routed through egress (the relay never tunnels them).
+    assert!(d.route(ip(224, 0, 0, 251)).is_none());
+    // The gateway itself does not send its own egress groups to itself.
+    let own = ForwardingTable::compute(&v, "h3", &links(), &LocalMembership::new());
+    assert!(
+        own.by_vni(100)
+            .unwrap()
+            .route(ip(233, 252, 0, 77))
+            .is_none()
+    );
+    // A dead gateway gets nothing, not even through its ranges.
+    let cut = t.without_remotes(&["h3".to_string()].into());
+    assert!(
+        cut.by_vni(100)
+            .unwrap()
+            .route(ip(233, 252, 0, 77))
+            .is_none()
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ fn gateway(host: &str, last: u8) -> AgentRegistration {
         upstream: Some(UpstreamSpec {
             interface: "up0".into(),
             groups: vec![range()],
+            egress: Vec::new(),
         }),
         ..reg(host, [10, 0, 2, last], "10.0.2.0/24")
     }
@@ -128,6 +129,7 @@ fn ranges_and_domains_are_elected_apart() {
         upstream: Some(UpstreamSpec {
             interface: "up0".into(),
             groups: vec![range(), wide],
+            egress: Vec::new(),
         }),
         ..reg("gw-a", [10, 0, 2, 1], "10.0.2.0/24")
     };
@@ -137,6 +139,7 @@ fn ranges_and_domains_are_elected_apart() {
         upstream: Some(UpstreamSpec {
             interface: "up1".into(),
             groups: vec![range()],
+            egress: Vec::new(),
         }),
         ..reg("gw-c", [10, 0, 3, 1], "10.0.3.0/24")
     };
@@ -157,6 +160,7 @@ fn a_range_outside_multicast_is_refused() {
         upstream: Some(UpstreamSpec {
             interface: "up0".into(),
             groups: vec!["10.0.0.0/8".parse().unwrap()],
+            egress: Vec::new(),
         }),
         ..reg("gw-a", [10, 0, 2, 1], "10.0.2.0/24")
     };
@@ -169,6 +173,7 @@ fn a_range_outside_multicast_is_refused() {
         upstream: Some(UpstreamSpec {
             interface: "up0".into(),
             groups: vec!["0.0.0.0/0".parse().unwrap()],
+            egress: Vec::new(),
         }),
         ..reg("gw-a", [10, 0, 2, 1], "10.0.2.0/24")
     };

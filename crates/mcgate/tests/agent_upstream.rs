@@ -20,6 +20,10 @@ use support::{Netns, veth};
 const FEED: &str = "233.252.0.7";
 const EXCHANGE_IP: &str = "192.0.2.1";
 const GATEWAY_IP: &str = "192.0.2.2";
+/// A second sender's address on the exchange's link, for source-specific feeds.
+const EXCHANGE_IP2: &str = "192.0.2.3";
+/// A source-specific (SSM, 232.0.0.0/8) feed group sent by both exchange addresses.
+const SSM_FEED: &str = "232.1.1.1";
 
 /// FRR's configuration: IGMP querier on `eth0` with short timers, so the test sees
 /// queries and leaves within seconds (intervals in deciseconds where FRR takes them);
@@ -98,6 +102,20 @@ impl Frr {
             .flatten()
             .filter_map(|g| Some((g["group"].as_str()?.to_string(), g["version"].as_u64()?)))
             .collect()
+    }
+
+    /// The sources FRR's IGMPv3 table holds for `group` on `eth0` (source-specific
+    /// joins; `*` for an any-source one).
+    fn sources(&self, group: &str) -> Vec<String> {
+        let doc = self.vtysh("show ip igmp sources json");
+        let mut out: Vec<String> = doc["eth0"][group]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["source"].as_str().map(str::to_string))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Whether FRR is the querier on `eth0`.
@@ -202,7 +220,11 @@ fn deployment_with(version: u8, extra: &[&str]) -> (Topo, Netns, Frr) {
     );
     exchange.run(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     let frr_dir = t.dir.join("frr");
-    t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", "233.252.0.0/24"]
+    // A second source's address (FRR may query from either).
+    let second = format!("{EXCHANGE_IP2}/24");
+    exchange.run(&["ip", "addr", "add", &second, "dev", "eth0"]);
+    let ranges = "233.252.0.0/24,232.1.1.0/24";
+    t.hosts[0].agent_args = ["--upstream", "up0", "--upstream-groups", ranges]
         .iter()
         .chain(extra)
         .map(|a| a.to_string())
@@ -217,10 +239,16 @@ fn deployment_with(version: u8, extra: &[&str]) -> (Topo, Netns, Frr) {
     // queries there.
     let ok = t.wait_until(Duration::from_secs(15), || {
         t.stats_doc(0).is_some_and(|d| {
-            d["upstream"]["querier"] == EXCHANGE_IP && d["upstream"]["igmp_version"] == version
+            let q = &d["upstream"]["querier"];
+            (q == EXCHANGE_IP || q == EXCHANGE_IP2) && d["upstream"]["igmp_version"] == version
         })
     });
-    assert!(ok, "the gateway never heard FRR's queries\n{}", t.logs());
+    assert!(
+        ok,
+        "the gateway never heard FRR's queries: {:?}\n{}",
+        t.stats_doc(0).map(|d| d["upstream"].clone()),
+        t.logs()
+    );
     assert!(frr.groups().iter().all(|g| g != FEED));
     (t, exchange, frr)
 }
@@ -465,7 +493,8 @@ fn gateway_leaves_upstream_when_it_stops() {
 /// Egress (`--upstream-egress`): the domain's traffic leaves on the upstream interface
 /// only for the allowed ranges, as a routed hop (TTL decremented; TTL 1 dropped and
 /// counted), from a sender on the gateway host and, through the tunnel, from a sender
-/// on another host while the gateway has a member. (Off by default: the first test.)
+/// on another host, whether the gateway host has a member of the group or not. (Off by
+/// default: the first test.)
 #[test]
 fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
     const ALLOWED: &str = "239.20.0.1";
@@ -504,7 +533,20 @@ fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
         ) >= 20
     });
     assert!(ok, "TTL-1 copies not counted as ttl_expired\n{}", t.logs());
-    // A sender on h2 reaches the gateway (and so the exchange) while h1 has a member.
+    // A sender on h2 reaches the gateway (and so the exchange) though h1 has no member:
+    // h2 knows h1's egress ranges from the controller.
+    let via = format!("239.20.0.0/16 via {}", t.hosts[0].name);
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        t.stats_doc(1).is_some_and(|d| {
+            d["domains"][0]["egress"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|r| *r == via.as_str()))
+        })
+    });
+    assert!(ok, "h2 never learned h1's egress range\n{}", t.logs());
+    let s = t.sender(1, 0, flow(ALLOWED, 20, 5));
+    t.wait_proc(s, Duration::from_secs(15));
+    // And while h1 has a member: one copy upstream, one to the member.
     let member = t.receiver(0, 1, ALLOWED, 30.0, "any", &[]);
     let gateway = t.hosts[0].name.clone();
     let ok = t.wait_until(Duration::from_secs(10), || {
@@ -512,8 +554,7 @@ fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
             .contains(&format!("\"host\":\"{gateway}\""))
     });
     assert!(ok, "h1's member of {ALLOWED} never showed\n{}", t.logs());
-    // The controller's stream takes it to h2 within milliseconds.
-    std::thread::sleep(Duration::from_secs(1));
+    // h2 tunnels the group to h1 for egress already; h1 delivers to its member too.
     let s = t.sender(1, 0, flow(ALLOWED, 20, 5));
     t.wait_proc(s, Duration::from_secs(15));
     let ok = t.wait_until(Duration::from_secs(5), || {
@@ -521,7 +562,7 @@ fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
             0,
             "mcgate_agent_link_packets",
             &[("link", "up0"), ("direction", "tx")],
-        ) >= 50
+        ) >= 70
     });
     assert!(ok, "egress copies not counted\n{}", t.logs());
     std::thread::sleep(Duration::from_millis(500));
@@ -534,7 +575,7 @@ fn egress_leaves_only_for_allowed_ranges_with_the_ttl_decremented() {
         .unwrap_or(Value::Null);
     let n = |src: &str, group: &str, ttl: u8| seen[format!("{src} {group} {ttl}")].as_u64();
     assert_eq!(n(&local, ALLOWED, 4), Some(30), "{seen}");
-    assert_eq!(n(&remote, ALLOWED, 4), Some(20), "{seen}");
+    assert_eq!(n(&remote, ALLOWED, 4), Some(40), "{seen}");
     // Nothing else of the domain's: no TTL-1 copy, no group outside the ranges.
     let domain_keys: Vec<&String> = seen
         .as_object()
@@ -611,4 +652,111 @@ fn gateway_speaks_igmpv2_to_an_igmpv2_querier() {
     assert!(ok, "FRR never saw the second join of {FEED}\n{}", t.logs());
     std::thread::sleep(Duration::from_secs(2));
     stop_gateway_and_time_the_drop(&mut t, &frr);
+}
+
+/// Starts iperf 2 in the exchange namespace sending `group` from `source` (5 s, 100
+/// datagrams a second of 1000 bytes). TTL 1: FRR's kernel multicast routing sees the
+/// exchange's own packets too, and would forward a second copy of any with a larger
+/// TTL onto the link once the gateway joined (S,G).
+fn exchange_sender(t: &mut Topo, ns: &Netns, group: &str, source: &str) -> usize {
+    t.spawn_in_ns(
+        ns,
+        &[
+            "iperf", "-c", group, "-u", "-T", "1", "-t", "5", "-b", "800k", "-l", "1000", "-B",
+            source,
+        ],
+    )
+}
+
+/// RFC 4605 4.1 with RFC 3376 source filters (an SSM feed, 232.0.0.0/8): two sources on
+/// the exchange send one group; tasks on h2 each join it for one source (IGMPv3
+/// INCLUDE). The gateway reports INCLUDE with exactly the sources the domain wants
+/// (seen in FRR's source table), each task gets its source's datagrams and none of the
+/// other's, and when one task leaves, the gateway blocks its source upstream and keeps
+/// the other.
+#[test]
+fn ssm_feeds_are_joined_upstream_per_source_and_filtered_per_member() {
+    let (mut t, exchange, frr) = deployment(3);
+
+    let first = t.receiver(1, 0, SSM_FEED, 60.0, "include", &[EXCHANGE_IP]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.sources(SSM_FEED) == [EXCHANGE_IP]
+    });
+    assert!(
+        ok,
+        "FRR never saw INCLUDE {{{EXCHANGE_IP}}} for {SSM_FEED}: {:?}\n{}",
+        frr.vtysh("show ip igmp sources json"),
+        t.logs()
+    );
+    let second = t.receiver(1, 1, SSM_FEED, 60.0, "include", &[EXCHANGE_IP2]);
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.sources(SSM_FEED) == [EXCHANGE_IP, EXCHANGE_IP2]
+    });
+    assert!(
+        ok,
+        "FRR never saw both sources for {SSM_FEED}: {:?}\n{}",
+        frr.vtysh("show ip igmp sources json"),
+        t.logs()
+    );
+    // The merged membership the gateway reports: INCLUDE {both}.
+    let doc = t.stats_doc(0).expect("h1 stats");
+    let reported = doc["upstream"]["membership"].to_string();
+    assert!(
+        reported.contains(EXCHANGE_IP) && reported.contains(EXCHANGE_IP2),
+        "{reported}"
+    );
+
+    // Both sources send; each task gets its own source only.
+    let a = exchange_sender(&mut t, &exchange, SSM_FEED, EXCHANGE_IP);
+    let b = exchange_sender(&mut t, &exchange, SSM_FEED, EXCHANGE_IP2);
+    for p in [a, b] {
+        t.wait_proc(p, Duration::from_secs(20));
+    }
+    // Wait until h2's task links carried everything the gateway took in of the feed
+    // (each datagram goes to exactly one of them), so late ones are counted too.
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        let took = t.stats_doc(0).and_then(|d| {
+            d["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["group"] == SSM_FEED)?["rx_local"]["packets"]
+                .as_u64()
+        });
+        let tx = |link: &str| {
+            t.metric(
+                1,
+                "mcgate_agent_link_packets",
+                &[("link", link), ("direction", "tx")],
+            )
+        };
+        let delivered = tx(&t.hosts[1].tasks[0].link) + tx(&t.hosts[1].tasks[1].link);
+        took.is_some_and(|n| n > 0 && delivered >= n)
+    });
+    assert!(
+        ok,
+        "h2 did not deliver what the gateway took in\n{}",
+        t.logs()
+    );
+    let leave_at = Instant::now();
+    let got1 = t.received(first, Duration::ZERO);
+    assert!(got1.from(EXCHANGE_IP) > 0, "{got1:?}");
+    assert_eq!(got1.from(EXCHANGE_IP2), 0, "{got1:?}");
+
+    // The first task left: the gateway blocks its source upstream and keeps the other.
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        frr.sources(SSM_FEED) == [EXCHANGE_IP2]
+    });
+    assert!(
+        ok,
+        "FRR kept {EXCHANGE_IP} after its only member left: {:?}\n{}",
+        frr.vtysh("show ip igmp sources json"),
+        t.logs()
+    );
+    eprintln!(
+        "SSM: a source's last member left to FRR dropping it: {:?}",
+        leave_at.elapsed()
+    );
+    let got2 = t.received(second, Duration::ZERO);
+    assert!(got2.from(EXCHANGE_IP2) > 0, "{got2:?}");
+    assert_eq!(got2.from(EXCHANGE_IP), 0, "{got2:?}");
 }

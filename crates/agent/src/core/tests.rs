@@ -135,6 +135,7 @@ fn snapshot_with(revision: u64, others: &[&str], gateway: Option<&str>) -> Strea
         public_key: String::new(),
         wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
         tunnel_address: Ipv4Addr::UNSPECIFIED,
+        egress: Vec::new(),
     };
     let mut peers = vec![peer("h1", 1)];
     peers.extend(others.iter().zip(2..).map(|(h, i)| peer(h, i)));

@@ -13,6 +13,7 @@ use mcgate_wire::ethernet;
 use super::gateway_role::{self, GatewayRole};
 use super::{Action, AgentCore};
 use crate::netdev::NetDev;
+use ipnet::Ipv4Net;
 
 /// The upstream interface: its name, the ranges reported on it, and, while the
 /// interface exists, its device and the proxy's state.
@@ -120,13 +121,8 @@ impl AgentCore {
         let up = self.upstream.as_ref()?;
         Some(UpstreamSpec {
             interface: up.name.clone(),
-            groups: up
-                .ranges
-                .iter()
-                .filter_map(|r| {
-                    serde_json::from_value(serde_json::Value::String(r.to_string())).ok()
-                })
-                .collect(),
+            groups: as_nets(&up.ranges),
+            egress: as_nets(&up.egress),
         })
     }
 
@@ -296,4 +292,20 @@ impl AgentCore {
             });
         }
     }
+}
+
+/// `ranges` as the API's prefixes.
+fn as_nets(ranges: &[GroupRange]) -> Vec<Ipv4Net> {
+    ranges
+        .iter()
+        .filter_map(|r| Ipv4Net::new(r.network(), r.prefix_len()).ok())
+        .collect()
+}
+
+/// `ranges` as the data plane's (network, prefix length) pairs.
+pub(super) fn as_pairs(ranges: &[GroupRange]) -> Vec<(Ipv4Addr, u8)> {
+    ranges
+        .iter()
+        .map(|r| (r.network(), r.prefix_len()))
+        .collect()
 }

@@ -136,6 +136,7 @@ mod tests {
                     public_key: String::new(),
                     wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
                     tunnel_address: Ipv4Addr::UNSPECIFIED,
+                    egress: Vec::new(),
                 })
                 .collect(),
             members,

@@ -45,6 +45,7 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
                 public_key: String::new(),
                 wireguard: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
                 tunnel_address: Ipv4Addr::UNSPECIFIED,
+                egress: Vec::new(),
             })
             .collect(),
         members: vec![],

@@ -34,6 +34,7 @@ fn table_of(me: u8, hosts: &[(u8, &HostKey)]) -> ForwardingTable {
             public_key: k.public_base64(),
             wireguard: endpoint(n),
             tunnel_address: address(n),
+            egress: Vec::new(),
         })
         .collect();
     let state = DomainState {

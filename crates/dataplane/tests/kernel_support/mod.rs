@@ -178,6 +178,7 @@ pub fn table_with(
                 public_key: public.get(i).cloned().unwrap_or_default(),
                 wireguard: SocketAddrV4::new(h.ip, 51820),
                 tunnel_address: tunnel_address(i),
+                egress: Vec::new(),
             })
             .collect(),
         members: members

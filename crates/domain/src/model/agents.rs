@@ -35,18 +35,20 @@ impl Model {
         }
         if let Some(up) = &reg.upstream {
             validate::link_name("upstream.interface", &up.interface)?;
-            if up.groups.len() > validate::MAX_UPSTREAM_RANGES {
-                return Err(ModelError::invalid(
-                    "upstream.groups",
-                    format!(
-                        "{} upstream ranges: at most {} are accepted",
-                        up.groups.len(),
-                        validate::MAX_UPSTREAM_RANGES
-                    ),
-                ));
-            }
-            for (i, r) in up.groups.iter().enumerate() {
-                validate::upstream_range(&format!("upstream.groups[{i}]"), *r)?;
+            for (field, ranges) in [("groups", &up.groups), ("egress", &up.egress)] {
+                if ranges.len() > validate::MAX_UPSTREAM_RANGES {
+                    return Err(ModelError::invalid(
+                        format!("upstream.{field}"),
+                        format!(
+                            "{} upstream ranges: at most {} are accepted",
+                            ranges.len(),
+                            validate::MAX_UPSTREAM_RANGES
+                        ),
+                    ));
+                }
+                for (i, r) in ranges.iter().enumerate() {
+                    validate::upstream_range(&format!("upstream.{field}[{i}]"), *r)?;
+                }
             }
         }
         let tunnel_address = self.tunnel_address_for(&reg.host)?;

@@ -126,6 +126,12 @@ impl AgentRecord {
             public_key: self.registration.public_key.clone(),
             wireguard: self.registration.wireguard_endpoint(),
             tunnel_address: self.tunnel_address,
+            egress: self
+                .registration
+                .upstream
+                .as_ref()
+                .map(|u| u.egress.clone())
+                .unwrap_or_default(),
         }
     }
 }
