@@ -62,6 +62,26 @@ pub struct Query<A> {
     pub sources: Vec<A>,
 }
 
+/// A message a host sends (the upstream interface of a proxy, RFC 4605 4.1), in
+/// family-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMessage<A> {
+    /// An IGMPv1 or IGMPv2 report, or an MLDv1 report ([`Version::V2`]), to the group.
+    OldReport {
+        /// The version to report in.
+        version: Version,
+        /// The group reported.
+        group: A,
+    },
+    /// An IGMPv2 Leave Group (to 224.0.0.2) or an MLDv1 Done (to ff02::2).
+    Leave {
+        /// The group left.
+        group: A,
+    },
+    /// An IGMPv3 or MLDv2 report (to 224.0.0.22 or ff02::16).
+    Report(Vec<Record<A>>),
+}
+
 /// A received packet that passed the family's acceptance checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted<A> {
@@ -162,6 +182,15 @@ pub trait Family:
         dst: Self::Addr,
         query: &Query<Self::Addr>,
     ) -> (Self::Message, Vec<u8>);
+    /// A host's message sent from `src`: its IP destination, the wire message and the
+    /// whole IP packet (TTL or Hop Limit 1, Router Alert).
+    fn emit_host(
+        src: Self::Addr,
+        message: HostMessage<Self::Addr>,
+    ) -> (Self::Addr, Self::Message, Vec<u8>);
+    /// Record bytes that fit one IGMPv3 or MLDv2 report on a 1500-byte link, after the
+    /// IP header with its Router Alert and the report's own header.
+    const MAX_REPORT_PAYLOAD: usize;
 }
 
 /// IGMP over IPv4 (RFC 3376, RFC 2236).
@@ -214,6 +243,8 @@ impl Family for Igmp {
     const ALL_NODES: Ipv4Addr = igmp::ALL_SYSTEMS;
     const ALL_ROUTERS: Ipv4Addr = igmp::ALL_ROUTERS;
     const REPORT_DESTINATION: Ipv4Addr = igmp::ALL_V3_ROUTERS;
+    // IPv4 header with Router Alert (24 bytes), report header (8).
+    const MAX_REPORT_PAYLOAD: usize = 1500 - 24 - 8;
 
     fn is_multicast(a: Ipv4Addr) -> bool {
         a.is_multicast()
@@ -234,6 +265,20 @@ impl Family for Igmp {
             dropped,
             other_queriers,
         )
+    }
+
+    fn emit_host(src: Ipv4Addr, m: HostMessage<Ipv4Addr>) -> (Ipv4Addr, IgmpRepr, Vec<u8>) {
+        let (dst, message) = match m {
+            HostMessage::OldReport {
+                version: Version::V1,
+                group,
+            } => (group, IgmpRepr::ReportV1 { group }),
+            HostMessage::OldReport { group, .. } => (group, IgmpRepr::ReportV2 { group }),
+            HostMessage::Leave { group } => (igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group }),
+            HostMessage::Report(records) => (igmp::ALL_V3_ROUTERS, IgmpRepr::ReportV3 { records }),
+        };
+        let packet = igmp::emit_ip_packet(src, dst, &message);
+        (dst, message, packet)
     }
 
     fn emit_query(src: Ipv4Addr, dst: Ipv4Addr, q: &Query<Ipv4Addr>) -> (IgmpRepr, Vec<u8>) {
@@ -312,6 +357,8 @@ impl Family for Mld {
     const ALL_NODES: Ipv6Addr = mld::ALL_NODES;
     const ALL_ROUTERS: Ipv6Addr = mld::ALL_ROUTERS;
     const REPORT_DESTINATION: Ipv6Addr = mld::ALL_MLDV2_ROUTERS;
+    // IPv6 header (40), Hop-by-Hop with Router Alert (8), report header (8).
+    const MAX_REPORT_PAYLOAD: usize = 1500 - 40 - 8 - 8;
 
     fn is_multicast(a: Ipv6Addr) -> bool {
         a.is_multicast()
@@ -332,6 +379,17 @@ impl Family for Mld {
             dropped,
             other_queriers,
         )
+    }
+
+    fn emit_host(src: Ipv6Addr, m: HostMessage<Ipv6Addr>) -> (Ipv6Addr, MldRepr, Vec<u8>) {
+        // MLD has one older version: MLDv1 (RFC 2710), whatever `version` says.
+        let (dst, message) = match m {
+            HostMessage::OldReport { group, .. } => (group, MldRepr::ReportV1 { group }),
+            HostMessage::Leave { group } => (mld::ALL_ROUTERS, MldRepr::DoneV1 { group }),
+            HostMessage::Report(records) => (mld::ALL_MLDV2_ROUTERS, MldRepr::ReportV2 { records }),
+        };
+        let packet = mld::emit_ip_packet(src, dst, &message);
+        (dst, message, packet)
     }
 
     fn emit_query(src: Ipv6Addr, dst: Ipv6Addr, q: &Query<Ipv6Addr>) -> (MldRepr, Vec<u8>) {

@@ -1,5 +1,11 @@
-//! The host side of an IGMP proxy's upstream interface (RFC 4605 section 4.1), as a pure
-//! state machine: no I/O, no clock.
+//! The host side of an IGMP/MLD proxy's upstream interface (RFC 4605 section 4.1), as a
+//! pure state machine: no I/O, no clock.
+//!
+//! One machine serves both families ([`Upstream`] over IGMP, [`MldUpstream`] over MLD):
+//! RFC 3810 sections 6 and 8 give an MLDv2 host the rules of RFC 3376 sections 5 and 7
+//! with MLDv1 (RFC 2710) in place of IGMPv2 and no IGMPv1, so on an MLD interface
+//! [`Version::V2`] is MLDv1 and [`Version::V3`] MLDv2, as in the router
+//! ([`crate::family`]); a Done (to ff02::2) is MLDv1's Leave Group.
 //!
 //! An [`Upstream`] is told the membership to report (the merged membership of every
 //! downstream, RFC 4605 4.1, filtered by the driver to the configured ranges) with
@@ -25,68 +31,73 @@
 //!   host would suppress its own report; a proxy reporting for a whole domain does not).
 
 mod compat;
+#[cfg(test)]
+mod mld_tests;
 mod range;
 mod records;
 mod settings;
 #[cfg(test)]
 mod tests;
 
-use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
-use mcgate_wire::igmp::{self, GroupRecord, IgmpRepr};
+use mcgate_wire::record::Record;
 use mcgate_wire::{SourceFilter, Version};
 
-use crate::Transmit;
-use crate::packet;
+use crate::family::{Family, HostMessage, Igmp, Message, Mld};
+use crate::{Dropped, Transmit};
 use compat::{HostCompat, QuerierVariables};
 pub use range::{GroupRange, RangeError, parse_ranges};
 pub use settings::{ProxyConfig, ProxyStats};
 
 /// A repeat of a state change still to go out.
 #[derive(Debug, Clone)]
-struct Repeat {
+struct Repeat<A> {
     at: Instant,
     remaining: u32,
-    /// IGMPv3 records to repeat (unused in IGMPv1/v2 mode, where the report is for the
-    /// group's current membership).
-    records: Vec<GroupRecord>,
+    /// IGMPv3/MLDv2 records to repeat (unused in the older versions' mode, where the
+    /// report is for the group's current membership).
+    records: Vec<Record<A>>,
 }
 
 /// A pending answer to a group-specific (`None`) or group-and-source-specific query.
 #[derive(Debug, Clone)]
-struct GroupAnswer {
+struct GroupAnswer<A> {
     at: Instant,
-    sources: Option<BTreeSet<Ipv4Addr>>,
+    sources: Option<BTreeSet<A>>,
 }
 
-/// The upstream interface of an IGMP proxy. See the module documentation.
+/// The upstream interface of an IGMP proxy, or of an MLD proxy with `F` = [`Mld`]. See
+/// the module documentation.
 #[derive(Debug, Clone)]
-pub struct Upstream {
+pub struct Upstream<F: Family = Igmp> {
     config: ProxyConfig,
-    address: Ipv4Addr,
-    membership: BTreeMap<Ipv4Addr, SourceFilter>,
+    address: F::Addr,
+    membership: BTreeMap<F::Addr, SourceFilter<F::Addr>>,
     compat: HostCompat,
     querier_vars: QuerierVariables,
     learned_robustness: Option<u32>,
     mode: Version,
-    querier: Option<(Ipv4Addr, Instant)>,
+    querier: Option<(F::Addr, Instant)>,
     general_answer: Option<Instant>,
-    group_answers: BTreeMap<Ipv4Addr, GroupAnswer>,
-    repeats: BTreeMap<Ipv4Addr, Repeat>,
-    transmits: VecDeque<Transmit>,
+    group_answers: BTreeMap<F::Addr, GroupAnswer<F::Addr>>,
+    repeats: BTreeMap<F::Addr, Repeat<F::Addr>>,
+    transmits: VecDeque<Transmit<F>>,
     rng: u64,
     last_now: Instant,
     stats: ProxyStats,
 }
 
-impl Upstream {
-    /// An upstream interface with address `address` (0.0.0.0 when it has none; RFC
-    /// 3376 4.2.13 allows that source), reporting nothing yet. `seed` feeds the random
-    /// response delays.
-    pub fn new(config: ProxyConfig, address: Ipv4Addr, now: Instant, seed: u64) -> Self {
+/// The upstream interface of an MLD proxy (RFC 4605 over RFC 3810 and RFC 2710).
+pub type MldUpstream = Upstream<Mld>;
+
+impl<F: Family> Upstream<F> {
+    /// An upstream interface with address `address` (IGMP: 0.0.0.0 when it has none, as
+    /// RFC 3376 4.2.13 allows; MLD: its link-local address, RFC 3810 5.2.13), reporting
+    /// nothing yet. `seed` feeds the random response delays.
+    pub fn new(config: ProxyConfig, address: F::Addr, now: Instant, seed: u64) -> Self {
         Self {
             config,
             address,
@@ -107,12 +118,12 @@ impl Upstream {
     }
 
     /// The interface's address changed; later reports come from it.
-    pub fn set_address(&mut self, address: Ipv4Addr) {
+    pub fn set_address(&mut self, address: F::Addr) {
         self.address = address;
     }
 
     /// The membership reported now.
-    pub fn membership(&self) -> &BTreeMap<Ipv4Addr, SourceFilter> {
+    pub fn membership(&self) -> &BTreeMap<F::Addr, SourceFilter<F::Addr>> {
         &self.membership
     }
 
@@ -127,21 +138,24 @@ impl Upstream {
     }
 
     /// The upstream querier last heard, and when.
-    pub fn querier(&self) -> Option<(Ipv4Addr, Instant)> {
+    pub fn querier(&self) -> Option<(F::Addr, Instant)> {
         self.querier
     }
 
     /// The membership to report from now on; groups with an empty filter (INCLUDE {})
     /// are no membership. Each group whose state differs is reported at once.
-    pub fn set_membership(&mut self, now: Instant, membership: BTreeMap<Ipv4Addr, SourceFilter>) {
+    pub fn set_membership(
+        &mut self,
+        now: Instant,
+        membership: BTreeMap<F::Addr, SourceFilter<F::Addr>>,
+    ) {
         let now = self.advance(now);
-        let new: BTreeMap<Ipv4Addr, SourceFilter> = membership
+        let new: BTreeMap<F::Addr, SourceFilter<F::Addr>> = membership
             .into_iter()
             .filter(|(_, f)| !f.is_empty())
             .collect();
         let none = SourceFilter::include([]);
-        let groups: BTreeSet<Ipv4Addr> =
-            self.membership.keys().chain(new.keys()).copied().collect();
+        let groups: BTreeSet<F::Addr> = self.membership.keys().chain(new.keys()).copied().collect();
         let mut v3_records = Vec::new();
         for group in groups {
             let old = self.membership.get(&group).unwrap_or(&none).clone();
@@ -166,7 +180,7 @@ impl Upstream {
                     } else if cur.is_empty() {
                         self.repeats.remove(&group);
                         if self.mode == Version::V2 {
-                            self.send(igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group });
+                            self.send(HostMessage::Leave { group });
                             self.stats.leaves_v2 += 1;
                         }
                     }
@@ -198,61 +212,52 @@ impl Upstream {
         self.repeats.values().map(|r| r.at).min()
     }
 
-    /// One IPv4 packet received on the interface (with its IGMP payload). Untrusted:
-    /// anything that fails a check is counted in [`ProxyStats::bad_packets`].
+    /// One IP packet received on the interface (with its IGMP or MLD message).
+    /// Untrusted: anything that fails the family's checks (RFC 3376 4, RFC 3810 5) is
+    /// counted in [`ProxyStats::bad_packets`].
     pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) {
         let now = self.advance(now);
-        let Ok(p) = packet::check(bytes) else {
+        let Ok(p) = F::accept(bytes, &mut Dropped::default(), true) else {
             self.stats.bad_packets += 1;
             return;
         };
-        let (version, group, max_resp, sources) = match p.message {
-            IgmpRepr::QueryV1 => {
+        let q = match p.message {
+            Message::Query(q) => q,
+            Message::OldReport { .. } | Message::Leave { .. } | Message::Report(_) => {
+                // Our own reports, looped back by a socket that sees outgoing frames,
+                // are not another host's.
+                if p.src != self.address || F::is_unspecified(self.address) {
+                    self.stats.other_hosts_messages += 1;
+                }
+                return;
+            }
+        };
+        let (version, group, sources) = (q.version, q.group, q.sources);
+        let max_resp = match version {
+            Version::V1 => {
                 self.stats.queries_v1 += 1;
                 // RFC 3376 7.1: an IGMPv1 query means a Max Resp Time of 10 s.
-                (
-                    Version::V1,
-                    Ipv4Addr::UNSPECIFIED,
-                    Duration::from_secs(10),
-                    Vec::new(),
-                )
+                Duration::from_secs(10)
             }
-            IgmpRepr::QueryV2 {
-                group,
-                max_resp_time,
-            } => {
+            Version::V2 => {
                 self.stats.queries_v2 += 1;
-                let t = Duration::from_millis(100 * u64::from(max_resp_time));
-                (Version::V2, group, t, Vec::new())
+                q.max_resp
             }
-            IgmpRepr::QueryV3(q) => {
+            Version::V3 => {
                 self.stats.queries_v3 += 1;
-                let t = Duration::from_millis(100 * u64::from(igmp::decode_code(q.max_resp_code)));
-                if q.group.is_unspecified() {
-                    // RFC 3376 4.1.6, 4.1.7, 8.12: the querier's variables (0 means
-                    // unknown or above 7: keep what we had).
+                if F::is_unspecified(group) {
+                    // RFC 3376 4.1.6, 4.1.7, 8.12 (RFC 3810 5.1.8, 5.1.9, 9.12): the
+                    // querier's variables (0 means unknown or above 7: keep what we had).
                     if q.qrv > 0 {
                         self.querier_vars.robustness = u32::from(q.qrv);
                         self.learned_robustness = Some(u32::from(q.qrv));
                     }
-                    let qqi = igmp::decode_code(q.qqic);
-                    if qqi > 0 {
-                        self.querier_vars.query_interval = Duration::from_secs(u64::from(qqi));
+                    if !q.qqi.is_zero() {
+                        self.querier_vars.query_interval = q.qqi;
                     }
-                    self.querier_vars.query_response_interval = t;
+                    self.querier_vars.query_response_interval = q.max_resp;
                 }
-                (Version::V3, q.group, t, q.sources)
-            }
-            IgmpRepr::ReportV1 { .. }
-            | IgmpRepr::ReportV2 { .. }
-            | IgmpRepr::LeaveV2 { .. }
-            | IgmpRepr::ReportV3 { .. } => {
-                // Our own reports, looped back by a socket that sees outgoing frames,
-                // are not another host's.
-                if p.src != self.address || self.address.is_unspecified() {
-                    self.stats.other_hosts_messages += 1;
-                }
-                return;
+                q.max_resp
             }
         };
         self.querier = Some((p.src, now));
@@ -260,7 +265,7 @@ impl Upstream {
             .heard(now, version, self.querier_vars.older_querier_timeout());
         self.update_mode(now);
         let at = now + self.random_delay(max_resp);
-        if group.is_unspecified() {
+        if F::is_unspecified(group) {
             // RFC 3376 5.2 rule 1: an earlier pending general answer stands.
             if self.general_answer.is_none_or(|t| t > at) {
                 self.general_answer = Some(at);
@@ -308,7 +313,7 @@ impl Upstream {
             self.general_answer = None;
             self.answer_general();
         }
-        let due: Vec<(Ipv4Addr, GroupAnswer)> = self
+        let due: Vec<(F::Addr, GroupAnswer<F::Addr>)> = self
             .group_answers
             .iter()
             .filter(|(_, a)| a.at <= now)
@@ -328,7 +333,7 @@ impl Upstream {
                 _ => self.send_older_report(group),
             }
         }
-        let due: Vec<Ipv4Addr> = self
+        let due: Vec<F::Addr> = self
             .repeats
             .iter()
             .filter(|(_, r)| r.at <= now)
@@ -353,7 +358,7 @@ impl Upstream {
     }
 
     /// The next message to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit<F>> {
         self.transmits.pop_front()
     }
 
@@ -370,7 +375,7 @@ impl Upstream {
                 self.send_v3(all);
             }
             _ => {
-                let groups: Vec<Ipv4Addr> = self.membership.keys().copied().collect();
+                let groups: Vec<F::Addr> = self.membership.keys().copied().collect();
                 for g in groups {
                     self.send_older_report(g);
                 }
@@ -392,7 +397,7 @@ impl Upstream {
         }
     }
 
-    fn schedule_repeat(&mut self, now: Instant, group: Ipv4Addr, records: Vec<GroupRecord>) {
+    fn schedule_repeat(&mut self, now: Instant, group: F::Addr, records: Vec<Record<F::Addr>>) {
         let robustness = self.learned_robustness.unwrap_or(self.config.robustness);
         if robustness <= 1 {
             self.repeats.remove(&group);
@@ -409,25 +414,25 @@ impl Upstream {
         );
     }
 
-    fn send_older_report(&mut self, group: Ipv4Addr) {
+    fn send_older_report(&mut self, group: F::Addr) {
         if self.mode == Version::V1 {
             self.stats.reports_v1 += 1;
-            self.send(group, IgmpRepr::ReportV1 { group });
         } else {
             self.stats.reports_v2 += 1;
-            self.send(group, IgmpRepr::ReportV2 { group });
         }
+        let version = self.mode;
+        self.send(HostMessage::OldReport { version, group });
     }
 
-    fn send_v3(&mut self, all: Vec<GroupRecord>) {
-        for records in records::pack(all) {
+    fn send_v3(&mut self, all: Vec<Record<F::Addr>>) {
+        for records in records::pack(all, F::MAX_REPORT_PAYLOAD) {
             self.stats.reports_v3 += 1;
-            self.send(igmp::ALL_V3_ROUTERS, IgmpRepr::ReportV3 { records });
+            self.send(HostMessage::Report(records));
         }
     }
 
-    fn send(&mut self, dst: Ipv4Addr, message: IgmpRepr) {
-        let packet = igmp::emit_ip_packet(self.address, dst, &message);
+    fn send(&mut self, message: HostMessage<F::Addr>) {
+        let (dst, message, packet) = F::emit_host(self.address, message);
         self.transmits.push_back(Transmit {
             dst,
             packet,

@@ -1,23 +1,18 @@
-//! The group records of IGMPv3 reports an upstream interface sends: state-change records
-//! (RFC 3376 5.1) and current-state records answering queries (5.2), and how they are
-//! packed into messages.
+//! The group records of IGMPv3 and MLDv2 reports an upstream interface sends:
+//! state-change records (RFC 3376 5.1, RFC 3810 6.1) and current-state records answering
+//! queries (RFC 3376 5.2, RFC 3810 6.2), and how they are packed into messages.
 
-use core::net::Ipv4Addr;
 use std::collections::BTreeSet;
 
-use mcgate_wire::igmp::{GroupRecord, RecordType};
+use mcgate_wire::record::{Address, Record, RecordType};
 use mcgate_wire::{FilterMode, SourceFilter};
 
-/// IGMP payload bytes per report: what fits a 1500-byte link with the IPv4 header and
-/// Router Alert (24 bytes) and the report header (8).
-pub(crate) const MAX_REPORT_PAYLOAD: usize = 1500 - 24 - 8;
-
-fn record(
+fn record<A: Address>(
     kind: RecordType,
-    group: Ipv4Addr,
-    sources: impl IntoIterator<Item = Ipv4Addr>,
-) -> GroupRecord {
-    GroupRecord {
+    group: A,
+    sources: impl IntoIterator<Item = A>,
+) -> Record<A> {
+    Record {
         kind,
         group,
         sources: sources.into_iter().collect(),
@@ -29,15 +24,13 @@ fn record(
 /// `new` (no membership is INCLUDE {}), as RFC 3376 5.1 lists them: a filter-mode
 /// change is TO_IN(B) or TO_EX(B); a source-list change is ALLOW and BLOCK of the
 /// difference (only the non-empty ones).
-pub(crate) fn state_change(
-    group: Ipv4Addr,
-    old: &SourceFilter,
-    new: &SourceFilter,
-) -> Vec<GroupRecord> {
+pub(crate) fn state_change<A: Address + Ord>(
+    group: A,
+    old: &SourceFilter<A>,
+    new: &SourceFilter<A>,
+) -> Vec<Record<A>> {
     use FilterMode::*;
-    let diff = |a: &BTreeSet<Ipv4Addr>, b: &BTreeSet<Ipv4Addr>| -> Vec<Ipv4Addr> {
-        a.difference(b).copied().collect()
-    };
+    let diff = |a: &BTreeSet<A>, b: &BTreeSet<A>| -> Vec<A> { a.difference(b).copied().collect() };
     match (old.mode, new.mode) {
         (Include, Exclude) => vec![record(
             RecordType::ChangeToExclude,
@@ -63,7 +56,7 @@ pub(crate) fn state_change(
 }
 
 /// ALLOW(allow) and BLOCK(block), the non-empty ones.
-fn allow_block(group: Ipv4Addr, allow: Vec<Ipv4Addr>, block: Vec<Ipv4Addr>) -> Vec<GroupRecord> {
+fn allow_block<A: Address>(group: A, allow: Vec<A>, block: Vec<A>) -> Vec<Record<A>> {
     [
         (RecordType::AllowNewSources, allow),
         (RecordType::BlockOldSources, block),
@@ -77,7 +70,7 @@ fn allow_block(group: Ipv4Addr, allow: Vec<Ipv4Addr>, block: Vec<Ipv4Addr>) -> V
 /// The filter-mode-change record stating the whole of `filter`: TO_EX(X) or TO_IN(A).
 /// A retransmission whose group changed again since carries this one, which says the
 /// current state whatever the router missed.
-pub(crate) fn full_state_change(group: Ipv4Addr, filter: &SourceFilter) -> GroupRecord {
+pub(crate) fn full_state_change<A: Address>(group: A, filter: &SourceFilter<A>) -> Record<A> {
     let kind = match filter.mode {
         FilterMode::Exclude => RecordType::ChangeToExclude,
         FilterMode::Include => RecordType::ChangeToInclude,
@@ -87,7 +80,7 @@ pub(crate) fn full_state_change(group: Ipv4Addr, filter: &SourceFilter) -> Group
 
 /// The current-state record answering a general or group-specific query: IS_EX(X) or
 /// IS_IN(A) (RFC 3376 5.2).
-pub(crate) fn current_state(group: Ipv4Addr, filter: &SourceFilter) -> GroupRecord {
+pub(crate) fn current_state<A: Address>(group: A, filter: &SourceFilter<A>) -> Record<A> {
     let kind = match filter.mode {
         FilterMode::Exclude => RecordType::ModeIsExclude,
         FilterMode::Include => RecordType::ModeIsInclude,
@@ -98,12 +91,12 @@ pub(crate) fn current_state(group: Ipv4Addr, filter: &SourceFilter) -> GroupReco
 /// The record answering a group-and-source-specific query for `queried`: IS_IN of the
 /// queried sources the interface wants (A*Q in INCLUDE, Q-X in EXCLUDE), or nothing when
 /// it wants none of them (RFC 3376 5.2).
-pub(crate) fn source_state(
-    group: Ipv4Addr,
-    filter: &SourceFilter,
-    queried: &BTreeSet<Ipv4Addr>,
-) -> Option<GroupRecord> {
-    let wanted: Vec<Ipv4Addr> = queried
+pub(crate) fn source_state<A: Address + Ord>(
+    group: A,
+    filter: &SourceFilter<A>,
+    queried: &BTreeSet<A>,
+) -> Option<Record<A>> {
+    let wanted: Vec<A> = queried
         .iter()
         .copied()
         .filter(|s| filter.allows(*s))
@@ -111,15 +104,15 @@ pub(crate) fn source_state(
     (!wanted.is_empty()).then(|| record(RecordType::ModeIsInclude, group, wanted))
 }
 
-/// Packs records into reports of at most [`MAX_REPORT_PAYLOAD`] bytes of records each
-/// (a single larger record travels alone).
-pub(crate) fn pack(records: Vec<GroupRecord>) -> Vec<Vec<GroupRecord>> {
-    let mut out: Vec<Vec<GroupRecord>> = Vec::new();
+/// Packs records into reports of at most `max_payload` bytes of records each (a single
+/// larger record travels alone).
+pub(crate) fn pack<A: Address>(records: Vec<Record<A>>, max_payload: usize) -> Vec<Vec<Record<A>>> {
+    let mut out: Vec<Vec<Record<A>>> = Vec::new();
     let mut size = 0;
     for r in records {
         let len = r.buffer_len();
         match out.last_mut() {
-            Some(last) if size + len <= MAX_REPORT_PAYLOAD => {
+            Some(last) if size + len <= max_payload => {
                 last.push(r);
                 size += len;
             }
