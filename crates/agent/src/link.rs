@@ -1,5 +1,5 @@
-//! One attached link's IGMP socket: a reader task that hands each frame to the agent's
-//! loop and counts every frame it cannot hand on, and the sending of queries.
+//! One attached link's IGMP and MLD socket: a reader task that hands each frame to the
+//! agent's loop and counts every frame it cannot hand on, and the sending of queries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ pub const MAX_FRAME: usize = 18 + 65_535;
 /// hundreds of groups, many hosts answering one query) waits here for the agent.
 const RECV_BUFFER: usize = 4 << 20;
 
-/// An IGMP frame received on a link.
+/// An IGMP or MLD frame received on a link.
 #[derive(Debug)]
 pub struct IgmpFrame {
     /// The link's name.
@@ -61,9 +61,15 @@ impl Drop for LinkSocket {
 }
 
 impl LinkSocket {
-    /// Opens the IGMP socket of link `name` and starts reading it into `tx`.
-    pub fn open(name: &str, ifindex: u32, tx: mpsc::Sender<IgmpFrame>) -> std::io::Result<Self> {
-        let sock = PacketSocket::open(ifindex, Filter::Igmp)?;
+    /// Opens the socket of link `name` for the frames `filter` selects (IGMP, or IGMP
+    /// and MLD) and starts reading it into `tx`.
+    pub fn open(
+        name: &str,
+        ifindex: u32,
+        filter: Filter,
+        tx: mpsc::Sender<IgmpFrame>,
+    ) -> std::io::Result<Self> {
+        let sock = PacketSocket::open(ifindex, filter)?;
         // Best effort: a smaller buffer only makes overflows likelier, and they are
         // counted.
         let _ = set_recv_buffer(std::os::fd::AsFd::as_fd(&sock), RECV_BUFFER);
