@@ -99,8 +99,6 @@ pub(crate) struct CoreLink {
     pub(crate) send_errors: u64,
     pub(crate) bad_frames: u64,
     pub(crate) frames_without_querier: u64,
-    /// MLD frames handed to the MLD querier.
-    pub(crate) mld_frames: u64,
     /// MLD frames that arrived while no MLD querier ran on the link.
     pub(crate) mld_frames_without_querier: u64,
 }
@@ -289,7 +287,6 @@ impl AgentCore {
                 send_errors: 0,
                 bad_frames: 0,
                 frames_without_querier: 0,
-                mld_frames: 0,
                 mld_frames_without_querier: 0,
             };
             set_igmp(&mut link, link_config.as_ref(), now);
@@ -386,10 +383,7 @@ impl AgentCore {
                 }
             },
             ethernet::ETHERTYPE_IPV6 => match l.mld.as_mut() {
-                Some(mld) => {
-                    l.mld_frames += 1;
-                    mld.handle_packet(now, eth.payload());
-                }
+                Some(mld) => mld.handle_packet(now, eth.payload()),
                 // The querier is off or waits for settings, or the link has no
                 // link-local address out of DAD yet.
                 None => {

@@ -304,6 +304,7 @@ impl Driver {
         for l in &mut view.links {
             if let Some(s) = self.sockets.get(&l.name) {
                 l.igmp_frames = s.counters();
+                l.mld.frames = s.mld_counters();
             }
         }
         if let (Some(u), Some(s)) = (view.upstream.as_mut(), &self.upstream_socket) {

@@ -170,14 +170,18 @@ impl QuerierFamilies {
         }
     }
 
-    /// One link's MLD counters (the socket's own drops are IGMP's: one socket takes
-    /// both).
+    /// One link's MLD counters (the kernel's overflows of the socket, which takes both
+    /// families, are counted under IGMP's).
     fn add_mld(&self, link: &crate::view::LinkView) {
         let m = &link.mld;
         self.add_frames(
             &link.name,
-            m.frames_received,
-            &[("no_querier", m.frames_without_querier)],
+            m.frames.received,
+            &[
+                ("queue_full", m.frames.queue_full),
+                ("oversize", m.frames.oversize),
+                ("no_querier", m.frames_without_querier),
+            ],
         );
         if let Some(stats) = &m.counters {
             self.add_stats(&link.name, stats);

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::core::AgentCore;
 
-/// What became of the IGMP frames that reached one attached link, counted before the
-/// querier sees them: every frame is either handed on or counted under a drop reason.
+/// What became of the IGMP (or MLD) frames that reached one attached link, counted before
+/// the querier sees them: every frame is either handed on or counted under a drop reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FrameCounters {
     /// Frames read from the link's IGMP socket and handed to the querier.
@@ -84,8 +84,10 @@ pub struct MldView {
     pub groups: Vec<crate::core::MldMembership>,
     /// MLD counters (received by type, queries sent, drops by reason), when it runs.
     pub counters: Option<MldStats>,
-    /// MLD frames handed to the querier.
-    pub frames_received: u64,
+    /// MLD frames at the link's socket (shared with IGMP) and their drops; the socket's
+    /// overflows are counted under the link's `igmp_frames`, the kernel not telling
+    /// which family it dropped.
+    pub frames: FrameCounters,
     /// MLD frames that arrived while no MLD querier ran on the link.
     pub frames_without_querier: u64,
 }
@@ -349,7 +351,7 @@ impl AgentCore {
             version: mld.map(|m| crate::core::mld_number(m.mld_version())),
             groups: self.mld_membership(&l.dev.name),
             counters: mld.map(|m| MldStats::from(m.stats())),
-            frames_received: l.mld_frames,
+            frames: FrameCounters::default(),
             frames_without_querier: l.mld_frames_without_querier,
         }
     }

@@ -1027,7 +1027,6 @@ mod mld {
         let stats = v.links[0].mld.counters.clone().unwrap();
         assert_eq!((stats.received.report_v2, stats.received.report_v1), (2, 1));
         assert_eq!(stats.ignored_link_scope, 1);
-        assert_eq!(v.links[0].mld.frames_received, 3);
         assert!(
             v.links[0].groups.is_empty(),
             "IPv6 groups stay out of the IPv4 membership"

@@ -59,7 +59,10 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
                     ignored_link_scope: 6,
                     ..Default::default()
                 }),
-                frames_received: 11,
+                frames: FrameCounters {
+                    received: 11,
+                    ..Default::default()
+                },
                 frames_without_querier: 2,
                 ..Default::default()
             },
