@@ -260,9 +260,16 @@ fn no_timers_at_all_means_no_wake_up() {
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.poll_timeout(), None);
 
-    // A domain with IGMP off and a link: no querier, no timer.
+    // A domain with IGMP off and a link (with IPv6): no querier of either family, no
+    // timer.
     let mut c = core_at(t0, SavedMembership::default());
-    c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    c.handle_links(
+        t0,
+        vec![NetDev {
+            ipv6: crate::netdev::Ipv6Link::Ready("fe80::1".parse().unwrap()),
+            ..dev("tk1", 4, None)
+        }],
+    );
     let off = match snapshot(1, &[]) {
         StreamEvent::Message(StreamMessage::Snapshot {
             revision,
@@ -278,6 +285,7 @@ fn no_timers_at_all_means_no_wake_up() {
     let a = drain(&mut c);
     assert!(queries(&a).is_empty());
     assert_eq!(c.view().igmp_mode, "off");
+    assert_eq!(c.view().links[0].mld.state, "off");
     assert_eq!(c.poll_timeout(), None);
     c.handle_timeout(hour);
     assert_eq!(c.poll_timeout(), None);
