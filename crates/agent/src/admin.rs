@@ -260,6 +260,7 @@ mod tests {
                 frames_without_querier: 0,
                 query_send_errors: 0,
                 groups: vec![],
+                mld: Default::default(),
             }],
             ..AgentView::default()
         };
@@ -272,6 +273,6 @@ mod tests {
         assert_eq!(link["bad_frames"], 3);
         assert_eq!(link["rx"], json!({ "packets": 0, "bytes": 0 }));
         assert!(link["drops"].is_object() && link["groups"].is_array());
-        assert_eq!(link.as_object().unwrap().len(), 14, "{link}");
+        assert_eq!(link.as_object().unwrap().len(), 15, "{link}");
     }
 }

@@ -46,6 +46,8 @@ pub struct Facts {
     pub attach: Vec<String>,
     /// The links matching them now.
     pub links: Vec<String>,
+    /// Each of those links' IPv6 state: what its MLD querier waits for, if anything.
+    pub links_ipv6: Vec<(String, netdev::Ipv6Link)>,
     /// Where those links sit (the error when netlink could not tell).
     pub masters: Result<LinkMasters, String>,
     /// For a bridge holding the links: whether it has IGMP snooping (the sysfs knob
@@ -204,6 +206,9 @@ pub fn assess(f: &Facts) -> (Vec<Finding>, Result<Choice, String>) {
             ),
         ));
     }
+    if let Some(line) = mld_line(&f.links_ipv6) {
+        out.push(line);
+    }
     let masters = match &f.masters {
         Result::Ok(m) => m.clone(),
         Err(e) => LinkMasters::NotOneBridge(format!("cannot tell where the links sit: {e}")),
@@ -301,6 +306,35 @@ fn effective_capabilities() -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
+/// Whether the links can have an MLD querier now: each needs a link-local address out of
+/// DAD. `None` without links.
+fn mld_line(links: &[(String, netdev::Ipv6Link)]) -> Option<Finding> {
+    if links.is_empty() {
+        return None;
+    }
+    let waiting: Vec<String> = links
+        .iter()
+        .filter(|(_, v6)| v6.ready().is_none())
+        .map(|(name, v6)| format!("{name} {}", v6.name()))
+        .collect();
+    Some(if waiting.is_empty() {
+        finding(
+            Verdict::Ok,
+            "MLD",
+            "every link has a link-local address: an MLD querier runs on each",
+        )
+    } else {
+        finding(
+            Verdict::Note,
+            "MLD",
+            format!(
+                "no MLD querier (IPv6) until a link-local address is out of DAD: {}",
+                waiting.join(", ")
+            ),
+        )
+    })
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -372,6 +406,7 @@ pub fn gather(underlay: Option<&str>, attach: &[String], requested: Requested) -
         force_igmp_version,
         underlay,
         attach: attach.to_vec(),
+        links_ipv6: devs.iter().map(|d| (d.name.clone(), d.ipv6)).collect(),
         links: devs.into_iter().map(|d| d.name).collect(),
         masters,
         bridge_snooping,

@@ -30,6 +30,10 @@ fn good_host() -> Facts {
         underlay: Some(("10.0.2.10".into(), Ok(("eth0".into(), 9001)))),
         attach: vec!["veth*".into()],
         links: vec!["veth1a2b3c4d".into()],
+        links_ipv6: vec![(
+            "veth1a2b3c4d".into(),
+            netdev::Ipv6Link::Ready("fe80::1".parse().unwrap()),
+        )],
         masters: Ok(LinkMasters::Bridge("docker0".into())),
         bridge_snooping: Some(("docker0".into(), Some(true))),
         requested: Requested::Auto,
@@ -50,7 +54,25 @@ fn a_capable_host_with_links_on_a_bridge_gets_the_kernel_data_plane() {
     assert!(text.contains("data plane: kernel (asked: auto)"), "{text}");
     assert!(text.contains("ports of docker0"), "{text}");
     assert!(text.contains("MTU 9001 (frames up to 8951 bytes"), "{text}");
+    assert!(text.contains("an MLD querier runs on each"), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
+}
+
+#[test]
+fn links_without_a_ready_link_local_address_are_noted_for_mld() {
+    let mut f = good_host();
+    f.links_ipv6
+        .push(("veth2".into(), netdev::Ipv6Link::Disabled));
+    f.links_ipv6.push((
+        "veth3".into(),
+        netdev::Ipv6Link::Tentative("fe80::3".parse().unwrap()),
+    ));
+    let (text, ok, _) = report(&f);
+    assert!(ok, "a note, not a failure: {text}");
+    assert!(
+        text.contains("veth2 ipv6_disabled, veth3 tentative"),
+        "{text}"
+    );
 }
 
 #[test]

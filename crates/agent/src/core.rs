@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mcgate_dataplane::LinkSpec;
 use mcgate_domain::api::{AgentRegistration, LinkInfo};
 use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
-use mcgate_igmp::{Config as IgmpConfig, Interface};
+use mcgate_igmp::{Config as IgmpConfig, Interface, MldInterface};
 use mcgate_wire::{IgmpSettings, Version, ethernet};
 
 use crate::control::SessionInput;
@@ -93,9 +93,14 @@ pub struct HostIdentity {
 pub(crate) struct CoreLink {
     pub(crate) dev: NetDev,
     pub(crate) igmp: Option<Interface>,
+    /// The MLD querier, while the domain's querier runs and the link has a link-local
+    /// address out of DAD ([`crate::netdev::Ipv6Link::Ready`]).
+    pub(crate) mld: Option<MldInterface>,
     pub(crate) send_errors: u64,
     pub(crate) bad_frames: u64,
     pub(crate) frames_without_querier: u64,
+    /// MLD frames that arrived while no MLD querier ran on the link.
+    pub(crate) mld_frames_without_querier: u64,
 }
 
 /// The agent's state. See the module documentation.
@@ -257,6 +262,7 @@ impl AgentCore {
         }
         let config = self.effective_igmp();
         for (name, dev) in found {
+            let link_config = self.link_config(&dev, &config);
             if let Some(l) = self.links.get_mut(&name) {
                 if l.dev.address != dev.address {
                     tracing::info!(link = %name, address = ?dev.address, "link address changed");
@@ -265,7 +271,11 @@ impl AgentCore {
                     }
                     changed = true;
                 }
+                if l.dev.ipv6 != dev.ipv6 {
+                    tracing::info!(link = %name, ipv6 = ?dev.ipv6, "link's IPv6 link-local address changed");
+                }
                 l.dev = dev;
+                set_mld(l, link_config.as_ref(), now);
                 self.drain_link(&name);
                 continue;
             }
@@ -273,12 +283,14 @@ impl AgentCore {
             let mut link = CoreLink {
                 dev,
                 igmp: None,
+                mld: None,
                 send_errors: 0,
                 bad_frames: 0,
                 frames_without_querier: 0,
+                mld_frames_without_querier: 0,
             };
-            let link_config = self.link_config(&link.dev, &config);
             set_igmp(&mut link, link_config.as_ref(), now);
+            set_mld(&mut link, link_config.as_ref(), now);
             self.links.insert(name.clone(), link);
             self.restore_link(now, &name);
             self.drain_link(&name);
@@ -334,7 +346,8 @@ impl AgentCore {
         }
     }
 
-    /// One Ethernet frame received on `link` by its IGMP socket.
+    /// One Ethernet frame received on `link` by its socket: IGMP (IPv4) goes to the
+    /// link's IGMP querier, MLD (IPv6) to its MLD querier.
     pub fn handle_frame(&mut self, now: Instant, link: &str, ifindex: u32, frame: &[u8]) {
         let now = self.advance(now);
         if self.is_upstream(link) {
@@ -347,20 +360,33 @@ impl AgentCore {
         if l.dev.ifindex != ifindex {
             return;
         }
-        let Some(igmp) = l.igmp.as_mut() else {
-            // IGMP is off, or waits for the domain's settings.
-            l.frames_without_querier += 1;
-            return;
-        };
         let Ok(eth) = ethernet::Frame::new_checked(frame) else {
             l.bad_frames += 1;
             return;
         };
-        if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            l.bad_frames += 1;
-            return;
+        match eth.ethertype() {
+            ethernet::ETHERTYPE_IPV4 => match l.igmp.as_mut() {
+                Some(igmp) => igmp.handle_packet(now, eth.payload()),
+                // IGMP is off, or waits for the domain's settings.
+                None => {
+                    l.frames_without_querier += 1;
+                    return;
+                }
+            },
+            ethernet::ETHERTYPE_IPV6 => match l.mld.as_mut() {
+                Some(mld) => mld.handle_packet(now, eth.payload()),
+                // The querier is off or waits for settings, or the link has no
+                // link-local address out of DAD yet.
+                None => {
+                    l.mld_frames_without_querier += 1;
+                    return;
+                }
+            },
+            _ => {
+                l.bad_frames += 1;
+                return;
+            }
         }
-        igmp.handle_packet(now, eth.payload());
         self.drain_link(link);
     }
 
@@ -378,6 +404,11 @@ impl AgentCore {
         self.links
             .values()
             .filter_map(|l| l.igmp.as_ref().and_then(Interface::poll_timeout))
+            .chain(
+                self.links
+                    .values()
+                    .filter_map(|l| l.mld.as_ref().and_then(MldInterface::poll_timeout)),
+            )
             .chain(self.grace_until)
             .chain(self.stale.as_ref().map(|(_, t)| *t))
             .chain(self.restored.values().copied())
@@ -407,6 +438,11 @@ impl AgentCore {
         let names: Vec<String> = self.links.keys().cloned().collect();
         for name in names {
             if let Some(i) = self.links.get_mut(&name).and_then(|l| l.igmp.as_mut())
+                && i.poll_timeout().is_some_and(|t| t <= now)
+            {
+                i.handle_timeout(now);
+            }
+            if let Some(i) = self.links.get_mut(&name).and_then(|l| l.mld.as_mut())
                 && i.poll_timeout().is_some_and(|t| t <= now)
             {
                 i.handle_timeout(now);
@@ -461,6 +497,7 @@ impl AgentCore {
                 .and_then(|l| self.link_config(&l.dev, &config));
             if let Some(l) = self.links.get_mut(&name) {
                 set_igmp(l, link_config.as_ref(), now);
+                set_mld(l, link_config.as_ref(), now);
             }
             if had && config.is_none() {
                 self.forget_link_members(&name);
@@ -522,9 +559,50 @@ fn set_igmp(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
     }
 }
 
+/// Starts (or reconfigures, or re-addresses) a link's MLD querier with the link's IGMP
+/// `config` (the domain's settings serve both families: RFC 3810 section 9 has RFC
+/// 3376's defaults under the same names), speaking MLDv2 whatever the domain's IGMP
+/// version (MLDv1 hosts are served by the compatibility mode of RFC 3810 section 8),
+/// or stops it: with `None`, or while the link has no link-local address out of DAD to
+/// query from (RFC 3810 section 5.1.14). Its membership goes with it.
+fn set_mld(link: &mut CoreLink, config: Option<&IgmpConfig>, now: Instant) {
+    let (Some(c), Some(address)) = (config, link.dev.ipv6.ready()) else {
+        if link.mld.take().is_some() {
+            tracing::info!(link = %link.dev.name, ipv6 = link.dev.ipv6.name(), "MLD querier stopped");
+        }
+        return;
+    };
+    let c = IgmpConfig {
+        version: mld_version(),
+        ..c.clone()
+    };
+    match &mut link.mld {
+        Some(i) => {
+            if i.address() != address {
+                i.set_address(now, address);
+            }
+            if i.config() != &c {
+                i.set_config(now, c);
+            }
+        }
+        None => {
+            tracing::info!(link = %link.dev.name, %address, "MLD querier started");
+            link.mld = Some(MldInterface::new(c, address, now));
+        }
+    }
+}
+
+/// The MLD version the agent's queriers speak: MLDv2 (`Version::V3` in the router
+/// core's terms).
+fn mld_version() -> Version {
+    mcgate_igmp::MldVersion::V2.version()
+}
+
 pub mod failover;
 pub mod gateway_role;
 mod membership;
+pub use membership::MldMembership;
+pub(crate) use membership::mld_number;
 pub mod peer_liveness;
 pub mod session;
 mod stream;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mcgate_dataplane::DataplaneKind;
 use mcgate_dataplane::choose::Requested;
 use mcgate_dataplane::{Dataplane, DataplaneConfig, LinkSpec, WireguardConfig};
+use mcgate_sys::packet::Filter;
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState, RotateRequest};
@@ -143,7 +144,12 @@ impl Driver {
         let mut attached = Vec::with_capacity(found.len());
         for dev in found {
             if !self.sockets.contains_key(&dev.name) {
-                match LinkSocket::open(&dev.name, dev.ifindex, self.igmp_tx.clone()) {
+                match LinkSocket::open(
+                    &dev.name,
+                    dev.ifindex,
+                    Filter::Membership,
+                    self.igmp_tx.clone(),
+                ) {
                     Ok(s) => {
                         self.sockets.insert(dev.name.clone(), s);
                     }
@@ -176,7 +182,7 @@ impl Driver {
         }
         let dev = match dev {
             Some(d) if self.upstream_socket.is_none() => {
-                match LinkSocket::open(&d.name, d.ifindex, self.igmp_tx.clone()) {
+                match LinkSocket::open(&d.name, d.ifindex, Filter::Igmp, self.igmp_tx.clone()) {
                     Ok(s) => {
                         self.upstream_socket = Some(s);
                         Some(d)
@@ -298,6 +304,7 @@ impl Driver {
         for l in &mut view.links {
             if let Some(s) = self.sockets.get(&l.name) {
                 l.igmp_frames = s.counters();
+                l.mld.frames = s.mld_counters();
             }
         }
         if let (Some(u), Some(s)) = (view.upstream.as_mut(), &self.upstream_socket) {

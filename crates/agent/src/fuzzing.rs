@@ -73,6 +73,9 @@ pub fn stream_lines(data: &[u8]) {
             mtu: 1500,
             address: Some(Ipv4Addr::new(10, 0, 0, 1)),
             kind: "veth".into(),
+            ipv6: crate::netdev::Ipv6Link::Ready(std::net::Ipv6Addr::new(
+                0xfe80, 0, 0, 0, 0, 0, 0, 1,
+            )),
         }],
     );
     core.handle_stream(t0, StreamEvent::Connected);

@@ -1,5 +1,5 @@
-//! One attached link's IGMP socket: a reader task that hands each frame to the agent's
-//! loop and counts every frame it cannot hand on, and the sending of queries.
+//! One attached link's IGMP and MLD socket: a reader task that hands each frame to the
+//! agent's loop and counts every frame it cannot hand on, and the sending of queries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ pub const MAX_FRAME: usize = 18 + 65_535;
 /// hundreds of groups, many hosts answering one query) waits here for the agent.
 const RECV_BUFFER: usize = 4 << 20;
 
-/// An IGMP frame received on a link.
+/// An IGMP or MLD frame received on a link.
 #[derive(Debug)]
 pub struct IgmpFrame {
     /// The link's name.
@@ -29,12 +29,19 @@ pub struct IgmpFrame {
     pub frame: Vec<u8>,
 }
 
+/// The frame counters, IGMP ones at index 0 and MLD ones at 1 (by EtherType), but for
+/// the kernel's overflows, which cannot be told apart.
 #[derive(Debug, Default)]
 struct Counters {
-    received: AtomicU64,
+    received: [AtomicU64; 2],
     socket_overflow: AtomicU64,
-    queue_full: AtomicU64,
-    oversize: AtomicU64,
+    queue_full: [AtomicU64; 2],
+    oversize: [AtomicU64; 2],
+}
+
+/// The counters' index of a frame: 1 for IPv6 (MLD), else 0 (IGMP).
+fn family(frame: &[u8]) -> usize {
+    usize::from(frame.get(12..14) == Some(&[0x86, 0xdd][..]))
 }
 
 /// An attached link's socket and reader.
@@ -61,9 +68,15 @@ impl Drop for LinkSocket {
 }
 
 impl LinkSocket {
-    /// Opens the IGMP socket of link `name` and starts reading it into `tx`.
-    pub fn open(name: &str, ifindex: u32, tx: mpsc::Sender<IgmpFrame>) -> std::io::Result<Self> {
-        let sock = PacketSocket::open(ifindex, Filter::Igmp)?;
+    /// Opens the socket of link `name` for the frames `filter` selects (IGMP, or IGMP
+    /// and MLD) and starts reading it into `tx`.
+    pub fn open(
+        name: &str,
+        ifindex: u32,
+        filter: Filter,
+        tx: mpsc::Sender<IgmpFrame>,
+    ) -> std::io::Result<Self> {
+        let sock = PacketSocket::open(ifindex, filter)?;
         // Best effort: a smaller buffer only makes overflows likelier, and they are
         // counted.
         let _ = set_recv_buffer(std::os::fd::AsFd::as_fd(&sock), RECV_BUFFER);
@@ -89,14 +102,23 @@ impl LinkSocket {
         self.sock.get_ref().send(frame)
     }
 
-    /// The frame counters so far.
+    /// The IGMP frame counters so far (with the socket's overflows, of either family).
     pub fn counters(&self) -> FrameCounters {
+        self.family_counters(0, self.counters.socket_overflow.load(Ordering::Relaxed))
+    }
+
+    /// The MLD frame counters so far (overflows are counted with IGMP's).
+    pub fn mld_counters(&self) -> FrameCounters {
+        self.family_counters(1, 0)
+    }
+
+    fn family_counters(&self, i: usize, socket_overflow: u64) -> FrameCounters {
         let c = &self.counters;
         FrameCounters {
-            received: c.received.load(Ordering::Relaxed),
-            socket_overflow: c.socket_overflow.load(Ordering::Relaxed),
-            queue_full: c.queue_full.load(Ordering::Relaxed),
-            oversize: c.oversize.load(Ordering::Relaxed),
+            received: c.received[i].load(Ordering::Relaxed),
+            socket_overflow,
+            queue_full: c.queue_full[i].load(Ordering::Relaxed),
+            oversize: c.oversize[i].load(Ordering::Relaxed),
         }
     }
 }
@@ -117,8 +139,9 @@ async fn read_loop(
         loop {
             match sock.get_ref().recv(&mut buf) {
                 Ok(Some((n, truncated))) => {
+                    let i = family(&buf);
                     if truncated {
-                        counters.oversize.fetch_add(1, Ordering::Relaxed);
+                        counters.oversize[i].fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let frame = IgmpFrame {
@@ -129,9 +152,9 @@ async fn read_loop(
                     // A full queue means the agent is behind; the frame is dropped and
                     // counted (hosts repeat reports, the querier re-queries).
                     match tx.try_send(frame) {
-                        Ok(()) => counters.received.fetch_add(1, Ordering::Relaxed),
+                        Ok(()) => counters.received[i].fetch_add(1, Ordering::Relaxed),
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            counters.queue_full.fetch_add(1, Ordering::Relaxed)
+                            counters.queue_full[i].fetch_add(1, Ordering::Relaxed)
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     };

@@ -107,9 +107,9 @@ fn fields(v: &Value) -> Vec<(String, u64)> {
     }
 }
 
-/// The IGMP families, one per kind of count, so that none mixes received, sent and
-/// dropped messages.
-struct IgmpFamilies {
+/// The IGMP or MLD families of the link queriers, one per kind of count, so that none
+/// mixes received, sent and dropped messages: `igmp_*` and `mld_*`, the same shape.
+struct QuerierFamilies {
     received: Family<Labels, Counter>,
     sent: Family<Labels, Counter>,
     dropped: Family<Labels, Counter>,
@@ -118,62 +118,88 @@ struct IgmpFamilies {
     frame_drops: Family<Labels, Counter>,
 }
 
-impl IgmpFamilies {
-    fn register(reg: &mut Registry) -> Self {
+impl QuerierFamilies {
+    /// The families named `{proto}_*` (`igmp` or `mld`), `name` the protocol in the help.
+    fn register(reg: &mut Registry, proto: &str, name: &str) -> Self {
+        let mut family =
+            |suffix: &str, help: String| counters(reg, &format!("{proto}_{suffix}"), &help);
         Self {
-            received: counters(
-                reg,
-                "igmp_received",
-                "Valid IGMP messages received per link and message type",
+            received: family(
+                "received",
+                format!("Valid {name} messages received per link and message type"),
             ),
-            sent: counters(
-                reg,
-                "igmp_sent",
-                "IGMP queries sent per link and query type",
+            sent: family(
+                "sent",
+                format!("{name} queries sent per link and query type"),
             ),
-            dropped: counters(
-                reg,
-                "igmp_dropped",
-                "IGMP messages or records dropped by the querier per link and reason",
+            dropped: family(
+                "dropped",
+                format!("{name} messages or records dropped by the querier per link and reason"),
             ),
-            ignored: counters(
-                reg,
-                "igmp_ignored",
-                "IGMP records ignored per link and reason (they carry no membership)",
+            ignored: family(
+                "ignored",
+                format!("{name} records ignored per link and reason (they carry no membership)"),
             ),
-            frames: counters(
-                reg,
-                "igmp_frames_received",
-                "IGMP frames read from each link's socket and handed to the querier",
+            frames: family(
+                "frames_received",
+                format!("{name} frames read from each link's socket and handed to the querier"),
             ),
-            frame_drops: counters(
-                reg,
-                "igmp_frames_dropped",
-                "IGMP frames lost before the querier per link and reason",
+            frame_drops: family(
+                "frames_dropped",
+                format!("{name} frames lost before the querier per link and reason"),
             ),
         }
     }
 
-    fn add(&self, link: &crate::view::LinkView) {
-        let name = link.name.as_str();
+    /// One link's IGMP counters.
+    fn add_igmp(&self, link: &crate::view::LinkView) {
         let f = link.igmp_frames;
+        self.add_frames(
+            &link.name,
+            f.received,
+            &[
+                ("socket_overflow", f.socket_overflow),
+                ("queue_full", f.queue_full),
+                ("oversize", f.oversize),
+                ("not_ipv4", link.bad_frames),
+                ("no_querier", link.frames_without_querier),
+            ],
+        );
+        if let Some(stats) = &link.igmp {
+            self.add_stats(&link.name, stats);
+        }
+    }
+
+    /// One link's MLD counters (the kernel's overflows of the socket, which takes both
+    /// families, are counted under IGMP's).
+    fn add_mld(&self, link: &crate::view::LinkView) {
+        let m = &link.mld;
+        self.add_frames(
+            &link.name,
+            m.frames.received,
+            &[
+                ("queue_full", m.frames.queue_full),
+                ("oversize", m.frames.oversize),
+                ("no_querier", m.frames_without_querier),
+            ],
+        );
+        if let Some(stats) = &m.counters {
+            self.add_stats(&link.name, stats);
+        }
+    }
+
+    fn add_frames(&self, name: &str, received: u64, drops: &[(&str, u64)]) {
         self.frames
             .get_or_create(&labels(&[("link", name)]))
-            .inc_by(f.received);
-        for (reason, n) in [
-            ("socket_overflow", f.socket_overflow),
-            ("queue_full", f.queue_full),
-            ("oversize", f.oversize),
-            ("not_ipv4", link.bad_frames),
-            ("no_querier", link.frames_without_querier),
-        ] {
+            .inc_by(received);
+        for (reason, n) in drops {
             self.frame_drops
                 .get_or_create(&labels(&[("link", name), ("reason", reason)]))
-                .inc_by(n);
+                .inc_by(*n);
         }
-        let Some(stats) = &link.igmp else {
-            return;
-        };
+    }
+
+    fn add_stats(&self, name: &str, stats: &impl serde::Serialize) {
         let v = serde_json::to_value(stats).unwrap_or(Value::Null);
         for (key, family, label) in [
             ("received", &self.received, "type"),
@@ -397,13 +423,31 @@ pub fn render(
 ) -> String {
     let mut reg = Registry::with_prefix("mcgate_agent");
     register_dataplane(&mut reg, dp);
-    let igmp = IgmpFamilies::register(&mut reg);
+    let igmp = QuerierFamilies::register(&mut reg, "igmp", "IGMP");
+    let mld = QuerierFamilies::register(&mut reg, "mld", "MLD");
     let members = gauges(&mut reg, "link_groups", "Groups with members per link");
+    let mld_members = gauges(
+        &mut reg,
+        "mld_link_groups",
+        "IPv6 groups with listeners per link (MLD querier)",
+    );
+    let mld_querier = gauges(
+        &mut reg,
+        "mld_querier",
+        "1 while this agent is the MLD querier of the link",
+    );
     for l in &view.links {
         members
             .get_or_create(&labels(&[("link", &l.name)]))
             .set(l.groups.len() as i64);
-        igmp.add(l);
+        mld_members
+            .get_or_create(&labels(&[("link", &l.name)]))
+            .set(l.mld.groups.len() as i64);
+        mld_querier
+            .get_or_create(&labels(&[("link", &l.name)]))
+            .set(i64::from(l.mld.querier));
+        igmp.add_igmp(l);
+        mld.add_mld(l);
     }
     if let Some(u) = &view.upstream {
         register_upstream(&mut reg, u);

@@ -1,8 +1,9 @@
 //! What the agent reads of the host's interfaces: names, indexes, MAC addresses, MTUs
-//! and IPv4 addresses, from sysfs and `getifaddrs`.
+//! and IPv4 addresses, from sysfs and `getifaddrs`, and each link's IPv6 link-local
+//! address with its DAD state, from `/proc/net/if_inet6`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet_lite::Ipv4Subnet;
 
@@ -22,6 +23,102 @@ pub struct NetDev {
     /// The device kind (`IFLA_INFO_KIND`: "veth", "bridge"...), empty for a plain
     /// device or when the kernel could not be asked.
     pub kind: String,
+    /// IPv6 on the link: whether it has a link-local address to send MLD queries from.
+    pub ipv6: Ipv6Link,
+}
+
+/// IPv6 on one link, as the MLD querier needs it: a link-local address that has left
+/// duplicate address detection (RFC 3810 section 5.1.14: queries come from a link-local
+/// source; RFC 4862 section 5.4: a tentative address must not be used yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv6Link {
+    /// IPv6 is off on the link (`disable_ipv6`) or in the kernel: no MLD querier.
+    #[default]
+    Disabled,
+    /// IPv6 is on but the link has no link-local address (yet, or `addr_gen_mode none`).
+    NoLinkLocal,
+    /// The link-local address is still in DAD (or DAD failed): it cannot source queries.
+    Tentative(Ipv6Addr),
+    /// The link-local address queries come from.
+    Ready(Ipv6Addr),
+}
+
+impl Ipv6Link {
+    /// The address to send queries from, once there is one.
+    pub fn ready(self) -> Option<Ipv6Addr> {
+        match self {
+            Ipv6Link::Ready(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The state's name in `/v1/stats` (`mld.state` when no querier runs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Ipv6Link::Disabled => "ipv6_disabled",
+            Ipv6Link::NoLinkLocal => "no_link_local",
+            Ipv6Link::Tentative(_) => "tentative",
+            Ipv6Link::Ready(_) => "ready",
+        }
+    }
+}
+
+/// `IFA_F_DADFAILED` and `IFA_F_TENTATIVE` (linux/if_addr.h).
+const IFA_F_DADFAILED: u32 = 0x08;
+const IFA_F_TENTATIVE: u32 = 0x40;
+/// The link-local scope as `/proc/net/if_inet6` writes it (`IPV6_ADDR_LINKLOCAL`).
+const SCOPE_LINK: u32 = 0x20;
+
+/// The link-local addresses of each interface with their `IFA_F_*` flags, from the text
+/// of `/proc/net/if_inet6` (one address a line: address in 32 hex digits, ifindex,
+/// prefix length, scope, flags, name). Lines that do not parse are skipped.
+pub fn parse_if_inet6(text: &str) -> BTreeMap<String, Vec<(Ipv6Addr, u32)>> {
+    let mut out: BTreeMap<String, Vec<(Ipv6Addr, u32)>> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [addr, _, _, scope, flags, name] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(addr), Ok(scope), Ok(flags)) = (
+            u128::from_str_radix(addr, 16),
+            u32::from_str_radix(scope, 16),
+            u32::from_str_radix(flags, 16),
+        ) else {
+            continue;
+        };
+        if scope == SCOPE_LINK {
+            out.entry((*name).to_string())
+                .or_default()
+                .push((Ipv6Addr::from(addr), flags));
+        }
+    }
+    out
+}
+
+/// A link's IPv6 state from whether IPv6 is on there and its link-local addresses with
+/// their flags: the lowest address out of DAD, else the lowest one still in it.
+pub fn ipv6_link(enabled: bool, link_local: &[(Ipv6Addr, u32)]) -> Ipv6Link {
+    if !enabled {
+        return Ipv6Link::Disabled;
+    }
+    let unusable = |flags: u32| flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0;
+    let ready = link_local
+        .iter()
+        .filter(|(_, f)| !unusable(*f))
+        .map(|(a, _)| *a)
+        .min();
+    let tentative = link_local.iter().map(|(a, _)| *a).min();
+    match (ready, tentative) {
+        (Some(a), _) => Ipv6Link::Ready(a),
+        (None, Some(a)) => Ipv6Link::Tentative(a),
+        (None, None) => Ipv6Link::NoLinkLocal,
+    }
+}
+
+/// Whether IPv6 is on for interface `name` (no `disable_ipv6`, and a kernel with IPv6).
+fn ipv6_enabled(name: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"))
+        .is_ok_and(|s| s.trim() == "0")
 }
 
 impl NetDev {
@@ -126,6 +223,8 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
         return Vec::new();
     };
     let addrs = ipv4_addresses();
+    let link_local =
+        parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default());
     let kinds = link_kinds();
     let mut out = Vec::new();
     for entry in dir.flatten() {
@@ -150,6 +249,10 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
             .unwrap_or(1500);
         let address = addrs.get(&name).and_then(|v| v.first()).map(|(ip, _)| *ip);
         let kind = kinds.get(&ifindex).cloned().unwrap_or_default();
+        let ipv6 = ipv6_link(
+            ipv6_enabled(&name),
+            link_local.get(&name).map(Vec::as_slice).unwrap_or_default(),
+        );
         out.push(NetDev {
             name,
             ifindex,
@@ -157,6 +260,7 @@ pub fn scan(patterns: &[String]) -> Vec<NetDev> {
             mtu,
             address,
             kind,
+            ipv6,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -236,6 +340,41 @@ mod tests {
         assert!(!glob_match("eth?", "eth10"));
         assert!(glob_match("br0", "br0"));
         assert!(glob_match("*a*b", "xxaYYb"));
+    }
+
+    #[test]
+    fn link_local_addresses_and_their_dad_state() {
+        let text = "\
+fe800000000000000000000000000002 04 40 20 80     tk1
+fe800000000000000000000000000001 05 40 20 c0     tk2
+fe800000000000000000000000000003 05 40 20 80     tk2
+20010db8000000000000000000000001 04 40 00 80     tk1
+fe800000000000000000000000000009 06 40 20 48     tk3
+garbage line
+";
+        let ll = parse_if_inet6(text);
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let state =
+            |name: &str| ipv6_link(true, ll.get(name).map(Vec::as_slice).unwrap_or_default());
+        assert_eq!(
+            state("tk1"),
+            Ipv6Link::Ready(a("fe80::2")),
+            "the global address is not one"
+        );
+        assert_eq!(
+            state("tk2"),
+            Ipv6Link::Ready(a("fe80::3")),
+            "fe80::1 is tentative (0x40)"
+        );
+        assert_eq!(
+            state("tk3"),
+            Ipv6Link::Tentative(a("fe80::9")),
+            "DAD failed"
+        );
+        assert_eq!(state("tk4"), Ipv6Link::NoLinkLocal);
+        assert_eq!(ipv6_link(false, &ll["tk1"]), Ipv6Link::Disabled);
+        assert_eq!(Ipv6Link::Ready(a("fe80::2")).ready(), Some(a("fe80::2")));
+        assert_eq!(Ipv6Link::Tentative(a("fe80::2")).ready(), None);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::core::AgentCore;
 
-/// What became of the IGMP frames that reached one attached link, counted before the
-/// querier sees them: every frame is either handed on or counted under a drop reason.
+/// What became of the IGMP (or MLD) frames that reached one attached link, counted before
+/// the querier sees them: every frame is either handed on or counted under a drop reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FrameCounters {
     /// Frames read from the link's IGMP socket and handed to the querier.
@@ -61,6 +61,88 @@ pub struct LinkView {
     pub query_send_errors: u64,
     /// Groups with members on the link.
     pub groups: Vec<LinkGroupView>,
+    /// The link's MLD querier (IPv6 groups).
+    pub mld: MldView,
+}
+
+/// One link's MLD querier, for stats. MLD runs beside IGMP with the same settings, on
+/// a link with a link-local address out of DAD.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MldView {
+    /// "running"; or why no querier runs: "ipv6_disabled" (IPv6 is off on the link),
+    /// "no_link_local" (no link-local address yet), "tentative" (the address is in
+    /// DAD), "off" (the domain's querier is off), "waiting" (for the domain's settings).
+    pub state: &'static str,
+    /// The link-local address queries come from (or the tentative one).
+    pub address: Option<std::net::Ipv6Addr>,
+    /// Whether this agent is the link's MLD querier.
+    pub querier: bool,
+    /// The MLD version the querier speaks (2), when it runs.
+    pub version: Option<u8>,
+    /// Groups with listeners: filter, reporters, and the group's compatibility version
+    /// (1 while an MLDv1 listener is present).
+    pub groups: Vec<crate::core::MldMembership>,
+    /// MLD counters (received by type, queries sent, drops by reason), when it runs.
+    pub counters: Option<MldStats>,
+    /// MLD frames at the link's socket (shared with IGMP) and their drops; the socket's
+    /// overflows are counted under the link's `igmp_frames`, the kernel not telling
+    /// which family it dropped.
+    pub frames: FrameCounters,
+    /// MLD frames that arrived while no MLD querier ran on the link.
+    pub frames_without_querier: u64,
+}
+
+/// Valid MLD messages received, by version and type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MldReceived {
+    /// MLDv1 queries (RFC 2710).
+    pub query_v1: u64,
+    /// MLDv2 queries (RFC 3810).
+    pub query_v2: u64,
+    /// MLDv1 reports.
+    pub report_v1: u64,
+    /// MLDv1 dones.
+    pub done_v1: u64,
+    /// MLDv2 reports.
+    pub report_v2: u64,
+}
+
+/// One link's MLD counters: the router core's [`mcgate_igmp::Stats`] under MLD's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MldStats {
+    /// Valid messages received.
+    pub received: MldReceived,
+    /// Queries sent (general, address-specific, address-and-source-specific).
+    pub sent: mcgate_igmp::Sent,
+    /// Drops by reason (as IGMP's; `not_igmp` counts ICMPv6 that is not MLD).
+    pub dropped: mcgate_igmp::Dropped,
+    /// Records about link-scope groups (ff02::/16, scope 0 to 2), which carry no
+    /// membership.
+    pub ignored_link_scope: u64,
+    /// Records of an unknown type.
+    pub ignored_records: u64,
+    /// MLDv1 queries heard from another router (RFC 3810 8.3.1).
+    pub older_version_queries: u64,
+}
+
+impl From<&mcgate_igmp::Stats> for MldStats {
+    fn from(s: &mcgate_igmp::Stats) -> Self {
+        // The router core counts MLDv1 in its IGMPv2 fields and MLDv2 in its IGMPv3 ones.
+        Self {
+            received: MldReceived {
+                query_v1: s.received.query_v2,
+                query_v2: s.received.query_v3,
+                report_v1: s.received.report_v2,
+                done_v1: s.received.leave_v2,
+                report_v2: s.received.report_v3,
+            },
+            sent: s.sent.clone(),
+            dropped: s.dropped.clone(),
+            ignored_link_scope: s.ignored_link_local,
+            ignored_records: s.ignored_records,
+            older_version_queries: s.older_version_queries,
+        }
+    }
 }
 
 /// One domain, for stats.
@@ -175,6 +257,7 @@ impl AgentCore {
                 bad_frames: l.bad_frames,
                 frames_without_querier: l.frames_without_querier,
                 query_send_errors: l.send_errors,
+                mld: self.mld_view(l),
                 groups: self
                     .membership
                     .iter()
@@ -257,6 +340,31 @@ impl AgentCore {
 }
 
 impl AgentCore {
+    fn mld_view(&self, l: &crate::core::CoreLink) -> MldView {
+        let mld = l.mld.as_ref();
+        let state = match (mld, l.dev.ipv6.ready(), &self.igmp) {
+            (Some(_), _, _) => "running",
+            (None, None, _) => l.dev.ipv6.name(),
+            (None, Some(_), crate::igmp_plan::IgmpPlan::Off) => "off",
+            (None, Some(_), _) => "waiting",
+        };
+        MldView {
+            state,
+            address: match l.dev.ipv6 {
+                crate::netdev::Ipv6Link::Ready(a) | crate::netdev::Ipv6Link::Tentative(a) => {
+                    Some(a)
+                }
+                _ => None,
+            },
+            querier: mld.is_some_and(|m| m.is_querier()),
+            version: mld.map(|m| crate::core::mld_number(m.mld_version())),
+            groups: self.mld_membership(&l.dev.name),
+            counters: mld.map(|m| MldStats::from(m.stats())),
+            frames: FrameCounters::default(),
+            frames_without_querier: l.mld_frames_without_querier,
+        }
+    }
+
     fn upstream_view(&self) -> Option<UpstreamView> {
         let up = self.upstream.as_ref()?;
         let proxy = up.proxy.as_ref();

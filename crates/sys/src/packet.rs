@@ -20,6 +20,11 @@ pub const MAX_BATCH: usize = 64;
 pub enum Filter {
     /// IPv4 with protocol 2 (IGMP), any destination.
     Igmp,
+    /// IGMP as [`Filter::Igmp`], or MLD: IPv6 whose ICMPv6 type is 130, 131, 132 or 143
+    /// (query, v1 report, done, v2 report), either right after the fixed header or after
+    /// one Hop-by-Hop Options header (where MLD's Router Alert is, RFC 3810 section 5).
+    /// What the querier refuses in such a frame is counted there.
+    Membership,
     /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP.
     MulticastData,
     /// Every frame (tests and diagnostics).
@@ -88,6 +93,13 @@ const LDB_ABS: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
 const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const AND_K: u32 = libc::BPF_ALU | libc::BPF_AND | libc::BPF_K;
 const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+const LDB_IND: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_IND;
+const JA: u32 = libc::BPF_JMP | libc::BPF_JA;
+const JGE_K: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+const JGT_K: u32 = libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K;
+const ADD_K: u32 = libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K;
+const LSH_K: u32 = libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K;
+const TAX: u32 = libc::BPF_MISC | libc::BPF_TAX;
 
 /// EtherType at 12, IPv4 protocol at 14 + 9, first byte of the IPv4 destination at
 /// 14 + 16. Jump offsets count from the next instruction.
@@ -98,6 +110,35 @@ const IGMP_PROGRAM: [libc::sock_filter; 6] = [
     jump(JEQ_K, 2, 0, 1),
     stmt(RET_K, SNAP_LEN),
     stmt(RET_K, 0),
+];
+
+/// [`Filter::Membership`]: the IGMP test, then for IPv6 (EtherType 0x86dd) the Next
+/// Header at 14 + 6: ICMPv6 (58) has its type at 14 + 40; Hop-by-Hop (0) must be
+/// followed by ICMPv6 (its Next Header at 54), whose type is at 54 + (Hdr Ext Len + 1)
+/// x 8 (X holds that length). A load past the frame's end rejects it.
+const MEMBERSHIP_PROGRAM: [libc::sock_filter; 22] = [
+    stmt(LDH_ABS, 12),          // 0: EtherType
+    jump(JEQ_K, 0x0800, 0, 2),  // 1: IPv4? else 4
+    stmt(LDB_ABS, 23),          // 2: IPv4 protocol
+    jump(JEQ_K, 2, 16, 17),     // 3: IGMP: accept, else reject
+    jump(JEQ_K, 0x86dd, 0, 16), // 4: IPv6? else reject
+    stmt(LDB_ABS, 20),          // 5: Next Header
+    jump(JEQ_K, 58, 0, 2),      // 6: ICMPv6? else 9
+    stmt(LDB_ABS, 54),          // 7: its type
+    stmt(JA, 8),                // 8: to 17
+    jump(JEQ_K, 0, 0, 11),      // 9: Hop-by-Hop? else reject
+    stmt(LDB_ABS, 54),          // 10: its Next Header
+    jump(JEQ_K, 58, 0, 9),      // 11: ICMPv6? else reject
+    stmt(LDB_ABS, 55),          // 12: Hdr Ext Len
+    stmt(ADD_K, 1),             // 13
+    stmt(LSH_K, 3),             // 14: x 8
+    stmt(TAX, 0),               // 15: X = Hop-by-Hop length
+    stmt(LDB_IND, 54),          // 16: the ICMPv6 type
+    jump(JEQ_K, 143, 2, 0),     // 17: MLDv2 report: accept
+    jump(JGE_K, 130, 0, 2),     // 18: below 130: reject
+    jump(JGT_K, 132, 1, 0),     // 19: above 132: reject, else accept
+    stmt(RET_K, SNAP_LEN),      // 20: accept
+    stmt(RET_K, 0),             // 21: reject
 ];
 
 const DATA_PROGRAM: [libc::sock_filter; 9] = [
@@ -343,6 +384,7 @@ impl PacketSocket {
         }
         let program: &[libc::sock_filter] = match filter {
             Some(Filter::Igmp) => &IGMP_PROGRAM,
+            Some(Filter::Membership) => &MEMBERSHIP_PROGRAM,
             Some(Filter::MulticastData) => &DATA_PROGRAM,
             Some(Filter::All) | None => &[],
         };

@@ -2,7 +2,7 @@
 //! restores, and what is told to the controller and saved.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use mcgate_domain::SourceFilter;
@@ -17,12 +17,54 @@ use crate::persist::{SavedGroup, SavedLink, SavedMembership};
 
 /// The Ethernet frame carrying an IGMP packet from a link with MAC address `mac`.
 pub(super) fn igmp_frame(t: &mcgate_igmp::Transmit, mac: [u8; 6]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + t.packet.len());
-    frame.extend_from_slice(&ethernet::multicast_mac(t.dst));
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-    frame.extend_from_slice(&t.packet);
+    frame(
+        ethernet::multicast_mac(t.dst),
+        mac,
+        ethernet::ETHERTYPE_IPV4,
+        &t.packet,
+    )
+}
+
+/// The Ethernet frame carrying an MLD packet (IPv6) from a link with MAC address `mac`,
+/// to the multicast MAC of its destination (RFC 2464 section 7).
+pub(super) fn mld_frame(t: &mcgate_igmp::Transmit<mcgate_igmp::Mld>, mac: [u8; 6]) -> Vec<u8> {
+    frame(
+        ethernet::ipv6_multicast_mac(t.dst),
+        mac,
+        ethernet::ETHERTYPE_IPV6,
+        &t.packet,
+    )
+}
+
+fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, packet: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + packet.len());
+    frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&src);
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(packet);
     frame
+}
+
+/// The number of an MLD version (1 or 2), as stats show it.
+pub(crate) fn mld_number(v: mcgate_igmp::MldVersion) -> u8 {
+    match v {
+        mcgate_igmp::MldVersion::V1 => 1,
+        mcgate_igmp::MldVersion::V2 => 2,
+    }
+}
+
+/// One IPv6 group with listeners on a link, as the link's MLD querier keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MldMembership {
+    /// The group.
+    pub group: Ipv6Addr,
+    /// Which sources to forward (RFC 3810 section 6.3).
+    pub filter: SourceFilter<Ipv6Addr>,
+    /// The hosts known to listen (the link-local sources of their reports), sorted.
+    pub reporters: Vec<Ipv6Addr>,
+    /// The group's compatibility mode (RFC 3810 section 8.3.2): 1 while an MLDv1
+    /// listener is present, else 2.
+    pub version: u8,
 }
 
 impl AgentCore {
@@ -98,8 +140,67 @@ impl AgentCore {
         self.restored.retain(|(l, _), _| l != link);
     }
 
-    /// Sends what the link's querier wants sent and applies its events.
+    /// The IPv6 membership of `link`, as its MLD querier keeps it (empty without one).
+    /// It stays in the agent for now: this is what a controller report of IPv6 groups
+    /// will send once the domain model carries them.
+    pub fn mld_membership(&self, link: &str) -> Vec<MldMembership> {
+        let Some(mld) = self.links.get(link).and_then(|l| l.mld.as_ref()) else {
+            return Vec::new();
+        };
+        mld.groups()
+            .map(|(group, filter)| MldMembership {
+                group,
+                filter,
+                reporters: mld.reporters(group),
+                version: mld
+                    .group_state(group)
+                    .and_then(|s| mcgate_igmp::MldVersion::from_version(s.compatibility))
+                    .map_or(2, mld_number),
+            })
+            .collect()
+    }
+
+    /// Sends what the link's MLD querier wants sent and logs its events (its membership
+    /// stays in the querier: see [`AgentCore::mld_membership`]).
+    fn drain_mld(&mut self, name: &str) {
+        let Some(link) = self.links.get_mut(name) else {
+            return;
+        };
+        let Some(mld) = link.mld.as_mut() else {
+            return;
+        };
+        while let Some(t) = mld.poll_transmit() {
+            self.actions.push_back(Action::Transmit {
+                link: name.to_string(),
+                ifindex: link.dev.ifindex,
+                frame: mld_frame(&t, link.dev.mac),
+            });
+        }
+        while let Some(ev) = mld.poll_event() {
+            match ev {
+                Event::GroupChanged {
+                    group,
+                    filter: Some(f),
+                    ..
+                } => tracing::info!(link = name, %group, filter = ?f, "IPv6 membership"),
+                Event::GroupChanged {
+                    group,
+                    filter: None,
+                    ..
+                } => tracing::info!(link = name, %group, "IPv6 membership ended"),
+                Event::QuerierChanged { querier } => {
+                    tracing::info!(link = name, querier = ?querier, "MLD querier changed")
+                }
+                Event::RouterIgnored { from, reason } => {
+                    tracing::warn!(link = name, %from, ?reason, "an MLD router message was ignored")
+                }
+            }
+        }
+    }
+
+    /// Sends what the link's queriers want sent and applies their events.
     pub(super) fn drain_link(&mut self, name: &str) {
+        self.drain_mld(name);
         let Some(link) = self.links.get_mut(name) else {
             return;
         };

@@ -38,6 +38,7 @@ fn dev(name: &str, ifindex: u32, address: Option<Ipv4Addr>) -> NetDev {
         mtu: 1500,
         address,
         kind: String::new(),
+        ipv6: crate::netdev::Ipv6Link::Disabled,
     }
 }
 
@@ -260,9 +261,16 @@ fn no_timers_at_all_means_no_wake_up() {
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.poll_timeout(), None);
 
-    // A domain with IGMP off and a link: no querier, no timer.
+    // A domain with IGMP off and a link (with IPv6): no querier of either family, no
+    // timer.
     let mut c = core_at(t0, SavedMembership::default());
-    c.handle_links(t0, vec![dev("tk1", 4, None)]);
+    c.handle_links(
+        t0,
+        vec![NetDev {
+            ipv6: crate::netdev::Ipv6Link::Ready("fe80::1".parse().unwrap()),
+            ..dev("tk1", 4, None)
+        }],
+    );
     let off = match snapshot(1, &[]) {
         StreamEvent::Message(StreamMessage::Snapshot {
             revision,
@@ -278,6 +286,7 @@ fn no_timers_at_all_means_no_wake_up() {
     let a = drain(&mut c);
     assert!(queries(&a).is_empty());
     assert_eq!(c.view().igmp_mode, "off");
+    assert_eq!(c.view().links[0].mld.state, "off");
     assert_eq!(c.poll_timeout(), None);
     c.handle_timeout(hour);
     assert_eq!(c.poll_timeout(), None);
@@ -826,4 +835,267 @@ fn a_standby_gateway_stays_silent_takes_nothing_in_and_takes_over_when_elected()
         "{}",
         up.gateway.reason
     );
+}
+
+mod mld {
+    //! The MLD querier on task links: started once the link-local address is out of DAD,
+    //! fed the link's IPv6 frames, its membership kept in the agent.
+
+    use std::net::Ipv6Addr;
+
+    use mcgate_wire::mld::{self, AddressRecord, MldRepr};
+    use mcgate_wire::record::RecordType;
+
+    use super::*;
+    use crate::netdev::Ipv6Link;
+
+    const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const TASK: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 5);
+    const G6: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0x8000, 1);
+    const G6B: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0x8000, 2);
+
+    fn veth6(ipv6: Ipv6Link) -> NetDev {
+        NetDev {
+            kind: "veth".into(),
+            ipv6,
+            ..dev("tk1", 4, Some(Ipv4Addr::new(10, 0, 0, 1)))
+        }
+    }
+
+    fn frame6(src: Ipv6Addr, dst: Ipv6Addr, repr: &MldRepr) -> Vec<u8> {
+        let mut f = ethernet::ipv6_multicast_mac(dst).to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0x42]);
+        f.extend_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
+        f.extend_from_slice(&mld::emit_ip_packet(src, dst, repr));
+        f
+    }
+
+    fn report_v2(kind: RecordType, group: Ipv6Addr) -> Vec<u8> {
+        frame6(
+            TASK,
+            mld::ALL_MLDV2_ROUTERS,
+            &MldRepr::ReportV2 {
+                records: vec![AddressRecord {
+                    kind,
+                    group,
+                    sources: vec![],
+                    aux_data: vec![],
+                }],
+            },
+        )
+    }
+
+    /// The MLD messages sent, with their link, IPv6 source and destination MAC.
+    fn mld_sent(actions: &[Action]) -> Vec<(String, Ipv6Addr, [u8; 6], MldRepr)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit { link, frame, .. } => {
+                    let eth = ethernet::Frame::new_checked(&frame[..]).ok()?;
+                    if eth.ethertype() != ethernet::ETHERTYPE_IPV6 {
+                        return None;
+                    }
+                    let ip = mcgate_wire::ipv6::Packet::new_checked(eth.payload()).ok()?;
+                    let upper = ip.upper_layer().ok()?;
+                    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                    let repr = MldRepr::parse(src, dst, upper.payload).ok()?;
+                    Some((link.clone(), src, eth.dst(), repr))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A core with the task link attached and the querier started with defaults.
+    fn started(t0: Instant, ipv6: Ipv6Link) -> (AgentCore, Vec<Action>) {
+        let mut c = core_at(t0, SavedMembership::default());
+        c.handle_links(t0, vec![veth6(ipv6)]);
+        c.handle_timeout(t0 + SETTINGS_GRACE);
+        let a = drain(&mut c);
+        (c, a)
+    }
+
+    #[test]
+    fn queries_wait_for_a_link_local_address_out_of_dad() {
+        let t0 = Instant::now();
+        let (mut c, a) = started(t0, Ipv6Link::Tentative(LL));
+        assert!(!queries(&a).is_empty(), "IGMP queries go out");
+        assert!(
+            mld_sent(&a).is_empty(),
+            "a tentative address sources no query"
+        );
+        assert_eq!(c.view().links[0].mld.state, "tentative");
+        assert_eq!(c.view().links[0].mld.address, Some(LL));
+        // A report meanwhile is counted, not lost silently.
+        c.handle_frame(
+            t0 + SETTINGS_GRACE,
+            "tk1",
+            4,
+            &report_v2(RecordType::ChangeToExclude, G6),
+        );
+        assert_eq!(c.view().links[0].mld.frames_without_querier, 1);
+        assert_eq!(c.view().links[0].bad_frames, 0, "IPv6 is no bad frame now");
+
+        // DAD is over: the first startup query goes out at once from that address.
+        let t1 = t0 + SETTINGS_GRACE + Duration::from_secs(1);
+        c.handle_links(t1, vec![veth6(Ipv6Link::Ready(LL))]);
+        let sent = mld_sent(&drain(&mut c));
+        let [(link, src, mac, MldRepr::QueryV2(q))] = sent.as_slice() else {
+            panic!("one MLDv2 general query: {sent:?}");
+        };
+        assert_eq!((link.as_str(), *src), ("tk1", LL));
+        assert_eq!(
+            *mac,
+            [0x33, 0x33, 0, 0, 0, 1],
+            "to ff02::1's MAC (RFC 2464 section 7)"
+        );
+        assert!(q.group.is_unspecified());
+        let v = c.view();
+        assert_eq!(v.links[0].mld.state, "running");
+        assert_eq!(v.links[0].mld.version, Some(2));
+        assert!(v.links[0].mld.querier);
+        assert_eq!(
+            v.links[0]
+                .mld
+                .counters
+                .as_ref()
+                .map(|s| s.sent.general_queries),
+            Some(1)
+        );
+        assert!(
+            c.poll_timeout()
+                .is_some_and(|t| t <= t1 + Duration::from_secs(32))
+        );
+
+        // A new link-local address: queries come from it.
+        let ll2 = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+        c.handle_links(t1, vec![veth6(Ipv6Link::Ready(ll2))]);
+        drain(&mut c);
+        c.handle_timeout(t1 + Duration::from_secs(60));
+        let sent = mld_sent(&drain(&mut c));
+        assert!(
+            !sent.is_empty() && sent.iter().all(|(_, src, _, _)| *src == ll2),
+            "{sent:?}"
+        );
+
+        // The address goes (IPv6 turned off on the link): the querier stops, and says why.
+        c.handle_links(
+            t1 + Duration::from_secs(61),
+            vec![veth6(Ipv6Link::Disabled)],
+        );
+        let v = c.view();
+        assert_eq!(v.links[0].mld.state, "ipv6_disabled");
+        assert!(v.links[0].mld.counters.is_none() && !v.links[0].mld.querier);
+    }
+
+    #[test]
+    fn a_link_without_ipv6_has_no_mld_querier() {
+        let t0 = Instant::now();
+        let (c, a) = started(t0, Ipv6Link::Disabled);
+        assert!(mld_sent(&a).is_empty());
+        assert_eq!(c.view().links[0].mld.state, "ipv6_disabled");
+        let (c, _) = started(t0, Ipv6Link::NoLinkLocal);
+        assert_eq!(c.view().links[0].mld.state, "no_link_local");
+        // Before the domain's settings (or their grace period) it waits, as IGMP does.
+        let mut c = core_at(t0, SavedMembership::default());
+        c.handle_links(t0, vec![veth6(Ipv6Link::Ready(LL))]);
+        assert!(mld_sent(&drain(&mut c)).is_empty());
+        assert_eq!(c.view().links[0].mld.state, "waiting");
+    }
+
+    #[test]
+    fn reports_create_groups_and_dones_remove_them_at_once_on_a_task_link() {
+        let t0 = Instant::now();
+        let (mut c, _) = started(t0, Ipv6Link::Ready(LL));
+        let t1 = t0 + SETTINGS_GRACE;
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToExclude, G6));
+        c.handle_frame(
+            t1,
+            "tk1",
+            4,
+            &frame6(TASK, G6B, &MldRepr::ReportV1 { group: G6B }),
+        );
+        // Link-scope groups (the solicited-node address every host reports) carry none.
+        let solicited = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 5);
+        c.handle_frame(
+            t1,
+            "tk1",
+            4,
+            &report_v2(RecordType::ModeIsExclude, solicited),
+        );
+        let groups = c.mld_membership("tk1");
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.group, g.version, g.reporters.clone()))
+                .collect::<Vec<_>>(),
+            [(G6, 2, vec![TASK]), (G6B, 1, vec![TASK])]
+        );
+        assert_eq!(groups[0].filter, SourceFilter::<Ipv6Addr>::any_source());
+        let v = c.view();
+        let stats = v.links[0].mld.counters.clone().unwrap();
+        assert_eq!((stats.received.report_v2, stats.received.report_v1), (2, 1));
+        assert_eq!(stats.ignored_link_scope, 1);
+        assert!(
+            v.links[0].groups.is_empty(),
+            "IPv6 groups stay out of the IPv4 membership"
+        );
+        assert!(
+            memberships(&drain(&mut c)).is_empty(),
+            "nothing goes to the controller yet"
+        );
+
+        // Leaves: on a veth (one host) at once, with no address-specific query.
+        c.handle_frame(
+            t1,
+            "tk1",
+            4,
+            &frame6(TASK, mld::ALL_ROUTERS, &MldRepr::DoneV1 { group: G6B }),
+        );
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToInclude, G6));
+        assert!(c.mld_membership("tk1").is_empty());
+        assert!(
+            mld_sent(&drain(&mut c)).is_empty(),
+            "fast leave sends no query"
+        );
+        assert_eq!(
+            c.view().links[0]
+                .mld
+                .counters
+                .as_ref()
+                .map(|s| s.received.done_v1),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_shared_link_queries_before_a_leave_takes_effect() {
+        let t0 = Instant::now();
+        let mut c = core_at(t0, SavedMembership::default());
+        c.handle_links(
+            t0,
+            vec![NetDev {
+                kind: "bridge".into(),
+                ..veth6(Ipv6Link::Ready(LL))
+            }],
+        );
+        c.handle_timeout(t0 + SETTINGS_GRACE);
+        drain(&mut c);
+        let t1 = t0 + SETTINGS_GRACE;
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToExclude, G6));
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToInclude, G6));
+        let sent = mld_sent(&drain(&mut c));
+        assert!(
+            matches!(sent.as_slice(), [(_, _, _, MldRepr::QueryV2(q))] if q.group == G6),
+            "an address-specific query: {sent:?}"
+        );
+        assert_eq!(
+            c.mld_membership("tk1").len(),
+            1,
+            "kept until the queries go unanswered"
+        );
+        let t = c.poll_timeout().unwrap();
+        c.handle_timeout(t + Duration::from_secs(3));
+        assert!(c.mld_membership("tk1").is_empty());
+    }
 }

@@ -42,6 +42,30 @@ fn sample() -> (AgentView, ControllerStatus, DataplaneStats, KernelStatus) {
             frames_without_querier: 0,
             query_send_errors: 0,
             groups: vec![],
+            mld: crate::view::MldView {
+                state: "running",
+                querier: true,
+                version: Some(2),
+                counters: Some(crate::view::MldStats {
+                    received: crate::view::MldReceived {
+                        report_v2: 4,
+                        done_v1: 1,
+                        ..Default::default()
+                    },
+                    sent: mcgate_igmp::Sent {
+                        general_queries: 3,
+                        ..Default::default()
+                    },
+                    ignored_link_scope: 6,
+                    ..Default::default()
+                }),
+                frames: FrameCounters {
+                    received: 11,
+                    ..Default::default()
+                },
+                frames_without_querier: 2,
+                ..Default::default()
+            },
         }],
         peer_liveness: crate::liveness_task::LivenessView {
             enabled: true,
@@ -183,6 +207,14 @@ fn igmp_counts_are_split_into_received_sent_and_dropped_families() {
         r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="queue_full"} 1"#,
         r#"mcgate_agent_igmp_frames_dropped_total{link="tk1",reason="oversize"} 1"#,
         r#"mcgate_agent_kernel_memberships{device="mcgvx42",vni="42"} 3"#,
+        r#"mcgate_agent_mld_received_total{link="tk1",type="report_v2"} 4"#,
+        r#"mcgate_agent_mld_received_total{link="tk1",type="done_v1"} 1"#,
+        r#"mcgate_agent_mld_sent_total{link="tk1",type="general_queries"} 3"#,
+        r#"mcgate_agent_mld_ignored_total{link="tk1",reason="link_scope"} 6"#,
+        r#"mcgate_agent_mld_frames_received_total{link="tk1"} 11"#,
+        r#"mcgate_agent_mld_frames_dropped_total{link="tk1",reason="no_querier"} 2"#,
+        r#"mcgate_agent_mld_querier{link="tk1"} 1"#,
+        r#"mcgate_agent_mld_link_groups{link="tk1"} 0"#,
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }

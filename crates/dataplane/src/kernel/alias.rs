@@ -30,6 +30,7 @@ pub fn decode_alias(alias: &str) -> Option<(u32, BridgeSettings)> {
             "snoop" => s.snooping = Some(n != 0),
             "querier" => s.querier = Some(n != 0),
             "ver" => s.igmp_version = u8::try_from(n).ok(),
+            "mld" => s.mld_version = u8::try_from(n).ok(),
             "lmc" => s.last_member_count = n32,
             "sqc" => s.startup_query_count = n32,
             "lmi" => s.last_member_interval = Some(n),
@@ -55,6 +56,7 @@ pub fn encode_alias(bridge: u32, s: &BridgeSettings) -> String {
     put("snoop", s.snooping.map(u64::from));
     put("querier", s.querier.map(u64::from));
     put("ver", s.igmp_version.map(u64::from));
+    put("mld", s.mld_version.map(u64::from));
     put("lmc", s.last_member_count.map(u64::from));
     put("sqc", s.startup_query_count.map(u64::from));
     put("lmi", s.last_member_interval);
@@ -76,6 +78,7 @@ mod tests {
             snooping: Some(false),
             querier: Some(false),
             igmp_version: Some(2),
+            mld_version: Some(1),
             last_member_count: Some(2),
             query_interval: Some(12_500),
             ..BridgeSettings::default()

@@ -1,5 +1,6 @@
 //! The bridge's own querier: the domain's IGMP version and settings as bridge multicast
-//! settings (`mcast_querier`, `mcast_igmp_version` and the `mcast_*_interval` timers).
+//! settings (`mcast_querier`, `mcast_igmp_version` and the `mcast_*_interval` timers),
+//! and MLDv2 for IPv6 (`mcast_mld_version`), as the agent's MLD queriers speak it.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub fn bridge_settings(version: Version, s: &IgmpSettings) -> BridgeSettings {
         snooping: Some(true),
         querier: Some(true),
         igmp_version: Some(if version == Version::V2 { 2 } else { 3 }),
+        // The kernel's default is MLDv1, whose queries would put every IPv6 host of
+        // the bridge in MLDv1 compatibility (RFC 3810 8.2.1) under the agent's MLDv2.
+        mld_version: Some(2),
         last_member_count: Some(u32::from(s.last_member_count().max(1))),
         startup_query_count: Some(robustness),
         last_member_interval: Some(cs(s.last_member_interval())),
@@ -54,6 +58,7 @@ mod tests {
         };
         let b = bridge_settings(Version::V2, &s);
         assert_eq!(b.igmp_version, Some(2));
+        assert_eq!(b.mld_version, Some(2), "MLDv2 whatever the IGMP version");
         assert_eq!(b.query_interval, Some(2000));
         assert_eq!(b.query_response_interval, Some(200));
         assert_eq!(b.last_member_interval, Some(30));

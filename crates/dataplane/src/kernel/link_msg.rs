@@ -223,6 +223,8 @@ pub struct BridgeSettings {
     pub querier: Option<bool>,
     /// `mcast_igmp_version` (2 or 3).
     pub igmp_version: Option<u8>,
+    /// `mcast_mld_version` (1 or 2).
+    pub mld_version: Option<u8>,
     /// `mcast_last_member_count`.
     pub last_member_count: Option<u32>,
     /// `mcast_startup_query_count`.
@@ -288,6 +290,9 @@ pub(crate) fn set_bridge(ifindex: u32, s: &BridgeSettings) -> MsgBuilder {
     }
     if let Some(v) = s.igmp_version {
         data.push(InfoBridge::MulticastIgmpVersion(v));
+    }
+    if let Some(v) = s.mld_version {
+        data.push(InfoBridge::MulticastMldVersion(v));
     }
     let attrs = vec![LinkAttribute::LinkInfo(vec![
         LinkInfoAttr::Kind(InfoKind::Bridge),
@@ -473,6 +478,7 @@ fn bridge_from(attrs: Vec<netlink_packet_route::link::InfoBridge>) -> BridgeMult
                 b.igmp_version = Some(v);
                 s.igmp_version = Some(v);
             }
+            B::MulticastMldVersion(v) => s.mld_version = Some(v),
             B::MulticastLastMemberCount(v) => s.last_member_count = Some(v),
             B::MulticastStartupQueryCount(v) => s.startup_query_count = Some(v),
             B::MulticastLastMemberInterval(v) => s.last_member_interval = Some(v),

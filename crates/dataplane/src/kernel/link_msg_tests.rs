@@ -24,6 +24,7 @@ const IFLA_BR_MCAST_LAST_MEMBER_CNT: u16 = 28;
 const IFLA_BR_MCAST_QUERY_INTVL: u16 = 33;
 const IFLA_BR_MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
 const IFLA_BR_MCAST_IGMP_VERSION: u16 = 43;
+const IFLA_BR_MCAST_MLD_VERSION: u16 = 44;
 const IFLA_BR_MCAST_QUERIER_STATE: u16 = 47;
 const BRIDGE_QUERIER_IP_ADDRESS: u16 = 1;
 const BRIDGE_QUERIER_IP_OTHER_TIMER: u16 = 3;
@@ -282,6 +283,7 @@ fn set_bridge_exact_bytes_and_settings_read_back() {
     // What a dump reports is what `set_bridge` would put back.
     let mut data = Vec::new();
     attr(&mut data, IFLA_BR_MCAST_SNOOPING, 5, &[0, 0, 0, 0]);
+    attr(&mut data, IFLA_BR_MCAST_MLD_VERSION, 5, &[1, 0, 0, 0]);
     attr(
         &mut data,
         IFLA_BR_MCAST_LAST_MEMBER_CNT,
@@ -299,6 +301,7 @@ fn set_bridge_exact_bytes_and_settings_read_back() {
         b.settings,
         BridgeSettings {
             snooping: Some(false),
+            mld_version: Some(1),
             last_member_count: Some(2),
             query_interval: Some(12_500),
             ..BridgeSettings::default()

@@ -1,0 +1,204 @@
+//! End-to-end tests of the agent's MLD querier on task links: real kernel hosts in
+//! network namespaces join an IPv6 group with MLDv2 and with MLDv1, the agent's stats
+//! show the group on their link with that version, their leave removes it, and the
+//! agent's queries reach them (the kernel answers with a current-state report).
+
+mod agent_support;
+mod support;
+
+use std::time::Duration;
+
+use agent_support::Topo;
+use serde_json::Value;
+
+/// Joins an IPv6 group on an interface with a kernel socket, prints `joined`, and leaves
+/// on SIGINT or SIGTERM (the kernel then sends its done or its TO_IN {} report).
+const JOIN6_PY: &str = r#"
+import signal, socket, struct, sys, time
+group, ifname = sys.argv[1], sys.argv[2]
+mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", socket.if_nametoindex(ifname))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+stop = [False]
+def on_signal(*_):
+    stop[0] = True
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+print("joined", flush=True)
+while not stop[0]:
+    time.sleep(0.05)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, mreq)
+print("left", flush=True)
+"#;
+
+const GROUP: &str = "ff3e::8000:1";
+
+/// Link `link`'s `mld` object in host 0's `/v1/stats`.
+fn mld_of(t: &Topo, link: &str) -> Option<Value> {
+    let doc = t.stats_doc(0)?;
+    doc["links"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == link)
+        .map(|l| l["mld"].clone())
+}
+
+/// The compatibility version of `group` on `link`, while the agent lists it.
+fn group_version(t: &Topo, link: &str, group: &str) -> Option<u64> {
+    mld_of(t, link)?["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"] == group)
+        .and_then(|g| g["version"].as_u64())
+}
+
+/// Whether the task's `eth0` has a link-local address out of DAD: the kernel sources
+/// its reports from it (a report from `::` is dropped by a router, RFC 3810 7.4).
+fn task_link_local_ready(t: &Topo, task: usize) -> bool {
+    let out = t.hosts[0].tasks[task]
+        .ns
+        .output(&["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("fe80::") && !text.contains("tentative")
+}
+
+fn mld_querier_on_task_links(dp: &str) {
+    let mut t = Topo::with_dataplanes(2, &[dp]);
+    // The second task's kernel speaks MLDv1 only (RFC 2710).
+    t.hosts[0].tasks[1]
+        .ns
+        .run(&["sysctl", "-qw", "net.ipv6.conf.eth0.force_mld_version=1"]);
+    t.start_controller();
+    t.create_domain("d1", 4100, "v3", false);
+    t.start_agents();
+    let running = |t: &Topo, link: &str| {
+        mld_of(t, link).is_some_and(|m| m["state"] == "running" && m["querier"] == true)
+    };
+    let ok = t.wait_until(Duration::from_secs(15), || {
+        running(&t, "tk1") && running(&t, "tk2")
+    });
+    assert!(
+        ok,
+        "no MLD querier on tk1 and tk2: {:?} {:?}\n{}",
+        mld_of(&t, "tk1"),
+        mld_of(&t, "tk2"),
+        t.logs()
+    );
+    assert_eq!(mld_of(&t, "tk1").unwrap()["version"], 2);
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        task_link_local_ready(&t, 0) && task_link_local_ready(&t, 1)
+    });
+    assert!(ok, "the tasks' link-local addresses stayed tentative");
+
+    // What the first task hears and says: the agent's queries and its kernel's answers.
+    let dump = t.spawn_in_task(0, 0, &["tcpdump", "-i", "eth0", "-n", "-l", "-v", "ip6"]);
+    let listening = t.dir.join(format!("proc-0-0-{dump}.log"));
+    let ok = t.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&listening).is_ok_and(|l| l.contains("listening on"))
+    });
+    assert!(ok, "tcpdump did not start:\n{}", t.logs());
+
+    let script = t.dir.join("join6.py");
+    std::fs::write(&script, JOIN6_PY).expect("write the script");
+    let script = script.to_string_lossy().into_owned();
+    let v2 = t.spawn_in_task(0, 0, &["python3", &script, GROUP, "eth0"]);
+    let v1 = t.spawn_in_task(0, 1, &["python3", &script, GROUP, "eth0"]);
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        group_version(&t, "tk1", GROUP) == Some(2) && group_version(&t, "tk2", GROUP) == Some(1)
+    });
+    assert!(
+        ok,
+        "the groups are not listed with their versions: {:?} {:?}\n{}\n{}",
+        mld_of(&t, "tk1"),
+        mld_of(&t, "tk2"),
+        t.proc_log(v2),
+        t.logs()
+    );
+    let tk1 = mld_of(&t, "tk1").unwrap();
+    let g = &tk1["groups"][0];
+    assert_eq!(g["filter"]["mode"], "exclude", "{tk1}");
+    assert_eq!(g["filter"]["sources"], serde_json::json!([]), "{tk1}");
+    assert!(
+        tk1["counters"]["received"]["report_v2"].as_u64() > Some(0),
+        "{tk1}"
+    );
+    assert!(tk1["frames"]["received"].as_u64() > Some(0), "{tk1}");
+    let tk2 = mld_of(&t, "tk2").unwrap();
+    assert!(
+        tk2["counters"]["received"]["report_v1"].as_u64() > Some(0),
+        "{tk2}"
+    );
+
+    // The agent's queries reach the task, and its kernel answers them: a current-state
+    // record (IS_EX, RFC 3810 5.2.12) is only ever sent in answer to a query, unlike
+    // the TO_EX of the join. Periodic queries come every 20 s with the tests' timers.
+    // The agent pads its Router Alert with PadN, where the kernel's bridge querier
+    // (kernel data plane), which may share the port's link-local address as the
+    // bridge's, uses two Pad1.
+    let agent = tk1["address"]
+        .as_str()
+        .expect("the query source")
+        .to_string();
+    let query = format!("{agent} > ff02::1: HBH (rtalert: 0x0000) (padn)");
+    let answered = format!("[gaddr {GROUP} is_ex");
+    let ok = t.wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&listening)
+            .is_ok_and(|l| l.find(&query).is_some_and(|q| l[q..].contains(&answered)))
+    });
+    let queries = t.metric(
+        0,
+        "mcgate_agent_mld_sent_total",
+        &[("link", "tk1"), ("type", "general_queries")],
+    );
+    assert!(
+        ok && queries > 0,
+        "no answered query on the wire ({queries} sent):\n{}",
+        t.proc_log(dump)
+    );
+
+    // Leaves: each link is a task's veth, so each leave takes effect at once.
+    t.interrupt_proc(v2);
+    t.interrupt_proc(v1);
+    let gone = t.wait_until(Duration::from_secs(5), || {
+        group_version(&t, "tk1", GROUP).is_none() && group_version(&t, "tk2", GROUP).is_none()
+    });
+    assert!(
+        gone,
+        "the groups stayed after the leaves: {:?} {:?}\n{}",
+        mld_of(&t, "tk1"),
+        mld_of(&t, "tk2"),
+        t.logs()
+    );
+    let done = t.metric(
+        0,
+        "mcgate_agent_mld_received_total",
+        &[("link", "tk2"), ("type", "done_v1")],
+    );
+    assert!(done > 0, "no MLDv1 done counted");
+    for link in ["tk1", "tk2"] {
+        let specific = ["group_queries", "group_source_queries"]
+            .iter()
+            .map(|q| {
+                t.metric(
+                    0,
+                    "mcgate_agent_mld_sent_total",
+                    &[("link", link), ("type", q)],
+                )
+            })
+            .sum::<u64>();
+        assert_eq!(
+            specific, 0,
+            "address-specific queries on a task's veth {link}"
+        );
+    }
+}
+
+#[test]
+fn the_agent_is_the_mld_querier_on_task_links() {
+    mld_querier_on_task_links("userspace");
+}
+
+#[test]
+fn the_agent_is_the_mld_querier_on_task_links_with_the_kernel_plane() {
+    mld_querier_on_task_links("kernel");
+}
