@@ -104,7 +104,7 @@ pub fn list<T: ToString>(v: &[T]) -> String {
 }
 
 /// A source filter as `include(a,b)`, or `exclude(-)` for any source.
-fn filter_text(f: &SourceFilter) -> String {
+fn filter_text(f: &SourceFilter<std::net::IpAddr>) -> String {
     let mode = match f.mode {
         FilterMode::Include => "include",
         FilterMode::Exclude => "exclude",

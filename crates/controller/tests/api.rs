@@ -88,7 +88,7 @@ impl Server {
             snapshot: false,
             entries: vec![LinkMembership {
                 link: link.into(),
-                group: G,
+                group: G.into(),
                 filter: Some(SourceFilter::any_source()),
                 reporters: vec![reporter.into()],
             }],
@@ -528,7 +528,7 @@ async fn lease_expiry_removes_members_and_tells_the_others() {
             Change::Member {
                 domain: "prod".into(),
                 host: "host-a".into(),
-                group: G,
+                group: G.into(),
                 filter: None
             },
             Change::PeerDown {
@@ -603,7 +603,7 @@ async fn stream_resumes_from_the_ring_or_resnapshots() {
                 vec![Change::Member {
                     domain: "prod".into(),
                     host: "host-a".into(),
-                    group: G,
+                    group: G.into(),
                     filter: Some(SourceFilter::any_source())
                 }]
             );

@@ -96,7 +96,7 @@ fn last_table(actions: &[Action]) -> Option<Arc<ForwardingTable>> {
 fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
     t.domains()
         .iter()
-        .filter_map(|d| d.route(g))
+        .filter_map(|d| d.route(g.into()))
         .flat_map(|r| r.remotes.iter().map(|r| r.host.clone()))
         .collect()
 }
@@ -104,7 +104,7 @@ fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
 fn locals(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
     t.domains()
         .iter()
-        .filter_map(|d| d.route(g))
+        .filter_map(|d| d.route(g.into()))
         .flat_map(|r| r.locals.iter().map(|l| l.link.clone()))
         .collect()
 }
@@ -113,9 +113,10 @@ fn memberships(actions: &[Action]) -> Vec<(String, Ipv4Addr, bool)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Session(SessionInput::Membership(m)) => {
-                Some((m.link.clone(), m.group, m.filter.is_some()))
-            }
+            Action::Session(SessionInput::Membership(m)) => match m.group {
+                std::net::IpAddr::V4(g) => Some((m.link.clone(), g, m.filter.is_some())),
+                std::net::IpAddr::V6(g) => panic!("an IGMP agent reported IPv6 group {g}"),
+            },
             _ => None,
         })
         .collect()
@@ -156,7 +157,7 @@ fn snapshot_with(revision: u64, others: &[&str], gateway: Option<&str>) -> Strea
                 .iter()
                 .map(|h| HostMember {
                     host: h.to_string(),
-                    group: G1,
+                    group: G1.into(),
                     filter: SourceFilter::any_source(),
                 })
                 .collect(),
@@ -560,7 +561,7 @@ fn joined(revision: u64, host: &str, group: Ipv4Addr) -> StreamEvent {
         changes: vec![mcgate_domain::api::Change::Member {
             domain: "d1".into(),
             host: host.into(),
-            group,
+            group: group.into(),
             filter: Some(SourceFilter::any_source()),
         }],
     })
