@@ -505,7 +505,7 @@ pub enum StreamMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberType {
-    /// Learned from IGMP.
+    /// Learned from IGMP, or from MLD for an IPv6 group.
     Igmp,
     /// Registered through the API.
     Static,
