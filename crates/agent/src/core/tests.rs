@@ -827,3 +827,48 @@ fn a_standby_gateway_stays_silent_takes_nothing_in_and_takes_over_when_elected()
         up.gateway.reason
     );
 }
+
+/// The controller may stream IPv6 members and static members (MLD comes later on the
+/// links): they reach the forwarding table, and no IGMP join is made for them.
+#[test]
+fn ipv6_members_from_the_stream_reach_the_table_only() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(100, &["h2"]));
+    drain(&mut c);
+    let g6: std::net::IpAddr = "ff3e::8000:5".parse().unwrap();
+    c.handle_stream(
+        t0,
+        StreamEvent::Message(StreamMessage::Delta {
+            revision: 101,
+            changes: vec![
+                mcgate_domain::api::Change::Member {
+                    domain: "d1".into(),
+                    host: "h2".into(),
+                    group: g6,
+                    filter: Some(SourceFilter::any_source()),
+                },
+                mcgate_domain::api::Change::StaticMember {
+                    domain: "d1".into(),
+                    member: mcgate_domain::api::StaticMemberSpec {
+                        group: "ff05::7".parse().unwrap(),
+                        host: identity().name,
+                        interface: None,
+                        address: None,
+                    },
+                    present: true,
+                },
+            ],
+        }),
+    );
+    let a = drain(&mut c);
+    let t = last_table(&a).expect("a new table");
+    let route = t.domains()[0].route(g6).expect("the IPv6 group is routed");
+    assert_eq!(route.remotes[0].host, "h2");
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::SetStaticMembers(s) if !s.is_empty())),
+        "no IGMP static join for an IPv6 group"
+    );
+}

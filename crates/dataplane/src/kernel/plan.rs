@@ -205,6 +205,27 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_groups_get_no_mdb_entries_yet() {
+        let g6: IpAddr = "ff3e::8000:5".parse().unwrap();
+        let mut st = state(false, vec![member("h2", G, DomainFilter::any_source())]);
+        st.members.push(HostMember {
+            host: "h3".into(),
+            group: g6,
+            filter: DomainFilter::any_source(),
+        });
+        let t = table(st);
+        assert!(
+            t.by_vni(42).unwrap().route(g6).is_some(),
+            "routed in the table"
+        );
+        let d = plan(&t).remove(&42).expect("domain");
+        assert_eq!(
+            d.memberships,
+            [RemoteMembership::any_source(G, ip(2))].into()
+        );
+    }
+
+    #[test]
     fn static_source_domains_send_only_registered_sources() {
         let mut st = state(
             true,
