@@ -23,7 +23,6 @@
 //! agents that lost the controller together do not return together.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,7 +168,7 @@ fn session_lost(e: &ClientError) -> bool {
     )
 }
 
-type Mirror = BTreeMap<(String, Ipv4Addr), LinkMembership>;
+type Mirror = BTreeMap<(String, std::net::IpAddr), LinkMembership>;
 
 fn absorb(mirror: &mut Mirror, m: LinkMembership) {
     let key = (m.link.clone(), m.group);

@@ -7,7 +7,7 @@
 //! timer runs, `poll_timeout` is `None` and the driver waits for input only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,13 +103,18 @@ pub(crate) struct CoreLink {
     pub(crate) mld_frames_without_querier: u64,
 }
 
+/// The host's IGMP membership per (link, group); the forwarding table takes it as a
+/// [`LocalMembership`] of either family ([`AgentCore::local_membership`]).
+pub(crate) type IgmpMembership = BTreeMap<(String, Ipv4Addr), mcgate_domain::SourceFilter>;
+
 /// The agent's state. See the module documentation.
 #[derive(Debug)]
 pub struct AgentCore {
     pub(crate) host: HostIdentity,
     underlay_mtu: usize,
     pub(crate) links: BTreeMap<String, CoreLink>,
-    pub(crate) membership: LocalMembership,
+    /// The IGMP membership of each (link, group).
+    pub(crate) membership: IgmpMembership,
     /// Reporters of each membership, for stats and the state file.
     pub(crate) reporters: BTreeMap<(String, Ipv4Addr), Vec<Ipv4Addr>>,
     /// Memberships restored from the state file that no host confirmed yet, and until
@@ -144,6 +149,14 @@ pub struct AgentCore {
 }
 
 impl AgentCore {
+    /// The local membership as the forwarding table keys it (both families).
+    pub(crate) fn local_membership(&self) -> LocalMembership {
+        self.membership
+            .iter()
+            .map(|((link, group), f)| ((link.clone(), IpAddr::V4(*group)), f.clone().into()))
+            .collect()
+    }
+
     /// A core that has attached nothing yet, started at `now`, with the membership of a
     /// previous run (`restore`, applied to links as they attach with the same index).
     pub fn new(
@@ -156,7 +169,7 @@ impl AgentCore {
             host,
             underlay_mtu,
             links: BTreeMap::new(),
-            membership: LocalMembership::new(),
+            membership: IgmpMembership::new(),
             reporters: BTreeMap::new(),
             restored: BTreeMap::new(),
             to_restore: restore,

@@ -71,11 +71,16 @@ impl TrafficInputs {
                         tunnel_address: Some(p.tunnel_address).filter(|a| !a.is_unspecified()),
                     })
                     .collect(),
+                // The data planes count IPv4 groups only.
                 groups: d
                     .members
                     .iter()
                     .map(|m| m.group)
                     .chain(d.static_sources.iter().map(|s| s.group))
+                    .filter_map(|g| match g {
+                        std::net::IpAddr::V4(g) => Some(g),
+                        std::net::IpAddr::V6(_) => None,
+                    })
                     .collect(),
             })
             .collect();

@@ -28,8 +28,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The rows of `GET /v1/groups` (`mcgate groups`, `mcgate demo`) as a table: ROLE is
-/// member, source or both; TYPE igmp, static or upstream; FILTER the IGMPv3 source filter, as
-/// `include(a,b)` or `exclude(-)`; LEAVE how an IGMP member's leave is acted on (`fast`
+/// member, source or both; TYPE igmp, static or upstream; FILTER the IGMPv3 or MLDv2 source
+/// filter, as `include(a,b)` or `exclude(-)`; LEAVE how an IGMP member's leave is acted on (`fast`
 /// at once, `queries` after the last-member queries); `-` where a cell has no value.
 pub fn groups(rows: &[GroupEntry]) -> String {
     let cells: Vec<Vec<String>> = rows
@@ -104,7 +104,7 @@ pub fn list<T: ToString>(v: &[T]) -> String {
 }
 
 /// A source filter as `include(a,b)`, or `exclude(-)` for any source.
-fn filter_text(f: &SourceFilter) -> String {
+fn filter_text(f: &SourceFilter<std::net::IpAddr>) -> String {
     let mode = match f.mode {
         FilterMode::Include => "include",
         FilterMode::Exclude => "exclude",
@@ -174,6 +174,45 @@ mod tests {
                 "igmp",
                 "exclude(-)",
                 "fast"
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_rows_print_their_addresses() {
+        let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let row = GroupEntry {
+            domain: "d".into(),
+            group: v6("ff3e::8000:5"),
+            host: "h1".into(),
+            subnet: None,
+            interface: Some("tk1".into()),
+            address: Some(v6("fe80::4")),
+            member: true,
+            source: false,
+            member_type: Some(MemberType::Igmp),
+            source_type: None,
+            source_filter: Some(mcgate_domain::SourceFilter::include([
+                v6("2001:db8::9"),
+                v6("2001:db8::a"),
+            ])),
+            leave: Some(mcgate_domain::api::LeaveMode::Queries),
+        };
+        let t = groups(&[row]);
+        let cells: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "d",
+                "ff3e::8000:5",
+                "h1",
+                "-",
+                "tk1",
+                "fe80::4",
+                "member",
+                "igmp",
+                "include(2001:db8::9,2001:db8::a)",
+                "queries"
             ]
         );
     }

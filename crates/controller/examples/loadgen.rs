@@ -116,9 +116,13 @@ fn cpu_ms(pid: &str) -> f64 {
 }
 
 /// FNV-1a of (host, group): cheap, and good enough to tell member sets apart.
-fn key(host: &str, group: Ipv4Addr) -> u64 {
+fn key(host: &str, group: impl Into<std::net::IpAddr>) -> u64 {
+    let octets = match group.into() {
+        std::net::IpAddr::V4(g) => g.octets().to_vec(),
+        std::net::IpAddr::V6(g) => g.octets().to_vec(),
+    };
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in host.bytes().chain(group.octets()) {
+    for b in host.bytes().chain(octets) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -412,7 +416,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         entries: (0..groups)
                             .map(|g| LinkMembership {
                                 link: "veth0".into(),
-                                group: group_addr(g),
+                                group: group_addr(g).into(),
                                 filter: Some(SourceFilter::any_source()),
                                 reporters: vec![],
                             })
@@ -490,7 +494,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             snapshot: false,
             entries: vec![LinkMembership {
                 link: "veth0".into(),
-                group,
+                group: group.into(),
                 filter: Some(SourceFilter::any_source()),
                 reporters: vec![],
             }],

@@ -7,7 +7,7 @@
 //! closed: it reconnects, resuming from the ring or taking a snapshot).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use mcgate_domain::SourceFilter;
@@ -313,8 +313,8 @@ fn extend_run(
     last: &mut Change,
     domain: &str,
     host: &str,
-    group: Ipv4Addr,
-    filter: &Option<SourceFilter>,
+    group: IpAddr,
+    filter: &Option<SourceFilter<IpAddr>>,
 ) -> bool {
     match last {
         Change::Members {
@@ -428,7 +428,7 @@ mod tests {
     #[test]
     fn runs_of_one_hosts_member_changes_become_one_members_change() {
         let any = Some(mcgate_domain::SourceFilter::any_source());
-        let m = |host: &str, g: u8, filter: &Option<SourceFilter>| Change::Member {
+        let m = |host: &str, g: u8, filter: &Option<SourceFilter<IpAddr>>| Change::Member {
             domain: "d".into(),
             host: host.into(),
             group: [239, 1, 1, g].into(),
@@ -448,7 +448,7 @@ mod tests {
             m("a", 6, &any),
             m("a", 7, &any),
         ]);
-        let ms = |groups: &[u8], filter: &Option<SourceFilter>| Change::Members {
+        let ms = |groups: &[u8], filter: &Option<SourceFilter<IpAddr>>| Change::Members {
             domain: "d".into(),
             host: "a".into(),
             groups: groups.iter().map(|&g| [239, 1, 1, g].into()).collect(),

@@ -357,6 +357,32 @@ mod tests {
             s["StaticMemberSpec"]["properties"]["group"]["pattern"],
             schema::routable_group_pattern()
         );
+        // Fields that take either family say `ip`; the tunnel's stay `ipv4`.
+        for (schema, field) in [
+            ("StaticMemberSpec", "group"),
+            ("StaticSourceSpec", "address"),
+            ("LinkMembership", "group"),
+            ("HostMember", "group"),
+            ("GroupEntry", "group"),
+            ("GroupEntry", "address"),
+        ] {
+            assert_eq!(
+                s[schema]["properties"][field]["format"], "ip",
+                "{schema}.{field}"
+            );
+        }
+        assert_eq!(
+            s["LinkMembership"]["properties"]["reporters"]["items"]["format"],
+            "ip"
+        );
+        assert_eq!(s["Peer"]["properties"]["tunnel_address"]["format"], "ipv4");
+        let group_param = doc["paths"]["/v1/groups"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "group")
+            .unwrap();
+        assert_eq!(group_param["schema"]["format"], "ip");
         assert_eq!(
             s["AgentRegistration"]["properties"]["host"]["pattern"],
             schema::HOST_NAME_PATTERN

@@ -88,7 +88,7 @@ impl Server {
             snapshot: false,
             entries: vec![LinkMembership {
                 link: link.into(),
-                group: G,
+                group: G.into(),
                 filter: Some(SourceFilter::any_source()),
                 reporters: vec![reporter.into()],
             }],
@@ -441,6 +441,119 @@ async fn reference_group_table_has_four_rows_and_the_sender_is_absent() {
 }
 
 #[tokio::test]
+async fn ipv6_members_and_sources_are_accepted_listed_and_streamed() {
+    let s = Server::default().await;
+    s.reference().await;
+    let a = s.register("host-a", [10, 0, 2, 10], "10.0.2.0/24").await;
+    s.register("host-b", [10, 0, 3, 10], "10.0.3.0/24").await;
+    let mut stream = s.client.stream("/v1/agents/host-b/stream").await.unwrap();
+    let StreamMessage::Snapshot { .. } = next(&mut stream).await else {
+        panic!("a stream starts with a snapshot");
+    };
+    s.post(
+        "/v1/domains/prod/members",
+        json!({"group": "ff3e::8000:5", "host": "host-b", "address": "2001:db8::b"}),
+    )
+    .await
+    .unwrap();
+    s.post(
+        "/v1/domains/prod/sources",
+        json!({"group": "ff3e::8000:5", "address": "2001:db8::a", "host": "host-a"}),
+    )
+    .await
+    .unwrap();
+    // An MLD membership report: an IPv6 group, filter and reporter.
+    let report = json!({"session": a.session, "seq": 1, "snapshot": false, "entries": [
+        {"link": "veth1", "group": "ff3e::8000:5",
+         "filter": {"mode": "include", "sources": ["2001:db8::a"]}, "reporters": ["fe80::4"]}]});
+    s.post("/v1/agents/host-a/membership", report)
+        .await
+        .unwrap();
+    // host-b's stream carries host-a's IPv6 member change.
+    let want = Change::Member {
+        domain: "prod".into(),
+        host: "host-a".into(),
+        group: "ff3e::8000:5".parse().unwrap(),
+        filter: Some(SourceFilter::include(["2001:db8::a".parse().unwrap()])),
+    };
+    loop {
+        match next_change(&mut stream).await {
+            StreamMessage::Delta { changes, .. } if changes.contains(&want) => break,
+            // The registrations' own snapshot may come first.
+            StreamMessage::Snapshot { domains, .. }
+                if domains[0].members.iter().any(|m| m.host == "host-a") =>
+            {
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let rows = s.get("/v1/groups?group=ff3e::8000:5").await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap(),
+                r["address"].as_str().unwrap(),
+                r["member_type"]
+                    .as_str()
+                    .or(r["source_type"].as_str())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("host-a", "2001:db8::a", "static"),
+            ("host-a", "fe80::4", "igmp"),
+            ("host-b", "2001:db8::b", "static"),
+        ]
+    );
+    assert_eq!(
+        rows[1]["source_filter"],
+        json!({"mode": "include", "sources": ["2001:db8::a"]})
+    );
+    let rows = s.get("/v1/groups?source=2001:db8::a").await.unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    // Refused: link-scope groups, mixed families.
+    for (path, body, field) in [
+        (
+            "/v1/domains/prod/members",
+            json!({"group": "ff02::1", "host": "host-b"}),
+            "group",
+        ),
+        (
+            "/v1/domains/prod/sources",
+            json!({"group": "ff02::1:ff00:1", "address": "2001:db8::1"}),
+            "group",
+        ),
+        (
+            "/v1/domains/prod/sources",
+            json!({"group": "233.252.0.5", "address": "2001:db8::1"}),
+            "address",
+        ),
+        (
+            "/v1/agents/host-a/membership",
+            json!({"session": a.session, "seq": 2, "snapshot": false, "entries": [
+                {"link": "veth1", "group": "ff3e::1",
+                 "filter": {"mode": "include", "sources": ["10.0.2.4"]}}]}),
+            "entries[0].filter",
+        ),
+    ] {
+        assert_eq!(
+            status(s.post(path, body).await),
+            (400, Some(field.into())),
+            "{path}"
+        );
+    }
+    let bad = s.get("/v1/groups?group=2001:db8::1").await;
+    assert_eq!(status(bad), (400, Some("group".into())));
+}
+
+#[tokio::test]
 async fn sessions_sequences_and_stale_reports() {
     let s = Server::default().await;
     s.reference().await;
@@ -528,7 +641,7 @@ async fn lease_expiry_removes_members_and_tells_the_others() {
             Change::Member {
                 domain: "prod".into(),
                 host: "host-a".into(),
-                group: G,
+                group: G.into(),
                 filter: None
             },
             Change::PeerDown {
@@ -603,7 +716,7 @@ async fn stream_resumes_from_the_ring_or_resnapshots() {
                 vec![Change::Member {
                     domain: "prod".into(),
                     host: "host-a".into(),
-                    group: G,
+                    group: G.into(),
                     filter: Some(SourceFilter::any_source())
                 }]
             );

@@ -222,7 +222,7 @@ fn join(session: u64, seq: u64) -> MembershipReport {
         snapshot: false,
         entries: vec![LinkMembership {
             link: "veth0".into(),
-            group: G,
+            group: G.into(),
             filter: Some(SourceFilter::any_source()),
             reporters: vec![],
         }],

@@ -4,7 +4,7 @@
 //! Every field an older peer does not send has a default, so agents and controllers of
 //! neighbouring versions keep talking.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::collections::BTreeSet;
 
 use ipnet::Ipv4Net;
@@ -95,9 +95,10 @@ pub struct AssociationSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticMemberSpec {
-    /// The group, in 224.0.0.0/4.
+    /// The group: in 224.0.0.0/4 outside 224.0.0.0/24, or in ff00::/8 with a scope
+    /// above link-local (3 to 15).
     #[schema(schema_with = schema::routable_group)]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     /// The host the member is on.
     #[schema(schema_with = schema::host_name)]
     pub host: String,
@@ -105,22 +106,23 @@ pub struct StaticMemberSpec {
     #[serde(default)]
     #[schema(schema_with = schema::link_name_or_null)]
     pub interface: Option<String>,
-    /// The member's own address, for the group table.
+    /// The member's own address, for the group table; of the group's family.
     #[serde(default)]
     #[schema(schema_with = schema::unicast_or_null)]
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
 }
 
 /// Body of `POST` / `DELETE /v1/domains/{name}/sources`: a static source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticSourceSpec {
-    /// The group, in 224.0.0.0/4.
+    /// The group: in 224.0.0.0/4 outside 224.0.0.0/24, or in ff00::/8 with a scope
+    /// above link-local (3 to 15).
     #[schema(schema_with = schema::routable_group)]
-    pub group: Ipv4Addr,
-    /// The unicast address allowed to send to the group.
+    pub group: IpAddr,
+    /// The unicast address allowed to send to the group, of the group's family.
     #[schema(schema_with = schema::unicast)]
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The host the source is on, for the group table.
     #[serde(default)]
     #[schema(schema_with = schema::host_name_or_null)]
@@ -285,17 +287,18 @@ pub struct LinkMembership {
     /// The link's interface name.
     #[schema(schema_with = schema::link_name)]
     pub link: String,
-    /// The group.
+    /// The group, IPv4 (IGMP) or IPv6 (MLD).
     #[schema(schema_with = schema::group)]
-    pub group: Ipv4Addr,
-    /// The link's filter for the group; `None` means the link left the group.
+    pub group: IpAddr,
+    /// The link's filter for the group, its sources of the group's family; `None` means
+    /// the link left the group.
     #[schema(schema_with = schema::source_filter_or_null)]
-    pub filter: Option<SourceFilter>,
+    pub filter: Option<SourceFilter<IpAddr>>,
     /// The hosts on the link that reported the group (explicit tracking), for the group
-    /// table. May be empty when unknown.
+    /// table; of the group's family. May be empty when unknown.
     #[serde(default)]
-    #[schema(schema_with = schema::ipv4_list)]
-    pub reporters: Vec<Ipv4Addr>,
+    #[schema(schema_with = schema::ip_list)]
+    pub reporters: Vec<IpAddr>,
 }
 
 /// Body of `POST /v1/agents/{host}/membership`.
@@ -369,10 +372,10 @@ pub struct HostMember {
     pub host: String,
     /// The group.
     #[schema(schema_with = schema::group)]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     /// The merged filter of the host's members.
     #[schema(schema_with = schema::source_filter)]
-    pub filter: SourceFilter,
+    pub filter: SourceFilter<IpAddr>,
 }
 
 /// Everything an agent needs to know of one domain it belongs to.
@@ -430,10 +433,10 @@ pub enum Change {
         host: String,
         /// The group.
         #[schema(schema_with = schema::group)]
-        group: Ipv4Addr,
+        group: IpAddr,
         /// The merged filter, or `None`.
         #[schema(schema_with = schema::source_filter_or_null)]
-        filter: Option<SourceFilter>,
+        filter: Option<SourceFilter<IpAddr>>,
     },
     /// The same change as `member` for several groups of one host: each listed group's
     /// merged filter is now `filter` (`None`: no more members there). The controller
@@ -447,10 +450,10 @@ pub enum Change {
         host: String,
         /// The groups, at least two.
         #[schema(schema_with = schema::groups)]
-        groups: Vec<Ipv4Addr>,
+        groups: Vec<IpAddr>,
         /// The merged filter of every listed group, or `None`.
         #[schema(schema_with = schema::source_filter_or_null)]
-        filter: Option<SourceFilter>,
+        filter: Option<SourceFilter<IpAddr>>,
     },
     /// A static member was registered (`present`) or deregistered.
     StaticMember {
@@ -515,7 +518,7 @@ pub enum StreamMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberType {
-    /// Learned from IGMP.
+    /// Learned from IGMP, or from MLD for an IPv6 group.
     Igmp,
     /// Registered through the API.
     Static,
@@ -543,7 +546,7 @@ pub struct GroupEntry {
     pub domain: String,
     /// Group address.
     #[schema(schema_with = schema::group)]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     /// Host name.
     pub host: String,
     /// The host's subnet, if known.
@@ -552,8 +555,8 @@ pub struct GroupEntry {
     /// The member's or source's interface.
     pub interface: Option<String>,
     /// The member's or source's IP.
-    #[schema(schema_with = schema::ipv4_or_null)]
-    pub address: Option<Ipv4Addr>,
+    #[schema(schema_with = schema::ip_or_null)]
+    pub address: Option<IpAddr>,
     /// Whether this row is a member.
     pub member: bool,
     /// Whether this row is a source.
@@ -562,9 +565,9 @@ pub struct GroupEntry {
     pub member_type: Option<MemberType>,
     /// Source type, when a source.
     pub source_type: Option<MemberType>,
-    /// IGMPv3 filter of the member, if not plain any-source.
+    /// IGMPv3 or MLDv2 filter of the member, if not plain any-source.
     #[schema(schema_with = schema::source_filter_or_null)]
-    pub source_filter: Option<SourceFilter>,
+    pub source_filter: Option<SourceFilter<IpAddr>>,
     /// How a leave is acted on, for an IGMP member; null otherwise.
     #[serde(default)]
     pub leave: Option<LeaveMode>,
@@ -582,11 +585,11 @@ impl GroupEntry {
     ) -> Self {
         Self {
             domain: domain.to_string(),
-            group,
+            group: group.into(),
             host: host.to_string(),
             subnet: None,
             interface: Some(interface.to_string()),
-            address,
+            address: address.map(IpAddr::V4),
             member: false,
             source: true,
             member_type: None,
@@ -671,15 +674,15 @@ pub struct GroupQuery {
     /// Only this domain.
     #[param(schema_with = schema::domain_name)]
     pub domain: Option<String>,
-    /// Only this group.
+    /// Only this group (IPv4 or IPv6).
     #[param(schema_with = schema::group)]
-    pub group: Option<Ipv4Addr>,
+    pub group: Option<IpAddr>,
     /// Only member rows with this address.
-    #[param(schema_with = schema::ipv4)]
-    pub member: Option<Ipv4Addr>,
+    #[param(schema_with = schema::ip)]
+    pub member: Option<IpAddr>,
     /// Only source rows with this address.
     #[param(schema_with = schema::unicast)]
-    pub source: Option<Ipv4Addr>,
+    pub source: Option<IpAddr>,
     /// Only rows of this member or source type.
     #[serde(rename = "type")]
     #[param(rename = "type", inline)]

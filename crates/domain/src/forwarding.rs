@@ -9,8 +9,11 @@
 //! Local membership comes straight from the host's own IGMP state, not from the
 //! controller's echo of it, so a local join is forwarded locally at once and keeps
 //! working while the controller is away.
+//!
+//! Groups, sources and filters are of either family ([`IpAddr`]): IPv6 groups ride the
+//! same tunnels as IPv4 ones, so tunnel addresses and underlay endpoints stay IPv4.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::Ipv4Net;
@@ -21,6 +24,7 @@ use crate::api::{
     StaticSourceSpec, StreamMessage, Tunnel,
 };
 
+pub use crate::validate::is_link_scope;
 pub use mcgate_wire::is_link_local_group;
 
 /// The domain states this host was told about, kept current by applying the stream.
@@ -292,8 +296,8 @@ fn set_gateway(gateways: &mut Vec<GatewayElection>, range: Ipv4Net, host: Option
 fn set_member(
     d: &mut DomainState,
     host: &str,
-    group: Ipv4Addr,
-    filter: Option<&SourceFilter>,
+    group: IpAddr,
+    filter: Option<&SourceFilter<IpAddr>>,
 ) -> bool {
     let pos = d
         .members
@@ -336,8 +340,8 @@ fn set_presence<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T, present: bool
     }
 }
 
-/// A host's own membership per (link, group), learned by IGMP on its links.
-pub type LocalMembership = BTreeMap<(String, Ipv4Addr), SourceFilter>;
+/// A host's own membership per (link, group), learned by IGMP (or MLD) on its links.
+pub type LocalMembership = BTreeMap<(String, IpAddr), SourceFilter<IpAddr>>;
 
 /// A remote host that gets a tunnelled copy of a group's traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +357,7 @@ pub struct RemoteRoute {
     /// Its address inside the tunnel (the inner destination).
     pub tunnel_address: Ipv4Addr,
     /// The host's merged filter for the group.
-    pub filter: SourceFilter,
+    pub filter: SourceFilter<IpAddr>,
 }
 
 /// Another host of a domain as the tunnel sees it.
@@ -389,7 +393,7 @@ pub struct LocalRoute {
     /// Interface name.
     pub link: String,
     /// The link's filter for the group (static members are any-source).
-    pub filter: SourceFilter,
+    pub filter: SourceFilter<IpAddr>,
 }
 
 /// Where one group's traffic goes, in one domain.
@@ -424,21 +428,21 @@ pub struct DomainTable {
     /// The domain's other hosts, by host name.
     pub tunnel_peers: Vec<TunnelPeer>,
     /// When the domain allows only registered sources: the sources per group.
-    pub allowed_sources: Option<HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>>>,
+    pub allowed_sources: Option<HashMap<IpAddr, BTreeSet<IpAddr>>>,
     /// The underlay addresses of the domain's other hosts: tunnelled packets are
     /// accepted only from these.
     pub peers: HashSet<Ipv4Addr>,
     /// Routes by group.
-    pub groups: HashMap<Ipv4Addr, GroupRoute>,
-    /// The route of a group no one is a member of but that lies in a gateway's egress
-    /// range ([`Peer::egress`]): a copy to that gateway, which sends it upstream. Groups
-    /// of these ranges that have members carry the gateway in `groups` already.
+    pub groups: HashMap<IpAddr, GroupRoute>,
+    /// The route of an IPv4 group no one is a member of but that lies in a gateway's
+    /// egress range ([`Peer::egress`]): a copy to that gateway, which sends it upstream.
+    /// Groups of these ranges that have members carry the gateway in `groups` already.
     pub egress: Vec<(Ipv4Net, GroupRoute)>,
 }
 
 impl DomainTable {
     /// The source policy for a packet from `source` to `group`.
-    pub fn check_source(&self, group: Ipv4Addr, source: Ipv4Addr) -> Verdict {
+    pub fn check_source(&self, group: IpAddr, source: IpAddr) -> Verdict {
         match &self.allowed_sources {
             None => Verdict::Forward,
             Some(map) if map.get(&group).is_some_and(|s| s.contains(&source)) => Verdict::Forward,
@@ -448,8 +452,11 @@ impl DomainTable {
 
     /// The route of `group`, if it has members anywhere or leaves the domain at a
     /// gateway (the egress ranges are looked at only for a group without members).
-    pub fn route(&self, group: Ipv4Addr) -> Option<&GroupRoute> {
+    pub fn route(&self, group: IpAddr) -> Option<&GroupRoute> {
         self.groups.get(&group).or_else(|| {
+            let IpAddr::V4(group) = group else {
+                return None;
+            };
             if is_link_local_group(group) {
                 return None;
             }
@@ -549,10 +556,10 @@ fn domain_table(
 ) -> DomainTable {
     let peers_by_host: HashMap<&str, &Peer> =
         state.peers.iter().map(|p| (p.host.as_str(), p)).collect();
-    let mut groups: HashMap<Ipv4Addr, GroupRoute> = HashMap::new();
+    let mut groups: HashMap<IpAddr, GroupRoute> = HashMap::new();
 
     for m in &state.members {
-        if m.host == self_host || is_link_local_group(m.group) || m.filter.is_empty() {
+        if m.host == self_host || is_link_scope(m.group) || m.filter.is_empty() {
             continue;
         }
         let Some(peer) = peers_by_host.get(m.host.as_str()) else {
@@ -565,8 +572,8 @@ fn domain_table(
             .push(remote_route(peer, m.filter.clone()));
     }
 
-    let mut locals: BTreeMap<(Ipv4Addr, &str), SourceFilter> = BTreeMap::new();
-    let mut add_local = |group: Ipv4Addr, link: &'_ str, filter: &SourceFilter| {
+    let mut locals: BTreeMap<(IpAddr, &str), SourceFilter<IpAddr>> = BTreeMap::new();
+    let mut add_local = |group: IpAddr, link: &'_ str, filter: &SourceFilter<IpAddr>| {
         // Only links the host is attached to now can be delivered to.
         let Some(link) = links.iter().find(|l| l.as_str() == link) else {
             return;
@@ -609,8 +616,11 @@ fn domain_table(
     }
     let egress = egress_routes(state, self_host);
     for (group, route) in &mut groups {
-        for (_, gateway) in egress.iter().filter(|(r, _)| r.contains(group)) {
-            add_egress_remote(route, gateway, *group);
+        let IpAddr::V4(group) = *group else {
+            continue;
+        };
+        for (_, gateway) in egress.iter().filter(|(r, _)| r.contains(&group)) {
+            add_egress_remote(route, gateway, group);
         }
     }
     for route in groups.values_mut() {
@@ -618,7 +628,7 @@ fn domain_table(
     }
 
     let allowed_sources = state.domain.static_sources.then(|| {
-        let mut map: HashMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = HashMap::new();
+        let mut map: HashMap<IpAddr, BTreeSet<IpAddr>> = HashMap::new();
         for StaticSourceSpec { group, address, .. } in &state.static_sources {
             map.entry(*group).or_default().insert(*address);
         }
@@ -670,7 +680,7 @@ fn domain_table(
 mod tests;
 
 /// The copy of a group's traffic for `peer`, which wants the sources `filter` allows.
-fn remote_route(peer: &Peer, filter: SourceFilter) -> RemoteRoute {
+fn remote_route(peer: &Peer, filter: SourceFilter<IpAddr>) -> RemoteRoute {
     RemoteRoute {
         host: peer.host.clone(),
         underlay: peer.underlay,

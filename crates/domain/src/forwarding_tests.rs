@@ -5,7 +5,16 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
 
-const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+/// An IPv4 group or source, as the table keys them.
+fn a(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(ip(a, b, c, d))
+}
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const G: IpAddr = IpAddr::V4(Ipv4Addr::new(233, 252, 0, 5));
 
 fn domain(name: &str, vni: u32, static_sources: bool) -> Domain {
     Domain {
@@ -31,7 +40,7 @@ fn peer(host: &str, n: u8) -> Peer {
     }
 }
 
-fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
+fn member(host: &str, group: IpAddr, filter: SourceFilter<IpAddr>) -> HostMember {
     HostMember {
         host: host.into(),
         group,
@@ -47,9 +56,9 @@ fn snapshot() -> StreamMessage {
             peers: vec![peer("h1", 1), peer("h2", 2), peer("h3", 3)],
             members: vec![
                 member("h1", G, SourceFilter::any_source()),
-                member("h2", G, SourceFilter::include([ip(10, 1, 0, 9)])),
-                member("h3", G, SourceFilter::exclude([ip(10, 1, 0, 9)])),
-                member("h2", ip(224, 0, 0, 251), SourceFilter::any_source()),
+                member("h2", G, SourceFilter::include([a(10, 1, 0, 9)])),
+                member("h3", G, SourceFilter::exclude([a(10, 1, 0, 9)])),
+                member("h2", a(224, 0, 0, 251), SourceFilter::any_source()),
             ],
             static_members: vec![],
             static_sources: vec![],
@@ -71,9 +80,9 @@ fn remote_routes_exclude_self_and_link_local_groups() {
     let r = d.route(G).unwrap();
     let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
     assert_eq!(hosts, ["h2", "h3"]);
-    assert!(r.remotes[0].filter.allows(ip(10, 1, 0, 9)));
-    assert!(!r.remotes[1].filter.allows(ip(10, 1, 0, 9)));
-    assert!(d.route(ip(224, 0, 0, 251)).is_none());
+    assert!(r.remotes[0].filter.allows(a(10, 1, 0, 9)));
+    assert!(!r.remotes[1].filter.allows(a(10, 1, 0, 9)));
+    assert!(d.route(a(224, 0, 0, 251)).is_none());
     assert_eq!(
         d.peers,
         [ip(10, 0, 0, 2), ip(10, 0, 0, 3)].into_iter().collect()
@@ -129,31 +138,21 @@ fn egress_ranges_steer_their_groups_to_the_gateway() {
     let r = d.route(G).unwrap();
     let hosts: Vec<&str> = r.remotes.iter().map(|r| r.host.as_str()).collect();
     assert_eq!(hosts, ["h2", "h3"]);
-    assert!(r.remotes[1].filter.allows(ip(10, 1, 0, 9)));
+    assert!(r.remotes[1].filter.allows(a(10, 1, 0, 9)));
     // A group without members inside the range: only the gateway.
-    let other = d.route(ip(233, 252, 0, 77)).unwrap();
+    let other = d.route(a(233, 252, 0, 77)).unwrap();
     assert_eq!(other.remotes.len(), 1);
     assert_eq!(other.remotes[0].host, "h3");
     assert!(other.locals.is_empty());
-    assert!(other.remotes[0].filter.allows(ip(10, 9, 9, 9)));
+    assert!(other.remotes[0].filter.allows(a(10, 9, 9, 9)));
     // Link-local groups are not routed through egress (the relay never tunnels them).
-    assert!(d.route(ip(224, 0, 0, 251)).is_none());
+    assert!(d.route(a(224, 0, 0, 251)).is_none());
     // The gateway itself does not send its own egress groups to itself.
     let own = ForwardingTable::compute(&v, "h3", &links(), &LocalMembership::new());
-    assert!(
-        own.by_vni(100)
-            .unwrap()
-            .route(ip(233, 252, 0, 77))
-            .is_none()
-    );
+    assert!(own.by_vni(100).unwrap().route(a(233, 252, 0, 77)).is_none());
     // A dead gateway gets nothing, not even through its ranges.
     let cut = t.without_remotes(&["h3".to_string()].into());
-    assert!(
-        cut.by_vni(100)
-            .unwrap()
-            .route(ip(233, 252, 0, 77))
-            .is_none()
-    );
+    assert!(cut.by_vni(100).unwrap().route(a(233, 252, 0, 77)).is_none());
 }
 
 #[test]
@@ -201,15 +200,15 @@ fn local_membership_and_static_members_make_local_routes() {
     let mut v = DomainView::new();
     v.apply(&snapshot());
     let mut local = LocalMembership::new();
-    local.insert(("tk1".into(), G), SourceFilter::include([ip(10, 1, 0, 7)]));
+    local.insert(("tk1".into(), G), SourceFilter::include([a(10, 1, 0, 7)]));
     local.insert(("gone".into(), G), SourceFilter::any_source());
-    local.insert(("tk2".into(), ip(239, 1, 1, 1)), SourceFilter::include([]));
+    local.insert(("tk2".into(), a(239, 1, 1, 1)), SourceFilter::include([]));
     v.apply(&StreamMessage::Delta {
         revision: 11,
         changes: vec![Change::StaticMember {
             domain: "d".into(),
             member: StaticMemberSpec {
-                group: ip(239, 9, 9, 9),
+                group: a(239, 9, 9, 9),
                 host: "h1".into(),
                 interface: None,
                 address: None,
@@ -223,10 +222,10 @@ fn local_membership_and_static_members_make_local_routes() {
     assert_eq!(r.locals.len(), 1, "only attached links: {r:?}");
     assert_eq!(r.locals[0].link, "tk1");
     assert!(
-        d.route(ip(239, 1, 1, 1)).is_none(),
+        d.route(a(239, 1, 1, 1)).is_none(),
         "INCLUDE {{}} is no member"
     );
-    let s = d.route(ip(239, 9, 9, 9)).unwrap();
+    let s = d.route(a(239, 9, 9, 9)).unwrap();
     let names: Vec<&str> = s.locals.iter().map(|l| l.link.as_str()).collect();
     assert_eq!(names, ["tk1", "tk2"]);
 }
@@ -280,8 +279,8 @@ fn deltas_add_and_remove_members_and_peers() {
     assert!(t.domains().is_empty() && t.is_empty());
 }
 
-#[test]
-fn static_sources_policy() {
+/// Domain "s" (VNI 7) with static sources on and `address` the one source of `group`.
+fn static_sources_view(group: IpAddr, address: IpAddr) -> DomainView {
     let mut v = DomainView::new();
     v.apply(&StreamMessage::Snapshot {
         revision: 1,
@@ -291,23 +290,26 @@ fn static_sources_policy() {
             members: vec![],
             static_members: vec![],
             static_sources: vec![StaticSourceSpec {
-                group: G,
-                address: ip(10, 1, 0, 2),
+                group,
+                address,
                 host: None,
                 interface: None,
             }],
             gateways: Vec::new(),
         }],
     });
+    v
+}
+
+#[test]
+fn static_sources_policy() {
+    let v = static_sources_view(G, a(10, 1, 0, 2));
     let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
     let d = t.by_vni(7).unwrap();
-    assert_eq!(d.check_source(G, ip(10, 1, 0, 2)), Verdict::Forward);
+    assert_eq!(d.check_source(G, a(10, 1, 0, 2)), Verdict::Forward);
+    assert_eq!(d.check_source(G, a(10, 1, 0, 3)), Verdict::SourceNotAllowed);
     assert_eq!(
-        d.check_source(G, ip(10, 1, 0, 3)),
-        Verdict::SourceNotAllowed
-    );
-    assert_eq!(
-        d.check_source(ip(239, 0, 0, 1), ip(10, 1, 0, 2)),
+        d.check_source(a(239, 0, 0, 1), a(10, 1, 0, 2)),
         Verdict::SourceNotAllowed
     );
     let mut open = v.clone();
@@ -319,7 +321,7 @@ fn static_sources_policy() {
     });
     let t = ForwardingTable::compute(&open, "h1", &links(), &LocalMembership::new());
     assert_eq!(
-        t.by_vni(7).unwrap().check_source(G, ip(10, 1, 0, 3)),
+        t.by_vni(7).unwrap().check_source(G, a(10, 1, 0, 3)),
         Verdict::Forward
     );
 }
@@ -360,5 +362,86 @@ fn stale_hosts_are_kept_until_they_reappear() {
 fn link_local_detection() {
     assert!(is_link_local_group(ip(224, 0, 0, 22)));
     assert!(!is_link_local_group(ip(224, 0, 1, 1)));
-    assert!(!is_link_local_group(G));
+    assert!(!is_link_scope(G) && is_link_scope(a(224, 0, 0, 1)));
+}
+
+#[test]
+fn ipv6_groups_route_like_ipv4_ones() {
+    let g6 = v6("ff3e::8000:5");
+    let src = v6("2001:db8::9");
+    let mut v = DomainView::new();
+    v.apply(&snapshot());
+    // An IPv6 member change is applied like an IPv4 one.
+    let changed = v.apply(&StreamMessage::Delta {
+        revision: 11,
+        changes: vec![
+            Change::Member {
+                domain: "d".into(),
+                host: "h2".into(),
+                group: g6,
+                filter: Some(SourceFilter::include([src])),
+            },
+            Change::Member {
+                domain: "d".into(),
+                host: "h3".into(),
+                group: v6("ff02::1:ff00:3"),
+                filter: Some(SourceFilter::any_source()),
+            },
+            Change::StaticMember {
+                domain: "d".into(),
+                member: StaticMemberSpec {
+                    group: v6("ff05::7"),
+                    host: "h1".into(),
+                    interface: Some("tk2".into()),
+                    address: None,
+                },
+                present: true,
+            },
+        ],
+    });
+    assert_eq!(changed, Applied::Changed);
+    let mut local = LocalMembership::new();
+    local.insert(("tk1".into(), g6), SourceFilter::any_source());
+    let t = ForwardingTable::compute(&v, "h1", &links(), &local);
+    let d = t.by_vni(100).unwrap();
+    let r = d.route(g6).unwrap();
+    assert_eq!(r.remotes.len(), 1);
+    assert_eq!(r.remotes[0].host, "h2");
+    assert_eq!(
+        r.remotes[0].tunnel_address,
+        ip(10, 255, 0, 2),
+        "the same tunnel"
+    );
+    assert!(r.remotes[0].filter.allows(src));
+    assert!(!r.remotes[0].filter.allows(v6("2001:db8::a")));
+    assert_eq!(r.locals[0].link, "tk1");
+    assert!(d.route(v6("ff02::1:ff00:3")).is_none(), "link scope");
+    assert_eq!(d.route(v6("ff05::7")).unwrap().locals[0].link, "tk2");
+    // The IPv4 routes are unchanged beside them.
+    assert_eq!(d.route(G).unwrap().remotes.len(), 2);
+    // The member leaving removes the route.
+    v.apply(&StreamMessage::Delta {
+        revision: 12,
+        changes: vec![Change::Members {
+            domain: "d".into(),
+            host: "h2".into(),
+            groups: vec![g6, G],
+            filter: None,
+        }],
+    });
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    assert!(t.by_vni(100).unwrap().route(g6).is_none());
+}
+
+#[test]
+fn ipv6_static_sources_policy() {
+    let g6 = v6("ff3e::1");
+    let v = static_sources_view(g6, v6("2001:db8::2"));
+    let t = ForwardingTable::compute(&v, "h1", &links(), &LocalMembership::new());
+    let d = t.by_vni(7).unwrap();
+    assert_eq!(d.check_source(g6, v6("2001:db8::2")), Verdict::Forward);
+    assert_eq!(
+        d.check_source(g6, v6("2001:db8::3")),
+        Verdict::SourceNotAllowed
+    );
 }

@@ -220,7 +220,7 @@ fn the_group_table_names_only_the_elected_gateway() {
     let g = core::net::Ipv4Addr::new(233, 252, 0, 7);
     let join = LinkMembership {
         link: "tk1".into(),
-        group: g,
+        group: g.into(),
         filter: Some(crate::SourceFilter::any_source()),
         reporters: vec![],
     };

@@ -1,9 +1,10 @@
 //! The group table (`GET /v1/groups`), shaped like the reference gateway's group search:
 //! one row per member or source; an IGMP member interface is listed for 224.0.0.1 (the
-//! all-systems group every IGMP host belongs to) as well as for each group it joined, and
-//! an interface that only sends is not listed.
+//! all-systems group every IGMP host belongs to) as well as for each group it joined, an
+//! MLD member interface likewise for ff02::1 (all-nodes, RFC 4291 section 2.7.1), and an
+//! interface that only sends is not listed.
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeSet;
 
 use ipnet::Ipv4Net;
@@ -15,6 +16,18 @@ use crate::validate;
 use mcgate_wire::settings::IgmpSettings;
 
 pub use mcgate_wire::igmp::ALL_SYSTEMS;
+
+/// The all-nodes group every IPv6 host belongs to (ff02::1), the MLD counterpart of
+/// [`ALL_SYSTEMS`] in the group table.
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// The group every host of `group`'s family belongs to: 224.0.0.1 or ff02::1.
+fn all_hosts_of(group: IpAddr) -> IpAddr {
+    match group {
+        IpAddr::V4(_) => IpAddr::V4(ALL_SYSTEMS),
+        IpAddr::V6(_) => IpAddr::V6(ALL_NODES),
+    }
+}
 
 /// A gateway host (`mcgate agent --upstream`) as its traffic reports describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +69,11 @@ impl Model {
             static_rows(self, rec, &mut rows);
             let wanted: BTreeSet<Ipv4Addr> = rows[first..]
                 .iter()
-                .filter(|r| r.member && r.group != ALL_SYSTEMS)
-                .map(|r| r.group)
+                .filter(|r| r.member && r.group != all_hosts_of(r.group))
+                .filter_map(|r| match r.group {
+                    IpAddr::V4(g) => Some(g),
+                    IpAddr::V6(_) => None, // upstream gateways bring in IPv4 only
+                })
                 .collect();
             self.upstream_rows(rec, gateways, &wanted, &mut rows);
         }
@@ -88,7 +104,7 @@ impl Model {
             if agent.expired || !rec.has_host(host, Some(&agent.registration)) {
                 continue;
             }
-            let subnet_of = |addr: Option<Ipv4Addr>| {
+            let subnet_of = |addr: Option<IpAddr>| {
                 agent
                     .registration
                     .subnet
@@ -96,33 +112,37 @@ impl Model {
             };
             let settings = &rec.domain.igmp_settings;
             let links = &agent.registration.links;
-            let row =
-                |group, link: &str, address: Option<Ipv4Addr>, filter: Option<SourceFilter>| {
-                    GroupEntry {
-                        domain: rec.domain.name.clone(),
-                        group,
-                        host: host.clone(),
-                        subnet: subnet_of(address),
-                        interface: Some(link.to_string()),
-                        address,
-                        member: true,
-                        source: false,
-                        member_type: Some(MemberType::Igmp),
-                        source_type: None,
-                        source_filter: filter,
-                        leave: Some(leave_mode(settings, links, link)),
-                    }
-                };
-            // link → every reporter of any group on it, for the 224.0.0.1 rows.
-            let mut interfaces: std::collections::BTreeMap<&str, BTreeSet<Ipv4Addr>> =
+            let row = |group,
+                       link: &str,
+                       address: Option<IpAddr>,
+                       filter: Option<SourceFilter<IpAddr>>| {
+                GroupEntry {
+                    domain: rec.domain.name.clone(),
+                    group,
+                    host: host.clone(),
+                    subnet: subnet_of(address),
+                    interface: Some(link.to_string()),
+                    address,
+                    member: true,
+                    source: false,
+                    member_type: Some(MemberType::Igmp),
+                    source_type: None,
+                    source_filter: filter,
+                    leave: Some(leave_mode(settings, links, link)),
+                }
+            };
+            // (link, all-hosts group of the family) → every reporter of any group of
+            // that family on it, for the 224.0.0.1 and ff02::1 rows.
+            let mut interfaces: std::collections::BTreeMap<(&str, IpAddr), BTreeSet<IpAddr>> =
                 Default::default();
             for (g, links) in &agent.groups {
+                let all = all_hosts_of(*g);
                 for (link, e) in links {
                     interfaces
-                        .entry(link.as_str())
+                        .entry((link.as_str(), all))
                         .or_default()
                         .extend(e.reporters.iter().copied());
-                    if *g == ALL_SYSTEMS {
+                    if *g == all {
                         continue; // listed below, once per interface
                     }
                     let filter =
@@ -135,12 +155,12 @@ impl Model {
                     }
                 }
             }
-            for (link, reporters) in interfaces {
+            for ((link, all), reporters) in interfaces {
                 if reporters.is_empty() {
-                    rows.push(row(ALL_SYSTEMS, link, None, None));
+                    rows.push(row(all, link, None, None));
                 }
                 for r in reporters {
-                    rows.push(row(ALL_SYSTEMS, link, Some(r), None));
+                    rows.push(row(all, link, Some(r), None));
                 }
             }
         }
@@ -222,7 +242,7 @@ fn static_rows(model: &Model, rec: &DomainRecord, rows: &mut Vec<GroupEntry>) {
                 a.registration
                     .links
                     .iter()
-                    .any(|l| l.address == Some(s.address))
+                    .any(|l| l.address.map(IpAddr::V4) == Some(s.address))
                     .then(|| h.clone())
             })
         });
@@ -259,7 +279,9 @@ pub fn leave_mode(settings: &IgmpSettings, links: &[LinkInfo], link: &str) -> Le
     }
 }
 
-fn domain_subnet(rec: &DomainRecord, a: Ipv4Addr) -> Option<Ipv4Net> {
+/// The domain's subnet holding `a`; none for an IPv6 address (subnets are IPv4).
+fn domain_subnet(rec: &DomainRecord, a: IpAddr) -> Option<Ipv4Net> {
+    let IpAddr::V4(a) = a else { return None };
     rec.domain.subnets.iter().find(|s| s.contains(&a)).copied()
 }
 
@@ -271,7 +293,11 @@ fn matches(r: &GroupEntry, q: &GroupQuery) -> bool {
         && q.kind.is_none_or(|k| kind == Some(k))
         && q.host.as_ref().is_none_or(|h| *h == r.host)
         && q.subnet
-            .is_none_or(|s| r.subnet == Some(s) || r.address.is_some_and(|a| s.contains(&a)))
+            .is_none_or(|s| r.subnet == Some(s) || r.address.is_some_and(|a| in_net(s, a)))
+}
+
+fn in_net(net: Ipv4Net, a: IpAddr) -> bool {
+    matches!(a, IpAddr::V4(a) if net.contains(&a))
 }
 
 /// Checks a query's values (serde already checked their syntax).

@@ -1,6 +1,6 @@
 //! Unit tests of the model: verbs, validation, deltas, leases and the group table.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use crate::SourceFilter;
 use crate::api::*;
@@ -8,7 +8,8 @@ use crate::model::{Effect, Model};
 use crate::validate::ErrorKind;
 
 pub(crate) const LEASE: u64 = 3_000;
-const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+const G4: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
+const G: IpAddr = IpAddr::V4(G4);
 
 pub(crate) fn spec(name: &str) -> DomainSpec {
     DomainSpec {
@@ -46,7 +47,7 @@ pub(crate) fn reg(host: &str, ip: [u8; 4], net: &str) -> AgentRegistration {
     }
 }
 
-fn join(link: &str, group: Ipv4Addr, reporter: Ipv4Addr) -> LinkMembership {
+fn join(link: &str, group: IpAddr, reporter: IpAddr) -> LinkMembership {
     LinkMembership {
         link: link.to_string(),
         group,
@@ -199,7 +200,7 @@ fn joins_spread_as_member_deltas_and_leaves_remove_them() {
     let e = m.heartbeat("nope", &Heartbeat::new(1), 13).unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     let bad = LinkMembership {
-        group: Ipv4Addr::new(10, 0, 0, 1),
+        group: Ipv4Addr::new(10, 0, 0, 1).into(),
         ..join("eth1", G, [10, 0, 2, 4].into())
     };
     let e = m
@@ -211,8 +212,8 @@ fn joins_spread_as_member_deltas_and_leaves_remove_them() {
 #[test]
 fn per_host_merge_follows_rfc3376() {
     let (mut m, sa, _) = reference();
-    let s1 = Ipv4Addr::new(10, 0, 3, 1);
-    let s2 = Ipv4Addr::new(10, 0, 3, 2);
+    let s1: IpAddr = Ipv4Addr::new(10, 0, 3, 1).into();
+    let s2: IpAddr = Ipv4Addr::new(10, 0, 3, 2).into();
     let e1 = LinkMembership {
         filter: Some(SourceFilter::include([s1])),
         ..join("eth1", G, [10, 0, 2, 4].into())
@@ -499,12 +500,13 @@ fn group_table_of_the_reference_deployment_has_four_rows() {
     .unwrap();
     let rows = m.groups(&GroupQuery::default());
     assert_eq!(rows.len(), 4, "{rows:#?}");
-    let groups: Vec<(Ipv4Addr, &str)> = rows.iter().map(|r| (r.group, r.host.as_str())).collect();
+    let groups: Vec<(IpAddr, &str)> = rows.iter().map(|r| (r.group, r.host.as_str())).collect();
+    let all_systems = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1));
     assert_eq!(
         groups,
         vec![
-            (Ipv4Addr::new(224, 0, 0, 1), "host-a"),
-            (Ipv4Addr::new(224, 0, 0, 1), "host-b"),
+            (all_systems, "host-a"),
+            (all_systems, "host-b"),
             (G, "host-a"),
             (G, "host-b"),
         ]
@@ -692,10 +694,10 @@ fn group_table_names_the_upstream_gateway_and_the_sources_it_sees() {
     assert!(rows[0].source && !rows[0].member && rows[0].address.is_none());
     // Sources seen arriving: one row each; outside the ranges: none.
     let s1 = Ipv4Addr::new(192, 0, 2, 1);
-    gw.sources = vec![(G, s1), (other, s1)];
+    gw.sources = vec![(G4, s1), (other, s1)];
     let rows = upstream(&m, &gw);
     assert_eq!(rows.len(), 1, "{rows:#?}");
-    assert_eq!((rows[0].group, rows[0].address), (G, Some(s1)));
+    assert_eq!((rows[0].group, rows[0].address), (G, Some(s1.into())));
     // The kind filter, and a gateway the model does not know shows nothing.
     let q = GroupQuery {
         kind: Some(MemberType::Upstream),
@@ -708,4 +710,195 @@ fn group_table_names_the_upstream_gateway_and_the_sources_it_sees() {
     assert!(m.groups(&q).is_empty());
     gw.host = "host-z".into();
     assert!(upstream(&m, &gw).is_empty());
+}
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ipv6_static_members_and_sources_are_accepted_and_listed() {
+    let (mut m, _, _) = reference();
+    let g6 = v6("ff3e::8000:5");
+    let fx = m
+        .add_static_member(
+            "prod",
+            StaticMemberSpec {
+                group: g6,
+                host: "host-b".into(),
+                interface: Some("veth0".into()),
+                address: Some(v6("2001:db8::b")),
+            },
+        )
+        .unwrap();
+    assert!(deltas(&fx).contains(&&Change::Member {
+        domain: "prod".into(),
+        host: "host-b".into(),
+        group: g6,
+        filter: Some(SourceFilter::any_source()),
+    }));
+    m.add_static_source(
+        "prod",
+        StaticSourceSpec {
+            group: g6,
+            address: v6("2001:db8::a"),
+            host: Some("host-a".into()),
+            interface: None,
+        },
+    )
+    .unwrap();
+    let rows = m.groups(&GroupQuery {
+        group: Some(g6),
+        ..Default::default()
+    });
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!((rows[0].host.as_str(), rows[0].source), ("host-a", true));
+    assert_eq!(rows[0].address, Some(v6("2001:db8::a")));
+    assert_eq!((rows[1].host.as_str(), rows[1].member), ("host-b", true));
+    assert_eq!(rows[1].subnet, Some("10.0.3.0/24".parse().unwrap()));
+    let by_source = m.groups(&GroupQuery {
+        source: Some(v6("2001:db8::a")),
+        ..Default::default()
+    });
+    assert_eq!(by_source.len(), 1);
+    let st = m.domain_state("prod").unwrap();
+    assert_eq!(st.members[0].group, g6);
+    assert_eq!(st.static_sources[0].group, g6);
+}
+
+/// A 400 naming `field`.
+fn refused(e: &crate::validate::ModelError, field: &str) {
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::Invalid, Some(field)),
+        "{e}"
+    );
+}
+
+fn source(group: IpAddr, address: IpAddr) -> StaticSourceSpec {
+    StaticSourceSpec {
+        group,
+        address,
+        host: None,
+        interface: None,
+    }
+}
+
+#[test]
+fn ipv6_link_scope_groups_and_mixed_families_are_refused() {
+    let (mut m, sa, _) = reference();
+    let member = |group: IpAddr, address: Option<IpAddr>| StaticMemberSpec {
+        group,
+        host: "host-a".into(),
+        interface: None,
+        address,
+    };
+    for link in ["ff02::1", "ff02::1:ff00:1", "ff01::1", "ff32::8000:1"] {
+        let e = m
+            .add_static_member("prod", member(v6(link), None))
+            .unwrap_err();
+        refused(&e, "group");
+        let e = m
+            .add_static_source("prod", source(v6(link), v6("2001:db8::1")))
+            .unwrap_err();
+        refused(&e, "group");
+    }
+    let e = m
+        .add_static_member("prod", member(v6("2001:db8::1"), None))
+        .unwrap_err();
+    refused(&e, "group");
+    // An address of the other family than the group's.
+    let e = m
+        .add_static_member("prod", member(v6("ff3e::1"), Some([10, 0, 2, 4].into())))
+        .unwrap_err();
+    refused(&e, "address");
+    let e = m
+        .add_static_source("prod", source(G, v6("2001:db8::1")))
+        .unwrap_err();
+    refused(&e, "address");
+    assert!(
+        e.message.contains("different address families"),
+        "{}",
+        e.message
+    );
+    // A report whose filter mixes families, or whose reporter is of the other family.
+    let mixed = LinkMembership {
+        filter: Some(SourceFilter::include([v6("2001:db8::1")])),
+        ..join("eth1", G, [10, 0, 2, 4].into())
+    };
+    let e = m
+        .report("host-a", report(sa, 1, false, vec![mixed]), 1)
+        .unwrap_err();
+    refused(&e, "entries[0].filter");
+    let reporter = join("eth1", v6("ff3e::1"), [10, 0, 2, 4].into());
+    let e = m
+        .report("host-a", report(sa, 2, false, vec![reporter]), 1)
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("entries[0].reporters"));
+    assert!(m.domain_state("prod").unwrap().members.is_empty());
+}
+
+#[test]
+fn mld_memberships_spread_and_list_like_igmp_ones() {
+    let (mut m, sa, _) = reference();
+    let g6 = v6("ff3e::8000:5");
+    let src = v6("2001:db8::9");
+    let e = LinkMembership {
+        filter: Some(SourceFilter::include([src])),
+        ..join("eth1", g6, v6("fe80::4"))
+    };
+    // The solicited-node group every IPv6 host reports stays off the domain.
+    let sn = join("eth1", v6("ff02::1:ff00:4"), v6("fe80::4"));
+    let (_, fx) = m
+        .report("host-a", report(sa, 1, true, vec![e, sn]), 1)
+        .unwrap();
+    assert_eq!(
+        deltas(&fx),
+        vec![&Change::Member {
+            domain: "prod".into(),
+            host: "host-a".into(),
+            group: g6,
+            filter: Some(SourceFilter::include([src])),
+        }]
+    );
+    let rows = m.groups(&GroupQuery::default());
+    let listed: Vec<(IpAddr, Option<IpAddr>)> = rows.iter().map(|r| (r.group, r.address)).collect();
+    assert_eq!(
+        listed,
+        [
+            (v6("ff02::1"), Some(v6("fe80::4"))),
+            (v6("ff02::1:ff00:4"), Some(v6("fe80::4"))),
+            (g6, Some(v6("fe80::4"))),
+        ]
+    );
+    assert_eq!(rows[2].source_filter, Some(SourceFilter::include([src])));
+    assert_eq!(rows[2].subnet, Some("10.0.2.0/24".parse().unwrap()));
+    // The stored form keeps it.
+    let stored = crate::model::StoredAgent::from_record(m.agent("host-a").unwrap());
+    assert_eq!(stored.memberships.len(), 2);
+}
+
+/// IPv4 bodies parse and serialise byte for byte as before the model took IPv6.
+#[test]
+fn ipv4_bodies_round_trip_unchanged() {
+    let bodies = [
+        r#"{"link":"veth1","group":"232.1.1.1","filter":{"mode":"include","sources":["10.0.2.4","10.0.3.1"]},"reporters":["10.0.2.5"]}"#,
+        r#"{"group":"233.252.0.5","host":"host-a","interface":"veth0","address":"10.0.2.4"}"#,
+        r#"{"group":"233.252.0.5","address":"10.0.2.4","host":null,"interface":null}"#,
+        r#"{"kind":"members","domain":"prod","host":"host-a","groups":["233.252.0.5","239.1.1.1"],"filter":{"mode":"exclude","sources":[]}}"#,
+        r#"{"host":"host-a","group":"233.252.0.5","filter":{"mode":"exclude","sources":["10.0.2.9"]}}"#,
+        r#"{"domain":"prod","group":"233.252.0.5","host":"host-a","subnet":"10.0.2.0/24","interface":"veth0","address":"10.0.2.4","member":true,"source":false,"member_type":"igmp","source_type":null,"source_filter":null,"leave":"fast"}"#,
+    ];
+    fn round<T: serde::Serialize + serde::de::DeserializeOwned>(s: &str) -> String {
+        serde_json::to_string(&serde_json::from_str::<T>(s).unwrap()).unwrap()
+    }
+    assert_eq!(round::<LinkMembership>(bodies[0]), bodies[0]);
+    assert_eq!(round::<StaticMemberSpec>(bodies[1]), bodies[1]);
+    assert_eq!(round::<StaticSourceSpec>(bodies[2]), bodies[2]);
+    assert_eq!(round::<Change>(bodies[3]), bodies[3]);
+    assert_eq!(round::<HostMember>(bodies[4]), bodies[4]);
+    assert_eq!(round::<GroupEntry>(bodies[5]), bodies[5]);
+    // IPv6 ones in the same shapes.
+    let v6_body = r#"{"link":"veth1","group":"ff3e::8000:1","filter":{"mode":"include","sources":["2001:db8::4"]},"reporters":["fe80::5"]}"#;
+    assert_eq!(round::<LinkMembership>(v6_body), v6_body);
 }

@@ -1,11 +1,16 @@
 //! JSON Schema pieces for the API types of [`crate::api`], used by their `utoipa::ToSchema`
 //! derives, so the OpenAPI document states exactly what the checks of [`crate::validate`]
-//! accept: addresses as canonical dotted quads (no leading zeros, as Rust parses them),
-//! groups in 224.0.0.0/4 (RFC 5771), routable groups outside 224.0.0.0/24, unicast
-//! addresses, names with their character sets and lengths.
+//! accept: IPv4 addresses as canonical dotted quads (no leading zeros, as Rust parses
+//! them), IPv6 addresses in hexadecimal groups with at most one `::` (RFC 4291 section
+//! 2.2, without the embedded dotted form), groups in 224.0.0.0/4 (RFC 5771) or ff00::/8,
+//! routable groups outside 224.0.0.0/24 and outside IPv6 scopes 0 to 2, unicast
+//! addresses, names with their character sets and lengths. Fields that take either
+//! family have the format `ip` and a pattern with one alternative per family.
 //!
 //! Each pattern is an ECMA-262 regular expression anchored at both ends. The tests at the
-//! bottom check each one against the validator it mirrors.
+//! bottom check each one against the validator it mirrors; the one exception is the
+//! IPv6 unicast pattern, which does not single out `::` and `::1` written with zeros
+//! (the server refuses them).
 
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
@@ -37,21 +42,65 @@ fn quad(first: &str) -> String {
     format!("{first}\\.{OCTET}\\.{OCTET}\\.{OCTET}")
 }
 
+/// One group of an IPv6 address: 1 to 4 hexadecimal digits.
+const HEXTET: &str = "[0-9a-fA-F]{1,4}";
+/// The first group of an IPv6 multicast address: ffXY.
+const V6_GROUP_FIRST: &str = "[fF]{2}[0-9a-fA-F]{2}";
+/// The first group of an IPv6 multicast address of scope 3 to 15 (the low nibble of
+/// the second byte, RFC 4291 section 2.7).
+const V6_ROUTABLE_FIRST: &str = "[fF]{2}[0-9a-fA-F][3-9a-fA-F]";
+/// A first group that is not ffXY (every IPv6 address outside ff00::/8).
+const V6_UNICAST_FIRST: &str =
+    "(?:[0-9a-fA-F]{1,3}|[0-9a-eA-E][0-9a-fA-F]{3}|[fF][0-9a-eA-E][0-9a-fA-F]{2})";
+
+/// An IPv6 address in hexadecimal groups (no embedded dotted quad), unanchored: eight
+/// groups, or fewer with one `::`. With `first`, the first group is written out and
+/// matches `first`; without, it may also be elided (`::` at the start).
+fn ipv6_body(first: Option<&str>) -> String {
+    let f = first.unwrap_or(HEXTET);
+    let mut alternatives = vec![format!("{f}(?::{HEXTET}){{7}}")];
+    for left in 1..=7 {
+        let right = match 7 - left {
+            0 => String::new(),
+            n => format!("(?:{HEXTET}(?::{HEXTET}){{0,{}}})?", n - 1),
+        };
+        alternatives.push(format!("{f}(?::{HEXTET}){{{}}}::{right}", left - 1));
+    }
+    if first.is_none() {
+        alternatives.push(format!("::(?:{HEXTET}(?::{HEXTET}){{0,6}})?"));
+    }
+    format!("(?:{})", alternatives.join("|"))
+}
+
+/// One alternative per family, anchored.
+fn either(v4: &str, v6: &str) -> String {
+    format!("^(?:{v4}|{v6})$")
+}
+
 /// Any IPv4 address.
 pub fn ipv4_pattern() -> String {
     format!("^{}$", quad(OCTET))
 }
 
-/// A group in 224.0.0.0/4.
-pub fn group_pattern() -> String {
-    format!("^{}$", quad("(?:22[4-9]|23[0-9])"))
+/// Any IPv4 or IPv6 address.
+pub fn ip_pattern() -> String {
+    either(&quad(OCTET), &ipv6_body(None))
 }
 
-/// A group in 224.0.0.0/4 outside 224.0.0.0/24.
-pub fn routable_group_pattern() -> String {
-    format!(
-        "^(?:(?:22[5-9]|23[0-9])\\.{OCTET}\\.{OCTET}|224\\.{NONZERO_OCTET}\\.{OCTET}|224\\.0\\.{NONZERO_OCTET})\\.{OCTET}$"
+/// A group in 224.0.0.0/4 or ff00::/8.
+pub fn group_pattern() -> String {
+    either(
+        &quad("(?:22[4-9]|23[0-9])"),
+        &ipv6_body(Some(V6_GROUP_FIRST)),
     )
+}
+
+/// A group in 224.0.0.0/4 outside 224.0.0.0/24, or in ff00::/8 with a scope of 3 to 15.
+pub fn routable_group_pattern() -> String {
+    let v4 = format!(
+        "(?:(?:22[5-9]|23[0-9])\\.{OCTET}\\.{OCTET}|224\\.{NONZERO_OCTET}\\.{OCTET}|224\\.0\\.{NONZERO_OCTET})\\.{OCTET}"
+    );
+    either(&v4, &ipv6_body(Some(V6_ROUTABLE_FIRST)))
 }
 
 /// A unicast address (see [`crate::validate::unicast`]).
@@ -63,9 +112,13 @@ fn unicast_body() -> String {
     )
 }
 
-/// A unicast address.
+/// A unicast address of either family.
 pub fn unicast_pattern() -> String {
-    format!("^{}$", unicast_body())
+    let v6 = format!(
+        "(?:{}|::(?:{HEXTET}(?::{HEXTET}){{0,6}})?)",
+        ipv6_body(Some(V6_UNICAST_FIRST))
+    );
+    either(&unicast_body(), &v6)
 }
 
 /// A unicast address and a port, `A.B.C.D:PORT`.
@@ -119,6 +172,15 @@ fn string(pattern: String, format: Option<KnownFormat>, example: &str) -> Object
         .examples([example])
 }
 
+/// A string of either address family: format `ip`, and an example of each.
+fn ip_string(pattern: String, v4: &str, v6: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("ip".to_string())))
+        .pattern(Some(pattern))
+        .examples([v4, v6])
+}
+
 fn or_null(b: ObjectBuilder, t: Type) -> Schema {
     b.schema_type(SchemaType::from_iter([t, Type::Null])).into()
 }
@@ -149,46 +211,77 @@ pub fn ipv4_or_null() -> Schema {
     )
 }
 
-/// A list of IPv4 addresses.
-pub fn ipv4_list() -> Schema {
-    array(string(ipv4_pattern(), Some(KnownFormat::Ipv4), "10.0.2.4"))
+/// An address schema of either family: its pattern and an example of each family.
+struct IpSchema {
+    pattern: fn() -> String,
+    v4: &'static str,
+    v6: &'static str,
 }
 
-/// A group in 224.0.0.0/4.
+impl IpSchema {
+    fn string(&self) -> ObjectBuilder {
+        ip_string((self.pattern)(), self.v4, self.v6)
+    }
+}
+
+const ANY_IP: IpSchema = IpSchema {
+    pattern: ip_pattern,
+    v4: "10.0.2.4",
+    v6: "fe80::1",
+};
+const GROUP: IpSchema = IpSchema {
+    pattern: group_pattern,
+    v4: "233.252.0.5",
+    v6: "ff3e::8000:5",
+};
+const ROUTABLE_GROUP: IpSchema = IpSchema {
+    pattern: routable_group_pattern,
+    ..GROUP
+};
+const UNICAST: IpSchema = IpSchema {
+    pattern: unicast_pattern,
+    v4: "10.0.2.4",
+    v6: "2001:db8::4",
+};
+
+/// Any IPv4 or IPv6 address.
+pub fn ip() -> Schema {
+    ANY_IP.string().into()
+}
+
+/// Any IPv4 or IPv6 address, or null.
+pub fn ip_or_null() -> Schema {
+    or_null(ANY_IP.string(), Type::String)
+}
+
+/// A list of IPv4 or IPv6 addresses.
+pub fn ip_list() -> Schema {
+    array(ANY_IP.string())
+}
+
+/// A group in 224.0.0.0/4 or ff00::/8.
 pub fn group() -> Schema {
-    string(group_pattern(), Some(KnownFormat::Ipv4), "233.252.0.5").into()
+    GROUP.string().into()
 }
 
-/// A list of groups in 224.0.0.0/4.
+/// A list of groups in 224.0.0.0/4 or ff00::/8.
 pub fn groups() -> Schema {
-    array(string(
-        group_pattern(),
-        Some(KnownFormat::Ipv4),
-        "233.252.0.5",
-    ))
+    array(GROUP.string())
 }
 
-/// A group in 224.0.0.0/4 but not in 224.0.0.0/24.
+/// A group in 224.0.0.0/4 but not in 224.0.0.0/24, or in ff00::/8 of scope 3 to 15.
 pub fn routable_group() -> Schema {
-    string(
-        routable_group_pattern(),
-        Some(KnownFormat::Ipv4),
-        "233.252.0.5",
-    )
-    .into()
+    ROUTABLE_GROUP.string().into()
 }
 
-/// A unicast address.
+/// A unicast address of either family.
 pub fn unicast() -> Schema {
-    string(unicast_pattern(), Some(KnownFormat::Ipv4), "10.0.2.4").into()
+    UNICAST.string().into()
 }
 
-/// A unicast address, or null.
+/// A unicast address of either family, or null.
 pub fn unicast_or_null() -> Schema {
-    or_null(
-        string(unicast_pattern(), Some(KnownFormat::Ipv4), "10.0.2.4"),
-        Type::String,
-    )
+    or_null(UNICAST.string(), Type::String)
 }
 
 /// A unicast address and a UDP port.
@@ -289,7 +382,8 @@ pub fn link_name_or_null() -> Schema {
     or_null(named(LINK_NAME_PATTERN, 1, 64, "eth0"), Type::String)
 }
 
-/// An IGMPv3 source filter (RFC 3376 section 3.2): a mode and a list of sources.
+/// An IGMPv3 or MLDv2 source filter (RFC 3376 section 3.2, RFC 3810 section 2): a mode
+/// and a list of sources, of the group's family.
 pub fn source_filter() -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::Object)
@@ -303,7 +397,7 @@ pub fn source_filter() -> Schema {
                 .enum_values(Some(["include", "exclude"])),
         )
         .required("mode")
-        .property("sources", ipv4_list())
+        .property("sources", ip_list())
         .required("sources")
         .into()
 }
@@ -457,7 +551,7 @@ pub fn count() -> Schema {
 mod tests {
     use super::*;
     use crate::validate;
-    use core::net::Ipv4Addr;
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn re(p: &str) -> regex_lite::Regex {
         regex_lite::Regex::new(p).unwrap()
@@ -474,24 +568,50 @@ mod tests {
         v
     }
 
-    #[test]
-    fn address_patterns_match_the_validators() {
-        let (any, grp, routable, uni) = (
-            re(&ipv4_pattern()),
-            re(&group_pattern()),
-            re(&routable_group_pattern()),
-            re(&unicast_pattern()),
-        );
-        for a in sample() {
-            let s = a.to_string();
-            assert!(any.is_match(&s), "{s}");
-            assert_eq!(grp.is_match(&s), validate::group("g", a).is_ok(), "{s}");
+    /// The address patterns, compiled once, checked against the validators.
+    struct Patterns {
+        any: regex_lite::Regex,
+        grp: regex_lite::Regex,
+        routable: regex_lite::Regex,
+        uni: regex_lite::Regex,
+    }
+
+    impl Patterns {
+        fn new(any: &str) -> Self {
+            Self {
+                any: re(any),
+                grp: re(&group_pattern()),
+                routable: re(&routable_group_pattern()),
+                uni: re(&unicast_pattern()),
+            }
+        }
+
+        /// `s`, the text of `a`, matches each pattern exactly when its validator
+        /// accepts `a` (the unicast one only when `unicast_exact`).
+        fn agree(&self, s: &str, a: IpAddr, unicast_exact: bool) {
+            assert!(self.any.is_match(s), "{s}");
+            assert_eq!(self.grp.is_match(s), validate::group("g", a).is_ok(), "{s}");
             assert_eq!(
-                routable.is_match(&s),
+                self.routable.is_match(s),
                 validate::routable_group("g", a).is_ok(),
                 "{s}"
             );
-            assert_eq!(uni.is_match(&s), validate::unicast("a", a).is_ok(), "{s}");
+            if unicast_exact {
+                assert_eq!(
+                    self.uni.is_match(s),
+                    validate::unicast("a", a).is_ok(),
+                    "{s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn address_patterns_match_the_validators() {
+        let p = Patterns::new(&ipv4_pattern());
+        let any = &p.any;
+        for a in sample() {
+            p.agree(&a.to_string(), a.into(), true);
         }
         for bad in ["01.2.3.4", "1.2.3", "256.1.1.1", "1.2.3.4 ", ""] {
             assert!(!any.is_match(bad), "{bad}");
@@ -543,6 +663,78 @@ mod tests {
         let net = re(&ipv4_net_pattern());
         assert!(net.is_match("10.0.2.0/24") && net.is_match("0.0.0.0/0"));
         assert!(!net.is_match("10.0.2.0/33") && !net.is_match("10.0.2.0"));
+    }
+
+    /// IPv6 addresses of every scope and flag, and each count of zero groups.
+    fn sample_v6() -> Vec<Ipv6Addr> {
+        let mut v = vec![Ipv6Addr::UNSPECIFIED, Ipv6Addr::LOCALHOST];
+        for first in [
+            0u16, 1, 0x20, 0x2001, 0xfe80, 0xfc00, 0xfeff, 0xf0ff, 0xfff, 0xff00, 0xff01, 0xff02,
+            0xff03, 0xff05, 0xff0e, 0xff0f, 0xff12, 0xff15, 0xff32, 0xff3e, 0xffff,
+        ] {
+            for rest in [
+                [0u16; 7],
+                [0, 0, 0, 0, 0, 0, 1],
+                [0xdb8, 0, 0, 0, 0, 0, 5],
+                [0, 0, 0, 0, 1, 0xff00, 1],
+                [1, 2, 3, 4, 5, 6, 7],
+                [0xabcd, 0, 0xffff, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0xffff, 0x0a00],
+            ] {
+                let mut s = [0u16; 8];
+                s[0] = first;
+                s[1..].copy_from_slice(&rest);
+                v.push(Ipv6Addr::from(s));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn ipv6_patterns_match_the_validators() {
+        let p = Patterns::new(&ip_pattern());
+        let any = &p.any;
+        for a in sample_v6() {
+            let long = a
+                .segments()
+                .iter()
+                .map(|g| format!("{g:X}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            for s in [a.to_string(), long] {
+                if s.contains('.') {
+                    // Rust writes IPv4-mapped addresses dotted; the patterns do not
+                    // take that form, and the server refuses such addresses.
+                    assert!(validate::unicast("a", a).is_err(), "{s}");
+                    continue;
+                }
+                // The unicast pattern does not single out `::` and `::1`.
+                let zero_form = a.is_unspecified() || a.is_loopback();
+                p.agree(&s, a.into(), !zero_form);
+            }
+        }
+        for bad in [
+            "ff3e:::1",
+            "ff3e::1::2",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "ff3e:00001::1",
+            ":1",
+            "g::1",
+            "ff3e::1 ",
+            "",
+        ] {
+            assert!(!any.is_match(bad), "{bad}");
+            assert!(bad.parse::<Ipv6Addr>().is_err(), "{bad}");
+        }
+        for ok in [
+            "1:2:3:4:5:6:7::",
+            "::1:2:3:4:5:6:7",
+            "1::2:3:4:5:6:7",
+            "FF3E::1",
+        ] {
+            assert!(any.is_match(ok) && ok.parse::<Ipv6Addr>().is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -291,7 +291,14 @@ impl TrafficBook {
             });
         }
         let in_domain: BTreeSet<&str> = hosts.iter().map(|a| a.host.as_str()).collect();
-        let mut groups: BTreeSet<Ipv4Addr> = members.iter().map(|m| m.group).collect();
+        // Traffic is counted for IPv4 groups only: the data planes forward no IPv6 yet.
+        let mut groups: BTreeSet<Ipv4Addr> = members
+            .iter()
+            .filter_map(|m| match m.group {
+                core::net::IpAddr::V4(g) => Some(g),
+                core::net::IpAddr::V6(_) => None,
+            })
+            .collect();
         for h in &in_domain {
             if let Some(r) = self.fresh_rates(h, now_ms) {
                 for ((d, g), gr) in &r.groups {
@@ -343,7 +350,7 @@ impl TrafficBook {
             .collect();
         let receiver_hosts: BTreeSet<&str> = members
             .iter()
-            .filter(|m| m.group == group)
+            .filter(|m| m.group == core::net::IpAddr::V4(group))
             .map(|m| m.host.as_str())
             .collect();
         let receivers = receiver_hosts

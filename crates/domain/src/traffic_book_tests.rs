@@ -33,7 +33,7 @@ fn agent(host: &str, state: &str, dataplane: &str) -> AgentInfo {
 fn member(host: &str) -> HostMember {
     HostMember {
         host: host.into(),
-        group: G,
+        group: G.into(),
         filter: SourceFilter::any_source(),
     }
 }

@@ -1,9 +1,9 @@
 //! The membership a gateway host reports to an upstream multicast network (RFC 4605
 //! section 4.1: the merged membership of every downstream interface), computed from the
 //! controller's view: every host of every domain the gateway belongs to, not just its
-//! own.
+//! own. The upstream network speaks IGMP: IPv6 groups are not reported there.
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::BTreeMap;
 
 use crate::SourceFilter;
@@ -28,12 +28,14 @@ pub fn upstream_membership(
     let own = local.iter().map(|((_, group), filter)| (*group, filter));
     let mut out: BTreeMap<Ipv4Addr, SourceFilter> = BTreeMap::new();
     for (group, filter) in remote.chain(own) {
+        let IpAddr::V4(group) = group else { continue };
         if is_link_local_group(group) || filter.is_empty() || !wanted(group) {
             continue;
         }
+        let filter = filter.to_v4();
         let merged = match out.get(&group) {
-            Some(f) => f.merge(filter),
-            None => filter.clone(),
+            Some(f) => f.merge(&filter),
+            None => filter,
         };
         out.insert(group, merged);
     }
@@ -72,8 +74,8 @@ mod tests {
                 .into_iter()
                 .map(|(host, group, filter)| HostMember {
                     host: host.into(),
-                    group,
-                    filter,
+                    group: group.into(),
+                    filter: filter.into(),
                 })
                 .collect(),
             static_members: vec![],
@@ -116,7 +118,15 @@ mod tests {
             ],
         });
         let mut local = LocalMembership::new();
-        local.insert(("tk1".into(), g(3)), SourceFilter::exclude([ip(9)]));
+        local.insert(
+            ("tk1".into(), g(3).into()),
+            SourceFilter::exclude([ip(9)]).into(),
+        );
+        // IPv6 groups are not reported upstream (IGMP).
+        local.insert(
+            ("tk1".into(), "ff3e::1".parse().unwrap()),
+            SourceFilter::any_source(),
+        );
         let wanted = |grp: Ipv4Addr| grp.octets()[..3] == [233, 252, 0] || grp.octets()[0] == 224;
         let m = upstream_membership(&view, "gw", &local, &wanted);
         assert_eq!(

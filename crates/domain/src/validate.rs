@@ -1,6 +1,6 @@
 //! Checks on everything the API accepts, with an error that names the field at fault.
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv6Addr};
 
 use crate::api::{IgmpMode, IgmpSettings};
 
@@ -136,23 +136,85 @@ pub fn link_name(field: &str, name: &str) -> Result<(), ModelError> {
     )
 }
 
-/// A multicast group: in 224.0.0.0/4 (RFC 5771).
-pub fn group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
-    require(g.is_multicast(), field, || {
-        format!("{g} is not a multicast group: a group must be in 224.0.0.0/4")
+/// A multicast group: in 224.0.0.0/4 (RFC 5771) or ff00::/8 (RFC 4291 section 2.7).
+pub fn group(field: &str, g: impl Into<IpAddr>) -> Result<(), ModelError> {
+    let g = g.into();
+    require(g.is_multicast(), field, || match g {
+        IpAddr::V4(_) => format!("{g} is not a multicast group: a group must be in 224.0.0.0/4"),
+        IpAddr::V6(_) => format!("{g} is not a multicast group: an IPv6 group must be in ff00::/8"),
     })
 }
 
 /// A group that may be forwarded between hosts: multicast and outside the link-local
-/// block 224.0.0.0/24, which routers never forward (RFC 5771 section 4).
-pub fn routable_group(field: &str, g: Ipv4Addr) -> Result<(), ModelError> {
+/// block 224.0.0.0/24, which routers never forward (RFC 5771 section 4); for IPv6,
+/// outside the scopes 0 to 2 (interface-local, link-local: ff02::/16 and the like,
+/// RFC 4291 section 2.7), which never leave their link.
+pub fn routable_group(field: &str, g: impl Into<IpAddr>) -> Result<(), ModelError> {
+    let g = g.into();
     group(field, g)?;
-    require(!is_link_local_group(g), field, || {
-        format!("{g} is a link-local group (224.0.0.0/24), which is never forwarded between hosts")
+    require(!is_link_scope(g), field, || match g {
+        IpAddr::V4(_) => format!(
+            "{g} is a link-local group (224.0.0.0/24), which is never forwarded between hosts"
+        ),
+        IpAddr::V6(_) => format!(
+            "{g} is a link-scope group (scope 0 to 2, as ff02::/16), which is never forwarded between hosts: use scope 3 or above (ff05::/16, ff0e::/16, ff3e::/16)"
+        ),
     })
 }
 
-pub use mcgate_wire::is_link_local_group;
+pub use mcgate_wire::{is_link_local_group, is_link_scope_group};
+
+/// Whether `g` must stay on its link: 224.0.0.0/24, or IPv6 multicast of scope 0 to 2.
+pub fn is_link_scope(g: IpAddr) -> bool {
+    match g {
+        IpAddr::V4(g) => is_link_local_group(g),
+        IpAddr::V6(g) => is_link_scope_group(g),
+    }
+}
+
+/// Whether `g` is in a source-specific multicast range (RFC 4607 section 1):
+/// 232.0.0.0/8, or ff3x::/32 (RFC 4607 section 1, RFC 3306 section 6) for any scope x.
+pub fn is_ssm_group(g: IpAddr) -> bool {
+    match g {
+        IpAddr::V4(g) => g.octets()[0] == 232,
+        IpAddr::V6(g) => {
+            let s = g.segments();
+            s[0] & 0xfff0 == 0xff30 && s[1] == 0
+        }
+    }
+}
+
+/// An address of the family of `group` (a member's or a source's address); the error
+/// names both.
+pub fn same_family(field: &str, group: IpAddr, a: IpAddr) -> Result<(), ModelError> {
+    require(a.is_ipv4() == group.is_ipv4(), field, || {
+        format!(
+            "{a} and the group {group} are of different address families: give an {} address for an {} group",
+            family(group),
+            family(group)
+        )
+    })
+}
+
+/// A filter whose sources are all of the family of `group`.
+pub fn filter_family(
+    field: &str,
+    group: IpAddr,
+    filter: &crate::SourceFilter<IpAddr>,
+) -> Result<(), ModelError> {
+    match filter
+        .sources
+        .iter()
+        .find(|s| s.is_ipv4() != group.is_ipv4())
+    {
+        None => Ok(()),
+        Some(s) => same_family(field, group, *s),
+    }
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
 
 /// A gateway's upstream range: a prefix inside 224.0.0.0/4.
 pub fn upstream_range(field: &str, r: ipnet::Ipv4Net) -> Result<(), ModelError> {
@@ -163,14 +225,26 @@ pub fn upstream_range(field: &str, r: ipnet::Ipv4Net) -> Result<(), ModelError> 
     )
 }
 
-/// A unicast address: not unspecified, loopback, multicast, broadcast or 240.0.0.0/4.
-pub fn unicast(field: &str, a: Ipv4Addr) -> Result<(), ModelError> {
-    let bad = a.is_unspecified()
-        || a.is_loopback()
-        || a.is_multicast()
-        || a.is_broadcast()
-        || a.octets()[0] >= 240;
+/// A unicast address: not unspecified, loopback, multicast, broadcast or 240.0.0.0/4;
+/// for IPv6 not `::`, `::1`, multicast (ff00::/8) or IPv4-mapped (::ffff:0:0/96, give
+/// the IPv4 address itself).
+pub fn unicast(field: &str, a: impl Into<IpAddr>) -> Result<(), ModelError> {
+    let a = a.into();
+    let bad = match a {
+        IpAddr::V4(a) => {
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.octets()[0] >= 240
+        }
+        IpAddr::V6(a) => bad_v6_unicast(a),
+    };
     require(!bad, field, || format!("{a} is not a unicast host address"))
+}
+
+fn bad_v6_unicast(a: Ipv6Addr) -> bool {
+    a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some()
 }
 
 /// A WireGuard public key: empty (none) or 32 bytes in standard base64.
@@ -203,6 +277,7 @@ pub fn igmp_settings(mode: IgmpMode, s: &IgmpSettings) -> Result<(), ModelError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
 
     #[test]
     fn names_and_addresses() {
@@ -230,6 +305,59 @@ mod tests {
         }
         assert!(vni("vni", 1).is_ok() && vni("vni", MAX_VNI).is_ok());
         assert!(vni("vni", 0).is_err() && vni("vni", MAX_VNI + 1).is_err());
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_groups_and_addresses() {
+        for ok in ["ff3e::8000:1", "ff05::1", "ff0e::db8:1", "ff18::1"] {
+            assert!(routable_group("group", v6(ok)).is_ok(), "{ok}");
+        }
+        for link in [
+            "ff02::1",
+            "ff02::1:ff00:1",
+            "ff01::2",
+            "ff12::5",
+            "ff32::1",
+            "ff00::1",
+        ] {
+            let e = routable_group("group", v6(link)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("group"));
+            assert!(e.message.contains("link-scope"), "{}", e.message);
+            assert!(group("group", v6(link)).is_ok());
+        }
+        let e = group("group", v6("2001:db8::1")).unwrap_err();
+        assert!(e.message.contains("ff00::/8"), "{}", e.message);
+        assert!(unicast("address", v6("2001:db8::5")).is_ok());
+        assert!(unicast("address", v6("fe80::1")).is_ok());
+        for bad in ["::", "::1", "ff3e::1", "::ffff:10.0.0.1"] {
+            assert!(unicast("address", v6(bad)).is_err(), "{bad}");
+        }
+        assert!(is_ssm_group(v6("ff3e::1")) && is_ssm_group(v6("ff35::8000:1")));
+        assert!(!is_ssm_group(v6("ff3e:1::1")) && !is_ssm_group(v6("ff0e::1")));
+        assert!(is_ssm_group(IpAddr::V4(Ipv4Addr::new(232, 1, 1, 1))));
+        assert!(!is_ssm_group(IpAddr::V4(Ipv4Addr::new(233, 1, 1, 1))));
+    }
+
+    #[test]
+    fn a_filter_takes_sources_of_its_groups_family() {
+        let g4 = IpAddr::V4(Ipv4Addr::new(232, 1, 1, 1));
+        let g6 = v6("ff3e::1");
+        let f6 = crate::SourceFilter::include([v6("2001:db8::1")]);
+        assert!(filter_family("filter", g6, &f6).is_ok());
+        let e = filter_family("entries[0].filter", g4, &f6).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert_eq!(e.field.as_deref(), Some("entries[0].filter"));
+        assert!(
+            e.message.contains("different address families"),
+            "{}",
+            e.message
+        );
+        assert!(same_family("address", g4, v6("2001:db8::1")).is_err());
+        assert!(same_family("address", g6, v6("2001:db8::1")).is_ok());
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         let rows = fetch_groups().unwrap_or_default();
         let all = recv_tasks.iter().all(|t| {
             rows.iter()
-                .any(|r| r.group == group && r.address == Some(t.ip) && r.member)
+                .any(|r| r.group == group && r.address == Some(t.ip.into()) && r.member)
         });
         if all {
             break true;
@@ -190,14 +190,17 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
                 for g in [Ipv4Addr::new(224, 0, 0, 1), group] {
                     if !rows
                         .iter()
-                        .any(|r| r.group == g && r.address == Some(t.ip) && r.member)
+                        .any(|r| r.group == g && r.address == Some(t.ip.into()) && r.member)
                     {
                         warnings.push(format!("{} ({}) is not listed for {g}", t.name, t.ip));
                     }
                 }
             }
             for t in &send_tasks {
-                if rows.iter().any(|r| r.address == Some(t.ip) && r.member) {
+                if rows
+                    .iter()
+                    .any(|r| r.address == Some(t.ip.into()) && r.member)
+                {
                     warnings.push(format!(
                         "the sender {} ({}) is listed as a member",
                         t.name, t.ip

@@ -7,7 +7,7 @@
 //! compiling the IGMP router.
 
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeSet;
 
 /// An IGMP version: of a message, of a querier, or of a group's compatibility mode
@@ -163,6 +163,45 @@ impl<A: Ord + Copy> SourceFilter<A> {
             (Include, Exclude) => Self::exclude(other.sources.difference(&self.sources).copied()),
         }
     }
+
+    /// The same filter over other addresses: the mode kept, each source mapped by `f`
+    /// (`None` leaves it out).
+    pub fn filter_map<B: Ord + Copy>(&self, f: impl FnMut(A) -> Option<B>) -> SourceFilter<B> {
+        SourceFilter {
+            mode: self.mode,
+            sources: self.sources.iter().copied().filter_map(f).collect(),
+        }
+    }
+}
+
+impl From<SourceFilter<Ipv4Addr>> for SourceFilter<IpAddr> {
+    /// An IGMP filter as a family-neutral one (the domain model's).
+    fn from(f: SourceFilter<Ipv4Addr>) -> Self {
+        f.filter_map(|a| Some(IpAddr::V4(a)))
+    }
+}
+
+impl From<SourceFilter<Ipv6Addr>> for SourceFilter<IpAddr> {
+    /// An MLD filter as a family-neutral one (the domain model's).
+    fn from(f: SourceFilter<Ipv6Addr>) -> Self {
+        f.filter_map(|a| Some(IpAddr::V6(a)))
+    }
+}
+
+impl SourceFilter<IpAddr> {
+    /// The filter's IPv4 sources only, for an IPv4 group (a validated filter has no
+    /// other).
+    pub fn to_v4(&self) -> SourceFilter<Ipv4Addr> {
+        self.filter_map(|a| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// Whether every source is of the family of `group`.
+    pub fn is_of_family(&self, group: IpAddr) -> bool {
+        self.sources.iter().all(|s| s.is_ipv4() == group.is_ipv4())
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +222,25 @@ mod tests {
         assert_eq!(Version::from_number(0), None);
         assert_eq!(Version::from_number(4), None);
         assert_eq!(Version::V2.to_string(), "v2");
+    }
+
+    #[test]
+    fn filters_convert_between_families() {
+        let v4 = SourceFilter::include([a(1), a(2)]);
+        let ip: SourceFilter<IpAddr> = v4.clone().into();
+        assert_eq!(ip.mode, FilterMode::Include);
+        assert_eq!(ip.to_v4(), v4);
+        assert!(ip.is_of_family(IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1))));
+        assert!(!ip.is_of_family("ff3e::1".parse().unwrap()));
+        let v6: SourceFilter<IpAddr> =
+            SourceFilter::exclude(["2001:db8::1".parse::<Ipv6Addr>().unwrap()]).into();
+        assert!(v6.is_of_family("ff3e::1".parse().unwrap()));
+        assert_eq!(v6.to_v4(), SourceFilter::any_source());
+        // The same JSON as the IPv4 filter it came from.
+        assert_eq!(
+            serde_json::to_string(&ip).unwrap(),
+            serde_json::to_string(&v4).unwrap()
+        );
     }
 
     #[test]

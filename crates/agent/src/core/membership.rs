@@ -299,9 +299,9 @@ impl AgentCore {
         self.actions
             .push_back(Action::Session(SessionInput::Membership(LinkMembership {
                 link: link.to_string(),
-                group,
-                filter,
-                reporters,
+                group: group.into(),
+                filter: filter.map(Into::into),
+                reporters: reporters.into_iter().map(Into::into).collect(),
             })));
     }
 }

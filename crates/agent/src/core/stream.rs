@@ -76,14 +76,15 @@ impl AgentCore {
     pub(super) fn compute_table(&mut self) {
         self.table_dirty = false;
         let names: Vec<String> = self.links.keys().cloned().collect();
+        let local = self.local_membership();
         let table = match &self.stale {
             Some((old, _)) => ForwardingTable::compute(
                 &self.view.merged_with_stale(old),
                 &self.host.name,
                 &names,
-                &self.membership,
+                &local,
             ),
-            None => ForwardingTable::compute(&self.view, &self.host.name, &names, &self.membership),
+            None => ForwardingTable::compute(&self.view, &self.host.name, &names, &local),
         }
         .without_remotes(&self.peers_down);
         self.actions.push_back(Action::SetTable(Arc::new(table)));
@@ -96,19 +97,23 @@ impl AgentCore {
         }
     }
 
-    /// This host's static members as (link, group), on attached links only.
+    /// This host's static members of IPv4 groups as (link, group), on attached links
+    /// only (the links' IGMP side joins them; IPv6 ones wait for MLD on links).
     pub(super) fn static_members(&self, links: &[String]) -> BTreeSet<(String, Ipv4Addr)> {
         let mut out = BTreeSet::new();
         for d in self.view.domains() {
             for m in d.static_members.iter().filter(|m| m.host == self.host.name) {
+                let std::net::IpAddr::V4(group) = m.group else {
+                    continue;
+                };
                 match &m.interface {
                     Some(l) if links.contains(l) => {
-                        out.insert((l.clone(), m.group));
+                        out.insert((l.clone(), group));
                     }
                     Some(_) => {}
                     None => {
                         for l in links {
-                            out.insert((l.clone(), m.group));
+                            out.insert((l.clone(), group));
                         }
                     }
                 }

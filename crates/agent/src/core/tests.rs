@@ -97,7 +97,7 @@ fn last_table(actions: &[Action]) -> Option<Arc<ForwardingTable>> {
 fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
     t.domains()
         .iter()
-        .filter_map(|d| d.route(g))
+        .filter_map(|d| d.route(g.into()))
         .flat_map(|r| r.remotes.iter().map(|r| r.host.clone()))
         .collect()
 }
@@ -105,7 +105,7 @@ fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
 fn locals(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
     t.domains()
         .iter()
-        .filter_map(|d| d.route(g))
+        .filter_map(|d| d.route(g.into()))
         .flat_map(|r| r.locals.iter().map(|l| l.link.clone()))
         .collect()
 }
@@ -114,9 +114,10 @@ fn memberships(actions: &[Action]) -> Vec<(String, Ipv4Addr, bool)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Session(SessionInput::Membership(m)) => {
-                Some((m.link.clone(), m.group, m.filter.is_some()))
-            }
+            Action::Session(SessionInput::Membership(m)) => match m.group {
+                std::net::IpAddr::V4(g) => Some((m.link.clone(), g, m.filter.is_some())),
+                std::net::IpAddr::V6(g) => panic!("an IGMP agent reported IPv6 group {g}"),
+            },
             _ => None,
         })
         .collect()
@@ -158,7 +159,7 @@ fn snapshot_with(revision: u64, others: &[&str], gateway: Option<&str>) -> Strea
                 .iter()
                 .map(|h| HostMember {
                     host: h.to_string(),
-                    group: G1,
+                    group: G1.into(),
                     filter: SourceFilter::any_source(),
                 })
                 .collect(),
@@ -570,7 +571,7 @@ fn joined(revision: u64, host: &str, group: Ipv4Addr) -> StreamEvent {
         changes: vec![mcgate_domain::api::Change::Member {
             domain: "d1".into(),
             host: host.into(),
-            group,
+            group: group.into(),
             filter: Some(SourceFilter::any_source()),
         }],
     })
@@ -1098,4 +1099,49 @@ mod mld {
         c.handle_timeout(t + Duration::from_secs(3));
         assert!(c.mld_membership("tk1").is_empty());
     }
+}
+
+/// The controller may stream IPv6 members and static members (MLD comes later on the
+/// links): they reach the forwarding table, and no IGMP join is made for them.
+#[test]
+fn ipv6_members_from_the_stream_reach_the_table_only() {
+    let t0 = Instant::now();
+    let mut c = core_at(t0, SavedMembership::default());
+    c.handle_stream(t0, StreamEvent::Connected);
+    c.handle_stream(t0, snapshot(100, &["h2"]));
+    drain(&mut c);
+    let g6: std::net::IpAddr = "ff3e::8000:5".parse().unwrap();
+    c.handle_stream(
+        t0,
+        StreamEvent::Message(StreamMessage::Delta {
+            revision: 101,
+            changes: vec![
+                mcgate_domain::api::Change::Member {
+                    domain: "d1".into(),
+                    host: "h2".into(),
+                    group: g6,
+                    filter: Some(SourceFilter::any_source()),
+                },
+                mcgate_domain::api::Change::StaticMember {
+                    domain: "d1".into(),
+                    member: mcgate_domain::api::StaticMemberSpec {
+                        group: "ff05::7".parse().unwrap(),
+                        host: identity().name,
+                        interface: None,
+                        address: None,
+                    },
+                    present: true,
+                },
+            ],
+        }),
+    );
+    let a = drain(&mut c);
+    let t = last_table(&a).expect("a new table");
+    let route = t.domains()[0].route(g6).expect("the IPv6 group is routed");
+    assert_eq!(route.remotes[0].host, "h2");
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::SetStaticMembers(s) if !s.is_empty())),
+        "no IGMP static join for an IPv6 group"
+    );
 }

@@ -184,14 +184,15 @@ impl AgentCore {
         }
         let ranges = up.role.active.clone();
         let wanted = |g: Ipv4Addr| ranges.iter().any(|r| r.contains(g));
+        let local = self.local_membership();
         let membership = match &self.stale {
             Some((old, _)) => upstream_membership(
                 &self.view.merged_with_stale(old),
                 &self.host.name,
-                &self.membership,
+                &local,
                 &wanted,
             ),
-            None => upstream_membership(&self.view, &self.host.name, &self.membership, &wanted),
+            None => upstream_membership(&self.view, &self.host.name, &local, &wanted),
         };
         if let Some(p) = self.upstream.as_mut().and_then(|u| u.proxy.as_mut())
             && p.membership() != &membership

@@ -1,6 +1,6 @@
 //! The admin commands' arguments (clap), one type per command.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use ipnet::Ipv4Net;
 
@@ -261,18 +261,19 @@ pub struct MemberArgs {
     /// Domain name.
     #[arg(long)]
     pub domain: String,
-    /// Multicast group (224.0.0.0/4).
+    /// Multicast group: 224.0.0.0/4 outside 224.0.0.0/24, or IPv6 of scope 3 or above
+    /// (ff05::/16, ff0e::/16, ff3e::/16 ...).
     #[arg(long)]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     /// Host the member is on.
     #[arg(long)]
     pub host: String,
     /// The host's interface to deliver on (default: every attached link).
     #[arg(long)]
     pub interface: Option<String>,
-    /// The member's own address, for the group table.
+    /// The member's own address (of the group's family), for the group table.
     #[arg(long)]
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -292,12 +293,12 @@ pub struct SourceArgs {
     /// Domain name.
     #[arg(long)]
     pub domain: String,
-    /// Multicast group (224.0.0.0/4).
+    /// Multicast group: 224.0.0.0/4 outside 224.0.0.0/24, or IPv6 of scope 3 or above.
     #[arg(long)]
-    pub group: Ipv4Addr,
-    /// The unicast address allowed to send.
+    pub group: IpAddr,
+    /// The unicast address allowed to send, of the group's family.
     #[arg(long)]
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Host the source is on, for the group table.
     #[arg(long)]
     pub host: Option<String>,
@@ -324,9 +325,9 @@ pub struct GroupsArgs {
     /// Only this domain.
     #[arg(long)]
     pub domain: Option<String>,
-    /// Only this group.
+    /// Only this group (IPv4 or IPv6).
     #[arg(long)]
-    pub group: Option<Ipv4Addr>,
+    pub group: Option<IpAddr>,
     /// Only this host.
     #[arg(long)]
     pub host: Option<String>,
@@ -338,10 +339,10 @@ pub struct GroupsArgs {
     pub kind: Option<TypeArg>,
     /// Only member rows with this address.
     #[arg(long)]
-    pub member: Option<Ipv4Addr>,
+    pub member: Option<IpAddr>,
     /// Only source rows with this address.
     #[arg(long)]
-    pub source: Option<Ipv4Addr>,
+    pub source: Option<IpAddr>,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -462,5 +462,64 @@ mod tests {
         };
         assert_eq!(sentence(&e), "VNI 99999999 is out of range (field `vni`)");
         assert_eq!(percent_encode("10.0.2.0/24"), "10.0.2.0%2F24");
+        assert_eq!(percent_encode("ff3e::1"), "ff3e%3A%3A1");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: AdminCommand,
+    }
+
+    fn parse(args: &[&str]) -> AdminCommand {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("mcgate").chain(args.iter().copied()))
+            .unwrap()
+            .cmd
+    }
+
+    #[test]
+    fn groups_members_and_sources_take_ipv6() {
+        let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let AdminCommand::Groups(g) =
+            parse(&["groups", "--group", "ff3e::1", "--member", "fe80::4"])
+        else {
+            panic!("groups");
+        };
+        assert_eq!(
+            (g.group, g.member),
+            (Some(v6("ff3e::1")), Some(v6("fe80::4")))
+        );
+        let AdminCommand::Members(MembersCmd::Register(m)) = parse(&[
+            "members",
+            "register",
+            "--domain",
+            "d",
+            "--group",
+            "ff3e::8000:1",
+            "--host",
+            "h1",
+            "--address",
+            "2001:db8::1",
+        ]) else {
+            panic!("members register");
+        };
+        assert_eq!(
+            (m.group, m.address),
+            (v6("ff3e::8000:1"), Some(v6("2001:db8::1")))
+        );
+        let AdminCommand::Sources(SourcesCmd::Register(s)) = parse(&[
+            "sources",
+            "register",
+            "--domain",
+            "d",
+            "--group",
+            "232.1.1.1",
+            "--address",
+            "10.0.2.4",
+        ]) else {
+            panic!("sources register");
+        };
+        assert_eq!(s.group, v6("232.1.1.1"));
     }
 }

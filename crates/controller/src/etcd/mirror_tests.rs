@@ -51,7 +51,7 @@ fn agent(host: &str, ip: u8, session: u64, joined: bool) -> StoredAgent {
         memberships: if joined {
             vec![LinkMembership {
                 link: "veth0".into(),
-                group: G,
+                group: G.into(),
                 filter: Some(SourceFilter::any_source()),
                 reporters: vec![],
             }]

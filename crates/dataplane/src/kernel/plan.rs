@@ -5,7 +5,7 @@
 //! programs exactly that, so both data planes send the same copies to the same hosts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use mcgate_domain::forwarding::{DomainTable, ForwardingTable, is_link_local_group};
 use mcgate_domain::{FilterMode, SourceFilter as DomainFilter};
@@ -43,8 +43,8 @@ pub fn plan(table: &ForwardingTable) -> BTreeMap<u32, DomainPlan> {
         .collect()
 }
 
-/// A domain filter as the kernel's entries express it; `None` for INCLUDE {} (no
-/// membership).
+/// A domain filter (of an IPv4 group) as the kernel's entries express it; `None` for
+/// INCLUDE {} (no membership).
 pub fn kernel_filter(f: &DomainFilter) -> Option<SourceFilter> {
     match f.mode {
         FilterMode::Include if f.sources.is_empty() => None,
@@ -56,7 +56,7 @@ pub fn kernel_filter(f: &DomainFilter) -> Option<SourceFilter> {
 
 /// `f` narrowed to the registered sources `allowed` of a static-sources domain: what
 /// crosses is what the remote wants AND what may be sent (an INCLUDE list).
-fn restrict(f: &DomainFilter, allowed: &BTreeSet<Ipv4Addr>) -> DomainFilter {
+fn restrict(f: &DomainFilter<IpAddr>, allowed: &BTreeSet<IpAddr>) -> DomainFilter<IpAddr> {
     DomainFilter::include(allowed.iter().copied().filter(|s| f.allows(*s)))
 }
 
@@ -65,14 +65,21 @@ fn restrict(f: &DomainFilter, allowed: &BTreeSet<Ipv4Addr>) -> DomainFilter {
 /// merged (RFC 3376 section 3.2), since the kernel keeps one entry per destination.
 pub fn domain_memberships(d: &DomainTable) -> BTreeSet<RemoteMembership> {
     let mut by_dst: BTreeMap<(Ipv4Addr, Ipv4Addr), (DomainFilter, u16)> = BTreeMap::new();
-    for (group, route) in &d.groups {
+    for (ip_group, route) in &d.groups {
+        // IPv6 MDB entries (RTM_NEWMDB with ETH_P_IPV6) are the next step: until then
+        // the kernel plane programs IPv4 groups only.
+        let IpAddr::V4(group) = ip_group else {
+            continue;
+        };
         if is_link_local_group(*group) || !group.is_multicast() {
             continue;
         }
         for r in &route.remotes {
             let filter = match d.allowed_sources.as_ref() {
-                None => r.filter.clone(),
-                Some(map) => restrict(&r.filter, map.get(group).unwrap_or(&BTreeSet::new())),
+                None => r.filter.to_v4(),
+                Some(map) => {
+                    restrict(&r.filter, map.get(ip_group).unwrap_or(&BTreeSet::new())).to_v4()
+                }
             };
             if filter.is_empty() {
                 continue;
@@ -149,8 +156,8 @@ mod tests {
     fn member(host: &str, group: Ipv4Addr, filter: DomainFilter) -> HostMember {
         HostMember {
             host: host.into(),
-            group,
-            filter,
+            group: IpAddr::V4(group),
+            filter: filter.into(),
         }
     }
 
@@ -199,6 +206,27 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_groups_get_no_mdb_entries_yet() {
+        let g6: IpAddr = "ff3e::8000:5".parse().unwrap();
+        let mut st = state(false, vec![member("h2", G, DomainFilter::any_source())]);
+        st.members.push(HostMember {
+            host: "h3".into(),
+            group: g6,
+            filter: DomainFilter::any_source(),
+        });
+        let t = table(st);
+        assert!(
+            t.by_vni(42).unwrap().route(g6).is_some(),
+            "routed in the table"
+        );
+        let d = plan(&t).remove(&42).expect("domain");
+        assert_eq!(
+            d.memberships,
+            [RemoteMembership::any_source(G, ip(2))].into()
+        );
+    }
+
+    #[test]
     fn static_source_domains_send_only_registered_sources() {
         let mut st = state(
             true,
@@ -213,8 +241,8 @@ mod tests {
             ],
         );
         st.static_sources = vec![StaticSourceSpec {
-            group: G,
-            address: S1,
+            group: IpAddr::V4(G),
+            address: IpAddr::V4(S1),
             host: None,
             interface: None,
         }];

@@ -17,7 +17,7 @@
 //! - no loops: a captured frame is never delivered back to its own link, and a
 //!   tunnelled one is never sent back into the tunnel.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use mcgate_domain::api::Tunnel;
 use mcgate_domain::forwarding::{DomainTable, ForwardingTable, Verdict, is_link_local_group};
@@ -147,13 +147,15 @@ pub fn from_link(
         return;
     }
     let link_local = is_link_local_group(m.group);
+    // The table keys groups of both families; the relay parses IPv4 frames only.
+    let (group, source) = (IpAddr::V4(m.group), IpAddr::V4(m.source));
     let mut refused = false;
     for d in table.domains() {
-        if d.check_source(m.group, m.source) != Verdict::Forward {
+        if d.check_source(group, source) != Verdict::Forward {
             refused = true;
             continue;
         }
-        let Some(route) = d.route(m.group) else {
+        let Some(route) = d.route(group) else {
             continue;
         };
         if !link_local {
@@ -161,7 +163,7 @@ pub fn from_link(
                 Tunnel::Vxlan => ENCAP_OVERHEAD,
                 Tunnel::Wireguard => WIREGUARD_OVERHEAD,
             };
-            for r in route.remotes.iter().filter(|r| r.filter.allows(m.source)) {
+            for r in route.remotes.iter().filter(|r| r.filter.allows(source)) {
                 let copy = match (d.tunnel, d.tunnel_address) {
                     (Tunnel::Vxlan, _) => TunnelCopy {
                         vni: d.vni,
@@ -191,7 +193,7 @@ pub fn from_link(
                 }
             }
         }
-        for l in route.locals.iter().filter(|l| l.filter.allows(m.source)) {
+        for l in route.locals.iter().filter(|l| l.filter.allows(source)) {
             match link_index(&l.link) {
                 Some(out) if out != ingress => plan.deliver_once(out),
                 _ => {}
@@ -244,16 +246,13 @@ pub fn from_tunnel(
         plan.dropped = Some(DropReason::LinkLocal);
         return Ok(done);
     }
-    if d.check_source(frame.group, frame.source) != Verdict::Forward {
+    let (group, source) = (IpAddr::V4(frame.group), IpAddr::V4(frame.source));
+    if d.check_source(group, source) != Verdict::Forward {
         plan.dropped = Some(DropReason::SourceNotAllowed);
         return Ok(done);
     }
-    if let Some(route) = d.route(frame.group) {
-        for l in route
-            .locals
-            .iter()
-            .filter(|l| l.filter.allows(frame.source))
-        {
+    if let Some(route) = d.route(group) {
+        for l in route.locals.iter().filter(|l| l.filter.allows(source)) {
             if let Some(out) = link_index(&l.link) {
                 plan.deliver_once(out);
             }

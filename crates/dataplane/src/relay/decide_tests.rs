@@ -1,7 +1,7 @@
 //! The relay's decisions, table by table: source filters, static sources, link-local
 //! groups, MTU, unknown peers, wrong VNIs and loops.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
@@ -58,8 +58,8 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
 fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
     HostMember {
         host: host.into(),
-        group,
-        filter,
+        group: IpAddr::V4(group),
+        filter: filter.into(),
     }
 }
 
@@ -71,7 +71,7 @@ fn table(domains: Vec<DomainState>, local: &[(&str, Ipv4Addr, SourceFilter)]) ->
     });
     let local: LocalMembership = local
         .iter()
-        .map(|(l, g, f)| (((*l).to_string(), *g), f.clone()))
+        .map(|(l, g, f)| (((*l).to_string(), IpAddr::V4(*g)), f.clone().into()))
         .collect();
     let links: Vec<String> = LINKS.iter().map(|l| l.to_string()).collect();
     ForwardingTable::compute(&v, "h1", &links, &local)
@@ -187,13 +187,13 @@ fn a_static_sources_domain_forwards_registered_sources_only() {
     let mut d = domain(42, true);
     d.members = vec![member("h2", G, SourceFilter::any_source())];
     d.static_sources = vec![StaticSourceSpec {
-        group: G,
-        address: S1,
+        group: IpAddr::V4(G),
+        address: IpAddr::V4(S1),
         host: None,
         interface: None,
     }];
     d.static_members = vec![StaticMemberSpec {
-        group: G,
+        group: IpAddr::V4(G),
         host: "h1".into(),
         interface: Some("tk2".into()),
         address: None,
@@ -348,7 +348,7 @@ fn a_link_in_two_domains_gets_one_copy_and_each_domain_tunnels_with_its_vni() {
 fn links_not_attached_are_skipped() {
     let mut d = domain(42, false);
     d.static_members = vec![StaticMemberSpec {
-        group: G,
+        group: IpAddr::V4(G),
         host: "h1".into(),
         interface: None,
         address: None,

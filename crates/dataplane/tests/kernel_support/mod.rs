@@ -185,7 +185,7 @@ pub fn table_with(
             .iter()
             .map(|(i, g)| HostMember {
                 host: format!("h{i}"),
-                group: *g,
+                group: (*g).into(),
                 filter: SourceFilter::any_source(),
             })
             .collect(),

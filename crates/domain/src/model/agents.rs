@@ -1,7 +1,7 @@
 //! The agents' verbs: registration (a new session each time), heartbeats and leases,
 //! membership reports (snapshots and changes, ordered by sequence).
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
@@ -166,6 +166,12 @@ impl Model {
         for (i, e) in report.entries.iter().enumerate() {
             validate::link_name(&format!("entries[{i}].link"), &e.link)?;
             validate::group(&format!("entries[{i}].group"), e.group)?;
+            if let Some(f) = &e.filter {
+                validate::filter_family(&format!("entries[{i}].filter"), e.group, f)?;
+            }
+            for r in &e.reporters {
+                validate::same_family(&format!("entries[{i}].reporters"), e.group, *r)?;
+            }
         }
         let seq = report.seq;
         let effects = self.with_hosts(&[host.to_string()], |m| {
@@ -339,10 +345,7 @@ impl Model {
     }
 }
 
-pub(super) fn apply_link_membership(
-    groups: &mut BTreeMap<Ipv4Addr, LinkEntries>,
-    e: LinkMembership,
-) {
+pub(super) fn apply_link_membership(groups: &mut BTreeMap<IpAddr, LinkEntries>, e: LinkMembership) {
     match e.filter.filter(|f| !f.is_empty()) {
         Some(filter) => {
             let mut reporters = e.reporters;

@@ -1,7 +1,7 @@
 //! How a host's view changes become stream changes, and the merge of a host's
 //! memberships over its links and static members (RFC 3376 section 3.2).
 
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
@@ -79,15 +79,15 @@ pub fn diff_host(
 
 /// A host's members in a domain: its IGMP memberships (every link) merged with its
 /// static members, per group (RFC 3376 section 3.2 merge). Link-local groups
-/// (224.0.0.0/24) are never forwarded and so never listed.
+/// (224.0.0.0/24, IPv6 scopes 0 to 2) are never forwarded and so never listed.
 pub(super) fn merged_members(
     rec: &DomainRecord,
     host: &str,
     agent: &AgentRecord,
-) -> BTreeMap<Ipv4Addr, SourceFilter> {
-    let mut out: BTreeMap<Ipv4Addr, SourceFilter> = BTreeMap::new();
+) -> BTreeMap<IpAddr, SourceFilter<IpAddr>> {
+    let mut out: BTreeMap<IpAddr, SourceFilter<IpAddr>> = BTreeMap::new();
     for (g, links) in &agent.groups {
-        if validate::is_link_local_group(*g) {
+        if validate::is_link_scope(*g) {
             continue;
         }
         for (_, e) in links {
@@ -101,7 +101,11 @@ pub(super) fn merged_members(
     out
 }
 
-fn merge_into(out: &mut BTreeMap<Ipv4Addr, SourceFilter>, g: Ipv4Addr, f: &SourceFilter) {
+fn merge_into(
+    out: &mut BTreeMap<IpAddr, SourceFilter<IpAddr>>,
+    g: IpAddr,
+    f: &SourceFilter<IpAddr>,
+) {
     match out.get_mut(&g) {
         Some(cur) => *cur = cur.merge(f),
         None => {

@@ -239,6 +239,7 @@ impl Model {
         self.domain(name)?;
         validate::routable_group("group", spec.group)?;
         validate::unicast("address", spec.address)?;
+        validate::same_family("address", spec.group, spec.address)?;
         if let Some(h) = &spec.host {
             validate::host_name("host", h)?;
         }
@@ -312,6 +313,7 @@ fn check_static_member(spec: &StaticMemberSpec) -> Result<(), ModelError> {
     }
     if let Some(a) = spec.address {
         validate::unicast("address", a)?;
+        validate::same_family("address", spec.group, a)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! `agents` (registration, leases, membership reports), `delta` (the per-host diff and
 //! the RFC 3376 merge of memberships); this file holds the types and the read views.
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -75,9 +75,9 @@ impl DomainRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkEntry {
     /// The link's filter; never INCLUDE {} (that is no membership).
-    pub filter: SourceFilter,
+    pub filter: SourceFilter<IpAddr>,
     /// Hosts on the link that reported the group.
-    pub reporters: Vec<Ipv4Addr>,
+    pub reporters: Vec<IpAddr>,
 }
 
 /// A group's memberships on an agent's links, sorted by link name. A host has few links
@@ -98,8 +98,8 @@ pub struct AgentRecord {
     pub expired: bool,
     /// The highest report sequence applied in this session.
     pub last_seq: Option<u64>,
-    /// IGMP memberships: group → link → entry.
-    pub groups: BTreeMap<Ipv4Addr, LinkEntries>,
+    /// IGMP and MLD memberships: group → link → entry.
+    pub groups: BTreeMap<IpAddr, LinkEntries>,
     /// Its address inside the tunnel, kept across re-registrations.
     pub tunnel_address: Ipv4Addr,
     /// The peers its last heartbeat reported dead (its keepalives from them stopped).
@@ -164,7 +164,7 @@ pub struct HostView {
     /// The host's tunnel endpoint.
     pub peer: Peer,
     /// Domain → group → the host's merged filter.
-    pub domains: BTreeMap<String, BTreeMap<Ipv4Addr, SourceFilter>>,
+    pub domains: BTreeMap<String, BTreeMap<IpAddr, SourceFilter<IpAddr>>>,
 }
 
 /// Domains, agents and their memberships.
