@@ -117,6 +117,8 @@ pub struct AgentCore {
     pub(crate) membership: IgmpMembership,
     /// Reporters of each membership, for stats and the state file.
     pub(crate) reporters: BTreeMap<(String, Ipv4Addr), Vec<Ipv4Addr>>,
+    /// The IPv6 membership of each (link, group) as last told to the controller.
+    mld_reported: membership::MldReported,
     /// Memberships restored from the state file that no host confirmed yet, and until
     /// when they are kept.
     restored: BTreeMap<(String, Ipv4Addr), Instant>,
@@ -171,6 +173,7 @@ impl AgentCore {
             links: BTreeMap::new(),
             membership: IgmpMembership::new(),
             reporters: BTreeMap::new(),
+            mld_reported: BTreeMap::new(),
             restored: BTreeMap::new(),
             to_restore: restore,
             view: DomainView::new(),
@@ -317,6 +320,8 @@ impl AgentCore {
                 )));
             self.table_dirty = true;
         }
+        // A detached link, or one whose IPv6 address went, took its MLD membership.
+        self.sync_mld_reports();
     }
 
     /// Hands the data plane the attached links and the upstream interface (a link
@@ -517,6 +522,7 @@ impl AgentCore {
             }
             self.drain_link(&name);
         }
+        self.sync_mld_reports();
     }
 
     /// Makes time monotonic: an earlier `now` than already seen counts as that one.

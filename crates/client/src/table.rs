@@ -43,6 +43,7 @@ pub fn groups(rows: &[GroupEntry]) -> String {
             };
             let kind = r.member_type.or(r.source_type).map(|k| match k {
                 MemberType::Igmp => "igmp",
+                MemberType::Mld => "mld",
                 MemberType::Static => "static",
                 MemberType::Upstream => "upstream",
             });

@@ -518,8 +518,10 @@ pub enum StreamMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberType {
-    /// Learned from IGMP, or from MLD for an IPv6 group.
+    /// Learned from IGMP (an IPv4 group).
     Igmp,
+    /// Learned from MLD (an IPv6 group).
+    Mld,
     /// Registered through the API.
     Static,
     /// From the upstream multicast network, brought in by a gateway host (`mcgate agent

@@ -125,7 +125,11 @@ impl Model {
                     address,
                     member: true,
                     source: false,
-                    member_type: Some(MemberType::Igmp),
+                    member_type: Some(if group.is_ipv6() {
+                        MemberType::Mld
+                    } else {
+                        MemberType::Igmp
+                    }),
                     source_type: None,
                     source_filter: filter,
                     leave: Some(leave_mode(settings, links, link)),

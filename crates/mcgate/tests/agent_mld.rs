@@ -62,6 +62,25 @@ fn task_link_local_ready(t: &Topo, task: usize) -> bool {
     text.contains("fe80::") && !text.contains("tentative")
 }
 
+/// The links with a member row of [`GROUP`] in the controller's group table, sorted;
+/// each row's address is an IPv6 link-local reporter.
+fn member_links(t: &Topo) -> Vec<String> {
+    let body = t.api("GET", &format!("/v1/groups?group={GROUP}"), None);
+    let rows: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+    let mut links: Vec<String> = rows
+        .iter()
+        .filter(|r| r["member"] == true && r["member_type"] == "mld" && r["group"] == GROUP)
+        .filter(|r| {
+            r["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("fe80:"))
+        })
+        .filter_map(|r| r["interface"].as_str().map(str::to_string))
+        .collect();
+    links.sort();
+    links
+}
+
 fn mld_querier_on_task_links(dp: &str) {
     let mut t = Topo::with_dataplanes(2, &[dp]);
     // The second task's kernel speaks MLDv1 only (RFC 2710).
@@ -128,6 +147,17 @@ fn mld_querier_on_task_links(dp: &str) {
         tk2["counters"]["received"]["report_v1"].as_u64() > Some(0),
         "{tk2}"
     );
+    // The agent tells the controller: its group table lists a member row per link,
+    // with the task's link-local address as the reporter.
+    let ok = t.wait_until(Duration::from_secs(10), || {
+        member_links(&t) == ["tk1", "tk2"]
+    });
+    assert!(
+        ok,
+        "the controller's group table lacks the IPv6 members: {}\n{}",
+        t.api("GET", &format!("/v1/groups?group={GROUP}"), None),
+        t.logs()
+    );
 
     // The agent's queries reach the task, and its kernel answers them: a current-state
     // record (IS_EX, RFC 3810 5.2.12) is only ever sent in answer to a query, unlike
@@ -175,6 +205,12 @@ fn mld_querier_on_task_links(dp: &str) {
         &[("link", "tk2"), ("type", "done_v1")],
     );
     assert!(done > 0, "no MLDv1 done counted");
+    let ok = t.wait_until(Duration::from_secs(10), || member_links(&t).is_empty());
+    assert!(
+        ok,
+        "the controller kept the IPv6 members after the leaves: {}",
+        t.api("GET", &format!("/v1/groups?group={GROUP}"), None)
+    );
     for link in ["tk1", "tk2"] {
         let specific = ["group_queries", "group_source_queries"]
             .iter()

@@ -2,7 +2,7 @@
 //! restores, and what is told to the controller and saved.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use mcgate_domain::SourceFilter;
@@ -67,7 +67,45 @@ pub struct MldMembership {
     pub version: u8,
 }
 
+/// The IPv6 membership of each (link, group) as last told to the controller: its
+/// filter and reporters.
+pub(super) type MldReported = BTreeMap<(String, Ipv6Addr), (SourceFilter<Ipv6Addr>, Vec<Ipv6Addr>)>;
+
 impl AgentCore {
+    /// Tells the controller what changed in the links' MLD membership since the last
+    /// call: new and changed groups, and the end of those gone (a done, a timeout, a
+    /// stopped querier, a detached link).
+    pub(super) fn sync_mld_reports(&mut self) {
+        let mut now: MldReported = BTreeMap::new();
+        for (name, link) in &self.links {
+            let Some(mld) = link.mld.as_ref() else {
+                continue;
+            };
+            for (group, filter) in mld.groups() {
+                now.insert((name.clone(), group), (filter, mld.reporters(group)));
+            }
+        }
+        let before = std::mem::take(&mut self.mld_reported);
+        for ((link, group), _) in before.iter().filter(|(k, _)| !now.contains_key(*k)) {
+            tracing::info!(link, %group, "IPv6 membership ended");
+            self.tell_controller_ip(link, (*group).into(), None, Vec::new());
+        }
+        for ((link, group), (filter, reporters)) in &now {
+            if before.get(&(link.clone(), *group)) == Some(&(filter.clone(), reporters.clone())) {
+                continue;
+            }
+            tracing::info!(link, %group, ?filter, "IPv6 membership");
+            let reporters = reporters.iter().map(|r| (*r).into()).collect();
+            self.tell_controller_ip(
+                link,
+                (*group).into(),
+                Some(filter.clone().into()),
+                reporters,
+            );
+        }
+        self.mld_reported = now;
+    }
+
     /// Applies the state file's membership of a link that just attached with the index
     /// it had then.
     pub(super) fn restore_link(&mut self, now: Instant, name: &str) {
@@ -141,8 +179,6 @@ impl AgentCore {
     }
 
     /// The IPv6 membership of `link`, as its MLD querier keeps it (empty without one).
-    /// It stays in the agent for now: this is what a controller report of IPv6 groups
-    /// will send once the domain model carries them.
     pub fn mld_membership(&self, link: &str) -> Vec<MldMembership> {
         let Some(mld) = self.links.get(link).and_then(|l| l.mld.as_ref()) else {
             return Vec::new();
@@ -160,8 +196,8 @@ impl AgentCore {
             .collect()
     }
 
-    /// Sends what the link's MLD querier wants sent and logs its events (its membership
-    /// stays in the querier: see [`AgentCore::mld_membership`]).
+    /// Sends what the link's MLD querier wants sent and tells the controller of its
+    /// membership changes ([`AgentCore::sync_mld_reports`]).
     fn drain_mld(&mut self, name: &str) {
         let Some(link) = self.links.get_mut(name) else {
             return;
@@ -176,18 +212,10 @@ impl AgentCore {
                 frame: mld_frame(&t, link.dev.mac),
             });
         }
+        let mut changed = false;
         while let Some(ev) = mld.poll_event() {
             match ev {
-                Event::GroupChanged {
-                    group,
-                    filter: Some(f),
-                    ..
-                } => tracing::info!(link = name, %group, filter = ?f, "IPv6 membership"),
-                Event::GroupChanged {
-                    group,
-                    filter: None,
-                    ..
-                } => tracing::info!(link = name, %group, "IPv6 membership ended"),
+                Event::GroupChanged { .. } => changed = true,
                 Event::QuerierChanged { querier } => {
                     tracing::info!(link = name, querier = ?querier, "MLD querier changed")
                 }
@@ -195,6 +223,9 @@ impl AgentCore {
                     tracing::warn!(link = name, %from, ?reason, "an MLD router message was ignored")
                 }
             }
+        }
+        if changed {
+            self.sync_mld_reports();
         }
     }
 
@@ -296,12 +327,24 @@ impl AgentCore {
         filter: Option<SourceFilter>,
         reporters: Vec<Ipv4Addr>,
     ) {
+        let reporters = reporters.into_iter().map(Into::into).collect();
+        self.tell_controller_ip(link, group.into(), filter.map(Into::into), reporters);
+    }
+
+    /// Queues one membership report of either family for the controller session.
+    fn tell_controller_ip(
+        &mut self,
+        link: &str,
+        group: IpAddr,
+        filter: Option<SourceFilter<IpAddr>>,
+        reporters: Vec<IpAddr>,
+    ) {
         self.actions
             .push_back(Action::Session(SessionInput::Membership(LinkMembership {
                 link: link.to_string(),
-                group: group.into(),
-                filter: filter.map(Into::into),
-                reporters: reporters.into_iter().map(Into::into).collect(),
+                group,
+                filter,
+                reporters,
             })));
     }
 }

@@ -116,7 +116,25 @@ fn memberships(actions: &[Action]) -> Vec<(String, Ipv4Addr, bool)> {
         .filter_map(|a| match a {
             Action::Session(SessionInput::Membership(m)) => match m.group {
                 std::net::IpAddr::V4(g) => Some((m.link.clone(), g, m.filter.is_some())),
-                std::net::IpAddr::V6(g) => panic!("an IGMP agent reported IPv6 group {g}"),
+                std::net::IpAddr::V6(_) => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The IPv6 membership reports among `actions`: (link, group, joined, reporters).
+fn memberships6(
+    actions: &[Action],
+) -> Vec<(String, std::net::Ipv6Addr, bool, Vec<std::net::IpAddr>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Session(SessionInput::Membership(m)) => match m.group {
+                std::net::IpAddr::V6(g) => {
+                    Some((m.link.clone(), g, m.filter.is_some(), m.reporters.clone()))
+                }
+                std::net::IpAddr::V4(_) => None,
             },
             _ => None,
         })
@@ -842,6 +860,7 @@ mod mld {
     //! The MLD querier on task links: started once the link-local address is out of DAD,
     //! fed the link's IPv6 frames, its membership kept in the agent.
 
+    use super::memberships6;
     use std::net::Ipv6Addr;
 
     use mcgate_wire::mld::{self, AddressRecord, MldRepr};
@@ -1041,9 +1060,16 @@ mod mld {
             v.links[0].groups.is_empty(),
             "IPv6 groups stay out of the IPv4 membership"
         );
-        assert!(
-            memberships(&drain(&mut c)).is_empty(),
-            "nothing goes to the controller yet"
+        // Both groups go to the controller (not the link-scope one), with the reporter.
+        let mut told = memberships6(&drain(&mut c));
+        told.sort_by_key(|m| m.1);
+        let task = std::net::IpAddr::V6(TASK);
+        assert_eq!(
+            told,
+            [
+                ("tk1".to_string(), G6, true, vec![task]),
+                ("tk1".to_string(), G6B, true, vec![task]),
+            ]
         );
 
         // Leaves: on a veth (one host) at once, with no address-specific query.
@@ -1055,9 +1081,16 @@ mod mld {
         );
         c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToInclude, G6));
         assert!(c.mld_membership("tk1").is_empty());
-        assert!(
-            mld_sent(&drain(&mut c)).is_empty(),
-            "fast leave sends no query"
+        let a = drain(&mut c);
+        assert!(mld_sent(&a).is_empty(), "fast leave sends no query");
+        let mut told = memberships6(&a);
+        told.sort_by_key(|m| m.1);
+        assert_eq!(
+            told,
+            [
+                ("tk1".to_string(), G6, false, vec![]),
+                ("tk1".to_string(), G6B, false, vec![]),
+            ]
         );
         assert_eq!(
             c.view().links[0]

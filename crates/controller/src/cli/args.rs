@@ -371,6 +371,8 @@ pub struct TrafficArgs {
 pub enum TypeArg {
     /// Learned from IGMP.
     Igmp,
+    /// Learned from MLD (IPv6 groups).
+    Mld,
     /// Registered through the API.
     Static,
     /// From the upstream network, at a gateway host (`mcgate agent --upstream`).

@@ -253,6 +253,7 @@ async fn dispatch(cmd: AdminCommand) -> Result<(), ClientError> {
                 "type",
                 g.kind.map(|k| match k {
                     TypeArg::Igmp => "igmp".to_string(),
+                    TypeArg::Mld => "mld".to_string(),
                     TypeArg::Static => "static".to_string(),
                     TypeArg::Upstream => "upstream".to_string(),
                 }),
