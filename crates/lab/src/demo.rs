@@ -5,7 +5,7 @@
 //! The sender starts only once every receiver's membership is in the group table, so a
 //! datagram sent before the membership reached the sender's host never reads as loss.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,52 @@ fn is_send(cmd: &[String]) -> bool {
         || cmd.first().is_some_and(|p| p.ends_with("iperf")) && cmd.iter().any(|a| a == "-c")
 }
 
-fn group_of(cmd: &[String]) -> Option<Ipv4Addr> {
+fn group_of(cmd: &[String]) -> Option<IpAddr> {
     cmd.windows(2)
         .find(|w| w[0] == "--group" || w[0] == "-B" || w[0] == "-c")
         .and_then(|w| w[1].parse().ok())
+}
+
+/// The IPv6 group `--ipv6` uses in place of an IPv4 one: ff3e::8000:N for A.B.C.N
+/// (a global-scope SSM-range group, as `mcgate perf` examples use).
+fn ipv6_group(g: Ipv4Addr) -> Ipv6Addr {
+    Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0x8000, u16::from(g.octets()[3]))
+}
+
+/// `cmd` with its `mcgate perf` IPv4 group replaced by [`ipv6_group`]; an error for a
+/// command that is not `mcgate perf` (iperf 2 needs other flags for IPv6).
+fn to_ipv6(cmd: &mut [String]) -> Result<(), String> {
+    if !cmd.windows(2).any(|w| w[0] == "perf") {
+        return Err(format!(
+            "`{}` is not `mcgate perf`: --ipv6 rewrites only mcgate perf commands",
+            cmd.join(" ")
+        ));
+    }
+    let Some(i) = cmd.iter().position(|a| a == "--group") else {
+        return Ok(());
+    };
+    if let Some(v) = cmd.get_mut(i + 1)
+        && let Ok(g) = v.parse::<Ipv4Addr>()
+    {
+        *v = ipv6_group(g).to_string();
+    }
+    Ok(())
+}
+
+/// The link-local IPv6 addresses of a namespace (`/proc/net/if_inet6`, scope 0x20).
+fn link_local_addresses(if_inet6: &str) -> Vec<IpAddr> {
+    if_inet6
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (hex, scope) = (f.first()?, f.get(3)?);
+            if *scope != "20" || hex.len() != 32 {
+                return None;
+            }
+            let n = u128::from_str_radix(hex, 16).ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(n)))
+        })
+        .collect()
 }
 
 /// Runs the demo.
@@ -54,6 +96,12 @@ fn heading(s: &str) {
 fn demo(args: &DemoArgs) -> Result<bool, LabError> {
     require_root("mcgate demo")?;
     let mut topo = load_topology(None, args.name.as_deref())?;
+    if args.ipv6 {
+        topo.ipv6 = true;
+        for svc in &mut topo.services {
+            to_ipv6(&mut svc.command).map_err(LabError::Demo)?;
+        }
+    }
     // The receivers report in JSON lines so the demo reads their numbers exactly.
     for svc in &mut topo.services {
         if is_recv(&svc.command)
@@ -70,7 +118,8 @@ fn demo(args: &DemoArgs) -> Result<bool, LabError> {
         .map(|s| s.name.clone())
         .collect();
     println!(
-        "mcgate demo: the reference deployment (two zones, two hosts, two receivers, one sender) on this machine"
+        "mcgate demo: the reference deployment (two zones, two hosts, two receivers, one sender) on this machine{}",
+        if args.ipv6 { ", over IPv6 (MLD)" } else { "" }
     );
     println!();
     let st = ops::up_holding(&topo, &senders)?;
@@ -123,7 +172,17 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
     let group = recv_tasks
         .first()
         .and_then(|t| group_of(&t.launch.argv))
-        .unwrap_or(Ipv4Addr::new(233, 252, 0, 5));
+        .unwrap_or(IpAddr::V4(Ipv4Addr::new(233, 252, 0, 5)));
+    // A task's row in the group table: IPv4 by its address; IPv6 (whose reporter is a
+    // link-local address) by its host and link.
+    let is_row_of = |r: &GroupEntry, t: &crate::state::TaskState| match group {
+        IpAddr::V4(_) => r.address == Some(t.ip.into()),
+        IpAddr::V6(_) => r.host == t.host && r.interface.as_deref() == Some(t.link.as_str()),
+    };
+    let all_nodes: IpAddr = match group {
+        IpAddr::V4(_) => Ipv4Addr::new(224, 0, 0, 1).into(),
+        IpAddr::V6(_) => mcgate_domain::groups::ALL_NODES.into(),
+    };
     // An HA lab's first replica that answers; the one controller otherwise.
     let client = crate::ops_ha::live_socket(st)
         .ok()
@@ -144,7 +203,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         let rows = fetch_groups().unwrap_or_default();
         let all = recv_tasks.iter().all(|t| {
             rows.iter()
-                .any(|r| r.group == group && r.address == Some(t.ip.into()) && r.member)
+                .any(|r| r.group == group && is_row_of(r, t) && r.member)
         });
         if all {
             break true;
@@ -187,20 +246,17 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         Ok(rows) => {
             println!("{}", mcgate_client::table::groups(&rows));
             for t in &recv_tasks {
-                for g in [Ipv4Addr::new(224, 0, 0, 1), group] {
+                for g in [all_nodes, group] {
                     if !rows
                         .iter()
-                        .any(|r| r.group == g && r.address == Some(t.ip.into()) && r.member)
+                        .any(|r| r.group == g && is_row_of(r, t) && r.member)
                     {
                         warnings.push(format!("{} ({}) is not listed for {g}", t.name, t.ip));
                     }
                 }
             }
             for t in &send_tasks {
-                if rows
-                    .iter()
-                    .any(|r| r.address == Some(t.ip.into()) && r.member)
-                {
+                if rows.iter().any(|r| is_row_of(r, t) && r.member) {
                     warnings.push(format!(
                         "the sender {} ({}) is listed as a member",
                         t.name, t.ip
@@ -209,7 +265,7 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
             }
             if warnings.is_empty() {
                 println!(
-                    "as in the reference: 224.0.0.1 and {group} for each receiver, the sender absent"
+                    "as in the reference: {all_nodes} and {group} for each receiver, the sender absent"
                 );
             }
         }
@@ -220,19 +276,23 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         .first()
         .map(|t| t.host.clone())
         .or_else(|| st.hosts.first().map(|h| h.name.clone()));
+    let proc_file = match group {
+        IpAddr::V4(_) => "/proc/net/igmp",
+        IpAddr::V6(_) => "/proc/net/igmp6",
+    };
     if let Some(h) = igmp_host.and_then(|h| st.hosts.iter().find(|x| x.name == h)) {
         heading(&format!(
-            "cat /proc/net/igmp on {} (`mcgate lab exec {} -- cat /proc/net/igmp`)",
+            "cat {proc_file} on {} (`mcgate lab exec {} -- cat {proc_file}`)",
             h.name, h.name
         ));
-        print!("{}", netns_cat(&h.netns, "/proc/net/igmp"));
+        print!("{}", netns_cat(&h.netns, proc_file));
     }
     if let Some(t) = recv_tasks.first() {
         heading(&format!(
-            "cat /proc/net/igmp in task {} on {} (its own namespace, like an awsvpc task)",
+            "cat {proc_file} in task {} on {} (its own namespace, like an awsvpc task)",
             t.name, t.host
         ));
-        print!("{}", netns_cat(&t.launch.netns, "/proc/net/igmp"));
+        print!("{}", netns_cat(&t.launch.netns, proc_file));
     }
 
     if let Some(t) = send_tasks.first() {
@@ -245,7 +305,14 @@ fn show(st: &LabState, args: &DemoArgs) -> Result<bool, LabError> {
         let _ = ops::stop_node(&st.name, &t.name);
     }
     heading("Receivers' reports");
-    let sender_ips: Vec<Ipv4Addr> = send_tasks.iter().map(|t| t.ip).collect();
+    // Over IPv6 the senders send from their link-local addresses.
+    let sender_ips: Vec<IpAddr> = match group {
+        IpAddr::V4(_) => send_tasks.iter().map(|t| t.ip.into()).collect(),
+        IpAddr::V6(_) => send_tasks
+            .iter()
+            .flat_map(|t| link_local_addresses(&netns_cat(&t.launch.netns, "/proc/net/if_inet6")))
+            .collect(),
+    };
     let sender_hosts: Vec<&str> = send_tasks.iter().map(|t| t.host.as_str()).collect();
     let mut problems = Vec::new();
     let mut rows = Vec::new();
@@ -350,11 +417,24 @@ mod tests {
             "/x/mcgate perf recv --group 233.252.0.5 --interval 1"
         )));
         assert!(is_send(&v("/x/mcgate perf send --group 233.252.0.5")));
+        let mut send = v("/x/mcgate perf send --group 233.252.0.5 --rate 10k");
+        to_ipv6(&mut send).unwrap();
+        assert_eq!(
+            send,
+            v("/x/mcgate perf send --group ff3e::8000:5 --rate 10k")
+        );
+        assert!(to_ipv6(&mut v("iperf -c 233.252.0.5 -u")).is_err());
+        let if_inet6 = "fe800000000000000c2a3bfffe4d5e6f 02 40 20 80     eth0\n\
+                        00000000000000000000000000000001 01 80 10 80       lo\n";
+        assert_eq!(
+            link_local_addresses(if_inet6),
+            ["fe80::c2a:3bff:fe4d:5e6f".parse::<IpAddr>().unwrap()]
+        );
         assert!(is_recv(&v("iperf -s -u -B 233.252.0.5 -i 1")));
         assert!(is_send(&v("iperf -c 233.252.0.5 -u -b 10k -t 86400")));
         assert_eq!(
             group_of(&v("iperf -s -u -B 233.252.0.5 -i 1")),
-            Some(Ipv4Addr::new(233, 252, 0, 5))
+            Some(IpAddr::V4(Ipv4Addr::new(233, 252, 0, 5)))
         );
     }
 }

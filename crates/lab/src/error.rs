@@ -30,6 +30,9 @@ pub enum LabError {
     /// A subnet has no room for the addresses its hosts and tasks need.
     #[error("{0}")]
     Addresses(String),
+    /// The demo cannot run as asked.
+    #[error("{0}")]
+    Demo(String),
     /// A lab of that name is up.
     #[error(
         "a lab named {0} is already up (state in {1}); run `mcgate lab down {0}` first, or give the topology another name"

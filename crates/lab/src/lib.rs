@@ -209,6 +209,10 @@ pub struct DemoArgs {
     /// Name the demo's lab this instead of "ecs-multicast".
     #[arg(long)]
     pub name: Option<String>,
+    /// Run the deployment over IPv6: the same tasks join and send the group
+    /// ff3e::8000:5 (MLD instead of IGMP, from their link-local addresses).
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 /// Runs a lab command.

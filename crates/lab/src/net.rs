@@ -234,12 +234,26 @@ fn igmp_sysctls(v: u8) -> Vec<String> {
     ]
 }
 
+/// IPv6 on in a namespace and on the links made in it from now on (the lab's `ipv6`).
+fn enable_ipv6(ns: &str) -> Result<(), LabError> {
+    sysctl(
+        ns,
+        &[
+            "net.ipv6.conf.all.disable_ipv6=0".into(),
+            "net.ipv6.conf.default.disable_ipv6=0".into(),
+        ],
+    )
+}
+
 /// A host: br0 with the host's address, an uplink into its subnet's VPC bridge. No
 /// snooping and no multicast flooding on any br0 port: the agent alone delivers
 /// multicast to tasks.
 pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
     let ns = &h.netns;
     add_netns(ns)?;
+    if st.ipv6 {
+        enable_ipv6(ns)?;
+    }
     // New namespaces copy IPv4 conf/all from the root namespace, not from the host:
     // set the host's value explicitly, 0 included.
     sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
@@ -267,9 +281,12 @@ pub fn build_host(st: &LabState, h: &HostState) -> Result<(), LabError> {
 
 /// A task: its own namespace, `eth0` with its own address in the host's subnet, the
 /// host end `tk...` on the host's br0 (no multicast flooding).
-pub fn build_task(h: &HostState, t: &TaskState) -> Result<(), LabError> {
+pub fn build_task(st: &LabState, h: &HostState, t: &TaskState) -> Result<(), LabError> {
     let ns = &t.launch.netns;
     add_netns(ns)?;
+    if st.ipv6 {
+        enable_ipv6(ns)?;
+    }
     sysctl(ns, &igmp_sysctls(h.force_igmp_version))?;
     run(&[
         "ip", "link", "add", &t.link, "netns", &h.netns, "type", "veth", "peer", "name", "eth0",

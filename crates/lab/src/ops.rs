@@ -343,7 +343,7 @@ fn build_and_start(st: &mut LabState, hold: &[String], etcd_only: bool) -> Resul
             continue;
         };
         check_interrupt()?;
-        net::build_task(h, t)?;
+        net::build_task(st, h, t)?;
         println!(
             "        {}: {} on {} (link {}), namespace {}",
             t.name, t.ip, t.host, t.link, t.launch.netns

@@ -353,6 +353,7 @@ pub fn plan(
         tasks,
         namespaces,
         externals,
+        ipv6: topo.ipv6,
     })
 }
 

@@ -2,7 +2,7 @@
 //! back per sender, and the table the demo prints of them.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ pub struct Report {
     /// The sender as the receiver printed it.
     pub sender: String,
     /// Its address.
-    pub sender_ip: Option<Ipv4Addr>,
+    pub sender_ip: Option<IpAddr>,
     /// Datagrams received.
     pub datagrams: u64,
     /// Bytes received.
@@ -67,8 +67,13 @@ fn show_value(v: Option<&Value>) -> String {
     }
 }
 
-fn sender_ip(s: &str) -> Option<Ipv4Addr> {
-    s.split(':').next().and_then(|h| h.parse().ok())
+/// The address of a sender printed as `A.B.C.D:PORT` or `[IPV6%SCOPE]:PORT`.
+fn sender_ip(s: &str) -> Option<IpAddr> {
+    let host = match s.strip_prefix('[') {
+        Some(rest) => rest.split(']').next()?.split('%').next()?,
+        None => s.split(':').next()?,
+    };
+    host.parse().ok()
 }
 
 /// Reads a receiver's log of `perf recv --json` lines (each after a timestamp): the
@@ -195,7 +200,11 @@ mod tests {
             .find(|x| x.sender.starts_with("10.0.2.101"))
             .unwrap();
         assert_eq!((a.datagrams, a.lost), (4, 0), "the summary, not the sum");
-        assert_eq!(a.sender_ip, Some(Ipv4Addr::new(10, 0, 2, 101)));
+        assert_eq!(a.sender_ip, Some(IpAddr::from([10, 0, 2, 101])));
+        assert_eq!(
+            sender_ip("[fe80::1%2]:5001"),
+            Some("fe80::1".parse().unwrap())
+        );
         assert_eq!(a.latency, "avg 125");
         let v: Value = serde_json::from_str(r#"{"p50":1,"p90":2,"p99":3.5,"max":40}"#).unwrap();
         assert_eq!(show_value(Some(&v)), "1/2/3.5/40");
@@ -211,7 +220,7 @@ mod tests {
     fn every_receivers_value_sits_under_its_own_header() {
         let r = Report {
             sender: "10.0.2.101:5001".into(),
-            sender_ip: Some(Ipv4Addr::new(10, 0, 2, 101)),
+            sender_ip: Some(IpAddr::from([10, 0, 2, 101])),
             datagrams: 4,
             bytes: 5880,
             lost: 7,

@@ -286,6 +286,9 @@ pub struct LabState {
     /// External multicast networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub externals: Vec<ExternalState>,
+    /// IPv6 is on in the hosts' and tasks' namespaces (the topology's `ipv6`).
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 impl LabState {

@@ -211,6 +211,10 @@ pub struct Topology {
     pub services: Vec<Service>,
     /// External multicast networks in file order.
     pub externals: Vec<External>,
+    /// IPv6 on in the hosts' and tasks' namespaces (`ipv6 = true`): every link gets a
+    /// link-local address, tasks speak MLD and can send and join IPv6 groups. Off by
+    /// default, so the links the agents watch carry no MLD or router solicitations.
+    pub ipv6: bool,
 }
 
 /// 1-based line and column of a byte offset.
@@ -275,6 +279,7 @@ impl Topology {
             controller,
             services,
             externals,
+            ipv6: raw.ipv6,
         };
         if topo.controller_net().is_none() {
             return Err(ctx.err(

@@ -36,6 +36,8 @@ pub struct RawTopology {
     pub services: Vec<Spanned<RawService>>,
     #[serde(default)]
     pub externals: Vec<Spanned<RawExternal>>,
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,15 @@ fn reference_topology_parses() {
 }
 
 #[test]
+fn ipv6_is_off_unless_the_file_turns_it_on() {
+    assert!(!Topology::parse("t.toml", BASE).unwrap().ipv6);
+    let on = BASE.replacen("name = \"t\"\n", "name = \"t\"\nipv6 = true\n", 1);
+    assert!(Topology::parse("t.toml", &on).unwrap().ipv6);
+    let e = err(&BASE.replacen("name = \"t\"\n", "name = \"t\"\nipv6 = \"yes\"\n", 1));
+    assert_eq!(e.line, 2, "{e}");
+}
+
+#[test]
 fn unknown_key_names_line_and_key() {
     let e = err(&format!("{BASE}max_task = 2\n"));
     assert_eq!(e.line, 11, "{e}");
