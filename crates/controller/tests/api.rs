@@ -508,7 +508,7 @@ async fn ipv6_members_and_sources_are_accepted_listed_and_streamed() {
         seen,
         [
             ("host-a", "2001:db8::a", "static"),
-            ("host-a", "fe80::4", "igmp"),
+            ("host-a", "fe80::4", "mld"),
             ("host-b", "2001:db8::b", "static"),
         ]
     );
