@@ -240,12 +240,48 @@ mod tests {
         }
         assert!(vxlan >= 1, "the VXLAN device's seed reads as one");
         let mut groups = 0;
+        let mut v6_bridge = std::collections::BTreeSet::new();
+        let mut v6_vxlan = std::collections::BTreeSet::new();
         for (path, data) in seeds("netlink_mdb") {
             let r =
                 mdb_msg::parse_dump_msg(&one(&data).2).unwrap_or_else(|e| panic!("{path:?}: {e}"));
             groups += r.iter().filter(|r| r.group.is_some()).count();
+            for r in r.iter().filter(|r| r.group.is_some_and(|g| g.is_ipv6())) {
+                match r.to_vxlan_entry() {
+                    Some(e) => v6_vxlan.insert(e.to_string()),
+                    // Permanent ones: the bridge also snoops the host's own MLD reports.
+                    None if r.state == mdb_msg::MDB_PERMANENT => {
+                        v6_bridge.insert(format!("{:?} {:?}", r.group, r.source))
+                    }
+                    None => false,
+                };
+            }
         }
         assert!(groups >= 3, "{groups} entries");
+        // The IPv6 entries capture.py programs, read back (the kernel also lists the
+        // (S, G) records it derives from the INCLUDE list).
+        let g = "ff3e::8000:";
+        assert_eq!(
+            v6_vxlan,
+            [
+                format!(
+                    "grp {g}3 filter_mode include source_list 2001:db8::9,2001:db8::a dst 10.77.0.2"
+                ),
+                format!("grp {g}3 src 2001:db8::9 dst 10.77.0.2"),
+                format!("grp {g}3 src 2001:db8::a dst 10.77.0.2"),
+                format!("grp {g}3 src 2001:db8::b dst 10.77.0.3"),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            v6_bridge,
+            [
+                format!("Some({g}1) None"),
+                format!("Some({g}2) Some(2001:db8::9)"),
+                format!("Some({g}3) None"),
+            ]
+            .into(),
+        );
         let mut refused = 0;
         for (path, data) in seeds("netlink_error") {
             let (t, flags, p) = one(&data);

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use mcgate_dataplane::kernel::{
@@ -307,7 +307,7 @@ fn reconcile_after_churn_of_1000_groups_matches_exactly() {
         let mut v = BTreeSet::new();
         let mut groups = BTreeSet::new();
         for i in lo..hi {
-            groups.insert(group(i));
+            groups.insert(IpAddr::V4(group(i)));
             let n = ((i + round) % 2 + 1) as usize;
             for dst in remotes
                 .iter()
@@ -317,11 +317,11 @@ fn reconcile_after_churn_of_1000_groups_matches_exactly() {
             {
                 let mut e = VxlanMdbEntry::new(group(i), *dst);
                 if (i + round).is_multiple_of(7) {
-                    e.filter = SourceFilter::Include([src(i), src(i + 1)].into());
+                    e.filter = SourceFilter::include([src(i), src(i + 1)]);
                 } else if (i + round).is_multiple_of(11) {
-                    e.filter = SourceFilter::Exclude([src(i)].into());
+                    e.filter = SourceFilter::exclude([src(i)]);
                 } else if (i + round).is_multiple_of(13) {
-                    e.source = Some(src(i));
+                    e.source = Some(src(i).into());
                 }
                 if (i + round).is_multiple_of(17) {
                     e.dst_port = Some(8472);
@@ -400,8 +400,8 @@ fn reconcile_after_churn_of_1000_groups_matches_exactly() {
                 .take((i % 3 + 1) as usize)
                 .map(move |dst| RemoteMembership {
                     filter: match i % 5 {
-                        0 => SourceFilter::Include([src(i)].into()),
-                        1 => SourceFilter::Exclude([src(i + 1)].into()),
+                        0 => SourceFilter::include([src(i)]),
+                        1 => SourceFilter::exclude([src(i + 1)]),
                         _ => SourceFilter::Any,
                     },
                     ..RemoteMembership::any_source(group(i), *dst)
@@ -412,7 +412,7 @@ fn reconcile_after_churn_of_1000_groups_matches_exactly() {
     let st = tables.reconcile(&mut nl, &memberships).unwrap();
     assert_eq!(st.vxlan.failed + st.bridge.failed, 0, "{st:?}");
     assert_eq!(vx.dump(&mut nl).unwrap(), compile(&memberships).unwrap());
-    let member_groups: BTreeSet<Ipv4Addr> = (2000..3000u32).map(group).collect();
+    let member_groups: BTreeSet<IpAddr> = (2000..3000u32).map(|i| group(i).into()).collect();
     assert_eq!(br.dump(&mut nl).unwrap(), member_groups);
     let st = tables.reconcile(&mut nl, &memberships).unwrap();
     assert_eq!(st.vxlan.unchanged, compile(&memberships).unwrap().len());
@@ -627,13 +627,13 @@ fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
         filter,
         ..RemoteMembership::any_source(g(5), dst)
     };
-    br.reconcile(&mut t.nl_a, &[g(5)].into()).unwrap();
+    br.reconcile(&mut t.nl_a, &[g(5).into()].into()).unwrap();
     let st = vx
         .reconcile_memberships(
             &mut t.nl_a,
             &[
-                member(b, SourceFilter::Include([s1].into())),
-                member(c, SourceFilter::Include([s2].into())),
+                member(b, SourceFilter::include([s1])),
+                member(c, SourceFilter::include([s2])),
             ]
             .into(),
         )
@@ -649,8 +649,8 @@ fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
         .reconcile_memberships(
             &mut t.nl_a,
             &[
-                member(b, SourceFilter::Exclude([s1].into())),
-                member(c, SourceFilter::Include([s2].into())),
+                member(b, SourceFilter::exclude([s1])),
+                member(c, SourceFilter::include([s2])),
             ]
             .into(),
         )
@@ -665,7 +665,7 @@ fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
     vx.reconcile(
         &mut t.nl_a,
         &[
-            VxlanMdbEntry::new(g(5), b).with_filter(SourceFilter::Exclude([s1].into())),
+            VxlanMdbEntry::new(g(5), b).with_filter(SourceFilter::exclude([s1])),
             VxlanMdbEntry::new(g(5), c).with_source(s2),
         ]
         .into(),
@@ -690,7 +690,7 @@ fn multicast_crosses_only_to_listed_hosts_and_filters_sources() {
     assert_eq!(st.vxlan.failed + st.bridge.failed, 0, "{st:?}");
     let view = inspect(&mut t.nl_a, &t.dev_a).unwrap();
     assert_eq!(view.vxlan_entries, want.iter().cloned().collect::<Vec<_>>());
-    assert_eq!(view.bridge_groups, [g(6)].into());
+    assert_eq!(view.bridge_groups, [g(6).into()].into());
     assert!(
         view.to_string().contains("grp 239.77.1.6 dst 10.77.3.2"),
         "{view}"

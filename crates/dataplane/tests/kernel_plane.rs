@@ -74,7 +74,11 @@ fn plane_delivers_locally_and_across_and_puts_the_bridge_back() {
     assert_eq!(nl1.link_by_index(dev.ifindex).unwrap().mtu, Some(8951));
     assert_eq!(nl1.link_by_name("br0").unwrap().mtu, Some(9001));
     let seen = inspect(&mut nl1, &dev).expect("inspect");
-    assert_eq!(seen.bridge_groups, [G, G_OTHER].into(), "{seen}");
+    assert_eq!(
+        seen.bridge_groups,
+        [G.into(), G_OTHER.into()].into(),
+        "{seen}"
+    );
     assert_eq!(seen.vxlan_entries.len(), 2, "{seen}");
     assert!(
         seen.vxlan_entries.iter().all(|e| e.dst == hosts[1].ip),

@@ -13,7 +13,7 @@ mod agent_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use agent_support::{Flow, Topo};
@@ -1315,7 +1315,7 @@ fn churn_group(i: u32) -> Ipv4Addr {
 /// Waits until h1's kernel tables hold exactly one any-source VXLAN entry per (group,
 /// remote host) of `want` and a bridge entry per group, nothing else.
 fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
-    let groups: BTreeSet<Ipv4Addr> = want.iter().map(|(g, _)| *g).collect();
+    let groups: BTreeSet<IpAddr> = want.iter().map(|(g, _)| IpAddr::V4(*g)).collect();
     let mut last = None;
     let ok = t.wait_until(Duration::from_secs(30), || {
         let Some(k) = t.kernel_tables(0, 4100) else {
@@ -1329,7 +1329,7 @@ fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
                     .map(move |d| (d, t.hosts[h].ip.clone()))
             })
             .collect();
-        let got: BTreeSet<(Ipv4Addr, Ipv4Addr)> = k
+        let got: BTreeSet<(IpAddr, Ipv4Addr)> = k
             .vxlan_entries
             .iter()
             .map(|e| {
@@ -1340,7 +1340,9 @@ fn wait_kernel_tables(t: &Topo, want: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) {
                 (e.group, dst)
             })
             .collect();
-        let exact = got == *want
+        let want_ip: BTreeSet<(IpAddr, Ipv4Addr)> =
+            want.iter().map(|(g, d)| (IpAddr::V4(*g), *d)).collect();
+        let exact = got == want_ip
             && k.vxlan_entries.len() == want.len()
             && k.vxlan_entries.iter().all(|e| e.source.is_none())
             && k.bridge_groups == groups;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::error::Error;
 use super::link_msg::{DeviceStats, LinkInfo};
@@ -24,7 +24,7 @@ pub struct Inspection {
     /// (*, G) source lists.
     pub vxlan_entries: Vec<VxlanMdbEntry>,
     /// The groups with a bridge entry on the VXLAN port.
-    pub bridge_groups: BTreeSet<Ipv4Addr>,
+    pub bridge_groups: BTreeSet<IpAddr>,
 }
 
 /// Reads what the kernel holds for `dev`.

@@ -4,7 +4,7 @@
 //! difference, so the kernel ends up exactly at the desired state whatever it held.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::error::Error;
 use super::mdb_msg::{self, MdbRecord, RTM_GETMDB, RTM_NEWMDB, SourceFilter, VxlanMdbEntry};
@@ -211,7 +211,7 @@ impl VxlanMdb {
 /// Drops the (S, G) records the kernel made itself from a (*, G) entry's source list
 /// (same group and destination, source in the list).
 fn without_derived(entries: Vec<VxlanMdbEntry>) -> BTreeSet<VxlanMdbEntry> {
-    let derived: BTreeSet<(Ipv4Addr, Ipv4Addr, Ipv4Addr)> = entries
+    let derived: BTreeSet<(IpAddr, IpAddr, Ipv4Addr)> = entries
         .iter()
         .filter(|e| e.source.is_none())
         .flat_map(|e| {
@@ -234,7 +234,7 @@ fn without_derived(entries: Vec<VxlanMdbEntry>) -> BTreeSet<VxlanMdbEntry> {
 /// An explicit (S, G) entry for a destination whose (*, G) lists S would collide with
 /// the entry the kernel derives; refuse the set rather than fight the kernel.
 fn check_no_overlap(desired: &BTreeSet<VxlanMdbEntry>) -> Result<(), Error> {
-    let mut lists: BTreeMap<(Ipv4Addr, Ipv4Addr), &BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut lists: BTreeMap<(IpAddr, Ipv4Addr), &BTreeSet<IpAddr>> = BTreeMap::new();
     for e in desired.iter().filter(|e| e.source.is_none()) {
         if let SourceFilter::Include(s) | SourceFilter::Exclude(s) = &e.filter {
             lists.insert((e.group, e.dst), s);
@@ -315,7 +315,8 @@ impl BridgeMdb {
     }
 
     /// Adds a permanent entry for `group` on the VXLAN port.
-    pub fn add(&self, nl: &mut Netlink, group: Ipv4Addr) -> Result<(), Error> {
+    pub fn add(&self, nl: &mut Netlink, group: impl Into<IpAddr>) -> Result<(), Error> {
+        let group = group.into();
         mdb_msg::validate_bridge_group(group)?;
         nl.request(
             &mdb_msg::bridge_add(self.bridge, self.port, group, self.replace),
@@ -324,7 +325,8 @@ impl BridgeMdb {
     }
 
     /// Deletes the entry for `group` on the VXLAN port.
-    pub fn delete(&self, nl: &mut Netlink, group: Ipv4Addr) -> Result<(), Error> {
+    pub fn delete(&self, nl: &mut Netlink, group: impl Into<IpAddr>) -> Result<(), Error> {
+        let group = group.into();
         nl.request(
             &mdb_msg::bridge_del(self.bridge, self.port, group),
             &format!("delete bridge MDB entry for {group} on the VXLAN port"),
@@ -332,7 +334,7 @@ impl BridgeMdb {
     }
 
     /// The groups with an entry on the VXLAN port.
-    pub fn dump(&self, nl: &mut Netlink) -> Result<BTreeSet<Ipv4Addr>, Error> {
+    pub fn dump(&self, nl: &mut Netlink) -> Result<BTreeSet<IpAddr>, Error> {
         let records = dump_records(nl, "dump the bridge multicast table")?;
         Ok(records
             .iter()
@@ -350,14 +352,14 @@ impl BridgeMdb {
     pub fn reconcile(
         &self,
         nl: &mut Netlink,
-        desired: &BTreeSet<Ipv4Addr>,
+        desired: &BTreeSet<IpAddr>,
     ) -> Result<ReconcileStats, Error> {
         for g in desired {
             mdb_msg::validate_bridge_group(*g)?;
         }
         let current = self.dump(nl)?;
-        let removes: Vec<Ipv4Addr> = current.difference(desired).copied().collect();
-        let adds: Vec<Ipv4Addr> = desired.difference(&current).copied().collect();
+        let removes: Vec<IpAddr> = current.difference(desired).copied().collect();
+        let adds: Vec<IpAddr> = desired.difference(&current).copied().collect();
         let mut stats = ReconcileStats {
             unchanged: current.intersection(desired).count(),
             ..ReconcileStats::default()
@@ -433,10 +435,10 @@ impl DomainTables {
         nl: &mut Netlink,
         memberships: &BTreeSet<RemoteMembership>,
     ) -> Result<DomainReconcile, Error> {
-        let groups: BTreeSet<Ipv4Addr> = memberships.iter().map(|m| m.group).collect();
+        let groups: BTreeSet<IpAddr> = memberships.iter().map(|m| m.group).collect();
         let entries = compile(memberships)?;
         let current = self.bridge.dump(nl)?;
-        let kept: BTreeSet<Ipv4Addr> = current.intersection(&groups).copied().collect();
+        let kept: BTreeSet<IpAddr> = current.intersection(&groups).copied().collect();
         let mut bridge = self.bridge.reconcile(nl, &kept)?;
         let vxlan = self.vxlan.reconcile(nl, &entries)?;
         let adds = self.bridge.reconcile(nl, &groups)?;
@@ -483,7 +485,7 @@ mod tests {
 
     #[test]
     fn derived_sg_records_are_hidden() {
-        let star = VxlanMdbEntry::new(G, D1).with_filter(SourceFilter::Include([S].into()));
+        let star = VxlanMdbEntry::new(G, D1).with_filter(SourceFilter::include([S]));
         let derived = VxlanMdbEntry::new(G, D1).with_source(S);
         let other_dst = VxlanMdbEntry::new(G, D2).with_source(S);
         let got = without_derived(vec![star.clone(), derived, other_dst.clone()]);
@@ -492,7 +494,7 @@ mod tests {
 
     #[test]
     fn overlapping_explicit_sg_is_refused() {
-        let star = VxlanMdbEntry::new(G, D1).with_filter(SourceFilter::Exclude([S].into()));
+        let star = VxlanMdbEntry::new(G, D1).with_filter(SourceFilter::exclude([S]));
         let sg = VxlanMdbEntry::new(G, D1).with_source(S);
         assert!(check_no_overlap(&[star.clone(), sg].into()).is_err());
         let sg_other = VxlanMdbEntry::new(G, D2).with_source(S);

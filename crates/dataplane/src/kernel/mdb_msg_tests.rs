@@ -1,5 +1,7 @@
 //! Unit tests of `mdb_msg.rs`.
 
+use std::net::Ipv6Addr;
+
 use super::*;
 use crate::kernel::nl::{NLA_F_NESTED, NLMSG_HDRLEN};
 
@@ -57,7 +59,7 @@ fn vxlan_include_replace_exact_bytes() {
     let e = VxlanMdbEntry {
         dst_port: Some(8472),
         vni: Some(77),
-        ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include([S2, S1].into()))
+        ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::include([S2, S1]))
     };
     let got = vxlan_add(11, &e, true).finish(8);
     let mut want = hdr(0, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x100, 8);
@@ -111,7 +113,7 @@ fn vxlan_sg_delete_carries_only_the_key() {
 
 #[test]
 fn bridge_entry_exact_bytes() {
-    let got = bridge_add(3, 11, G, false).finish(1);
+    let got = bridge_add(3, 11, G.into(), false).finish(1);
     let mut want = hdr(16 + 8 + 32, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x200, 1);
     want.extend_from_slice(&[7, 0, 0, 0]);
     want.extend_from_slice(&3u32.to_ne_bytes());
@@ -122,7 +124,7 @@ fn bridge_entry_exact_bytes() {
         &entry_bytes(11, [239, 1, 2, 3]),
     );
     assert_eq!(got, want);
-    let del = bridge_del(3, 11, G).finish(1);
+    let del = bridge_del(3, 11, G.into()).finish(1);
     assert_eq!(&del[4..6], &RTM_DELMDB.to_ne_bytes());
     assert_eq!(&del[6..8], &0x5u16.to_ne_bytes());
     assert_eq!(&del[NLMSG_HDRLEN..], &want[NLMSG_HDRLEN..]);
@@ -152,12 +154,17 @@ fn kernel_dump_msg() -> Vec<u8> {
     );
     attr(&mut info, MDBA_MDB_EATTR_DST, 8, &[10, 9, 0, 2]);
     attr(&mut info, MDBA_MDB_EATTR_VNI, 8, &77u32.to_ne_bytes());
+    dump_msg(&info)
+}
+
+/// One dump message of device 11 holding one `MDBA_MDB_ENTRY_INFO` with payload `info`.
+fn dump_msg(info: &[u8]) -> Vec<u8> {
     let mut entry = Vec::new();
     attr(
         &mut entry,
         MDBA_MDB_ENTRY_INFO | NLA_F_NESTED,
         4 + info.len() as u16,
-        &info,
+        info,
     );
     let mut mdb = Vec::new();
     attr(
@@ -184,7 +191,7 @@ fn parses_a_vxlan_dump_record() {
         e,
         VxlanMdbEntry {
             vni: Some(77),
-            ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include([S1, S2].into()))
+            ..VxlanMdbEntry::new(G, D).with_filter(SourceFilter::include([S1, S2]))
         }
     );
     assert_eq!(
@@ -223,7 +230,7 @@ fn validation_mirrors_kernel_refusals() {
         VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Include(BTreeSet::new())),
         VxlanMdbEntry::new(G, D)
             .with_source(S1)
-            .with_filter(SourceFilter::Include([S2].into())),
+            .with_filter(SourceFilter::include([S2])),
         VxlanMdbEntry::new(Ipv4Addr::UNSPECIFIED, D).with_source(S1),
         VxlanMdbEntry {
             vni: Some(1 << 24),
@@ -233,6 +240,113 @@ fn validation_mirrors_kernel_refusals() {
     for b in bad {
         assert!(b.validate().is_err(), "{b} should be refused");
     }
-    assert!(validate_bridge_group(G).is_ok());
-    assert!(validate_bridge_group(Ipv4Addr::UNSPECIFIED).is_err());
+    assert!(validate_bridge_group(G.into()).is_ok());
+    assert!(validate_bridge_group(Ipv4Addr::UNSPECIFIED.into()).is_err());
+}
+
+const G6: [u8; 16] = [0xff, 0x3e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 3];
+const S6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+
+fn g6() -> IpAddr {
+    IpAddr::from(G6)
+}
+
+fn s6() -> IpAddr {
+    IpAddr::from(S6)
+}
+
+/// A `br_mdb_entry` for an IPv6 group: the 16-byte address, proto ETH_P_IPV6.
+fn entry6_bytes(port: u32) -> Vec<u8> {
+    let mut e = Vec::new();
+    e.extend_from_slice(&port.to_ne_bytes());
+    e.extend_from_slice(&[1, 0, 0, 0]);
+    e.extend_from_slice(&G6);
+    e.extend_from_slice(&[0x86, 0xdd, 0, 0]);
+    e
+}
+
+#[test]
+fn vxlan_ipv6_include_add_exact_bytes() {
+    let e = VxlanMdbEntry::new(g6(), D).with_filter(SourceFilter::include([s6()]));
+    let got = vxlan_add(11, &e, false).finish(3);
+    let mut want = hdr(0, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x200, 3);
+    want.extend_from_slice(&[7, 0, 0, 0]);
+    want.extend_from_slice(&11u32.to_ne_bytes());
+    attr(&mut want, MDBA_SET_ENTRY, 32, &entry6_bytes(11));
+    // attrs: mode 8 + list (4 + (4 + 20)) 28 + dst 8 = 44, +4.
+    attr(&mut want, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, 48, &[]);
+    attr(&mut want, MDBE_ATTR_GROUP_MODE, 5, &[1, 0, 0, 0]);
+    attr(&mut want, MDBE_ATTR_SRC_LIST | NLA_F_NESTED, 28, &[]);
+    attr(&mut want, MDBE_SRC_LIST_ENTRY | NLA_F_NESTED, 24, &[]);
+    attr(&mut want, MDBE_SRCATTR_ADDRESS, 20, &S6);
+    attr(&mut want, MDBE_ATTR_DST, 8, &[10, 9, 0, 2]);
+    let len = want.len() as u32;
+    want[0..4].copy_from_slice(&len.to_ne_bytes());
+    assert_eq!(got, want);
+}
+
+#[test]
+fn vxlan_ipv6_sg_delete_and_bridge_entry_exact_bytes() {
+    let e = VxlanMdbEntry::new(g6(), D).with_source(s6());
+    let got = vxlan_del(11, &e).finish(4);
+    let mut want = hdr(16 + 8 + 32 + 32, RTM_DELMDB, 0x5, 4);
+    want.extend_from_slice(&[7, 0, 0, 0]);
+    want.extend_from_slice(&11u32.to_ne_bytes());
+    attr(&mut want, MDBA_SET_ENTRY, 32, &entry6_bytes(11));
+    attr(&mut want, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, 32, &[]);
+    attr(&mut want, MDBE_ATTR_SOURCE, 20, &S6);
+    attr(&mut want, MDBE_ATTR_DST, 8, &[10, 9, 0, 2]);
+    assert_eq!(got, want);
+
+    let got = bridge_add(3, 11, g6(), false).finish(5);
+    let mut want = hdr(16 + 8 + 32, RTM_NEWMDB, 0x1 | 0x4 | 0x400 | 0x200, 5);
+    want.extend_from_slice(&[7, 0, 0, 0]);
+    want.extend_from_slice(&3u32.to_ne_bytes());
+    attr(&mut want, MDBA_SET_ENTRY, 32, &entry6_bytes(11));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn parses_an_ipv6_vxlan_dump_record() {
+    let mut info = entry6_bytes(11);
+    attr(&mut info, MDBA_MDB_EATTR_SOURCE, 20, &S6);
+    attr(&mut info, MDBA_MDB_EATTR_DST, 8, &[10, 9, 0, 2]);
+    let recs = parse_dump_msg(&dump_msg(&info)).unwrap();
+    let e = recs[0].to_vxlan_entry().unwrap();
+    assert_eq!(e, VxlanMdbEntry::new(g6(), D).with_source(s6()));
+    assert_eq!(
+        e.to_string(),
+        "grp ff3e::8000:3 src 2001:db8::9 dst 10.9.0.2"
+    );
+}
+
+#[test]
+fn ipv6_validation() {
+    let ok = VxlanMdbEntry::new(g6(), D).with_filter(SourceFilter::exclude([s6()]));
+    assert!(ok.validate().is_ok());
+    assert!(
+        VxlanMdbEntry::new(g6(), D)
+            .with_source(s6())
+            .validate()
+            .is_ok()
+    );
+    let ff02: IpAddr = "ff02::1:3".parse().unwrap();
+    let bad = [
+        // Link scope stays on the link.
+        VxlanMdbEntry::new(ff02, D),
+        // Sources of the other family.
+        VxlanMdbEntry::new(g6(), D).with_source(S1),
+        VxlanMdbEntry::new(G, D).with_source(s6()),
+        VxlanMdbEntry::new(g6(), D).with_filter(SourceFilter::include([S1])),
+        // Not unicast.
+        VxlanMdbEntry::new(g6(), D).with_source(Ipv6Addr::LOCALHOST),
+        VxlanMdbEntry::new(g6(), D).with_filter(SourceFilter::include([g6()])),
+        // :: is no catch-all.
+        VxlanMdbEntry::new(Ipv6Addr::UNSPECIFIED, D),
+    ];
+    for b in bad {
+        assert!(b.validate().is_err(), "{b} should be refused");
+    }
+    assert!(validate_bridge_group(g6()).is_ok());
+    assert!(validate_bridge_group(ff02).is_err());
 }

@@ -10,17 +10,18 @@
 //! stop getting S. [`compile`] adds exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::error::Error;
 use super::mdb_msg::{SourceFilter, VxlanMdbEntry};
 
-/// What one remote host wants of one group: its merged IGMPv3 filter (RFC 3376 section
-/// 3.2: INCLUDE / EXCLUDE with a source list; any-source is EXCLUDE {}).
+/// What one remote host wants of one group: its merged IGMPv3 or MLDv2 filter (RFC 3376
+/// section 3.2, RFC 3810 section 4.2: INCLUDE / EXCLUDE with a source list; any-source
+/// is EXCLUDE {}).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RemoteMembership {
-    /// The group.
-    pub group: Ipv4Addr,
+    /// The group, IPv4 or IPv6 (the tunnel is IPv4 either way).
+    pub group: IpAddr,
     /// The remote host's underlay address.
     pub dst: Ipv4Addr,
     /// Which sources it wants.
@@ -33,9 +34,9 @@ pub struct RemoteMembership {
 
 impl RemoteMembership {
     /// `dst` wants every source of `group`.
-    pub fn any_source(group: Ipv4Addr, dst: Ipv4Addr) -> Self {
+    pub fn any_source(group: impl Into<IpAddr>, dst: Ipv4Addr) -> Self {
         Self {
-            group,
+            group: group.into(),
             dst,
             filter: SourceFilter::Any,
             dst_port: None,
@@ -43,7 +44,7 @@ impl RemoteMembership {
         }
     }
 
-    fn admits_unnamed(&self, s: Ipv4Addr) -> bool {
+    fn admits_unnamed(&self, s: IpAddr) -> bool {
         match &self.filter {
             SourceFilter::Any => true,
             SourceFilter::Exclude(l) => !l.contains(&s),
@@ -57,7 +58,7 @@ impl RemoteMembership {
 pub fn compile<'a>(
     memberships: impl IntoIterator<Item = &'a RemoteMembership>,
 ) -> Result<BTreeSet<VxlanMdbEntry>, Error> {
-    let mut by_group: BTreeMap<Ipv4Addr, BTreeMap<Ipv4Addr, &RemoteMembership>> = BTreeMap::new();
+    let mut by_group: BTreeMap<IpAddr, BTreeMap<Ipv4Addr, &RemoteMembership>> = BTreeMap::new();
     for m in memberships {
         if by_group
             .entry(m.group)
@@ -73,7 +74,7 @@ pub fn compile<'a>(
     }
     let mut out = BTreeSet::new();
     for (group, remotes) in &by_group {
-        let mut named: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        let mut named: BTreeSet<IpAddr> = BTreeSet::new();
         for m in remotes.values() {
             if let SourceFilter::Include(l) | SourceFilter::Exclude(l) = &m.filter {
                 named.extend(l.iter().copied());
@@ -132,17 +133,17 @@ mod tests {
     fn remotes_that_admit_a_named_source_get_explicit_sg() {
         // B: INCLUDE {S1}; C: any; D: EXCLUDE {S2}.
         let ms = [
-            m(B, SourceFilter::Include([S1].into())),
+            m(B, SourceFilter::include([S1])),
             m(C, SourceFilter::Any),
-            m(D, SourceFilter::Exclude([S2].into())),
+            m(D, SourceFilter::exclude([S2])),
         ];
         let got = compile(&ms).unwrap();
         let want: BTreeSet<_> = [
-            VxlanMdbEntry::new(G, B).with_filter(SourceFilter::Include([S1].into())),
+            VxlanMdbEntry::new(G, B).with_filter(SourceFilter::include([S1])),
             VxlanMdbEntry::new(G, C),
             VxlanMdbEntry::new(G, C).with_source(S1),
             VxlanMdbEntry::new(G, C).with_source(S2),
-            VxlanMdbEntry::new(G, D).with_filter(SourceFilter::Exclude([S2].into())),
+            VxlanMdbEntry::new(G, D).with_filter(SourceFilter::exclude([S2])),
             // D admits S1 without naming it; S2 it excludes (the kernel blocks it).
             VxlanMdbEntry::new(G, D).with_source(S1),
         ]
@@ -152,12 +153,6 @@ mod tests {
 
     #[test]
     fn duplicate_membership_is_refused() {
-        assert!(
-            compile(&[
-                m(B, SourceFilter::Any),
-                m(B, SourceFilter::Include([S1].into()))
-            ])
-            .is_err()
-        );
+        assert!(compile(&[m(B, SourceFilter::Any), m(B, SourceFilter::include([S1]))]).is_err());
     }
 }

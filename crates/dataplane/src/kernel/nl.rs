@@ -5,7 +5,7 @@
 //! header, then attributes (`nlattr`: u16 length, u16 type, payload, padded to 4 bytes).
 //! Everything is in host byte order unless a field says otherwise.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `nlmsghdr` length.
 pub(crate) const NLMSG_HDRLEN: usize = 16;
@@ -100,6 +100,14 @@ impl MsgBuilder {
 
     pub(crate) fn attr_ipv4(&mut self, attr_type: u16, addr: Ipv4Addr) -> &mut Self {
         self.attr(attr_type, &addr.octets())
+    }
+
+    /// An address attribute: 4 bytes for IPv4, 16 for IPv6.
+    pub(crate) fn attr_ip(&mut self, attr_type: u16, addr: IpAddr) -> &mut Self {
+        match addr {
+            IpAddr::V4(a) => self.attr(attr_type, &a.octets()),
+            IpAddr::V6(a) => self.attr(attr_type, &a.octets()),
+        }
     }
 
     pub(crate) fn begin_nest(&mut self, attr_type: u16) -> Nest {
@@ -215,6 +223,17 @@ pub(crate) fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
 pub(crate) fn read_ipv4(payload: &[u8]) -> Option<Ipv4Addr> {
     let b: [u8; 4] = payload.try_into().ok()?;
     Some(Ipv4Addr::from(b))
+}
+
+/// An address of either family by its length (4 or 16 bytes).
+pub(crate) fn read_ip(payload: &[u8]) -> Option<IpAddr> {
+    match payload.len() {
+        4 => read_ipv4(payload).map(IpAddr::V4),
+        16 => <[u8; 16]>::try_from(payload)
+            .ok()
+            .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        _ => None,
+    }
 }
 
 /// A string attribute without its trailing NUL.

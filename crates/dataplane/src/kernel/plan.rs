@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use mcgate_domain::forwarding::{DomainTable, ForwardingTable, is_link_local_group};
+use mcgate_domain::forwarding::{DomainTable, ForwardingTable, is_link_scope};
 use mcgate_domain::{FilterMode, SourceFilter as DomainFilter};
 
 use super::mdb_msg::SourceFilter;
@@ -43,9 +43,9 @@ pub fn plan(table: &ForwardingTable) -> BTreeMap<u32, DomainPlan> {
         .collect()
 }
 
-/// A domain filter (of an IPv4 group) as the kernel's entries express it; `None` for
-/// INCLUDE {} (no membership).
-pub fn kernel_filter(f: &DomainFilter) -> Option<SourceFilter> {
+/// A domain filter as the kernel's entries express it; `None` for INCLUDE {} (no
+/// membership).
+pub fn kernel_filter(f: &DomainFilter<IpAddr>) -> Option<SourceFilter> {
     match f.mode {
         FilterMode::Include if f.sources.is_empty() => None,
         FilterMode::Include => Some(SourceFilter::Include(f.sources.clone())),
@@ -60,26 +60,21 @@ fn restrict(f: &DomainFilter<IpAddr>, allowed: &BTreeSet<IpAddr>) -> DomainFilte
     DomainFilter::include(allowed.iter().copied().filter(|s| f.allows(*s)))
 }
 
-/// Every remote membership of one domain. Two remote hosts behind one underlay address
-/// (which the controller should not allow, but a table may hold) get their filters
-/// merged (RFC 3376 section 3.2), since the kernel keeps one entry per destination.
+/// Every remote membership of one domain, IPv4 and IPv6 groups alike (an IPv6 group's
+/// entries carry IPv6 sources and the remote's IPv4 underlay address). Two remote hosts
+/// behind one underlay address (which the controller should not allow, but a table may
+/// hold) get their filters merged (RFC 3376 section 3.2, RFC 3810 section 4.2), since
+/// the kernel keeps one entry per destination.
 pub fn domain_memberships(d: &DomainTable) -> BTreeSet<RemoteMembership> {
-    let mut by_dst: BTreeMap<(Ipv4Addr, Ipv4Addr), (DomainFilter, u16)> = BTreeMap::new();
-    for (ip_group, route) in &d.groups {
-        // IPv6 MDB entries (RTM_NEWMDB with ETH_P_IPV6) are the next step: until then
-        // the kernel plane programs IPv4 groups only.
-        let IpAddr::V4(group) = ip_group else {
-            continue;
-        };
-        if is_link_local_group(*group) || !group.is_multicast() {
+    let mut by_dst: BTreeMap<(IpAddr, Ipv4Addr), (DomainFilter<IpAddr>, u16)> = BTreeMap::new();
+    for (group, route) in &d.groups {
+        if is_link_scope(*group) || !group.is_multicast() {
             continue;
         }
         for r in &route.remotes {
             let filter = match d.allowed_sources.as_ref() {
-                None => r.filter.to_v4(),
-                Some(map) => {
-                    restrict(&r.filter, map.get(ip_group).unwrap_or(&BTreeSet::new())).to_v4()
-                }
+                None => r.filter.clone(),
+                Some(map) => restrict(&r.filter, map.get(group).unwrap_or(&BTreeSet::new())),
             };
             if filter.is_empty() {
                 continue;
@@ -192,11 +187,11 @@ mod tests {
         let want: BTreeSet<RemoteMembership> = [
             RemoteMembership::any_source(G, ip(2)),
             RemoteMembership {
-                filter: SourceFilter::Include([S1].into()),
+                filter: SourceFilter::include([S1]),
                 ..RemoteMembership::any_source(G, ip(3))
             },
             RemoteMembership {
-                filter: SourceFilter::Exclude([S2].into()),
+                filter: SourceFilter::exclude([S2]),
                 dst_port: Some(8472),
                 ..RemoteMembership::any_source(G, ip(4))
             },
@@ -206,24 +201,62 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_groups_get_no_mdb_entries_yet() {
+    fn ipv6_remote_members_become_memberships_to_the_ipv4_underlay() {
         let g6: IpAddr = "ff3e::8000:5".parse().unwrap();
+        let s6: IpAddr = "2001:db8::11".parse().unwrap();
+        let s7: IpAddr = "2001:db8::12".parse().unwrap();
+        let v6 = |host: &str, group: &str, filter: DomainFilter<IpAddr>| HostMember {
+            host: host.into(),
+            group: group.parse().unwrap(),
+            filter,
+        };
         let mut st = state(false, vec![member("h2", G, DomainFilter::any_source())]);
-        st.members.push(HostMember {
-            host: "h3".into(),
-            group: g6,
-            filter: DomainFilter::any_source(),
-        });
-        let t = table(st);
-        assert!(
-            t.by_vni(42).unwrap().route(g6).is_some(),
-            "routed in the table"
-        );
-        let d = plan(&t).remove(&42).expect("domain");
+        st.members.extend([
+            v6("h1", "ff3e::8000:5", DomainFilter::any_source()),
+            v6("h2", "ff3e::8000:5", DomainFilter::any_source()),
+            v6("h3", "ff3e::8000:5", DomainFilter::include([s6])),
+            v6("h4", "ff3e::8000:5", DomainFilter::exclude([s7])),
+            // Link scope (ff02::/16) never crosses, as 224.0.0.0/24 does not.
+            v6("h2", "ff02::fb", DomainFilter::any_source()),
+        ]);
+        let d = plan(&table(st)).remove(&42).expect("domain");
+        let want: BTreeSet<RemoteMembership> = [
+            RemoteMembership::any_source(G, ip(2)),
+            RemoteMembership::any_source(g6, ip(2)),
+            RemoteMembership {
+                filter: SourceFilter::include([s6]),
+                ..RemoteMembership::any_source(g6, ip(3))
+            },
+            RemoteMembership {
+                filter: SourceFilter::exclude([s7]),
+                dst_port: Some(8472),
+                ..RemoteMembership::any_source(g6, ip(4))
+            },
+        ]
+        .into();
+        assert_eq!(d.memberships, want);
+        // The entries the VXLAN device gets: IPv6 (*, G) per remote host, and the
+        // explicit (S, G) for the remotes that admit a source another one names.
+        let entries = super::super::membership::compile(&d.memberships).unwrap();
+        let v6_entries: Vec<String> = entries
+            .iter()
+            .filter(|e| e.group == g6)
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
-            d.memberships,
-            [RemoteMembership::any_source(G, ip(2))].into()
+            v6_entries,
+            [
+                "grp ff3e::8000:5 dst 10.0.0.2",
+                "grp ff3e::8000:5 filter_mode include source_list 2001:db8::11 dst 10.0.0.3",
+                "grp ff3e::8000:5 filter_mode exclude source_list 2001:db8::12 dst 10.0.0.4 dst_port 8472",
+                "grp ff3e::8000:5 src 2001:db8::11 dst 10.0.0.2",
+                "grp ff3e::8000:5 src 2001:db8::11 dst 10.0.0.4 dst_port 8472",
+                "grp ff3e::8000:5 src 2001:db8::12 dst 10.0.0.2",
+            ]
         );
+        for e in &entries {
+            e.validate().expect("valid entry");
+        }
     }
 
     #[test]
@@ -252,7 +285,7 @@ mod tests {
         assert_eq!(
             d.memberships,
             [RemoteMembership {
-                filter: SourceFilter::Include([S1].into()),
+                filter: SourceFilter::include([S1]),
                 ..RemoteMembership::any_source(G, ip(2))
             }]
             .into()
@@ -261,18 +294,18 @@ mod tests {
 
     #[test]
     fn filters_map_to_kernel_filters() {
-        assert_eq!(kernel_filter(&DomainFilter::include([])), None);
+        assert_eq!(kernel_filter(&DomainFilter::<IpAddr>::include([])), None);
         assert_eq!(
-            kernel_filter(&DomainFilter::any_source()),
+            kernel_filter(&DomainFilter::<IpAddr>::any_source()),
             Some(SourceFilter::Any)
         );
         assert_eq!(
-            kernel_filter(&DomainFilter::exclude([S1])),
-            Some(SourceFilter::Exclude([S1].into()))
+            kernel_filter(&DomainFilter::exclude([S1]).into()),
+            Some(SourceFilter::exclude([S1]))
         );
         assert_eq!(
-            kernel_filter(&DomainFilter::include([S1, S2])),
-            Some(SourceFilter::Include([S1, S2].into()))
+            kernel_filter(&DomainFilter::include([S1, S2]).into()),
+            Some(SourceFilter::include([S1, S2]))
         );
     }
 }

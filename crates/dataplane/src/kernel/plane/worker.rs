@@ -2,7 +2,7 @@
 //! in step with what the agent handed over, and publishes the counters.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ pub(super) struct Worker {
     /// Static members of this host: (link, group).
     statics: BTreeSet<(String, Ipv4Addr)>,
     /// Permanent bridge entries on task ports, per port, as last programmed.
-    port_entries: BTreeMap<u32, BTreeSet<Ipv4Addr>>,
+    port_entries: BTreeMap<u32, BTreeSet<IpAddr>>,
     /// Task ports made host ports.
     host_ports: HostPorts,
     /// Counters of devices already deleted, so totals never go backwards.
@@ -447,14 +447,16 @@ impl Worker {
         let Some(bridge) = self.bridge.as_ref().map(|b| b.ifindex) else {
             return Ok(());
         };
-        let mut want: BTreeMap<u32, BTreeSet<Ipv4Addr>> = self
+        let mut want: BTreeMap<u32, BTreeSet<IpAddr>> = self
             .links
             .iter()
             .map(|l| (l.ifindex, BTreeSet::new()))
             .collect();
         for (link, group) in &self.statics {
             if let Some(l) = self.links.iter().find(|l| &l.name == link) {
-                want.entry(l.ifindex).or_default().insert(*group);
+                want.entry(l.ifindex)
+                    .or_default()
+                    .insert(IpAddr::V4(*group));
             }
         }
         // Ports that left the link set: drop what was programmed there.

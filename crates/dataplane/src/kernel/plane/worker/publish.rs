@@ -1,7 +1,7 @@
 //! Publishing the kernel data plane's counters and state under the relay's names.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::super::super::link_msg::DeviceStats;
 use super::super::{DeviceStatus, KernelStatus, WireguardStatus};
@@ -39,7 +39,7 @@ impl Worker {
                 groups: d.programmed.as_ref().map_or(0, |m| {
                     m.iter()
                         .map(|x| x.group)
-                        .collect::<BTreeSet<Ipv4Addr>>()
+                        .collect::<BTreeSet<IpAddr>>()
                         .len()
                 }),
                 tx_packets: s.tx_packets,
