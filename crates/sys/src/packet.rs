@@ -25,7 +25,9 @@ pub enum Filter {
     /// one Hop-by-Hop Options header (where MLD's Router Alert is, RFC 3810 section 5).
     /// What the querier refuses in such a frame is counted there.
     Membership,
-    /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP.
+    /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP, or IPv6 to a
+    /// multicast destination (ff00::/8; the relay's `inspect` drops MLD and link-scope
+    /// traffic it must not forward, and counts it).
     MulticastData,
     /// Every frame (tests and diagnostics).
     All,
@@ -141,16 +143,19 @@ const MEMBERSHIP_PROGRAM: [libc::sock_filter; 22] = [
     stmt(RET_K, 0),             // 21: reject
 ];
 
-const DATA_PROGRAM: [libc::sock_filter; 9] = [
-    stmt(LDH_ABS, 12),
-    jump(JEQ_K, 0x0800, 0, 6),
-    stmt(LDB_ABS, 30),
-    stmt(AND_K, 0xf0),
-    jump(JEQ_K, 0xe0, 0, 3),
-    stmt(LDB_ABS, 23),
-    jump(JEQ_K, 2, 1, 0),
-    stmt(RET_K, SNAP_LEN),
-    stmt(RET_K, 0),
+const DATA_PROGRAM: [libc::sock_filter; 12] = [
+    stmt(LDH_ABS, 12),         // 0: EtherType
+    jump(JEQ_K, 0x0800, 0, 5), // 1: IPv4? else 7
+    stmt(LDB_ABS, 30),         // 2: first byte of the destination
+    stmt(AND_K, 0xf0),         // 3
+    jump(JEQ_K, 0xe0, 0, 6),   // 4: 224.0.0.0/4? else reject
+    stmt(LDB_ABS, 23),         // 5: protocol
+    jump(JEQ_K, 2, 4, 3),      // 6: IGMP: reject, else accept
+    jump(JEQ_K, 0x86dd, 0, 3), // 7: IPv6? else reject
+    stmt(LDB_ABS, 38),         // 8: first byte of the destination
+    jump(JEQ_K, 0xff, 0, 1),   // 9: ff00::/8? else reject
+    stmt(RET_K, SNAP_LEN),     // 10: accept
+    stmt(RET_K, 0),            // 11: reject
 ];
 
 /// A non-blocking AF_PACKET raw socket bound to one interface.
