@@ -102,26 +102,35 @@ fn received(t: &Topo, idx: usize) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_relay_forwards_ipv6_multicast_between_hosts() {
-    let mut t = Topo::with_dataplanes(4, &["userspace", "userspace"]);
+/// Two userspace hosts with `tasks` tasks each, in domain d1; h2's second task speaks
+/// MLDv1 only; returns once h2's MLD queriers run and every task's link-local address
+/// is out of DAD.
+fn two_hosts(tasks: usize) -> Topo {
+    let mut t = Topo::with_dataplanes(tasks, &["userspace", "userspace"]);
     // h2's second task speaks MLDv1 only (RFC 2710).
-    t.hosts[1].tasks[1]
-        .ns
-        .run(&["sysctl", "-qw", "net.ipv6.conf.eth0.force_mld_version=1"]);
+    if let Some(task) = t.hosts[1].tasks.get(1) {
+        task.ns
+            .run(&["sysctl", "-qw", "net.ipv6.conf.eth0.force_mld_version=1"]);
+    }
     t.start_controller();
     t.create_domain("d1", VNI as u32, "v3", false);
     t.start_agents();
     let ok = t.wait_until(Duration::from_secs(20), || {
-        ["tk1", "tk2", "tk3", "tk4"]
-            .iter()
-            .all(|l| mld_running(&t, 1, l))
+        (1..=tasks)
+            .map(|k| format!("tk{k}"))
+            .all(|l| mld_running(&t, 1, &l))
     });
     assert!(ok, "no MLD querier on h2's links:\n{}", t.logs());
     let ok = t.wait_until(Duration::from_secs(10), || {
-        (0..2).all(|h| (0..4).all(|k| link_local(&t, h, k).is_some()))
+        (0..2).all(|h| (0..tasks).all(|k| link_local(&t, h, k).is_some()))
     });
     assert!(ok, "the tasks' link-local addresses stayed tentative");
+    t
+}
+
+#[test]
+fn the_relay_forwards_ipv6_multicast_between_hosts() {
+    let mut t = two_hosts(4);
     let s1 = link_local(&t, 0, 0).expect("h1 task 1's address");
     let s2 = link_local(&t, 0, 1).expect("h1 task 2's address");
 
@@ -142,20 +151,7 @@ fn the_relay_forwards_ipv6_multicast_between_hosts() {
     assert!(ok, "receivers did not start:\n{}", t.proc_log(only_s1));
     // The controller lists h2's three member links, and h1 knows h2 as a member (one
     // remote member: the host, its links' filters merged).
-    let path = format!("/v1/groups?group={GROUP}&host=h2");
-    let ok = t.wait_until(Duration::from_secs(15), || {
-        let rows: Value = serde_json::from_str(&t.api("GET", &path, None)).unwrap_or_default();
-        let members = rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["member"] == true && r["member_type"] == "mld")
-            .count();
-        members == 3
-            && t.domain_summary(0, VNI)
-                .and_then(|d| d["remote_members"].as_u64())
-                == Some(1)
-    });
+    let ok = t.wait_until(Duration::from_secs(15), || spread(&t, 3));
     assert!(
         ok,
         "h1 does not know h2's IPv6 members: {:?}\n{}\n{}",
@@ -210,11 +206,66 @@ fn the_relay_forwards_ipv6_multicast_between_hosts() {
         t.logs()
     );
     assert_eq!(counts, [2 * COUNT, 2 * COUNT, COUNT, 0], "no duplicates");
-    // The relay counted the group (IPv6 groups are in /metrics).
-    let sent = t.metric(
-        0,
-        "mcgate_agent_group_packets_total",
-        &[("group", GROUP), ("path", "tunnel"), ("direction", "tx")],
-    );
+    // The relay counted the group (IPv6 groups are in /metrics), as published a few
+    // times a second.
+    let tunnel_tx = |t: &Topo| {
+        t.metric(
+            0,
+            "mcgate_agent_group_packets_total",
+            &[("group", GROUP), ("path", "tunnel"), ("direction", "tx")],
+        )
+    };
+    t.wait_until(Duration::from_secs(5), || tunnel_tx(&t) >= 2 * COUNT as u64);
+    let sent = tunnel_tx(&t);
     assert_eq!(sent, 2 * COUNT as u64, "h1's tunnel copies");
+}
+
+/// Whether h2's member rows for `GROUP` in the controller's group table number `n`, and
+/// h1 knows h2 as a member.
+fn spread(t: &Topo, n: usize) -> bool {
+    let path = format!("/v1/groups?group={GROUP}&host=h2");
+    let rows: Value = serde_json::from_str(&t.api("GET", &path, None)).unwrap_or_default();
+    let members = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["member"] == true && r["member_type"] == "mld")
+        .count();
+    members == n
+        && t.domain_summary(0, VNI)
+            .and_then(|d| d["remote_members"].as_u64())
+            == Some(1)
+}
+
+/// iperf 2.1.8 over IPv6 across hosts: the server joins the group on its `eth0`
+/// (`-B group%eth0`), the client sends out of its `eth0` from its link-local address.
+#[test]
+fn iperf2_over_ipv6_across_hosts() {
+    let mut t = two_hosts(1);
+    let bind = format!("{GROUP}%eth0");
+    let srv = t.spawn_in_task(1, 0, &["iperf", "-s", "-u", "-V", "-B", &bind, "-i", "1"]);
+    let ok = t.wait_until(Duration::from_secs(15), || spread(&t, 1));
+    assert!(ok, "h1 does not know h2's member:\n{}", t.logs());
+    let client = t.spawn_in_task(
+        0,
+        0,
+        &[
+            "iperf", "-c", &bind, "-u", "-V", "-T", "4", "-b", "1M", "-l", "1000", "-t", "3",
+        ],
+    );
+    let out = t.wait_proc(client, Duration::from_secs(10));
+    assert!(out.contains("datagrams") || out.contains("Sent"), "{out}");
+    let reported = t.wait_until(Duration::from_secs(5), || {
+        t.proc_log(srv)
+            .lines()
+            .any(|l| l.contains('%') && l.contains('/'))
+    });
+    assert!(
+        reported,
+        "the iperf server printed no report:\n{}",
+        t.logs()
+    );
+    let text = t.wait_proc(srv, Duration::from_millis(10));
+    let (summary, pct) = agent_support::iperf_loss(&text).unwrap_or_default();
+    assert!(pct <= 1.0, "lost {pct}%: {summary}\n{text}\n{out}");
 }
