@@ -144,8 +144,16 @@ fn the_data_filter_takes_multicast_of_both_families_but_igmp() {
     let mut unicast = udp.clone();
     unicast[14 + 16] = 10;
     assert!(!pass(&unicast), "IPv4 unicast");
-    let v6 = ipv6_frame(17, &[], 0);
-    assert!(pass(&v6), "IPv6 multicast");
+    let mut v6 = ipv6_frame(17, &[], 0);
+    assert!(!pass(&v6), "IPv6 link scope (ff02::16)");
+    for scope in [0u8, 1, 2] {
+        v6[14 + 25] = 0x30 | scope;
+        assert!(!pass(&v6), "scope {scope}");
+    }
+    for scope in [3u8, 5, 8, 0xe] {
+        v6[14 + 25] = 0x30 | scope;
+        assert!(pass(&v6), "scope {scope}");
+    }
     let mut v6_unicast = v6.clone();
     v6_unicast[14 + 24] = 0xfd;
     assert!(!pass(&v6_unicast), "IPv6 unicast");
