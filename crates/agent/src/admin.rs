@@ -3,6 +3,7 @@
 //! On a Unix socket only (whose file mode decides who may write), also
 //! `POST /v1/rotate-key`: a new WireGuard key pair for the host.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -152,9 +153,14 @@ pub fn stats_json(
             })
         })
         .collect();
+    // IPv4 groups only, as the traffic report: IPv6 groups' counters are in `/metrics`.
     let groups: Vec<Value> = dp
         .groups
         .iter()
+        .filter_map(|(g, c)| match g {
+            IpAddr::V4(g) => Some((g, c)),
+            IpAddr::V6(_) => None,
+        })
         .map(|(g, c)| {
             let member_links: Vec<&str> = view
                 .links

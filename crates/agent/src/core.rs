@@ -151,12 +151,19 @@ pub struct AgentCore {
 }
 
 impl AgentCore {
-    /// The local membership as the forwarding table keys it (both families).
+    /// The local membership as the forwarding table keys it (both families): the IGMP
+    /// membership and the links' MLD membership (as last synced, see
+    /// `sync_mld_reports`).
     pub(crate) fn local_membership(&self) -> LocalMembership {
-        self.membership
+        let v4 = self
+            .membership
             .iter()
-            .map(|((link, group), f)| ((link.clone(), IpAddr::V4(*group)), f.clone().into()))
-            .collect()
+            .map(|((link, group), f)| ((link.clone(), IpAddr::V4(*group)), f.clone().into()));
+        let v6 = self
+            .mld_reported
+            .iter()
+            .map(|((link, group), (f, _))| ((link.clone(), IpAddr::V6(*group)), f.clone().into()));
+        v4.chain(v6).collect()
     }
 
     /// A core that has attached nothing yet, started at `now`, with the membership of a

@@ -12,7 +12,7 @@
 //!   per-host lists but stay in the group's totals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use mcgate_dataplane::counters::{Counter, DataplaneStats, Drops, GroupCounters};
 use mcgate_domain::api::DomainState;
@@ -194,7 +194,13 @@ pub fn report(
     uptime_ms: u64,
 ) -> TrafficReport {
     let mut groups = Vec::new();
+    // The traffic report is IPv4 only (`GroupCounts::group`): IPv6 groups are counted
+    // in `/metrics`, not reported to the controller.
     for (group, g) in &stats.groups {
+        let IpAddr::V4(group) = *group else {
+            continue;
+        };
+        let group = &group;
         let known: Vec<&DomainInputs> = inputs
             .domains
             .iter()
@@ -297,9 +303,12 @@ mod tests {
             name: "userspace",
             ..DataplaneStats::default()
         };
-        s.groups.insert(G, g);
+        s.groups.insert(G.into(), g);
+        // IPv6 groups are left out of the report.
+        s.groups
+            .insert("ff3e::8000:1".parse().unwrap(), GroupCounters::default());
         s.groups.insert(
-            LONELY,
+            LONELY.into(),
             GroupCounters {
                 rx_local: counter(1),
                 ..GroupCounters::default()

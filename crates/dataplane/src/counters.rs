@@ -3,7 +3,7 @@
 //! The forwarding thread owns the live counters (plain integers, no atomics on the hot
 //! path) and publishes a copy a few times a second; readers take that copy.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::collections::BTreeMap;
 
 /// The most peers one group counts separately; copies to more are counted in the
@@ -33,18 +33,20 @@ impl Counter {
 pub enum DropReason {
     /// Too short, bad lengths, or impossible addresses.
     Malformed,
-    /// Not IPv4.
+    /// Neither IPv4 nor IPv6 (the name stays `not_ipv4`).
     NotIpv4,
     /// Not to a multicast address.
     NotMulticast,
-    /// IGMP, which the querier handles, never the relay.
+    /// IGMP or MLD (ICMPv6 types 130, 131, 132, 143), which the querier handles, never
+    /// the relay.
     Igmp,
-    /// A message only multicast routers send (PIM, RFC 7761), from a task: containers
-    /// are hosts, not routers.
+    /// A message only multicast routers send (PIM, RFC 7761; Multicast Router Discovery
+    /// over IPv6, RFC 4286), from a task: containers are hosts, not routers.
     RouterMessage,
     /// Longer than a receive buffer.
     Truncated,
-    /// A link-local group (224.0.0.0/24) arriving through the tunnel.
+    /// A link-local group (224.0.0.0/24, or an IPv6 group of scope 0 to 2) arriving
+    /// through the tunnel.
     LinkLocal,
     /// The host belongs to no domain (or none carries this VNI).
     NoDomain,
@@ -261,8 +263,9 @@ pub struct DataplaneStats {
     pub name: &'static str,
     /// Per attached link (links that went away keep their counts).
     pub links: BTreeMap<String, LinkCounters>,
-    /// Per group; groups past the tracking limit are summed under 0.0.0.0.
-    pub groups: BTreeMap<Ipv4Addr, GroupCounters>,
+    /// Per group, IPv4 and IPv6; groups past the tracking limit are summed under
+    /// 0.0.0.0.
+    pub groups: BTreeMap<IpAddr, GroupCounters>,
     /// VXLAN datagrams received.
     pub tunnel_rx: Counter,
     /// VXLAN datagrams sent.

@@ -6,13 +6,15 @@
 //! must never panic; the `assert!`s are the invariants the fuzzer hunts for violations
 //! of, so a panic from this module is a bug in the crate, never a property of the input.
 
+use std::net::IpAddr;
+
 use crate::inspect::McastFrame;
 use crate::kernel::wireguard::uapi;
 use crate::kernel::{filter, host_port, link_msg, mdb_msg, nl};
 use crate::relay::checksum::{complete_checksum, complete_partial_udp};
 use crate::relay::decide::parse_capture;
 use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
-use mcgate_wire::{ethernet, ipv4, udp};
+use mcgate_wire::{checksum, ethernet, ipv4, ipv6, udp};
 
 /// A netlink datagram of link replies (RTM_NEWLINK, any family).
 pub fn netlink_link(data: &[u8]) {
@@ -90,29 +92,58 @@ pub fn vnet(data: &[u8]) {
     let _ = complete_partial_udp(&mut frame);
 }
 
-fn is_udp_at(frame: &[u8], m: &McastFrame, start: usize) -> bool {
-    ethernet::Frame::new_checked(frame)
-        .ok()
-        .and_then(|e| {
+/// Where the UDP datagram of `frame` starts and ends, and the sum of its pseudo-header:
+/// IPv4, or IPv6 with UDP directly after the fixed header (as the relay's seeds are).
+fn udp_of(frame: &[u8], m: &McastFrame) -> Option<(usize, usize, u16)> {
+    let e = ethernet::Frame::new_checked(frame).ok()?;
+    let (start, end, protocol) = match (m.source, m.group) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => {
             let ip = ipv4::Packet::new_checked(e.payload()).ok()?;
-            let udp_len = usize::from(ip.total_len()) - ip.header_len();
-            Some(
-                ip.protocol() == ipv4::PROTOCOL_UDP
-                    && start == ethernet::HEADER_LEN + ip.header_len()
-                    && m.len == ethernet::HEADER_LEN + usize::from(ip.total_len())
-                    && udp::Packet::new_checked(ip.payload())
-                        .is_ok_and(|u| usize::from(u.len()) == udp_len),
+            let start = ethernet::HEADER_LEN + ip.header_len();
+            (
+                start,
+                ethernet::HEADER_LEN + usize::from(ip.total_len()),
+                ip.protocol(),
             )
-        })
-        .unwrap_or(false)
+        }
+        _ => {
+            let ip = ipv6::Packet::new_checked(e.payload()).ok()?;
+            let start = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+            let end = start + usize::from(ip.payload_len());
+            (start, end, ip.next_header())
+        }
+    };
+    if protocol != ipv4::PROTOCOL_UDP || start > end {
+        return None;
+    }
+    let len = u16::try_from(end - start).ok()?;
+    let pseudo = match (m.source, m.group) {
+        (IpAddr::V4(s), IpAddr::V4(g)) => checksum::pseudo_header(s, g, protocol, len),
+        (IpAddr::V6(s), IpAddr::V6(g)) => {
+            checksum::pseudo_header_v6(s, g, protocol, u32::from(len))
+        }
+        _ => return None,
+    };
+    Some((start, end, pseudo))
+}
+
+/// Whether the UDP header of `frame` starts at `start`, its length field consistent with
+/// the IP header's.
+fn is_udp_at(frame: &[u8], m: &McastFrame, start: usize) -> bool {
+    udp_of(frame, m).is_some_and(|(at, end, _)| {
+        at == start
+            && m.len == end
+            && frame.get(at..end).is_some_and(|d| {
+                udp::Packet::new_checked(d).is_ok_and(|u| usize::from(u.len()) == end - at)
+            })
+    })
 }
 
 fn udp_verifies(frame: &[u8], m: &McastFrame) -> bool {
-    ethernet::Frame::new_checked(frame).is_ok_and(|e| {
-        ipv4::Packet::new_checked(e.payload()).is_ok_and(|ip| {
-            udp::Packet::new_checked(ip.payload())
-                .is_ok_and(|u| u.verify_checksum(m.source, m.group))
-        })
+    udp_of(frame, m).is_some_and(|(at, end, pseudo)| {
+        frame
+            .get(at..end)
+            .is_some_and(|d| checksum::combine(&[pseudo, checksum::data(d)]) == 0xffff)
     })
 }
 
@@ -321,6 +352,10 @@ mod tests {
         }
         for (path, data) in seeds("vnet") {
             match parse_capture(&data, false) {
+                // A fragment is forwarded with its checksum as it is.
+                Ok((v, _)) if path.ends_with("seed-udp6-fragment") => {
+                    assert_eq!(v.flags, 0);
+                }
                 Ok((v, m)) => {
                     assert_eq!(v.flags, VnetHdr::NEEDS_CSUM, "{path:?}");
                     let mut f = data[VNET_HDR_LEN..VNET_HDR_LEN + m.len].to_vec();

@@ -932,16 +932,8 @@ fn iperf2_across_hosts_and_vxlan_on_the_wire(dp: &str) {
     }
     // Both iperf servers report their received datagrams with (almost) no loss.
     for (name, text) in [("h2", &s2), ("h3", &s3)] {
-        let summary = text
-            .lines()
-            .rfind(|l| l.contains('%') && l.contains('/'))
+        let (summary, pct) = agent_support::iperf_loss(text)
             .unwrap_or_else(|| panic!("{name} iperf server printed no report:\n{text}"));
-        let pct: f64 = summary
-            .split('(')
-            .nth(1)
-            .and_then(|p| p.split('%').next())
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(100.0);
         assert!(pct <= 1.0, "{name} lost {pct}%: {summary}\n{text}");
     }
 }

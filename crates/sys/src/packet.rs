@@ -25,7 +25,11 @@ pub enum Filter {
     /// one Hop-by-Hop Options header (where MLD's Router Alert is, RFC 3810 section 5).
     /// What the querier refuses in such a frame is counted there.
     Membership,
-    /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP.
+    /// IPv4 to a multicast destination (224.0.0.0/4) that is not IGMP, or IPv6 to a
+    /// multicast destination of scope 3 or more (ff00::/8 but not interface-, link-local
+    /// or reserved scope 0: Neighbor Discovery and MLDv2 reports stay out; nothing of
+    /// link scope has members to forward to). The relay's `inspect` drops and counts
+    /// what else it must not forward (an MLDv1 report to its group).
     MulticastData,
     /// Every frame (tests and diagnostics).
     All,
@@ -141,16 +145,22 @@ const MEMBERSHIP_PROGRAM: [libc::sock_filter; 22] = [
     stmt(RET_K, 0),             // 21: reject
 ];
 
-const DATA_PROGRAM: [libc::sock_filter; 9] = [
-    stmt(LDH_ABS, 12),
-    jump(JEQ_K, 0x0800, 0, 6),
-    stmt(LDB_ABS, 30),
-    stmt(AND_K, 0xf0),
-    jump(JEQ_K, 0xe0, 0, 3),
-    stmt(LDB_ABS, 23),
-    jump(JEQ_K, 2, 1, 0),
-    stmt(RET_K, SNAP_LEN),
-    stmt(RET_K, 0),
+const DATA_PROGRAM: [libc::sock_filter; 15] = [
+    stmt(LDH_ABS, 12),         // 0: EtherType
+    jump(JEQ_K, 0x0800, 0, 5), // 1: IPv4? else 7
+    stmt(LDB_ABS, 30),         // 2: first byte of the destination
+    stmt(AND_K, 0xf0),         // 3
+    jump(JEQ_K, 0xe0, 0, 9),   // 4: 224.0.0.0/4? else reject
+    stmt(LDB_ABS, 23),         // 5: protocol
+    jump(JEQ_K, 2, 7, 6),      // 6: IGMP: reject, else accept
+    jump(JEQ_K, 0x86dd, 0, 6), // 7: IPv6? else reject
+    stmt(LDB_ABS, 38),         // 8: first byte of the destination
+    jump(JEQ_K, 0xff, 0, 4),   // 9: ff00::/8? else reject
+    stmt(LDB_ABS, 39),         // 10: flags and scope
+    stmt(AND_K, 0x0f),         // 11: the scope
+    jump(JGT_K, 2, 0, 1),      // 12: beyond link scope? accept, else reject
+    stmt(RET_K, SNAP_LEN),     // 13: accept
+    stmt(RET_K, 0),            // 14: reject
 ];
 
 /// A non-blocking AF_PACKET raw socket bound to one interface.

@@ -131,6 +131,39 @@ fn the_membership_filter_takes_igmp_and_mld_and_nothing_else() {
 }
 
 #[test]
+fn the_data_filter_takes_multicast_of_both_families_but_igmp() {
+    let pass = |f: &[u8]| run(&DATA_PROGRAM, f) != 0;
+    let mut udp = vec![0u8; 14 + 32];
+    udp[12..14].copy_from_slice(&[0x08, 0x00]);
+    udp[14 + 9] = 17;
+    udp[14 + 16] = 233;
+    assert!(pass(&udp), "IPv4 multicast UDP");
+    let mut igmp = udp.clone();
+    igmp[14 + 9] = 2;
+    assert!(!pass(&igmp), "IGMP");
+    let mut unicast = udp.clone();
+    unicast[14 + 16] = 10;
+    assert!(!pass(&unicast), "IPv4 unicast");
+    let mut v6 = ipv6_frame(17, &[], 0);
+    assert!(!pass(&v6), "IPv6 link scope (ff02::16)");
+    for scope in [0u8, 1, 2] {
+        v6[14 + 25] = 0x30 | scope;
+        assert!(!pass(&v6), "scope {scope}");
+    }
+    for scope in [3u8, 5, 8, 0xe] {
+        v6[14 + 25] = 0x30 | scope;
+        assert!(pass(&v6), "scope {scope}");
+    }
+    let mut v6_unicast = v6.clone();
+    v6_unicast[14 + 24] = 0xfd;
+    assert!(!pass(&v6_unicast), "IPv6 unicast");
+    let mut arp = udp.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert!(!pass(&arp), "ARP");
+    assert!(!pass(&v6[..14 + 24]), "cut before the destination");
+}
+
+#[test]
 fn frame_batch_bounds_are_checked() {
     let mut b = FrameBatch::new(128);
     assert!(b.frame(0).is_none());

@@ -103,6 +103,15 @@ impl AgentCore {
                 reporters,
             );
         }
+        // The forwarding table's local IPv6 members changed (not just their reporters).
+        let filters = |m: &MldReported| {
+            m.iter()
+                .map(|(k, (f, _))| (k.clone(), f.clone()))
+                .collect::<Vec<_>>()
+        };
+        if filters(&before) != filters(&now) {
+            self.table_dirty = true;
+        }
         self.mld_reported = now;
     }
 

@@ -102,10 +102,11 @@ fn remotes(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
         .collect()
 }
 
-fn locals(t: &ForwardingTable, g: Ipv4Addr) -> Vec<String> {
+fn locals(t: &ForwardingTable, g: impl Into<std::net::IpAddr>) -> Vec<String> {
+    let g = g.into();
     t.domains()
         .iter()
-        .filter_map(|d| d.route(g.into()))
+        .filter_map(|d| d.route(g))
         .flat_map(|r| r.locals.iter().map(|l| l.link.clone()))
         .collect()
 }
@@ -1100,6 +1101,24 @@ mod mld {
                 .map(|s| s.received.done_v1),
             Some(1)
         );
+    }
+
+    #[test]
+    fn mld_membership_makes_local_members_of_the_table() {
+        let t0 = Instant::now();
+        let mut c = core_at(t0, SavedMembership::default());
+        c.handle_stream(t0, StreamEvent::Connected);
+        c.handle_stream(t0, snapshot(1, &["h2"]));
+        c.handle_links(t0, vec![veth6(Ipv6Link::Ready(LL))]);
+        c.handle_timeout(t0 + SETTINGS_GRACE);
+        drain(&mut c);
+        let t1 = t0 + SETTINGS_GRACE;
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToExclude, G6));
+        let t = last_table(&drain(&mut c)).expect("a new table");
+        assert_eq!(locals(&t, G6), ["tk1"]);
+        c.handle_frame(t1, "tk1", 4, &report_v2(RecordType::ChangeToInclude, G6));
+        let t = last_table(&drain(&mut c)).expect("a new table");
+        assert!(locals(&t, G6).is_empty());
     }
 
     #[test]

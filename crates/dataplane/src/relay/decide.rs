@@ -8,8 +8,10 @@
 //! - the frame is checked with `mcgate-wire`'s views ([`inspect`](crate::inspect));
 //! - a domain that allows only registered sources forwards nothing else (RFC 3376's
 //!   source filters are applied per remote host and per link);
-//! - link-local groups (224.0.0.0/24, RFC 5771) never cross hosts;
+//! - link-local groups (224.0.0.0/24, RFC 5771) and IPv6 groups of scope 0 to 2
+//!   (ff02::/16 and below, RFC 4291 section 2.7) never cross hosts;
 //! - a tunnelled copy must fit the underlay MTU once encapsulated (never fragmented);
+//!   the frame's length counts its own IPv4 or IPv6 header (40 bytes for IPv6);
 //! - the tunnel accepts RFC 7348 VXLAN with the I flag, from the domain's peers only:
 //!   for `tunnel = "wireguard"` domains only inside WireGuard, from the tunnel address
 //!   of the peer whose key authenticated it; for `tunnel = "vxlan"` only in the clear,
@@ -17,10 +19,10 @@
 //! - no loops: a captured frame is never delivered back to its own link, and a
 //!   tunnelled one is never sent back into the tunnel.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use mcgate_domain::api::Tunnel;
-use mcgate_domain::forwarding::{DomainTable, ForwardingTable, Verdict, is_link_local_group};
+use mcgate_domain::forwarding::{DomainTable, ForwardingTable, Verdict, is_link_scope};
 use mcgate_sys::packet::{VNET_HDR_LEN, VnetHdr};
 use mcgate_wire::vxlan;
 
@@ -146,9 +148,8 @@ pub fn from_link(
         plan.dropped = Some(DropReason::NoDomain);
         return;
     }
-    let link_local = is_link_local_group(m.group);
-    // The table keys groups of both families; the relay parses IPv4 frames only.
-    let (group, source) = (IpAddr::V4(m.group), IpAddr::V4(m.source));
+    let link_local = is_link_scope(m.group);
+    let (group, source) = (m.group, m.source);
     let mut refused = false;
     for d in table.domains() {
         if d.check_source(group, source) != Verdict::Forward {
@@ -242,11 +243,11 @@ pub fn from_tunnel(
     accepts(d, via)?;
     let frame = inspect(header.payload())?;
     let done = Tunnelled { vni, frame };
-    if is_link_local_group(frame.group) {
+    if is_link_scope(frame.group) {
         plan.dropped = Some(DropReason::LinkLocal);
         return Ok(done);
     }
-    let (group, source) = (IpAddr::V4(frame.group), IpAddr::V4(frame.source));
+    let (group, source) = (frame.group, frame.source);
     if d.check_source(group, source) != Verdict::Forward {
         plan.dropped = Some(DropReason::SourceNotAllowed);
         return Ok(done);
@@ -265,7 +266,8 @@ pub fn from_tunnel(
 }
 
 /// Offset of the IPv4 header in the Ethernet frames the relay forwards (inspected as
-/// Ethernet II without a VLAN tag).
+/// Ethernet II without a VLAN tag). Egress is IPv4 only: the upstream network speaks
+/// IGMP, and an IPv6 frame never leaves on an upstream interface.
 const IP_AT: usize = 14;
 
 /// The copy of `frame` (an inspected multicast frame, `len` bytes) that leaves on the

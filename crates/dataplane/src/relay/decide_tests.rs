@@ -1,7 +1,7 @@
 //! The relay's decisions, table by table: source filters, static sources, link-local
 //! groups, MTU, unknown peers, wrong VNIs and loops.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use mcgate_domain::SourceFilter;
 use mcgate_domain::api::{
@@ -12,7 +12,7 @@ use mcgate_domain::forwarding::{DomainView, ForwardingTable, LocalMembership};
 use mcgate_wire::vxlan;
 
 use super::*;
-use crate::inspect::tests::frame;
+use crate::inspect::tests::{G6, S6, frame, frame6, frame6_with, mld6};
 
 const G: Ipv4Addr = Ipv4Addr::new(233, 252, 0, 5);
 const LL: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
@@ -55,15 +55,30 @@ fn domain(vni: u32, static_sources: bool) -> DomainState {
     }
 }
 
-fn member(host: &str, group: Ipv4Addr, filter: SourceFilter) -> HostMember {
+fn member<A: Into<IpAddr>>(host: &str, group: A, filter: SourceFilter<A>) -> HostMember
+where
+    SourceFilter<A>: Into<SourceFilter<IpAddr>>,
+{
     HostMember {
         host: host.into(),
-        group: IpAddr::V4(group),
+        group: group.into(),
         filter: filter.into(),
     }
 }
 
 fn table(domains: Vec<DomainState>, local: &[(&str, Ipv4Addr, SourceFilter)]) -> ForwardingTable {
+    let local: Vec<_> = local
+        .iter()
+        .map(|(l, g, f)| (*l, IpAddr::V4(*g), f.clone().into()))
+        .collect();
+    table_ip(domains, &local)
+}
+
+/// [`table`] with local members of either family.
+fn table_ip(
+    domains: Vec<DomainState>,
+    local: &[(&str, IpAddr, SourceFilter<IpAddr>)],
+) -> ForwardingTable {
     let mut v = DomainView::new();
     v.apply(&StreamMessage::Snapshot {
         revision: 1,
@@ -71,7 +86,7 @@ fn table(domains: Vec<DomainState>, local: &[(&str, Ipv4Addr, SourceFilter)]) ->
     });
     let local: LocalMembership = local
         .iter()
-        .map(|(l, g, f)| (((*l).to_string(), IpAddr::V4(*g)), f.clone().into()))
+        .map(|(l, g, f)| (((*l).to_string(), *g), f.clone()))
         .collect();
     let links: Vec<String> = LINKS.iter().map(|l| l.to_string()).collect();
     ForwardingTable::compute(&v, "h1", &links, &local)
@@ -225,7 +240,7 @@ fn link_local_groups_stay_on_the_host() {
     // Arriving through the tunnel, it is dropped whatever the table says.
     let bytes = datagram(42, &frame(S1, LL, 10, 0));
     let (r, p) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 3)), &bytes);
-    assert_eq!(r.map(|t| t.frame.group), Ok(LL));
+    assert_eq!(r.map(|t| t.frame.group), Ok(LL.into()));
     assert!(p.deliver.is_empty());
     assert_eq!(p.dropped, Some(DropReason::LinkLocal));
 }
@@ -367,7 +382,7 @@ fn captures_are_checked_before_any_decision() {
     let mut bytes = vec![0u8; VNET_HDR_LEN];
     bytes.extend_from_slice(&f);
     let (vnet, m) = parse_capture(&bytes, false).expect("valid");
-    assert_eq!((vnet.flags, m.group, m.source), (0, G, S1));
+    assert_eq!((vnet.flags, m.group, m.source), (0, G.into(), S1.into()));
     assert_eq!(
         parse_capture(&bytes[..4], false).err(),
         Some(DropReason::Malformed)
@@ -525,4 +540,149 @@ fn egress_ranges_of_a_link() {
         ..spec
     };
     assert!(!none.egress_allows(G));
+}
+
+const S6B: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// A table of domain 42 where h2 wants IPv6 group `group` with `remote` and link tk3
+/// with `local`.
+fn table6(
+    group: Ipv6Addr,
+    remote: SourceFilter<Ipv6Addr>,
+    local: SourceFilter<Ipv6Addr>,
+) -> ForwardingTable {
+    let mut d = domain(42, false);
+    d.members = vec![member("h2", group, remote)];
+    table_ip(vec![d], &[("tk3", group.into(), local.into())])
+}
+
+fn mcast6(source: Ipv6Addr, group: Ipv6Addr, payload: usize) -> McastFrame {
+    inspect(&frame6(source, group, payload)).expect("a valid frame")
+}
+
+#[test]
+fn an_ipv6_frame_goes_to_remote_members_and_local_links_like_an_ipv4_one() {
+    let t = table6(G6, SourceFilter::any_source(), SourceFilter::any_source());
+    let p = captured(&t, 0, &mcast6(S6, G6, 100), MTU);
+    assert_eq!(p.tunnel, vec![copy(42, 2)]);
+    assert_eq!((p.deliver, p.dropped), (vec![2], None));
+    // Not back to its own link.
+    let p = captured(&t, 2, &mcast6(S6, G6, 100), MTU);
+    assert_eq!((p.tunnel, p.deliver), (vec![copy(42, 2)], vec![]));
+    // From the tunnel: the local member link only.
+    let bytes = datagram(42, &frame6(S6, G6, 100));
+    let (r, p) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 2)), &bytes);
+    assert_eq!(
+        r.map(|t| (t.frame.group, t.frame.source)),
+        Ok((G6.into(), S6.into()))
+    );
+    assert_eq!((p.tunnel, p.deliver, p.dropped), (vec![], vec![2], None));
+    // A group nobody joined.
+    let other = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0x8000, 2);
+    let p = captured(&t, 0, &mcast6(S6, other, 10), MTU);
+    assert_eq!(p.dropped, Some(DropReason::NoMembers));
+}
+
+#[test]
+fn ipv6_source_filters_apply_per_ipv6_source() {
+    let t = table6(G6, SourceFilter::include([S6]), SourceFilter::exclude([S6]));
+    let p = captured(&t, 0, &mcast6(S6, G6, 10), MTU);
+    assert_eq!((p.tunnel, p.deliver), (vec![copy(42, 2)], vec![]));
+    let p = captured(&t, 0, &mcast6(S6B, G6, 10), MTU);
+    assert_eq!((p.tunnel, p.deliver), (vec![], vec![2]));
+    let peer = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let (_, p) = tunnelled(&t, peer, &datagram(42, &frame6(S6, G6, 10)));
+    assert_eq!(p.dropped, Some(DropReason::NoMembers));
+    let (_, p) = tunnelled(&t, peer, &datagram(42, &frame6(S6B, G6, 10)));
+    assert_eq!(p.deliver, vec![2]);
+}
+
+#[test]
+fn ipv6_link_scope_groups_stay_on_the_host() {
+    // ff02::fb (mDNS), ff01::1 (interface-local) and ff00::... (reserved scope 0).
+    for group in [
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb),
+        Ipv6Addr::new(0xff01, 0, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0x99),
+    ] {
+        let t = table6(
+            group,
+            SourceFilter::any_source(),
+            SourceFilter::any_source(),
+        );
+        let p = captured(&t, 0, &mcast6(S6, group, 10), MTU);
+        assert!(p.tunnel.is_empty(), "{group}");
+        assert_eq!((p.deliver, p.dropped), (vec![2], None));
+        let bytes = datagram(42, &frame6(S6, group, 10));
+        let (r, p) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 2)), &bytes);
+        assert!(r.is_ok());
+        assert!(p.deliver.is_empty());
+        assert_eq!(p.dropped, Some(DropReason::LinkLocal));
+    }
+    // Site scope (5) crosses hosts.
+    let site = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x42);
+    let t = table6(site, SourceFilter::any_source(), SourceFilter::any_source());
+    assert_eq!(captured(&t, 0, &mcast6(S6, site, 10), MTU).tunnel.len(), 1);
+}
+
+#[test]
+fn mld_is_never_forwarded() {
+    let t = table6(G6, SourceFilter::any_source(), SourceFilter::any_source());
+    for msg_type in [130, 131, 132, 143] {
+        let f = mld6(S6, G6, msg_type);
+        let mut bytes = vec![0u8; VNET_HDR_LEN];
+        bytes.extend_from_slice(&f);
+        assert_eq!(parse_capture(&bytes, false).err(), Some(DropReason::Igmp));
+        let (r, _) = tunnelled(&t, Some(Ipv4Addr::new(10, 0, 0, 2)), &datagram(42, &f));
+        assert_eq!(r, Err(DropReason::Igmp));
+    }
+}
+
+#[test]
+fn an_ipv6_fragment_is_forwarded_as_it_is() {
+    let t = table6(G6, SourceFilter::any_source(), SourceFilter::any_source());
+    let fragment = [17, 0, 0, 1, 0, 0, 0, 9];
+    let f = frame6_with(S6, G6, 44, &fragment, &[0xab; 1000], 0);
+    let mut bytes = vec![0u8; VNET_HDR_LEN];
+    bytes.extend_from_slice(&f);
+    let (_, m) = parse_capture(&bytes, false).expect("a fragment is forwarded");
+    assert_eq!(m.len, f.len());
+    let p = captured(&t, 0, &m, MTU);
+    assert_eq!((p.tunnel, p.deliver), (vec![copy(42, 2)], vec![2]));
+}
+
+#[test]
+fn an_ipv6_copy_over_the_underlay_mtu_is_counted_with_its_40_byte_header() {
+    let t = table6(G6, SourceFilter::any_source(), SourceFilter::any_source());
+    let m = mcast6(S6, G6, 1000);
+    assert_eq!(m.len, 14 + 40 + 8 + 1000);
+    let exact = m.len + ENCAP_OVERHEAD;
+    assert_eq!(captured(&t, 0, &m, exact).tunnel.len(), 1);
+    let p = captured(&t, 0, &m, exact - 1);
+    assert_eq!((p.tunnel.len(), p.too_big), (0, 1));
+    assert_eq!((p.deliver, p.dropped), (vec![2], None));
+}
+
+#[test]
+fn ipv6_frames_travel_sealed_in_wireguard_domains() {
+    let mut d = wg_domain(42);
+    d.members = vec![member("h2", G6, SourceFilter::any_source())];
+    let t = table_ip(vec![d], &[]);
+    let p = captured(&t, 0, &mcast6(S6, G6, 100), MTU);
+    assert_eq!(
+        p.tunnel.iter().map(|c| c.inner).collect::<Vec<_>>(),
+        [Some((
+            Ipv4Addr::new(10, 255, 0, 1),
+            Ipv4Addr::new(10, 255, 0, 2)
+        ))]
+    );
+    let t = table_ip(
+        vec![wg_domain(42)],
+        &[("tk1", G6.into(), SourceFilter::any_source())],
+    );
+    let mut p = Plan::default();
+    let via = Via::Wireguard(Ipv4Addr::new(10, 255, 0, 2));
+    let r = from_tunnel(&t, &index, via, &datagram(42, &frame6(S6, G6, 10)), &mut p);
+    assert!(r.is_ok());
+    assert_eq!(p.deliver, vec![0]);
 }

@@ -2,7 +2,7 @@
 //! them per group and per drop reason.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use mcgate_sys::packet::Part;
 use mcgate_sys::tunnel::TunnelTx;
@@ -16,15 +16,16 @@ use super::worker_wg::SealTx;
 use crate::counters::{DropReason, Drops, GroupCounters, add_keyed};
 use crate::inspect::McastFrame;
 
-/// Groups with their own counters; traffic to more groups is counted under 0.0.0.0.
+/// Groups with their own counters; traffic to more groups (of either family) is counted
+/// under 0.0.0.0.
 const MAX_TRACKED_GROUPS: usize = 4096;
 
 fn group_counters(
-    groups: &mut HashMap<Ipv4Addr, GroupCounters>,
-    group: Ipv4Addr,
+    groups: &mut HashMap<IpAddr, GroupCounters>,
+    group: IpAddr,
 ) -> &mut GroupCounters {
     let key = if groups.len() >= MAX_TRACKED_GROUPS && !groups.contains_key(&group) {
-        Ipv4Addr::UNSPECIFIED
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
         group
     };
@@ -34,7 +35,7 @@ fn group_counters(
 /// Where a plan's sends are queued and counted (fields of the worker that the receive
 /// batch being read does not borrow).
 pub(super) struct Queues<'a> {
-    pub groups: &'a mut HashMap<Ipv4Addr, GroupCounters>,
+    pub groups: &'a mut HashMap<IpAddr, GroupCounters>,
     pub drops: &'a mut Drops,
     pub tunnel_tx: &'a mut Vec<TunnelTx>,
     pub sealed: &'a mut Vec<SealTx>,
@@ -101,7 +102,8 @@ pub(super) fn forward_tunnelled(
 /// upstream interface's `--upstream-egress`), sends it a copy with its TTL decremented
 /// at once (a routed hop: TTL 1 or less is dropped and counted). `frame` holds the
 /// Ethernet frame. Returns whether a copy went out. Nothing leaves for a frame the
-/// domain refused (`plan.dropped` is `SourceNotAllowed`).
+/// domain refused (`plan.dropped` is `SourceNotAllowed`), nor for an IPv6 frame (the
+/// upstream network is IPv4).
 pub(super) fn egress(
     q: &mut Queues<'_>,
     plan: &mut Plan,
@@ -109,10 +111,13 @@ pub(super) fn egress(
     frame: &[u8],
     m: &McastFrame,
 ) -> bool {
+    let IpAddr::V4(group) = m.group else {
+        return false;
+    };
     let Some(out) = q
         .links
         .iter()
-        .position(|l| !l.spec.egress.is_empty() && l.spec.egress_allows(m.group))
+        .position(|l| !l.spec.egress.is_empty() && l.spec.egress_allows(group))
     else {
         return false;
     };

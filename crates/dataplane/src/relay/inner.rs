@@ -94,9 +94,14 @@ pub fn check(packet: &[u8], peer: Ipv4Addr, local: Ipv4Addr) -> Result<Inner, Dr
 /// The UDP source port for an inner frame: a hash of its Ethernet and IP addresses,
 /// in the dynamic range (RFC 6335), so one flow keeps one port.
 pub fn source_port(frame: &[u8]) -> u16 {
-    // Destination and source MAC, then the IPv4 source and destination.
+    // Destination and source MAC, then the IPv4 or IPv6 source and destination.
+    let addresses = if frame.get(12..14) == Some(&[0x86, 0xdd]) {
+        22..54
+    } else {
+        26..34
+    };
     let mut h: u32 = 0x811c_9dc5;
-    for range in [0..12, 26..34] {
+    for range in [0..12, addresses] {
         for &b in frame.get(range).unwrap_or(&[]) {
             h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{PipeReader, Read};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -91,7 +91,7 @@ pub(super) struct Worker {
     pub(super) wg: Option<WgPlane>,
     /// The decision for the frame at hand (storage reused).
     pub(super) plan: Plan,
-    pub(super) groups: HashMap<Ipv4Addr, GroupCounters>,
+    pub(super) groups: HashMap<IpAddr, GroupCounters>,
     pub(super) tunnel_rx_c: Counter,
     pub(super) tunnel_tx_c: Counter,
     pub(super) drops: Drops,
@@ -360,13 +360,17 @@ impl Worker {
             // Where routers are (the upstream interface), which sources send: the
             // group table's upstream rows.
             // A standby gateway's ranges come in through the elected one.
-            if in_link.spec.standby_for(m.group) {
+            if let IpAddr::V4(group) = m.group
+                && in_link.spec.standby_for(group)
+            {
                 in_link.counters.drops.add(DropReason::Standby, 1);
                 self.drops.add(DropReason::Standby, 1);
                 continue;
             }
-            if in_link.spec.routers {
-                add_source(&mut in_link.counters.sources, m.group, m.source, m.len);
+            if in_link.spec.routers
+                && let (IpAddr::V4(group), IpAddr::V4(source)) = (m.group, m.source)
+            {
+                add_source(&mut in_link.counters.sources, group, source, m.len);
             }
             // The sender's kernel left the UDP checksum to the (virtual) hardware: finish
             // it now, or every receiver would drop the copy.

@@ -1067,3 +1067,16 @@ pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
     }
     sum
 }
+
+/// The last report line of an iperf 2 UDP server's output and the loss it gives in
+/// percent (100 when unreadable); `None` without a report line.
+pub fn iperf_loss(text: &str) -> Option<(&str, f64)> {
+    let summary = text.lines().rfind(|l| l.contains('%') && l.contains('/'))?;
+    let pct = summary
+        .split('(')
+        .nth(1)
+        .and_then(|p| p.split('%').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(100.0);
+    Some((summary, pct))
+}
