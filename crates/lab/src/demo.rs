@@ -98,6 +98,11 @@ fn demo(args: &DemoArgs) -> Result<bool, LabError> {
     let mut topo = load_topology(None, args.name.as_deref())?;
     if args.ipv6 {
         topo.ipv6 = true;
+        // The userspace relay forwards IPv6; the kernel plane programs IPv6 entries but
+        // does not deliver yet (docs/ipv6.md).
+        for h in &mut topo.hosts {
+            h.dataplane = crate::topology::Dataplane::Userspace;
+        }
         for svc in &mut topo.services {
             to_ipv6(&mut svc.command).map_err(LabError::Demo)?;
         }

@@ -515,6 +515,25 @@ fn demo_passes() {
     assert!(!state_dir(&name).exists());
 }
 
+/// The reference deployment over IPv6 (`--ipv6`): MLD members in the group table,
+/// datagrams across hosts from the sender's link-local address, none lost.
+#[test]
+fn demo_passes_over_ipv6() {
+    support::require_root();
+    let name = unique_name();
+    let o = mcgate(&["demo", "--ipv6", "--duration", "5", "--name", &name]);
+    let t = text(&o);
+    assert!(o.status.success(), "demo --ipv6 failed:\n{t}");
+    assert!(t.contains("verdict: PASS"), "{t}");
+    assert!(
+        t.contains("as in the reference: ff02::1 and ff3e::8000:5 for each receiver"),
+        "{t}"
+    );
+    assert!(t.contains("/proc/net/igmp6"), "{t}");
+    assert_eq!(lab_namespaces(&name), Vec::<String>::new());
+    assert!(!state_dir(&name).exists());
+}
+
 /// Waits until the controller lists every receiver's membership of `group`.
 fn wait_for_members(lab: &Lab, group: &str, ips: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(15);
