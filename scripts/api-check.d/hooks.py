@@ -9,6 +9,11 @@ generator is told them, instead of being dropped from the server:
 - IGMPv2's Max Response Time is an 8-bit count of tenths of a second (RFC 2236 section
   2.2), so with `igmp: v2` (the default) both response intervals are at most 25500 ms.
 
+A third rule relates a group to its addresses: a static member's or source's
+`address`, a filter's `sources` and a membership's `reporters` must be of the group's
+address family (IPv4 with an IPv4 group, IPv6 with an IPv6 one), which the schema's
+`ip` formats cannot say either.
+
 A generated body that breaks only these rules is not a valid request, so it is dropped
 from the cases meant to be valid (in every phase: examples, coverage, fuzzing,
 stateful).
@@ -41,6 +46,34 @@ def breaks_igmp_rules(body):
     return False
 
 
+def family(address):
+    """4 or 6 for an address string, None for anything else."""
+    if not isinstance(address, str):
+        return None
+    return 6 if ":" in address else 4
+
+
+def mixes_families(body):
+    """Whether a group's address, filter sources or reporters are of another family
+    than the group, in a static member or source body or a membership report."""
+    if isinstance(body, list):
+        return any(mixes_families(b) for b in body)
+    if not isinstance(body, dict):
+        return False
+    if mixes_families(body.get("entries")):
+        return True
+    group = family(body.get("group"))
+    if group is None:
+        return False
+    others = [body.get("address")]
+    flt = body.get("filter")
+    if isinstance(flt, dict) and isinstance(flt.get("sources"), list):
+        others += flt["sources"]
+    if isinstance(body.get("reporters"), list):
+        others += body["reporters"]
+    return any(family(a) not in (None, group) for a in others)
+
+
 def is_positive(case):
     meta = getattr(case, "meta", None)
     mode = getattr(getattr(meta, "generation", None), "mode", None)
@@ -59,9 +92,11 @@ def is_endless_watch(case):
 
 @schemathesis.hook
 def filter_case(ctx, case):
-    """Drops the cases meant to be valid that break only the IGMP timer rules, and the
-    endless event streams."""
+    """Drops the cases meant to be valid that break only the IGMP timer rules or the
+    address-family rule, and the endless event streams."""
     if is_endless_watch(case):
+        return False
+    if is_positive(case) and mixes_families(case.body):
         return False
     if case.operation.path != "/v1/domains" or case.method.upper() != "POST":
         return True
