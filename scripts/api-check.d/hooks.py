@@ -12,7 +12,8 @@ generator is told them, instead of being dropped from the server:
 A third rule relates a group to its addresses: a static member's or source's
 `address`, a filter's `sources` and a membership's `reporters` must be of the group's
 address family (IPv4 with an IPv4 group, IPv6 with an IPv6 one), which the schema's
-`ip` formats cannot say either.
+`ip` formats cannot say either; and an IPv6 host address is neither `::` nor `::1`,
+which its pattern does not exclude (the IPv4 one does exclude 0.0.0.0 and 127/8).
 
 A generated body that breaks only these rules is not a valid request, so it is dropped
 from the cases meant to be valid (in every phase: examples, coverage, fuzzing,
@@ -22,6 +23,8 @@ stateful).
 end while the domain exists; Schemathesis reads whole bodies, so those cases are dropped
 too (crates/controller/tests/api.rs and the browser tests read the stream).
 """
+
+import ipaddress
 
 import schemathesis
 
@@ -54,8 +57,9 @@ def family(address):
 
 
 def mixes_families(body):
-    """Whether a group's address, filter sources or reporters are of another family
-    than the group, in a static member or source body or a membership report."""
+    """Whether a static member or source body or a membership report breaks the
+    address rules: an `address` of `::` or `::1`, or a group's address, filter sources
+    or reporters of another family than the group."""
     if isinstance(body, list):
         return any(mixes_families(b) for b in body)
     if not isinstance(body, dict):
@@ -65,7 +69,14 @@ def mixes_families(body):
     group = family(body.get("group"))
     if group is None:
         return False
-    others = [body.get("address")]
+    address = body.get("address")
+    try:
+        a = ipaddress.ip_address(address) if isinstance(address, str) else None
+    except ValueError:
+        a = None
+    if a is not None and (a.is_unspecified or a.is_loopback):
+        return True
+    others = [address]
     flt = body.get("filter")
     if isinstance(flt, dict) and isinstance(flt.get("sources"), list):
         others += flt["sources"]
