@@ -428,12 +428,11 @@ impl AgentCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.links
             .values()
-            .filter_map(|l| l.igmp.as_ref().and_then(Interface::poll_timeout))
-            .chain(
-                self.links
-                    .values()
-                    .filter_map(|l| l.mld.as_ref().and_then(MldInterface::poll_timeout)),
-            )
+            .flat_map(|l| {
+                let igmp = l.igmp.as_ref().and_then(Interface::poll_timeout);
+                igmp.into_iter()
+                    .chain(l.mld.as_ref().and_then(MldInterface::poll_timeout))
+            })
             .chain(self.grace_until)
             .chain(self.stale.as_ref().map(|(_, t)| *t))
             .chain(self.restored.values().copied())

@@ -1,6 +1,6 @@
 //! Fuzz bodies for the agent's parsers of bytes from outside (see `fuzz/README.md`):
-//! the `Accept` header of `/metrics`, the state file, and the controller's stream lines
-//! fed to the core. They live here so that a unit test runs each over its seed corpus
+//! the `Accept` header of `/metrics`, the state file, the controller's stream lines
+//! fed to the core, and the kernel's `/proc/net/if_inet6`. They live here so that a unit test runs each over its seed corpus
 //! on stable Rust; `fuzz/` only wraps them for libFuzzer.
 //!
 //! A parser must never panic; the `assert!`s are invariants the fuzzer hunts for
@@ -45,6 +45,20 @@ pub fn state_file(data: &[u8]) {
     });
     let bytes = serde_json::to_vec(&again).unwrap_or_default();
     assert!(persist::parse(&bytes, "h1", now).is_ok_and(|m2| m2 == m));
+}
+
+/// The text of `/proc/net/if_inet6`: parsed without panicking, and each interface's
+/// state names one of its own addresses or none.
+pub fn if_inet6(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for (_, addrs) in crate::netdev::parse_if_inet6(&text) {
+        match crate::netdev::ipv6_link(true, &addrs) {
+            crate::netdev::Ipv6Link::Ready(a) | crate::netdev::Ipv6Link::Tentative(a) => {
+                assert!(addrs.iter().any(|(b, _)| *b == a));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Newline-separated stream lines from a controller, applied to a core with one link
@@ -108,6 +122,7 @@ mod tests {
             ("agent_accept", accept),
             ("agent_state_file", state_file),
             ("agent_stream", stream_lines),
+            ("agent_if_inet6", if_inet6),
         ]);
     }
 

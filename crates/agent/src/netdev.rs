@@ -66,34 +66,8 @@ impl Ipv6Link {
 /// `IFA_F_DADFAILED` and `IFA_F_TENTATIVE` (linux/if_addr.h).
 const IFA_F_DADFAILED: u32 = 0x08;
 const IFA_F_TENTATIVE: u32 = 0x40;
-/// The link-local scope as `/proc/net/if_inet6` writes it (`IPV6_ADDR_LINKLOCAL`).
-const SCOPE_LINK: u32 = 0x20;
 
-/// The link-local addresses of each interface with their `IFA_F_*` flags, from the text
-/// of `/proc/net/if_inet6` (one address a line: address in 32 hex digits, ifindex,
-/// prefix length, scope, flags, name). Lines that do not parse are skipped.
-pub fn parse_if_inet6(text: &str) -> BTreeMap<String, Vec<(Ipv6Addr, u32)>> {
-    let mut out: BTreeMap<String, Vec<(Ipv6Addr, u32)>> = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [addr, _, _, scope, flags, name] = f.as_slice() else {
-            continue;
-        };
-        let (Ok(addr), Ok(scope), Ok(flags)) = (
-            u128::from_str_radix(addr, 16),
-            u32::from_str_radix(scope, 16),
-            u32::from_str_radix(flags, 16),
-        ) else {
-            continue;
-        };
-        if scope == SCOPE_LINK {
-            out.entry((*name).to_string())
-                .or_default()
-                .push((Ipv6Addr::from(addr), flags));
-        }
-    }
-    out
-}
+pub use mcgate_sys::if_inet6::parse_if_inet6;
 
 /// A link's IPv6 state from whether IPv6 is on there and its link-local addresses with
 /// their flags: the lowest address out of DAD, else the lowest one still in it.

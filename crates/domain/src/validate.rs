@@ -172,18 +172,6 @@ pub fn is_link_scope(g: IpAddr) -> bool {
     }
 }
 
-/// Whether `g` is in a source-specific multicast range (RFC 4607 section 1):
-/// 232.0.0.0/8, or ff3x::/32 (RFC 4607 section 1, RFC 3306 section 6) for any scope x.
-pub fn is_ssm_group(g: IpAddr) -> bool {
-    match g {
-        IpAddr::V4(g) => g.octets()[0] == 232,
-        IpAddr::V6(g) => {
-            let s = g.segments();
-            s[0] & 0xfff0 == 0xff30 && s[1] == 0
-        }
-    }
-}
-
 /// An address of the family of `group` (a member's or a source's address); the error
 /// names both.
 pub fn same_family(field: &str, group: IpAddr, a: IpAddr) -> Result<(), ModelError> {
@@ -336,10 +324,6 @@ mod tests {
         for bad in ["::", "::1", "ff3e::1", "::ffff:10.0.0.1"] {
             assert!(unicast("address", v6(bad)).is_err(), "{bad}");
         }
-        assert!(is_ssm_group(v6("ff3e::1")) && is_ssm_group(v6("ff35::8000:1")));
-        assert!(!is_ssm_group(v6("ff3e:1::1")) && !is_ssm_group(v6("ff0e::1")));
-        assert!(is_ssm_group(IpAddr::V4(Ipv4Addr::new(232, 1, 1, 1))));
-        assert!(!is_ssm_group(IpAddr::V4(Ipv4Addr::new(233, 1, 1, 1))));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`Mld`]). RFC 3810 sections 6 to 8 are RFC 3376 sections 5 to 7 with other names,
 //! so one state machine serves both; a [`Family`] supplies only what differs: its
 //! addresses, the acceptance checks of a received packet, the translation of its wire
-//! messages into the family-neutral [`Message`], and the encoding of a query.
+//! messages into the family-neutral [`Message`], and the encoding of one back.
 //!
 //! Versions are kept as IGMP's [`Version`] inside the state machine: MLDv1 (RFC 2710)
 //! behaves as IGMPv2 and MLDv2 as IGMPv3 (RFC 3810 section 8 mirrors RFC 3376 section
@@ -60,26 +60,6 @@ pub struct Query<A> {
     pub qqi: Duration,
     /// The sources asked about.
     pub sources: Vec<A>,
-}
-
-/// A message a host sends (the upstream interface of a proxy, RFC 4605 4.1), in
-/// family-neutral terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMessage<A> {
-    /// An IGMPv1 or IGMPv2 report, or an MLDv1 report ([`Version::V2`]), to the group.
-    OldReport {
-        /// The version to report in.
-        version: Version,
-        /// The group reported.
-        group: A,
-    },
-    /// An IGMPv2 Leave Group (to 224.0.0.2) or an MLDv1 Done (to ff02::2).
-    Leave {
-        /// The group left.
-        group: A,
-    },
-    /// An IGMPv3 or MLDv2 report (to 224.0.0.22 or ff02::16).
-    Report(Vec<Record<A>>),
 }
 
 /// A received packet that passed the family's acceptance checks.
@@ -182,15 +162,25 @@ pub trait Family:
         dst: Self::Addr,
         query: &Query<Self::Addr>,
     ) -> (Self::Message, Vec<u8>);
-    /// A host's message sent from `src`: its IP destination, the wire message and the
-    /// whole IP packet (TTL or Hop Limit 1, Router Alert).
-    fn emit_host(
-        src: Self::Addr,
-        message: HostMessage<Self::Addr>,
-    ) -> (Self::Addr, Self::Message, Vec<u8>);
+    /// `message` sent from `src` to where its kind goes (a report to the group or to
+    /// 224.0.0.22 / ff02::16, a leave or done to the all-routers address, a query to
+    /// its group or all nodes): that destination, the wire message and the whole IP
+    /// packet (TTL or Hop Limit 1, Router Alert). An [`Message::OldReport`] of IGMPv1
+    /// is an IGMPv1 report; MLD's only older report is MLDv1's.
+    fn emit(src: Self::Addr, message: Message<Self::Addr>) -> (Self::Addr, Self::Message, Vec<u8>);
     /// Record bytes that fit one IGMPv3 or MLDv2 report on a 1500-byte link, after the
     /// IP header with its Router Alert and the report's own header.
     const MAX_REPORT_PAYLOAD: usize;
+}
+
+/// Where a query goes: its group, or all nodes for a general query (RFC 3376 4.1.12,
+/// RFC 3810 5.1.15).
+fn query_destination<F: Family>(q: &Query<F::Addr>) -> F::Addr {
+    if F::is_unspecified(q.group) {
+        F::ALL_NODES
+    } else {
+        q.group
+    }
 }
 
 /// IGMP over IPv4 (RFC 3376, RFC 2236).
@@ -267,15 +257,20 @@ impl Family for Igmp {
         )
     }
 
-    fn emit_host(src: Ipv4Addr, m: HostMessage<Ipv4Addr>) -> (Ipv4Addr, IgmpRepr, Vec<u8>) {
+    fn emit(src: Ipv4Addr, m: Message<Ipv4Addr>) -> (Ipv4Addr, IgmpRepr, Vec<u8>) {
         let (dst, message) = match m {
-            HostMessage::OldReport {
+            Message::Query(q) => {
+                let dst = query_destination::<Self>(&q);
+                let (message, packet) = Self::emit_query(src, dst, &q);
+                return (dst, message, packet);
+            }
+            Message::OldReport {
                 version: Version::V1,
                 group,
             } => (group, IgmpRepr::ReportV1 { group }),
-            HostMessage::OldReport { group, .. } => (group, IgmpRepr::ReportV2 { group }),
-            HostMessage::Leave { group } => (igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group }),
-            HostMessage::Report(records) => (igmp::ALL_V3_ROUTERS, IgmpRepr::ReportV3 { records }),
+            Message::OldReport { group, .. } => (group, IgmpRepr::ReportV2 { group }),
+            Message::Leave { group } => (igmp::ALL_ROUTERS, IgmpRepr::LeaveV2 { group }),
+            Message::Report(records) => (igmp::ALL_V3_ROUTERS, IgmpRepr::ReportV3 { records }),
         };
         let packet = igmp::emit_ip_packet(src, dst, &message);
         (dst, message, packet)
@@ -381,12 +376,17 @@ impl Family for Mld {
         )
     }
 
-    fn emit_host(src: Ipv6Addr, m: HostMessage<Ipv6Addr>) -> (Ipv6Addr, MldRepr, Vec<u8>) {
+    fn emit(src: Ipv6Addr, m: Message<Ipv6Addr>) -> (Ipv6Addr, MldRepr, Vec<u8>) {
         // MLD has one older version: MLDv1 (RFC 2710), whatever `version` says.
         let (dst, message) = match m {
-            HostMessage::OldReport { group, .. } => (group, MldRepr::ReportV1 { group }),
-            HostMessage::Leave { group } => (mld::ALL_ROUTERS, MldRepr::DoneV1 { group }),
-            HostMessage::Report(records) => (mld::ALL_MLDV2_ROUTERS, MldRepr::ReportV2 { records }),
+            Message::Query(q) => {
+                let dst = query_destination::<Self>(&q);
+                let (message, packet) = Self::emit_query(src, dst, &q);
+                return (dst, message, packet);
+            }
+            Message::OldReport { group, .. } => (group, MldRepr::ReportV1 { group }),
+            Message::Leave { group } => (mld::ALL_ROUTERS, MldRepr::DoneV1 { group }),
+            Message::Report(records) => (mld::ALL_MLDV2_ROUTERS, MldRepr::ReportV2 { records }),
         };
         let packet = mld::emit_ip_packet(src, dst, &message);
         (dst, message, packet)

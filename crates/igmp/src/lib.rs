@@ -98,7 +98,7 @@ mod timers;
 
 pub use config::{Config, ConfigError};
 pub use event::{Event, GroupState, Ignored, Transmit};
-pub use family::{Accepted, Family, HostMessage, Igmp, Message, Mld, MldVersion, Query};
+pub use family::{Accepted, Family, Igmp, Message, Mld, MldVersion, Query};
 pub use interface::{
     Interface, MAX_GROUPS, MAX_SOURCES, MAX_SOURCES_PER_GROUP, MldInterface, Router,
 };

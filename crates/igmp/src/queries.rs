@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mcgate_wire::Version;
 
-use crate::family::Query;
+use crate::family::{Message, Query};
 use crate::group::Actions;
 use crate::timers::Timer;
 use crate::{Family, FilterMode, Router, Transmit};
@@ -100,8 +100,8 @@ impl<F: Family> Router<F> {
         }
     }
 
-    fn queue(&mut self, dst: F::Addr, query: &Query<F::Addr>) {
-        let (message, packet) = F::emit_query(self.address, dst, query);
+    fn queue(&mut self, query: Query<F::Addr>) {
+        let (dst, message, packet) = F::emit(self.address, Message::Query(query));
         self.transmits.push_back(Transmit {
             dst,
             packet,
@@ -143,7 +143,7 @@ impl<F: Family> Router<F> {
     fn send_general_query(&mut self, resp: Duration) {
         let msg = self.query(F::UNSPECIFIED, resp, false, Vec::new());
         self.stats.sent.general_queries += 1;
-        self.queue(F::ALL_NODES, &msg);
+        self.queue(msg);
     }
 
     /// 6.6.3.1: Q(G). The first lowers the group timer to LMQT and owes Last Member
@@ -170,7 +170,7 @@ impl<F: Family> Router<F> {
         drop(state);
         let msg = self.query(group, lmqi, suppress, Vec::new());
         self.stats.sent.group_queries += 1;
-        self.queue(group, &msg);
+        self.queue(msg);
     }
 
     /// 6.6.3.2: Q(G,X). Sources of X with a timer above LMQT get their timer lowered to
@@ -225,7 +225,7 @@ impl<F: Family> Router<F> {
             if !sources.is_empty() {
                 let msg = self.query(group, lmqi, suppress, sources);
                 self.stats.sent.group_source_queries += 1;
-                self.queue(group, &msg);
+                self.queue(msg);
             }
         }
     }

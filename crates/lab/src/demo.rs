@@ -60,19 +60,12 @@ fn to_ipv6(cmd: &mut [String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The link-local IPv6 addresses of a namespace (`/proc/net/if_inet6`, scope 0x20).
+/// The link-local IPv6 addresses of a namespace, from its `/proc/net/if_inet6`.
 fn link_local_addresses(if_inet6: &str) -> Vec<IpAddr> {
-    if_inet6
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (hex, scope) = (f.first()?, f.get(3)?);
-            if *scope != "20" || hex.len() != 32 {
-                return None;
-            }
-            let n = u128::from_str_radix(hex, 16).ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(n)))
-        })
+    mcgate_sys::if_inet6::parse_if_inet6(if_inet6)
+        .into_values()
+        .flatten()
+        .map(|(a, _)| IpAddr::V6(a))
         .collect()
 }
 

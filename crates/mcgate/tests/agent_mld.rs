@@ -52,16 +52,6 @@ fn group_version(t: &Topo, link: &str, group: &str) -> Option<u64> {
         .and_then(|g| g["version"].as_u64())
 }
 
-/// Whether the task's `eth0` has a link-local address out of DAD: the kernel sources
-/// its reports from it (a report from `::` is dropped by a router, RFC 3810 7.4).
-fn task_link_local_ready(t: &Topo, host: usize, task: usize) -> bool {
-    let out = t.hosts[host].tasks[task]
-        .ns
-        .output(&["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.contains("fe80::") && !text.contains("tentative")
-}
-
 /// The links with a member row of [`GROUP`] in the controller's group table, sorted;
 /// each row's address is an IPv6 link-local reporter.
 fn member_links(t: &Topo) -> Vec<String> {
@@ -105,7 +95,7 @@ fn mld_querier_on_task_links(dp: &str) {
     );
     assert_eq!(mld_of(&t, "tk1").unwrap()["version"], 2);
     let ok = t.wait_until(Duration::from_secs(10), || {
-        task_link_local_ready(&t, 0, 0) && task_link_local_ready(&t, 0, 1)
+        t.task_link_local_ready(0, 0) && t.task_link_local_ready(0, 1)
     });
     assert!(ok, "the tasks' link-local addresses stayed tentative");
 
@@ -272,20 +262,6 @@ while True:
         count[0] += 1
 "#;
 
-/// Sends `count` datagrams to `group` port 5001 out of `eth0`, 20 ms apart, from the
-/// task's link-local address (its only IPv6 address).
-const SEND6_PY: &str = r#"
-import socket, struct, sys, time
-group, count = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("eth0"))
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
-for i in range(count):
-    s.sendto(b"mcgate %d" % i, (group, 5001))
-    time.sleep(0.02)
-print("sent", count, flush=True)
-"#;
-
 /// The count a [`COUNT6_PY`] process printed, once it has.
 fn counted(t: &Topo, proc: usize) -> Option<u64> {
     let log = t.proc_log(proc);
@@ -309,15 +285,15 @@ fn the_kernel_plane_carries_ipv6_multicast_between_hosts() {
     t.create_domain_tunnelled("d1", 4100, "v3", false, "vxlan");
     t.start_agents();
     let ok = t.wait_until(Duration::from_secs(15), || {
-        task_link_local_ready(&t, 0, 0)
-            && task_link_local_ready(&t, 0, 1)
-            && task_link_local_ready(&t, 1, 0)
-            && task_link_local_ready(&t, 1, 1)
+        t.task_link_local_ready(0, 0)
+            && t.task_link_local_ready(0, 1)
+            && t.task_link_local_ready(1, 0)
+            && t.task_link_local_ready(1, 1)
     });
     assert!(ok, "the tasks' link-local addresses stayed tentative");
     let dir = t.dir.clone();
     std::fs::write(dir.join("count6.py"), COUNT6_PY).expect("write the script");
-    std::fs::write(dir.join("send6.py"), SEND6_PY).expect("write the script");
+    std::fs::write(dir.join("send6.py"), agent_support::SEND6_PY).expect("write the script");
     let count6 = dir.join("count6.py").to_string_lossy().into_owned();
     let send6 = dir.join("send6.py").to_string_lossy().into_owned();
     let member = t.spawn_in_task(1, 0, &["python3", &count6, "member", G]);
@@ -361,7 +337,7 @@ fn the_kernel_plane_carries_ipv6_multicast_between_hosts() {
         "no bridge entry for {G} on h1's VXLAN port"
     );
 
-    let sender = t.spawn_in_task(0, 0, &["python3", &send6, G, "50"]);
+    let sender = t.spawn_in_task(0, 0, &["python3", &send6, G, "eth0", "5001", "50", "0.02"]);
     let out = t.wait_proc(sender, Duration::from_secs(20));
     assert!(out.contains("sent 50"), "{out}");
     // Every datagram reaches the member: wait for the 50th before stopping the counters.

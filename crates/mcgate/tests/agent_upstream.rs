@@ -668,6 +668,18 @@ fn exchange_sender(t: &mut Topo, ns: &Netns, group: &str, source: &str) -> usize
     )
 }
 
+/// Waits (15 s at most) until FRR's source table for [`SSM_FEED`] is exactly `want`
+/// (sorted), after `what`; fails with FRR's table and the logs.
+fn wait_for_sources(t: &Topo, frr: &Frr, want: &[&str], what: &str) {
+    let ok = t.wait_until(Duration::from_secs(15), || frr.sources(SSM_FEED) == want);
+    assert!(
+        ok,
+        "after {what}, FRR's sources for {SSM_FEED} never became {want:?}: {:?}\n{}",
+        frr.vtysh("show ip igmp sources json"),
+        t.logs()
+    );
+}
+
 /// RFC 4605 4.1 with RFC 3376 source filters (an SSM feed, 232.0.0.0/8): two sources on
 /// the exchange send one group; tasks on h2 each join it for one source (IGMPv3
 /// INCLUDE). The gateway reports INCLUDE with exactly the sources the domain wants
@@ -679,25 +691,9 @@ fn ssm_feeds_are_joined_upstream_per_source_and_filtered_per_member() {
     let (mut t, exchange, frr) = deployment(3);
 
     let first = t.receiver(1, 0, SSM_FEED, 60.0, "include", &[EXCHANGE_IP]);
-    let ok = t.wait_until(Duration::from_secs(15), || {
-        frr.sources(SSM_FEED) == [EXCHANGE_IP]
-    });
-    assert!(
-        ok,
-        "FRR never saw INCLUDE {{{EXCHANGE_IP}}} for {SSM_FEED}: {:?}\n{}",
-        frr.vtysh("show ip igmp sources json"),
-        t.logs()
-    );
+    wait_for_sources(&t, &frr, &[EXCHANGE_IP], "the first join");
     let second = t.receiver(1, 1, SSM_FEED, 60.0, "include", &[EXCHANGE_IP2]);
-    let ok = t.wait_until(Duration::from_secs(15), || {
-        frr.sources(SSM_FEED) == [EXCHANGE_IP, EXCHANGE_IP2]
-    });
-    assert!(
-        ok,
-        "FRR never saw both sources for {SSM_FEED}: {:?}\n{}",
-        frr.vtysh("show ip igmp sources json"),
-        t.logs()
-    );
+    wait_for_sources(&t, &frr, &[EXCHANGE_IP, EXCHANGE_IP2], "the second join");
     // The merged membership the gateway reports: INCLUDE {both}.
     let doc = t.stats_doc(0).expect("h1 stats");
     let reported = doc["upstream"]["membership"].to_string();
@@ -743,15 +739,7 @@ fn ssm_feeds_are_joined_upstream_per_source_and_filtered_per_member() {
     assert_eq!(got1.from(EXCHANGE_IP2), 0, "{got1:?}");
 
     // The first task left: the gateway blocks its source upstream and keeps the other.
-    let ok = t.wait_until(Duration::from_secs(15), || {
-        frr.sources(SSM_FEED) == [EXCHANGE_IP2]
-    });
-    assert!(
-        ok,
-        "FRR kept {EXCHANGE_IP} after its only member left: {:?}\n{}",
-        frr.vtysh("show ip igmp sources json"),
-        t.logs()
-    );
+    wait_for_sources(&t, &frr, &[EXCHANGE_IP2], "the first task's leave");
     eprintln!(
         "SSM: a source's last member left to FRR dropping it: {:?}",
         leave_at.elapsed()

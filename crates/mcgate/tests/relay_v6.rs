@@ -49,41 +49,10 @@ while not stop[0]:
 print("end", flush=True)
 "#;
 
-/// Sends `count` UDP datagrams to `group`, port `port`, out of `ifname`, every
-/// `interval` seconds, then prints `sent COUNT`.
-const SEND6_PY: &str = r#"
-import socket, struct, sys, time
-group, ifname, port, count, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-ifindex = socket.if_nametoindex(ifname)
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 8)
-for i in range(count):
-    s.sendto(b"mcgate ipv6 %d" % i, (group, port, 0, ifindex))
-    time.sleep(interval)
-print("sent", count, flush=True)
-"#;
-
 const GROUP: &str = "ff3e::8000:1";
 const PORT: &str = "5006";
 const VNI: u64 = 4100;
 const COUNT: usize = 20;
-
-/// The link-local address of task `t` of host `h`, once out of DAD.
-fn link_local(t: &Topo, h: usize, task: usize) -> Option<String> {
-    let out = t.hosts[h].tasks[task].ns.output(&[
-        "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.contains("tentative") {
-        return None;
-    }
-    let addr = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)?;
-    Some(addr.split('/').next()?.to_string())
-}
 
 /// Whether host `h`'s MLD querier runs on `link`.
 fn mld_running(t: &Topo, h: usize, link: &str) -> bool {
@@ -122,7 +91,7 @@ fn two_hosts(tasks: usize) -> Topo {
     });
     assert!(ok, "no MLD querier on h2's links:\n{}", t.logs());
     let ok = t.wait_until(Duration::from_secs(10), || {
-        (0..2).all(|h| (0..tasks).all(|k| link_local(&t, h, k).is_some()))
+        (0..2).all(|h| (0..tasks).all(|k| t.task_link_local(h, k).is_some()))
     });
     assert!(ok, "the tasks' link-local addresses stayed tentative");
     t
@@ -131,12 +100,12 @@ fn two_hosts(tasks: usize) -> Topo {
 #[test]
 fn the_relay_forwards_ipv6_multicast_between_hosts() {
     let mut t = two_hosts(4);
-    let s1 = link_local(&t, 0, 0).expect("h1 task 1's address");
-    let s2 = link_local(&t, 0, 1).expect("h1 task 2's address");
+    let s1 = t.task_link_local(0, 0).expect("h1 task 1's address");
+    let s2 = t.task_link_local(0, 1).expect("h1 task 2's address");
 
     let dir = t.dir.clone();
     std::fs::write(dir.join("recv6.py"), RECV6_PY).expect("write the receiver");
-    std::fs::write(dir.join("send6.py"), SEND6_PY).expect("write the sender");
+    std::fs::write(dir.join("send6.py"), agent_support::SEND6_PY).expect("write the sender");
     let recv = dir.join("recv6.py").to_string_lossy().into_owned();
     let send = dir.join("send6.py").to_string_lossy().into_owned();
     let any_v2 = t.spawn_in_task(1, 0, &["python3", &recv, GROUP, "eth0", PORT, "-"]);

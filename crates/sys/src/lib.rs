@@ -29,6 +29,7 @@ macro_rules! fd_traits {
 #[cfg(feature = "tokio")]
 pub mod async_packet;
 pub mod fds;
+pub mod if_inet6;
 pub mod mcast;
 pub mod mmsg;
 pub mod packet;

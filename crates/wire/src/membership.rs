@@ -197,11 +197,6 @@ impl SourceFilter<IpAddr> {
             IpAddr::V6(_) => None,
         })
     }
-
-    /// Whether every source is of the family of `group`.
-    pub fn is_of_family(&self, group: IpAddr) -> bool {
-        self.sources.iter().all(|s| s.is_ipv4() == group.is_ipv4())
-    }
 }
 
 #[cfg(test)]
@@ -230,11 +225,8 @@ mod tests {
         let ip: SourceFilter<IpAddr> = v4.clone().into();
         assert_eq!(ip.mode, FilterMode::Include);
         assert_eq!(ip.to_v4(), v4);
-        assert!(ip.is_of_family(IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1))));
-        assert!(!ip.is_of_family("ff3e::1".parse().unwrap()));
         let v6: SourceFilter<IpAddr> =
             SourceFilter::exclude(["2001:db8::1".parse::<Ipv6Addr>().unwrap()]).into();
-        assert!(v6.is_of_family("ff3e::1".parse().unwrap()));
         assert_eq!(v6.to_v4(), SourceFilter::any_source());
         // The same JSON as the IPv4 filter it came from.
         assert_eq!(

@@ -36,6 +36,20 @@ pub(super) fn mld_frame(t: &mcgate_igmp::Transmit<mcgate_igmp::Mld>, mac: [u8; 6
     )
 }
 
+/// Queues `frames` to be sent on `link` (index `ifindex`).
+fn queue_frames(
+    actions: &mut std::collections::VecDeque<Action>,
+    link: &str,
+    ifindex: u32,
+    frames: impl Iterator<Item = Vec<u8>>,
+) {
+    actions.extend(frames.map(|frame| Action::Transmit {
+        link: link.to_string(),
+        ifindex,
+        frame,
+    }));
+}
+
 fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, packet: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + packet.len());
     frame.extend_from_slice(&dst);
@@ -214,13 +228,9 @@ impl AgentCore {
         let Some(mld) = link.mld.as_mut() else {
             return;
         };
-        while let Some(t) = mld.poll_transmit() {
-            self.actions.push_back(Action::Transmit {
-                link: name.to_string(),
-                ifindex: link.dev.ifindex,
-                frame: mld_frame(&t, link.dev.mac),
-            });
-        }
+        let (ifindex, mac) = (link.dev.ifindex, link.dev.mac);
+        let frames = std::iter::from_fn(|| mld.poll_transmit()).map(|t| mld_frame(&t, mac));
+        queue_frames(&mut self.actions, name, ifindex, frames);
         let mut changed = false;
         while let Some(ev) = mld.poll_event() {
             match ev {
@@ -247,13 +257,9 @@ impl AgentCore {
         let Some(igmp) = link.igmp.as_mut() else {
             return;
         };
-        while let Some(t) = igmp.poll_transmit() {
-            self.actions.push_back(Action::Transmit {
-                link: name.to_string(),
-                ifindex: link.dev.ifindex,
-                frame: igmp_frame(&t, link.dev.mac),
-            });
-        }
+        let (ifindex, mac) = (link.dev.ifindex, link.dev.mac);
+        let frames = std::iter::from_fn(|| igmp.poll_transmit()).map(|t| igmp_frame(&t, mac));
+        queue_frames(&mut self.actions, name, ifindex, frames);
         let mut events = Vec::new();
         while let Some(ev) = igmp.poll_event() {
             events.push(ev);

@@ -46,7 +46,7 @@ use std::time::Instant;
 use mcgate_wire::record::Record;
 use mcgate_wire::{SourceFilter, Version};
 
-use crate::family::{Family, HostMessage, Igmp, Message, Mld};
+use crate::family::{Family, Igmp, Message, Mld};
 use crate::{Dropped, Transmit};
 use compat::{HostCompat, QuerierVariables};
 pub use range::{GroupRange, RangeError, parse_ranges};
@@ -180,7 +180,7 @@ impl<F: Family> Upstream<F> {
                     } else if cur.is_empty() {
                         self.repeats.remove(&group);
                         if self.mode == Version::V2 {
-                            self.send(HostMessage::Leave { group });
+                            self.send(Message::Leave { group });
                             self.stats.leaves_v2 += 1;
                         }
                     }
@@ -421,18 +421,18 @@ impl<F: Family> Upstream<F> {
             self.stats.reports_v2 += 1;
         }
         let version = self.mode;
-        self.send(HostMessage::OldReport { version, group });
+        self.send(Message::OldReport { version, group });
     }
 
     fn send_v3(&mut self, all: Vec<Record<F::Addr>>) {
         for records in records::pack(all, F::MAX_REPORT_PAYLOAD) {
             self.stats.reports_v3 += 1;
-            self.send(HostMessage::Report(records));
+            self.send(Message::Report(records));
         }
     }
 
-    fn send(&mut self, message: HostMessage<F::Addr>) {
-        let (dst, message, packet) = F::emit_host(self.address, message);
+    fn send(&mut self, message: Message<F::Addr>) {
+        let (dst, message, packet) = F::emit(self.address, message);
         self.transmits.push_back(Transmit {
             dst,
             packet,

@@ -107,6 +107,21 @@ print('count=%d unique=%d dups=%d max=%d ttls=%s from=%s' % (count, len(seen), d
       ','.join('%s:%d' % kv for kv in sorted(by.items())) or '-'), flush=True)
 "#;
 
+/// Sends `count` UDP datagrams to `group`, port `port`, out of `ifname`, every
+/// `interval` seconds, then prints `sent COUNT`.
+pub const SEND6_PY: &str = r#"
+import socket, struct, sys, time
+group, ifname, port, count, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+ifindex = socket.if_nametoindex(ifname)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 8)
+for i in range(count):
+    s.sendto(b"mcgate ipv6 %d" % i, (group, port, 0, ifindex))
+    time.sleep(interval)
+print("sent", count, flush=True)
+"#;
+
 /// The sender: `count` datagrams of `size` bytes, `interval` seconds apart, with TTL
 /// `ttl`, from address `src`.
 pub const SENDER_PY: &str = r#"
@@ -1079,4 +1094,28 @@ pub fn iperf_loss(text: &str) -> Option<(&str, f64)> {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(100.0);
     Some((summary, pct))
+}
+
+impl Topo {
+    /// The link-local address of task `task` of host `h`, once out of DAD.
+    pub fn task_link_local(&self, h: usize, task: usize) -> Option<String> {
+        let out = self.hosts[h].tasks[task].ns.output(&[
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("tentative") {
+            return None;
+        }
+        let addr = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)?;
+        Some(addr.split('/').next()?.to_string())
+    }
+
+    /// Whether task `task` of host `h` has a link-local address out of DAD (it can join
+    /// and send IPv6 multicast, and answer MLD queries).
+    pub fn task_link_local_ready(&self, h: usize, task: usize) -> bool {
+        self.task_link_local(h, task).is_some()
+    }
 }
